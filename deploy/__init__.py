@@ -1,0 +1,1 @@
+"""Infrastructure the product runs on: the no-Docker local stack and the compose files."""

@@ -1,0 +1,1 @@
+"""The local stack: real Kafka, TimescaleDB, Prometheus and Alertmanager on loopback."""

@@ -1,0 +1,190 @@
+"""The ``ioc`` command: one entry point, sub-commands for every job.
+
+Errors the user can fix (:class:`ioc.errors.IocError`) print one line and exit 2; nothing
+else is caught, so real bugs still show their traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ioc.config import Settings, load_settings
+from ioc.errors import IocError
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _stack(settings: Settings) -> Any:
+    from ioc.deploy.local.stack import Stack
+
+    return Stack(settings)
+
+
+# --- stack -------------------------------------------------------------------------------------
+
+
+def cmd_stack_up(args: argparse.Namespace, settings: Settings) -> int:
+    _stack(settings).up(args.services or None)
+    return 0
+
+
+def cmd_stack_down(args: argparse.Namespace, settings: Settings) -> int:
+    _stack(settings).down(args.services or None)
+    return 0
+
+
+def cmd_stack_status(args: argparse.Namespace, settings: Settings) -> int:
+    stack = _stack(settings)
+    if args.json:
+        doc = stack.status_document()
+        print(json.dumps(doc, indent=2))
+        return 0 if doc["healthy"] else 1
+    health = stack.status()
+    width = max(len(h.name) for h in health)
+    for h in health:
+        pid = f"pid {h.pid}" if h.pid else ""
+        print(f"{h.name:<{width}}  {h.state:<13}  {h.endpoint:<24}  {pid:<10}  {h.detail}")
+    print(f"state: {settings.stack_dir}")
+    return 0 if all(h.ok for h in health) else 1
+
+
+def cmd_stack_logs(args: argparse.Namespace, settings: Settings) -> int:
+    print(_stack(settings).log_tail(args.service, args.lines))
+    return 0
+
+
+# --- database and topics -------------------------------------------------------------------------
+
+
+def cmd_db_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from ioc.db.migrate import migrate
+
+    applied = asyncio.run(migrate(settings.admin_dsn(), settings.db_schema))
+    if applied:
+        for mig in applied:
+            print(f"applied {mig.version:04d}_{mig.name}")
+    else:
+        print(f"schema {settings.db_schema} is up to date")
+    return 0
+
+
+def cmd_topics_create(args: argparse.Namespace, settings: Settings) -> int:
+    from ioc.kafka import ensure_topics
+
+    for result in asyncio.run(ensure_topics(settings)):
+        print(f"{result.name:<36} {result.action:<22} partitions={result.partitions}")
+    return 0
+
+
+def cmd_config_show(args: argparse.Namespace, settings: Settings) -> int:
+    data = settings.model_dump(mode="json")
+    for key in sorted(data):
+        value = data[key]
+        if key.endswith(("password", "dsn")) and value is not None:
+            value = "**********"
+        print(f"IOC_{key.upper()}={value}")
+    return 0
+
+
+# --- main job ------------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from ioc.runner import run_main_job
+
+    return run_main_job(settings, scenario=args.scenario or settings.scenario,
+                        duration=args.duration)
+
+
+# --- parser ----------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ioc", description="Smart-city IOC monitoring backend (see README.md)."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    from ioc.deploy.local.stack import SERVICE_NAMES
+
+    stack = sub.add_parser("stack", help="the local Kafka/TimescaleDB/Prometheus/Alertmanager")
+    stack_sub = stack.add_subparsers(dest="stack_command", required=True, metavar="ACTION")
+    p = stack_sub.add_parser("up", help="install (first time) and start, wait until ready")
+    p.add_argument("services", nargs="*", metavar="SERVICE",
+                   help=f"only these ({', '.join(SERVICE_NAMES)}); default all")
+    p.set_defaults(handler=cmd_stack_up)
+    p = stack_sub.add_parser("down", help="stop (data and installs are kept)")
+    p.add_argument("services", nargs="*", metavar="SERVICE")
+    p.set_defaults(handler=cmd_stack_down)
+    p = stack_sub.add_parser("status", help="each service with endpoint and health")
+    p.add_argument("--json", action="store_true", help="machine-readable, with DSNs and URLs")
+    p.set_defaults(handler=cmd_stack_status)
+    p = stack_sub.add_parser("logs", help="tail of one service's log")
+    p.add_argument("service", choices=SERVICE_NAMES)
+    p.add_argument("-n", "--lines", type=int, default=60)
+    p.set_defaults(handler=cmd_stack_logs)
+
+    db = sub.add_parser("db", help="database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    db_sub.add_parser("migrate", help="apply pending migrations").set_defaults(
+        handler=cmd_db_migrate)
+
+    topics = sub.add_parser("topics", help="Kafka topics")
+    topics_sub = topics.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
+    topics_sub.add_parser("create", help="create/align every topic of the contract").set_defaults(
+        handler=cmd_topics_create)
+
+    config = sub.add_parser("config", help="settings")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    config_sub.add_parser("show", help="effective settings, secrets masked").set_defaults(
+        handler=cmd_config_show)
+
+    run = sub.add_parser("run", help="the main job: stack, schema, topics and the pipeline")
+    run.add_argument("--scenario", help="built-in scenario name or a YAML file")
+    run.add_argument("--duration", type=float, default=None,
+                     help="seconds to run (default: until Ctrl-C)")
+    run.set_defaults(handler=cmd_run)
+
+    for register in _plugins():
+        register(sub)
+    return parser
+
+
+def _plugins() -> list[Callable[[Any], None]]:
+    """Sub-commands owned by other packages (simulators, streams, services, dashboards)."""
+    from ioc import commands
+
+    return commands.registrars()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("aiokafka", "kafka", "faust", "mode"):
+        # Their connection errors are re-raised as one-line IocErrors; don't print them twice.
+        logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.CRITICAL)
+    try:
+        settings = load_settings()
+        handler: Handler = args.handler
+        return handler(args, settings)
+    except IocError as exc:
+        print(f"ioc: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ioc: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

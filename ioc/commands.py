@@ -1,0 +1,14 @@
+"""Sub-commands contributed by the packages that own them.
+
+Each package exposes ``register(subparsers)``; the CLI composes them here so the core never
+imports a package's internals, and a package's command lives next to its code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+
+def registrars() -> list[Callable[[Any], None]]:
+    return []

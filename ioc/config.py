@@ -1,0 +1,215 @@
+"""Settings for every `ioc` process, read from the environment (prefix ``IOC_``) and ``.env``.
+
+Validation fails fast: :func:`load_settings` turns pydantic's report into one line that
+names the environment variable, so a typo never surfaces later as a connection traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import ssl
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote, urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ioc.errors import ConfigError
+
+ENV_PREFIX = "IOC_"
+
+_HOSTPORT = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
+_TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9._\-]*$")
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def default_stack_dir() -> Path:
+    """Where the local stack keeps binaries, data and logs: never inside the repository."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "ioc" / "stack"
+
+
+class Settings(BaseSettings):
+    """Every knob of the product in one place; each field is ``IOC_<FIELD>`` in the env."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- local stack -------------------------------------------------------------------
+    stack_dir: Path = Field(default_factory=default_stack_dir)
+    kafka_port: int = Field(19092, ge=1024, le=65535)
+    kafka_controller_port: int = Field(19093, ge=1024, le=65535)
+    postgres_port: int = Field(15432, ge=1024, le=65535)
+    prometheus_port: int = Field(19090, ge=1024, le=65535)
+    alertmanager_port: int = Field(19094, ge=1024, le=65535)
+    kafka_heap: str = Field("768m", pattern=r"^\d+[mg]$")
+
+    # --- Kafka ---------------------------------------------------------------------------
+    kafka_bootstrap_servers: str | None = None
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
+        "PLAINTEXT"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_topic_prefix: str = ""
+
+    # --- database --------------------------------------------------------------------------
+    db_dsn: SecretStr | None = None
+    """Runtime DSN (writer role). Unset: taken from the local stack's generated credentials."""
+    db_admin_dsn: SecretStr | None = None
+    """DSN of the role that owns the schema and runs migrations. Unset: local stack's."""
+    db_schema: str = "ioc"
+
+    # --- processes ---------------------------------------------------------------------------
+    metrics_port: int = Field(9464, ge=0, le=65535)
+    pager_port: int = Field(9480, ge=1024, le=65535)
+    scenario: str = "yen-bai-2022"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _check_bootstrap(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        bad = [p for p in parts if not _HOSTPORT.match(p)]
+        if not parts or bad:
+            raise ValueError(f"expected host:port[,host:port...], got {value!r}")
+        return ",".join(parts)
+
+    @field_validator("kafka_topic_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        if not _TOPIC_PREFIX.match(value):
+            raise ValueError(f"only letters, digits, '.', '_' and '-' are allowed, got {value!r}")
+        return value
+
+    @field_validator("db_schema")
+    @classmethod
+    def _check_schema(cls, value: str) -> str:
+        if not _SCHEMA_NAME.match(value):
+            raise ValueError(f"must be a lower-case SQL identifier, got {value!r}")
+        return value
+
+    @field_validator("db_dsn", "db_admin_dsn")
+    @classmethod
+    def _check_dsn(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        parts = urlsplit(value.get_secret_value())
+        if parts.scheme not in ("postgres", "postgresql") or not parts.hostname:
+            raise ValueError(
+                "expected postgresql://user:password@host:port/database "
+                f"(got scheme {parts.scheme!r}, host {parts.hostname!r})"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_sasl(self) -> Settings:
+        if self.kafka_security_protocol.startswith("SASL_"):
+            if self.kafka_sasl_mechanism is None:
+                raise ValueError(
+                    f"{ENV_PREFIX}KAFKA_SASL_MECHANISM is required when "
+                    f"{ENV_PREFIX}KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol}"
+                )
+            if not self.kafka_sasl_username or self.kafka_sasl_password is None:
+                raise ValueError(
+                    f"{ENV_PREFIX}KAFKA_SASL_USERNAME and {ENV_PREFIX}KAFKA_SASL_PASSWORD are "
+                    f"required when {ENV_PREFIX}KAFKA_SECURITY_PROTOCOL="
+                    f"{self.kafka_security_protocol}"
+                )
+        return self
+
+    # --- derived values ------------------------------------------------------------------------
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.prometheus_port}"
+
+    @property
+    def alertmanager_url(self) -> str:
+        return f"http://127.0.0.1:{self.alertmanager_port}"
+
+    @cached_property
+    def _stack_credentials(self) -> dict[str, Any]:
+        path = self.stack_dir / "timescaledb" / "credentials.json"
+        try:
+            data: dict[str, Any] = json.loads(path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read local stack credentials {path}: {exc}") from exc
+        return data
+
+    def _stack_dsn(self, role: str) -> str:
+        creds = self._stack_credentials
+        if role not in creds.get("roles", {}):
+            env = f"{ENV_PREFIX}DB_DSN" if role == "ioc_app" else f"{ENV_PREFIX}DB_ADMIN_DSN"
+            raise ConfigError(
+                f"{env} is not set and the local stack has no credentials for role {role} "
+                f"in {self.stack_dir}; run `ioc stack up` or set {env}"
+            )
+        password = quote(creds["roles"][role], safe="")
+        return f"postgresql://{role}:{password}@127.0.0.1:{self.postgres_port}/{creds['database']}"
+
+    def database_dsn(self) -> str:
+        """DSN for runtime reads and writes (least privilege)."""
+        if self.db_dsn is not None:
+            return self.db_dsn.get_secret_value()
+        return self._stack_dsn("ioc_app")
+
+    def admin_dsn(self) -> str:
+        """DSN for migrations (schema owner)."""
+        if self.db_admin_dsn is not None:
+            return self.db_admin_dsn.get_secret_value()
+        return self._stack_dsn("ioc_admin")
+
+    def topic(self, name: str) -> str:
+        """The physical Kafka topic name for a contract topic (test namespaces use a prefix)."""
+        return f"{self.kafka_topic_prefix}{name}"
+
+    def aiokafka_kwargs(self) -> dict[str, Any]:
+        """Connection and security arguments shared by every aiokafka client we create."""
+        kwargs: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_security_protocol.startswith("SASL_"):
+            assert self.kafka_sasl_password is not None
+            kwargs.update(
+                sasl_mechanism=self.kafka_sasl_mechanism,
+                sasl_plain_username=self.kafka_sasl_username,
+                sasl_plain_password=self.kafka_sasl_password.get_secret_value(),
+            )
+        if self.kafka_security_protocol in ("SSL", "SASL_SSL"):
+            kwargs["ssl_context"] = ssl.create_default_context(
+                cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None
+            )
+        return kwargs
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p]
+        msg = err.get("msg", "invalid").removeprefix("Value error, ")
+        problems.append(f"{ENV_PREFIX}{loc[0].upper()}: {msg}" if loc else msg)
+    return "invalid configuration: " + "; ".join(problems)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings, raising :class:`ConfigError` with a one-line message on any problem."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None

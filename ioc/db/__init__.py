@@ -1,0 +1,48 @@
+"""Database plumbing: connections with clear errors, and versioned migrations."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from ioc.errors import ServiceUnavailable
+
+
+def describe_dsn(dsn: str) -> str:
+    """The DSN without its password, safe to print."""
+    parts = urlsplit(dsn)
+    user = f"{parts.username}@" if parts.username else ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{user}{parts.hostname}{port}{parts.path}"
+
+
+_CONNECT_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError,
+                   asyncpg.InterfaceError)
+
+
+async def connect(dsn: str, timeout: float = 10.0, **kwargs: Any) -> asyncpg.Connection:
+    """Open a connection, or raise :class:`ServiceUnavailable` naming the database."""
+    try:
+        return await asyncpg.connect(dsn, timeout=timeout, **kwargs)
+    except _CONNECT_ERRORS as exc:
+        raise ServiceUnavailable(
+            f"database {describe_dsn(dsn)} is unreachable ({type(exc).__name__}: "
+            f"{exc or 'timed out'}); check IOC_DB_DSN or `ioc stack up`"
+        ) from None
+
+
+async def create_pool(dsn: str, min_size: int = 1, max_size: int = 4, **kwargs: Any
+                      ) -> asyncpg.Pool:
+    try:
+        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
+                                         timeout=10, **kwargs)
+    except _CONNECT_ERRORS as exc:
+        raise ServiceUnavailable(
+            f"database {describe_dsn(dsn)} is unreachable ({type(exc).__name__}: "
+            f"{exc or 'timed out'}); check IOC_DB_DSN or `ioc stack up`"
+        ) from None
+    assert pool is not None
+    return pool

@@ -1,0 +1,107 @@
+"""Kafka plumbing shared by every process: clear errors and idempotent topic creation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaConnectionError, KafkaError
+
+from ioc.config import Settings
+from ioc.contract.topics import ALL_TOPICS, TopicSpec
+from ioc.errors import IocError, ServiceUnavailable
+
+
+@dataclass
+class TopicResult:
+    name: str
+    action: str  # created | exists | partitions-increased | configs-updated
+    partitions: int
+
+
+async def admin_client(settings: Settings, timeout: float = 10.0) -> AIOKafkaAdminClient:
+    """A started admin client, or :class:`ServiceUnavailable` naming the broker."""
+    admin = AIOKafkaAdminClient(**settings.aiokafka_kwargs(), request_timeout_ms=10_000)
+    try:
+        await asyncio.wait_for(admin.start(), timeout)
+    except (KafkaConnectionError, KafkaError, OSError, asyncio.TimeoutError) as exc:
+        await admin.close()
+        raise ServiceUnavailable(
+            f"Kafka broker at {settings.bootstrap_servers} is unreachable "
+            f"({exc or type(exc).__name__ + ': timed out'}); is the stack up? (`ioc stack up`)"
+        ) from None
+    return admin
+
+
+async def ensure_topics(
+    settings: Settings, specs: Iterable[TopicSpec] = ALL_TOPICS
+) -> list[TopicResult]:
+    """Create missing topics, grow partitions and align configs; safe to call repeatedly."""
+    admin = await admin_client(settings)
+    results: list[TopicResult] = []
+    try:
+        specs = list(specs)
+        existing = set(await admin.list_topics())
+        missing = [s for s in specs if settings.topic(s.name) not in existing]
+        if missing:
+            response = await admin.create_topics(
+                [
+                    NewTopic(settings.topic(s.name), s.partitions, 1, topic_configs=s.configs())
+                    for s in missing
+                ]
+            )
+            _raise_topic_errors(response, "create")
+            results += [TopicResult(settings.topic(s.name), "created", s.partitions)
+                        for s in missing]
+        present = [s for s in specs if s not in missing]
+        if present:
+            described = await admin.describe_topics([settings.topic(s.name) for s in present])
+            partitions = {d["topic"]: len(d["partitions"]) for d in described}
+            for spec in present:
+                name = settings.topic(spec.name)
+                have = partitions.get(name, 0)
+                action = "exists"
+                if have < spec.partitions:
+                    await admin.create_partitions({name: NewPartitions(spec.partitions)})
+                    action, have = "partitions-increased", spec.partitions
+                await admin.alter_configs(
+                    [ConfigResource(ConfigResourceType.TOPIC, name, configs=spec.configs())]
+                )
+                results.append(TopicResult(name, action, have))
+    finally:
+        await admin.close()
+    return results
+
+
+_TOPIC_ALREADY_EXISTS = 36
+
+
+def _raise_topic_errors(response: object, action: str) -> None:
+    """aiokafka returns per-topic error codes instead of raising; surface them."""
+    errors = getattr(response, "topic_errors", None) or getattr(response, "topic_error_codes", [])
+    problems = []
+    for entry in errors:
+        name, code = entry[0], entry[1]
+        message = entry[2] if len(entry) > 2 else ""
+        if code not in (0, _TOPIC_ALREADY_EXISTS):
+            problems.append(f"{name}: error {code} {message or ''}".strip())
+    if problems:
+        raise KafkaTopicError(f"cannot {action} topics: {'; '.join(problems)}")
+
+
+class KafkaTopicError(IocError):
+    pass
+
+
+async def delete_topics(settings: Settings, names: list[str]) -> None:
+    admin = await admin_client(settings)
+    try:
+        existing = set(await admin.list_topics())
+        doomed = [n for n in names if n in existing]
+        if doomed:
+            await admin.delete_topics(doomed)
+    finally:
+        await admin.close()
