@@ -26,7 +26,7 @@ def _stack(settings: Settings) -> Any:
     return Stack(settings)
 
 
-# --- stack -------------------------------------------------------------------------------------
+# --- stack ---
 
 
 def cmd_stack_up(args: argparse.Namespace, settings: Settings) -> int:
@@ -59,7 +59,7 @@ def cmd_stack_logs(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-# --- database and topics -------------------------------------------------------------------------
+# --- database and topics ---
 
 
 def cmd_db_migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -92,17 +92,18 @@ def cmd_config_show(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-# --- main job ------------------------------------------------------------------------------------
+# --- main job ---
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from ioc.runner import run_main_job
 
-    return run_main_job(settings, scenario=args.scenario or settings.scenario,
-                        duration=args.duration)
+    return run_main_job(
+        settings, scenario=args.scenario or settings.scenario, duration=args.duration
+    )
 
 
-# --- parser ----------------------------------------------------------------------------------------
+# --- parser ---
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,8 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     stack = sub.add_parser("stack", help="the local Kafka/TimescaleDB/Prometheus/Alertmanager")
     stack_sub = stack.add_subparsers(dest="stack_command", required=True, metavar="ACTION")
     p = stack_sub.add_parser("up", help="install (first time) and start, wait until ready")
-    p.add_argument("services", nargs="*", metavar="SERVICE",
-                   help=f"only these ({', '.join(SERVICE_NAMES)}); default all")
+    p.add_argument(
+        "services",
+        nargs="*",
+        metavar="SERVICE",
+        help=f"only these ({', '.join(SERVICE_NAMES)}); default all",
+    )
     p.set_defaults(handler=cmd_stack_up)
     p = stack_sub.add_parser("down", help="stop (data and installs are kept)")
     p.add_argument("services", nargs="*", metavar="SERVICE")
@@ -134,22 +139,26 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_sub.add_parser("migrate", help="apply pending migrations").set_defaults(
-        handler=cmd_db_migrate)
+        handler=cmd_db_migrate
+    )
 
     topics = sub.add_parser("topics", help="Kafka topics")
     topics_sub = topics.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
     topics_sub.add_parser("create", help="create/align every topic of the contract").set_defaults(
-        handler=cmd_topics_create)
+        handler=cmd_topics_create
+    )
 
     config = sub.add_parser("config", help="settings")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     config_sub.add_parser("show", help="effective settings, secrets masked").set_defaults(
-        handler=cmd_config_show)
+        handler=cmd_config_show
+    )
 
     run = sub.add_parser("run", help="the main job: stack, schema, topics and the pipeline")
     run.add_argument("--scenario", help="built-in scenario name or a YAML file")
-    run.add_argument("--duration", type=float, default=None,
-                     help="seconds to run (default: until Ctrl-C)")
+    run.add_argument(
+        "--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)"
+    )
     run.set_defaults(handler=cmd_run)
 
     for register in _plugins():

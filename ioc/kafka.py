@@ -27,7 +27,7 @@ async def admin_client(settings: Settings, timeout: float = 10.0) -> AIOKafkaAdm
     admin = AIOKafkaAdminClient(**settings.aiokafka_kwargs(), request_timeout_ms=10_000)
     try:
         await asyncio.wait_for(admin.start(), timeout)
-    except (KafkaConnectionError, KafkaError, OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as exc:
         await admin.close()
         raise ServiceUnavailable(
             f"Kafka broker at {settings.bootstrap_servers} is unreachable "
@@ -54,8 +54,9 @@ async def ensure_topics(
                 ]
             )
             _raise_topic_errors(response, "create")
-            results += [TopicResult(settings.topic(s.name), "created", s.partitions)
-                        for s in missing]
+            results += [
+                TopicResult(settings.topic(s.name), "created", s.partitions) for s in missing
+            ]
         present = [s for s in specs if s not in missing]
         if present:
             described = await admin.describe_topics([settings.topic(s.name) for s in present])

@@ -31,8 +31,10 @@ def run_main_job(settings: Settings, scenario: str, duration: float | None) -> i
     _say("")
     _say("IOC local stack is up:")
     _say(f"  Kafka bootstrap   {settings.bootstrap_servers}")
-    _say(f"  TimescaleDB       127.0.0.1:{settings.postgres_port} (database ioc, "
-         f"`ioc stack status --json` prints the DSNs)")
+    _say(
+        f"  TimescaleDB       127.0.0.1:{settings.postgres_port} (database ioc, "
+        f"`ioc stack status --json` prints the DSNs)"
+    )
     _say(f"  Prometheus        {settings.prometheus_url}")
     _say(f"  Alertmanager      {settings.alertmanager_url}")
     _say(f"scenario: {scenario}; press Ctrl-C to stop")

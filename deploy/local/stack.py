@@ -17,6 +17,7 @@ timescaledb extension, ``/-/ready``), printing progress, and fails with the log 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -120,20 +121,16 @@ def _terminate(pidfile: Path, sig: signal.Signals, timeout: float = 30.0) -> boo
     if pid is None:
         pidfile.unlink(missing_ok=True)
         return False
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if _read_pid(pidfile) is None:
             break
         time.sleep(0.2)
     else:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         time.sleep(0.5)
     pidfile.unlink(missing_ok=True)
     return True
@@ -155,8 +152,12 @@ def _run(argv: list[str], what: str, log: Path, timeout: float = 900) -> None:
         out.flush()
         try:
             result = subprocess.run(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                timeout=timeout, check=False,
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+                check=False,
             )
         except FileNotFoundError as exc:
             raise StackError(f"{what}: {argv[0]} not found ({exc})") from None
@@ -187,8 +188,9 @@ def _apt_install(packages: list[str], log: Path, progress: Progress) -> None:
         _run(_as_root(["apt-get", "update", "-q"]), "apt-get update", log)
         _apt_updated = True
     _run(
-        _as_root([*env_prefix, "apt-get", "install", "-y", "-q", "--no-install-recommends",
-                  *packages]),
+        _as_root(
+            [*env_prefix, "apt-get", "install", "-y", "-q", "--no-install-recommends", *packages]
+        ),
         f"apt-get install {' '.join(packages)}",
         log,
     )
@@ -196,7 +198,7 @@ def _apt_install(packages: list[str], log: Path, progress: Progress) -> None:
 
 def _http_ready(url: str, timeout: float = 2.0) -> tuple[bool, str]:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (loopback)
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
             return resp.status == 200, f"HTTP {resp.status}"
     except urllib.error.HTTPError as exc:
         return False, f"HTTP {exc.code}"
@@ -264,8 +266,9 @@ class Service:
         if pid is None:
             return Health(self.name, "stopped", self.endpoint)
         ok, detail, extra = self.probe()
-        return Health(self.name, "healthy" if ok else "unhealthy", self.endpoint, detail, pid,
-                      extra)
+        return Health(
+            self.name, "healthy" if ok else "unhealthy", self.endpoint, detail, pid, extra
+        )
 
     def up(self, progress: Progress) -> Health:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -284,15 +287,16 @@ class Service:
         while time.monotonic() - started < self.start_timeout:
             if self.pid() is None:
                 raise StackError(
-                    f"{self.name} exited during start; last lines of {self.log}:\n"
-                    f"{_tail(self.log)}"
+                    f"{self.name} exited during start; last lines of {self.log}:\n{_tail(self.log)}"
                 )
             ok, detail, _ = self.probe()
             if ok:
                 self.after_ready(progress)
                 health = self.health()
-                progress(f"[{self.name}] ready ({health.detail}) after "
-                         f"{time.monotonic() - started:.1f} s")
+                progress(
+                    f"[{self.name}] ready ({health.detail}) after "
+                    f"{time.monotonic() - started:.1f} s"
+                )
                 return health
             if time.monotonic() - last_note > 5:
                 progress(f"[{self.name}] waiting for readiness: {detail}")
@@ -343,9 +347,18 @@ class Kafka(Service):
         shutil.rmtree(staging, ignore_errors=True)
         progress("  resolving org.apache.kafka:kafka_2.13 and its dependencies with mvn")
         _run(
-            ["mvn", "-B", "-q", "-f", str(pom), "dependency:copy-dependencies",
-             f"-DoutputDirectory={staging}", "-DincludeScope=runtime"],
-            "mvn dependency:copy-dependencies", self.log,
+            [
+                "mvn",
+                "-B",
+                "-q",
+                "-f",
+                str(pom),
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={staging}",
+                "-DincludeScope=runtime",
+            ],
+            "mvn dependency:copy-dependencies",
+            self.log,
         )
         shutil.rmtree(self.libs, ignore_errors=True)
         staging.rename(self.libs)
@@ -356,28 +369,48 @@ class Kafka(Service):
         if heap:
             cmd += [f"-Xmx{heap}", f"-Xms{heap}"]
         return [
-            *cmd, "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            *cmd,
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={self.dir / 'log4j2.yaml'}",
-            "-cp", f"{self.libs}/*", main, *args,
+            "-cp",
+            f"{self.libs}/*",
+            main,
+            *args,
         ]
 
     def prepare(self, progress: Progress) -> None:
         props = self.dir / "server.properties"
-        _render("kafka/server.properties", props, port=self.settings.kafka_port,
-                controller_port=self.settings.kafka_controller_port, data_dir=self.data_dir)
+        _render(
+            "kafka/server.properties",
+            props,
+            port=self.settings.kafka_port,
+            controller_port=self.settings.kafka_controller_port,
+            data_dir=self.data_dir,
+        )
         (self.dir / "log4j2.yaml").write_text((TEMPLATES / "kafka" / "log4j2.yaml").read_text())
         if not (self.data_dir / "meta.properties").exists():
             cluster_id = urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             progress(f"  formatting KRaft storage (cluster id {cluster_id})")
             _run(
-                self._java("kafka.tools.StorageTool", "format", "--ignore-formatted",
-                           "-t", cluster_id, "-c", str(props)),
-                "kafka storage format", self.log, timeout=120,
+                self._java(
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "--ignore-formatted",
+                    "-t",
+                    cluster_id,
+                    "-c",
+                    str(props),
+                ),
+                "kafka storage format",
+                self.log,
+                timeout=120,
             )
 
     def command(self) -> list[str]:
-        return self._java("kafka.Kafka", str(self.dir / "server.properties"),
-                          heap=self.settings.kafka_heap)
+        return self._java(
+            "kafka.Kafka", str(self.dir / "server.properties"), heap=self.settings.kafka_heap
+        )
 
     def probe(self) -> tuple[bool, str, dict[str, Any]]:
         try:
@@ -424,13 +457,23 @@ class TimescaleDB(Service):
         staging = self.dir / "rootfs.partial"
         if staging.exists():
             _run(_as_root(["rm", "-rf", str(staging)]), "clean partial chroot", self.log)
-        progress(f"  debootstrap {DEBIAN_SUITE} with postgresql-17-timescaledb "
-                 "(about 40 s and 700 MB)")
+        progress(
+            f"  debootstrap {DEBIAN_SUITE} with postgresql-17-timescaledb (about 40 s and 700 MB)"
+        )
         _run(
-            _as_root(["debootstrap", "--variant=minbase",
-                      "--include=postgresql-17-timescaledb", DEBIAN_SUITE, str(staging),
-                      DEBIAN_MIRROR]),
-            "debootstrap", self.log, timeout=1800,
+            _as_root(
+                [
+                    "debootstrap",
+                    "--variant=minbase",
+                    "--include=postgresql-17-timescaledb",
+                    DEBIAN_SUITE,
+                    str(staging),
+                    DEBIAN_MIRROR,
+                ]
+            ),
+            "debootstrap",
+            self.log,
+            timeout=1800,
         )
         staging.rename(self.rootfs)
 
@@ -481,11 +524,22 @@ class TimescaleDB(Service):
             os.chown(pwfile, uid, gid)
             try:
                 _run(
-                    self._chroot(f"{PG_BIN}/initdb", "-D", PG_DATA, "-U", "postgres",
-                                 "--auth-local=peer", "--auth-host=scram-sha-256",
-                                 "--pwfile=/run/postgresql/.pw", "-E", "UTF8",
-                                 "--locale=C.UTF-8"),
-                    "initdb", self.log, timeout=300,
+                    self._chroot(
+                        f"{PG_BIN}/initdb",
+                        "-D",
+                        PG_DATA,
+                        "-U",
+                        "postgres",
+                        "--auth-local=peer",
+                        "--auth-host=scram-sha-256",
+                        "--pwfile=/run/postgresql/.pw",
+                        "-E",
+                        "UTF8",
+                        "--locale=C.UTF-8",
+                    ),
+                    "initdb",
+                    self.log,
+                    timeout=300,
                 )
             finally:
                 pwfile.unlink(missing_ok=True)
@@ -516,8 +570,7 @@ class TimescaleDB(Service):
     def _dsn(self, role: str, database: str) -> str:
         creds = self._credentials()
         password = creds["superuser_password"] if role == "postgres" else creds["roles"][role]
-        return (f"postgresql://{role}:{password}@127.0.0.1:{self.settings.postgres_port}/"
-                f"{database}")
+        return f"postgresql://{role}:{password}@127.0.0.1:{self.settings.postgres_port}/{database}"
 
     def probe(self) -> tuple[bool, str, dict[str, Any]]:
         try:
@@ -529,17 +582,14 @@ class TimescaleDB(Service):
         import asyncpg
 
         creds = self._credentials()
-        role, db = ("ioc_admin", DATABASE) if creds.get("initialised") else ("postgres",
-                                                                              "postgres")
+        role, db = ("ioc_admin", DATABASE) if creds.get("initialised") else ("postgres", "postgres")
         conn = await asyncpg.connect(self._dsn(role, db), timeout=3)
         try:
             await conn.fetchval("SELECT 1")
             version = await conn.fetchval(
                 "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
             )
-            license_ = await conn.fetchval(
-                "SELECT current_setting('timescaledb.license', true)"
-            )
+            license_ = await conn.fetchval("SELECT current_setting('timescaledb.license', true)")
         finally:
             await conn.close()
         if creds.get("initialised") and not version:
@@ -569,8 +619,7 @@ class TimescaleDB(Service):
                     f"{verb} ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
                     f"PASSWORD '{password}'"
                 )
-            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1",
-                                       DATABASE):
+            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE):
                 await conn.execute(f"CREATE DATABASE {DATABASE} OWNER ioc_admin")
         finally:
             await conn.close()
@@ -621,10 +670,14 @@ class Prometheus(Service):
     def prepare(self, progress: Progress) -> None:
         for path in (self.rules_dir, self.targets_dir, self.dir / "data"):
             path.mkdir(parents=True, exist_ok=True)
-        _render("prometheus/prometheus.yml", self.dir / "prometheus.yml",
-                alertmanager_port=self.settings.alertmanager_port,
-                prometheus_port=self.settings.prometheus_port,
-                rules_dir=self.rules_dir, targets_dir=self.targets_dir)
+        _render(
+            "prometheus/prometheus.yml",
+            self.dir / "prometheus.yml",
+            alertmanager_port=self.settings.alertmanager_port,
+            prometheus_port=self.settings.prometheus_port,
+            rules_dir=self.rules_dir,
+            targets_dir=self.targets_dir,
+        )
 
     def command(self) -> list[str]:
         return [
@@ -644,7 +697,7 @@ class Prometheus(Service):
     def reload(self) -> None:
         """Ask a running Prometheus to re-read its config and rule files."""
         req = urllib.request.Request(f"{self.endpoint}/-/reload", method="POST")
-        with urllib.request.urlopen(req, timeout=10):  # noqa: S310 (loopback)
+        with urllib.request.urlopen(req, timeout=10):
             pass
 
 
@@ -664,8 +717,7 @@ class Alertmanager(Prometheus):
         if override.exists():
             shutil.copyfile(override, config)
         else:
-            _render("alertmanager/alertmanager.yml", config,
-                    pager_port=self.settings.pager_port)
+            _render("alertmanager/alertmanager.yml", config, pager_port=self.settings.pager_port)
 
     def command(self) -> list[str]:
         return [
@@ -693,21 +745,24 @@ class Stack:
             return list(self.services.values())
         unknown = [n for n in names if n not in self.services]
         if unknown:
-            raise StackError(f"unknown service {', '.join(unknown)}; "
-                             f"choose from {', '.join(SERVICE_NAMES)}")
+            raise StackError(
+                f"unknown service {', '.join(unknown)}; choose from {', '.join(SERVICE_NAMES)}"
+            )
         return [self.services[n] for n in SERVICE_NAMES if n in names]
 
-    def up(self, names: list[str] | None = None, progress: Progress = _print_progress
-           ) -> list[Health]:
+    def up(
+        self, names: list[str] | None = None, progress: Progress = _print_progress
+    ) -> list[Health]:
         self.settings.stack_dir.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         result = [svc.up(progress) for svc in self.select(names)]
-        progress(f"stack ready in {time.monotonic() - started:.1f} s "
-                 f"(state in {self.settings.stack_dir})")
+        progress(
+            f"stack ready in {time.monotonic() - started:.1f} s "
+            f"(state in {self.settings.stack_dir})"
+        )
         return result
 
-    def down(self, names: list[str] | None = None, progress: Progress = _print_progress
-             ) -> None:
+    def down(self, names: list[str] | None = None, progress: Progress = _print_progress) -> None:
         for svc in reversed(self.select(names)):
             svc.down(progress)
 

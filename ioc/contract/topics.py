@@ -29,14 +29,30 @@ class TopicSpec:
 
 
 CAMERA = TopicSpec("ioc.camera.v1", 6, 2 * DAY_MS, description="camera telemetry and events")
-TELEHEALTH = TopicSpec("ioc.telehealth.v1", 6, 2 * DAY_MS,
-                       description="telehealth station heartbeats, sessions and quality")
-NETNODE = TopicSpec("ioc.netnode.v1", 6, 2 * DAY_MS,
-                    description="network-node probes, interface counters, link state")
-DEAD_LETTER = TopicSpec("ioc.deadletter.v1", 2, 14 * DAY_MS,
-                        description="messages that failed validation, with the reason")
-FAULT_LOG = TopicSpec("ioc.faults.v1", 1, 14 * DAY_MS,
-                      description="faults injected by the simulators (start/end), for tests")
+TELEHEALTH = TopicSpec(
+    "ioc.telehealth.v1",
+    6,
+    2 * DAY_MS,
+    description="telehealth station heartbeats, sessions and quality",
+)
+NETNODE = TopicSpec(
+    "ioc.netnode.v1",
+    6,
+    2 * DAY_MS,
+    description="network-node probes, interface counters, link state",
+)
+DEAD_LETTER = TopicSpec(
+    "ioc.deadletter.v1",
+    2,
+    14 * DAY_MS,
+    description="messages that failed validation, with the reason",
+)
+FAULT_LOG = TopicSpec(
+    "ioc.faults.v1",
+    1,
+    14 * DAY_MS,
+    description="faults injected by the simulators (start/end), for tests",
+)
 
 FEED_TOPICS: dict[str, TopicSpec] = {
     "camera": CAMERA,

@@ -19,8 +19,7 @@ def describe_dsn(dsn: str) -> str:
     return f"{parts.scheme}://{user}{parts.hostname}{port}{parts.path}"
 
 
-_CONNECT_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError,
-                   asyncpg.InterfaceError)
+_CONNECT_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 async def connect(dsn: str, timeout: float = 10.0, **kwargs: Any) -> asyncpg.Connection:
@@ -34,11 +33,13 @@ async def connect(dsn: str, timeout: float = 10.0, **kwargs: Any) -> asyncpg.Con
         ) from None
 
 
-async def create_pool(dsn: str, min_size: int = 1, max_size: int = 4, **kwargs: Any
-                      ) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str, min_size: int = 1, max_size: int = 4, **kwargs: Any
+) -> asyncpg.Pool:
     try:
-        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
-                                         timeout=10, **kwargs)
+        pool = await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=max_size, timeout=10, **kwargs
+        )
     except _CONNECT_ERRORS as exc:
         raise ServiceUnavailable(
             f"database {describe_dsn(dsn)} is unreachable ({type(exc).__name__}: "

@@ -51,9 +51,13 @@ def load_migrations() -> list[Migration]:
 
 async def _grant(conn: asyncpg.Connection, schema: str) -> None:
     """Least privilege: the writer reads and writes rows, Grafana only reads."""
-    roles = {r["rolname"] for r in await conn.fetch(
-        "SELECT rolname FROM pg_roles WHERE rolname = ANY($1::text[])",
-        [RUNTIME_ROLE, READONLY_ROLE])}
+    roles = {
+        r["rolname"]
+        for r in await conn.fetch(
+            "SELECT rolname FROM pg_roles WHERE rolname = ANY($1::text[])",
+            [RUNTIME_ROLE, READONLY_ROLE],
+        )
+    }
     if RUNTIME_ROLE in roles:
         await conn.execute(f"""
             GRANT USAGE ON SCHEMA {schema} TO {RUNTIME_ROLE};
@@ -91,8 +95,10 @@ async def migrate(dsn: str, schema: str) -> list[Migration]:
                     checksum   text NOT NULL,
                     applied_at timestamptz NOT NULL DEFAULT now()
                 )""")
-            done = {r["version"]: r for r in await conn.fetch(
-                "SELECT version, name, checksum FROM schema_migrations")}
+            done = {
+                r["version"]: r
+                for r in await conn.fetch("SELECT version, name, checksum FROM schema_migrations")
+            }
             for mig in migrations:
                 row = done.get(mig.version)
                 if row is not None:
@@ -107,16 +113,20 @@ async def migrate(dsn: str, schema: str) -> list[Migration]:
                         await conn.execute(mig.sql)
                         await conn.execute(
                             "INSERT INTO schema_migrations (version, name, checksum) "
-                            "VALUES ($1, $2, $3)", mig.version, mig.name, mig.checksum)
+                            "VALUES ($1, $2, $3)",
+                            mig.version,
+                            mig.name,
+                            mig.checksum,
+                        )
                 except asyncpg.PostgresError as exc:
                     raise MigrationError(
                         f"migration {mig.version:04d}_{mig.name}.sql failed: "
-                        f"{type(exc).__name__}: {exc}") from None
+                        f"{type(exc).__name__}: {exc}"
+                    ) from None
                 applied_now.append(mig)
             await _grant(conn, schema)
         finally:
-            await conn.execute("SELECT pg_advisory_unlock(hashtext($1))",
-                               f"ioc.migrate.{schema}")
+            await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", f"ioc.migrate.{schema}")
     finally:
         await conn.close()
     return applied_now
@@ -129,7 +139,8 @@ async def current_version(dsn: str, schema: str) -> int | None:
         if not exists:
             return None
         version: int | None = await conn.fetchval(
-            f"SELECT max(version) FROM {schema}.schema_migrations")
+            f"SELECT max(version) FROM {schema}.schema_migrations"
+        )
         return version
     finally:
         await conn.close()

@@ -1,0 +1,53 @@
+# Everything a fresh machine needs goes through these targets (see README "Quick start").
+# The local stack (Kafka, TimescaleDB, Prometheus, Alertmanager) installs itself on first use
+# into $(IOC_STACK_DIR) (default ~/.local/share/ioc/stack), outside the repository.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+IOC     = $(BIN)/ioc
+PYTEST_ARGS ?=
+
+.PHONY: install run stack stack-down status test unit lint typecheck fmt dashboards bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+## main job: stack up, schema, topics, pipeline on the default scenario (Ctrl-C to stop)
+run: install
+	$(IOC) run $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(DURATION),--duration $(DURATION))
+
+stack: install
+	$(IOC) stack up
+
+stack-down: install
+	$(IOC) stack down
+
+status: install
+	$(IOC) stack status
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/python tools/typecheck.py
+
+fmt: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## the whole suite against the real local stack (what .ci/run runs)
+test: install lint typecheck stack
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+unit: install
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

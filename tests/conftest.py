@@ -1,0 +1,65 @@
+"""Shared fixtures.
+
+Integration tests run against the real local stack (``ioc stack up``), brought up once per
+session. Each test gets its own namespace: a Kafka topic prefix and a database schema that
+no other test uses, dropped afterwards, so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from ioc.config import Settings, load_settings
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/integration/" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def base_settings() -> Settings:
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+def stack(base_settings: Settings) -> Iterator[object]:
+    """The real local stack, started once (installs on first use, then seconds)."""
+    from ioc.deploy.local.stack import Stack
+
+    stack = Stack(base_settings)
+    if os.environ.get("IOC_TEST_SKIP_STACK_UP") != "1":
+        stack.up(progress=lambda message: print(message))
+    yield stack
+
+
+@pytest.fixture
+async def namespace(base_settings: Settings, stack: object) -> AsyncIterator[Settings]:
+    """Settings whose topics and schema are private to this test; cleaned up afterwards."""
+    from ioc.db import connect
+    from ioc.kafka import delete_topics
+
+    tag = f"t{uuid.uuid4().hex[:10]}"
+    settings = base_settings.model_copy(update={"kafka_topic_prefix": f"{tag}.", "db_schema": tag})
+    yield settings
+    conn = await connect(settings.admin_dsn())
+    try:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {tag} CASCADE")
+    finally:
+        await conn.close()
+    from ioc.kafka import admin_client
+
+    admin = await admin_client(settings)
+    try:
+        mine = [t for t in await admin.list_topics() if t.startswith(f"{tag}.")]
+    finally:
+        await admin.close()
+    if mine:
+        await delete_topics(settings, mine)
+    await asyncio.sleep(0)

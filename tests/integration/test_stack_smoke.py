@@ -1,0 +1,125 @@
+"""The foundation works end to end on real services: Kafka -> Python -> TimescaleDB."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from ioc.cli import main
+from ioc.config import Settings
+from ioc.db import connect
+from ioc.db.migrate import current_version, load_migrations, migrate
+from ioc.kafka import ensure_topics
+
+
+def test_stack_status_reports_all_services_healthy(stack: object, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["stack", "status", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["healthy"] is True
+    assert {s["name"] for s in doc["services"]} == {
+        "kafka",
+        "timescaledb",
+        "prometheus",
+        "alertmanager",
+    }
+    assert doc["kafka_bootstrap_servers"].startswith("127.0.0.1:")
+    assert doc["database_dsn"].startswith("postgresql://ioc_app:")
+    assert doc["prometheus_url"].startswith("http://127.0.0.1:")
+    ts = next(s for s in doc["services"] if s["name"] == "timescaledb")
+    assert ts["extra"]["timescaledb"]
+
+
+def test_stack_up_twice_is_fast_and_idempotent(stack: object) -> None:
+    started = time.monotonic()
+    stack.up(progress=lambda _m: None)  # type: ignore[attr-defined]
+    assert time.monotonic() - started < 15
+
+
+async def test_migrations_apply_once_and_rerun_cleanly(namespace: Settings) -> None:
+    dsn, schema = namespace.admin_dsn(), namespace.db_schema
+    first = await migrate(dsn, schema)
+    assert [m.version for m in first] == [m.version for m in load_migrations()]
+    assert await migrate(dsn, schema) == []
+    assert await current_version(dsn, schema) == load_migrations()[-1].version
+
+
+async def test_topics_create_is_idempotent(namespace: Settings) -> None:
+    first = await ensure_topics(namespace)
+    assert {r.action for r in first} == {"created"}
+    second = await ensure_topics(namespace)
+    assert {r.action for r in second} == {"exists"}
+    assert all(r.name.startswith(namespace.kafka_topic_prefix) for r in second)
+
+
+async def test_kafka_to_hypertable_round_trip(namespace: Settings) -> None:
+    """Produce with aiokafka, consume, COPY into a real hypertable with asyncpg, read back."""
+    from ioc.contract.topics import CAMERA
+
+    await ensure_topics(namespace, [CAMERA])
+    topic = namespace.topic(CAMERA.name)
+    now_ms = int(time.time() * 1000)
+    sent = [
+        {"device_id": f"cam-{i % 7}", "seq": i, "ts_ms": now_ms + i, "fps": 25.0}
+        for i in range(200)
+    ]
+    producer = AIOKafkaProducer(**namespace.aiokafka_kwargs(), acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for msg in sent:
+            await producer.send(topic, orjson.dumps(msg), key=msg["device_id"].encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+    consumer = AIOKafkaConsumer(
+        topic,
+        **namespace.aiokafka_kwargs(),
+        group_id=f"{namespace.db_schema}-smoke",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    received: list[dict[str, object]] = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(received) < len(sent) and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=1000)
+            for records in batches.values():
+                received += [orjson.loads(r.value) for r in records]
+    finally:
+        await consumer.stop()
+    assert len(received) == len(sent)
+
+    conn = await connect(namespace.admin_dsn())
+    try:
+        await conn.execute(f"CREATE SCHEMA {namespace.db_schema}")
+        table = f"{namespace.db_schema}.smoke"
+        await conn.execute(f"""CREATE TABLE {table} (
+            ts timestamptz NOT NULL, device_id text NOT NULL, seq bigint NOT NULL,
+            fps real, PRIMARY KEY (device_id, seq, ts))""")
+        await conn.execute("SELECT create_hypertable($1::regclass, 'ts')", table)
+        from datetime import UTC, datetime
+
+        rows = [
+            (datetime.fromtimestamp(m["ts_ms"] / 1000, UTC), m["device_id"], m["seq"], m["fps"])
+            for m in received
+        ]  # type: ignore[operator]
+        await conn.copy_records_to_table(
+            "smoke",
+            schema_name=namespace.db_schema,
+            records=rows,
+            columns=["ts", "device_id", "seq", "fps"],
+        )
+        count = await conn.fetchval(f"SELECT count(DISTINCT seq) FROM {table}")
+        is_hyper = await conn.fetchval(
+            "SELECT count(*) FROM timescaledb_information.hypertables "
+            "WHERE hypertable_schema = $1 AND hypertable_name = 'smoke'",
+            namespace.db_schema,
+        )
+    finally:
+        await conn.close()
+    assert count == len(sent)
+    assert is_hyper == 1

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import pytest
+
+from ioc.config import load_settings
+from ioc.errors import ConfigError
+
+
+def test_defaults_point_at_the_local_stack(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("IOC_KAFKA_BOOTSTRAP_SERVERS", "IOC_KAFKA_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    settings = load_settings()
+    assert settings.bootstrap_servers == "127.0.0.1:19092"
+    assert settings.topic("ioc.camera.v1") == "ioc.camera.v1"
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "fragment"),
+    [
+        ("IOC_KAFKA_BOOTSTRAP_SERVERS", "nonsense", "IOC_KAFKA_BOOTSTRAP_SERVERS"),
+        ("IOC_DB_DSN", "mysql://x", "IOC_DB_DSN"),
+        ("IOC_POSTGRES_PORT", "abc", "IOC_POSTGRES_PORT"),
+        ("IOC_KAFKA_TOPIC_PREFIX", "bad prefix!", "IOC_KAFKA_TOPIC_PREFIX"),
+        ("IOC_DB_SCHEMA", "Drop Table", "IOC_DB_SCHEMA"),
+        ("IOC_KAFKA_SECURITY_PROTOCOL", "SASL_SSL", "IOC_KAFKA_SASL_MECHANISM"),
+    ],
+)
+def test_bad_settings_fail_with_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, env: str, value: str, fragment: str
+) -> None:
+    monkeypatch.setenv(env, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert fragment in message
+    assert "\n" not in message
+
+
+def test_sasl_settings_reach_the_kafka_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IOC_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    monkeypatch.setenv("IOC_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv("IOC_KAFKA_SASL_USERNAME", "ioc")
+    monkeypatch.setenv("IOC_KAFKA_SASL_PASSWORD", "s3cret")
+    settings = load_settings()
+    kwargs = settings.aiokafka_kwargs()
+    assert kwargs["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert kwargs["sasl_plain_password"] == "s3cret"
+    assert "s3cret" not in repr(settings)
+
+
+def test_missing_local_credentials_name_the_setting(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("IOC_DB_DSN", raising=False)
+    settings = load_settings(stack_dir=tmp_path)
+    with pytest.raises(ConfigError, match="IOC_DB_DSN"):
+        settings.database_dsn()
+
+
+def test_cli_prints_one_line_for_unreachable_broker(capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from ioc.cli import main
+
+    monkeypatch.setenv("IOC_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    assert main(["topics", "create"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ioc: error: Kafka broker at 127.0.0.1:1 is unreachable")
+    assert len(err.splitlines()) == 1
+
+
+def test_cli_prints_one_line_for_unreachable_database(capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from ioc.cli import main
+
+    monkeypatch.setenv("IOC_DB_ADMIN_DSN", "postgresql://u:p@127.0.0.1:1/ioc")
+    assert main(["db", "migrate"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "database postgresql://u@127.0.0.1:1/ioc is unreachable" in err
+    assert len(err.splitlines()) == 1
+    assert ":p@" not in err
