@@ -11,4 +11,6 @@ from typing import Any
 
 
 def registrars() -> list[Callable[[Any], None]]:
-    return []
+    from ioc.simulators import cli as simulators_cli
+
+    return [simulators_cli.register]

@@ -35,6 +35,9 @@ Millis = Annotated[float, Meta(ge=0.0, le=600_000.0)]
 ShortText = Annotated[str, Meta(min_length=1, max_length=128)]
 
 FEEDS: Final = ("camera", "telehealth", "netnode")
+Status = Literal["ok", "degraded", "fault"]
+IncidentType = Literal["congestion", "stopped_vehicle", "wrong_way"]
+LinkState = Literal["up", "down"]
 
 
 class Message(msgspec.Struct, tag_field="kind", frozen=True, kw_only=True):
@@ -58,7 +61,7 @@ class Message(msgspec.Struct, tag_field="kind", frozen=True, kw_only=True):
 
 
 class CameraHeartbeat(Message, tag="camera.heartbeat", frozen=True, kw_only=True):
-    status: Literal["ok", "degraded", "fault"]
+    status: Status
     uptime_s: NonNegInt
 
 
@@ -79,7 +82,7 @@ class CameraTraffic(Message, tag="camera.traffic", frozen=True, kw_only=True):
 
 class CameraIncident(Message, tag="camera.incident", frozen=True, kw_only=True):
     incident_id: ShortText
-    incident: Literal["congestion", "stopped_vehicle", "wrong_way"]
+    incident: IncidentType
     state: Literal["open", "clear"]
 
 
@@ -87,7 +90,7 @@ class CameraIncident(Message, tag="camera.incident", frozen=True, kw_only=True):
 
 
 class TelehealthHeartbeat(Message, tag="telehealth.heartbeat", frozen=True, kw_only=True):
-    status: Literal["ok", "degraded", "fault"]
+    status: Status
     waiting_patients: Annotated[int, Meta(ge=0, le=10_000)]
     active_sessions: Annotated[int, Meta(ge=0, le=100)]
 
@@ -130,7 +133,7 @@ class NetnodeCounters(Message, tag="netnode.counters", frozen=True, kw_only=True
 
 class NetnodeLink(Message, tag="netnode.link", frozen=True, kw_only=True):
     interface: ShortText
-    state: Literal["up", "down"]
+    state: LinkState
 
 
 CameraMessage = CameraHeartbeat | CameraStream | CameraTraffic | CameraIncident
@@ -214,7 +217,7 @@ def encode(message: Message) -> bytes:
 def _explain(data: bytes, feed: str | None, error: msgspec.ValidationError) -> InvalidMessage:
     try:
         probe = _probe_decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return InvalidMessage(REASON_SCHEMA, str(error))
     if (
         isinstance(probe.v, int)
@@ -254,6 +257,8 @@ def decode(
         raise _explain(data, feed, exc) from None
     except msgspec.DecodeError as exc:
         raise InvalidMessage(REASON_BAD_JSON, str(exc)) from None
+    except RecursionError:
+        raise InvalidMessage(REASON_BAD_JSON, "JSON nested too deeply") from None
     if message.v not in SUPPORTED_VERSIONS:
         raise InvalidMessage(REASON_UNKNOWN_VERSION, f"schema version {message.v} unsupported")
     if key is not None and key != message.device_id.encode():

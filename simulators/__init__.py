@@ -1,0 +1,5 @@
+"""Feed simulators: camera, telehealth and network-node telemetry for a scenario, with faults.
+
+``ioc simulate`` (:mod:`ioc.simulators.cli`) drives :class:`ioc.simulators.engine.Simulator`
+into Kafka or a JSONL file.
+"""

@@ -1,0 +1,175 @@
+"""Where simulated records go: Kafka (librdkafka, for throughput) or a JSONL file.
+
+The simulator uses confluent-kafka rather than aiokafka: librdkafka batches, compresses and
+sends from its own C threads, so the Python side only formats messages and the GIL is not
+the ceiling of load mode.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+from ioc.simulators.engine import Out
+
+from ioc.config import Settings
+from ioc.contract.topics import FAULT_LOG, FEED_TOPICS
+from ioc.errors import ServiceUnavailable
+
+
+class Sink:
+    errors = 0
+    sent = 0
+
+    def send(self, record: Out) -> None:
+        raise NotImplementedError
+
+    def poll(self) -> None:
+        """Serve delivery reports; cheap, called once per tick."""
+
+    def flush(self, timeout: float = 60.0) -> None:
+        """Block until everything sent has been acknowledged."""
+
+    def latency_samples_ms(self) -> list[float]:
+        return []
+
+
+def producer_config(settings: Settings) -> dict[str, Any]:
+    """librdkafka settings: idempotent, acks=all, batched and compressed."""
+    conf: dict[str, Any] = {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "client.id": "ioc-simulator",
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 20,
+        "batch.size": 1_000_000,
+        "batch.num.messages": 20_000,
+        "compression.type": "lz4",
+        "queue.buffering.max.messages": 1_000_000,
+        "queue.buffering.max.kbytes": 512 * 1024,
+        "message.max.bytes": 2_000_000,
+        "partitioner": "murmur2_random",  # same partition per key as the Java/aiokafka clients
+        "security.protocol": settings.kafka_security_protocol.lower(),
+    }
+    if settings.kafka_security_protocol.startswith("SASL_"):
+        assert settings.kafka_sasl_password is not None
+        conf["sasl.mechanisms"] = settings.kafka_sasl_mechanism
+        conf["sasl.username"] = settings.kafka_sasl_username
+        conf["sasl.password"] = settings.kafka_sasl_password.get_secret_value()
+    if settings.kafka_ssl_cafile:
+        conf["ssl.ca.location"] = str(settings.kafka_ssl_cafile)
+    return conf
+
+
+class KafkaSink(Sink):
+    def __init__(self, settings: Settings, sample_every: int = 97) -> None:
+        from confluent_kafka import KafkaException, Producer
+        from confluent_kafka.admin import AdminClient
+
+        self.settings = settings
+        conf = producer_config(settings)
+        # Fail fast with one clear line if the broker is not there.
+        try:
+            admin = AdminClient(
+                {
+                    k: v
+                    for k, v in conf.items()
+                    if k
+                    in (
+                        "bootstrap.servers",
+                        "security.protocol",
+                        "sasl.mechanisms",
+                        "sasl.username",
+                        "sasl.password",
+                        "ssl.ca.location",
+                    )
+                }
+            )
+            metadata = admin.list_topics(timeout=10)
+        except KafkaException as exc:
+            raise ServiceUnavailable(
+                f"Kafka broker at {settings.bootstrap_servers} is unreachable ({exc}); "
+                "is the stack up? (`ioc stack up`)"
+            ) from None
+        self.topics = {feed: settings.topic(spec.name) for feed, spec in FEED_TOPICS.items()}
+        self.topics["faults"] = settings.topic(FAULT_LOG.name)
+        missing = [t for t in self.topics.values() if t not in metadata.topics]
+        if missing:
+            raise ServiceUnavailable(
+                f"topics {', '.join(missing)} do not exist; run `ioc topics create`"
+            )
+        self.producer = Producer(conf)
+        self.sample_every = sample_every
+        self._count = 0
+        self._latencies: list[float] = []
+        self.first_error: str | None = None
+
+    def _on_delivery(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self.errors += 1
+            if self.first_error is None:
+                self.first_error = str(err)
+            return
+        self.sent += 1
+
+    def _on_delivery_sampled(self, err: Any, msg: Any) -> None:
+        self._on_delivery(err, msg)
+        if err is None:
+            latency = msg.latency()
+            if latency is not None:
+                self._latencies.append(latency * 1000.0)
+
+    def send(self, record: Out) -> None:
+        self._count += 1
+        callback = (
+            self._on_delivery_sampled if self._count % self.sample_every == 0 else self._on_delivery
+        )
+        topic = self.topics[record.feed]
+        while True:
+            try:
+                self.producer.produce(topic, record.value, record.key, on_delivery=callback)
+                return
+            except BufferError:
+                self.producer.poll(0.05)  # local queue full: let librdkafka drain
+
+    def poll(self) -> None:
+        self.producer.poll(0)
+
+    def flush(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.producer.flush(1.0) > 0 and time.monotonic() < deadline:
+            pass
+
+    def latency_samples_ms(self) -> list[float]:
+        return self._latencies
+
+
+class FileSink(Sink):
+    """One JSON object per line: topic, key and the exact message bytes (as text)."""
+
+    def __init__(self, settings: Settings, path: Path) -> None:
+        self.topics = {feed: settings.topic(spec.name) for feed, spec in FEED_TOPICS.items()}
+        self.topics["faults"] = settings.topic(FAULT_LOG.name)
+        self.path = path
+        self.fh: IO[bytes] = path.open("wb")
+
+    def send(self, record: Out) -> None:
+        self.fh.write(
+            orjson.dumps(
+                {
+                    "topic": self.topics[record.feed],
+                    "key": record.key.decode(),
+                    "value": record.value.decode("utf-8", "replace"),
+                }
+            )
+        )
+        self.fh.write(b"\n")
+        self.sent += 1
+
+    def flush(self, timeout: float = 60.0) -> None:
+        self.fh.flush()
+
+    def close(self) -> None:
+        self.fh.close()
