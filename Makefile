@@ -49,5 +49,10 @@ test: install lint typecheck stack
 unit: install
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
+## benchmarks (print their figures; results in bench/results/)
+bench: install stack
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python bench/simulator_load.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

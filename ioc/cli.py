@@ -92,6 +92,32 @@ def cmd_config_show(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_scenario_list(args: argparse.Namespace, settings: Settings) -> int:
+    from ioc.contract.topology import builtin_scenarios, load_scenario
+
+    for name in sorted(builtin_scenarios()):
+        topo = load_scenario(name)
+        counts = ", ".join(f"{k} {v}" for k, v in topo.counts().items())
+        print(f"{name:<16} {topo.description}\n{'':<16} {counts}")
+    return 0
+
+
+def cmd_scenario_export(args: argparse.Namespace, settings: Settings) -> int:
+    import yaml
+
+    from ioc.contract.topology import load_scenario
+
+    topo = load_scenario(args.scenario)
+    text = yaml.safe_dump(topo.to_document(), allow_unicode=True, sort_keys=False, width=120)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        print(f"wrote {args.out}: {topo.counts()}", file=sys.stderr)
+    else:
+        print(text, end="")
+    return 0
+
+
 # --- main job ---
 
 
@@ -153,6 +179,16 @@ def build_parser() -> argparse.ArgumentParser:
     config_sub.add_parser("show", help="effective settings, secrets masked").set_defaults(
         handler=cmd_config_show
     )
+
+    scenario = sub.add_parser("scenario", help="province scenarios (topology)")
+    scenario_sub = scenario.add_subparsers(dest="scenario_command", required=True, metavar="ACTION")
+    scenario_sub.add_parser("list", help="built-in scenarios with their sizes").set_defaults(
+        handler=cmd_scenario_list
+    )
+    p = scenario_sub.add_parser("export", help="write a scenario as explicit YAML (to edit)")
+    p.add_argument("scenario", help="built-in name or YAML file")
+    p.add_argument("--out", help="file (default stdout)")
+    p.set_defaults(handler=cmd_scenario_export)
 
     run = sub.add_parser("run", help="the main job: stack, schema, topics and the pipeline")
     run.add_argument("--scenario", help="built-in scenario name or a YAML file")

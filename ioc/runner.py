@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 
 from ioc.config import Settings
 
@@ -38,10 +37,13 @@ def run_main_job(settings: Settings, scenario: str, duration: float | None) -> i
     _say(f"  Prometheus        {settings.prometheus_url}")
     _say(f"  Alertmanager      {settings.alertmanager_url}")
     _say(f"scenario: {scenario}; press Ctrl-C to stop")
-    deadline = None if duration is None else time.monotonic() + duration
-    try:
-        while deadline is None or time.monotonic() < deadline:
-            time.sleep(1)
-    except KeyboardInterrupt:
-        _say("stopping")
-    return 0
+    _say("")
+    # The pipeline as it exists so far: the feed simulators in real time. Later stages
+    # (stream workers, pager, dashboards) plug in here.
+    from ioc.simulators.run import SimConfig, run_simulation
+
+    summary = run_simulation(
+        settings, SimConfig(scenario=scenario, mode="realtime", duration_s=duration)
+    )
+    _say(summary.render())
+    return 0 if summary.errors == 0 else 1

@@ -63,6 +63,7 @@ class Weather:
     def __init__(self, seed: int) -> None:
         self.seed = seed
         self._cache: dict[tuple[str, int], tuple[float, float, float]] = {}
+        self._second: dict[str, tuple[int, float]] = {}
 
     def _spell(self, region: str, hour_index: int) -> tuple[float, float, float]:
         key = (region, hour_index)
@@ -80,8 +81,17 @@ class Weather:
         return spell
 
     def intensity(self, region: str, ts_ms: int) -> float:
-        """0 (clear) .. 1 (storm) for the region at that time."""
-        t = ts_ms / 1000.0
+        """0 (clear) .. 1 (storm) for the region at that time (resolution: one second)."""
+        second = ts_ms // 1000
+        cached = self._second.get(region)
+        if cached is not None and cached[0] == second:
+            return cached[1]
+        value = self._intensity(region, second)
+        self._second[region] = (second, value)
+        return value
+
+    def _intensity(self, region: str, second: int) -> float:
+        t = float(second)
         hour_index = int(t // 3600)
         best = 0.0
         for h in (hour_index - 1, hour_index):  # a spell may spill over from the last hour

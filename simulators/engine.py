@@ -124,6 +124,7 @@ class FaultIndex:
             elif fault.type == "clock_skew":
                 add(self.skew, target, fault)
         self.link_events.sort()
+        self.conditioned = set(self.degraded) | set(self.frozen) | set(self.drops)
 
     @staticmethod
     def _transitions(fault: Fault) -> list[tuple[int, s.LinkState]]:
@@ -163,6 +164,8 @@ class FaultIndex:
 
     def conditions(self, dev: str, rel_ms: int, weather: float) -> Conditions:
         cond = Conditions(weather=weather)
+        if dev not in self.conditioned:
+            return cond
         degraded = self._hit(self.degraded.get(dev), rel_ms)
         if degraded is not None:
             cond.extra_loss_pct = float(degraded.params.get("loss_pct", 10.0))
@@ -239,6 +242,7 @@ class Simulator:
         if until_ms <= self.now_ms:
             return out
         faults, weather, start = self.faults, self.weather, self.start_ms
+        silence = faults.silence
         self._emit_fault_log(until_ms, out)
         self._emit_link_events(until_ms, out)
         for sim, streams in self.streams:
@@ -256,7 +260,7 @@ class Simulator:
                     assert isinstance(sim, NetnodeSim)
                     cond = faults.conditions(dev_id, rel, weather.intensity(sim.region, due))
                     msgs: list[s.Message] = [sim.probe(due, faults.reachable(dev_id, rel), cond)]
-                elif faults.silent(dev_id, rel):
+                elif silence and dev_id in silence and faults.silent(dev_id, rel):
                     self.stats.suppressed += 1
                     continue
                 else:
@@ -286,6 +290,9 @@ class Simulator:
         record = Out(feed, key, s.encode(msg), True, kind, msg.device_id, msg.seq)
         self.stats.valid_by_feed[feed] += 1
         self.stats.valid_by_kind[kind] += 1
+        if not self.faults.rated:
+            out.append(record)
+            return
         held = False
         for fault in self.faults.rated:
             if not fault.active(rel) or (fault.target and fault.target != sim.id):

@@ -123,3 +123,12 @@ async def test_kafka_to_hypertable_round_trip(namespace: Settings) -> None:
         await conn.close()
     assert count == len(sent)
     assert is_hyper == 1
+
+
+def test_main_job_runs_the_scenario_for_its_duration(namespace: Settings) -> None:
+    """`ioc run` in miniature: stack, migrations, topics and the simulators, then exits."""
+    from ioc.runner import run_main_job
+
+    started = time.monotonic()
+    assert run_main_job(namespace, scenario="demo", duration=3) == 0
+    assert time.monotonic() - started < 60
