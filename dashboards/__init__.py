@@ -1,0 +1,1 @@
+"""Grafana dashboards generated in code from the contract."""

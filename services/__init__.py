@@ -1,0 +1,1 @@
+"""Long-running services that serve the data (the pager receiver, ...)."""

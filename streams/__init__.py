@@ -1,0 +1,1 @@
+"""Stream processing: Faust agents that validate the feeds and write them to TimescaleDB."""
