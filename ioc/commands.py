@@ -12,5 +12,6 @@ from typing import Any
 
 def registrars() -> list[Callable[[Any], None]]:
     from ioc.simulators import cli as simulators_cli
+    from ioc.streams import cli as streams_cli
 
-    return [simulators_cli.register]
+    return [simulators_cli.register, streams_cli.register]

@@ -599,12 +599,25 @@ class TimescaleDB(Service):
 
     def after_ready(self, progress: Progress) -> None:
         creds = self._credentials()
-        if creds.get("initialised"):
-            return
-        progress("  creating database ioc, roles ioc_admin/ioc_app/ioc_grafana, extension")
-        asyncio.run(self._bootstrap(creds))
-        creds["initialised"] = True
-        self._save_credentials(creds)
+        if not creds.get("initialised"):
+            progress("  creating database ioc, roles ioc_admin/ioc_app/ioc_grafana, extension")
+            asyncio.run(self._bootstrap(creds))
+            creds["initialised"] = True
+            self._save_credentials(creds)
+        asyncio.run(self._grant())
+
+    async def _grant(self) -> None:
+        """Database-level privileges, re-applied on every start (idempotent)."""
+        import asyncpg
+
+        conn = await asyncpg.connect(self._dsn("postgres", DATABASE), timeout=5)
+        try:
+            await conn.execute(f"REVOKE ALL ON DATABASE {DATABASE} FROM PUBLIC")
+            # The writer stages batches in temporary tables; Grafana only connects.
+            await conn.execute(f"GRANT CONNECT, TEMPORARY ON DATABASE {DATABASE} TO ioc_app")
+            await conn.execute(f"GRANT CONNECT ON DATABASE {DATABASE} TO ioc_grafana")
+        finally:
+            await conn.close()
 
     async def _bootstrap(self, creds: dict[str, Any]) -> None:
         import asyncpg

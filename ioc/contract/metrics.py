@@ -26,62 +26,132 @@ class MetricSpec:
 
 
 # --- pipeline health ---
-EVENTS_CONSUMED = MetricSpec("ioc_events_consumed", "counter",
-                             "Messages consumed from the feed topics", ("feed",))
-EVENTS_WRITTEN = MetricSpec("ioc_events_written", "counter",
-                            "Valid messages written to the raw tables (new rows)", ("feed",))
-EVENTS_DUPLICATE = MetricSpec("ioc_events_duplicate", "counter",
-                              "Valid messages already stored (replays, duplicates)", ("feed",))
-DLQ_MESSAGES = MetricSpec("ioc_dlq_messages", "counter",
-                          "Messages sent to the dead-letter topic", ("feed", "reason"))
-BATCH_SIZE = MetricSpec("ioc_batch_size", "histogram", "Messages per processed batch",
-                        ("feed",), (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000))
+EVENTS_CONSUMED = MetricSpec(
+    "ioc_events_consumed", "counter", "Messages consumed from the feed topics", ("feed",)
+)
+EVENTS_WRITTEN = MetricSpec(
+    "ioc_events_written",
+    "counter",
+    "Valid messages written to the raw tables (new rows)",
+    ("feed",),
+)
+EVENTS_DUPLICATE = MetricSpec(
+    "ioc_events_duplicate",
+    "counter",
+    "Valid messages already stored (replays, duplicates)",
+    ("feed",),
+)
+DLQ_MESSAGES = MetricSpec(
+    "ioc_dlq_messages", "counter", "Messages sent to the dead-letter topic", ("feed", "reason")
+)
+BATCH_SIZE = MetricSpec(
+    "ioc_batch_size",
+    "histogram",
+    "Messages per processed batch",
+    ("feed",),
+    (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000),
+)
 DB_WRITE_SECONDS = MetricSpec(
-    "ioc_db_write_seconds", "histogram", "Time to write one batch to TimescaleDB", ("feed",),
-    (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
-DB_WRITE_ERRORS = MetricSpec("ioc_db_write_errors", "counter",
-                             "Failed batch writes (retried until they succeed)", ("feed",))
-CONSUMER_LAG = MetricSpec("ioc_consumer_lag_messages", "gauge",
-                          "Messages behind the end of the feed topic", ("feed", "partition"))
-EVENT_FRESHNESS = MetricSpec("ioc_event_freshness_seconds", "gauge",
-                             "Now minus the newest event time written, per feed", ("feed",))
-LAST_WRITE = MetricSpec("ioc_last_successful_write_timestamp_seconds", "gauge",
-                        "Unix time of the last successful batch write", ("feed",))
+    "ioc_db_write_seconds",
+    "histogram",
+    "Time to write one batch to TimescaleDB",
+    ("feed",),
+    (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+DB_WRITE_ERRORS = MetricSpec(
+    "ioc_db_write_errors", "counter", "Failed batch writes (retried until they succeed)", ("feed",)
+)
+CONSUMER_LAG = MetricSpec(
+    "ioc_consumer_lag_messages",
+    "gauge",
+    "Messages behind the end of the feed topic",
+    ("feed", "partition"),
+)
+EVENT_FRESHNESS = MetricSpec(
+    "ioc_event_freshness_seconds",
+    "gauge",
+    "Now minus the newest event time written, per feed",
+    ("feed",),
+)
+LAST_WRITE = MetricSpec(
+    "ioc_last_successful_write_timestamp_seconds",
+    "gauge",
+    "Unix time of the last successful batch write",
+    ("feed",),
+)
 WORKER_UP = MetricSpec("ioc_worker_up", "gauge", "1 while a stream worker runs", ("worker",))
-ROLLUP_SECONDS = MetricSpec("ioc_rollup_seconds", "histogram",
-                            "Time to recompute one dirty minute of rollups", ("feed",),
-                            (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
-EVALUATION_SECONDS = MetricSpec("ioc_state_evaluation_seconds", "histogram",
-                                "Time of one device-state evaluation round", (),
-                                (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+ROLLUP_SECONDS = MetricSpec(
+    "ioc_rollup_seconds",
+    "histogram",
+    "Time to recompute one dirty minute of rollups",
+    ("feed",),
+    (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+EVALUATION_SECONDS = MetricSpec(
+    "ioc_state_evaluation_seconds",
+    "histogram",
+    "Time of one device-state evaluation round",
+    (),
+    (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
 
 # --- domain (exported by the leader worker; bounded labels) ---
 DEVICES_BY_STATE = MetricSpec(
-    "ioc_devices", "gauge", "Devices by class, state and top-level unit",
-    ("device_class", "state", "unit"))
-OPEN_INCIDENTS = MetricSpec("ioc_open_incidents", "gauge", "Open incidents by kind and severity",
-                            ("kind", "severity"))
-TELEHEALTH_SESSIONS = MetricSpec("ioc_telehealth_sessions_active", "gauge",
-                                 "Telehealth sessions in progress", ("unit",))
-CAMERA_ONLINE_RATIO = MetricSpec("ioc_camera_online_ratio", "gauge",
-                                 "Cameras up / cameras, per unit (every level)",
-                                 ("unit", "unit_name", "level"))
+    "ioc_devices",
+    "gauge",
+    "Devices by class, state and top-level unit",
+    ("device_class", "state", "unit"),
+)
+OPEN_INCIDENTS = MetricSpec(
+    "ioc_open_incidents", "gauge", "Open incidents by kind and severity", ("kind", "severity")
+)
+TELEHEALTH_SESSIONS = MetricSpec(
+    "ioc_telehealth_sessions_active", "gauge", "Telehealth sessions in progress", ("unit",)
+)
+CAMERA_ONLINE_RATIO = MetricSpec(
+    "ioc_camera_online_ratio",
+    "gauge",
+    "Cameras up / cameras, per unit (every level)",
+    ("unit", "unit_name", "level"),
+)
 DEVICE_DOWN = MetricSpec(
-    "ioc_device_down", "gauge",
+    "ioc_device_down",
+    "gauge",
     "1 per device that is down (not unreachable-upstream); only down devices have a series",
-    ("device_id", "device_class", "unit", "site"))
+    ("device_id", "device_class", "unit", "site"),
+)
 SITE_ISOLATED = MetricSpec(
-    "ioc_site_isolated", "gauge",
+    "ioc_site_isolated",
+    "gauge",
     "Devices cut off behind a node that is down; one series per down node",
-    ("node_id", "unit", "site"))
+    ("node_id", "unit", "site"),
+)
 DEVICE_DEGRADED = MetricSpec(
-    "ioc_device_degraded", "gauge",
+    "ioc_device_degraded",
+    "gauge",
     "1 per degraded device with the reason; only degraded devices have a series",
-    ("device_id", "device_class", "unit", "reason"))
+    ("device_id", "device_class", "unit", "reason"),
+)
 
 ALL_METRICS: Final = (
-    EVENTS_CONSUMED, EVENTS_WRITTEN, EVENTS_DUPLICATE, DLQ_MESSAGES, BATCH_SIZE,
-    DB_WRITE_SECONDS, DB_WRITE_ERRORS, CONSUMER_LAG, EVENT_FRESHNESS, LAST_WRITE, WORKER_UP,
-    ROLLUP_SECONDS, EVALUATION_SECONDS, DEVICES_BY_STATE, OPEN_INCIDENTS, TELEHEALTH_SESSIONS,
-    CAMERA_ONLINE_RATIO, DEVICE_DOWN, SITE_ISOLATED, DEVICE_DEGRADED,
+    EVENTS_CONSUMED,
+    EVENTS_WRITTEN,
+    EVENTS_DUPLICATE,
+    DLQ_MESSAGES,
+    BATCH_SIZE,
+    DB_WRITE_SECONDS,
+    DB_WRITE_ERRORS,
+    CONSUMER_LAG,
+    EVENT_FRESHNESS,
+    LAST_WRITE,
+    WORKER_UP,
+    ROLLUP_SECONDS,
+    EVALUATION_SECONDS,
+    DEVICES_BY_STATE,
+    OPEN_INCIDENTS,
+    TELEHEALTH_SESSIONS,
+    CAMERA_ONLINE_RATIO,
+    DEVICE_DOWN,
+    SITE_ISOLATED,
+    DEVICE_DEGRADED,
 )

@@ -40,14 +40,24 @@ STATE_DEGRADED: Final = "degraded"
 STATE_UNREACHABLE: Final = "unreachable-upstream"
 STATE_FLAPPING: Final = "flapping"
 STATE_UNKNOWN: Final = "unknown"
-STATES: Final = (STATE_UP, STATE_DEGRADED, STATE_DOWN, STATE_UNREACHABLE, STATE_FLAPPING,
-                 STATE_UNKNOWN)
+STATES: Final = (
+    STATE_UP,
+    STATE_DEGRADED,
+    STATE_DOWN,
+    STATE_UNREACHABLE,
+    STATE_FLAPPING,
+    STATE_UNKNOWN,
+)
 
 # Incident kinds and severities (incidents.kind / .severity, metric labels, alert rules).
 INCIDENT_DEVICE_DOWN: Final = "device-down"
 INCIDENT_SITE_ISOLATED: Final = "site-isolated"
 INCIDENT_FLAPPING: Final = "flapping"
 INCIDENT_DEGRADED: Final = "degraded"
-INCIDENT_KINDS: Final = (INCIDENT_DEVICE_DOWN, INCIDENT_SITE_ISOLATED, INCIDENT_FLAPPING,
-                         INCIDENT_DEGRADED)
+INCIDENT_KINDS: Final = (
+    INCIDENT_DEVICE_DOWN,
+    INCIDENT_SITE_ISOLATED,
+    INCIDENT_FLAPPING,
+    INCIDENT_DEGRADED,
+)
 SEVERITIES: Final = ("critical", "warning", "info")

@@ -24,8 +24,20 @@ async def store_topology(conn: asyncpg.Connection, topology: Topology) -> None:
                  level_name = EXCLUDED.level_name, parent_code = EXCLUDED.parent_code,
                  lat = EXCLUDED.lat, lon = EXCLUDED.lon, valid_from = EXCLUDED.valid_from,
                  valid_to = EXCLUDED.valid_to""",
-            [(u.code, u.name, u.level, u.level_name, u.parent, u.lat, u.lon, u.valid_from,
-              u.valid_to) for u in units],
+            [
+                (
+                    u.code,
+                    u.name,
+                    u.level,
+                    u.level_name,
+                    u.parent,
+                    u.lat,
+                    u.lon,
+                    u.valid_from,
+                    u.valid_to,
+                )
+                for u in units
+            ],
         )
         ancestors = [
             (code, ancestor, depth)
@@ -51,6 +63,16 @@ async def store_topology(conn: asyncpg.Connection, topology: Topology) -> None:
                ON CONFLICT (id) DO UPDATE SET device_class = EXCLUDED.device_class,
                  site_id = EXCLUDED.site_id, upstream_node = EXCLUDED.upstream_node,
                  lat = EXCLUDED.lat, lon = EXCLUDED.lon, attributes = EXCLUDED.attributes""",
-            [(d.id, d.device_class, d.site, d.upstream, d.lat, d.lon,
-              json.dumps(d.attributes, ensure_ascii=False)) for d in topology.devices.values()],
+            [
+                (
+                    d.id,
+                    d.device_class,
+                    d.site,
+                    d.upstream,
+                    d.lat,
+                    d.lon,
+                    json.dumps(d.attributes, ensure_ascii=False),
+                )
+                for d in topology.devices.values()
+            ],
         )

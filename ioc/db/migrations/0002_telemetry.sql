@@ -235,8 +235,8 @@ FROM unit_rollup_netnode_1m GROUP BY 1, 2, 3;
 CREATE TABLE device_last_seen (
     device_id        text PRIMARY KEY,
     device_class     text NOT NULL,
-    last_ts          timestamptz NOT NULL,
-    last_seq         bigint NOT NULL,
+    last_ts          timestamptz,              -- newest own report (probes excluded)
+    last_seq         bigint NOT NULL DEFAULT 0,
     probe_ts         timestamptz,
     probe_reachable  boolean,
     quality_ts       timestamptz,

@@ -1,0 +1,233 @@
+"""The Faust application: one agent per feed topic, timers for rollups, states and health.
+
+Several workers (``ioc worker``) with the same app id form one consumer group and share the
+feed partitions; Faust rebalances them when one joins or leaves. Per-batch work happens in
+:class:`~ioc.streams.processor.FeedProcessor`; the leader (one worker at a time) also runs the
+device-state evaluation and retention, and every worker helps recompute dirty rollups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import faust
+from ioc.streams.evaluator import Evaluator
+from ioc.streams.processor import FeedProcessor, Record
+from ioc.streams.rollups import enforce_retention, recompute_dirty
+from ioc.streams.writer import open_pool
+
+from ioc.config import Settings
+from ioc.contract import metrics as m
+from ioc.contract.topics import DEAD_LETTER, FEED_TOPICS
+from ioc.contract.topology import Topology
+from ioc.observability import collector
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StreamOptions:
+    batch_size: int = 2000
+    batch_within_s: float = 0.5
+    evaluate_every_s: float = 5.0
+    rollup_every_s: float = 5.0
+    retention_every_s: float = 600.0
+    raw_retention_days: int = 7
+    rollup_retention_days: int = 90
+    worker_name: str = field(default_factory=lambda: f"worker-{os.getpid()}")
+
+
+def faust_broker_kwargs(settings: Settings) -> dict[str, Any]:
+    """Broker URL and credentials for Faust from the same settings aiokafka uses."""
+    kwargs: dict[str, Any] = {
+        "broker": [f"kafka://{hp}" for hp in settings.bootstrap_servers.split(",")],
+    }
+    if settings.kafka_security_protocol.startswith("SASL_"):
+        assert settings.kafka_sasl_password is not None
+        ssl_context = settings.aiokafka_kwargs().get("ssl_context")
+        kwargs["broker_credentials"] = faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password.get_secret_value(),
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=ssl_context,
+        )
+    elif settings.kafka_security_protocol == "SSL":
+        kwargs["broker_credentials"] = settings.aiokafka_kwargs()["ssl_context"]
+    return kwargs
+
+
+class Pipeline:
+    """Owns the database pool and the processor; created on the worker's event loop."""
+
+    def __init__(self, settings: Settings, topology: Topology, options: StreamOptions) -> None:
+        self.settings = settings
+        self.topology = topology
+        self.options = options
+        self.pool: asyncpg.Pool | None = None
+        self.processor: FeedProcessor | None = None
+        self.evaluator: Evaluator | None = None
+        self._lock = asyncio.Lock()
+        self.lag = collector(m.CONSUMER_LAG)
+        self.freshness = collector(m.EVENT_FRESHNESS)
+        self.rollup_seconds = collector(m.ROLLUP_SECONDS)
+        collector(m.WORKER_UP).labels(options.worker_name).set(1)
+
+    async def ready(self, dead_letter_topic: Any) -> FeedProcessor:
+        if self.processor is not None:
+            return self.processor
+        async with self._lock:
+            if self.processor is None:
+                delay = 0.5
+                while self.pool is None:
+                    try:
+                        self.pool = await open_pool(
+                            self.settings.database_dsn(), self.settings.db_schema
+                        )
+                    except Exception as exc:
+                        log.warning("database not ready (%s); retry in %.1f s", exc, delay)
+                        await asyncio.sleep(delay)
+                        delay = min(10.0, delay * 2)
+
+                async def send(key: bytes | None, value: bytes) -> Any:
+                    return await dead_letter_topic.send(key=key, value=value)
+
+                self.processor = FeedProcessor(self.topology, self.pool, send)
+                self.evaluator = Evaluator(self.topology, self.pool)
+        assert self.processor is not None
+        return self.processor
+
+
+def build_app(
+    settings: Settings, topology: Topology, options: StreamOptions | None = None
+) -> tuple[faust.App, Pipeline]:
+    options = options or StreamOptions()
+    app = faust.App(
+        f"{settings.kafka_topic_prefix}ioc-streams",
+        **faust_broker_kwargs(settings),
+        store="memory://",
+        web_enabled=False,
+        autodiscover=False,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        broker_commit_every=10_000,
+        topic_replication_factor=1,
+        stream_buffer_maxsize=options.batch_size * 2,
+        producer_compression_type="lz4",
+        producer_linger_ms=5,
+        consumer_max_fetch_size=4 * 1024 * 1024,
+    )
+    pipeline = Pipeline(settings, topology, options)
+    dlq = app.topic(
+        settings.topic(DEAD_LETTER.name),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        internal=False,
+    )
+
+    for feed, spec in FEED_TOPICS.items():
+        topic = app.topic(
+            settings.topic(spec.name),
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            internal=False,
+        )
+
+        async def agent(stream: Any, feed: str = feed) -> None:
+            processor = await pipeline.ready(dlq)
+            async for events in stream.take_events(options.batch_size, options.batch_within_s):
+                records = [
+                    Record(
+                        e.message.topic,
+                        e.message.partition,
+                        e.message.offset,
+                        e.message.key,
+                        e.message.value,
+                        int(e.message.timestamp * 1000) if e.message.timestamp else None,
+                    )
+                    for e in events
+                ]
+                try:
+                    await processor.process(feed, records)
+                except asyncio.CancelledError:
+                    # Stopped mid-batch: the rows may not be stored, but take_events would
+                    # acknowledge them on the way out. Leave without committing instead, as
+                    # a crash would: the batch is redelivered to whoever takes over.
+                    log.error(
+                        "stopped with an unwritten %s batch of %d: exiting without "
+                        "committing its offsets",
+                        feed,
+                        len(records),
+                    )
+                    os._exit(75)
+
+        app.agent(topic, name=f"ioc.streams.{feed}")(agent)
+
+    @app.timer(options.evaluate_every_s, on_leader=True)
+    async def evaluate_states() -> None:
+        await pipeline.ready(dlq)
+        assert pipeline.evaluator is not None
+        try:
+            await pipeline.evaluator.run_once()
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("state evaluation skipped: %s", exc)
+
+    @app.timer(options.rollup_every_s)
+    async def rollups() -> None:
+        await pipeline.ready(dlq)
+        assert pipeline.pool is not None
+
+        def observe(feed: str, seconds: float) -> None:
+            pipeline.rollup_seconds.labels(feed).observe(seconds)
+
+        try:
+            while await recompute_dirty(pipeline.pool, observe=observe) > 0:
+                pass
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("rollup round skipped: %s", exc)
+
+    @app.timer(options.retention_every_s, on_leader=True)
+    async def retention() -> None:
+        await pipeline.ready(dlq)
+        assert pipeline.pool is not None
+        try:
+            how = await enforce_retention(
+                pipeline.pool, options.raw_retention_days, options.rollup_retention_days
+            )
+            log.debug("retention enforced by %s", how)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("retention round skipped: %s", exc)
+
+    @app.timer(5.0)
+    async def health() -> None:
+        processor = pipeline.processor
+        if processor is None:
+            return
+        if pipeline.evaluator is not None and not app.is_leader():
+            pipeline.evaluator.clear_gauges()  # only the leader exports domain state
+        now_ms = time.time() * 1000
+        for feed, newest in processor.newest_event_ms.items():
+            pipeline.freshness.labels(feed).set(max(0.0, (now_ms - newest) / 1000.0))
+        consumer = app.consumer
+        feed_of = {settings.topic(spec.name): feed for feed, spec in FEED_TOPICS.items()}
+        for tp in consumer.assignment():
+            if tp.topic not in feed_of:
+                continue
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            done = processor.positions.get((tp.topic, tp.partition), -1)
+            pipeline.lag.labels(feed_of[tp.topic], str(tp.partition)).set(
+                max(0, highwater - done - 1)
+            )
+
+    return app, pipeline

@@ -1,0 +1,88 @@
+"""``ioc worker``: one stream-processing worker (run several to share the partitions)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+from typing import Any
+
+from ioc.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def prepare(settings: Settings, scenario: str) -> Any:
+    """Migrations, topics and the scenario's topology in the database (all idempotent)."""
+    from ioc.contract.topology import load_scenario
+    from ioc.db import connect
+    from ioc.db.migrate import migrate
+    from ioc.db.topology import store_topology
+    from ioc.kafka import ensure_topics
+
+    topology = load_scenario(scenario)
+    await migrate(settings.admin_dsn(), settings.db_schema)
+    await ensure_topics(settings)
+    conn = await connect(settings.admin_dsn())
+    try:
+        await conn.execute(f"SET search_path TO {settings.db_schema}, public")
+        await store_topology(conn, topology)
+    finally:
+        await conn.close()
+    return topology
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    import faust
+    from ioc.streams.app import StreamOptions, build_app
+
+    from ioc.observability import serve_metrics
+
+    scenario = args.scenario or settings.scenario
+    topology = asyncio.run(prepare(settings, scenario))
+    port = serve_metrics(
+        settings,
+        "worker",
+        args.metrics_port if args.metrics_port is not None else settings.metrics_port,
+    )
+    name = args.name or f"worker-{os.getpid()}"
+    options = StreamOptions(batch_size=args.batch_size, worker_name=name)
+    app, _pipeline = build_app(settings, topology, options)
+    log.info(
+        "worker %s: scenario %s (%d devices), metrics on :%d, group %s",
+        name,
+        topology.name,
+        len(topology.devices),
+        port,
+        app.conf.id,
+    )
+    print(
+        f"ioc worker {name}: scenario {topology.name}, metrics http://127.0.0.1:{port}/metrics",
+        flush=True,
+    )
+    worker = faust.Worker(
+        app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False, override_logging=False
+    )
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("worker", help="run one stream-processing worker (Faust)")
+    p.add_argument(
+        "--scenario", help="topology the worker validates against (default IOC_SCENARIO)"
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="Prometheus /metrics port (default IOC_METRICS_PORT; 0 = any free)",
+    )
+    p.add_argument("--name", help="worker name in metrics and logs")
+    p.add_argument("--batch-size", type=int, default=2000, help="max messages per batch")
+    p.add_argument("--loglevel", default="WARNING", help="Faust log level")
+    p.set_defaults(handler=cmd_worker)

@@ -1,0 +1,356 @@
+"""The leader's periodic round: device states, intervals, incidents and domain gauges.
+
+Reads ``device_last_seen`` (kept current by every worker), runs the pure
+:class:`~ioc.streams.state.StateMachine` at the event-time watermark, and writes transitions
+(``device_state``, ``device_state_intervals``) and incidents in one transaction. State lives
+in the database, so when leadership moves to another worker it resumes from there.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from ioc.streams.rows import ts_of
+from ioc.streams.state import Current, Facts, StateMachine, Thresholds, Verdict
+
+from ioc.contract import metrics as m
+from ioc.contract import tables as t
+from ioc.contract.topology import Topology
+from ioc.observability import collector
+
+log = logging.getLogger(__name__)
+
+SEVERITY = {
+    (t.INCIDENT_SITE_ISOLATED, "netnode"): "critical",
+    (t.INCIDENT_DEVICE_DOWN, "netnode"): "warning",
+    (t.INCIDENT_DEVICE_DOWN, "telehealth"): "critical",
+    (t.INCIDENT_DEVICE_DOWN, "camera"): "warning",
+    (t.INCIDENT_FLAPPING, "netnode"): "warning",
+    (t.INCIDENT_FLAPPING, "camera"): "warning",
+    (t.INCIDENT_FLAPPING, "telehealth"): "warning",
+    (t.INCIDENT_DEGRADED, "netnode"): "warning",
+    (t.INCIDENT_DEGRADED, "camera"): "info",
+    (t.INCIDENT_DEGRADED, "telehealth"): "warning",
+}
+
+
+def _ms(value: dt.datetime | None) -> int | None:
+    return None if value is None else int(value.timestamp() * 1000)
+
+
+@dataclass(frozen=True)
+class WantedIncident:
+    root: str
+    kind: str
+    title: str
+    affected: tuple[str, ...]
+
+
+def wanted_incidents(topology: Topology, verdict: Verdict) -> dict[tuple[str, str], WantedIncident]:
+    """The incidents that should be open given the states (idempotent, self-healing)."""
+    wanted: dict[tuple[str, str], WantedIncident] = {}
+    for dev_id, cur in verdict.states.items():
+        dev = topology.devices[dev_id]
+        site = topology.sites[dev.site]
+        if cur.state == t.STATE_DOWN:
+            behind = topology.devices_behind(dev_id) if dev.device_class == "netnode" else []
+            if behind:
+                title = (
+                    f"Site isolated: node {dev_id} at {site.name} is down, "
+                    f"{len(behind)} devices cut off"
+                )
+                wanted[(dev_id, t.INCIDENT_SITE_ISOLATED)] = WantedIncident(
+                    dev_id, t.INCIDENT_SITE_ISOLATED, title, tuple(behind)
+                )
+            else:
+                wanted[(dev_id, t.INCIDENT_DEVICE_DOWN)] = WantedIncident(
+                    dev_id,
+                    t.INCIDENT_DEVICE_DOWN,
+                    f"{dev.device_class} {dev_id} at {site.name} is down ({cur.reason})",
+                    (dev_id,),
+                )
+        elif cur.state == t.STATE_FLAPPING:
+            wanted[(dev_id, t.INCIDENT_FLAPPING)] = WantedIncident(
+                dev_id,
+                t.INCIDENT_FLAPPING,
+                f"{dev.device_class} {dev_id} at {site.name} is flapping ({cur.reason})",
+                (dev_id,),
+            )
+        elif cur.state == t.STATE_DEGRADED:
+            wanted[(dev_id, t.INCIDENT_DEGRADED)] = WantedIncident(
+                dev_id,
+                t.INCIDENT_DEGRADED,
+                f"{dev.device_class} {dev_id} at {site.name} is degraded ({cur.reason})",
+                (dev_id,),
+            )
+    return wanted
+
+
+class Evaluator:
+    def __init__(
+        self, topology: Topology, pool: asyncpg.Pool, thresholds: Thresholds | None = None
+    ) -> None:
+        self.topology = topology
+        self.pool = pool
+        self.machine = StateMachine(topology, thresholds)
+        self.restored = False
+        self.top_unit = {dev_id: self._region(dev_id) for dev_id in topology.devices}
+        self.gauges = {
+            spec.name: collector(spec)
+            for spec in (
+                m.DEVICES_BY_STATE,
+                m.OPEN_INCIDENTS,
+                m.TELEHEALTH_SESSIONS,
+                m.CAMERA_ONLINE_RATIO,
+                m.DEVICE_DOWN,
+                m.SITE_ISOLATED,
+                m.DEVICE_DEGRADED,
+            )
+        }
+        self.eval_seconds = collector(m.EVALUATION_SECONDS)
+        self._last: tuple[int, int] | None = None
+        self._hold_until = 0
+
+    def _region(self, dev_id: str) -> str:
+        chain = self.topology.ancestors(self.topology.unit_of_device[dev_id])
+        return chain[-2] if len(chain) >= 2 else chain[-1]
+
+    def _catching_up(self, watermark: int, wall_ms: int) -> bool:
+        """True while event time runs faster than the wall clock (backlog after a stall or a
+        restart): new outages are then held until a full timeout of data has arrived."""
+        timeout = max(self.machine.th.heartbeat_timeout_ms.values())
+        if self._last is None:
+            self._hold_until = watermark + timeout
+        else:
+            last_watermark, last_wall = self._last
+            if watermark - last_watermark > (wall_ms - last_wall) + 5_000:
+                self._hold_until = watermark + timeout
+        self._last = (watermark, wall_ms)
+        return watermark < self._hold_until
+
+    async def restore(self, conn: asyncpg.Connection) -> None:
+        rows = await conn.fetch(f"SELECT device_id, state, reason, since FROM {t.DEVICE_STATE}")
+        current = {
+            r["device_id"]: Current(r["state"], r["reason"] or "", _ms(r["since"]) or 0)
+            for r in rows
+            if r["device_id"] in self.topology.devices
+        }
+        window = self.machine.th.flap_window_ms
+        downs: dict[str, list[int]] = {}
+        for r in await conn.fetch(
+            f"SELECT device_id, start_ts FROM {t.DEVICE_STATE_INTERVALS} "
+            f"WHERE state IN ('down', 'flapping') AND start_ts > now() - $1::interval "
+            f"ORDER BY start_ts",
+            dt.timedelta(milliseconds=window),
+        ):
+            downs.setdefault(r["device_id"], []).append(_ms(r["start_ts"]) or 0)
+        self.machine.restore(current, downs)
+        self.restored = True
+
+    async def facts(self, conn: asyncpg.Connection) -> tuple[dict[str, Facts], int | None]:
+        rows = await conn.fetch(
+            f"SELECT device_id, last_ts, probe_ts, probe_reachable, quality_ts, fps, frozen, "
+            f"rtt_ms, jitter_ms, loss_pct, sessions_active FROM {t.DEVICE_LAST_SEEN}"
+        )
+        facts: dict[str, Facts] = {}
+        newest: int | None = None
+        for r in rows:
+            f = Facts(
+                _ms(r["last_ts"]),
+                _ms(r["probe_ts"]),
+                r["probe_reachable"],
+                _ms(r["quality_ts"]),
+                r["fps"],
+                r["frozen"],
+                r["rtt_ms"],
+                r["jitter_ms"],
+                r["loss_pct"],
+                r["sessions_active"],
+            )
+            facts[r["device_id"]] = f
+            for value in (f.last_ts, f.probe_ts):
+                if value is not None and (newest is None or value > newest):
+                    newest = value
+        return facts, newest
+
+    async def run_once(self, wall_ms: int | None = None) -> Verdict | None:
+        """One round. Returns the verdict, or None when no data has arrived yet."""
+        started = time.perf_counter()
+        wall_ms = wall_ms if wall_ms is not None else int(time.time() * 1000)
+        async with self.pool.acquire() as conn:
+            if not self.restored:
+                await self.restore(conn)
+            facts, newest = await self.facts(conn)
+            if newest is None:
+                return None
+            # Event-time watermark: the newest event seen, never ahead of the wall clock.
+            now_ms = min(wall_ms, newest)
+            verdict = self.machine.evaluate(facts, now_ms, self._catching_up(now_ms, wall_ms))
+            async with conn.transaction():
+                await self._write_transitions(conn, verdict)
+                await self._sync_incidents(conn, verdict, now_ms)
+            open_incidents = await conn.fetch(
+                f"SELECT kind, severity, count(*) AS n FROM {t.INCIDENTS} "
+                f"WHERE status <> 'resolved' GROUP BY kind, severity"
+            )
+        self._export(verdict, facts, open_incidents)
+        self.eval_seconds.observe(time.perf_counter() - started)
+        return verdict
+
+    async def _write_transitions(self, conn: asyncpg.Connection, verdict: Verdict) -> None:
+        if not verdict.transitions:
+            return
+        rows = [(tr.device_id, tr.new, tr.reason, ts_of(tr.at_ms)) for tr in verdict.transitions]
+        await conn.executemany(
+            f"""INSERT INTO {t.DEVICE_STATE} (device_id, state, reason, since)
+                VALUES ($1, $2, $3, $4)
+                ON CONFLICT (device_id) DO UPDATE SET state = EXCLUDED.state,
+                  reason = EXCLUDED.reason, since = EXCLUDED.since, updated_at = now()""",
+            rows,
+        )
+        await conn.executemany(
+            f"""UPDATE {t.DEVICE_STATE_INTERVALS} SET end_ts = $2
+                WHERE device_id = $1 AND end_ts IS NULL AND start_ts <= $2""",
+            [(r[0], r[3]) for r in rows],
+        )
+        await conn.executemany(
+            f"""INSERT INTO {t.DEVICE_STATE_INTERVALS} (device_id, state, reason, start_ts)
+                VALUES ($1, $2, $3, $4) ON CONFLICT (device_id, start_ts) DO UPDATE
+                SET state = EXCLUDED.state, reason = EXCLUDED.reason, end_ts = NULL""",
+            rows,
+        )
+
+    async def _sync_incidents(
+        self, conn: asyncpg.Connection, verdict: Verdict, now_ms: int
+    ) -> None:
+        wanted = wanted_incidents(self.topology, verdict)
+        existing = {
+            (r["root_device"], r["kind"]): r
+            for r in await conn.fetch(
+                f"SELECT id, root_device, kind, affected FROM {t.INCIDENTS} "
+                f"WHERE status <> 'resolved'"
+            )
+        }
+        now = ts_of(now_ms)
+        for key, inc in wanted.items():
+            dev = self.topology.devices[inc.root]
+            if key in existing:
+                affected = sorted(set(existing[key]["affected"]) | set(inc.affected))
+                if affected != sorted(existing[key]["affected"]):
+                    await conn.execute(
+                        f"UPDATE {t.INCIDENTS} SET affected = $2 WHERE id = $1",
+                        existing[key]["id"],
+                        affected,
+                    )
+                continue
+            cur = verdict.states[inc.root]
+            incident_id = await conn.fetchval(
+                f"""INSERT INTO {t.INCIDENTS} (kind, severity, title, root_device, device_class,
+                      unit_code, site_id, opened_at, affected, details)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb)
+                    ON CONFLICT (root_device, kind) WHERE status <> 'resolved' DO NOTHING
+                    RETURNING id""",
+                inc.kind,
+                SEVERITY[(inc.kind, dev.device_class)],
+                inc.title,
+                inc.root,
+                dev.device_class,
+                self.topology.unit_of_device[inc.root],
+                dev.site,
+                now,
+                list(inc.affected),
+                json.dumps(
+                    {
+                        "reason": cur.reason,
+                        "state_since": ts_of(cur.since_ms).isoformat(),
+                        "upstream": self.topology.upstream_chain(inc.root),
+                    }
+                ),
+            )
+            if incident_id is not None:
+                await conn.execute(
+                    f"UPDATE {t.DEVICE_STATE} SET incident_id = $2 WHERE device_id = $1",
+                    inc.root,
+                    incident_id,
+                )
+                log.info("incident %s opened: %s", incident_id, inc.title)
+        for key, row in existing.items():
+            if key not in wanted:
+                await conn.execute(
+                    f"UPDATE {t.INCIDENTS} SET status = 'resolved', resolved_at = $2 WHERE id = $1",
+                    row["id"],
+                    now,
+                )
+                log.info("incident %s resolved (%s %s)", row["id"], key[1], key[0])
+
+    def _export(self, verdict: Verdict, facts: dict[str, Facts], open_incidents: list[Any]) -> None:
+        topo, g = self.topology, self.gauges
+        by_state: Counter[tuple[str, str, str]] = Counter()
+        for dev_id, cur in verdict.states.items():
+            by_state[(topo.devices[dev_id].device_class, cur.state, self.top_unit[dev_id])] += 1
+        devices = g[m.DEVICES_BY_STATE.name]
+        devices.clear()
+        for (cls, state, unit), n in by_state.items():
+            devices.labels(cls, state, unit).set(n)
+        incidents = g[m.OPEN_INCIDENTS.name]
+        incidents.clear()
+        for kind in t.INCIDENT_KINDS:
+            for sev in t.SEVERITIES:
+                incidents.labels(kind, sev).set(0)
+        for r in open_incidents:
+            incidents.labels(r["kind"], r["severity"]).set(r["n"])
+        sessions: Counter[str] = Counter()
+        for dev in topo.devices_of("telehealth"):
+            f = facts.get(dev.id)
+            if f is not None and verdict.states[dev.id].state not in (
+                t.STATE_DOWN,
+                t.STATE_UNREACHABLE,
+            ):
+                sessions[self.top_unit[dev.id]] += f.sessions_active or 0
+        sess = g[m.TELEHEALTH_SESSIONS.name]
+        sess.clear()
+        for unit in {self.top_unit[d.id] for d in topo.devices_of("telehealth")}:
+            sess.labels(unit).set(sessions[unit])
+        cams_total: Counter[str] = Counter()
+        cams_up: Counter[str] = Counter()
+        for dev in topo.devices_of("camera"):
+            online = verdict.states[dev.id].state in (t.STATE_UP, t.STATE_DEGRADED)
+            for unit in topo.ancestors(topo.unit_of_device[dev.id]):
+                cams_total[unit] += 1
+                cams_up[unit] += online
+        ratio = g[m.CAMERA_ONLINE_RATIO.name]
+        ratio.clear()
+        for unit, total in cams_total.items():
+            u = topo.units[unit]
+            ratio.labels(unit, u.name, u.level_name).set(cams_up[unit] / total)
+        down, isolated, degraded = (
+            g[m.DEVICE_DOWN.name],
+            g[m.SITE_ISOLATED.name],
+            g[m.DEVICE_DEGRADED.name],
+        )
+        down.clear()
+        isolated.clear()
+        degraded.clear()
+        for dev_id, cur in verdict.states.items():
+            dev = topo.devices[dev_id]
+            unit = topo.unit_of_device[dev_id]
+            if cur.state == t.STATE_DOWN:
+                behind = topo.devices_behind(dev_id) if dev.device_class == "netnode" else []
+                if behind:
+                    isolated.labels(dev_id, unit, dev.site).set(len(behind))
+                else:
+                    down.labels(dev_id, dev.device_class, unit, dev.site).set(1)
+            elif cur.state == t.STATE_DEGRADED:
+                degraded.labels(dev_id, dev.device_class, unit, cur.reason.split(" ")[0]).set(1)
+
+    def clear_gauges(self) -> None:
+        """When leadership moves away, stop exporting domain state from this worker."""
+        for gauge in self.gauges.values():
+            gauge.clear()

@@ -1,0 +1,241 @@
+"""Device state machine and cross-domain root cause (pure logic, no I/O).
+
+Per evaluation round, from the latest facts per device (``device_last_seen``) and the event-time
+watermark:
+
+1. **Raw state** per class: a camera or telehealth station silent for longer than its
+   heartbeat timeout is *down*; a network node is *down* when the core's probes say it is
+   unreachable (or no probe arrived within the timeout). Fresh quality below thresholds is
+   *degraded* (frozen picture or fps collapse; telehealth loss or jitter; link loss or RTT).
+2. **Root cause**: a device that is down while a node on its upstream path is down is
+   *unreachable-upstream*, not down. The highest down node is the root cause, and one
+   *site-isolated* incident names it and lists what it cut off.
+3. **Hysteresis**: a device that went down ``flap_count`` times within ``flap_window`` is
+   *flapping*; it keeps one incident and stops changing state until it has been stable for
+   ``flap_quiet``. Recovery needs a good reading, and timeouts include a grace for late data.
+   A node whose probe failed is not blamed while its upstream node's newer probe is still
+   outstanding (probes of parent and child are not in phase), so one cut produces one
+   incident at the top, not one per node below it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from ioc.contract import tables as t
+from ioc.contract.topology import Topology
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    heartbeat_timeout_ms: dict[str, int] = field(
+        default_factory=lambda: {"camera": 15_000, "telehealth": 15_000, "netnode": 15_000}
+    )
+    quality_max_age_ms: int = 30_000
+    camera_min_fps: float = 5.0
+    telehealth_max_loss_pct: float = 5.0
+    telehealth_max_jitter_ms: float = 60.0
+    link_max_loss_pct: float = 5.0
+    link_max_rtt_ms: float = 250.0
+    flap_count: int = 3
+    flap_window_ms: int = 10 * 60_000
+    flap_quiet_ms: int = 5 * 60_000
+    confirm_upstream_ms: int = 12_000
+
+
+@dataclass
+class Facts:
+    """What ``device_last_seen`` says about one device (times in epoch ms)."""
+
+    last_ts: int | None = None
+    probe_ts: int | None = None
+    probe_reachable: bool | None = None
+    quality_ts: int | None = None
+    fps: float | None = None
+    frozen: bool | None = None
+    rtt_ms: float | None = None
+    jitter_ms: float | None = None
+    loss_pct: float | None = None
+    sessions_active: int | None = None
+
+
+@dataclass
+class Current:
+    state: str
+    reason: str
+    since_ms: int
+
+
+@dataclass(frozen=True)
+class Transition:
+    device_id: str
+    old: str
+    new: str
+    reason: str
+    at_ms: int
+
+
+@dataclass
+class Verdict:
+    """The outcome of one round: every device's state and what changed."""
+
+    states: dict[str, Current]
+    transitions: list[Transition]
+    root_causes: dict[str, list[str]]  # down node -> devices it cuts off
+
+
+def raw_state(device_class: str, f: Facts | None, now_ms: int, th: Thresholds) -> tuple[str, str]:
+    timeout = th.heartbeat_timeout_ms[device_class]
+    if device_class == "netnode":
+        if f is None or f.probe_ts is None:
+            return (
+                (t.STATE_UNKNOWN, "no probe result yet")
+                if f is None or (f.last_ts is None)
+                else _liveness(f.last_ts, now_ms, timeout)
+            )
+        if now_ms - f.probe_ts > timeout:
+            return t.STATE_DOWN, f"no probe result for {(now_ms - f.probe_ts) // 1000} s"
+        if f.probe_reachable is False:
+            return t.STATE_DOWN, "unreachable from the provincial core"
+        if f.loss_pct is not None and f.loss_pct > th.link_max_loss_pct:
+            return t.STATE_DEGRADED, f"link loss {f.loss_pct:.1f}%"
+        if f.rtt_ms is not None and f.rtt_ms > th.link_max_rtt_ms:
+            return t.STATE_DEGRADED, f"link latency {f.rtt_ms:.0f} ms"
+        return t.STATE_UP, "probe ok"
+    if f is None or f.last_ts is None:
+        return t.STATE_UNKNOWN, "never reported"
+    state, reason = _liveness(f.last_ts, now_ms, timeout)
+    if state != t.STATE_UP:
+        return state, reason
+    fresh = f.quality_ts is not None and now_ms - f.quality_ts <= th.quality_max_age_ms
+    if device_class == "camera" and fresh:
+        if f.frozen:
+            return t.STATE_DEGRADED, "frozen picture"
+        if f.fps is not None and f.fps < th.camera_min_fps:
+            return t.STATE_DEGRADED, f"fps collapsed to {f.fps:.1f}"
+    if device_class == "telehealth" and fresh and (f.sessions_active or 0) > 0:
+        if f.loss_pct is not None and f.loss_pct > th.telehealth_max_loss_pct:
+            return t.STATE_DEGRADED, f"session packet loss {f.loss_pct:.1f}%"
+        if f.jitter_ms is not None and f.jitter_ms > th.telehealth_max_jitter_ms:
+            return t.STATE_DEGRADED, f"session jitter {f.jitter_ms:.0f} ms"
+    return t.STATE_UP, "heartbeat ok"
+
+
+def _liveness(last_ts: int, now_ms: int, timeout: int) -> tuple[str, str]:
+    silent = now_ms - last_ts
+    if silent > timeout:
+        return t.STATE_DOWN, f"no report for {silent // 1000} s"
+    return t.STATE_UP, "heartbeat ok"
+
+
+class StateMachine:
+    """Holds current states and recent down-transitions; :meth:`evaluate` runs one round."""
+
+    def __init__(self, topology: Topology, thresholds: Thresholds | None = None) -> None:
+        self.topology = topology
+        self.th = thresholds or Thresholds()
+        self.current: dict[str, Current] = {}
+        self.downs: dict[str, deque[int]] = {}
+        self.raw_prev: dict[str, str] = {}
+
+    def restore(self, current: dict[str, Current], downs: dict[str, list[int]]) -> None:
+        """Resume from the database after a restart or a leader change."""
+        self.current = dict(current)
+        self.downs = {dev: deque(times) for dev, times in downs.items()}
+        self.raw_prev = {dev: cur.state for dev, cur in current.items()}
+
+    def evaluate(
+        self, facts: dict[str, Facts], now_ms: int, suppress_new_outages: bool = False
+    ) -> Verdict:
+        """One round at event time ``now_ms``.
+
+        ``suppress_new_outages`` holds devices in their current state instead of marking them
+        down while the pipeline catches up (after a stall, the first batches move the
+        watermark before every device's reports are in).
+        """
+        topo, th = self.topology, self.th
+        raw = {
+            dev_id: raw_state(dev.device_class, facts.get(dev_id), now_ms, th)
+            for dev_id, dev in topo.devices.items()
+        }
+        # A node whose probe failed while an upstream node has no newer probe yet may be
+        # collateral damage of that upstream node: wait (briefly) for its verdict.
+        pending: set[str] = set()
+        for dev_id, (state, _reason) in raw.items():
+            f = facts.get(dev_id)
+            if (
+                state != t.STATE_DOWN
+                or topo.devices[dev_id].device_class != "netnode"
+                or f is None
+                or f.probe_ts is None
+                or f.probe_reachable is not False
+            ):
+                continue
+            for up in topo.upstream_chain(dev_id):
+                uf = facts.get(up)
+                if raw[up][0] == t.STATE_DOWN:
+                    break
+                if (uf is None or uf.probe_ts is None or uf.probe_ts < f.probe_ts) and (
+                    now_ms - f.probe_ts < th.confirm_upstream_ms
+                ):
+                    pending.add(dev_id)
+                    break
+        down_nodes = {
+            d
+            for d, (state, _) in raw.items()
+            if state == t.STATE_DOWN and topo.devices[d].device_class == "netnode"
+        }
+        root_causes: dict[str, list[str]] = {}
+        resolved: dict[str, tuple[str, str]] = {}
+        for dev_id, (state, reason) in raw.items():
+            if state in (t.STATE_DOWN, t.STATE_UNKNOWN) or (
+                state == t.STATE_DEGRADED and topo.devices[dev_id].upstream in down_nodes
+            ):
+                blocker = next(
+                    (n for n in reversed(topo.upstream_chain(dev_id)) if n in down_nodes), None
+                )
+                if blocker is not None:
+                    resolved[dev_id] = (t.STATE_UNREACHABLE, f"upstream node {blocker} is down")
+                    root_causes.setdefault(blocker, []).append(dev_id)
+                    continue
+            resolved[dev_id] = (state, reason)
+
+        transitions: list[Transition] = []
+        outage = (t.STATE_DOWN, t.STATE_UNREACHABLE, t.STATE_FLAPPING)
+        for dev_id, (state, reason) in resolved.items():
+            old = self.current.get(dev_id)
+            if (
+                (dev_id in pending or suppress_new_outages)
+                and state in outage
+                and (old is None or old.state not in outage)
+            ):
+                if old is None:
+                    self.current[dev_id] = Current(t.STATE_UNKNOWN, "awaiting data", now_ms)
+                continue
+            downs = self.downs.setdefault(dev_id, deque())
+            if state == t.STATE_DOWN and self.raw_prev.get(dev_id) != t.STATE_DOWN:
+                downs.append(now_ms)
+            self.raw_prev[dev_id] = state
+            while downs and now_ms - downs[0] > th.flap_window_ms:
+                downs.popleft()
+            if old is not None and old.state == t.STATE_FLAPPING:
+                quiet = not downs or now_ms - downs[-1] > th.flap_quiet_ms
+                if not (quiet and state == t.STATE_UP):
+                    continue  # one state (and one incident) for the whole episode
+            new_state = state
+            if state == t.STATE_DOWN and len(downs) >= th.flap_count:
+                new_state = t.STATE_FLAPPING
+                reason = f"went down {len(downs)} times in {th.flap_window_ms // 60_000} min"
+            if old is None or old.state != new_state:
+                transitions.append(
+                    Transition(
+                        dev_id, old.state if old else t.STATE_UNKNOWN, new_state, reason, now_ms
+                    )
+                )
+                self.current[dev_id] = Current(new_state, reason, now_ms)
+            else:
+                old.reason = reason
+        for node in root_causes:
+            root_causes[node].sort()
+        return Verdict(dict(self.current), transitions, root_causes)

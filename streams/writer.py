@@ -1,0 +1,128 @@
+"""Batched, idempotent writes to TimescaleDB.
+
+One transaction per batch and feed: COPY the rows into a per-connection staging table,
+``INSERT ... SELECT DISTINCT ON (key) ... ON CONFLICT DO NOTHING`` into the raw hypertable
+(de-duplicated within the batch and against what is stored), merge the newest facts per device
+into ``device_last_seen`` and mark the touched minutes dirty for the rollups. Kafka offsets are
+acknowledged only after this commits, so a replay or restart neither loses nor double-counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+import asyncpg
+from ioc.streams.rows import RAW_COLUMNS, Batch, ts_of
+
+from ioc.contract.tables import DEVICE_LAST_SEEN, RAW, ROLLUP_DIRTY
+from ioc.db import create_pool
+
+log = logging.getLogger(__name__)
+
+STAGE = {feed: f"stage_{feed}" for feed in RAW}
+
+_LAST_SEEN_SQL = f"""
+INSERT INTO {DEVICE_LAST_SEEN} AS d (device_id, device_class, last_ts, last_seq, probe_ts,
+    probe_reachable, quality_ts, fps, frozen, rtt_ms, jitter_ms, loss_pct, sessions_active)
+SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bigint[],
+    $5::timestamptz[], $6::boolean[], $7::timestamptz[], $8::real[], $9::boolean[],
+    $10::real[], $11::real[], $12::real[], $13::integer[])
+ON CONFLICT (device_id) DO UPDATE SET
+    last_ts = GREATEST(d.last_ts, EXCLUDED.last_ts),
+    last_seq = GREATEST(d.last_seq, EXCLUDED.last_seq),
+    probe_reachable = CASE WHEN EXCLUDED.probe_ts >= d.probe_ts OR d.probe_ts IS NULL
+        THEN coalesce(EXCLUDED.probe_reachable, d.probe_reachable) ELSE d.probe_reachable END,
+    probe_ts = GREATEST(d.probe_ts, EXCLUDED.probe_ts),
+    fps = CASE WHEN EXCLUDED.quality_ts >= d.quality_ts OR d.quality_ts IS NULL
+        THEN coalesce(EXCLUDED.fps, d.fps) ELSE d.fps END,
+    frozen = CASE WHEN EXCLUDED.quality_ts >= d.quality_ts OR d.quality_ts IS NULL
+        THEN coalesce(EXCLUDED.frozen, d.frozen) ELSE d.frozen END,
+    rtt_ms = CASE WHEN EXCLUDED.quality_ts >= d.quality_ts OR d.quality_ts IS NULL
+        THEN coalesce(EXCLUDED.rtt_ms, d.rtt_ms) ELSE d.rtt_ms END,
+    jitter_ms = CASE WHEN EXCLUDED.quality_ts >= d.quality_ts OR d.quality_ts IS NULL
+        THEN coalesce(EXCLUDED.jitter_ms, d.jitter_ms) ELSE d.jitter_ms END,
+    loss_pct = CASE WHEN EXCLUDED.quality_ts >= d.quality_ts OR d.quality_ts IS NULL
+        THEN coalesce(EXCLUDED.loss_pct, d.loss_pct) ELSE d.loss_pct END,
+    quality_ts = GREATEST(d.quality_ts, EXCLUDED.quality_ts),
+    sessions_active = CASE WHEN EXCLUDED.last_ts >= d.last_ts OR d.last_ts IS NULL
+        THEN coalesce(EXCLUDED.sessions_active, d.sessions_active) ELSE d.sessions_active END,
+    updated_at = now()
+"""
+
+
+async def _prepare_connection(conn: asyncpg.Connection) -> None:
+    """Per-connection staging tables (temporary: no WAL, emptied at every commit)."""
+    for feed, table in RAW.items():
+        await conn.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {STAGE[feed]} "
+            f"(LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+
+
+async def open_pool(dsn: str, schema: str, size: int = 4) -> asyncpg.Pool:
+    return await create_pool(
+        dsn,
+        min_size=1,
+        max_size=size,
+        init=_prepare_connection,
+        server_settings={"search_path": f"{schema},public", "application_name": "ioc-worker"},
+    )
+
+
+async def write_batch(pool: asyncpg.Pool, batch: Batch) -> int:
+    """Write one batch atomically; returns how many raw rows were new."""
+    feed = batch.feed
+    columns = RAW_COLUMNS[feed]
+    col_list = ", ".join(columns)
+    last = [entry.row() for entry in batch.last_seen.values()]
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.copy_records_to_table(STAGE[feed], records=batch.rows, columns=columns)
+        status = await conn.execute(
+            f"INSERT INTO {RAW[feed]} ({col_list}) "
+            f"SELECT DISTINCT ON (device_id, seq, ts) {col_list} FROM {STAGE[feed]} "
+            f"ON CONFLICT DO NOTHING"
+        )
+        if last:
+            await conn.execute(_LAST_SEEN_SQL, *[list(col) for col in zip(*last, strict=True)])
+        await conn.execute(
+            f"INSERT INTO {ROLLUP_DIRTY} (feed, bucket) SELECT $1, unnest($2::timestamptz[]) "
+            f"ON CONFLICT DO NOTHING",
+            feed,
+            [ts_of(m) for m in sorted(batch.minutes)],
+        )
+    return int(status.rsplit(" ", 1)[-1])
+
+
+async def write_with_retry(
+    pool: asyncpg.Pool,
+    batch: Batch,
+    on_error: Callable[[BaseException, int], None] | None = None,
+    max_delay: float = 10.0,
+) -> int:
+    """Retry until the database accepts the batch: never drop it, never crash-loop."""
+    attempt = 0
+    delay = 0.2
+    while True:
+        try:
+            return await write_batch(pool, batch)
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            attempt += 1
+            if on_error is not None:
+                on_error(exc, attempt)
+            log.warning(
+                "write of %d %s rows failed (attempt %d, retry in %.1f s): %s",
+                len(batch.rows),
+                batch.feed,
+                attempt,
+                delay,
+                exc,
+            )
+            await asyncio.sleep(delay)
+            delay = min(max_delay, delay * 2)
+
+
+def elapsed_since(start: float) -> float:
+    return time.perf_counter() - start
