@@ -138,6 +138,8 @@ class StateMachine:
         self.current: dict[str, Current] = {}
         self.downs: dict[str, deque[int]] = {}
         self.raw_prev: dict[str, str] = {}
+        self.failing_since: dict[str, int] = {}
+        self.recovered: dict[str, int] = {}
 
     def restore(self, current: dict[str, Current], downs: dict[str, list[int]]) -> None:
         """Resume from the database after a restart or a leader change."""
@@ -171,15 +173,17 @@ class StateMachine:
                 or f.probe_ts is None
                 or f.probe_reachable is not False
             ):
+                self.failing_since.pop(dev_id, None)
+                continue
+            since = self.failing_since.setdefault(dev_id, f.probe_ts)
+            if now_ms - since >= th.confirm_upstream_ms:
                 continue
             for up in topo.upstream_chain(dev_id):
-                uf = facts.get(up)
                 if raw[up][0] == t.STATE_DOWN:
                     break
-                if (uf is None or uf.probe_ts is None or uf.probe_ts < f.probe_ts) and (
-                    now_ms - f.probe_ts < th.confirm_upstream_ms
-                ):
-                    pending.add(dev_id)
+                uf = facts.get(up)
+                if uf is None or uf.probe_ts is None or uf.probe_ts < since:
+                    pending.add(dev_id)  # no word from upstream since this node failed
                     break
         down_nodes = {
             d
@@ -203,8 +207,28 @@ class StateMachine:
 
         transitions: list[Transition] = []
         outage = (t.STATE_DOWN, t.STATE_UNREACHABLE, t.STATE_FLAPPING)
+        for dev_id, (state, _reason) in resolved.items():
+            before = self.current.get(dev_id)
+            if (
+                topo.devices[dev_id].device_class == "netnode"
+                and before is not None
+                and before.state in outage
+                and state not in outage
+            ):
+                self.recovered[dev_id] = now_ms
         for dev_id, (state, reason) in resolved.items():
             old = self.current.get(dev_id)
+            if (
+                state == t.STATE_DOWN
+                and old is not None
+                and old.state == t.STATE_UNREACHABLE
+                and any(
+                    now_ms - self.recovered.get(up, -(2**62))
+                    <= th.heartbeat_timeout_ms[topo.devices[dev_id].device_class]
+                    for up in topo.upstream_chain(dev_id)
+                )
+            ):
+                continue  # its path just came back: give it a heartbeat period to report
             if (
                 (dev_id in pending or suppress_new_outages)
                 and state in outage

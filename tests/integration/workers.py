@@ -1,0 +1,80 @@
+"""Run real `ioc worker` processes for a test namespace."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ioc.config import Settings
+
+IOC = str(Path(sys.executable).parent / "ioc")
+
+
+def env_for(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env["IOC_KAFKA_TOPIC_PREFIX"] = settings.kafka_topic_prefix
+    env["IOC_DB_SCHEMA"] = settings.db_schema
+    env["IOC_STACK_DIR"] = str(settings.stack_dir)
+    return env
+
+
+class Worker:
+    def __init__(self, settings: Settings, scenario: str, log: Path, name: str = "w1") -> None:
+        self.settings, self.scenario, self.log_path, self.name = settings, scenario, log, name
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Worker:
+        self.log_file = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [
+                IOC,
+                "worker",
+                "--scenario",
+                self.scenario,
+                "--metrics-port",
+                "0",
+                "--name",
+                self.name,
+            ],
+            env=env_for(self.settings),
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self, timeout: float = 60) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+
+def wait_for(predicate, timeout: float, interval: float = 1.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")

@@ -1,0 +1,160 @@
+"""Device state machine and root cause: pure logic, driven round by round."""
+
+from __future__ import annotations
+
+from ioc.streams.evaluator import wanted_incidents
+from ioc.streams.state import Facts, StateMachine
+
+from ioc.contract import tables as t
+from ioc.contract.topology import load_scenario
+
+TOPO = load_scenario("demo")
+T0 = 1_700_000_000_000
+
+
+class World:
+    """Every device reporting every 5 s until told otherwise."""
+
+    def __init__(self) -> None:
+        self.machine = StateMachine(TOPO)
+        self.silent: set[str] = set()
+        self.unreachable: set[str] = set()
+        self.frozen: set[str] = set()
+        self.facts: dict[str, Facts] = {d: Facts() for d in TOPO.devices}
+        self.phase = {d: i * 700 % 5000 for i, d in enumerate(sorted(TOPO.devices))}
+        self.reconnect_at: int | None = None  # devices behind a node come back 4 s after it
+
+    def advance(self, now: int, *, suppress: bool = False):  # type: ignore[no-untyped-def]
+        for dev_id, f in self.facts.items():
+            last_report = now - (now - T0 - self.phase[dev_id]) % 5000
+            if last_report < T0:
+                continue
+            cls = TOPO.devices[dev_id].device_class
+            if cls == "netnode":
+                f.probe_ts = last_report
+                f.probe_reachable = dev_id not in self.unreachable and not any(
+                    up in self.unreachable for up in TOPO.upstream_chain(dev_id)
+                )
+                f.rtt_ms, f.loss_pct = 20.0, 0.1
+                if f.probe_reachable:
+                    f.last_ts = last_report
+            elif dev_id not in self.silent and not any(
+                up in self.unreachable for up in TOPO.upstream_chain(dev_id)
+            ):
+                if self.reconnect_at is not None and last_report < self.reconnect_at + 4000:
+                    continue
+                f.last_ts = last_report
+                f.quality_ts = last_report
+                f.fps, f.frozen = 25.0, dev_id in self.frozen
+        return self.machine.evaluate(self.facts, now, suppress)
+
+    def run(self, start: int, end: int, step: int = 5000):  # type: ignore[no-untyped-def]
+        verdict = None
+        transitions = []
+        for now in range(start, end + 1, step):
+            verdict = self.advance(now)
+            transitions += verdict.transitions
+        return verdict, transitions
+
+
+def test_everything_up_when_reporting() -> None:
+    world = World()
+    verdict, _ = world.run(T0 + 5000, T0 + 60_000)
+    assert {c.state for c in verdict.states.values()} == {t.STATE_UP}
+
+
+def test_silent_camera_goes_down_within_30_s_and_opens_one_incident() -> None:
+    world = World()
+    world.run(T0 + 5000, T0 + 60_000)
+    cam = "cam-991-001"
+    world.silent.add(cam)
+    verdict, transitions = world.run(T0 + 65_000, T0 + 120_000)
+    down = [tr for tr in transitions if tr.device_id == cam and tr.new == t.STATE_DOWN]
+    assert len(down) == 1
+    assert down[0].at_ms - (T0 + 60_000) <= 30_000
+    wanted = wanted_incidents(TOPO, verdict)
+    assert list(wanted) == [(cam, t.INCIDENT_DEVICE_DOWN)]
+
+
+def test_node_down_blames_the_node_and_marks_everything_behind_unreachable() -> None:
+    world = World()
+    world.run(T0 + 5000, T0 + 60_000)
+    node = "nn-992"
+    world.unreachable.add(node)
+    verdict, transitions = world.run(T0 + 61_000, T0 + 150_000, step=1000)
+    assert verdict.states[node].state == t.STATE_DOWN
+    for dev in TOPO.devices_behind(node):
+        assert verdict.states[dev].state == t.STATE_UNREACHABLE, dev
+    # nothing behind the node was ever "down" on its own: no alarm storm
+    assert not [tr for tr in transitions if tr.new == t.STATE_DOWN and tr.device_id != node]
+    wanted = wanted_incidents(TOPO, verdict)
+    assert list(wanted) == [(node, t.INCIDENT_SITE_ISOLATED)]
+    assert set(wanted[(node, t.INCIDENT_SITE_ISOLATED)].affected) == set(TOPO.devices_behind(node))
+    first_down = next(tr for tr in transitions if tr.device_id == node)
+    assert first_down.at_ms - (T0 + 61_000) <= 30_000
+
+
+def test_a_lone_node_failure_is_blamed_on_that_node() -> None:
+    world = World()
+    world.run(T0 + 5000, T0 + 60_000)
+    child = "nn-992-001"
+    world.unreachable.add(child)
+    verdict, _ = world.run(T0 + 61_000, T0 + 120_000, step=1000)
+    assert verdict.states[child].state == t.STATE_DOWN
+    assert verdict.states["nn-992"].state == t.STATE_UP
+
+
+def test_recovery_resolves_without_blaming_devices_that_have_not_reported_yet() -> None:
+    world = World()
+    world.run(T0 + 5000, T0 + 60_000)
+    world.unreachable.add("nn-992")
+    world.run(T0 + 65_000, T0 + 120_000)
+    world.unreachable.clear()
+    # the node's probe recovers first; devices behind report within their 5 s period
+    world.reconnect_at = T0 + 120_500
+    verdict, transitions = world.run(T0 + 121_000, T0 + 160_000, step=1000)
+    assert not [tr for tr in transitions if tr.new == t.STATE_DOWN]
+    assert {c.state for c in verdict.states.values()} == {t.STATE_UP}
+    assert wanted_incidents(TOPO, verdict) == {}
+
+
+def test_flapping_device_keeps_one_state_and_one_incident() -> None:
+    world = World()
+    world.run(T0 + 5000, T0 + 30_000)
+    cam = "cam-992-001"
+    transitions = []
+    now = T0 + 30_000
+    for _ in range(5):  # 30 s silent, 20 s back, five times
+        world.silent.add(cam)
+        _, trs = world.run(now + 5000, now + 30_000)
+        transitions += trs
+        world.silent.discard(cam)
+        verdict, trs = world.run(now + 35_000, now + 50_000)
+        transitions += trs
+        now += 50_000
+    states = [tr.new for tr in transitions if tr.device_id == cam]
+    assert states.count(t.STATE_FLAPPING) == 1
+    assert verdict.states[cam].state == t.STATE_FLAPPING
+    assert list(wanted_incidents(TOPO, verdict)) == [(cam, t.INCIDENT_FLAPPING)]
+    # quiet for longer than flap_quiet: back to up
+    verdict, _ = world.run(now + 5000, now + 6 * 60_000)
+    assert verdict.states[cam].state == t.STATE_UP
+
+
+def test_frozen_camera_is_degraded() -> None:
+    world = World()
+    world.frozen.add("cam-991-002")
+    verdict, _ = world.run(T0 + 5000, T0 + 30_000)
+    assert verdict.states["cam-991-002"].state == t.STATE_DEGRADED
+    assert "frozen" in verdict.states["cam-991-002"].reason
+
+
+def test_catching_up_holds_new_outages() -> None:
+    world = World()
+    world.run(T0 + 5000, T0 + 30_000)
+    world.silent.add("cam-991-003")
+    for now in range(T0 + 35_000, T0 + 80_000, 5000):
+        verdict = world.advance(now, suppress=True)
+    assert verdict.states["cam-991-003"].state == t.STATE_UP
+    verdict = world.advance(T0 + 85_000)
+    assert verdict.states["cam-991-003"].state == t.STATE_DOWN
