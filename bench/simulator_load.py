@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -24,6 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench_machine import machine  # type: ignore[import-not-found]
 from ioc.simulators.run import SimConfig, run_simulation
 
 from ioc.config import load_settings
@@ -31,22 +31,6 @@ from ioc.contract.topics import ALL_TOPICS
 from ioc.kafka import delete_topics, ensure_topics
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def machine() -> dict[str, Any]:
-    mem_kb = 0
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_kb = int(line.split()[1])
-    except OSError:
-        pass
-    return {
-        "cores": os.cpu_count(),
-        "memory_gib": round(mem_kb / 1024 / 1024, 1),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
 
 
 def main() -> int:

@@ -125,7 +125,10 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from ioc.runner import run_main_job
 
     return run_main_job(
-        settings, scenario=args.scenario or settings.scenario, duration=args.duration
+        settings,
+        scenario=args.scenario or settings.scenario,
+        duration=args.duration,
+        workers=args.workers,
     )
 
 
@@ -195,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)"
     )
+    run.add_argument("--workers", type=int, default=1, help="stream workers to start")
     run.set_defaults(handler=cmd_run)
 
     for register in _plugins():

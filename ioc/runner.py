@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
 import sys
+import time
+import urllib.request
+from pathlib import Path
 
 from ioc.config import Settings
 
@@ -25,25 +31,83 @@ def prepare_infrastructure(settings: Settings) -> None:
     _say(f"[kafka] {len(topics)} topics ready: {', '.join(t.name for t in topics)}")
 
 
-def run_main_job(settings: Settings, scenario: str, duration: float | None) -> int:
+def _worker_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "IOC_KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
+        "IOC_DB_SCHEMA": settings.db_schema,
+        "IOC_STACK_DIR": str(settings.stack_dir),
+    })
+    return env
+
+
+def start_workers(settings: Settings, scenario: str, count: int, log_dir: Path
+                  ) -> list[tuple[subprocess.Popen[bytes], int]]:
+    """Start ``count`` stream workers (one consumer group) and wait until they serve."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    ioc = str(Path(sys.executable).parent / "ioc")
+    workers = []
+    for i in range(count):
+        port = settings.metrics_port + i
+        log = (log_dir / f"worker-{i + 1}.log").open("ab")
+        proc = subprocess.Popen(
+            [ioc, "worker", "--scenario", scenario, "--metrics-port", str(port),
+             "--name", f"worker-{i + 1}"],
+            env=_worker_env(settings), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        workers.append((proc, port))
+    deadline = time.monotonic() + 90
+    for proc, port in workers:
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"ioc: error: worker on :{port} exited; see {log_dir}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"ioc: error: worker on :{port} did not start; "
+                                     f"see {log_dir}") from None
+                time.sleep(0.5)
+    return workers
+
+
+def stop_workers(workers: list[tuple[subprocess.Popen[bytes], int]]) -> None:
+    for proc, _port in workers:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc, _port in workers:
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def run_main_job(settings: Settings, scenario: str, duration: float | None,
+                 workers: int = 1) -> int:
     prepare_infrastructure(settings)
+    log_dir = settings.stack_dir / "logs"
+    _say(f"[streams] starting {workers} worker(s) for scenario {scenario} (logs in {log_dir})")
+    procs = start_workers(settings, scenario, workers, log_dir)
+    ports = ", ".join(f":{port}" for _proc, port in procs)
     _say("")
-    _say("IOC local stack is up:")
+    _say("IOC pipeline is running:")
     _say(f"  Kafka bootstrap   {settings.bootstrap_servers}")
-    _say(
-        f"  TimescaleDB       127.0.0.1:{settings.postgres_port} (database ioc, "
-        f"`ioc stack status --json` prints the DSNs)"
-    )
+    _say(f"  TimescaleDB       127.0.0.1:{settings.postgres_port} (database ioc, schema "
+         f"{settings.db_schema}; `ioc stack status --json` prints the DSNs)")
     _say(f"  Prometheus        {settings.prometheus_url}")
     _say(f"  Alertmanager      {settings.alertmanager_url}")
+    _say(f"  worker metrics    http://127.0.0.1{ports.split(',')[0]}/metrics ({ports})")
     _say(f"scenario: {scenario}; press Ctrl-C to stop")
     _say("")
-    # The pipeline as it exists so far: the feed simulators in real time. Later stages
-    # (stream workers, pager, dashboards) plug in here.
     from ioc.simulators.run import SimConfig, run_simulation
 
-    summary = run_simulation(
-        settings, SimConfig(scenario=scenario, mode="realtime", duration_s=duration)
-    )
-    _say(summary.render())
+    try:
+        summary = run_simulation(
+            settings, SimConfig(scenario=scenario, mode="realtime", duration_s=duration)
+        )
+        _say(summary.render())
+    finally:
+        _say("[streams] stopping workers")
+        stop_workers(procs)
     return 0 if summary.errors == 0 else 1
