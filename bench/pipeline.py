@@ -32,13 +32,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from bench_machine import machine  # type: ignore[import-not-found]
 from integration.workers import Worker
-from ioc.simulators.run import SimConfig, Summary, run_simulation
-from ioc.streams.cli import prepare
 
 from ioc.config import Settings, load_settings
 from ioc.contract.tables import RAW
 from ioc.db import connect
 from ioc.kafka import admin_client, delete_topics
+from ioc.simulators.run import SimConfig, Summary, run_simulation
+from ioc.streams.cli import prepare
 
 RESULTS = Path(__file__).parent / "results"
 SCENARIO = "yen-bai-2022"
@@ -128,9 +128,7 @@ def run_point(rate: float, duration: float, workers: int, log_dir: Path) -> dict
         drain_s = time.time() - drain_started
         steady = [s for s in samples if s[0] >= 10]  # skip the first 10 s (warm-up)
         rates = [
-            (b[1] - a[1]) / (b[0] - a[0])
-            for a, b in itertools.pairwise(steady)
-            if b[0] > a[0]
+            (b[1] - a[1]) / (b[0] - a[0]) for a, b in itertools.pairwise(steady) if b[0] > a[0]
         ]
         fresh_values = sorted(s[2] for s in steady if s[2] is not None)
         backlog = [summary.sent * (s[0] / summary.elapsed_s) - s[1] for s in steady]
@@ -186,7 +184,13 @@ def main() -> int:
     parser.add_argument("--rates", default="2000,5000,10000")
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--workers", default="1")
+    parser.add_argument(
+        "--plot-only", action="store_true", help="redraw the plot from bench/results/pipeline.json"
+    )
     args = parser.parse_args()
+    if args.plot_only:
+        plot(json.loads((RESULTS / "pipeline.json").read_text())["points"])
+        return 0
     log_dir = Path("bench/out")
     log_dir.mkdir(parents=True, exist_ok=True)
     points = []
@@ -237,7 +241,50 @@ def main() -> int:
         f"best sustained: {best['achieved_events_per_s']:,} events/s "
         f"(freshness p99 {best['freshness_p99_s']} s)"
     )
+    try:
+        plot(points)
+    except ImportError:
+        print("(matplotlib not installed: no plot; pip install -e '.[bench]')")
     return 0
+
+
+def plot(points: list[dict[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.3))
+    for workers in sorted({p["workers"] for p in points}):
+        mine = [p for p in points if p["workers"] == workers]
+        left.plot(
+            [p["offered"] for p in mine],
+            [p["achieved_events_per_s"] for p in mine],
+            "o-",
+            label=f"{workers} worker(s)",
+        )
+        right.plot(
+            [p["offered"] for p in mine],
+            [p["freshness_p99_s"] for p in mine],
+            "o-",
+            label=f"{workers} worker(s)",
+        )
+    top = max(p["offered"] for p in points)
+    left.plot([0, top], [0, top], "--", color="grey", label="offered = landed")
+    left.set_xlabel("offered events/s")
+    left.set_ylabel("rows landed per second (median)")
+    left.set_title("End-to-end throughput (yen-bai-2022)")
+    right.axhline(5, color="red", linewidth=0.8, label="goal: p99 < 5 s")
+    right.set_xlabel("offered events/s")
+    right.set_ylabel("freshness p99 (s)")
+    right.set_title("Now minus newest stored event time")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    path = RESULTS / "pipeline.png"
+    fig.savefig(path, dpi=110)
+    print(f"plot: {path}")
 
 
 if __name__ == "__main__":

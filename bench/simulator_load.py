@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from bench_machine import machine  # type: ignore[import-not-found]
-from ioc.simulators.run import SimConfig, run_simulation
 
 from ioc.config import load_settings
 from ioc.contract.topics import ALL_TOPICS
 from ioc.kafka import delete_topics, ensure_topics
+from ioc.simulators.run import SimConfig, run_simulation
 
 RESULTS = Path(__file__).parent / "results"
 

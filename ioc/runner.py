@@ -33,16 +33,19 @@ def prepare_infrastructure(settings: Settings) -> None:
 
 def _worker_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "IOC_KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
-        "IOC_DB_SCHEMA": settings.db_schema,
-        "IOC_STACK_DIR": str(settings.stack_dir),
-    })
+    env.update(
+        {
+            "IOC_KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
+            "IOC_DB_SCHEMA": settings.db_schema,
+            "IOC_STACK_DIR": str(settings.stack_dir),
+        }
+    )
     return env
 
 
-def start_workers(settings: Settings, scenario: str, count: int, log_dir: Path
-                  ) -> list[tuple[subprocess.Popen[bytes], int]]:
+def start_workers(
+    settings: Settings, scenario: str, count: int, log_dir: Path
+) -> list[tuple[subprocess.Popen[bytes], int]]:
     """Start ``count`` stream workers (one consumer group) and wait until they serve."""
     log_dir.mkdir(parents=True, exist_ok=True)
     ioc = str(Path(sys.executable).parent / "ioc")
@@ -51,10 +54,21 @@ def start_workers(settings: Settings, scenario: str, count: int, log_dir: Path
         port = settings.metrics_port + i
         log = (log_dir / f"worker-{i + 1}.log").open("ab")
         proc = subprocess.Popen(
-            [ioc, "worker", "--scenario", scenario, "--metrics-port", str(port),
-             "--name", f"worker-{i + 1}"],
-            env=_worker_env(settings), stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            [
+                ioc,
+                "worker",
+                "--scenario",
+                scenario,
+                "--metrics-port",
+                str(port),
+                "--name",
+                f"worker-{i + 1}",
+            ],
+            env=_worker_env(settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         workers.append((proc, port))
     deadline = time.monotonic() + 90
     for proc, port in workers:
@@ -66,8 +80,9 @@ def start_workers(settings: Settings, scenario: str, count: int, log_dir: Path
                     break
             except OSError:
                 if time.monotonic() > deadline:
-                    raise SystemExit(f"ioc: error: worker on :{port} did not start; "
-                                     f"see {log_dir}") from None
+                    raise SystemExit(
+                        f"ioc: error: worker on :{port} did not start; see {log_dir}"
+                    ) from None
                 time.sleep(0.5)
     return workers
 
@@ -83,8 +98,9 @@ def stop_workers(workers: list[tuple[subprocess.Popen[bytes], int]]) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def run_main_job(settings: Settings, scenario: str, duration: float | None,
-                 workers: int = 1) -> int:
+def run_main_job(
+    settings: Settings, scenario: str, duration: float | None, workers: int = 1
+) -> int:
     prepare_infrastructure(settings)
     log_dir = settings.stack_dir / "logs"
     _say(f"[streams] starting {workers} worker(s) for scenario {scenario} (logs in {log_dir})")
@@ -93,8 +109,10 @@ def run_main_job(settings: Settings, scenario: str, duration: float | None,
     _say("")
     _say("IOC pipeline is running:")
     _say(f"  Kafka bootstrap   {settings.bootstrap_servers}")
-    _say(f"  TimescaleDB       127.0.0.1:{settings.postgres_port} (database ioc, schema "
-         f"{settings.db_schema}; `ioc stack status --json` prints the DSNs)")
+    _say(
+        f"  TimescaleDB       127.0.0.1:{settings.postgres_port} (database ioc, schema "
+        f"{settings.db_schema}; `ioc stack status --json` prints the DSNs)"
+    )
     _say(f"  Prometheus        {settings.prometheus_url}")
     _say(f"  Alertmanager      {settings.alertmanager_url}")
     _say(f"  worker metrics    http://127.0.0.1{ports.split(',')[0]}/metrics ({ports})")

@@ -15,6 +15,9 @@ from typing import Any, NamedTuple
 
 import msgspec
 import orjson
+
+from ioc.contract import schemas as s
+from ioc.contract.topology import Topology
 from ioc.simulators.behaviour import (
     PERIODS,
     Conditions,
@@ -25,9 +28,6 @@ from ioc.simulators.behaviour import (
     region_of,
 )
 from ioc.simulators.faults import Fault, FaultPlan
-
-from ioc.contract import schemas as s
-from ioc.contract.topology import Topology
 
 
 class Out(NamedTuple):

@@ -18,14 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ioc.config import Settings
+from ioc.contract.topology import Topology, load_scenario
+from ioc.errors import IocError
 from ioc.simulators.behaviour import natural_rate
 from ioc.simulators.engine import Simulator, Stats
 from ioc.simulators.faults import FaultPlan, load_plan, resolve_targets
 from ioc.simulators.sinks import FileSink, KafkaSink, Sink
-
-from ioc.config import Settings
-from ioc.contract.topology import Topology, load_scenario
-from ioc.errors import IocError
 
 
 @dataclass

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import IO, Any
 
 import orjson
-from ioc.simulators.engine import Out
 
 from ioc.config import Settings
 from ioc.contract.topics import FAULT_LOG, FEED_TOPICS
 from ioc.errors import ServiceUnavailable
+from ioc.simulators.engine import Out
 
 
 class Sink:

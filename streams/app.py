@@ -17,16 +17,16 @@ from typing import Any
 
 import asyncpg
 import faust
-from ioc.streams.evaluator import Evaluator
-from ioc.streams.processor import FeedProcessor, Record
-from ioc.streams.rollups import enforce_retention, recompute_dirty
-from ioc.streams.writer import open_pool
 
 from ioc.config import Settings
 from ioc.contract import metrics as m
 from ioc.contract.topics import DEAD_LETTER, FEED_TOPICS
 from ioc.contract.topology import Topology
 from ioc.observability import collector
+from ioc.streams.evaluator import Evaluator
+from ioc.streams.processor import FeedProcessor, Record
+from ioc.streams.rollups import enforce_retention, recompute_dirty
+from ioc.streams.writer import open_pool
 
 log = logging.getLogger(__name__)
 

@@ -35,9 +35,9 @@ async def prepare(settings: Settings, scenario: str) -> Any:
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     import faust
-    from ioc.streams.app import StreamOptions, build_app
 
     from ioc.observability import serve_metrics
+    from ioc.streams.app import StreamOptions, build_app
 
     scenario = args.scenario or settings.scenario
     topology = asyncio.run(prepare(settings, scenario))

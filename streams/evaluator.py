@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from ioc.streams.rows import ts_of
-from ioc.streams.state import Current, Facts, StateMachine, Thresholds, Verdict
 
 from ioc.contract import metrics as m
 from ioc.contract import tables as t
 from ioc.contract.topology import Topology
 from ioc.observability import collector
+from ioc.streams.rows import ts_of
+from ioc.streams.state import Current, Facts, StateMachine, Thresholds, Verdict
 
 log = logging.getLogger(__name__)
 

@@ -17,13 +17,13 @@ from typing import Any
 
 import asyncpg
 import orjson
-from ioc.streams.rows import Batch
-from ioc.streams.writer import write_with_retry
 
 from ioc.contract import metrics as m
 from ioc.contract import schemas as s
 from ioc.contract.topology import Topology
 from ioc.observability import collector
+from ioc.streams.rows import Batch
+from ioc.streams.writer import write_with_retry
 
 log = logging.getLogger(__name__)
 

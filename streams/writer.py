@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable
 
 import asyncpg
-from ioc.streams.rows import RAW_COLUMNS, Batch, ts_of
 
 from ioc.contract.tables import DEVICE_LAST_SEEN, RAW, ROLLUP_DIRTY
 from ioc.db import create_pool
+from ioc.streams.rows import RAW_COLUMNS, Batch, ts_of
 
 log = logging.getLogger(__name__)
 

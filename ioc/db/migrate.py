@@ -125,6 +125,9 @@ async def migrate(dsn: str, schema: str) -> list[Migration]:
                     ) from None
                 applied_now.append(mig)
             await _grant(conn, schema)
+            from ioc.db.features import apply_licensed_features
+
+            await apply_licensed_features(conn, schema)
         finally:
             await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", f"ioc.migrate.{schema}")
     finally:

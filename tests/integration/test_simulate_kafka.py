@@ -7,12 +7,12 @@ from collections import Counter, defaultdict
 
 import orjson
 from aiokafka import AIOKafkaConsumer
-from ioc.simulators.run import SimConfig, run_simulation
 
 from ioc.config import Settings
 from ioc.contract import schemas as s
 from ioc.contract.topics import ALL_TOPICS, FAULT_LOG, FEED_TOPICS
 from ioc.kafka import ensure_topics
+from ioc.simulators.run import SimConfig, run_simulation
 
 
 async def consume_all(

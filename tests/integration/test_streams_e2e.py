@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer
-from ioc.simulators.run import SimConfig, run_simulation
-from ioc.streams.cli import prepare
 
 from ioc.config import Settings
 from ioc.contract import tables as t
 from ioc.contract.topics import DEAD_LETTER
 from ioc.contract.topology import load_scenario
 from ioc.db import connect
+from ioc.simulators.run import SimConfig, run_simulation
+from ioc.streams.cli import prepare
 
 from .workers import Worker, wait_for
 
@@ -214,3 +214,74 @@ def test_yen_bai_outages_produce_one_incident_each_with_the_right_root_cause(
             assert query(namespace, f"SELECT count(*) AS n FROM {table}")[0]["n"] > 0, table
     finally:
         worker.stop()
+
+
+def _metric(log_text: str, name: str) -> float:
+    import re
+    import urllib.request
+
+    match = re.search(r"metrics http://127\.0\.0\.1:(\d+)/metrics", log_text)
+    assert match, log_text
+    body = urllib.request.urlopen(f"http://127.0.0.1:{match[1]}/metrics", timeout=5).read()
+    total = 0.0
+    for line in body.decode().splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_two_workers_share_the_partitions_and_survive_a_rebalance(
+    namespace: Settings, tmp_path: Path
+) -> None:
+    asyncio.run(prepare(namespace, "demo"))
+    first = Worker(namespace, "demo", tmp_path / "w1.log", "w1").start()
+    second = Worker(namespace, "demo", tmp_path / "w2.log", "w2").start()
+    try:
+        import threading
+
+        result: dict[str, object] = {}
+        thread = threading.Thread(
+            target=lambda: result.setdefault(
+                "s",
+                run_simulation(
+                    namespace,
+                    SimConfig(
+                        scenario="demo", mode="rate", rate=1500, duration_s=30, progress=False
+                    ),
+                ),
+            )
+        )
+        time.sleep(12)  # both in the group
+        thread.start()
+        wait_for(
+            lambda: (
+                _metric(first.log(), "ioc_events_consumed_total") > 0
+                and _metric(second.log(), "ioc_events_consumed_total") > 0
+            ),
+            40,
+            what="both workers consuming",
+        )
+        shares = (
+            _metric(first.log(), "ioc_events_consumed_total"),
+            _metric(second.log(), "ioc_events_consumed_total"),
+        )
+        print(f"consumed while both ran: w1 {shares[0]:.0f}, w2 {shares[1]:.0f}")
+        second.stop()  # graceful leave: its partitions move to the first worker
+        thread.join()
+        summary = result["s"]
+        valid = sum(summary.stats.valid_by_feed.values())  # type: ignore[attr-defined]
+
+        def landed() -> int:
+            rows = query(
+                namespace,
+                "SELECT (SELECT count(*) FROM raw_camera) + "
+                "(SELECT count(*) FROM raw_telehealth) + "
+                "(SELECT count(*) FROM raw_netnode) AS n",
+            )
+            return int(rows[0]["n"])
+
+        wait_for(lambda: landed() >= valid, 120, what=f"{valid} rows ({first.log()})")
+        assert landed() == valid
+    finally:
+        first.stop()
+        second.stop()

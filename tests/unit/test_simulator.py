@@ -6,14 +6,14 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from ioc.simulators.behaviour import clinic_curve, traffic_curve
-from ioc.simulators.engine import Out, Simulator
-from ioc.simulators.faults import FaultPlan, FaultPlanError, load_plan, parse_flag, resolve_targets
-from ioc.simulators.run import SimConfig, run_simulation
 
 from ioc.config import load_settings
 from ioc.contract import schemas as s
 from ioc.contract.topology import load_scenario
+from ioc.simulators.behaviour import clinic_curve, traffic_curve
+from ioc.simulators.engine import Out, Simulator
+from ioc.simulators.faults import FaultPlan, FaultPlanError, load_plan, parse_flag, resolve_targets
+from ioc.simulators.run import SimConfig, run_simulation
 
 START = 1_654_045_200_000  # 2022-06-01 08:00 +07:00
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from ioc.streams.evaluator import wanted_incidents
-from ioc.streams.state import Facts, StateMachine
-
 from ioc.contract import tables as t
 from ioc.contract.topology import load_scenario
+from ioc.streams.evaluator import wanted_incidents
+from ioc.streams.state import Facts, StateMachine
 
 TOPO = load_scenario("demo")
 T0 = 1_700_000_000_000
