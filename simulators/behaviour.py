@@ -481,12 +481,6 @@ SIM_CLASSES: dict[str, type[DeviceSim]] = {
 }
 
 
-def region_of(topology: Topology, device: Device) -> str:
-    """The unit one level below the province (district, or commune in two tiers)."""
-    chain = topology.ancestors(topology.sites[device.site].unit)
-    return chain[-2] if len(chain) >= 2 else chain[-1]
-
-
 def natural_rate(topology: Topology) -> float:
     """Messages per second the scenario produces in real time (sessions excluded)."""
     total = 0.0

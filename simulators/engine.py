@@ -25,7 +25,6 @@ from ioc.simulators.behaviour import (
     NetnodeSim,
     Weather,
     describe,
-    region_of,
 )
 from ioc.simulators.faults import Fault, FaultPlan
 
@@ -217,7 +216,7 @@ class Simulator:
         self.streams: list[tuple[DeviceSim, list[_Stream]]] = []
         for dev_id in mine:
             dev = topology.devices[dev_id]
-            sim = SIM_CLASSES[dev.device_class](dev, region_of(topology, dev), seed, start_ms)
+            sim = SIM_CLASSES[dev.device_class](dev, topology.region_of(dev_id), seed, start_ms)
             self.sims[dev_id] = sim
             streams = []
             for kind, period in PERIODS[dev.device_class].items():

@@ -101,7 +101,7 @@ class Evaluator:
         self.pool = pool
         self.machine = StateMachine(topology, thresholds)
         self.restored = False
-        self.top_unit = {dev_id: self._region(dev_id) for dev_id in topology.devices}
+        self.top_unit = {dev_id: topology.region_of(dev_id) for dev_id in topology.devices}
         self.gauges = {
             spec.name: collector(spec)
             for spec in (
@@ -117,10 +117,6 @@ class Evaluator:
         self.eval_seconds = collector(m.EVALUATION_SECONDS)
         self._last: tuple[int, int] | None = None
         self._hold_until = 0
-
-    def _region(self, dev_id: str) -> str:
-        chain = self.topology.ancestors(self.topology.unit_of_device[dev_id])
-        return chain[-2] if len(chain) >= 2 else chain[-1]
 
     def _catching_up(self, watermark: int, wall_ms: int) -> bool:
         """True while event time runs faster than the wall clock (backlog after a stall or a
@@ -344,11 +340,19 @@ class Evaluator:
             if cur.state == t.STATE_DOWN:
                 behind = topo.devices_behind(dev_id) if dev.device_class == "netnode" else []
                 if behind:
-                    isolated.labels(dev_id, unit, dev.site).set(len(behind))
+                    # upstream_node = the node itself: inhibits alerts of devices behind it
+                    isolated.labels(dev_id, unit, dev.site, dev_id).set(len(behind))
                 else:
-                    down.labels(dev_id, dev.device_class, unit, dev.site).set(1)
+                    down.labels(dev_id, dev.device_class, unit, dev.site, dev.upstream or "").set(1)
             elif cur.state == t.STATE_DEGRADED:
-                degraded.labels(dev_id, dev.device_class, unit, cur.reason.split(" ")[0]).set(1)
+                degraded.labels(
+                    dev_id,
+                    dev.device_class,
+                    unit,
+                    dev.site,
+                    cur.reason.split(" ")[0],
+                    dev.upstream or "",
+                ).set(1)
 
     def clear_gauges(self) -> None:
         """When leadership moves away, stop exporting domain state from this worker."""

@@ -59,6 +59,10 @@ def dead_letter(record: Record, reason: str, detail: str, now_ms: int) -> bytes:
     )
 
 
+def dead_letter_key(record: Record) -> bytes:
+    return f"{record.topic}/{record.partition}/{record.offset}".encode()
+
+
 class FeedProcessor:
     def __init__(
         self, topology: Topology, pool: asyncpg.Pool, send_dead_letter: SendDeadLetter
@@ -75,6 +79,8 @@ class FeedProcessor:
         self.write_seconds = collector(m.DB_WRITE_SECONDS)
         self.write_errors = collector(m.DB_WRITE_ERRORS)
         self.last_write = collector(m.LAST_WRITE)
+        self.sessions_dropped = collector(m.TELEHEALTH_SESSIONS_DROPPED)
+        self.region = {d: topology.region_of(d) for d in topology.devices}
         self.newest_event_ms: dict[str, int] = {}
         self.positions: dict[tuple[str, int], int] = {}
 
@@ -127,6 +133,9 @@ class FeedProcessor:
             self.written.labels(feed).inc(inserted)
             self.duplicate.labels(feed).inc(len(valid) - inserted)
             self.last_write.labels(feed).set(time.time())
+            for msg in valid:
+                if isinstance(msg, s.TelehealthSession) and msg.event == "dropped":
+                    self.sessions_dropped.labels(self.region[msg.device_id]).inc()
             self.newest_event_ms[feed] = max(self.newest_event_ms.get(feed, 0), batch.newest_ts_ms)
         if invalid:
             await self._dead_letter(feed, invalid, now_ms)
@@ -141,9 +150,11 @@ class FeedProcessor:
         delay = 0.2
         while True:
             try:
+                # Keyed by where the message came from: a batch redelivered after a crash
+                # dead-letters the same keys again, which readers (and compaction) collapse.
                 pending = [
                     await self.send_dead_letter(
-                        record.key, dead_letter(record, exc.reason, exc.detail, now_ms)
+                        dead_letter_key(record), dead_letter(record, exc.reason, exc.detail, now_ms)
                     )
                     for record, exc in invalid
                 ]

@@ -118,19 +118,25 @@ DEVICE_DOWN = MetricSpec(
     "ioc_device_down",
     "gauge",
     "1 per device that is down (not unreachable-upstream); only down devices have a series",
-    ("device_id", "device_class", "unit", "site"),
+    ("device_id", "device_class", "unit", "site", "upstream_node"),
 )
 SITE_ISOLATED = MetricSpec(
     "ioc_site_isolated",
     "gauge",
     "Devices cut off behind a node that is down; one series per down node",
-    ("node_id", "unit", "site"),
+    ("node_id", "unit", "site", "upstream_node"),
 )
 DEVICE_DEGRADED = MetricSpec(
     "ioc_device_degraded",
     "gauge",
     "1 per degraded device with the reason; only degraded devices have a series",
-    ("device_id", "device_class", "unit", "reason"),
+    ("device_id", "device_class", "unit", "site", "reason", "upstream_node"),
+)
+TELEHEALTH_SESSIONS_DROPPED = MetricSpec(
+    "ioc_telehealth_sessions_dropped",
+    "counter",
+    "Telehealth sessions that ended by dropping, per top-level unit",
+    ("unit",),
 )
 
 ALL_METRICS: Final = (
@@ -154,4 +160,5 @@ ALL_METRICS: Final = (
     DEVICE_DOWN,
     SITE_ISOLATED,
     DEVICE_DEGRADED,
+    TELEHEALTH_SESSIONS_DROPPED,
 )

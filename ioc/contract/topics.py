@@ -45,7 +45,9 @@ DEAD_LETTER = TopicSpec(
     "ioc.deadletter.v1",
     2,
     14 * DAY_MS,
-    description="messages that failed validation, with the reason",
+    cleanup_policy="compact,delete",
+    description="messages that failed validation, with the reason; keyed by source "
+    "topic/partition/offset, so a batch replayed after a crash collapses",
 )
 FAULT_LOG = TopicSpec(
     "ioc.faults.v1",

@@ -136,6 +136,12 @@ class Topology:
             code = self.units[code].parent
         return out
 
+    def region_of(self, device_id: str) -> str:
+        """The unit one level below the top (district; commune in two tiers): the bounded
+        ``unit`` label of province-wide metrics."""
+        chain = self.ancestors(self.unit_of_device[device_id])
+        return chain[-2] if len(chain) >= 2 else chain[-1]
+
     def devices_of(self, device_class: str) -> list[Device]:
         return [d for d in self.devices.values() if d.device_class == device_class]
 

@@ -196,6 +196,7 @@ def test_dead_letters_carry_the_original_bytes_and_where_they_came_from() -> Non
     processor, sent = make_processor()
     asyncio.run(processor.process("camera", [record(b"\xff\x00 garbage", offset=41)]))
     assert len(sent) == 1
+    assert sent[0][0] == b"ioc.camera.v1/0/41"
     doc = orjson.loads(sent[0][1])
     assert doc["reason"] == s.REASON_BAD_JSON
     assert base64.b64decode(doc["value_b64"]) == b"\xff\x00 garbage"
