@@ -11,7 +11,14 @@ from typing import Any
 
 
 def registrars() -> list[Callable[[Any], None]]:
+    from ioc.dashboards import cli as dashboards_cli
+    from ioc.services import cli as services_cli
     from ioc.simulators import cli as simulators_cli
     from ioc.streams import cli as streams_cli
 
-    return [simulators_cli.register, streams_cli.register]
+    return [
+        simulators_cli.register,
+        streams_cli.register,
+        services_cli.register,
+        dashboards_cli.register,
+    ]

@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     # --- processes ---------------------------------------------------------------------------
     metrics_port: int = Field(9464, ge=0, le=65535)
     pager_port: int = Field(9480, ge=1024, le=65535)
+    pager_token: SecretStr | None = None
+    """Bearer token Alertmanager must send to the pager. Unset: the local stack's generated one."""
+    pager_channels: str = "[]"
+    """JSON list of outgoing channels, e.g. [{"type": "webhook", "url": "https://..."},
+    {"type": "email", "host": "smtp.example", "port": 25, "from": "ioc@x", "to": ["oncall@x"]}]"""
+    pager_max_body_bytes: int = Field(1_048_576, ge=1024, le=64 * 1_048_576)
     scenario: str = "yen-bai-2022"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -171,6 +177,19 @@ class Settings(BaseSettings):
         if self.db_admin_dsn is not None:
             return self.db_admin_dsn.get_secret_value()
         return self._stack_dsn("ioc_admin")
+
+    def resolved_pager_token(self) -> str:
+        """The token the pager accepts (and the local Alertmanager sends)."""
+        if self.pager_token is not None:
+            return self.pager_token.get_secret_value()
+        path = self.stack_dir / "pager.token"
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            raise ConfigError(
+                f"{ENV_PREFIX}PAGER_TOKEN is not set and the local stack has no {path}; "
+                f"run `ioc stack up` or set {ENV_PREFIX}PAGER_TOKEN"
+            ) from None
 
     def topic(self, name: str) -> str:
         """The physical Kafka topic name for a contract topic (test namespaces use a prefix)."""

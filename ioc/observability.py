@@ -73,7 +73,7 @@ def register_target(settings: Settings, service: str, port: int) -> Path | None:
     if not targets.parent.exists():
         return None
     targets.mkdir(parents=True, exist_ok=True)
-    path = targets / f"{service}-{port}.json"
+    path = targets / f"{service}-{os.getpid()}-{port}.json"
     doc = [
         {"targets": [f"127.0.0.1:{port}"], "labels": {"service": service, "pid": str(os.getpid())}}
     ]

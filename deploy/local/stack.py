@@ -207,6 +207,28 @@ def _http_ready(url: str, timeout: float = 2.0) -> tuple[bool, str]:
         return False, str(reason)
 
 
+def _digest(*paths: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in paths:
+        h.update(str(path).encode())
+        h.update(path.read_bytes() if path.exists() else b"-")
+    return h.hexdigest()
+
+
+def _prune_dead_targets(targets_dir: Path) -> None:
+    """Drop file_sd targets of processes that died without cleaning up (SIGKILL)."""
+    for path in targets_dir.glob("*.json"):
+        try:
+            pid = int(json.loads(path.read_text())[0]["labels"]["pid"])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+        except (OSError, ValueError, KeyError, IndexError, TypeError):
+            continue
+
+
 def _render(template: str, dest: Path, **values: Any) -> None:
     text = (TEMPLATES / template).read_text()
     rendered = string.Template(text).substitute(**{k: str(v) for k, v in values.items()})
@@ -255,6 +277,10 @@ class Service:
     def after_ready(self, progress: Progress) -> None:
         """One-time setup that needs the running service (roles, databases...)."""
 
+    def sync_config(self) -> bool:
+        """Bring a running service's config up to date; True if it had to reload."""
+        return False
+
     # shared behaviour
     def pid(self) -> int | None:
         return _read_pid(self.pidfile)
@@ -281,6 +307,8 @@ class Service:
             self.prepare(progress)
             progress(f"[{self.name}] starting on {self.endpoint}")
             _spawn(self.command(), self.log, self.pidfile, self.env())
+        elif self.sync_config():
+            progress(f"[{self.name}] configuration changed: reloaded")
         started = time.monotonic()
         detail = ""
         last_note = started
@@ -683,6 +711,12 @@ class Prometheus(Service):
     def prepare(self, progress: Progress) -> None:
         for path in (self.rules_dir, self.targets_dir, self.dir / "data"):
             path.mkdir(parents=True, exist_ok=True)
+        self._write_config()
+        _prune_dead_targets(self.targets_dir)
+
+    def _write_config(self) -> bool:
+        """Render prometheus.yml and copy the generated rules; True if anything changed."""
+        before = _digest(self.dir / "prometheus.yml", *sorted(self.rules_dir.glob("*.yml")))
         _render(
             "prometheus/prometheus.yml",
             self.dir / "prometheus.yml",
@@ -691,6 +725,17 @@ class Prometheus(Service):
             rules_dir=self.rules_dir,
             targets_dir=self.targets_dir,
         )
+        rules = resources.files("ioc.deploy").joinpath("prometheus", "ioc-alerts.yml")
+        (self.rules_dir / "ioc-alerts.yml").write_text(rules.read_text())
+        return before != _digest(self.dir / "prometheus.yml", *sorted(self.rules_dir.glob("*.yml")))
+
+    def sync_config(self) -> bool:
+        self.rules_dir.mkdir(parents=True, exist_ok=True)
+        _prune_dead_targets(self.targets_dir)
+        if self._write_config():
+            self.reload()
+            return True
+        return False
 
     def command(self) -> list[str]:
         return [
@@ -725,12 +770,30 @@ class Alertmanager(Prometheus):
 
     def prepare(self, progress: Progress) -> None:
         (self.dir / "data").mkdir(parents=True, exist_ok=True)
+        self._write_config()
+
+    def _write_config(self) -> bool:
+        """Render the generated routing for this stack's pager; True if it changed."""
         config = self.dir / "alertmanager.yml"
-        override = self.settings.stack_dir / "alertmanager.generated.yml"
-        if override.exists():
-            shutil.copyfile(override, config)
-        else:
-            _render("alertmanager/alertmanager.yml", config, pager_port=self.settings.pager_port)
+        before = _digest(config)
+        token = self.settings.stack_dir / "pager.token"
+        if not token.exists():
+            fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(32))
+        template = resources.files("ioc.deploy").joinpath("alertmanager", "alertmanager.yml")
+        text = string.Template(template.read_text()).substitute(
+            pager_url=f"http://127.0.0.1:{self.settings.pager_port}/alertmanager/webhook",
+            token_file=str(token),
+        )
+        config.write_text(text)
+        return before != _digest(config)
+
+    def sync_config(self) -> bool:
+        if self._write_config():
+            self.reload()
+            return True
+        return False
 
     def command(self) -> list[str]:
         return [
