@@ -570,8 +570,10 @@ def alertmanager_document(pager_url: str, token_file: str) -> dict[str, Any]:
         ],
         "receivers": [
             {"name": "pager", "webhook_configs": [webhook]},
-            {"name": "watchdog",
-             "webhook_configs": [copy.deepcopy(webhook) | {"send_resolved": False}]},
+            {
+                "name": "watchdog",
+                "webhook_configs": [copy.deepcopy(webhook) | {"send_resolved": False}],
+            },
             {"name": "null"},
         ],
     }

@@ -1,0 +1,216 @@
+"""The pager receiver against the real database: auth, limits, dedupe, forwarding."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from ioc.config import Settings
+from ioc.db import connect, create_pool
+from ioc.db.migrate import migrate
+from ioc.errors import IocError
+from ioc.services.pager import Channel, Pager, parse_channels
+
+TOKEN = "test-token-123"
+
+
+def notification(status: str = "firing", fingerprint: str = "abc", **labels: str) -> dict[str, Any]:
+    labels = {
+        "alertname": "CameraDown",
+        "severity": "warning",
+        "device_id": "cam-1",
+        "unit": "u1",
+        **labels,
+    }
+    return {
+        "version": "4",
+        "status": status,
+        "receiver": "pager",
+        "groupKey": "{}:{}",
+        "groupLabels": {"alertname": labels["alertname"]},
+        "commonLabels": labels,
+        "externalURL": "http://am",
+        "alerts": [
+            {
+                "status": status,
+                "labels": labels,
+                "annotations": {
+                    "summary": "Camera cam-1 is down",
+                    "description": "d",
+                    "runbook_url": "docs/runbooks/camera-down.md",
+                },
+                "startsAt": "2026-11-23T05:00:00Z",
+                "endsAt": "2026-11-23T05:05:00Z"
+                if status == "resolved"
+                else "0001-01-01T00:00:00Z",
+                "fingerprint": fingerprint,
+            }
+        ],
+    }
+
+
+@pytest.fixture
+async def pager_client(namespace: Settings):  # type: ignore[no-untyped-def]
+    settings = namespace.model_copy(update={"pager_max_body_bytes": 64 * 1024})
+    await migrate(settings.admin_dsn(), settings.db_schema)
+    pool = await create_pool(
+        settings.database_dsn(), server_settings={"search_path": f"{settings.db_schema},public"}
+    )
+    received: list[dict[str, Any]] = []
+
+    async def sink(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.json_response({})
+
+    sink_app = web.Application()
+    sink_app.router.add_post("/hook", sink)
+    sink_server = TestServer(sink_app)
+    await sink_server.start_server()
+    from pydantic import SecretStr
+
+    settings = settings.model_copy(update={"pager_token": SecretStr(TOKEN)})
+    channel = Channel("webhook", {"type": "webhook", "url": str(sink_server.make_url("/hook"))})
+    pager = Pager(settings, pool, [channel])
+    client = TestClient(TestServer(pager.app()))
+    await client.start_server()
+    yield client, settings, received
+    await client.close()
+    await sink_server.close()
+    await pool.close()
+
+
+def auth() -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKEN}"}
+
+
+async def test_rejects_bad_requests_with_clear_statuses(pager_client) -> None:  # type: ignore[no-untyped-def]
+    client, _settings, _ = pager_client
+    url = "/alertmanager/webhook"
+    resp = await client.post(url, json=notification())
+    assert resp.status == 401 and "token" in (await resp.json())["error"]
+    resp = await client.post(url, data=b"x", headers={**auth(), "Content-Type": "text/plain"})
+    assert resp.status == 415
+    resp = await client.post(
+        url, data=b"{not json", headers={**auth(), "Content-Type": "application/json"}
+    )
+    assert resp.status == 400
+    body = await resp.text()
+    assert "Traceback" not in body
+    resp = await client.post(url, json={"version": "4"}, headers=auth())
+    assert resp.status == 400
+    resp = await client.post(
+        url,
+        data=b"{" + b" " * 100_000 + b"}",
+        headers={**auth(), "Content-Type": "application/json"},
+    )
+    assert resp.status == 413
+
+
+async def test_records_each_page_once_and_forwards_it(pager_client) -> None:  # type: ignore[no-untyped-def]
+    client, settings, received = pager_client
+    url = "/alertmanager/webhook"
+    for _ in range(3):  # Alertmanager retries and repeats
+        resp = await client.post(url, json=notification(), headers=auth())
+        assert resp.status == 200
+    resp = await client.post(url, json=notification("resolved"), headers=auth())
+    assert (await resp.json()) == {"recorded": 1, "duplicates": 0}
+    conn = await connect(settings.admin_dsn())
+    try:
+        rows = await conn.fetch(
+            f"SELECT status, notifications, deliveries FROM {settings.db_schema}.pages ORDER BY id"
+        )
+    finally:
+        await conn.close()
+    assert [(r["status"], r["notifications"]) for r in rows] == [("firing", 3), ("resolved", 1)]
+    for _ in range(50):
+        if len(received) == 2:
+            break
+        await asyncio.sleep(0.1)
+    assert [p["status"] for p in received] == ["firing", "resolved"]
+    conn = await connect(settings.admin_dsn())
+    try:
+        deliveries = await conn.fetchval(
+            f"SELECT deliveries FROM {settings.db_schema}.pages WHERE status = 'firing'"
+        )
+    finally:
+        await conn.close()
+    assert orjson.loads(deliveries)[0]["result"] == "ok"
+
+
+def test_channel_configuration_is_validated() -> None:
+    assert [
+        c.kind
+        for c in parse_channels(
+            '[{"type": "webhook", "url": "https://x"}, {"type": "email", "host": "smtp", '
+            '"to": ["a@b"]}]'
+        )
+    ] == ["webhook", "email"]
+    for bad in (
+        "{",
+        '[{"type": "sms"}]',
+        '[{"type": "webhook", "url": "ftp://x"}]',
+        '[{"type": "email", "to": []}]',
+    ):
+        with pytest.raises(IocError, match="IOC_PAGER_CHANNELS"):
+            parse_channels(bad)
+
+
+def test_email_channel_speaks_smtp() -> None:
+    """A minimal SMTP peer on loopback receives the page as an e-mail."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    got: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        f = conn.makefile("rb")
+        conn.sendall(b"220 test\r\n")
+        while True:
+            line = f.readline()
+            if not line:
+                break
+            cmd = line[:4].upper()
+            if cmd in (b"EHLO", b"HELO"):
+                conn.sendall(b"250 ok\r\n")
+            elif cmd == b"DATA":
+                conn.sendall(b"354 go\r\n")
+                while (data := f.readline()) not in (b".\r\n", b""):
+                    got.append(data)
+                conn.sendall(b"250 queued\r\n")
+            elif cmd == b"QUIT":
+                conn.sendall(b"221 bye\r\n")
+                break
+            else:
+                conn.sendall(b"250 ok\r\n")
+        conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    channel = Channel(
+        "email", {"type": "email", "host": "127.0.0.1", "port": port, "to": ["oncall@example.org"]}
+    )
+    page = {
+        "id": 1,
+        "status": "firing",
+        "labels": {"alertname": "SiteIsolated", "severity": "critical"},
+        "annotations": {
+            "summary": "Site isolated",
+            "description": "node down",
+            "runbook_url": "docs/runbooks/site-isolated.md",
+        },
+    }
+    Pager._email(None, channel, page)  # type: ignore[arg-type]
+    thread.join(timeout=5)
+    text = b"".join(got).decode()
+    assert "Subject: [FIRING] [critical] Site isolated" in text
+    assert "docs/runbooks/site-isolated.md" in text
