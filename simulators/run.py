@@ -259,14 +259,15 @@ def run_simulation(settings: Settings, cfg: SimConfig) -> Summary:
         f"{len(plan.faults)} fault(s), output {cfg.out or settings.bootstrap_servers}"
     )
 
+    exported = _Exported(settings, enabled=cfg.out is None and cfg.progress)
     results: list[dict[str, Any]] = []
     if cfg.workers <= 1:
         if cfg.progress and cfg.mode != "virtual":
-            results.append(_run_with_thread_progress(settings, cfg, plan, start_ms, say))
+            results.append(_run_with_thread_progress(settings, cfg, plan, start_ms, say, exported))
         else:
             results.append(_run_shard(settings, cfg, plan, start_ms, 0, 1))
     else:
-        results = _run_processes(settings, cfg, plan, start_ms, say)
+        results = _run_processes(settings, cfg, plan, start_ms, say, exported)
     elapsed = time.monotonic() - started
 
     stats = Stats()
@@ -293,7 +294,12 @@ def run_simulation(settings: Settings, cfg: SimConfig) -> Summary:
 
 
 def _run_with_thread_progress(
-    settings: Settings, cfg: SimConfig, plan: FaultPlan, start_ms: int, say: Any
+    settings: Settings,
+    cfg: SimConfig,
+    plan: FaultPlan,
+    start_ms: int,
+    say: Any,
+    exported: _Exported,
 ) -> dict[str, Any]:
     """One process: the simulation in this thread, a reporter reading its queue."""
     import threading
@@ -301,7 +307,7 @@ def _run_with_thread_progress(
     report: queue.Queue[Any] = queue.Queue()
     stop = threading.Event()
     printer = threading.Thread(
-        target=_print_progress, args=(report, 1, start_ms, say, stop), daemon=True
+        target=_print_progress, args=(report, 1, start_ms, say, stop, exported), daemon=True
     )
     printer.start()
     try:
@@ -311,7 +317,33 @@ def _run_with_thread_progress(
         printer.join(timeout=2)
 
 
-def _print_progress(report: Any, shards: int, start_ms: int, say: Any, stop: Any) -> None:
+class _Exported:
+    """Simulator counters on /metrics (Kafka runs only), fed from the progress reports."""
+
+    def __init__(self, settings: Settings, enabled: bool) -> None:
+        self.enabled = enabled
+        self.sent = self.errors = 0
+        if enabled:
+            from ioc.contract import metrics as m
+            from ioc.observability import collector, serve_metrics
+
+            self.sent_counter = collector(m.SIM_SENT)
+            self.error_counter = collector(m.SIM_ERRORS)
+            try:
+                serve_metrics(settings, "simulator", 0)
+            except IocError:
+                self.enabled = False
+
+    def update(self, sent: int, errors: int) -> None:
+        if self.enabled:
+            self.sent_counter.inc(max(0, sent - self.sent))
+            self.error_counter.inc(max(0, errors - self.errors))
+        self.sent, self.errors = max(self.sent, sent), max(self.errors, errors)
+
+
+def _print_progress(
+    report: Any, shards: int, start_ms: int, say: Any, stop: Any, exported: _Exported
+) -> None:
     sent: dict[int, int] = {}
     errors: dict[int, int] = {}
     invalid: dict[int, int] = {}
@@ -325,6 +357,7 @@ def _print_progress(report: Any, shards: int, start_ms: int, say: Any, stop: Any
             continue
         _, shard, n_sent, n_err, n_invalid, t = item
         sent[shard], errors[shard], invalid[shard] = n_sent, n_err, n_invalid
+        exported.update(sum(sent.values()), sum(errors.values()))
         now = time.monotonic()
         if now - last_time >= 2.0:
             total = sum(sent.values())
@@ -339,7 +372,12 @@ def _print_progress(report: Any, shards: int, start_ms: int, say: Any, stop: Any
 
 
 def _run_processes(
-    settings: Settings, cfg: SimConfig, plan: FaultPlan, start_ms: int, say: Any
+    settings: Settings,
+    cfg: SimConfig,
+    plan: FaultPlan,
+    start_ms: int,
+    say: Any,
+    exported: _Exported,
 ) -> list[dict[str, Any]]:
     ctx = mp.get_context("spawn")
     report = ctx.Queue()
@@ -385,6 +423,7 @@ def _run_processes(
             else:
                 _, shard, n_sent, n_err, _n_invalid, t = item
                 sent[shard], errors[shard] = n_sent, n_err
+                exported.update(sum(sent.values()), sum(errors.values()))
                 now = time.monotonic()
                 if now - last_time >= 2.0:
                     total = sum(sent.values())

@@ -139,6 +139,14 @@ TELEHEALTH_SESSIONS_DROPPED = MetricSpec(
     ("unit",),
 )
 
+# --- simulators ---
+SIM_SENT = MetricSpec(
+    "ioc_simulator_records_sent", "counter", "Records the simulators delivered to Kafka"
+)
+SIM_ERRORS = MetricSpec(
+    "ioc_simulator_delivery_errors", "counter", "Records Kafka refused to the simulators"
+)
+
 ALL_METRICS: Final = (
     EVENTS_CONSUMED,
     EVENTS_WRITTEN,
@@ -161,4 +169,6 @@ ALL_METRICS: Final = (
     SITE_ISOLATED,
     DEVICE_DEGRADED,
     TELEHEALTH_SESSIONS_DROPPED,
+    SIM_SENT,
+    SIM_ERRORS,
 )
