@@ -19,7 +19,34 @@ def cmd_alerts_build(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_dashboards_build(args: argparse.Namespace, settings: Settings) -> int:
+    from ioc.dashboards.build import GENERATED, build
+
+    for path in build(Path(args.out) if args.out else GENERATED):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_dashboards_push(args: argparse.Namespace, settings: Settings) -> int:
+    from ioc.dashboards.build import push
+
+    for line in push(args.url, args.token, args.folder):
+        print(line)
+    return 0
+
+
 def register(sub: Any) -> None:
+    d = sub.add_parser("dashboards", help="Grafana dashboards (generated)")
+    dsub = d.add_subparsers(dest="dashboards_command", required=True, metavar="ACTION")
+    b = dsub.add_parser("build", help="write the dashboards' JSON")
+    b.add_argument("--out", help="folder (default dashboards/generated)")
+    b.set_defaults(handler=cmd_dashboards_build)
+    u = dsub.add_parser("push", help="upload to a running Grafana (HTTP API)")
+    u.add_argument("--url", required=True, help="e.g. http://127.0.0.1:3000")
+    u.add_argument("--token", required=True, help="Grafana service-account token")
+    u.add_argument("--folder", help="folder UID")
+    u.set_defaults(handler=cmd_dashboards_push)
+
     p = sub.add_parser("alerts", help="alert rules and Alertmanager config (generated)")
     alerts_sub = p.add_subparsers(dest="alerts_command", required=True, metavar="ACTION")
     b = alerts_sub.add_parser("build", help="write rules, promtool tests, alertmanager.yml")

@@ -116,6 +116,14 @@ def run_main_job(
     _say(f"  Prometheus        {settings.prometheus_url}")
     _say(f"  Alertmanager      {settings.alertmanager_url}")
     _say(f"  worker metrics    http://127.0.0.1{ports.split(',')[0]}/metrics ({ports})")
+    from ioc.dashboards.build import build as build_dashboards
+
+    dash_dir = settings.stack_dir / "dashboards"
+    written = build_dashboards(dash_dir)
+    _say(f"  Grafana dashboards {len(written)} JSON files in {dash_dir}")
+    _say("      load them: `ioc dashboards push --url http://GRAFANA:3000 --token TOKEN`, or")
+    _say("      `docker compose -f deploy/compose/docker-compose.yml up` (provisioned, with")
+    _say("      datasources ioc-prometheus / ioc-timescaledb), or Grafana > Dashboards > Import")
     _say(f"scenario: {scenario}; press Ctrl-C to stop")
     _say("")
     from ioc.simulators.run import SimConfig, run_simulation

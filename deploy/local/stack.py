@@ -644,6 +644,11 @@ class TimescaleDB(Service):
             # The writer stages batches in temporary tables; Grafana only connects.
             await conn.execute(f"GRANT CONNECT, TEMPORARY ON DATABASE {DATABASE} TO ioc_app")
             await conn.execute(f"GRANT CONNECT ON DATABASE {DATABASE} TO ioc_grafana")
+            # Grafana's PostgreSQL datasource has no schema setting: give its role one.
+            await conn.execute(
+                f"ALTER ROLE ioc_grafana IN DATABASE {DATABASE} "
+                f"SET search_path = {self.settings.db_schema}, public"
+            )
         finally:
             await conn.close()
 

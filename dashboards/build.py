@@ -1,0 +1,81 @@
+"""Build every dashboard to JSON (committed under dashboards/generated), push to Grafana."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from grafanalib import core as g
+from grafanalib._gen import DashboardEncoder
+
+from ioc.dashboards import cameras, network, overview, pipeline, sla, telehealth
+from ioc.errors import IocError
+
+BUILDERS: dict[str, Callable[[], g.Dashboard]] = {
+    "overview": overview.build,
+    "cameras": cameras.build,
+    "telehealth": telehealth.build,
+    "network": network.build,
+    "sla": sla.build,
+    "pipeline": pipeline.build,
+}
+GENERATED = Path(__file__).resolve().parent / "generated"
+
+
+def dashboard_json(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(
+        json.dumps(BUILDERS[name]().to_json_data(), cls=DashboardEncoder)
+    )
+    return data
+
+
+def render(name: str) -> str:
+    return json.dumps(dashboard_json(name), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def build(out: Path = GENERATED) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in BUILDERS:
+        path = out / f"ioc-{name}.json"
+        path.write_text(render(name))
+        written.append(path)
+    return written
+
+
+def push(url: str, token: str, folder_uid: str | None = None) -> list[str]:
+    """Upload every dashboard through Grafana's HTTP API (overwrite by UID)."""
+    import urllib.error
+    import urllib.request
+
+    done = []
+    for name in BUILDERS:
+        body = json.dumps(
+            {
+                "dashboard": dashboard_json(name),
+                "overwrite": True,
+                "folderUid": folder_uid,
+                "message": "ioc dashboards push",
+            }
+        ).encode()
+        req = urllib.request.Request(
+            f"{url.rstrip('/')}/api/dashboards/db",
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=15) as resp:
+                done.append(f"{name}: HTTP {resp.status}")
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")[:200]
+            raise IocError(
+                f"Grafana at {url} refused dashboard {name}: HTTP {exc.code} {detail}"
+            ) from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise IocError(
+                f"cannot reach Grafana at {url}: {getattr(exc, 'reason', exc)}"
+            ) from None
+    return done

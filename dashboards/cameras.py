@@ -1,0 +1,111 @@
+"""Cameras: online ratio, stream health, traffic, worst cameras, state timeline."""
+
+from __future__ import annotations
+
+from grafanalib import core as g
+
+from ioc.contract import metrics as m
+from ioc.dashboards import panels as p
+
+
+def build() -> g.Dashboard:
+    return p.dashboard(
+        "cameras",
+        "Cameras",
+        templates=[p.unit_variable(), p.device_variable("camera")],
+        description=("Camera network per unit (any level): online ratio, stream health, traffic."),
+        panels=[
+            p.stat(
+                "Cameras online in unit",
+                p.prom(f'max({m.CAMERA_ONLINE_RATIO.series}{{unit="$unit"}})'),
+                "percentunit",
+                p.thresholds((None, p.RED), (0.8, p.AMBER), (0.95, p.GREEN)),
+                (0, 0, 6, 6),
+                decimals=1,
+            ),
+            p.timeseries(
+                "Online ratio",
+                [
+                    p.prom(
+                        f'max by (unit_name) ({m.CAMERA_ONLINE_RATIO.series}{{unit="$unit"}})',
+                        "{{unit_name}}",
+                    )
+                ],
+                "percentunit",
+                (6, 0, 18, 6),
+            ),
+            p.timeseries(
+                "Frame rate and frozen cameras",
+                [
+                    p.sql("""SELECT time_bucket('$__interval', bucket) AS time,
+                       avg(fps_avg) AS "fps (avg)", max(frozen_cameras) AS "frozen cameras"
+                     FROM unit_rollup_camera_1m
+                     WHERE unit_code = '$unit' AND $__timeFilter(bucket)
+                     GROUP BY 1 ORDER BY 1""")
+                ],
+                "short",
+                (0, 6, 12, 8),
+            ),
+            p.timeseries(
+                "Traffic: vehicles and mean speed",
+                [
+                    p.sql("""SELECT time_bucket('$__interval', bucket) AS time,
+                       sum(vehicles) AS vehicles, avg(speed_kmh_avg) AS "speed km/h"
+                     FROM unit_rollup_camera_1m
+                     WHERE unit_code = '$unit' AND $__timeFilter(bucket)
+                     GROUP BY 1 ORDER BY 1""")
+                ],
+                "short",
+                (12, 6, 12, 8),
+            ),
+            p.table(
+                "Worst cameras (lowest frame rate, most dropped frames)",
+                p.sql(
+                    f"""
+            SELECT r.device_id AS camera, round(avg(r.fps_avg)::numeric, 1) AS fps,
+                   sum(r.dropped_frames) AS dropped_frames, sum(r.frozen_samples) AS frozen,
+                   sum(r.incidents_opened) AS incidents
+            FROM rollup_camera_1m r JOIN devices d ON d.id = r.device_id
+            WHERE $__timeFilter(r.bucket) AND {p.in_unit()}
+            GROUP BY r.device_id ORDER BY fps ASC NULLS FIRST, dropped_frames DESC
+            LIMIT 10""",
+                    "table",
+                ),
+                (0, 14, 12, 9),
+                links=[p.link("cameras", "Camera details", unit="$unit")],
+            ),
+            p.table(
+                "Traffic incidents",
+                p.sql(
+                    f"""
+            SELECT c.ts AS time, c.device_id AS camera, c.incident, c.incident_state AS state
+            FROM raw_camera c JOIN devices d ON d.id = c.device_id
+            WHERE c.kind = 'camera.incident' AND $__timeFilter(c.ts) AND {p.in_unit()}
+            ORDER BY c.ts DESC LIMIT 50""",
+                    "table",
+                ),
+                (12, 14, 12, 9),
+            ),
+            p.state_timeline(
+                "State of $device",
+                p.sql("""
+            SELECT start_ts AS time, state FROM device_state_intervals
+            WHERE device_id = '$device' AND start_ts <= $__timeTo()
+              AND coalesce(end_ts, now()) >= $__timeFrom()
+            ORDER BY start_ts"""),
+                (0, 23, 24, 5),
+            ),
+            p.timeseries(
+                "Stream of $device",
+                [
+                    p.sql("""
+            SELECT bucket AS time, fps_avg AS fps, bitrate_kbps_avg AS "bitrate kbps",
+                   dropped_frames AS "dropped frames"
+            FROM rollup_camera_1m WHERE device_id = '$device' AND $__timeFilter(bucket)
+            ORDER BY 1""")
+                ],
+                "short",
+                (0, 28, 24, 7),
+            ),
+        ],
+    )

@@ -1,0 +1,117 @@
+"""Network: reachability, latency and loss, throughput, worst nodes, isolated sites."""
+
+from __future__ import annotations
+
+from grafanalib import core as g
+
+from ioc.contract import metrics as m
+from ioc.dashboards import panels as p
+
+
+def build() -> g.Dashboard:
+    return p.dashboard(
+        "network",
+        "Network",
+        templates=[p.unit_variable(), p.device_variable("netnode")],
+        description=("The specialised data network of Party and State agencies."),
+        panels=[
+            p.stat(
+                "Nodes reachable (province)",
+                p.prom(
+                    f'sum({m.DEVICES_BY_STATE.series}{{device_class="netnode",'
+                    f'state=~"up|degraded"}})'
+                ),
+                "short",
+                None,
+                (0, 0, 6, 5),
+            ),
+            p.stat(
+                "Devices cut off (isolated sites)",
+                p.prom(f"sum({m.SITE_ISOLATED.series}) or vector(0)"),
+                "short",
+                p.thresholds((None, p.GREEN), (1, p.RED)),
+                (6, 0, 6, 5),
+            ),
+            p.table(
+                "Isolated sites now",
+                p.prom(f"max by (node_id, site, unit) ({m.SITE_ISOLATED.series})", instant=True),
+                (12, 0, 12, 5),
+            ),
+            p.timeseries(
+                "Reachable nodes in unit",
+                [
+                    p.sql("""
+            SELECT time_bucket('$__interval', bucket) AS time,
+                   min(nodes_reachable) AS reachable, max(nodes) AS nodes
+            FROM unit_rollup_netnode_1m WHERE unit_code = '$unit' AND $__timeFilter(bucket)
+            GROUP BY 1 ORDER BY 1""")
+                ],
+                "short",
+                (0, 5, 12, 8),
+            ),
+            p.timeseries(
+                "Latency and loss to the core in unit",
+                [
+                    p.sql("""
+            SELECT time_bucket('$__interval', bucket) AS time,
+                   avg(rtt_ms_avg) AS "RTT avg ms", max(rtt_ms_p95) AS "RTT p95 ms",
+                   avg(loss_pct_avg) AS "loss %"
+            FROM unit_rollup_netnode_1m WHERE unit_code = '$unit' AND $__timeFilter(bucket)
+            GROUP BY 1 ORDER BY 1""")
+                ],
+                "short",
+                (12, 5, 12, 8),
+            ),
+            p.timeseries(
+                "Throughput in unit",
+                [
+                    p.sql("""
+            SELECT time_bucket('$__interval', bucket) AS time,
+                   avg(in_bps) AS "in", avg(out_bps) AS "out"
+            FROM unit_rollup_netnode_1m WHERE unit_code = '$unit' AND $__timeFilter(bucket)
+            GROUP BY 1 ORDER BY 1""")
+                ],
+                "bps",
+                (0, 13, 12, 8),
+            ),
+            p.table(
+                "Worst nodes (loss, latency, link changes)",
+                p.sql(
+                    f"""
+            SELECT r.device_id AS node, round(avg(r.loss_pct_avg)::numeric, 2) AS "loss %",
+                   round(max(r.rtt_ms_p95)::numeric, 1) AS "RTT p95 ms",
+                   sum(r.probes) - sum(r.probes_ok) AS failed_probes,
+                   sum(r.link_changes) AS link_changes,
+                   round(max(r.util_pct_max)::numeric, 1) AS "max util %"
+            FROM rollup_netnode_1m r JOIN devices d ON d.id = r.device_id
+            WHERE $__timeFilter(r.bucket) AND {p.in_unit()}
+            GROUP BY r.device_id
+            ORDER BY failed_probes DESC, "loss %" DESC NULLS LAST LIMIT 10""",
+                    "table",
+                ),
+                (12, 13, 12, 8),
+            ),
+            p.table(
+                "Site isolation incidents",
+                p.sql(
+                    """
+            SELECT opened_at AS opened, status, root_device AS node, site_id AS site,
+                   coalesce(array_length(affected, 1), 0) AS cut_off, resolved_at AS resolved
+            FROM incidents WHERE kind = 'site-isolated'
+              AND (status <> 'resolved' OR $__timeFilter(opened_at))
+            ORDER BY opened_at DESC LIMIT 50""",
+                    "table",
+                ),
+                (0, 21, 24, 7),
+            ),
+            p.state_timeline(
+                "State of $device",
+                p.sql("""
+            SELECT start_ts AS time, state FROM device_state_intervals
+            WHERE device_id = '$device' AND start_ts <= $__timeTo()
+              AND coalesce(end_ts, now()) >= $__timeFrom()
+            ORDER BY start_ts"""),
+                (0, 28, 24, 5),
+            ),
+        ],
+    )

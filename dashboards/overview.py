@@ -1,0 +1,132 @@
+"""IOC overview: the province at a glance."""
+
+from __future__ import annotations
+
+from grafanalib import core as g
+
+from ioc.contract import metrics as m
+from ioc.dashboards import panels as p
+
+DEVICES = m.DEVICES_BY_STATE.series
+ONLINE = 'state=~"up|degraded"'
+
+UNIT_HEALTH_SQL = """
+SELECT u.code, u.name, u.lat, u.lon,
+       count(d.id) AS devices,
+       count(d.id) FILTER (WHERE ds.state IN ('down', 'unreachable-upstream', 'flapping'))
+         AS devices_down,
+       round(100.0 * count(d.id) FILTER (WHERE coalesce(ds.state, 'unknown')
+         IN ('up', 'degraded')) / greatest(count(d.id), 1), 1) AS health_pct
+FROM admin_units u
+JOIN unit_ancestors a ON a.ancestor_code = u.code
+JOIN sites s ON s.unit_code = a.unit_code
+JOIN devices d ON d.site_id = s.id
+LEFT JOIN device_state ds ON ds.device_id = d.id
+WHERE u.level = (SELECT max(level) FROM admin_units)
+GROUP BY u.code, u.name, u.lat, u.lon
+ORDER BY health_pct
+"""
+
+INCIDENTS_SQL = """
+SELECT i.id, i.opened_at AS "opened", i.severity, i.kind, i.status, i.title,
+       coalesce(array_length(i.affected, 1), 0) AS affected, i.root_device, i.unit_code,
+       i.resolved_at AS "resolved"
+FROM incidents i
+WHERE i.status <> 'resolved' OR $__timeFilter(i.opened_at)
+ORDER BY (i.status = 'resolved'), i.opened_at DESC
+LIMIT 100
+"""
+
+
+def build() -> g.Dashboard:
+    return p.dashboard(
+        "overview",
+        "IOC overview",
+        description=(
+            "The province at a glance: unit health map, headline figures, incidents, alerts."
+        ),
+        panels=[
+            p.Geomap(
+                title="Units by health (share of devices up)",
+                dataSource=p.TIMESCALE,
+                targets=[p.sql(UNIT_HEALTH_SQL, "table")],
+                colour_field="health_pct",
+                size_field="devices_down",
+                steps=p.thresholds((None, p.RED), (80, p.AMBER), (95, p.GREEN)),
+                gridPos=g.GridPos(h=16, w=12, x=0, y=0),
+                links=[p.link("network", "Network")],
+            ),
+            p.stat(
+                "Cameras online",
+                p.prom(
+                    f'sum({DEVICES}{{device_class="camera",{ONLINE}}}) / '
+                    f'sum({DEVICES}{{device_class="camera"}})'
+                ),
+                "percentunit",
+                p.thresholds((None, p.RED), (0.8, p.AMBER), (0.95, p.GREEN)),
+                (12, 0, 4, 4),
+                [p.link("cameras", "Cameras")],
+                decimals=1,
+            ),
+            p.stat(
+                "Telehealth stations up",
+                p.prom(f'sum({DEVICES}{{device_class="telehealth",{ONLINE}}})'),
+                "short",
+                None,
+                (16, 0, 4, 4),
+                [p.link("telehealth", "Telehealth")],
+            ),
+            p.stat(
+                "Sessions now",
+                p.prom(f"sum({m.TELEHEALTH_SESSIONS.series})"),
+                "short",
+                None,
+                (20, 0, 4, 4),
+                [p.link("telehealth", "Telehealth")],
+            ),
+            p.stat(
+                "Network sites reachable",
+                p.prom(
+                    f'sum({DEVICES}{{device_class="netnode",{ONLINE}}}) / '
+                    f'sum({DEVICES}{{device_class="netnode"}})'
+                ),
+                "percentunit",
+                p.thresholds((None, p.RED), (0.9, p.AMBER), (0.99, p.GREEN)),
+                (12, 4, 4, 4),
+                [p.link("network", "Network")],
+                decimals=1,
+            ),
+            p.stat(
+                "Open incidents: critical",
+                p.prom(f'sum({m.OPEN_INCIDENTS.series}{{severity="critical"}})'),
+                "short",
+                p.thresholds((None, p.GREEN), (1, p.RED)),
+                (16, 4, 4, 4),
+            ),
+            p.stat(
+                "Open incidents: warning",
+                p.prom(f'sum({m.OPEN_INCIDENTS.series}{{severity="warning"}})'),
+                "short",
+                p.thresholds((None, p.GREEN), (1, p.AMBER)),
+                (20, 4, 4, 4),
+            ),
+            p.table(
+                "Active alerts",
+                p.prom(
+                    'sum by (alertname, severity, unit, site) (ALERTS{alertstate="firing"})',
+                    instant=True,
+                ),
+                (12, 8, 12, 8),
+            ),
+            p.table(
+                "Incidents (open first)",
+                p.sql(INCIDENTS_SQL, "table"),
+                (0, 16, 24, 10),
+                links=[
+                    p.link("network", "Network"),
+                    p.link("cameras", "Cameras"),
+                    p.link("telehealth", "Telehealth"),
+                ],
+            ),
+        ],
+    )

@@ -1,0 +1,315 @@
+"""Small helpers shared by every dashboard: datasources, colours, units, panel builders.
+
+Datasource UIDs are fixed and match the provisioning in deploy/compose/grafana. Every SQL
+query uses Grafana's macros (``$__timeFilter``, ``$__interval``...) and aggregates on the
+server; every PromQL query uses metric names from :mod:`ioc.contract.metrics`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attr
+from grafanalib import core as g
+
+PROMETHEUS_UID = "ioc-prometheus"
+TIMESCALE_UID = "ioc-timescaledb"
+PROMETHEUS: dict[str, str] = {"type": "prometheus", "uid": PROMETHEUS_UID}
+TIMESCALE: dict[str, str] = {"type": "grafana-postgresql-datasource", "uid": TIMESCALE_UID}
+
+GREEN, AMBER, RED, BLUE, GREY = "green", "#EAB839", "red", "blue", "#808080"
+STATE_COLOURS = {
+    "up": GREEN,
+    "degraded": AMBER,
+    "down": RED,
+    "unreachable-upstream": "purple",
+    "flapping": "orange",
+    "unknown": GREY,
+}
+SEVERITY_COLOURS = {"critical": RED, "warning": AMBER, "info": BLUE}
+
+DASHBOARD_UIDS = {
+    "overview": "ioc-overview",
+    "cameras": "ioc-cameras",
+    "telehealth": "ioc-telehealth",
+    "network": "ioc-network",
+    "sla": "ioc-sla",
+    "pipeline": "ioc-pipeline",
+}
+
+
+TITLES = {
+    "overview": "IOC overview",
+    "cameras": "Cameras",
+    "telehealth": "Telehealth",
+    "network": "Network",
+    "sla": "Availability / SLA",
+    "pipeline": "Pipeline health",
+}
+
+
+def link(dashboard: str, title: str, **variables: str) -> dict[str, Any]:
+    """A data link to another IOC dashboard, keeping the time range."""
+    params = "&".join(f"var-{k}={v}" for k, v in variables.items())
+    url = f"/d/{DASHBOARD_UIDS[dashboard]}?${{__url_time_range}}"
+    return {"title": title, "url": f"{url}&{params}" if params else url}
+
+
+def prom(expr: str, legend: str = "", ref: str = "A", instant: bool = False) -> g.Target:
+    target = g.Target(expr=expr, legendFormat=legend, refId=ref, datasource=PROMETHEUS)
+    if instant:
+        target.instant = True
+    return target
+
+
+@attr.s
+class SqlTarget(g.Target):
+    """A TimescaleDB (PostgreSQL datasource) query in raw SQL mode."""
+
+    rawSql: str = attr.ib(default="")
+    format: str = attr.ib(default="time_series")
+
+    def to_json_data(self) -> dict[str, Any]:
+        return {
+            "datasource": self.datasource,
+            "refId": self.refId,
+            "rawQuery": True,
+            "editorMode": "code",
+            "rawSql": self.rawSql,
+            "format": self.format,
+        }
+
+
+def sql(query: str, fmt: str = "time_series", ref: str = "A") -> SqlTarget:
+    return SqlTarget(rawSql=" ".join(query.split()), format=fmt, refId=ref, datasource=TIMESCALE)
+
+
+def thresholds(*steps: tuple[float | None, str]) -> list[g.Threshold]:
+    return [
+        g.Threshold(colour, i, float(value) if value is not None else 0.0)
+        for i, (value, colour) in enumerate(steps)
+    ]
+
+
+def stat(
+    title: str,
+    target: g.Target,
+    unit: str = "short",
+    steps: list[Any] | None = None,
+    pos: tuple[int, int, int, int] = (0, 0, 4, 4),
+    links: list[Any] | None = None,
+    decimals: int | None = None,
+) -> g.Stat:
+    x, y, w, h = pos
+    return g.Stat(
+        title=title,
+        dataSource=target.datasource,
+        targets=[target],
+        format=unit,
+        thresholdType="absolute",
+        reduceCalc="lastNotNull",
+        decimals=decimals,
+        thresholds=steps or thresholds((None, BLUE)),
+        links=links or [],
+        gridPos=g.GridPos(h=h, w=w, x=x, y=y),
+    )
+
+
+def timeseries(
+    title: str,
+    targets: list[g.Target],
+    unit: str = "short",
+    pos: tuple[int, int, int, int] = (0, 0, 12, 8),
+    stacking: bool = False,
+    description: str = "",
+) -> g.TimeSeries:
+    x, y, w, h = pos
+    return g.TimeSeries(
+        title=title,
+        dataSource=targets[0].datasource,
+        targets=targets,
+        unit=unit,
+        description=description,
+        stacking={"mode": "normal" if stacking else "none"},
+        gridPos=g.GridPos(h=h, w=w, x=x, y=y),
+    )
+
+
+def table(
+    title: str,
+    target: g.Target,
+    pos: tuple[int, int, int, int] = (0, 0, 24, 8),
+    links: list[Any] | None = None,
+    description: str = "",
+) -> g.Table:
+    x, y, w, h = pos
+    return g.Table(
+        title=title,
+        dataSource=target.datasource,
+        targets=[target],
+        description=description,
+        gridPos=g.GridPos(h=h, w=w, x=x, y=y),
+        links=links or [],
+    )
+
+
+def state_timeline(title: str, target: g.Target, pos: tuple[int, int, int, int]) -> g.StateTimeline:
+    x, y, w, h = pos
+    mappings = [
+        {
+            "type": "value",
+            "options": {
+                state: {"color": colour, "index": i, "text": state}
+                for i, (state, colour) in enumerate(STATE_COLOURS.items())
+            },
+        }
+    ]
+    return g.StateTimeline(
+        title=title,
+        dataSource=target.datasource,
+        targets=[target],
+        gridPos=g.GridPos(h=h, w=w, x=x, y=y),
+        mappings=mappings,
+    )
+
+
+@attr.s
+class Geomap(g.Panel):
+    """Grafana's geomap panel (grafanalib has none): markers coloured by a field."""
+
+    latitude: str = attr.ib(default="lat")
+    longitude: str = attr.ib(default="lon")
+    colour_field: str = attr.ib(default="value")
+    size_field: str = attr.ib(default="")
+    centre: tuple[float, float] = attr.ib(default=(21.7, 104.8))
+    zoom: int = attr.ib(default=8)
+    steps: list[Any] = attr.ib(default=attr.Factory(list))
+
+    def to_json_data(self) -> Any:
+        size = {"field": self.size_field, "min": 4, "max": 16} if self.size_field else {"fixed": 6}
+        return self.panel_json(
+            {
+                "type": "geomap",
+                "fieldConfig": {
+                    "defaults": {
+                        "thresholds": {
+                            "mode": "absolute",
+                            "steps": [
+                                {"color": s.color, "value": None if i == 0 else s.value}
+                                for i, s in enumerate(self.steps)
+                            ],
+                        },
+                        "color": {"mode": "thresholds"},
+                    },
+                    "overrides": [],
+                },
+                "options": {
+                    "view": {
+                        "id": "coords",
+                        "lat": self.centre[0],
+                        "lon": self.centre[1],
+                        "zoom": self.zoom,
+                    },
+                    "controls": {"showZoom": True, "mouseWheelZoom": True},
+                    "basemap": {"type": "default", "name": "Basemap"},
+                    "layers": [
+                        {
+                            "type": "markers",
+                            "name": "units",
+                            "location": {
+                                "mode": "coords",
+                                "latitude": self.latitude,
+                                "longitude": self.longitude,
+                            },
+                            "config": {
+                                "style": {
+                                    "color": {"field": self.colour_field},
+                                    "size": size,
+                                    "opacity": 0.8,
+                                    "symbol": {
+                                        "fixed": "img/icons/marker/circle.svg",
+                                        "mode": "fixed",
+                                    },
+                                },
+                                "showLegend": True,
+                            },
+                            "tooltip": True,
+                        }
+                    ],
+                },
+            }
+        )
+
+
+def sql_variable(
+    name: str, label: str, query: str, include_all: bool = False, default: str = ""
+) -> g.Template:
+    return g.Template(
+        name=name,
+        label=label,
+        query=" ".join(query.split()),
+        type="query",
+        dataSource=TIMESCALE,
+        includeAll=include_all,
+        default=default,
+        refresh=1,
+        sort=1,
+    )
+
+
+UNIT_VARIABLE_SQL = """
+SELECT u.code AS __value,
+       repeat('· ', u.level) || u.name || ' (' || u.level_name || ')' AS __text
+FROM admin_units u ORDER BY u.level, u.code
+"""
+
+
+def unit_variable() -> g.Template:
+    """Every administrative unit at every level; panels aggregate below the chosen one."""
+    return sql_variable("unit", "Unit", UNIT_VARIABLE_SQL)
+
+
+def device_variable(device_class: str) -> g.Template:
+    return sql_variable(
+        "device",
+        "Device",
+        f"""
+        SELECT d.id FROM devices d JOIN sites s ON s.id = d.site_id
+        JOIN unit_ancestors a ON a.unit_code = s.unit_code AND a.ancestor_code = '$unit'
+        WHERE d.device_class = '{device_class}' ORDER BY d.id""",
+    )
+
+
+def in_unit(device_column: str = "d.id") -> str:
+    """SQL condition: the device is in the chosen unit (at any level below it)."""
+    return (
+        f"{device_column} IN (SELECT dd.id FROM devices dd JOIN sites ss ON ss.id = "
+        f"dd.site_id JOIN unit_ancestors aa ON aa.unit_code = ss.unit_code "
+        f"WHERE aa.ancestor_code = '$unit')"
+    )
+
+
+def dashboard(
+    uid_key: str,
+    title: str,
+    panels: list[Any],
+    templates: list[Any] | None = None,
+    description: str = "",
+    refresh: str = "10s",
+) -> g.Dashboard:
+    return g.Dashboard(
+        title=title,
+        uid=DASHBOARD_UIDS[uid_key],
+        description=description,
+        tags=["ioc"],
+        timezone="browser",
+        refresh=refresh,
+        time=g.Time("now-1h", "now"),
+        panels=panels,
+        templating=g.Templating(list=templates or []),
+        links=[
+            g.DashboardLink(uri=f"/d/{u}", title=TITLES[t], type="link", keepTime=True)
+            for t, u in DASHBOARD_UIDS.items()
+            if t != uid_key
+        ],
+    ).auto_panel_ids()

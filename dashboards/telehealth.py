@@ -1,0 +1,104 @@
+"""Telehealth: stations, sessions, media quality, waiting patients, worst stations."""
+
+from __future__ import annotations
+
+from grafanalib import core as g
+
+from ioc.contract import metrics as m
+from ioc.dashboards import panels as p
+
+
+def build() -> g.Dashboard:
+    return p.dashboard(
+        "telehealth",
+        "Telehealth",
+        templates=[p.unit_variable(), p.device_variable("telehealth")],
+        description=("Remote consultation from hospitals and commune health stations."),
+        panels=[
+            p.stat(
+                "Sessions in progress (province)",
+                p.prom(f"sum({m.TELEHEALTH_SESSIONS.series})"),
+                "short",
+                None,
+                (0, 0, 6, 5),
+            ),
+            p.stat(
+                "Stations up (province)",
+                p.prom(
+                    f'sum({m.DEVICES_BY_STATE.series}{{device_class="telehealth",'
+                    f'state=~"up|degraded"}})'
+                ),
+                "short",
+                None,
+                (6, 0, 6, 5),
+            ),
+            p.stat(
+                "Sessions dropped (last hour, province)",
+                p.prom(f"sum(increase({m.TELEHEALTH_SESSIONS_DROPPED.series}[1h])) or vector(0)"),
+                "short",
+                p.thresholds((None, p.GREEN), (3, p.AMBER), (10, p.RED)),
+                (12, 0, 6, 5),
+                decimals=0,
+            ),
+            p.timeseries(
+                "Sessions started / dropped in unit",
+                [
+                    p.sql("""
+            SELECT time_bucket('$__interval', bucket) AS time,
+                   sum(sessions_started) AS started, sum(sessions_dropped) AS dropped,
+                   max(sessions_active) AS active
+            FROM unit_rollup_telehealth_1m WHERE unit_code = '$unit' AND $__timeFilter(bucket)
+            GROUP BY 1 ORDER BY 1""")
+                ],
+                "short",
+                (0, 5, 12, 8),
+            ),
+            p.timeseries(
+                "Media quality in unit (p95 over stations)",
+                [
+                    p.sql("""
+            SELECT time_bucket('$__interval', bucket) AS time,
+                   max(rtt_ms_p95) AS "RTT p95 ms", max(jitter_ms_p95) AS "jitter p95 ms",
+                   avg(loss_pct_avg) AS "loss %"
+            FROM unit_rollup_telehealth_1m WHERE unit_code = '$unit' AND $__timeFilter(bucket)
+            GROUP BY 1 ORDER BY 1""")
+                ],
+                "short",
+                (12, 5, 12, 8),
+            ),
+            p.timeseries(
+                "Patients waiting in unit",
+                [
+                    p.sql("""
+            SELECT time_bucket('$__interval', bucket) AS time, max(waiting) AS waiting
+            FROM unit_rollup_telehealth_1m WHERE unit_code = '$unit' AND $__timeFilter(bucket)
+            GROUP BY 1 ORDER BY 1""")
+                ],
+                "short",
+                (0, 13, 12, 7),
+            ),
+            p.table(
+                "Worst stations (packet loss, jitter, drops)",
+                p.sql(
+                    f"""
+            SELECT r.device_id AS station, round(avg(r.loss_pct_avg)::numeric, 2) AS "loss %",
+                   round(max(r.jitter_ms_p95)::numeric, 1) AS "jitter p95 ms",
+                   sum(r.sessions_dropped) AS dropped, sum(r.sessions_started) AS started
+            FROM rollup_telehealth_1m r JOIN devices d ON d.id = r.device_id
+            WHERE $__timeFilter(r.bucket) AND {p.in_unit()}
+            GROUP BY r.device_id ORDER BY "loss %" DESC NULLS LAST, dropped DESC LIMIT 10""",
+                    "table",
+                ),
+                (12, 13, 12, 7),
+            ),
+            p.state_timeline(
+                "State of $device",
+                p.sql("""
+            SELECT start_ts AS time, state FROM device_state_intervals
+            WHERE device_id = '$device' AND start_ts <= $__timeTo()
+              AND coalesce(end_ts, now()) >= $__timeFrom()
+            ORDER BY start_ts"""),
+                (0, 20, 24, 5),
+            ),
+        ],
+    )

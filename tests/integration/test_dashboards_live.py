@@ -1,0 +1,160 @@
+"""Every panel's query, expanded the way Grafana does, against live TimescaleDB and
+Prometheus after a short simulation through the real pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import re
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from ioc.config import Settings
+from ioc.dashboards.build import BUILDERS, GENERATED
+from ioc.db import connect
+from ioc.deploy.local.stack import Stack
+from ioc.simulators.run import SimConfig, run_simulation
+from ioc.streams.cli import prepare
+
+from .workers import Worker, wait_for
+
+# Panels whose emptiness depends on chance, not on the simulation's guarantees.
+MAY_BE_EMPTY = {
+    "Traffic incidents",
+    "Isolated sites now",
+    "Worst stations (packet loss, jitter, drops)",
+}
+
+
+def expand_sql(sql: str, t0: dt.datetime, t1: dt.datetime, variables: dict[str, str]) -> str:
+    """Grafana's PostgreSQL macros and template variables, as Grafana expands them."""
+
+    def ts(value: dt.datetime) -> str:
+        return f"'{value.strftime('%Y-%m-%dT%H:%M:%SZ')}'"
+
+    sql = re.sub(
+        r"\$__timeFilter\(([^)]+)\)", lambda m: f"{m[1]} BETWEEN {ts(t0)} AND {ts(t1)}", sql
+    )
+    sql = sql.replace("$__timeFrom()", ts(t0)).replace("$__timeTo()", ts(t1))
+    sql = sql.replace("$__interval", "1m")
+    for name, value in variables.items():
+        sql = sql.replace(f"${name}", value)
+    assert "$" not in sql, sql
+    return sql
+
+
+def expand_promql(expr: str, variables: dict[str, str]) -> str:
+    expr = expr.replace("$__rate_interval", "1m").replace("$__interval", "15s")
+    for name, value in variables.items():
+        expr = expr.replace(f"${name}", value)
+    return expr
+
+
+def prom_query(url: str, expr: str, instant: bool) -> list[Any]:
+    now = time.time()
+    if instant:
+        q = urllib.parse.urlencode({"query": expr, "time": now})
+        path = f"/api/v1/query?{q}"
+    else:
+        q = urllib.parse.urlencode({"query": expr, "start": now - 600, "end": now, "step": 15})
+        path = f"/api/v1/query_range?{q}"
+    with urllib.request.urlopen(url + path, timeout=15) as resp:
+        body = json.loads(resp.read())
+    assert body["status"] == "success", (expr, body)
+    result: list[Any] = body["data"]["result"]
+    return result
+
+
+def test_every_panel_query_returns_data(namespace: Settings, tmp_path: Path) -> None:
+    asyncio.run(prepare(namespace, "demo"))
+    worker = Worker(namespace, "demo", tmp_path / "worker.log").start()
+    started = dt.datetime.now(dt.UTC)
+    try:
+        time.sleep(8)
+        run_simulation(
+            namespace,
+            SimConfig(
+                scenario="demo",
+                mode="rate",
+                rate=300,
+                duration_s=75,
+                progress=False,
+                fault_flags=["node_down:nn-992@20+25", "malformed:0.02"],
+            ),
+        )
+
+        async def ready() -> bool:
+            conn = await connect(namespace.admin_dsn())
+            try:
+                await conn.execute(f"SET search_path TO {namespace.db_schema}, public")
+                rollups = await conn.fetchval("SELECT count(*) FROM unit_rollup_camera_1m")
+                isolated = await conn.fetchval(
+                    "SELECT count(*) FROM incidents WHERE kind = 'site-isolated'"
+                )
+                # a maintenance window, so the SLA panels have one to exclude
+                await conn.execute(
+                    "INSERT INTO maintenance_windows (device_id, start_ts, end_ts, note) "
+                    "SELECT 'cam-991-001', now() - interval '5 minutes', now(), 'lens' "
+                    "WHERE NOT EXISTS (SELECT 1 FROM maintenance_windows)"
+                )
+                return bool(rollups and isolated)
+            finally:
+                await conn.close()
+
+        wait_for(lambda: asyncio.run(ready()), 60, what="rollups and incidents")
+        time.sleep(6)  # one more scrape of the leader's gauges
+        asyncio.run(check_all(namespace, started))
+    finally:
+        worker.stop()
+
+
+async def check_all(settings: Settings, started: dt.datetime) -> None:
+    grafana_dsn = Stack(settings).timescaledb.connection_info()["grafana_dsn"]
+    conn = await connect(grafana_dsn)  # the read-only role Grafana uses
+    failures: list[str] = []
+    checked = 0
+    try:
+        await conn.execute(f"SET search_path TO {settings.db_schema}, public")
+        t0, t1 = started - dt.timedelta(minutes=5), dt.datetime.now(dt.UTC)
+        for name in BUILDERS:
+            dash = json.loads((GENERATED / f"ioc-{name}.json").read_text())
+            variables: dict[str, str] = {}
+            for var in dash["templating"]["list"]:
+                query = expand_sql(var["query"], t0, t1, variables)
+                rows = await conn.fetch(query)
+                assert rows, f"{name}: variable {var['name']} resolves to nothing"
+                first = rows[0]
+                variables[var["name"]] = str(first["__value"] if "__value" in first else first[0])
+            # the province for unit panels, a device of its class for device panels
+            if "unit" in variables:
+                variables["unit"] = "99"
+            for panel in dash["panels"]:
+                for target in panel.get("targets", []):
+                    checked += 1
+                    title = panel["title"]
+                    if "rawSql" in target:
+                        sql = expand_sql(target["rawSql"], t0, t1, variables)
+                        try:
+                            rows = await conn.fetch(sql)
+                        except Exception as exc:
+                            failures.append(f"{name}/{title}: {exc}\n  {sql}")
+                            continue
+                        if target["format"] == "time_series" and rows:
+                            assert next(iter(rows[0].keys())) == "time", (name, title)
+                        if not rows and title not in MAY_BE_EMPTY:
+                            failures.append(f"{name}/{title}: no rows\n  {sql}")
+                    else:
+                        expr = expand_promql(target["expr"], variables)
+                        result = prom_query(
+                            settings.prometheus_url, expr, bool(target.get("instant"))
+                        )
+                        if not result and title not in MAY_BE_EMPTY:
+                            failures.append(f"{name}/{title}: no series for {expr}")
+    finally:
+        await conn.close()
+    print(f"checked {checked} panel queries")
+    assert not failures, "\n".join(failures)
