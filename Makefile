@@ -8,7 +8,7 @@ BIN     = $(VENV)/bin
 IOC     = $(BIN)/ioc
 PYTEST_ARGS ?=
 
-.PHONY: install run stack stack-down status test unit lint typecheck fmt dashboards bench clean
+.PHONY: install run stack stack-down status test chaos unit lint typecheck fmt dashboards bench clean
 
 install: $(VENV)/.installed
 
@@ -45,6 +45,10 @@ fmt: install
 ## the whole suite against the real local stack (what .ci/run runs)
 test: install lint typecheck stack
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## fault tests: stop and restart shared services mid-run (not part of `make test`)
+chaos: install stack
+	$(BIN)/pytest -m chaos tests/chaos $(PYTEST_ARGS)
 
 unit: install
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

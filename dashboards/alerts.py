@@ -285,13 +285,13 @@ ALERTS: tuple[Alert, ...] = (
     ),
     Alert(
         name="DataStale",
-        expr=f"max by (feed) ({m.EVENT_FRESHNESS.series}) > 60",
-        for_s=60,
+        expr=f"max by (feed) ({m.EVENT_FRESHNESS.series}) > 30",
+        for_s=15,
         severity="critical",
         domain="pipeline",
         summary="No fresh {{ $labels.feed }} data for {{ $value | humanizeDuration }}",
-        description="The newest {{ $labels.feed }} event in the database is older than one "
-        "minute: feeds, Kafka, workers or the database are stuck. Operators are "
+        description="The newest {{ $labels.feed }} event in the database is older than 30 "
+        "seconds: feeds, Kafka, workers or the database are stuck. Operators are "
         "looking at stale dashboards.",
         example=Example(
             {f'{m.EVENT_FRESHNESS.series}{{feed="netnode",instance="w1"}}': "120+0x40"},
