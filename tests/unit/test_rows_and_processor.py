@@ -203,3 +203,24 @@ def test_dead_letters_carry_the_original_bytes_and_where_they_came_from() -> Non
     assert (doc["topic"], doc["partition"], doc["offset"]) == ("ioc.camera.v1", 0, 41)
     assert processor.positions[("ioc.camera.v1", 0)] == 41
     assert orjson.loads(dead_letter(record(b"x"), "r", "d" * 2000, NOW))["detail"] == "d" * 500
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@given(
+    st.lists(
+        st.tuples(st.one_of(st.none(), st.binary(max_size=40)), st.binary(max_size=300)),
+        max_size=20,
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_no_input_escapes_validation(batch: list[tuple[bytes | None, bytes]]) -> None:
+    """Hostile keys and values: every record comes out valid or dead-lettered, nothing raises."""
+    processor, _ = make_processor()
+    records = [record(value, key, offset=i) for i, (key, value) in enumerate(batch)]
+    for feed in ("camera", "telehealth", "netnode"):
+        valid, invalid = processor.validate(feed, records, NOW)
+        assert len(valid) + len(invalid) == len(records)
+        assert all(exc.reason in s.DLQ_REASONS for _, exc in invalid)
