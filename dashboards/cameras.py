@@ -86,15 +86,7 @@ def build() -> g.Dashboard:
                 ),
                 (12, 14, 12, 9),
             ),
-            p.state_timeline(
-                "State of $device",
-                p.sql("""
-            SELECT start_ts AS time, state FROM device_state_intervals
-            WHERE device_id = '$device' AND start_ts <= $__timeTo()
-              AND coalesce(end_ts, now()) >= $__timeFrom()
-            ORDER BY start_ts"""),
-                (0, 23, 24, 5),
-            ),
+            p.device_state_timeline((0, 23, 24, 5)),
             p.timeseries(
                 "Stream of $device",
                 [

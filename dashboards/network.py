@@ -104,14 +104,6 @@ def build() -> g.Dashboard:
                 ),
                 (0, 21, 24, 7),
             ),
-            p.state_timeline(
-                "State of $device",
-                p.sql("""
-            SELECT start_ts AS time, state FROM device_state_intervals
-            WHERE device_id = '$device' AND start_ts <= $__timeTo()
-              AND coalesce(end_ts, now()) >= $__timeFrom()
-            ORDER BY start_ts"""),
-                (0, 28, 24, 5),
-            ),
+            p.device_state_timeline((0, 28, 24, 5)),
         ],
     )

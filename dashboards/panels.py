@@ -173,6 +173,19 @@ def state_timeline(title: str, target: g.Target, pos: tuple[int, int, int, int])
     )
 
 
+def device_state_timeline(pos: tuple[int, int, int, int]) -> g.StateTimeline:
+    """The chosen device's state intervals (every domain dashboard has one)."""
+    return state_timeline(
+        "State of $device",
+        sql("""
+        SELECT start_ts AS time, state FROM device_state_intervals
+        WHERE device_id = '$device' AND start_ts <= $__timeTo()
+          AND coalesce(end_ts, now()) >= $__timeFrom()
+        ORDER BY start_ts"""),
+        pos,
+    )
+
+
 @attr.s
 class Geomap(g.Panel):
     """Grafana's geomap panel (grafanalib has none): markers coloured by a field."""

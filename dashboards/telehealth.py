@@ -91,14 +91,6 @@ def build() -> g.Dashboard:
                 ),
                 (12, 13, 12, 7),
             ),
-            p.state_timeline(
-                "State of $device",
-                p.sql("""
-            SELECT start_ts AS time, state FROM device_state_intervals
-            WHERE device_id = '$device' AND start_ts <= $__timeTo()
-              AND coalesce(end_ts, now()) >= $__timeFrom()
-            ORDER BY start_ts"""),
-                (0, 20, 24, 5),
-            ),
+            p.device_state_timeline((0, 20, 24, 5)),
         ],
     )

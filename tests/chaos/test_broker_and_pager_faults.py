@@ -19,20 +19,13 @@ from ioc.streams.cli import prepare
 
 from ..integration.test_alerting_e2e import pages
 from ..integration.test_streams_e2e import query
-from ..integration.workers import IOC, Worker, env_for, wait_for
+from ..integration.workers import IOC, RAW_ROWS_SQL, Worker, env_for, wait_for
 
 pytestmark = pytest.mark.chaos
 
 
 def reconcile(settings: Settings, valid: int) -> tuple[int, int]:
-    rows = query(
-        settings,
-        """
-        SELECT count(*) AS n, count(DISTINCT (device_id, seq)) AS d FROM (
-          SELECT device_id, seq FROM raw_camera UNION ALL
-          SELECT device_id, seq FROM raw_telehealth UNION ALL
-          SELECT device_id, seq FROM raw_netnode) x""",
-    )
+    rows = query(settings, RAW_ROWS_SQL)
     return int(rows[0]["n"]), int(rows[0]["d"])
 
 

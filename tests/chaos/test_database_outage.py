@@ -23,7 +23,7 @@ from ioc.simulators.run import SimConfig, run_simulation
 from ioc.streams.cli import prepare
 
 from ..integration.test_streams_e2e import query
-from ..integration.workers import Worker, wait_for
+from ..integration.workers import RAW_ROWS_SQL, Worker, wait_for
 
 pytestmark = pytest.mark.chaos
 
@@ -97,14 +97,7 @@ def test_database_down_for_60_s_loses_nothing(namespace: Settings, tmp_path: Pat
             interval=2,
             what=f"{valid} rows after the outage ({worker.log()})",
         )
-        rows = query(
-            namespace,
-            """
-            SELECT count(*) AS n, count(DISTINCT (device_id, seq)) AS d FROM (
-              SELECT device_id, seq FROM raw_camera UNION ALL
-              SELECT device_id, seq FROM raw_telehealth UNION ALL
-              SELECT device_id, seq FROM raw_netnode) x""",
-        )
+        rows = query(namespace, RAW_ROWS_SQL)
         total, distinct = rows[0]["n"], rows[0]["d"]
         print(
             f"database outage: produced {valid} valid, landed {total}, duplicates "

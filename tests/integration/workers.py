@@ -78,3 +78,11 @@ def wait_for(predicate, timeout: float, interval: float = 1.0, what: str = "cond
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+
+
+RAW_ROWS_SQL = """
+    SELECT count(*) AS n, count(DISTINCT (device_id, seq)) AS d FROM (
+      SELECT device_id, seq FROM raw_camera UNION ALL
+      SELECT device_id, seq FROM raw_telehealth UNION ALL
+      SELECT device_id, seq FROM raw_netnode) x"""
+"""Rows landed in the raw tables and how many distinct (device, seq) they hold."""
