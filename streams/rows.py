@@ -77,160 +77,35 @@ def ts_of(ts_ms: int) -> dt.datetime:
     return _EPOCH + dt.timedelta(milliseconds=ts_ms)
 
 
+# Message fields whose column has another name (the envelope's ts_ms becomes ts).
+_RENAMED = {(s.CameraIncident, "state"): "incident_state", (s.NetnodeLink, "state"): "link_state"}
+_ENVELOPE = ("v", "device_id", "seq", "ts_ms")
+
+
+def _layout(kind: type[s.Message]) -> tuple[str | None, ...]:
+    """For each column after (ts, device_id, seq, kind): the message field, or None."""
+    columns = RAW_COLUMNS[s.FEED_OF_KIND[kind]]
+    by_column = {
+        _RENAMED.get((kind, f), f): f for f in kind.__struct_fields__ if f not in _ENVELOPE
+    }
+    missing = set(by_column) - set(columns)
+    if missing:  # a schema field without a column would be silently dropped
+        raise RuntimeError(f"{kind.__name__}: no raw column for {sorted(missing)}")
+    return tuple(by_column.get(c) for c in columns[4:])
+
+
+_LAYOUTS = {kind: _layout(kind) for kind in s.FEED_OF_KIND}
+
+
 def raw_row(m: s.Message) -> tuple[Any, ...]:
     """The row of ``m`` in its feed's raw table, in :data:`RAW_COLUMNS` order."""
-    ts = ts_of(m.ts_ms)
-    head = (ts, m.device_id, m.seq, m.kind)
-    if isinstance(m, s.CameraHeartbeat):
-        return (
-            *head,
-            m.status,
-            m.uptime_s,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-        )
-    if isinstance(m, s.CameraStream):
-        return (
-            *head,
-            None,
-            None,
-            m.fps,
-            m.bitrate_kbps,
-            m.dropped_frames,
-            m.frozen,
-            m.black,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-        )
-    if isinstance(m, s.CameraTraffic):
-        return (
-            *head,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            m.interval_s,
-            m.vehicles,
-            m.mean_speed_kmh,
-            m.occupancy_pct,
-            None,
-            None,
-            None,
-        )
-    if isinstance(m, s.CameraIncident):
-        return (
-            *head,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            m.incident_id,
-            m.incident,
-            m.state,
-        )
-    if isinstance(m, s.TelehealthHeartbeat):
-        return (
-            *head,
-            m.status,
-            m.waiting_patients,
-            m.active_sessions,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-        )
-    if isinstance(m, s.TelehealthSession):
-        return (
-            *head,
-            None,
-            None,
-            None,
-            m.session_id,
-            m.event,
-            m.peer_site,
-            m.reason,
-            None,
-            None,
-            None,
-            None,
-        )
-    if isinstance(m, s.TelehealthQuality):
-        return (
-            *head,
-            None,
-            None,
-            None,
-            m.session_id,
-            None,
-            None,
-            None,
-            m.rtt_ms,
-            m.jitter_ms,
-            m.loss_pct,
-            m.video_height,
-        )
-    if isinstance(m, s.NetnodeProbe):
-        return (
-            *head,
-            m.reachable,
-            m.rtt_ms,
-            m.loss_pct,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-        )
-    if isinstance(m, s.NetnodeCounters):
-        return (
-            *head,
-            None,
-            None,
-            None,
-            m.interface,
-            m.interval_s,
-            m.in_bps,
-            m.out_bps,
-            m.in_errors,
-            m.out_errors,
-            m.capacity_bps,
-            None,
-        )
-    if isinstance(m, s.NetnodeLink):
-        return (*head, None, None, None, m.interface, None, None, None, None, None, None, m.state)
-    raise TypeError(f"no raw row for {type(m).__name__}")
+    return (
+        ts_of(m.ts_ms),
+        m.device_id,
+        m.seq,
+        m.kind,
+        *[None if f is None else getattr(m, f) for f in _LAYOUTS[type(m)]],
+    )
 
 
 @dataclass
