@@ -31,12 +31,11 @@ from aiokafka import AIOKafkaConsumer
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from bench_machine import machine  # type: ignore[import-not-found]
-from integration.workers import RAW_ROWS_SQL, Worker
+from integration.workers import Worker, drop_namespace, drop_schema, landed
 
 from ioc.config import Settings, load_settings
 from ioc.contract.topics import FEED_TOPICS
 from ioc.db import connect
-from ioc.kafka import admin_client, delete_topics
 from ioc.simulators.run import SimConfig, run_simulation
 from ioc.streams.cli import prepare
 
@@ -98,14 +97,6 @@ async def raw_drain(settings: Settings, expected: int) -> float:
 
 
 def product_drain(settings: Settings, expected: int, workers: int, log_dir: Path) -> float:
-    async def landed() -> int:
-        conn = await connect(settings.admin_dsn())
-        try:
-            await conn.execute(f"SET search_path TO {settings.db_schema}, public")
-            return int((await conn.fetchrow(RAW_ROWS_SQL))["n"])
-        finally:
-            await conn.close()
-
     procs = [
         Worker(settings, SCENARIO, log_dir / f"{settings.db_schema}-w{i}.log", f"w{i}")
         for i in range(workers)
@@ -116,7 +107,7 @@ def product_drain(settings: Settings, expected: int, workers: int, log_dir: Path
     try:
         first = None
         while True:
-            n = asyncio.run(landed())
+            n = landed(settings)
             if n and first is None:
                 first = (time.perf_counter(), n)  # exclude start-up and group join
             if n >= expected:
@@ -130,20 +121,6 @@ def product_drain(settings: Settings, expected: int, workers: int, log_dir: Path
     finally:
         for w in procs:
             w.stop()
-
-
-async def cleanup(settings: Settings) -> None:
-    conn = await connect(settings.admin_dsn())
-    try:
-        await conn.execute(f"DROP SCHEMA IF EXISTS {settings.db_schema} CASCADE")
-    finally:
-        await conn.close()
-    admin = await admin_client(settings)
-    try:
-        mine = [t for t in await admin.list_topics() if t.startswith(settings.kafka_topic_prefix)]
-    finally:
-        await admin.close()
-    await delete_topics(settings, mine)
 
 
 def main() -> int:
@@ -193,10 +170,10 @@ def main() -> int:
                 f"product, {workers} worker(s): {rate_w:,.0f} events/s ({rate_w / raw:.2f}x raw)",
                 file=sys.stderr,
             )
-            asyncio.run(_drop_schema(run_settings))
+            asyncio.run(drop_schema(run_settings))
             _forget_group(f"{settings.kafka_topic_prefix}ioc-streams", settings)
     finally:
-        asyncio.run(cleanup(settings))
+        asyncio.run(drop_namespace(settings))
     best = max(result["product"].values())
     result["events_per_s"] = best
     result["ratio_to_raw"] = round(best / result["raw_baseline_events_per_s"], 3)
@@ -213,14 +190,6 @@ def _forget_group(group: str, settings: Settings) -> None:
     admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
     for future in admin.delete_consumer_groups([group], request_timeout=30).values():
         future.result()
-
-
-async def _drop_schema(settings: Settings) -> None:
-    conn = await connect(settings.admin_dsn())
-    try:
-        await conn.execute(f"DROP SCHEMA IF EXISTS {settings.db_schema} CASCADE")
-    finally:
-        await conn.close()
 
 
 if __name__ == "__main__":

@@ -31,12 +31,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from bench_machine import machine  # type: ignore[import-not-found]
-from integration.workers import Worker
+from integration.workers import Worker, drop_namespace
 
 from ioc.config import Settings, load_settings
 from ioc.contract.tables import RAW
 from ioc.db import connect
-from ioc.kafka import admin_client, delete_topics
 from ioc.simulators.run import SimConfig, Summary, run_simulation
 from ioc.streams.cli import prepare
 
@@ -162,21 +161,7 @@ def run_point(rate: float, duration: float, workers: int, log_dir: Path) -> dict
     finally:
         for w in procs:
             w.stop()
-        asyncio.run(_cleanup(settings))
-
-
-async def _cleanup(settings: Settings) -> None:
-    conn = await connect(settings.admin_dsn())
-    try:
-        await conn.execute(f"DROP SCHEMA IF EXISTS {settings.db_schema} CASCADE")
-    finally:
-        await conn.close()
-    admin = await admin_client(settings)
-    try:
-        mine = [t for t in await admin.list_topics() if t.startswith(settings.kafka_topic_prefix)]
-    finally:
-        await admin.close()
-    await delete_topics(settings, mine)
+        asyncio.run(drop_namespace(settings))
 
 
 def main() -> int:

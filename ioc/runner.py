@@ -31,7 +31,8 @@ def prepare_infrastructure(settings: Settings) -> None:
     _say(f"[kafka] {len(topics)} topics ready: {', '.join(t.name for t in topics)}")
 
 
-def _worker_env(settings: Settings) -> dict[str, str]:
+def worker_env(settings: Settings) -> dict[str, str]:
+    """The environment a child `ioc` process needs to work in the same namespace."""
     env = dict(os.environ)
     env.update(
         {
@@ -64,7 +65,7 @@ def start_workers(
                 "--name",
                 f"worker-{i + 1}",
             ],
-            env=_worker_env(settings),
+            env=worker_env(settings),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -7,7 +7,6 @@ no other test uses, dropped afterwards, so tests never see each other's data.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -42,24 +41,9 @@ def stack(base_settings: Settings) -> Iterator[object]:
 @pytest.fixture
 async def namespace(base_settings: Settings, stack: object) -> AsyncIterator[Settings]:
     """Settings whose topics and schema are private to this test; cleaned up afterwards."""
-    from ioc.db import connect
-    from ioc.kafka import delete_topics
+    from tests.integration.workers import drop_namespace
 
     tag = f"t{uuid.uuid4().hex[:10]}"
     settings = base_settings.model_copy(update={"kafka_topic_prefix": f"{tag}.", "db_schema": tag})
     yield settings
-    conn = await connect(settings.admin_dsn())
-    try:
-        await conn.execute(f"DROP SCHEMA IF EXISTS {tag} CASCADE")
-    finally:
-        await conn.close()
-    from ioc.kafka import admin_client
-
-    admin = await admin_client(settings)
-    try:
-        mine = [t for t in await admin.list_topics() if t.startswith(f"{tag}.")]
-    finally:
-        await admin.close()
-    if mine:
-        await delete_topics(settings, mine)
-    await asyncio.sleep(0)
+    await drop_namespace(settings)

@@ -18,13 +18,12 @@ from ioc.simulators.run import SimConfig, run_simulation
 from ioc.streams.cli import prepare
 
 from ..integration.test_alerting_e2e import pages
-from ..integration.test_streams_e2e import query
-from ..integration.workers import IOC, RAW_ROWS_SQL, Worker, env_for, wait_for
+from ..integration.workers import IOC, RAW_ROWS_SQL, Worker, env_for, query, wait_for
 
 pytestmark = pytest.mark.chaos
 
 
-def reconcile(settings: Settings, valid: int) -> tuple[int, int]:
+def reconcile(settings: Settings) -> tuple[int, int]:
     rows = query(settings, RAW_ROWS_SQL)
     return int(rows[0]["n"]), int(rows[0]["d"])
 
@@ -58,12 +57,12 @@ def test_broker_killed_and_restarted_loses_nothing(namespace: Settings, tmp_path
         summary = result["s"]
         valid = sum(summary.stats.valid_by_feed.values())  # type: ignore[attr-defined]
         wait_for(
-            lambda: reconcile(namespace, valid)[1] >= valid,
+            lambda: reconcile(namespace)[1] >= valid,
             240,
             interval=3,
             what=f"{valid} rows after the broker restart ({worker.log()})",
         )
-        total, distinct = reconcile(namespace, valid)
+        total, distinct = reconcile(namespace)
         print(
             f"broker kill: produced {valid} valid (delivery errors "
             f"{summary.errors}), landed {total}, duplicates {total - distinct}, "  # type: ignore[attr-defined]

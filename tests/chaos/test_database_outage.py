@@ -22,8 +22,7 @@ from ioc.deploy.local.stack import Stack
 from ioc.simulators.run import SimConfig, run_simulation
 from ioc.streams.cli import prepare
 
-from ..integration.test_streams_e2e import query
-from ..integration.workers import RAW_ROWS_SQL, Worker, wait_for
+from ..integration.workers import RAW_ROWS_SQL, Worker, landed, query, wait_for
 
 pytestmark = pytest.mark.chaos
 
@@ -82,17 +81,8 @@ def test_database_down_for_60_s_loses_nothing(namespace: Settings, tmp_path: Pat
         summary = result["s"]
         valid = sum(summary.stats.valid_by_feed.values())  # type: ignore[attr-defined]
 
-        def landed() -> int:
-            rows = query(
-                namespace,
-                "SELECT (SELECT count(*) FROM raw_camera) + "
-                "(SELECT count(*) FROM raw_telehealth) + "
-                "(SELECT count(*) FROM raw_netnode) AS n",
-            )
-            return int(rows[0]["n"])
-
         wait_for(
-            lambda: landed() >= valid,
+            lambda: landed(namespace) >= valid,
             180,
             interval=2,
             what=f"{valid} rows after the outage ({worker.log()})",

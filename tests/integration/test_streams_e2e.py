@@ -15,24 +15,10 @@ from ioc.config import Settings
 from ioc.contract import tables as t
 from ioc.contract.topics import DEAD_LETTER
 from ioc.contract.topology import load_scenario
-from ioc.db import connect
 from ioc.simulators.run import SimConfig, run_simulation
 from ioc.streams.cli import prepare
 
-from .workers import Worker, wait_for
-
-
-async def fetch(settings: Settings, sql: str, *args: object) -> list:  # type: ignore[type-arg]
-    conn = await connect(settings.admin_dsn())
-    try:
-        await conn.execute(f"SET search_path TO {settings.db_schema}, public")
-        return await conn.fetch(sql, *args)
-    finally:
-        await conn.close()
-
-
-def query(settings: Settings, sql: str, *args: object) -> list:  # type: ignore[type-arg]
-    return asyncio.run(fetch(settings, sql, *args))
+from .workers import Worker, landed, query, wait_for
 
 
 async def dlq_count(settings: Settings) -> Counter[str]:
@@ -100,16 +86,9 @@ def test_worker_restart_loses_nothing_and_counts_nothing_twice(
         valid = sum(summary.stats.valid_by_feed.values())  # type: ignore[attr-defined]
         invalid = dict(summary.stats.invalid_by_reason)  # type: ignore[attr-defined]
 
-        def landed() -> int:
-            rows = query(
-                namespace,
-                "SELECT (SELECT count(*) FROM raw_camera) + "
-                "(SELECT count(*) FROM raw_telehealth) + "
-                "(SELECT count(*) FROM raw_netnode) AS n",
-            )
-            return int(rows[0]["n"])
-
-        wait_for(lambda: landed() >= valid, 120, what=f"{valid} rows ({replacement.log()})")
+        wait_for(
+            lambda: landed(namespace) >= valid, 120, what=f"{valid} rows ({replacement.log()})"
+        )
         time.sleep(3)
         rows = query(
             namespace,
@@ -271,17 +250,8 @@ def test_two_workers_share_the_partitions_and_survive_a_rebalance(
         summary = result["s"]
         valid = sum(summary.stats.valid_by_feed.values())  # type: ignore[attr-defined]
 
-        def landed() -> int:
-            rows = query(
-                namespace,
-                "SELECT (SELECT count(*) FROM raw_camera) + "
-                "(SELECT count(*) FROM raw_telehealth) + "
-                "(SELECT count(*) FROM raw_netnode) AS n",
-            )
-            return int(rows[0]["n"])
-
-        wait_for(lambda: landed() >= valid, 120, what=f"{valid} rows ({first.log()})")
-        assert landed() == valid
+        wait_for(lambda: landed(namespace) >= valid, 120, what=f"{valid} rows ({first.log()})")
+        assert landed(namespace) == valid
     finally:
         first.stop()
         second.stop()

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from ioc.config import Settings
+from ioc.db import connect
+from ioc.kafka import admin_client, delete_topics
+from ioc.runner import worker_env
 
 IOC = str(Path(sys.executable).parent / "ioc")
 
 
-def env_for(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    env["IOC_KAFKA_TOPIC_PREFIX"] = settings.kafka_topic_prefix
-    env["IOC_DB_SCHEMA"] = settings.db_schema
-    env["IOC_STACK_DIR"] = str(settings.stack_dir)
-    return env
+env_for = worker_env
 
 
 class Worker:
@@ -86,3 +86,41 @@ RAW_ROWS_SQL = """
       SELECT device_id, seq FROM raw_telehealth UNION ALL
       SELECT device_id, seq FROM raw_netnode) x"""
 """Rows landed in the raw tables and how many distinct (device, seq) they hold."""
+
+
+async def fetch(settings: Settings, sql: str, *args: object) -> list[Any]:
+    conn = await connect(settings.admin_dsn())
+    try:
+        await conn.execute(f"SET search_path TO {settings.db_schema}, public")
+        return list(await conn.fetch(sql, *args))
+    finally:
+        await conn.close()
+
+
+def query(settings: Settings, sql: str, *args: object) -> list[Any]:
+    return asyncio.run(fetch(settings, sql, *args))
+
+
+def landed(settings: Settings) -> int:
+    """Rows in the namespace's raw tables."""
+    return int(query(settings, RAW_ROWS_SQL)[0]["n"])
+
+
+async def drop_schema(settings: Settings) -> None:
+    conn = await connect(settings.admin_dsn())
+    try:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {settings.db_schema} CASCADE")
+    finally:
+        await conn.close()
+
+
+async def drop_namespace(settings: Settings) -> None:
+    """Remove a test or benchmark namespace: its schema and its prefixed topics."""
+    await drop_schema(settings)
+    admin = await admin_client(settings)
+    try:
+        mine = [t for t in await admin.list_topics() if t.startswith(settings.kafka_topic_prefix)]
+    finally:
+        await admin.close()
+    if mine:
+        await delete_topics(settings, mine)
