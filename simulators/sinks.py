@@ -40,6 +40,13 @@ class Sink:
         return []
 
 
+def topic_names(settings: Settings) -> dict[str, str]:
+    """Physical topic per record feed (the three feeds and the fault log)."""
+    names = {feed: settings.topic(spec.name) for feed, spec in FEED_TOPICS.items()}
+    names["faults"] = settings.topic(FAULT_LOG.name)
+    return names
+
+
 def producer_config(settings: Settings) -> dict[str, Any]:
     """librdkafka settings: idempotent, acks=all, batched and compressed."""
     conf: dict[str, Any] = {
@@ -98,8 +105,7 @@ class KafkaSink(Sink):
                 f"Kafka broker at {settings.bootstrap_servers} is unreachable ({exc}); "
                 "is the stack up? (`ioc stack up`)"
             ) from None
-        self.topics = {feed: settings.topic(spec.name) for feed, spec in FEED_TOPICS.items()}
-        self.topics["faults"] = settings.topic(FAULT_LOG.name)
+        self.topics = topic_names(settings)
         missing = [t for t in self.topics.values() if t not in metadata.topics]
         if missing:
             raise ServiceUnavailable(
@@ -162,8 +168,7 @@ class FileSink(Sink):
     """One JSON object per line: topic, key and the exact message bytes (as text)."""
 
     def __init__(self, settings: Settings, path: Path) -> None:
-        self.topics = {feed: settings.topic(spec.name) for feed, spec in FEED_TOPICS.items()}
-        self.topics["faults"] = settings.topic(FAULT_LOG.name)
+        self.topics = topic_names(settings)
         self.path = path
         self.fh: IO[bytes] = path.open("wb")
 

@@ -22,15 +22,19 @@ def describe_dsn(dsn: str) -> str:
 _CONNECT_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
+def _unreachable(dsn: str, exc: BaseException) -> ServiceUnavailable:
+    return ServiceUnavailable(
+        f"database {describe_dsn(dsn)} is unreachable ({type(exc).__name__}: "
+        f"{exc or 'timed out'}); check IOC_DB_DSN or `ioc stack up`"
+    )
+
+
 async def connect(dsn: str, timeout: float = 10.0, **kwargs: Any) -> asyncpg.Connection:
     """Open a connection, or raise :class:`ServiceUnavailable` naming the database."""
     try:
         return await asyncpg.connect(dsn, timeout=timeout, **kwargs)
     except _CONNECT_ERRORS as exc:
-        raise ServiceUnavailable(
-            f"database {describe_dsn(dsn)} is unreachable ({type(exc).__name__}: "
-            f"{exc or 'timed out'}); check IOC_DB_DSN or `ioc stack up`"
-        ) from None
+        raise _unreachable(dsn, exc) from None
 
 
 async def create_pool(
@@ -41,9 +45,6 @@ async def create_pool(
             dsn, min_size=min_size, max_size=max_size, timeout=10, **kwargs
         )
     except _CONNECT_ERRORS as exc:
-        raise ServiceUnavailable(
-            f"database {describe_dsn(dsn)} is unreachable ({type(exc).__name__}: "
-            f"{exc or 'timed out'}); check IOC_DB_DSN or `ioc stack up`"
-        ) from None
+        raise _unreachable(dsn, exc) from None
     assert pool is not None
     return pool
