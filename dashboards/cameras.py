@@ -37,11 +37,10 @@ def build() -> g.Dashboard:
             p.timeseries(
                 "Frame rate and frozen cameras",
                 [
-                    p.sql("""SELECT time_bucket('$__interval', bucket) AS time,
-                       avg(fps_avg) AS "fps (avg)", max(frozen_cameras) AS "frozen cameras"
-                     FROM unit_rollup_camera_1m
-                     WHERE unit_code = '$unit' AND $__timeFilter(bucket)
-                     GROUP BY 1 ORDER BY 1""")
+                    p.unit_series(
+                        "camera",
+                        '''avg(fps_avg) AS "fps (avg)", max(frozen_cameras) AS "frozen cameras"''',
+                    )
                 ],
                 "short",
                 (0, 6, 12, 8),
@@ -49,11 +48,10 @@ def build() -> g.Dashboard:
             p.timeseries(
                 "Traffic: vehicles and mean speed",
                 [
-                    p.sql("""SELECT time_bucket('$__interval', bucket) AS time,
-                       sum(vehicles) AS vehicles, avg(speed_kmh_avg) AS "speed km/h"
-                     FROM unit_rollup_camera_1m
-                     WHERE unit_code = '$unit' AND $__timeFilter(bucket)
-                     GROUP BY 1 ORDER BY 1""")
+                    p.unit_series(
+                        "camera",
+                        '''sum(vehicles) AS vehicles, avg(speed_kmh_avg) AS "speed km/h"''',
+                    )
                 ],
                 "short",
                 (12, 6, 12, 8),

@@ -40,11 +40,10 @@ def build() -> g.Dashboard:
             p.timeseries(
                 "Reachable nodes in unit",
                 [
-                    p.sql("""
-            SELECT time_bucket('$__interval', bucket) AS time,
-                   min(nodes_reachable) AS reachable, max(nodes) AS nodes
-            FROM unit_rollup_netnode_1m WHERE unit_code = '$unit' AND $__timeFilter(bucket)
-            GROUP BY 1 ORDER BY 1""")
+                    p.unit_series(
+                        "netnode",
+                        """min(nodes_reachable) AS reachable, max(nodes) AS nodes""",
+                    )
                 ],
                 "short",
                 (0, 5, 12, 8),
@@ -52,12 +51,11 @@ def build() -> g.Dashboard:
             p.timeseries(
                 "Latency and loss to the core in unit",
                 [
-                    p.sql("""
-            SELECT time_bucket('$__interval', bucket) AS time,
-                   avg(rtt_ms_avg) AS "RTT avg ms", max(rtt_ms_p95) AS "RTT p95 ms",
-                   avg(loss_pct_avg) AS "loss %"
-            FROM unit_rollup_netnode_1m WHERE unit_code = '$unit' AND $__timeFilter(bucket)
-            GROUP BY 1 ORDER BY 1""")
+                    p.unit_series(
+                        "netnode",
+                        '''avg(rtt_ms_avg) AS "RTT avg ms", max(rtt_ms_p95) AS "RTT p95 ms",
+                        avg(loss_pct_avg) AS "loss %"''',
+                    )
                 ],
                 "short",
                 (12, 5, 12, 8),
@@ -65,11 +63,10 @@ def build() -> g.Dashboard:
             p.timeseries(
                 "Throughput in unit",
                 [
-                    p.sql("""
-            SELECT time_bucket('$__interval', bucket) AS time,
-                   avg(in_bps) AS "in", avg(out_bps) AS "out"
-            FROM unit_rollup_netnode_1m WHERE unit_code = '$unit' AND $__timeFilter(bucket)
-            GROUP BY 1 ORDER BY 1""")
+                    p.unit_series(
+                        "netnode",
+                        '''avg(in_bps) AS "in", avg(out_bps) AS "out"''',
+                    )
                 ],
                 "bps",
                 (0, 13, 12, 8),

@@ -12,6 +12,8 @@ from typing import Any
 import attr
 from grafanalib import core as g
 
+from ioc.contract.tables import ROLLUP_UNIT_1M
+
 PROMETHEUS_UID = "ioc-prometheus"
 TIMESCALE_UID = "ioc-timescaledb"
 PROMETHEUS: dict[str, str] = {"type": "prometheus", "uid": PROMETHEUS_UID}
@@ -82,6 +84,15 @@ class SqlTarget(g.Target):
 
 def sql(query: str, fmt: str = "time_series", ref: str = "A") -> SqlTarget:
     return SqlTarget(rawSql=" ".join(query.split()), format=fmt, refId=ref, datasource=TIMESCALE)
+
+
+def unit_series(feed: str, columns: str) -> SqlTarget:
+    """The chosen unit's 1-minute rollup of a feed, re-bucketed to the panel's interval."""
+    return sql(
+        f"SELECT time_bucket('$__interval', bucket) AS time, {columns} "
+        f"FROM {ROLLUP_UNIT_1M[feed]} WHERE unit_code = '$unit' AND $__timeFilter(bucket) "
+        "GROUP BY 1 ORDER BY 1"
+    )
 
 
 def thresholds(*steps: tuple[float | None, str]) -> list[g.Threshold]:

@@ -43,12 +43,11 @@ def build() -> g.Dashboard:
             p.timeseries(
                 "Sessions started / dropped in unit",
                 [
-                    p.sql("""
-            SELECT time_bucket('$__interval', bucket) AS time,
-                   sum(sessions_started) AS started, sum(sessions_dropped) AS dropped,
-                   max(sessions_active) AS active
-            FROM unit_rollup_telehealth_1m WHERE unit_code = '$unit' AND $__timeFilter(bucket)
-            GROUP BY 1 ORDER BY 1""")
+                    p.unit_series(
+                        "telehealth",
+                        """sum(sessions_started) AS started, sum(sessions_dropped) AS dropped,
+                        max(sessions_active) AS active""",
+                    )
                 ],
                 "short",
                 (0, 5, 12, 8),
@@ -56,12 +55,11 @@ def build() -> g.Dashboard:
             p.timeseries(
                 "Media quality in unit (p95 over stations)",
                 [
-                    p.sql("""
-            SELECT time_bucket('$__interval', bucket) AS time,
-                   max(rtt_ms_p95) AS "RTT p95 ms", max(jitter_ms_p95) AS "jitter p95 ms",
-                   avg(loss_pct_avg) AS "loss %"
-            FROM unit_rollup_telehealth_1m WHERE unit_code = '$unit' AND $__timeFilter(bucket)
-            GROUP BY 1 ORDER BY 1""")
+                    p.unit_series(
+                        "telehealth",
+                        '''max(rtt_ms_p95) AS "RTT p95 ms", max(jitter_ms_p95) AS "jitter p95 ms",
+                        avg(loss_pct_avg) AS "loss %"''',
+                    )
                 ],
                 "short",
                 (12, 5, 12, 8),
@@ -69,10 +67,10 @@ def build() -> g.Dashboard:
             p.timeseries(
                 "Patients waiting in unit",
                 [
-                    p.sql("""
-            SELECT time_bucket('$__interval', bucket) AS time, max(waiting) AS waiting
-            FROM unit_rollup_telehealth_1m WHERE unit_code = '$unit' AND $__timeFilter(bucket)
-            GROUP BY 1 ORDER BY 1""")
+                    p.unit_series(
+                        "telehealth",
+                        """max(waiting) AS waiting""",
+                    )
                 ],
                 "short",
                 (0, 13, 12, 7),
