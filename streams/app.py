@@ -20,11 +20,12 @@ import faust
 
 from ioc.config import Settings
 from ioc.contract import metrics as m
-from ioc.contract.topics import DEAD_LETTER, FEED_TOPICS
+from ioc.contract.topics import DEAD_LETTER
 from ioc.contract.topology import Topology
 from ioc.observability import collector
+from ioc.streams.consumer import FeedConsumer
 from ioc.streams.evaluator import Evaluator
-from ioc.streams.processor import FeedProcessor, Record
+from ioc.streams.processor import FeedProcessor
 from ioc.streams.rollups import enforce_retention, recompute_dirty
 from ioc.streams.writer import open_pool
 
@@ -33,10 +34,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class StreamOptions:
-    batch_size: int = 2000
+    batch_size: int = 10_000
     batch_within_s: float = 0.5
     evaluate_every_s: float = 5.0
     rollup_every_s: float = 5.0
+    rollup_settle_s: float = 15.0
     retention_every_s: float = 600.0
     raw_retention_days: int = 7
     rollup_retention_days: int = 90
@@ -72,6 +74,7 @@ class Pipeline:
         self.pool: asyncpg.Pool | None = None
         self.processor: FeedProcessor | None = None
         self.evaluator: Evaluator | None = None
+        self.feeds: FeedConsumer | None = None
         self._lock = asyncio.Lock()
         self.lag = collector(m.CONSUMER_LAG)
         self.freshness = collector(m.EVENT_FRESHNESS)
@@ -107,10 +110,12 @@ def build_app(
     settings: Settings, topology: Topology, options: StreamOptions | None = None
 ) -> tuple[faust.App, Pipeline]:
     options = options or StreamOptions()
+    (settings.stack_dir / "faust").mkdir(parents=True, exist_ok=True)  # Faust makes one level
     app = faust.App(
         f"{settings.kafka_topic_prefix}ioc-streams",
         **faust_broker_kwargs(settings),
         store="memory://",
+        datadir=str(settings.stack_dir / "faust" / "{conf.name}"),
         web_enabled=False,
         autodiscover=False,
         consumer_auto_offset_reset="earliest",
@@ -132,45 +137,18 @@ def build_app(
         internal=False,
     )
 
-    for feed, spec in FEED_TOPICS.items():
-        topic = app.topic(
-            settings.topic(spec.name),
-            key_type=bytes,
-            value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
-            internal=False,
-        )
+    feeds = FeedConsumer(
+        settings,
+        lambda: pipeline.ready(dlq),
+        batch_size=options.batch_size,
+        batch_within_s=options.batch_within_s,
+        client_id=options.worker_name,
+    )
+    pipeline.feeds = feeds
 
-        async def agent(stream: Any, feed: str = feed) -> None:
-            processor = await pipeline.ready(dlq)
-            async for events in stream.take_events(options.batch_size, options.batch_within_s):
-                records = [
-                    Record(
-                        e.message.topic,
-                        e.message.partition,
-                        e.message.offset,
-                        e.message.key,
-                        e.message.value,
-                        int(e.message.timestamp * 1000) if e.message.timestamp else None,
-                    )
-                    for e in events
-                ]
-                try:
-                    await processor.process(feed, records)
-                except asyncio.CancelledError:
-                    # Stopped mid-batch: the rows may not be stored, but take_events would
-                    # acknowledge them on the way out. Leave without committing instead, as
-                    # a crash would: the batch is redelivered to whoever takes over.
-                    log.error(
-                        "stopped with an unwritten %s batch of %d: exiting without "
-                        "committing its offsets",
-                        feed,
-                        len(records),
-                    )
-                    os._exit(75)
-
-        app.agent(topic, name=f"ioc.streams.{feed}")(agent)
+    @app.task
+    async def consume_feeds() -> None:
+        await feeds.run()
 
     @app.timer(options.evaluate_every_s, on_leader=True)
     async def evaluate_states() -> None:
@@ -190,7 +168,12 @@ def build_app(
             pipeline.rollup_seconds.labels(feed).observe(seconds)
 
         try:
-            while await recompute_dirty(pipeline.pool, observe=observe) > 0:
+            while (
+                await recompute_dirty(
+                    pipeline.pool, observe=observe, settle_s=options.rollup_settle_s
+                )
+                > 0
+            ):
                 pass
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("rollup round skipped: %s", exc)
@@ -217,17 +200,7 @@ def build_app(
         now_ms = time.time() * 1000
         for feed, newest in processor.newest_event_ms.items():
             pipeline.freshness.labels(feed).set(max(0.0, (now_ms - newest) / 1000.0))
-        consumer = app.consumer
-        feed_of = {settings.topic(spec.name): feed for feed, spec in FEED_TOPICS.items()}
-        for tp in consumer.assignment():
-            if tp.topic not in feed_of:
-                continue
-            highwater = consumer.highwater(tp)
-            if highwater is None:
-                continue
-            done = processor.positions.get((tp.topic, tp.partition), -1)
-            pipeline.lag.labels(feed_of[tp.topic], str(tp.partition)).set(
-                max(0, highwater - done - 1)
-            )
+        for (feed, partition), lag in feeds.lag(processor.positions).items():
+            pipeline.lag.labels(feed, str(partition)).set(lag)
 
     return app, pipeline

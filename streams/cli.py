@@ -47,7 +47,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         args.metrics_port if args.metrics_port is not None else settings.metrics_port,
     )
     name = args.name or f"worker-{os.getpid()}"
-    options = StreamOptions(batch_size=args.batch_size, worker_name=name)
+    options = StreamOptions(
+        batch_size=args.batch_size, worker_name=name, rollup_settle_s=args.rollup_settle_s
+    )
     app, _pipeline = build_app(settings, topology, options)
     log.info(
         "worker %s: scenario %s (%d devices), metrics on :%d, group %s",
@@ -83,6 +85,12 @@ def register(sub: Any) -> None:
         help="Prometheus /metrics port (default IOC_METRICS_PORT; 0 = any free)",
     )
     p.add_argument("--name", help="worker name in metrics and logs")
-    p.add_argument("--batch-size", type=int, default=2000, help="max messages per batch")
+    p.add_argument("--batch-size", type=int, default=10_000, help="max messages per getmany batch")
+    p.add_argument(
+        "--rollup-settle-s",
+        type=float,
+        default=15.0,
+        help="recompute a minute's rollups once it has been dirty this long (default 15)",
+    )
     p.add_argument("--loglevel", default="WARNING", help="Faust log level")
     p.set_defaults(handler=cmd_worker)

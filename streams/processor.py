@@ -12,8 +12,8 @@ import base64
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import asyncpg
 import orjson
@@ -30,19 +30,48 @@ log = logging.getLogger(__name__)
 SendDeadLetter = Callable[[bytes | None, bytes], Awaitable[Any]]
 
 
+class KafkaRecord(Protocol):
+    """What the processor reads of a Kafka message (aiokafka's ConsumerRecord has it)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def timestamp(self) -> int | None: ...  # milliseconds
+
+
 @dataclass
 class Record:
-    """The parts of a Kafka message the processor needs (decoupled from Faust's Event)."""
+    """A stand-alone :class:`KafkaRecord` (tests, replays)."""
 
     topic: str
     partition: int
     offset: int
     key: bytes | None
-    value: bytes
-    timestamp_ms: int | None = None
+    value: bytes | None
+    timestamp: int | None = None
 
 
-def dead_letter(record: Record, reason: str, detail: str, now_ms: int) -> bytes:
+@dataclass
+class Prepared:
+    """One feed's batch after validation (CPU work), ready for :meth:`FeedProcessor.write`."""
+
+    feed: str
+    records: Sequence[KafkaRecord]
+    batch: Batch | None
+    valid: list[s.Message]
+    invalid: list[tuple[KafkaRecord, s.InvalidMessage]] = field(default_factory=list)
+    now_ms: int = 0
+
+
+def dead_letter(record: KafkaRecord, reason: str, detail: str, now_ms: int) -> bytes:
     """The DLQ record: original bytes (base64), the reason, and where it came from."""
     return orjson.dumps(
         {
@@ -51,15 +80,15 @@ def dead_letter(record: Record, reason: str, detail: str, now_ms: int) -> bytes:
             "topic": record.topic,
             "partition": record.partition,
             "offset": record.offset,
-            "kafka_timestamp_ms": record.timestamp_ms,
+            "kafka_timestamp_ms": record.timestamp,
             "dead_lettered_at_ms": now_ms,
             "key_b64": base64.b64encode(record.key).decode() if record.key is not None else None,
-            "value_b64": base64.b64encode(record.value).decode(),
+            "value_b64": base64.b64encode(record.value or b"").decode(),
         }
     )
 
 
-def dead_letter_key(record: Record) -> bytes:
+def dead_letter_key(record: KafkaRecord) -> bytes:
     return f"{record.topic}/{record.partition}/{record.offset}".encode()
 
 
@@ -85,13 +114,15 @@ class FeedProcessor:
         self.positions: dict[tuple[str, int], int] = {}
 
     def validate(
-        self, feed: str, records: Sequence[Record], now_ms: int
-    ) -> tuple[list[s.Message], list[tuple[Record, s.InvalidMessage]]]:
+        self, feed: str, records: Sequence[KafkaRecord], now_ms: int
+    ) -> tuple[list[s.Message], list[tuple[KafkaRecord, s.InvalidMessage]]]:
         valid: list[s.Message] = []
-        invalid: list[tuple[Record, s.InvalidMessage]] = []
+        invalid: list[tuple[KafkaRecord, s.InvalidMessage]] = []
         expected_class = s.DEVICE_CLASS_OF_FEED[feed]
         for record in records:
             try:
+                if record.value is None:
+                    raise s.InvalidMessage(s.REASON_BAD_JSON, "empty message (tombstone)")
                 msg = s.decode(record.value, feed=feed, key=record.key, now_ms=now_ms)
                 device_class = self.class_of.get(msg.device_id)
                 if device_class is None:
@@ -114,15 +145,19 @@ class FeedProcessor:
             valid.append(msg)
         return valid, invalid
 
-    async def process(self, feed: str, records: Sequence[Record]) -> None:
-        if not records:
-            return
+    def prepare(self, feed: str, records: Sequence[KafkaRecord]) -> Prepared:
+        """Validate and shape one feed's batch: the CPU half, overlapped with the last write."""
         now_ms = int(time.time() * 1000)
         self.consumed.labels(feed).inc(len(records))
         self.batch_size.labels(feed).observe(len(records))
         valid, invalid = self.validate(feed, records, now_ms)
-        if valid:
-            batch = Batch.build(feed, valid, s.DEVICE_CLASS_OF_FEED[feed])
+        batch = Batch.build(feed, valid, s.DEVICE_CLASS_OF_FEED[feed]) if valid else None
+        return Prepared(feed, records, batch, valid, invalid, now_ms)
+
+    async def write(self, prepared: Prepared) -> None:
+        """Store the valid rows and dead-letter the rest; returns only when both are durable."""
+        feed, batch = prepared.feed, prepared.batch
+        if batch is not None:
             started = time.perf_counter()
 
             def on_error(exc: BaseException, attempt: int) -> None:
@@ -131,21 +166,25 @@ class FeedProcessor:
             inserted = await write_with_retry(self.pool, batch, on_error)
             self.write_seconds.labels(feed).observe(time.perf_counter() - started)
             self.written.labels(feed).inc(inserted)
-            self.duplicate.labels(feed).inc(len(valid) - inserted)
+            self.duplicate.labels(feed).inc(len(prepared.valid) - inserted)
             self.last_write.labels(feed).set(time.time())
-            for msg in valid:
+            for msg in prepared.valid:
                 if isinstance(msg, s.TelehealthSession) and msg.event == "dropped":
                     self.sessions_dropped.labels(self.region[msg.device_id]).inc()
             self.newest_event_ms[feed] = max(self.newest_event_ms.get(feed, 0), batch.newest_ts_ms)
-        if invalid:
-            await self._dead_letter(feed, invalid, now_ms)
-        for record in records:
+        if prepared.invalid:
+            await self._dead_letter(feed, prepared.invalid, prepared.now_ms)
+        for record in prepared.records:
             key = (record.topic, record.partition)
             if record.offset > self.positions.get(key, -1):
                 self.positions[key] = record.offset
 
+    async def process(self, feed: str, records: Sequence[KafkaRecord]) -> None:
+        if records:
+            await self.write(self.prepare(feed, records))
+
     async def _dead_letter(
-        self, feed: str, invalid: list[tuple[Record, s.InvalidMessage]], now_ms: int
+        self, feed: str, invalid: list[tuple[KafkaRecord, s.InvalidMessage]], now_ms: int
     ) -> None:
         delay = 0.2
         while True:

@@ -185,13 +185,23 @@ async def recompute_minute(conn: asyncpg.Connection, feed: str, bucket: dt.datet
     await conn.execute(_UNIT[feed], bucket)
 
 
-async def recompute_dirty(pool: asyncpg.Pool, limit: int = 30, observe: Any = None) -> int:
-    """Recompute up to ``limit`` dirty minutes; returns how many were done."""
+async def recompute_dirty(
+    pool: asyncpg.Pool, limit: int = 30, observe: Any = None, settle_s: float = 0.0
+) -> int:
+    """Recompute up to ``limit`` dirty minutes; returns how many were done.
+
+    ``settle_s``: leave a minute until it was first marked dirty that long ago. A minute that
+    is still filling is then recomputed once per ``settle_s`` rather than after every batch:
+    recomputing reads the whole minute back, so without it the rollups' reads grow with the
+    ingest rate times the number of batches per minute (docs/performance.md).
+    """
     async with pool.acquire() as conn, conn.transaction():
         dirty = await conn.fetch(
-            f"SELECT feed, bucket FROM {ROLLUP_DIRTY} ORDER BY bucket LIMIT $1 "
+            f"SELECT feed, bucket FROM {ROLLUP_DIRTY} "
+            f"WHERE marked_at <= now() - make_interval(secs => $2) ORDER BY bucket LIMIT $1 "
             f"FOR UPDATE SKIP LOCKED",
             limit,
+            settle_s,
         )
         for row in dirty:
             started = time.perf_counter()

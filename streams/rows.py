@@ -179,10 +179,15 @@ class Batch:
     @classmethod
     def build(cls, feed: str, messages: list[s.Message], device_class: str) -> Batch:
         rows: list[tuple[Any, ...]] = []
+        seen: set[tuple[str, int, int]] = set()
         last: dict[str, LastSeen] = {}
         minutes: set[int] = set()
         newest = 0
         for m in messages:
+            key = (m.device_id, m.seq, m.ts_ms)
+            if key in seen:  # a duplicate within the batch: the primary key would reject it
+                continue
+            seen.add(key)
             rows.append(raw_row(m))
             entry = last.get(m.device_id)
             if entry is None:

@@ -1,10 +1,11 @@
 """Batched, idempotent writes to TimescaleDB.
 
 One transaction per batch and feed: COPY the rows into a per-connection staging table,
-``INSERT ... SELECT DISTINCT ON (key) ... ON CONFLICT DO NOTHING`` into the raw hypertable
-(de-duplicated within the batch and against what is stored), merge the newest facts per device
-into ``device_last_seen`` and mark the touched minutes dirty for the rollups. Kafka offsets are
-acknowledged only after this commits, so a replay or restart neither loses nor double-counts.
+``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` into the raw hypertable (duplicates within
+the batch are dropped by :class:`~ioc.streams.rows.Batch`, against what is stored by the
+key), merge the newest facts per device into ``device_last_seen`` and mark the touched
+minutes dirty for the rollups. Kafka offsets are acknowledged only after this commits, so a
+replay or restart neither loses nor double-counts.
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ async def _prepare_connection(conn: asyncpg.Connection) -> None:
         )
 
 
-async def open_pool(dsn: str, schema: str, size: int = 4) -> asyncpg.Pool:
+async def open_pool(dsn: str, schema: str, size: int = 10) -> asyncpg.Pool:
+    """Enough connections for the rounds in flight (one per feed each) and the timers."""
     return await create_pool(
         dsn,
         min_size=1,
@@ -77,12 +79,13 @@ async def write_batch(pool: asyncpg.Pool, batch: Batch) -> int:
     feed = batch.feed
     columns = RAW_COLUMNS[feed]
     col_list = ", ".join(columns)
-    last = [entry.row() for entry in batch.last_seen.values()]
+    # Same lock order in every transaction (by device): concurrent rounds cannot deadlock.
+    last = [batch.last_seen[d].row() for d in sorted(batch.last_seen)]
     async with pool.acquire() as conn, conn.transaction():
         await conn.copy_records_to_table(STAGE[feed], records=batch.rows, columns=columns)
         status = await conn.execute(
             f"INSERT INTO {RAW[feed]} ({col_list}) "
-            f"SELECT DISTINCT ON (device_id, seq, ts) {col_list} FROM {STAGE[feed]} "
+            f"SELECT {col_list} FROM {STAGE[feed]} "
             f"ON CONFLICT DO NOTHING"
         )
         if last:
