@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     stack_dir: Path = Field(default_factory=default_stack_dir)
     kafka_port: int = Field(19092, ge=1024, le=65535)
     kafka_controller_port: int = Field(19093, ge=1024, le=65535)
+    kafka_sasl_port: int = Field(19096, ge=1024, le=65535)
     postgres_port: int = Field(15432, ge=1024, le=65535)
     prometheus_port: int = Field(19090, ge=1024, le=65535)
     alertmanager_port: int = Field(19094, ge=1024, le=65535)
@@ -123,6 +124,11 @@ class Settings(BaseSettings):
                     f"{ENV_PREFIX}KAFKA_SASL_MECHANISM is required when "
                     f"{ENV_PREFIX}KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol}"
                 )
+            if self.kafka_sasl_username and self.kafka_sasl_password is None:
+                # the local stack's generated SCRAM users, like database_dsn() does
+                stack_user = self.stack_kafka_users().get(self.kafka_sasl_username)
+                if stack_user is not None:
+                    self.kafka_sasl_password = SecretStr(stack_user)
             if not self.kafka_sasl_username or self.kafka_sasl_password is None:
                 raise ValueError(
                     f"{ENV_PREFIX}KAFKA_SASL_USERNAME and {ENV_PREFIX}KAFKA_SASL_PASSWORD are "
@@ -132,6 +138,15 @@ class Settings(BaseSettings):
         return self
 
     # --- derived values ------------------------------------------------------------------------
+    def stack_kafka_users(self) -> dict[str, str]:
+        """SCRAM users the local stack created (``ioc stack up``), name -> password."""
+        path = self.stack_dir / "kafka" / "credentials.json"
+        try:
+            users: dict[str, str] = json.loads(path.read_text())["users"]
+        except (OSError, ValueError, KeyError):
+            return {}
+        return users
+
     @property
     def bootstrap_servers(self) -> str:
         return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"

@@ -39,8 +39,18 @@ def worker_env(settings: Settings) -> dict[str, str]:
             "IOC_KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
             "IOC_DB_SCHEMA": settings.db_schema,
             "IOC_STACK_DIR": str(settings.stack_dir),
+            "IOC_KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+            "IOC_KAFKA_SECURITY_PROTOCOL": settings.kafka_security_protocol,
         }
     )
+    if settings.db_dsn is not None:
+        env["IOC_DB_DSN"] = settings.db_dsn.get_secret_value()
+    if settings.kafka_sasl_mechanism:
+        env["IOC_KAFKA_SASL_MECHANISM"] = settings.kafka_sasl_mechanism
+    if settings.kafka_sasl_username:
+        env["IOC_KAFKA_SASL_USERNAME"] = settings.kafka_sasl_username
+    if settings.kafka_sasl_password is not None:  # to the child only, never logged
+        env["IOC_KAFKA_SASL_PASSWORD"] = settings.kafka_sasl_password.get_secret_value()
     return env
 
 

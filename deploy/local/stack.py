@@ -47,6 +47,8 @@ PG_BIN = "/usr/lib/postgresql/17/bin"
 PG_DATA = "/var/lib/ioc/pgdata"  # inside the chroot
 DATABASE = "ioc"
 ROLES = ("ioc_admin", "ioc_app", "ioc_grafana")
+KAFKA_USER = "ioc"
+KAFKA_SASL_MECHANISM = "SCRAM-SHA-512"
 
 Progress = Callable[[str], None]
 
@@ -407,15 +409,83 @@ class Kafka(Service):
             *args,
         ]
 
-    def prepare(self, progress: Progress) -> None:
-        props = self.dir / "server.properties"
+    @property
+    def credentials_path(self) -> Path:
+        return self.dir / "credentials.json"
+
+    def sasl_users(self) -> dict[str, str]:
+        """The SCRAM users (name -> generated password), created on first use, mode 0600."""
+        users = self.settings.stack_kafka_users()
+        if not users:
+            users = {KAFKA_USER: secrets.token_urlsafe(24)}
+            self.dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.credentials_path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                json.dump({"mechanism": KAFKA_SASL_MECHANISM, "users": users}, fh, indent=2)
+            tmp.replace(self.credentials_path)
+        return users
+
+    def _render_config(self, dest: Path) -> None:
         _render(
             "kafka/server.properties",
-            props,
+            dest,
             port=self.settings.kafka_port,
+            sasl_port=self.settings.kafka_sasl_port,
             controller_port=self.settings.kafka_controller_port,
             data_dir=self.data_dir,
         )
+
+    def sync_config(self) -> bool:
+        """A broker's listeners cannot be reloaded: restart it if its config changed."""
+        props = self.dir / "server.properties"
+        fresh = self.dir / "server.properties.new"
+        self._render_config(fresh)
+        if props.exists() and fresh.read_text() == props.read_text():
+            fresh.unlink()
+            return False
+        fresh.unlink()
+        _terminate(self.pidfile, self.stop_signal)
+        self.prepare(lambda _msg: None)
+        _spawn(self.command(), self.log, self.pidfile, self.env())
+        return True
+
+    def after_ready(self, progress: Progress) -> None:
+        """Create the SCRAM users the SASL listener accepts (idempotent)."""
+        from confluent_kafka.admin import AdminClient
+        from confluent_kafka.admin._scram import (
+            ScramCredentialInfo,
+            ScramMechanism,
+            UserScramCredentialUpsertion,
+        )
+
+        admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{self.settings.kafka_port}"})
+        users = self.sasl_users()
+        try:
+            described = admin.describe_user_scram_credentials(list(users))
+            assert isinstance(described, dict)
+            missing = []
+            for user, future in described.items():
+                try:
+                    future.result(timeout=10)
+                except Exception:  # not found: create it
+                    missing.append(user)
+        except Exception:
+            missing = list(users)
+        if not missing:
+            return
+        info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192)
+        futures = admin.alter_user_scram_credentials(
+            [UserScramCredentialUpsertion(u, info, users[u].encode()) for u in missing]
+        )
+        for future in futures.values():
+            future.result(timeout=30)
+        progress(f"  SCRAM users created for the SASL listener: {', '.join(missing)}")
+
+    def prepare(self, progress: Progress) -> None:
+        props = self.dir / "server.properties"
+        self._render_config(props)
+        self.sasl_users()
         (self.dir / "log4j2.yaml").write_text((TEMPLATES / "kafka" / "log4j2.yaml").read_text())
         if not (self.data_dir / "meta.properties").exists():
             cluster_id = urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
@@ -851,6 +921,10 @@ class Stack:
         return [svc.health() for svc in self.services.values()]
 
     @property
+    def kafka(self) -> Kafka:
+        return self.services["kafka"]  # type: ignore[return-value]
+
+    @property
     def timescaledb(self) -> TimescaleDB:
         svc = self.services["timescaledb"]
         assert isinstance(svc, TimescaleDB)
@@ -868,6 +942,13 @@ class Stack:
             "stack_dir": str(self.settings.stack_dir),
             "healthy": all(h.ok for h in health),
             "kafka_bootstrap_servers": self.settings.bootstrap_servers,
+            "kafka_sasl": {
+                "bootstrap_servers": f"127.0.0.1:{self.settings.kafka_sasl_port}",
+                "security_protocol": "SASL_PLAINTEXT",
+                "mechanism": KAFKA_SASL_MECHANISM,
+                "username": KAFKA_USER,
+                "password_file": str(self.kafka.credentials_path),
+            },
             "database_dsn": db.get("dsn"),
             "database_admin_dsn": db.get("admin_dsn"),
             "database_grafana_dsn": db.get("grafana_dsn"),

@@ -1,0 +1,89 @@
+"""Kafka authentication: the stack's SASL/SCRAM listener refuses anonymous clients and wrong
+passwords, and the whole pipeline (topic tooling, simulator, Faust worker) runs through it
+from configuration alone."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError, KafkaError
+from confluent_kafka.admin import AdminClient
+from pydantic import SecretStr
+
+from ioc.config import Settings
+from ioc.simulators.run import SimConfig, run_simulation
+from ioc.streams.cli import prepare
+from tests.integration.workers import Worker, landed, wait_for
+
+
+def sasl(settings: Settings, password: str | None = None) -> Settings:
+    """The same namespace through the SASL listener, as a deployment would configure it."""
+    update: dict[str, object] = {
+        "kafka_bootstrap_servers": f"127.0.0.1:{settings.kafka_sasl_port}",
+        "kafka_security_protocol": "SASL_PLAINTEXT",
+        "kafka_sasl_mechanism": "SCRAM-SHA-512",
+        "kafka_sasl_username": "ioc",
+        "kafka_sasl_password": SecretStr(password or settings.stack_kafka_users()["ioc"]),
+    }
+    return settings.model_copy(update=update)
+
+
+def test_stack_generated_a_private_scram_password(namespace: Settings) -> None:
+    path = namespace.stack_dir / "kafka" / "credentials.json"
+    assert path.stat().st_mode & 0o077 == 0, "credentials must be readable by the owner only"
+    users = json.loads(path.read_text())["users"]
+    assert len(users["ioc"]) >= 24
+
+
+async def test_unauthenticated_client_is_refused(namespace: Settings) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=f"127.0.0.1:{namespace.kafka_sasl_port}",
+        security_protocol="PLAINTEXT",
+        request_timeout_ms=5000,
+    )
+    with pytest.raises((KafkaConnectionError, KafkaError, asyncio.TimeoutError)):
+        await asyncio.wait_for(producer.start(), 20)
+    await producer.stop()
+
+
+def test_unauthenticated_tooling_is_refused(namespace: Settings) -> None:
+    admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{namespace.kafka_sasl_port}"})
+    with pytest.raises(Exception) as failure:
+        admin.list_topics(timeout=5)
+    print(f"anonymous AdminClient refused: {failure.value}")
+
+
+async def test_wrong_password_is_refused(
+    namespace: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    producer = AIOKafkaProducer(**sasl(namespace, "not-the-password").aiokafka_kwargs())
+    with pytest.raises(KafkaError):
+        await asyncio.wait_for(producer.start(), 20)
+    await producer.stop()
+    assert "SaslAuthenticationFailed" in caplog.text, caplog.text
+
+
+def test_pipeline_runs_end_to_end_over_scram(namespace: Settings, tmp_path: Path) -> None:
+    secure = sasl(namespace)
+    asyncio.run(prepare(secure, "demo"))  # topics created through the SASL listener
+    worker = Worker(secure, "demo", tmp_path / "worker.log").start()
+    try:
+        summary = run_simulation(
+            secure, SimConfig(scenario="demo", mode="rate", rate=2000, duration_s=5, progress=False)
+        )
+        assert summary.errors == 0
+        produced = sum(summary.stats.valid_by_feed.values())
+        assert produced > 0
+        wait_for(
+            lambda: landed(secure) >= produced, 90, what=f"rows landed ({worker.log()[-2000:]})"
+        )
+        assert landed(secure) == produced
+        assert secure.kafka_sasl_password is not None
+        log = worker.log_path.read_text(errors="replace")
+        assert secure.kafka_sasl_password.get_secret_value() not in log, "secret logged"
+    finally:
+        worker.stop()
