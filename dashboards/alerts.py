@@ -355,6 +355,40 @@ ALERTS: tuple[Alert, ...] = (
         ),
     ),
     Alert(
+        name="DatabaseWritesSlow",
+        expr=(
+            "histogram_quantile(0.99, sum by (feed, le) "
+            f"(rate({m.DB_WRITE_SECONDS.bucket_series}[2m]))) > 1"
+        ),
+        for_s=60,
+        severity="warning",
+        domain="pipeline",
+        summary="{{ $labels.feed }} batch writes take {{ $value | humanizeDuration }} (p99)",
+        description="Writing one {{ $labels.feed }} batch to TimescaleDB takes over a second "
+        "(p99 over 2 minutes): the database is slow (load, I/O, locks, network). Data still "
+        "lands, but lag and freshness will follow if it continues.",
+        example=Example(
+            {
+                f'{m.DB_WRITE_SECONDS.bucket_series}{{feed="camera",le="0.5",instance="w1"}}': (
+                    "0x40"
+                ),
+                f'{m.DB_WRITE_SECONDS.bucket_series}{{feed="camera",le="1",instance="w1"}}': (
+                    "0x40"
+                ),
+                f'{m.DB_WRITE_SECONDS.bucket_series}{{feed="camera",le="2.5",instance="w1"}}': (
+                    "0x10 0+10x30"
+                ),
+                f'{m.DB_WRITE_SECONDS.bucket_series}{{feed="camera",le="+Inf",instance="w1"}}': (
+                    "0x10 0+10x30"
+                ),
+            },
+            {"feed": "camera"},
+            {"{{ $value | humanizeDuration }}": "2.485s"},
+            starts_s=720,
+            interval="1m",
+        ),
+    ),
+    Alert(
         name="Watchdog",
         expr="vector(1)",
         for_s=0,

@@ -104,12 +104,12 @@ def build() -> g.Dashboard:
                 [
                     p.prom(
                         f"histogram_quantile(0.99, sum by (le, feed) "
-                        f"(rate({m.DB_WRITE_SECONDS.series}_bucket[$__rate_interval])))",
+                        f"(rate({m.DB_WRITE_SECONDS.bucket_series}[$__rate_interval])))",
                         "p99 {{feed}}",
                     ),
                     p.prom(
                         f"histogram_quantile(0.5, sum by (le, feed) "
-                        f"(rate({m.DB_WRITE_SECONDS.series}_bucket[$__rate_interval])))",
+                        f"(rate({m.DB_WRITE_SECONDS.bucket_series}[$__rate_interval])))",
                         "p50 {{feed}}",
                         ref="B",
                     ),

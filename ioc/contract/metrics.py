@@ -24,6 +24,13 @@ class MetricSpec:
         """The sample name Prometheus exposes (counters get ``_total``)."""
         return f"{self.name}_total" if self.type == "counter" else self.name
 
+    @property
+    def bucket_series(self) -> str:
+        """A histogram's ``le`` buckets, for ``histogram_quantile``."""
+        if self.type != "histogram":
+            raise ValueError(f"{self.name} is a {self.type}, not a histogram")
+        return f"{self.name}_bucket"
+
 
 # --- pipeline health ---
 EVENTS_CONSUMED = MetricSpec(
