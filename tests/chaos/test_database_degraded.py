@@ -181,8 +181,8 @@ def test_full_disk_on_the_raw_path_is_reported_and_loses_nothing(
         asyncio.run(sql(f"CREATE TABLESPACE {tablespace} LOCATION '{inside}/data'"))
         asyncio.run(
             sql(
-                f"SELECT attach_tablespace('{tablespace}', '{namespace.db_schema}.raw_camera'); "
-                f"GRANT CREATE ON TABLESPACE {tablespace} TO ioc_app, ioc_admin"
+                f"GRANT CREATE ON TABLESPACE {tablespace} TO ioc_app, ioc_admin; "
+                f"SELECT attach_tablespace('{tablespace}', '{namespace.db_schema}.raw_camera')"
             )
         )
         worker = Worker(namespace, "demo", tmp_path / "worker.log").start()
