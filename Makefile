@@ -8,7 +8,7 @@ BIN     = $(VENV)/bin
 IOC     = $(BIN)/ioc
 PYTEST_ARGS ?=
 
-.PHONY: install run stack stack-down status test chaos unit lint typecheck fmt dashboards bench clean
+.PHONY: install run stack stack-down status test chaos unit lint typecheck fmt dashboards bench bench-venv clean
 
 install: $(VENV)/.installed
 
@@ -54,9 +54,21 @@ unit: install
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 ## benchmarks (print their figures; results in bench/results/)
-bench: install stack
+bench: install stack bench-venv
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/simulator_load.py
+	$(BIN)/python bench/pipeline.py --baselines 1000000 --repeat 3 --sustain 300
+
+# Quix Streams pins older confluent-kafka and pydantic than the product: its own virtualenv,
+# with the project installed without dependencies (the peer only imports the contract).
+QUIX_VENV ?= .venv-quix
+bench-venv: $(QUIX_VENV)/.installed
+$(QUIX_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(QUIX_VENV)
+	$(QUIX_VENV)/bin/pip install -q -U pip
+	$(QUIX_VENV)/bin/pip install -q 'quixstreams>=3.28,<4' msgspec psycopg2-binary
+	$(QUIX_VENV)/bin/pip install -q --no-deps -e .
+	touch $@
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(QUIX_VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,17 +1,23 @@
-"""Benchmark: sustained end-to-end events/s of the stream pipeline, and data freshness.
+"""Benchmark: the whole pipeline against its baselines, at a series of offered rates.
 
-For each offered rate, the simulators produce yen-bai-2022 in load mode into a private
-namespace while ``ioc worker`` processes consume it; the harness samples every 2 s:
+For each offered rate (and worker count) the simulators produce yen-bai-2022 in load mode into
+a private namespace while ``ioc worker`` processes consume it; every 2 s the harness samples
 
-- rows landed in the raw tables (end-to-end events/s = rows landed per second),
+- rows committed by the workers (their ioc_events_written_total; end-to-end events/s is the
+  median rate of that counter),
+- consumer lag (their ioc_consumer_lag_messages): bounded, or growing,
 - freshness = wall clock minus the newest event time stored (p50/p99),
-- backlog = messages produced minus rows landed (bounded or growing),
-- CPU and RSS of each worker.
+- CPU seconds and RSS of each worker.
 
-    .venv/bin/python bench/pipeline.py [--rates 2000,5000,10000] [--duration 60] [--workers 1]
+``--sustain S`` holds ``--sustain-rate`` for S seconds (the 5-minute target run), and
+``--baselines N`` first drains one backlog of N events with the raw baseline, the product and
+the Quix Streams peer, ``--repeat`` rounds (bench/baselines.py), so the ratios come from
+this same run:
+
+    .venv/bin/python bench/pipeline.py --baselines 1000000 --sustain 300
 
 Prints a table and writes bench/results/pipeline.json (+ pipeline.png with matplotlib).
-Needs the stack (`ioc stack up`). Machines are shared: read the medians, compare in one run.
+Needs the stack (`ioc stack up`) and, for the Quix peer, `make bench-venv`.
 """
 
 from __future__ import annotations
@@ -20,13 +26,17 @@ import argparse
 import asyncio
 import itertools
 import json
+import re
 import statistics
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
@@ -34,6 +44,7 @@ from bench_machine import machine  # type: ignore[import-not-found]
 from integration.workers import Worker, drop_namespace
 
 from ioc.config import Settings, load_settings
+from ioc.contract import metrics as m
 from ioc.contract.tables import RAW
 from ioc.db import connect
 from ioc.simulators.run import SimConfig, Summary, run_simulation
@@ -43,21 +54,47 @@ RESULTS = Path(__file__).parent / "results"
 SCENARIO = "yen-bai-2022"
 
 
-async def sample(settings: Settings) -> tuple[int, float | None]:
+async def newest_event_age(settings: Settings) -> float | None:
+    """Freshness: wall clock minus the newest event time stored (cheap: the ts-first key)."""
     conn = await connect(settings.admin_dsn())
     try:
         await conn.execute(f"SET search_path TO {settings.db_schema}, public")
-        counts = 0
         newest = None
         for table in RAW.values():
-            # approximate row count is too coarse for short runs; count(*) on a fresh schema
-            counts += await conn.fetchval(f"SELECT count(*) FROM {table}")
             ts = await conn.fetchval(f"SELECT max(ts) FROM {table}")
             if ts is not None and (newest is None or ts.timestamp() > newest):
                 newest = ts.timestamp()
-        return counts, (time.time() - newest) if newest is not None else None
+        return (time.time() - newest) if newest is not None else None
     finally:
         await conn.close()
+
+
+def worker_counters(workers: list[Worker]) -> tuple[float, float]:
+    """Rows written (committed) and consumer lag, summed over the workers' /metrics.
+
+    Read from the workers rather than counted in the database: a count(*) of millions of
+    rows every 2 s would load the database under test.
+    """
+    written = lag = 0.0
+    for w in workers:
+        head = w.log_path.read_text(errors="replace")[:20_000]
+        match = re.search(r"metrics http://127\.0\.0\.1:(\d+)/metrics", head)
+        if not match:
+            continue
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{match.group(1)}/metrics", timeout=5
+            ) as resp:
+                text = resp.read().decode()
+        except OSError:
+            continue
+        for family in text_string_to_metric_families(text):
+            for sample_ in family.samples:
+                if sample_.name == m.EVENTS_WRITTEN.series:
+                    written += sample_.value
+                elif sample_.name == m.CONSUMER_LAG.series:
+                    lag += sample_.value
+    return written, lag
 
 
 def proc_stats(pid: int) -> tuple[float, float]:
@@ -108,11 +145,21 @@ def run_point(rate: float, duration: float, workers: int, log_dir: Path) -> dict
         started = time.time()
         cpu0 = [proc_stats(w.proc.pid)[0] for w in procs if w.proc]
         thread.start()
-        samples: list[tuple[float, int, float | None]] = []
+        samples: list[tuple[float, float, float | None, float]] = []
+        last_note = time.time()
         while thread.is_alive():
             time.sleep(2)
-            landed, fresh = asyncio.run(sample(settings))
-            samples.append((time.time() - started, landed, fresh))
+            written, lag = worker_counters(procs)
+            fresh = asyncio.run(newest_event_age(settings))
+            samples.append((time.time() - started, written, fresh, lag))
+            if time.time() - last_note >= 30:
+                last_note = time.time()
+                print(
+                    f"  {samples[-1][0]:.0f} s: {written:,.0f} rows, lag {lag:,.0f}, "
+                    f"freshness {fresh if fresh is None else round(fresh, 1)} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
         thread.join()
         cpu1 = [proc_stats(w.proc.pid) for w in procs if w.proc]
         summary = result["s"]
@@ -120,8 +167,7 @@ def run_point(rate: float, duration: float, workers: int, log_dir: Path) -> dict
         produced = sum(summary.stats.valid_by_feed.values())
         drain_started = time.time()
         while time.time() - drain_started < 120:
-            landed, fresh = asyncio.run(sample(settings))
-            if landed >= produced:
+            if worker_counters(procs)[0] >= produced:
                 break
             time.sleep(1)
         drain_s = time.time() - drain_started
@@ -130,10 +176,12 @@ def run_point(rate: float, duration: float, workers: int, log_dir: Path) -> dict
             (b[1] - a[1]) / (b[0] - a[0]) for a, b in itertools.pairwise(steady) if b[0] > a[0]
         ]
         fresh_values = sorted(s[2] for s in steady if s[2] is not None)
-        backlog = [summary.sent * (s[0] / summary.elapsed_s) - s[1] for s in steady]
-        half = len(backlog) // 2
-        growing = bool(backlog) and statistics.median(backlog[half:]) > (
-            statistics.median(backlog[:half] or [0]) + rate * 2
+        # Lag (messages behind the end of the topics, from the workers) bounded or growing:
+        # the last third's median must not exceed the first third's by 2 s of input.
+        lags = [s[3] for s in steady]
+        third = max(1, len(lags) // 3)
+        growing = len(lags) >= 3 and statistics.median(lags[-third:]) > (
+            statistics.median(lags[:third]) + rate * 2
         )
         return {
             "offered": rate,
@@ -154,8 +202,11 @@ def run_point(rate: float, duration: float, workers: int, log_dir: Path) -> dict
                 round((c[0] - c0) / summary.elapsed_s, 2) for c, c0 in zip(cpu1, cpu0, strict=False)
             ],
             "worker_rss_mib": [round(c[1]) for c in cpu1],
+            "lag_median": round(statistics.median(lags)) if lags else None,
+            "lag_max": round(max(lags)) if lags else None,
             "samples": [
-                (round(a, 1), b, None if c is None else round(c, 2)) for a, b, c in samples
+                (round(a, 1), round(b), None if c is None else round(c, 2), round(d))
+                for a, b, c, d in samples
             ],
         }
     finally:
@@ -166,109 +217,176 @@ def run_point(rate: float, duration: float, workers: int, log_dir: Path) -> dict
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rates", default="2000,5000,10000")
+    parser.add_argument("--rates", default="10000,20000,30000,40000")
     parser.add_argument("--duration", type=float, default=60.0)
-    parser.add_argument("--workers", default="1")
+    parser.add_argument("--workers", default="1,2")
+    parser.add_argument(
+        "--sustain", type=float, default=0, help="also hold --sustain-rate for this many s"
+    )
+    parser.add_argument("--sustain-rate", type=float, default=30_000)
+    parser.add_argument("--sustain-workers", type=int, default=2)
+    parser.add_argument(
+        "--baselines",
+        type=int,
+        default=0,
+        metavar="EVENTS",
+        help="first drain a backlog of EVENTS with the raw baseline, the product and the "
+        "Quix Streams peer (bench/baselines.py) in this same run",
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of the baselines")
     parser.add_argument(
         "--plot-only", action="store_true", help="redraw the plot from bench/results/pipeline.json"
     )
     args = parser.parse_args()
     if args.plot_only:
-        plot(json.loads((RESULTS / "pipeline.json").read_text())["points"])
+        saved = json.loads((RESULTS / "pipeline.json").read_text())
+        extra = [saved["sustained"]] if saved.get("sustained") else []
+        plot(saved["points"] + extra, saved.get("baselines"))
         return 0
     log_dir = Path("bench/out")
     log_dir.mkdir(parents=True, exist_ok=True)
-    points = []
-    for workers in [int(w) for w in args.workers.split(",")]:
-        for rate in [float(r) for r in args.rates.split(",")]:
-            print(
-                f"offered {rate:,.0f} ev/s with {workers} worker(s) for {args.duration:.0f} s",
-                file=sys.stderr,
-                flush=True,
-            )
-            point = run_point(rate, args.duration, workers, log_dir)
-            print(
-                f"  achieved {point['achieved_events_per_s']:,} ev/s, freshness p50 "
-                f"{point['freshness_p50_s']} s p99 {point['freshness_p99_s']} s, lag "
-                f"{'GROWING' if point['lag_growing'] else 'bounded'}, drained in "
-                f"{point['drain_s']} s, worker CPU {point['worker_cpu_per_s']} cores, "
-                f"RSS {point['worker_rss_mib']} MiB",
-                file=sys.stderr,
-                flush=True,
-            )
-            points.append(point)
-    sustained = [p for p in points if not p["lag_growing"]]
-    best = max(sustained or points, key=lambda p: p["achieved_events_per_s"])
-    result = {
+    result: dict[str, Any] = {
         "benchmark": "pipeline",
         "scenario": SCENARIO,
         "duration_s": args.duration,
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": machine(),
-        "events_per_s": best["achieved_events_per_s"],
-        "freshness_p99_s": best["freshness_p99_s"],
-        "lag_growing": best["lag_growing"],
-        "points": points,
     }
+    if args.baselines:
+        from baselines import measure  # type: ignore[import-not-found]
+
+        base = measure(args.baselines, [1, 2], args.repeat, log_dir)
+        result["baselines"] = {k: v for k, v in base.items() if k != "machine"}
+    points = []
+    for workers in [int(w) for w in args.workers.split(",") if w]:
+        for rate in [float(r) for r in args.rates.split(",") if r]:
+            points.append(announce(run_point(rate, args.duration, workers, log_dir), args.duration))
+    sustained = None
+    if args.sustain:
+        sustained = announce(
+            run_point(args.sustain_rate, args.sustain, args.sustain_workers, log_dir),
+            args.sustain,
+        )
+        result["sustained"] = sustained
+    result["points"] = points
+    ok = [p for p in points if not p["lag_growing"]]
+    if sustained is not None and not sustained["lag_growing"]:
+        ok.append(sustained)
+    best = max(ok or points or [sustained], key=lambda p: p["achieved_events_per_s"])
+    result["events_per_s"] = best["achieved_events_per_s"]
+    result["events_per_s_from"] = (
+        f"{best['workers']} worker(s) at {best['offered']:,.0f} offered for {best['duration_s']} s"
+    )
+    result["freshness_p99_s"] = best["freshness_p99_s"]
+    result["lag_growing"] = best["lag_growing"]
+    if "baselines" in result:
+        b = result["baselines"]
+        result["raw_baseline_events_per_s"] = b["raw_baseline_events_per_s"]
+        result["quix_events_per_s"] = b["quix_events_per_s"]
+        result["drain_events_per_s"] = b["events_per_s"]
+        result["ratio_to_raw"] = b["ratio_to_raw"]
+        result["ratio_to_quix"] = b.get("ratio_to_quix")
+        result["scale_out_2w_over_1w"] = b.get("scale_out_2w_over_1w")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "pipeline.json").write_text(json.dumps(result, indent=2))
     print(
-        f"\n{'workers':>7} {'offered':>9} {'achieved':>9} {'fresh p50':>9} {'fresh p99':>9} "
-        f"{'lag':>8}"
+        f"\n{'workers':>7} {'offered':>9} {'seconds':>7} {'achieved':>9} {'fresh p50':>9} "
+        f"{'fresh p99':>9} {'lag':>8}"
     )
-    for p in points:
+    for p in [*points, *([sustained] if sustained else [])]:
         print(
-            f"{p['workers']:>7} {p['offered']:>9,.0f} {p['achieved_events_per_s']:>9,} "
-            f"{p['freshness_p50_s']!s:>9} {p['freshness_p99_s']!s:>9} "
-            f"{'growing' if p['lag_growing'] else 'bounded':>8}"
+            f"{p['workers']:>7} {p['offered']:>9,.0f} {p['duration_s']:>7.0f} "
+            f"{p['achieved_events_per_s']:>9,} {p['freshness_p50_s']!s:>9} "
+            f"{p['freshness_p99_s']!s:>9} {'growing' if p['lag_growing'] else 'bounded':>8}"
         )
     print(
-        f"best sustained: {best['achieved_events_per_s']:,} events/s "
-        f"(freshness p99 {best['freshness_p99_s']} s)"
+        f"best sustained: {result['events_per_s']:,} events/s ({result['events_per_s_from']}), "
+        f"freshness p99 {result['freshness_p99_s']} s"
     )
+    if "baselines" in result:
+        print(
+            f"drain, same backlog, medians of {args.repeat}: product "
+            f"{result['drain_events_per_s']:,} ev/s = {result['ratio_to_raw']}x raw "
+            f"({result['raw_baseline_events_per_s']:,}), {result['ratio_to_quix']}x Quix "
+            f"({result['quix_events_per_s']}); 2 workers / 1 worker "
+            f"{result['scale_out_2w_over_1w']}"
+        )
     try:
-        plot(points)
+        plot(points + ([sustained] if sustained else []), result.get("baselines"))
     except ImportError:
         print("(matplotlib not installed: no plot; pip install -e '.[bench]')")
     return 0
 
 
-def plot(points: list[dict[str, Any]]) -> None:
+def announce(point: dict[str, Any], duration: float) -> dict[str, Any]:
+    point["duration_s"] = duration
+    print(
+        f"{point['workers']} worker(s), offered {point['offered']:,.0f} ev/s for {duration:.0f} s:"
+        f" achieved {point['achieved_events_per_s']:,} ev/s, freshness p50 "
+        f"{point['freshness_p50_s']} s p99 {point['freshness_p99_s']} s, lag "
+        f"{'GROWING' if point['lag_growing'] else 'bounded'} (median {point['lag_median']}), "
+        f"drained in {point['drain_s']} s, worker CPU {point['worker_cpu_per_s']} cores, "
+        f"RSS {point['worker_rss_mib']} MiB",
+        file=sys.stderr,
+        flush=True,
+    )
+    return point
+
+
+def plot(points: list[dict[str, Any]], baselines: dict[str, Any] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.3))
-    for workers in sorted({p["workers"] for p in points}):
-        mine = [p for p in points if p["workers"] == workers]
-        left.plot(
-            [p["offered"] for p in mine],
-            [p["achieved_events_per_s"] for p in mine],
-            "o-",
-            label=f"{workers} worker(s)",
-        )
-        right.plot(
-            [p["offered"] for p in mine],
-            [p["freshness_p99_s"] for p in mine],
-            "o-",
-            label=f"{workers} worker(s)",
-        )
-    top = max(p["offered"] for p in points)
-    left.plot([0, top], [0, top], "--", color="grey", label="offered = landed")
-    left.set_xlabel("offered events/s")
-    left.set_ylabel("rows landed per second (median)")
-    left.set_title("End-to-end throughput (yen-bai-2022)")
-    right.axhline(5, color="red", linewidth=0.8, label="goal: p99 < 5 s")
-    right.set_xlabel("offered events/s")
-    right.set_ylabel("freshness p99 (s)")
-    right.set_title("Now minus newest stored event time")
-    for ax in (left, right):
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
+    (thr, lag), (fresh, drain) = axes
+    sweep = [p for p in points if p.get("duration_s", 0) <= 120]
+    long_runs = [p for p in points if p.get("duration_s", 0) > 120]
+    for workers in sorted({p["workers"] for p in sweep}):
+        mine = sorted((p for p in sweep if p["workers"] == workers), key=lambda p: p["offered"])
+        label = f"{workers} worker(s)"
+        offered = [p["offered"] for p in mine]
+        thr.plot(offered, [p["achieved_events_per_s"] for p in mine], "o-", label=label)
+        lag.plot(offered, [p["lag_median"] or 0 for p in mine], "o-", label=label)
+        fresh.plot(offered, [p["freshness_p99_s"] for p in mine], "o-", label=label)
+    for p in long_runs:
+        label = f"{p['workers']} worker(s), {p['duration_s'] / 60:.0f} min"
+        thr.plot([p["offered"]], [p["achieved_events_per_s"]], "r*", markersize=14, label=label)
+        lag.plot([p["offered"]], [p["lag_median"] or 0], "r*", markersize=14, label=label)
+        fresh.plot([p["offered"]], [p["freshness_p99_s"]], "r*", markersize=14, label=label)
+    if points:
+        top = max(p["offered"] for p in points)
+        thr.plot([0, top], [0, top], "--", color="grey", label="landed = offered")
+    thr.set(xlabel="offered events/s", ylabel="rows landed per second (median)")
+    thr.set_title("End-to-end throughput (yen-bai-2022, Kafka + DB on the same 2 cores)")
+    lag.set(xlabel="offered events/s", ylabel="consumer lag, median (messages)")
+    lag.set_title("Consumer lag")
+    fresh.axhline(5, color="red", linewidth=0.8, label="goal: p99 < 5 s")
+    fresh.set(xlabel="offered events/s", ylabel="freshness p99 (s)")
+    fresh.set_title("Now minus newest stored event time")
+    if baselines:
+        med = baselines["medians"]
+        names = [
+            ("raw", "raw baseline\ngetmany->orjson->COPY"),
+            ("product_1w", "product\n1 worker"),
+            ("product_2w", "product\n2 workers"),
+            ("quix", "Quix Streams\npeer"),
+        ]
+        shown = [(label, med[k]) for k, label in names if k in med]
+        drain.bar([s[0] for s in shown], [s[1] for s in shown], color=["grey", "C0", "C1", "C2"])
+        for i, (_label, value) in enumerate(shown):
+            drain.text(i, value, f"{value:,}", ha="center", va="bottom")
+        drain.set_ylabel("events/s draining the same backlog (median)")
+        drain.set_title(f"Same backlog, same run ({baselines['repeat']} rounds)")
+    else:
+        drain.axis("off")
+    for ax in (thr, lag, fresh):
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8)
     fig.tight_layout()
     path = RESULTS / "pipeline.png"
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     print(f"plot: {path}")
 
 
