@@ -210,6 +210,21 @@ class Settings(BaseSettings):
         """The physical Kafka topic name for a contract topic (test namespaces use a prefix)."""
         return f"{self.kafka_topic_prefix}{name}"
 
+    def librdkafka_config(self) -> dict[str, Any]:
+        """Connection and security settings for confluent-kafka (librdkafka) clients."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.kafka_security_protocol.lower(),
+        }
+        if self.kafka_security_protocol.startswith("SASL_"):
+            assert self.kafka_sasl_password is not None
+            conf["sasl.mechanisms"] = self.kafka_sasl_mechanism
+            conf["sasl.username"] = self.kafka_sasl_username
+            conf["sasl.password"] = self.kafka_sasl_password.get_secret_value()
+        if self.kafka_ssl_cafile:
+            conf["ssl.ca.location"] = str(self.kafka_ssl_cafile)
+        return conf
+
     def aiokafka_kwargs(self) -> dict[str, Any]:
         """Connection and security arguments shared by every aiokafka client we create."""
         kwargs: dict[str, Any] = {

@@ -49,8 +49,8 @@ def topic_names(settings: Settings) -> dict[str, str]:
 
 def producer_config(settings: Settings) -> dict[str, Any]:
     """librdkafka settings: idempotent, acks=all, batched and compressed."""
-    conf: dict[str, Any] = {
-        "bootstrap.servers": settings.bootstrap_servers,
+    return {
+        **settings.librdkafka_config(),
         "client.id": "ioc-simulator",
         "enable.idempotence": True,
         "acks": "all",
@@ -63,16 +63,7 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         "message.max.bytes": 2_000_000,
         "socket.nagle.disable": True,
         "partitioner": "murmur2_random",  # same partition per key as the Java/aiokafka clients
-        "security.protocol": settings.kafka_security_protocol.lower(),
     }
-    if settings.kafka_security_protocol.startswith("SASL_"):
-        assert settings.kafka_sasl_password is not None
-        conf["sasl.mechanisms"] = settings.kafka_sasl_mechanism
-        conf["sasl.username"] = settings.kafka_sasl_username
-        conf["sasl.password"] = settings.kafka_sasl_password.get_secret_value()
-    if settings.kafka_ssl_cafile:
-        conf["ssl.ca.location"] = str(settings.kafka_ssl_cafile)
-    return conf
 
 
 class KafkaSink(Sink):

@@ -1,16 +1,19 @@
-"""Batch consumption of the feed topics: ``getmany`` -> validate -> write -> commit.
+"""Batch consumption of the feed topics: ``consume`` -> validate -> write -> commit.
 
 Why not Faust agents for the feeds: a profile of a worker draining a backlog showed ~90 % of
 its time in Faust's per-message stream plumbing (a future, a task switch and an ack per
-message), and the project's own batch path at 5 %. The worker therefore reads the feeds with
-aiokafka's ``getmany`` in its own consumer group and hands whole batches to the
-:class:`~ioc.streams.processor.FeedProcessor`; Faust still owns the worker's lifecycle,
-timers, leader election and the dead-letter producer (docs/performance.md).
+message). Why not aiokafka's ``getmany`` either: it builds every record in Python, 15-20 %
+of a worker's time once the rest was batched. The worker reads the feeds with librdkafka
+(confluent-kafka, already the simulators' client): fetching and decompression run in C
+threads, ``consume(n)`` hands over up to ``n`` messages in one call on a dedicated thread,
+and the event loop only sees whole batches, which it gives to the
+:class:`~ioc.streams.processor.FeedProcessor`. Faust still owns the worker's lifecycle,
+timers, leader election and the dead-letter producer (docs/streams.md, docs/performance.md).
 
-Delivery: offsets are committed only after the batch's rows are committed in the database and
+Delivery: offsets are committed only after a batch's rows are committed in the database and
 its dead letters acknowledged, so a crash, a SIGKILL or a stop mid-batch replays the batch
 (the writes are idempotent) and nothing is lost. Validation of batch N+1 overlaps the database
-write of the rounds before it (up to ``max_in_flight`` rounds, each one transaction per feed);
+writes of the rounds before it (up to ``max_in_flight`` rounds, each one transaction per feed);
 offsets are committed in order, only for rounds that landed and every round before them.
 """
 
@@ -19,19 +22,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from ioc.config import Settings
 from ioc.contract.topics import FEED_TOPICS
-from ioc.streams.processor import FeedProcessor, Prepared
+from ioc.streams.processor import FeedProcessor, Prepared, Record
 
 log = logging.getLogger(__name__)
 
-Offsets = dict[TopicPartition, int]
+Offsets = dict[tuple[str, int], int]  # (topic, partition) -> next offset to read
 
 
 def consumer_group(settings: Settings) -> str:
@@ -39,8 +43,25 @@ def consumer_group(settings: Settings) -> str:
     return f"{settings.kafka_topic_prefix}ioc-streams-feeds"
 
 
+def consumer_config(settings: Settings, client_id: str) -> dict[str, Any]:
+    return {
+        **settings.librdkafka_config(),
+        "group.id": consumer_group(settings),
+        "client.id": client_id,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "partition.assignment.strategy": "range",
+        "fetch.max.bytes": 32 * 1024 * 1024,
+        "max.partition.fetch.bytes": 4 * 1024 * 1024,
+        "queued.max.messages.kbytes": 64 * 1024,
+        # A database outage stalls the loop in the writer's retry; stay in the group
+        # meanwhile instead of being evicted and rebalancing every 5 minutes.
+        "max.poll.interval.ms": 30 * 60 * 1000,
+    }
+
+
 class _InFlight:
-    """One round of writes (every feed of one ``getmany``) and the offsets it completes."""
+    """One round of writes (every feed of one ``consume``) and the offsets it completes."""
 
     def __init__(self, task: asyncio.Task[None], offsets: Offsets) -> None:
         self.task = task
@@ -50,11 +71,11 @@ class _InFlight:
         return self.task.done() and not self.task.cancelled() and self.task.exception() is None
 
 
-class FeedConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
+class FeedConsumer:
     def __init__(
         self,
         settings: Settings,
-        ready: Callable[[], Any],
+        ready: Callable[[], Awaitable[FeedProcessor]],
         *,
         batch_size: int = 10_000,
         batch_within_s: float = 0.5,
@@ -62,46 +83,41 @@ class FeedConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
         client_id: str = "ioc-worker",
     ) -> None:
         self.settings = settings
-        self._ready = ready  # coroutine function returning the FeedProcessor
+        self._ready = ready
         self.batch_size = batch_size
-        self.batch_within_ms = int(batch_within_s * 1000)
+        self.batch_within_s = batch_within_s
+        self.max_in_flight = max_in_flight
         self.client_id = client_id
         self.feed_of = {settings.topic(spec.name): feed for feed, spec in FEED_TOPICS.items()}
-        self.max_in_flight = max_in_flight
-        self.consumer: AIOKafkaConsumer | None = None
+        self.consumer: Consumer | None = None
         self._in_flight: deque[_InFlight] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._poller = ThreadPoolExecutor(1, thread_name_prefix="ioc-feed-poll")
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="ioc-feed-commit")
 
     # -- the loop -----------------------------------------------------------------------
     async def run(self) -> None:
-        processor: FeedProcessor = await self._ready()
-        consumer = AIOKafkaConsumer(
-            **self.settings.aiokafka_kwargs(),
-            group_id=consumer_group(self.settings),
-            client_id=self.client_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_partition_fetch_bytes=4 * 1024 * 1024,
-            fetch_max_bytes=32 * 1024 * 1024,
-            # A database outage stalls the loop in the writer's retry; stay in the group
-            # meanwhile instead of being evicted and rebalancing every 5 minutes.
-            max_poll_interval_ms=30 * 60 * 1000,
-        )
-        consumer.subscribe(list(self.feed_of), listener=self)
-        await self._start(consumer)
+        processor = await self._ready()
+        loop = self._loop = asyncio.get_running_loop()
+        consumer = Consumer(consumer_config(self.settings, self.client_id))
+        consumer.subscribe(list(self.feed_of), on_assign=self._on_assign, on_revoke=self._on_revoke)
         self.consumer = consumer
+        polling: asyncio.Future[list[Any]] | None = None
         try:
             while True:
-                batches = await consumer.getmany(
-                    timeout_ms=self.batch_within_ms, max_records=self.batch_size
+                polling = loop.run_in_executor(
+                    self._poller, consumer.consume, self.batch_size, self.batch_within_s
                 )
-                if not batches:
+                messages = await polling
+                polling = None
+                if not messages:
                     await self._finish(0)
                     continue
-                prepared, offsets = self._prepare(processor, batches)
-                await self._finish(self.max_in_flight - 1)
-                self._in_flight.append(
-                    _InFlight(asyncio.ensure_future(self._write(processor, prepared)), offsets)
-                )
+                prepared, offsets = self._prepare(processor, messages)
+                await self._finish(self.max_in_flight - 1)  # commits what landed meanwhile
+                if prepared:
+                    task = asyncio.ensure_future(self._write(processor, prepared))
+                    self._in_flight.append(_InFlight(task, offsets))
         finally:
             # A stop mid-batch cancels the writes: their transactions roll back and their
             # offsets stay uncommitted, so whoever takes the partitions over replays them.
@@ -109,30 +125,45 @@ class FeedConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
                 in_flight.task.cancel()
             self._in_flight.clear()
             self.consumer = None
-            await consumer.stop()
-
-    async def _start(self, consumer: AIOKafkaConsumer) -> None:
-        delay = 0.5
-        while True:
-            try:
-                await consumer.start()
-                return
-            except KafkaError as exc:
-                log.warning("Kafka not reachable (%s); retry in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(10.0, delay * 2)
+            # close() after the consume() in progress returns (same thread, FIFO); it
+            # leaves the group so the partitions move at once.
+            await asyncio.shield(loop.run_in_executor(self._poller, consumer.close))
+            self._poller.shutdown(wait=False)
+            self._committer.shutdown(wait=False)
 
     def _prepare(
-        self, processor: FeedProcessor, batches: dict[TopicPartition, list[Any]]
+        self, processor: FeedProcessor, messages: list[Any]
     ) -> tuple[list[Prepared], Offsets]:
-        by_feed: dict[str, list[Any]] = {}
+        by_topic: dict[str, list[Any]] = {}
         offsets: Offsets = {}
-        for tp, records in batches.items():
-            if not records:
+        for msg in messages:
+            if msg.error() is not None:
+                self._on_error(msg.error())
                 continue
-            by_feed.setdefault(self.feed_of[tp.topic], []).extend(records)
-            offsets[tp] = records[-1].offset + 1
-        return [processor.prepare(feed, rs) for feed, rs in by_feed.items()], offsets
+            topic = msg.topic()
+            by_topic.setdefault(topic, []).append(msg)
+            offsets[(topic, msg.partition())] = msg.offset() + 1
+        prepared = []
+        for topic, msgs in by_topic.items():
+            positions: dict[tuple[str, int], int] = {}
+            for msg in msgs:
+                positions[(topic, msg.partition())] = msg.offset()
+            prepared.append(
+                processor.prepare(
+                    self.feed_of[topic],
+                    [msg.value() for msg in msgs],
+                    [msg.key() for msg in msgs],
+                    partial(_record, msgs),
+                    positions,
+                )
+            )
+        return prepared, offsets
+
+    @staticmethod
+    def _on_error(error: KafkaError) -> None:
+        if error.code() == KafkaError._PARTITION_EOF:
+            return
+        log.warning("Kafka consumer error: %s", error)
 
     @staticmethod
     async def _write(processor: FeedProcessor, prepared: list[Prepared]) -> None:
@@ -148,40 +179,54 @@ class FeedConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
         """
         while len(self._in_flight) > keep:
             await self._in_flight[0].task
-            await self._commit_landed()
-        await self._commit_landed()
+            await self._commit(self._take_landed())
+        await self._commit(self._take_landed())
 
-    async def _commit_landed(self) -> None:
+    def _take_landed(self) -> Offsets:
         offsets: Offsets = {}
         while self._in_flight and self._in_flight[0].landed():
             offsets.update(self._in_flight.popleft().offsets)
-        if offsets:
-            await self._commit(offsets)
+        return offsets
 
     async def _commit(self, offsets: Offsets) -> None:
-        consumer = self.consumer
-        if consumer is None:
+        consumer, loop = self.consumer, self._loop
+        if not offsets or consumer is None or loop is None:
             return
-        owned = {tp: o for tp, o in offsets.items() if tp in consumer.assignment()}
-        if not owned:
+        await loop.run_in_executor(self._committer, self._commit_sync, consumer, offsets)
+
+    @staticmethod
+    def _commit_sync(consumer: Consumer, offsets: Offsets) -> None:
+        owned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+        parts = [TopicPartition(t, p, o) for (t, p), o in offsets.items() if (t, p) in owned]
+        if not parts:
             return
         try:
-            await consumer.commit(owned)
-        except (CommitFailedError, IllegalStateError, KafkaError) as exc:
+            consumer.commit(offsets=parts, asynchronous=False)
+        except KafkaException as exc:
             # Lost the partitions or the broker: the batch is stored, so the new owner's
             # replay of it is absorbed by the idempotent writes.
             log.warning("offset commit failed (%s); the batch will be replayed", exc)
 
-    # -- rebalances ---------------------------------------------------------------------
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+    # -- rebalances (called on the poll thread, inside consume()) -------------------------
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Let the writes in flight land and commit them, so the next owner need not replay."""
-        if not self._in_flight or not revoked:
+        loop = self._loop
+        if loop is None or not partitions:
             return
-        await asyncio.wait([f.task for f in self._in_flight], timeout=30)
-        await self._commit_landed()
+        try:
+            landed = asyncio.run_coroutine_threadsafe(self._land_in_flight(), loop).result(35)
+        except Exception as exc:  # the loop is stopping, or the writes are stuck
+            log.warning("partitions revoked with writes in flight (%s): they will replay", exc)
+            return
+        self._commit_sync(consumer, landed)
 
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        log.info("assigned %d feed partitions", len(assigned))
+    async def _land_in_flight(self) -> Offsets:
+        if self._in_flight:
+            await asyncio.wait([f.task for f in self._in_flight], timeout=30)
+        return self._take_landed()
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("assigned %d feed partitions", len(partitions))
 
     # -- metrics ------------------------------------------------------------------------
     def lag(self, positions: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
@@ -190,10 +235,26 @@ class FeedConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
         out: dict[tuple[str, int], int] = {}
         if consumer is None:
             return out
-        for tp in consumer.assignment():
-            highwater = consumer.highwater(tp)
-            if highwater is None or tp.topic not in self.feed_of:
+        try:
+            assignment = consumer.assignment()
+        except (KafkaException, RuntimeError):
+            return out
+        for tp in assignment:
+            if tp.topic not in self.feed_of:
+                continue
+            try:
+                _low, high = consumer.get_watermark_offsets(tp, cached=True)
+            except (KafkaException, RuntimeError):
+                continue
+            if high < 0:
                 continue
             done = positions.get((tp.topic, tp.partition), -1)
-            out[(self.feed_of[tp.topic], tp.partition)] = max(0, highwater - done - 1)
+            out[(self.feed_of[tp.topic], tp.partition)] = max(0, high - done - 1)
         return out
+
+
+def _record(messages: list[Any], i: int) -> Record:
+    """A dead letter's source (only invalid messages are turned into Records)."""
+    msg = messages[i]
+    _kind, timestamp = msg.timestamp()
+    return Record(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(), timestamp)

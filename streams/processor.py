@@ -64,11 +64,12 @@ class Prepared:
     """One feed's batch after validation (CPU work), ready for :meth:`FeedProcessor.write`."""
 
     feed: str
-    records: Sequence[KafkaRecord]
+    count: int
     batch: Batch | None
     valid: list[s.Message]
     invalid: list[tuple[KafkaRecord, s.InvalidMessage]] = field(default_factory=list)
     now_ms: int = 0
+    positions: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
 def dead_letter(record: KafkaRecord, reason: str, detail: str, now_ms: int) -> bytes:
@@ -116,43 +117,71 @@ class FeedProcessor:
     def validate(
         self, feed: str, records: Sequence[KafkaRecord], now_ms: int
     ) -> tuple[list[s.Message], list[tuple[KafkaRecord, s.InvalidMessage]]]:
+        """:meth:`validate_values` for whole records (tests, replays)."""
+        valid, bad = self.validate_values(
+            feed, [r.value for r in records], [r.key for r in records], now_ms
+        )
+        return valid, [(records[i], problem) for i, problem in bad]
+
+    def validate_values(
+        self,
+        feed: str,
+        values: Sequence[bytes | None],
+        keys: Sequence[bytes | None],
+        now_ms: int,
+    ) -> tuple[list[s.Message], list[tuple[int, s.InvalidMessage]]]:
+        """Decode and check every value; the invalid ones come back by index, with a reason."""
         valid: list[s.Message] = []
-        invalid: list[tuple[KafkaRecord, s.InvalidMessage]] = []
+        invalid: list[tuple[int, s.InvalidMessage]] = []
         expected_class = s.DEVICE_CLASS_OF_FEED[feed]
-        for record in records:
+        class_of = self.class_of
+        for i, value in enumerate(values):
             try:
-                if record.value is None:
+                if value is None:
                     raise s.InvalidMessage(s.REASON_BAD_JSON, "empty message (tombstone)")
-                msg = s.decode(record.value, feed=feed, key=record.key, now_ms=now_ms)
-                device_class = self.class_of.get(msg.device_id)
-                if device_class is None:
-                    raise s.InvalidMessage(
-                        s.REASON_UNKNOWN_DEVICE, f"device {msg.device_id!r} is not in the topology"
-                    )
+                msg = s.decode(value, feed=feed, key=keys[i], now_ms=now_ms)
+                device_class = class_of.get(msg.device_id)
                 if device_class != expected_class:
+                    if device_class is None:
+                        raise s.InvalidMessage(
+                            s.REASON_UNKNOWN_DEVICE,
+                            f"device {msg.device_id!r} is not in the topology",
+                        )
                     raise s.InvalidMessage(
                         s.REASON_WRONG_FEED,
                         f"{msg.device_id} is a {device_class}, not a {expected_class}",
                     )
             except s.InvalidMessage as exc:
-                invalid.append((record, exc))
+                invalid.append((i, exc))
                 continue
             except Exception as exc:  # defensive: nothing may escape validation
                 invalid.append(
-                    (record, s.InvalidMessage(s.REASON_SCHEMA, f"{type(exc).__name__}: {exc}"))
+                    (i, s.InvalidMessage(s.REASON_SCHEMA, f"{type(exc).__name__}: {exc}"))
                 )
                 continue
             valid.append(msg)
         return valid, invalid
 
-    def prepare(self, feed: str, records: Sequence[KafkaRecord]) -> Prepared:
-        """Validate and shape one feed's batch: the CPU half, overlapped with the last write."""
+    def prepare(
+        self,
+        feed: str,
+        values: Sequence[bytes | None],
+        keys: Sequence[bytes | None],
+        source: Callable[[int], KafkaRecord],
+        positions: dict[tuple[str, int], int],
+    ) -> Prepared:
+        """Validate and shape one feed's batch: the CPU half, overlapped with the last write.
+
+        ``source(i)`` gives the full record of value ``i``; only dead letters need it.
+        ``positions`` is the last offset of the batch per (topic, partition).
+        """
         now_ms = int(time.time() * 1000)
-        self.consumed.labels(feed).inc(len(records))
-        self.batch_size.labels(feed).observe(len(records))
-        valid, invalid = self.validate(feed, records, now_ms)
+        self.consumed.labels(feed).inc(len(values))
+        self.batch_size.labels(feed).observe(len(values))
+        valid, bad = self.validate_values(feed, values, keys, now_ms)
+        invalid = [(source(i), problem) for i, problem in bad]
         batch = Batch.build(feed, valid, s.DEVICE_CLASS_OF_FEED[feed]) if valid else None
-        return Prepared(feed, records, batch, valid, invalid, now_ms)
+        return Prepared(feed, len(values), batch, valid, invalid, now_ms, positions)
 
     async def write(self, prepared: Prepared) -> None:
         """Store the valid rows and dead-letter the rest; returns only when both are durable."""
@@ -174,14 +203,22 @@ class FeedProcessor:
             self.newest_event_ms[feed] = max(self.newest_event_ms.get(feed, 0), batch.newest_ts_ms)
         if prepared.invalid:
             await self._dead_letter(feed, prepared.invalid, prepared.now_ms)
-        for record in prepared.records:
-            key = (record.topic, record.partition)
-            if record.offset > self.positions.get(key, -1):
-                self.positions[key] = record.offset
+        for key, offset in prepared.positions.items():
+            if offset > self.positions.get(key, -1):
+                self.positions[key] = offset
 
     async def process(self, feed: str, records: Sequence[KafkaRecord]) -> None:
-        if records:
-            await self.write(self.prepare(feed, records))
+        """One batch of whole records, validated and written (tests, replays)."""
+        if not records:
+            return
+        positions: dict[tuple[str, int], int] = {}
+        for r in records:
+            positions[(r.topic, r.partition)] = max(
+                r.offset, positions.get((r.topic, r.partition), -1)
+            )
+        values = [r.value for r in records]
+        keys = [r.key for r in records]
+        await self.write(self.prepare(feed, values, keys, records.__getitem__, positions))
 
     async def _dead_letter(
         self, feed: str, invalid: list[tuple[KafkaRecord, s.InvalidMessage]], now_ms: int
