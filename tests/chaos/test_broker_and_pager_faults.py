@@ -18,7 +18,8 @@ from ioc.simulators.run import SimConfig, run_simulation
 from ioc.streams.cli import prepare
 
 from ..integration.test_alerting_e2e import pages
-from ..integration.workers import IOC, Worker, env_for, landed, reconcile, wait_for
+from ..integration.workers import IOC, Worker, env_for, wait_for
+from .faults import Production
 
 pytestmark = pytest.mark.chaos
 
@@ -29,41 +30,14 @@ def test_broker_killed_and_restarted_loses_nothing(namespace: Settings, tmp_path
     worker = Worker(namespace, "demo", tmp_path / "worker.log").start()
     try:
         time.sleep(10)
-        result: dict[str, object] = {}
-        thread = threading.Thread(
-            target=lambda: result.setdefault(
-                "s",
-                run_simulation(
-                    namespace,
-                    SimConfig(
-                        scenario="demo",
-                        mode="rate",
-                        rate=400,
-                        duration_s=60,
-                        progress=False,
-                        fault_flags=["malformed:0.01"],
-                    ),
-                ),
-            )
-        )
-        thread.start()
+        production = Production(namespace, 60)
         time.sleep(15)
         pid = kafka.pid()
         assert pid is not None
         os.killpg(pid, signal.SIGKILL)  # no clean shutdown, no flush
         time.sleep(10)
         kafka.up(print)
-        thread.join()
-        summary = result["s"]
-        valid = sum(summary.stats.valid_by_feed.values())  # type: ignore[attr-defined]
-        wait_for(
-            lambda: landed(namespace) >= valid,
-            240,
-            interval=3,
-            what=f"{valid} rows after the broker restart ({worker.log()})",
-        )
-        assert summary.errors == 0  # type: ignore[attr-defined]
-        reconcile(namespace, summary, "broker SIGKILL + restart")
+        production.finish_and_reconcile(worker, "broker SIGKILL + restart", timeout=240)
         assert worker.alive()
     finally:
         if kafka.pid() is None:

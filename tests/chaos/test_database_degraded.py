@@ -19,10 +19,7 @@ import os
 import subprocess
 import threading
 import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -30,20 +27,12 @@ from pydantic import SecretStr
 from ioc.config import Settings
 from ioc.db import connect
 from ioc.deploy.local.stack import Stack
-from ioc.simulators.run import SimConfig, run_simulation
 from ioc.streams.cli import prepare
 
-from ..integration.workers import Worker, drop_schema, landed, reconcile, wait_for
+from ..integration.workers import Worker, drop_schema
+from .faults import Production, wait_for_alert
 
 pytestmark = pytest.mark.chaos
-
-
-def firing(settings: Settings, alertname: str) -> bool:
-    q = urllib.parse.urlencode(
-        {"query": f'count(ALERTS{{alertname="{alertname}", alertstate="firing"}})'}
-    )
-    with urllib.request.urlopen(f"{settings.prometheus_url}/api/v1/query?{q}", timeout=10) as r:
-        return bool(json.loads(r.read())["data"]["result"])
 
 
 class LatencyProxy:
@@ -94,25 +83,6 @@ class LatencyProxy:
         await asyncio.gather(pipe(reader, up_writer, False), pipe(up_reader, writer, True))
 
 
-def produce(settings: Settings, result: dict[str, Any], duration_s: float) -> threading.Thread:
-    def run() -> None:
-        result["summary"] = run_simulation(
-            settings,
-            SimConfig(
-                scenario="demo",
-                mode="rate",
-                rate=400,
-                duration_s=duration_s,
-                progress=False,
-                fault_flags=["malformed:0.01"],
-            ),
-        )
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread
-
-
 def test_slow_database_is_reported_and_loses_nothing(namespace: Settings, tmp_path: Path) -> None:
     asyncio.run(prepare(namespace, "demo"))
     with LatencyProxy(namespace.postgres_port) as proxy:
@@ -127,24 +97,14 @@ def test_slow_database_is_reported_and_loses_nothing(namespace: Settings, tmp_pa
         worker = Worker(slow, "demo", tmp_path / "worker.log").start()
         try:
             time.sleep(10)
-            result: dict[str, Any] = {}
-            thread = produce(namespace, result, 150)
+            production = Production(namespace, 150)
             time.sleep(10)
             proxy.delay = 0.3
-            started = time.monotonic()
-            reported = False
-            while time.monotonic() - started < 150 and not reported:
-                assert worker.alive(), f"worker died with a slow database:\n{worker.log()}"
-                reported = firing(namespace, "DatabaseWritesSlow")
-                time.sleep(5)
-            slow_for = time.monotonic() - started
+            fired_after = wait_for_alert(namespace, "DatabaseWritesSlow", worker, 150)
             proxy.delay = 0.0
-            thread.join()
-            valid = sum(result["summary"].stats.valid_by_feed.values())
-            wait_for(lambda: landed(namespace) >= valid, 180, interval=2, what="backlog drained")
-            print(f"slow database: DatabaseWritesSlow firing after {slow_for:.0f} s of 300 ms")
-            reconcile(namespace, result["summary"], "slow database (300 ms per round trip)")
-            assert reported, "DatabaseWritesSlow did not fire"
+            production.finish_and_reconcile(worker, "slow database (300 ms per round trip)")
+            print(f"slow database: DatabaseWritesSlow fired after {fired_after:.0f} s of 300 ms")
+            assert fired_after >= 0, "DatabaseWritesSlow did not fire"
             assert worker.alive()
         finally:
             worker.stop()
@@ -187,23 +147,13 @@ def test_full_disk_on_the_raw_path_is_reported_and_loses_nothing(
         )
         worker = Worker(namespace, "demo", tmp_path / "worker.log").start()
         time.sleep(10)
-        result: dict[str, Any] = {}
-        thread = produce(namespace, result, 120)
-        started = time.monotonic()
-        reported = False
-        while time.monotonic() - started < 150 and not reported:
-            assert worker.alive(), f"worker died on a full disk:\n{worker.log()}"
-            reported = firing(namespace, "DatabaseWritesFailing")
-            time.sleep(5)
-        full_for = time.monotonic() - started
+        production = Production(namespace, 120)
+        fired_after = wait_for_alert(namespace, "DatabaseWritesFailing", worker, 150)
         assert "No space left on device" in worker.log_path.read_text(errors="replace")
         subprocess.run(["mount", "-o", "remount,size=256m", str(mount)], check=True)
-        thread.join()
-        valid = sum(result["summary"].stats.valid_by_feed.values())
-        wait_for(lambda: landed(namespace) >= valid, 180, interval=2, what="backlog drained")
-        print(f"full disk: DatabaseWritesFailing firing {full_for:.0f} s into the run")
-        reconcile(namespace, result["summary"], "full disk on the raw path (1 MB, then grown)")
-        assert reported, "DatabaseWritesFailing did not fire"
+        production.finish_and_reconcile(worker, "full disk on the raw path (1 MB, then grown)")
+        print(f"full disk: DatabaseWritesFailing fired {fired_after:.0f} s into the run")
+        assert fired_after >= 0, "DatabaseWritesFailing did not fire"
         assert worker.alive()
     finally:
         if worker is not None:
