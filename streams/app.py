@@ -148,7 +148,19 @@ def build_app(
 
     @app.task
     async def consume_feeds() -> None:
-        await feeds.run()
+        # Anything but a stop restarts the consumer (rounds in flight were not committed, so
+        # they replay) instead of leaving a worker that is up but reads nothing.
+        delay = 1.0
+        while True:
+            try:
+                await feeds.run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("feed consumer failed; restarting it in %.0f s", delay)
+                await asyncio.sleep(delay)
+                delay = min(30.0, delay * 2)
 
     @app.timer(options.evaluate_every_s, on_leader=True)
     async def evaluate_states() -> None:

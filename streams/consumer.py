@@ -92,13 +92,14 @@ class FeedConsumer:
         self.consumer: Consumer | None = None
         self._in_flight: deque[_InFlight] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._poller = ThreadPoolExecutor(1, thread_name_prefix="ioc-feed-poll")
-        self._committer = ThreadPoolExecutor(1, thread_name_prefix="ioc-feed-commit")
+        self._poller = self._committer = ThreadPoolExecutor(1)  # replaced in run()
 
     # -- the loop -----------------------------------------------------------------------
     async def run(self) -> None:
         processor = await self._ready()
         loop = self._loop = asyncio.get_running_loop()
+        self._poller = ThreadPoolExecutor(1, thread_name_prefix="ioc-feed-poll")
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="ioc-feed-commit")
         consumer = Consumer(consumer_config(self.settings, self.client_id))
         consumer.subscribe(list(self.feed_of), on_assign=self._on_assign, on_revoke=self._on_revoke)
         self.consumer = consumer
