@@ -368,7 +368,7 @@ def plot(points: list[dict[str, Any]], baselines: dict[str, Any] | None = None) 
     if baselines:
         med = baselines["medians"]
         names = [
-            ("raw", "raw baseline\ngetmany->orjson->COPY"),
+            ("raw", "raw baseline"),
             ("product_1w", "product\n1 worker"),
             ("product_2w", "product\n2 workers"),
             ("quix", "Quix Streams\npeer"),
