@@ -92,14 +92,14 @@ class FeedConsumer:
         self.consumer: Consumer | None = None
         self._in_flight: deque[_InFlight] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._poller = self._committer = ThreadPoolExecutor(1)  # replaced in run()
+        self._committer: ThreadPoolExecutor | None = None  # made by run(), per run
 
     # -- the loop -----------------------------------------------------------------------
     async def run(self) -> None:
         processor = await self._ready()
         loop = self._loop = asyncio.get_running_loop()
-        self._poller = ThreadPoolExecutor(1, thread_name_prefix="ioc-feed-poll")
-        self._committer = ThreadPoolExecutor(1, thread_name_prefix="ioc-feed-commit")
+        poller = ThreadPoolExecutor(1, thread_name_prefix="ioc-feed-poll")
+        committer = self._committer = ThreadPoolExecutor(1, thread_name_prefix="ioc-feed-commit")
         consumer = Consumer(consumer_config(self.settings, self.client_id))
         consumer.subscribe(list(self.feed_of), on_assign=self._on_assign, on_revoke=self._on_revoke)
         self.consumer = consumer
@@ -107,7 +107,7 @@ class FeedConsumer:
         try:
             while True:
                 polling = loop.run_in_executor(
-                    self._poller, consumer.consume, self.batch_size, self.batch_within_s
+                    poller, consumer.consume, self.batch_size, self.batch_within_s
                 )
                 messages = await polling
                 polling = None
@@ -128,9 +128,9 @@ class FeedConsumer:
             self.consumer = None
             # close() after the consume() in progress returns (same thread, FIFO); it
             # leaves the group so the partitions move at once.
-            await asyncio.shield(loop.run_in_executor(self._poller, consumer.close))
-            self._poller.shutdown(wait=False)
-            self._committer.shutdown(wait=False)
+            await asyncio.shield(loop.run_in_executor(poller, consumer.close))
+            poller.shutdown(wait=False)
+            committer.shutdown(wait=False)
 
     def _prepare(
         self, processor: FeedProcessor, messages: list[Any]
@@ -191,7 +191,7 @@ class FeedConsumer:
 
     async def _commit(self, offsets: Offsets) -> None:
         consumer, loop = self.consumer, self._loop
-        if not offsets or consumer is None or loop is None:
+        if not offsets or consumer is None or loop is None or self._committer is None:
             return
         await loop.run_in_executor(self._committer, self._commit_sync, consumer, offsets)
 
