@@ -175,6 +175,16 @@ class Pager:
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("cannot record pages: %s", exc)
                 return _json_error(503, "database", "pages cannot be stored right now; retry")
+            log.info(
+                "notification from %s: %s (%d new)",
+                note.receiver,
+                ", ".join(
+                    f"{a.labels.get('alertname')} {a.status} "
+                    f"{a.labels.get('device_id') or a.labels.get('node_id') or ''}".rstrip()
+                    for a in note.alerts
+                ),
+                len(new),
+            )
             if new:
                 asyncio.get_running_loop().create_task(self.forward(new))
             return web.json_response(

@@ -18,7 +18,7 @@ from ioc.simulators.run import SimConfig, run_simulation
 from ioc.streams.cli import prepare
 
 from ..integration.test_alerting_e2e import pages
-from ..integration.workers import IOC, Worker, env_for, wait_for
+from ..integration.workers import IOC, Worker, env_for, forget_pages_sent, wait_for
 from .faults import Production
 
 pytestmark = pytest.mark.chaos
@@ -47,6 +47,7 @@ def test_broker_killed_and_restarted_loses_nothing(namespace: Settings, tmp_path
 
 def test_pager_down_while_alerts_fire_loses_no_page(namespace: Settings, tmp_path: Path) -> None:
     asyncio.run(prepare(namespace, "demo"))
+    forget_pages_sent(namespace)
     camera = "cam-992-001"
     worker = Worker(namespace, "demo", tmp_path / "worker.log").start()
     pager: subprocess.Popen[bytes] | None = None
@@ -83,7 +84,12 @@ def test_pager_down_while_alerts_fire_loses_no_page(namespace: Settings, tmp_pat
                 for p in pages(namespace)
             )
 
-        wait_for(delivered, 150, interval=3, what="the page Alertmanager retried")
+        try:
+            wait_for(delivered, 150, interval=3, what="the page Alertmanager retried")
+        except AssertionError as exc:
+            recorded = [(p["alertname"], p["device_id"], p["status"]) for p in pages(namespace)]
+            pager_log = (tmp_path / "pager.log").read_text()
+            raise AssertionError(f"{exc}; pages: {recorded}; pager log:\n{pager_log}") from exc
         firing = [
             p
             for p in pages(namespace)

@@ -16,7 +16,7 @@ from ioc.db import connect
 from ioc.simulators.run import SimConfig, run_simulation
 from ioc.streams.cli import prepare
 
-from .workers import IOC, Worker, env_for, wait_for
+from .workers import IOC, Worker, env_for, forget_pages_sent, wait_for
 
 SCENARIO = "yen-bai-2022"
 
@@ -40,6 +40,7 @@ def test_one_page_per_outage_within_90_s_and_resolved_after(
     namespace: Settings, tmp_path: Path
 ) -> None:
     asyncio.run(prepare(namespace, SCENARIO))
+    forget_pages_sent(namespace)
     topo = load_scenario(SCENARIO)
     camera, node = "cam-135-002", "nn-140-001"
     behind = set(topo.devices_behind(node))
