@@ -40,8 +40,7 @@ def forget_pages_sent(settings: Settings) -> None:
 
     alertmanager = Stack(settings).services["alertmanager"]
     alertmanager.down(lambda _line: None)
-    nflog = settings.stack_dir / "alertmanager" / "data" / "nflog"
-    nflog.unlink(missing_ok=True)
+    (alertmanager.dir / "data" / "nflog").unlink(missing_ok=True)
     alertmanager.up(lambda _line: None)
 
 
