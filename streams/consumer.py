@@ -146,9 +146,8 @@ class FeedConsumer:
             offsets[(topic, msg.partition())] = msg.offset() + 1
         prepared = []
         for topic, msgs in by_topic.items():
-            positions: dict[tuple[str, int], int] = {}
-            for msg in msgs:
-                positions[(topic, msg.partition())] = msg.offset()
+            # the last offset read per partition: one before the next one to read
+            positions = {tp: next_ - 1 for tp, next_ in offsets.items() if tp[0] == topic}
             prepared.append(
                 processor.prepare(
                     self.feed_of[topic],

@@ -65,3 +65,57 @@ def test_a_failed_or_cancelled_round_is_never_committed() -> None:
         return committed
 
     assert asyncio.run(scenario()) == []
+
+
+class _Message:
+    """The parts of a confluent-kafka Message that _prepare reads."""
+
+    def __init__(self, topic: str, partition: int, offset: int) -> None:
+        self._where = (topic, partition, offset)
+
+    def error(self) -> None:
+        return None
+
+    def topic(self) -> str:
+        return self._where[0]
+
+    def partition(self) -> int:
+        return self._where[1]
+
+    def offset(self) -> int:
+        return self._where[2]
+
+    def key(self) -> bytes:
+        return b"k"
+
+    def value(self) -> bytes:
+        return b"v"
+
+
+class _Processor:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int, dict[tuple[str, int], int]]] = []
+
+    def prepare(self, feed, values, keys, source, positions):  # type: ignore[no-untyped-def]
+        self.calls.append((feed, len(values), positions))
+        return feed
+
+
+def test_prepare_groups_by_feed_and_tracks_the_last_offset_of_each_partition() -> None:
+    consumer, _committed = make()
+    camera, netnode = (t for t, f in consumer.feed_of.items() if f in ("camera", "netnode"))
+    messages = [
+        _Message(camera, 0, 7),
+        _Message(netnode, 2, 40),
+        _Message(camera, 1, 3),
+        _Message(camera, 0, 8),
+        _Message(netnode, 2, 41),
+    ]
+    processor = _Processor()
+    prepared, offsets = consumer._prepare(processor, messages)  # type: ignore[arg-type]
+    assert prepared == ["camera", "netnode"]
+    assert offsets == {(camera, 0): 9, (camera, 1): 4, (netnode, 2): 42}
+    assert processor.calls == [
+        ("camera", 3, {(camera, 0): 8, (camera, 1): 3}),
+        ("netnode", 2, {(netnode, 2): 41}),
+    ]
