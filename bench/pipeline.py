@@ -26,17 +26,13 @@ import argparse
 import asyncio
 import itertools
 import json
-import re
 import statistics
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
-
-from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
@@ -77,23 +73,12 @@ def worker_counters(workers: list[Worker]) -> tuple[float, float]:
     """
     written = lag = 0.0
     for w in workers:
-        head = w.log_path.read_text(errors="replace")[:20_000]
-        match = re.search(r"metrics http://127\.0\.0\.1:(\d+)/metrics", head)
-        if not match:
-            continue
         try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{match.group(1)}/metrics", timeout=5
-            ) as resp:
-                text = resp.read().decode()
+            totals = w.metric_totals()
         except OSError:
             continue
-        for family in text_string_to_metric_families(text):
-            for sample_ in family.samples:
-                if sample_.name == m.EVENTS_WRITTEN.series:
-                    written += sample_.value
-                elif sample_.name == m.CONSUMER_LAG.series:
-                    lag += sample_.value
+        written += totals.get(m.EVENTS_WRITTEN.series, 0.0)
+        lag += totals.get(m.CONSUMER_LAG.series, 0.0)
     return written, lag
 
 

@@ -155,18 +155,9 @@ def test_yen_bai_outages_produce_one_incident_each_with_the_right_root_cause(
         worker.stop()
 
 
-def _metric(log_text: str, name: str) -> float:
-    import re
-    import urllib.request
-
-    match = re.search(r"metrics http://127\.0\.0\.1:(\d+)/metrics", log_text)
-    assert match, log_text
-    body = urllib.request.urlopen(f"http://127.0.0.1:{match[1]}/metrics", timeout=5).read()
-    total = 0.0
-    for line in body.decode().splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+def _metric(worker: Worker, name: str) -> float:
+    assert worker.metrics_url(), worker.log()
+    return worker.metric_totals().get(name, 0.0)
 
 
 def test_two_workers_share_the_partitions_and_survive_a_rebalance(
@@ -194,15 +185,15 @@ def test_two_workers_share_the_partitions_and_survive_a_rebalance(
         thread.start()
         wait_for(
             lambda: (
-                _metric(first.log(), "ioc_events_consumed_total") > 0
-                and _metric(second.log(), "ioc_events_consumed_total") > 0
+                _metric(first, "ioc_events_consumed_total") > 0
+                and _metric(second, "ioc_events_consumed_total") > 0
             ),
             40,
             what="both workers consuming",
         )
         shares = (
-            _metric(first.log(), "ioc_events_consumed_total"),
-            _metric(second.log(), "ioc_events_consumed_total"),
+            _metric(first, "ioc_events_consumed_total"),
+            _metric(second, "ioc_events_consumed_total"),
         )
         print(f"consumed while both ran: w1 {shares[0]:.0f}, w2 {shares[1]:.0f}")
         second.stop()  # graceful leave: its partitions move to the first worker

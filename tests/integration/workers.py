@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer
+from prometheus_client.parser import text_string_to_metric_families
 
 from ioc.config import Settings
 from ioc.contract.topics import DEAD_LETTER
@@ -89,6 +92,26 @@ class Worker:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
+
+    def metrics_url(self) -> str | None:
+        """Where the worker serves /metrics: it logs the port it bound (``--metrics-port 0``)."""
+        match = re.search(
+            r"metrics (http://127\.0\.0\.1:\d+/metrics)", self.log_path.read_text(errors="replace")
+        )
+        return match[1] if match else None
+
+    def metric_totals(self) -> dict[str, float]:
+        """Every sample the worker exposes, summed over its labels, by sample name."""
+        url = self.metrics_url()
+        if url is None:
+            return {}
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            text = resp.read().decode()
+        totals: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+        return totals
 
 
 def wait_for(predicate, timeout: float, interval: float = 1.0, what: str = "condition"):  # type: ignore[no-untyped-def]
