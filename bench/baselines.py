@@ -149,7 +149,7 @@ def quix_drain(settings: Settings, expected: int, log_dir: Path) -> float | None
             "--bootstrap",
             settings.bootstrap_servers,
             "--credentials",
-            str(settings.stack_dir / "timescaledb" / "credentials.json"),
+            str(settings.stack_credentials_path("timescaledb")),
             "--port",
             str(settings.postgres_port),
         ],

@@ -138,9 +138,18 @@ class Settings(BaseSettings):
         return self
 
     # --- derived values ------------------------------------------------------------------------
+    def stack_credentials_path(self, service: str) -> Path:
+        """Where the local stack keeps a service's generated credentials (``ioc stack up``)."""
+        return self.stack_dir / service / "credentials.json"
+
+    @property
+    def stack_pager_token_path(self) -> Path:
+        """The pager token the local stack generates for Alertmanager and the pager."""
+        return self.stack_dir / "pager.token"
+
     def stack_kafka_users(self) -> dict[str, str]:
         """SCRAM users the local stack created (``ioc stack up``), name -> password."""
-        path = self.stack_dir / "kafka" / "credentials.json"
+        path = self.stack_credentials_path("kafka")
         try:
             users: dict[str, str] = json.loads(path.read_text())["users"]
         except (OSError, ValueError, KeyError):
@@ -161,7 +170,7 @@ class Settings(BaseSettings):
 
     @cached_property
     def _stack_credentials(self) -> dict[str, Any]:
-        path = self.stack_dir / "timescaledb" / "credentials.json"
+        path = self.stack_credentials_path("timescaledb")
         try:
             data: dict[str, Any] = json.loads(path.read_text())
         except FileNotFoundError:
@@ -197,7 +206,7 @@ class Settings(BaseSettings):
         """The token the pager accepts (and the local Alertmanager sends)."""
         if self.pager_token is not None:
             return self.pager_token.get_secret_value()
-        path = self.stack_dir / "pager.token"
+        path = self.stack_pager_token_path
         try:
             return path.read_text().strip()
         except FileNotFoundError:

@@ -231,6 +231,16 @@ def _prune_dead_targets(targets_dir: Path) -> None:
             continue
 
 
+def _write_private(path: Path, text: str) -> None:
+    """Write a generated secret readable by its owner only (0600), atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    tmp.replace(path)
+
+
 def _render(template: str, dest: Path, **values: Any) -> None:
     text = (TEMPLATES / template).read_text()
     rendered = string.Template(text).substitute(**{k: str(v) for k, v in values.items()})
@@ -255,6 +265,11 @@ class Service:
         self.dir = settings.stack_dir / self.name
         self.pidfile = self.dir / f"{self.name}.pid"
         self.log = self.dir / f"{self.name}.log"
+
+    @property
+    def credentials_path(self) -> Path:
+        """The secrets this service generated, if it has any (Kafka users, database roles)."""
+        return self.settings.stack_credentials_path(self.name)
 
     # subclasses implement these
     @property
@@ -409,21 +424,15 @@ class Kafka(Service):
             *args,
         ]
 
-    @property
-    def credentials_path(self) -> Path:
-        return self.dir / "credentials.json"
-
     def sasl_users(self) -> dict[str, str]:
         """The SCRAM users (name -> generated password), created on first use, mode 0600."""
         users = self.settings.stack_kafka_users()
         if not users:
             users = {KAFKA_USER: secrets.token_urlsafe(24)}
-            self.dir.mkdir(parents=True, exist_ok=True)
-            tmp = self.credentials_path.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                json.dump({"mechanism": KAFKA_SASL_MECHANISM, "users": users}, fh, indent=2)
-            tmp.replace(self.credentials_path)
+            _write_private(
+                self.credentials_path,
+                json.dumps({"mechanism": KAFKA_SASL_MECHANISM, "users": users}, indent=2),
+            )
         return users
 
     def _render_config(self, dest: Path) -> None:
@@ -539,10 +548,6 @@ class TimescaleDB(Service):
         return self.dir / "rootfs"
 
     @property
-    def credentials_path(self) -> Path:
-        return self.dir / "credentials.json"
-
-    @property
     def endpoint(self) -> str:
         return f"127.0.0.1:{self.settings.postgres_port}"
 
@@ -601,11 +606,7 @@ class TimescaleDB(Service):
         return creds
 
     def _save_credentials(self, creds: dict[str, Any]) -> None:
-        tmp = self.credentials_path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(creds, fh, indent=2)
-        tmp.replace(self.credentials_path)
+        _write_private(self.credentials_path, json.dumps(creds, indent=2))
 
     def prepare(self, progress: Progress) -> None:
         creds = self._credentials()
@@ -851,11 +852,9 @@ class Alertmanager(Prometheus):
         """Render the generated routing for this stack's pager; True if it changed."""
         config = self.dir / "alertmanager.yml"
         before = _digest(config)
-        token = self.settings.stack_dir / "pager.token"
+        token = self.settings.stack_pager_token_path
         if not token.exists():
-            fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_urlsafe(32))
+            _write_private(token, secrets.token_urlsafe(32))
         template = resources.files("ioc.deploy").joinpath("alertmanager", "alertmanager.yml")
         text = string.Template(template.read_text()).substitute(
             pager_url=f"http://127.0.0.1:{self.settings.pager_port}/alertmanager/webhook",

@@ -33,7 +33,7 @@ def sasl(settings: Settings, password: str | None = None) -> Settings:
 
 
 def test_stack_generated_a_private_scram_password(namespace: Settings) -> None:
-    path = namespace.stack_dir / "kafka" / "credentials.json"
+    path = namespace.stack_credentials_path("kafka")
     assert path.stat().st_mode & 0o077 == 0, "credentials must be readable by the owner only"
     users = json.loads(path.read_text())["users"]
     assert len(users["ioc"]) >= 24
