@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,8 @@ def test_unauthenticated_tooling_is_refused(namespace: Settings) -> None:
 async def test_wrong_password_is_refused(
     namespace: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # `ioc.cli.main` (run in-process by unit tests) silences aiokafka; hear it here anyway.
+    caplog.set_level(logging.ERROR, logger="aiokafka")
     producer = AIOKafkaProducer(**sasl(namespace, "not-the-password").aiokafka_kwargs())
     with pytest.raises(KafkaError):
         await asyncio.wait_for(producer.start(), 20)
