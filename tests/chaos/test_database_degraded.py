@@ -14,7 +14,6 @@ Run with `make chaos` (root is needed to mount the tmpfs).
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
 import threading
@@ -26,7 +25,7 @@ from pydantic import SecretStr
 
 from ioc.config import Settings
 from ioc.db import connect
-from ioc.deploy.local.stack import Stack
+from ioc.deploy.local.stack import DATABASE, Stack
 from ioc.streams.cli import prepare
 
 from ..integration.workers import Worker, drop_schema
@@ -117,11 +116,7 @@ def test_full_disk_on_the_raw_path_is_reported_and_loses_nothing(
     mount = db.rootfs / "var" / "lib" / f"ioc-full-{namespace.db_schema}"
     inside = f"/var/lib/{mount.name}"
     tablespace = f"full_{namespace.db_schema}"
-    creds = json.loads(db.credentials_path.read_text())
-    superuser = (
-        f"postgresql://{creds['superuser']}:{creds['superuser_password']}@127.0.0.1:"
-        f"{namespace.postgres_port}/{creds['database']}"
-    )
+    superuser = db._dsn("postgres", DATABASE)
     mount.mkdir(parents=True, exist_ok=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
     uid, gid = db._ids()
