@@ -16,6 +16,7 @@ from confluent_kafka.admin import AdminClient
 from pydantic import SecretStr
 
 from ioc.config import Settings
+from ioc.deploy.local.stack import KAFKA_SASL_MECHANISM, KAFKA_USER
 from ioc.simulators.run import SimConfig, run_simulation
 from ioc.streams.cli import prepare
 from tests.integration.workers import Worker, landed, wait_for
@@ -26,9 +27,9 @@ def sasl(settings: Settings, password: str | None = None) -> Settings:
     update: dict[str, object] = {
         "kafka_bootstrap_servers": f"127.0.0.1:{settings.kafka_sasl_port}",
         "kafka_security_protocol": "SASL_PLAINTEXT",
-        "kafka_sasl_mechanism": "SCRAM-SHA-512",
-        "kafka_sasl_username": "ioc",
-        "kafka_sasl_password": SecretStr(password or settings.stack_kafka_users()["ioc"]),
+        "kafka_sasl_mechanism": KAFKA_SASL_MECHANISM,
+        "kafka_sasl_username": KAFKA_USER,
+        "kafka_sasl_password": SecretStr(password or settings.stack_kafka_users()[KAFKA_USER]),
     }
     return settings.model_copy(update=update)
 
@@ -37,7 +38,7 @@ def test_stack_generated_a_private_scram_password(namespace: Settings) -> None:
     path = namespace.stack_credentials_path("kafka")
     assert path.stat().st_mode & 0o077 == 0, "credentials must be readable by the owner only"
     users = json.loads(path.read_text())["users"]
-    assert len(users["ioc"]) >= 24
+    assert len(users[KAFKA_USER]) >= 24
 
 
 async def test_unauthenticated_client_is_refused(namespace: Settings) -> None:
