@@ -317,7 +317,7 @@ class Simulator:
     def _corrupt(self, record: Out, msg: s.Message, variant: str) -> Out:
         if variant == "bad_json":
             value = record.value[: max(1, len(record.value) // 2)]
-            reason = s.REASON_BAD_JSON
+            reason = s.REASON_NOT_JSON
         else:
             doc = describe(msg)
             doc["kind"] = msg.kind

@@ -9,6 +9,7 @@ device-state evaluation and retention, and every worker helps recompute dirty ro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -20,10 +21,11 @@ import faust
 
 from ioc.config import Settings
 from ioc.contract import metrics as m
+from ioc.contract.deadletter import PRODUCER_MAX_REQUEST_BYTES
 from ioc.contract.topics import DEAD_LETTER
 from ioc.contract.topology import Topology
 from ioc.observability import collector
-from ioc.streams.consumer import FeedConsumer
+from ioc.streams.consumer import FeedConsumer, StallClock
 from ioc.streams.evaluator import Evaluator
 from ioc.streams.processor import FeedProcessor
 from ioc.streams.rollups import enforce_retention, recompute_dirty
@@ -79,6 +81,8 @@ class Pipeline:
         self.lag = collector(m.CONSUMER_LAG)
         self.freshness = collector(m.EVENT_FRESHNESS)
         self.rollup_seconds = collector(m.ROLLUP_SECONDS)
+        self.stalled = collector(m.PARTITION_STALLED)
+        self.stalls = StallClock()
         collector(m.WORKER_UP).labels(options.worker_name).set(1)
 
     async def ready(self, dead_letter_topic: Any) -> FeedProcessor:
@@ -125,6 +129,8 @@ def build_app(
         stream_buffer_maxsize=options.batch_size * 2,
         producer_compression_type="lz4",
         producer_linger_ms=5,
+        # Dead letters are bounded below this (ioc.contract.deadletter): one always fits.
+        producer_max_request_size=PRODUCER_MAX_REQUEST_BYTES,
         consumer_max_fetch_size=4 * 1024 * 1024,
     )
     pipeline = Pipeline(settings, topology, options)
@@ -212,7 +218,17 @@ def build_app(
         now_ms = time.time() * 1000
         for feed, newest in processor.newest_event_ms.items():
             pipeline.freshness.labels(feed).set(max(0.0, (now_ms - newest) / 1000.0))
-        for (feed, partition), lag in feeds.lag(processor.positions).items():
+        now = time.monotonic()
+        lags = feeds.lag(processor.positions)
+        for (feed, partition), lag in lags.items():
             pipeline.lag.labels(feed, str(partition)).set(lag)
+            position = processor.positions.get((feeds.topic_of[feed], partition), -1)
+            stalled = pipeline.stalls.observe((feed, partition), position, lag, now)
+            pipeline.stalled.labels(feed, str(partition)).set(stalled)
+        for feed, partition in pipeline.stalls.forget(set(lags)):
+            # revoked partitions: their new owner reports them (no stale alert here)
+            for gauge in (pipeline.lag, pipeline.stalled):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(feed, str(partition))
 
     return app, pipeline

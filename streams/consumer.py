@@ -57,6 +57,11 @@ def consumer_config(settings: Settings, client_id: str) -> dict[str, Any]:
         # A database outage stalls the loop in the writer's retry; stay in the group
         # meanwhile instead of being evicted and rebalancing every 5 minutes.
         "max.poll.interval.ms": 30 * 60 * 1000,
+        # A worker that dies (SIGKILL, OOM, lost host) holds its partitions until the
+        # session times out: 10 s (librdkafka's heartbeats run on their own thread) keeps
+        # that stall short; the broker's group.min.session.timeout.ms is 6 s.
+        "session.timeout.ms": 10_000,
+        "heartbeat.interval.ms": 2_000,
     }
 
 
@@ -89,6 +94,7 @@ class FeedConsumer:
         self.max_in_flight = max_in_flight
         self.client_id = client_id
         self.feed_of = {settings.topic(spec.name): feed for feed, spec in FEED_TOPICS.items()}
+        self.topic_of = {feed: topic for topic, feed in self.feed_of.items()}
         self.consumer: Consumer | None = None
         self._in_flight: deque[_InFlight] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -251,6 +257,28 @@ class FeedConsumer:
             done = positions.get((tp.topic, tp.partition), -1)
             out[(self.feed_of[tp.topic], tp.partition)] = max(0, high - done - 1)
         return out
+
+
+class StallClock:
+    """How long each partition has had lag without progress, whatever the cause (a poison
+    record, a database or broker outage, a stuck write): the ``PartitionStalled`` alert."""
+
+    def __init__(self) -> None:
+        self._since: dict[tuple[str, int], tuple[int, float]] = {}
+
+    def observe(self, key: tuple[str, int], position: int, lag: int, now: float) -> float:
+        previous = self._since.get(key)
+        if lag <= 0 or previous is None or previous[0] != position:
+            self._since[key] = (position, now)
+            return 0.0
+        return now - previous[1]
+
+    def forget(self, keep: set[tuple[str, int]]) -> list[tuple[str, int]]:
+        """Drop partitions this worker no longer owns; returns them."""
+        gone = [key for key in self._since if key not in keep]
+        for key in gone:
+            del self._since[key]
+        return gone
 
 
 def _record(messages: list[Any], i: int) -> Record:

@@ -1,14 +1,15 @@
 """One batch of one feed: validate at the edge, write valid rows, dead-letter the rest.
 
 Nothing is acknowledged to Kafka until the batch's rows are committed in the database and
-its dead letters are acknowledged by the broker; failures are retried with back-off, never
-dropped, and never raised out of the agent (a poison message cannot stop a partition).
+its dead letters are acknowledged by the broker. Transient failures (the database or the
+broker away) are retried with back-off, never dropped; a record the database refuses for its
+own data is isolated by bisecting the batch and dead-lettered with the database's reason, so
+no record can hold up another record, partition or feed (docs/streams.md, "Poison records").
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -16,14 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import asyncpg
-import orjson
 
+from ioc.contract import deadletter as dl
 from ioc.contract import metrics as m
 from ioc.contract import schemas as s
 from ioc.contract.topology import Topology
 from ioc.observability import collector
 from ioc.streams.rows import Batch
-from ioc.streams.writer import write_with_retry
+from ioc.streams.writer import store
 
 log = logging.getLogger(__name__)
 
@@ -70,27 +71,32 @@ class Prepared:
     invalid: list[tuple[KafkaRecord, s.InvalidMessage]] = field(default_factory=list)
     now_ms: int = 0
     positions: dict[tuple[str, int], int] = field(default_factory=dict)
+    valid_at: list[int] = field(default_factory=list)  # index of each valid message's record
+    source: Callable[[int], KafkaRecord] | None = None
 
 
-def dead_letter(record: KafkaRecord, reason: str, detail: str, now_ms: int) -> bytes:
-    """The DLQ record: original bytes (base64), the reason, and where it came from."""
-    return orjson.dumps(
-        {
-            "reason": reason,
-            "detail": detail[:500],
-            "topic": record.topic,
-            "partition": record.partition,
-            "offset": record.offset,
-            "kafka_timestamp_ms": record.timestamp,
-            "dead_lettered_at_ms": now_ms,
-            "key_b64": base64.b64encode(record.key).decode() if record.key is not None else None,
-            "value_b64": base64.b64encode(record.value or b"").decode(),
-        }
+def dead_letter(
+    record: KafkaRecord, reason: str, detail: str, now_ms: int, feed: str | None = None
+) -> bytes:
+    """The DLQ record (:mod:`ioc.contract.deadletter`): bounded, whatever the original's size."""
+    return dl.encode(
+        dl.make(
+            reason=reason,
+            detail=detail,
+            feed=feed,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value,
+            kafka_timestamp_ms=record.timestamp,
+            now_ms=now_ms,
+        )
     )
 
 
 def dead_letter_key(record: KafkaRecord) -> bytes:
-    return f"{record.topic}/{record.partition}/{record.offset}".encode()
+    return dl.source_key(record.topic, record.partition, record.offset).encode()
 
 
 class FeedProcessor:
@@ -105,6 +111,7 @@ class FeedProcessor:
         self.written = collector(m.EVENTS_WRITTEN)
         self.duplicate = collector(m.EVENTS_DUPLICATE)
         self.dlq = collector(m.DLQ_MESSAGES)
+        self.dlq_send_errors = collector(m.DLQ_SEND_ERRORS)
         self.batch_size = collector(m.BATCH_SIZE)
         self.write_seconds = collector(m.DB_WRITE_SECONDS)
         self.write_errors = collector(m.DB_WRITE_ERRORS)
@@ -118,7 +125,7 @@ class FeedProcessor:
         self, feed: str, records: Sequence[KafkaRecord], now_ms: int
     ) -> tuple[list[s.Message], list[tuple[KafkaRecord, s.InvalidMessage]]]:
         """:meth:`validate_values` for whole records (tests, replays)."""
-        valid, bad = self.validate_values(
+        valid, _at, bad = self.validate_values(
             feed, [r.value for r in records], [r.key for r in records], now_ms
         )
         return valid, [(records[i], problem) for i, problem in bad]
@@ -129,17 +136,18 @@ class FeedProcessor:
         values: Sequence[bytes | None],
         keys: Sequence[bytes | None],
         now_ms: int,
-    ) -> tuple[list[s.Message], list[tuple[int, s.InvalidMessage]]]:
-        """Decode and check every value; the invalid ones come back by index, with a reason."""
+    ) -> tuple[list[s.Message], list[int], list[tuple[int, s.InvalidMessage]]]:
+        """Decode and check every value: the valid messages with the index of each, and the
+        invalid ones by index, with a reason."""
         valid: list[s.Message] = []
+        valid_at: list[int] = []
         invalid: list[tuple[int, s.InvalidMessage]] = []
         expected_class = s.DEVICE_CLASS_OF_FEED[feed]
         class_of = self.class_of
         for i, value in enumerate(values):
             try:
-                if value is None:
-                    raise s.InvalidMessage(s.REASON_BAD_JSON, "empty message (tombstone)")
-                msg = s.decode(value, feed=feed, key=keys[i], now_ms=now_ms)
+                key = keys[i]
+                msg = s.decode(s.check_record(key, value), feed=feed, key=key, now_ms=now_ms)
                 device_class = class_of.get(msg.device_id)
                 if device_class != expected_class:
                     if device_class is None:
@@ -154,13 +162,15 @@ class FeedProcessor:
             except s.InvalidMessage as exc:
                 invalid.append((i, exc))
                 continue
-            except Exception as exc:  # defensive: nothing may escape validation
+            except Exception:  # defensive: nothing may escape validation
+                log.exception("unexpected error validating a %s record", feed)
                 invalid.append(
-                    (i, s.InvalidMessage(s.REASON_SCHEMA, f"{type(exc).__name__}: {exc}"))
+                    (i, s.InvalidMessage(s.REASON_SCHEMA, "the record could not be validated"))
                 )
                 continue
             valid.append(msg)
-        return valid, invalid
+            valid_at.append(i)
+        return valid, valid_at, invalid
 
     def prepare(
         self,
@@ -178,31 +188,67 @@ class FeedProcessor:
         now_ms = int(time.time() * 1000)
         self.consumed.labels(feed).inc(len(values))
         self.batch_size.labels(feed).observe(len(values))
-        valid, bad = self.validate_values(feed, values, keys, now_ms)
+        valid, valid_at, bad = self.validate_values(feed, values, keys, now_ms)
         invalid = [(source(i), problem) for i, problem in bad]
-        batch = Batch.build(feed, valid, s.DEVICE_CLASS_OF_FEED[feed]) if valid else None
-        return Prepared(feed, len(values), batch, valid, invalid, now_ms, positions)
+        batch: Batch | None = None
+        if valid:
+            try:
+                batch = Batch.build(feed, valid, s.DEVICE_CLASS_OF_FEED[feed])
+            except Exception:  # the writer rebuilds it in parts and isolates the culprit
+                log.exception("could not shape a %s batch; the writer will bisect it", feed)
+        return Prepared(
+            feed, len(values), batch, valid, invalid, now_ms, positions, valid_at, source
+        )
 
     async def write(self, prepared: Prepared) -> None:
-        """Store the valid rows and dead-letter the rest; returns only when both are durable."""
-        feed, batch = prepared.feed, prepared.batch
-        if batch is not None:
+        """Store the valid rows and dead-letter the rest; returns only when both are durable.
+
+        Accounting, per feed: consumed = written + duplicate + dead-lettered (by reason).
+        """
+        feed = prepared.feed
+        invalid = list(prepared.invalid)
+        if prepared.valid:
             started = time.perf_counter()
 
             def on_error(exc: BaseException, attempt: int) -> None:
                 self.write_errors.labels(feed).inc()
 
-            inserted = await write_with_retry(self.pool, batch, on_error)
+            stored = await store(
+                self.pool,
+                feed,
+                prepared.valid,
+                s.DEVICE_CLASS_OF_FEED[feed],
+                prepared.batch,
+                on_error,
+            )
             self.write_seconds.labels(feed).observe(time.perf_counter() - started)
-            self.written.labels(feed).inc(inserted)
-            self.duplicate.labels(feed).inc(len(prepared.valid) - inserted)
+            rejected = {i for i, _detail in stored.rejected}
+            if stored.rejected:
+                assert prepared.source is not None
+                invalid += [
+                    (
+                        prepared.source(prepared.valid_at[i]),
+                        s.InvalidMessage(s.REASON_DB_REJECTED, detail),
+                    )
+                    for i, detail in stored.rejected
+                ]
+            self.written.labels(feed).inc(stored.inserted)
+            self.duplicate.labels(feed).inc(len(prepared.valid) - stored.inserted - len(rejected))
             self.last_write.labels(feed).set(time.time())
-            for msg in prepared.valid:
-                if isinstance(msg, s.TelehealthSession) and msg.event == "dropped":
-                    self.sessions_dropped.labels(self.region[msg.device_id]).inc()
-            self.newest_event_ms[feed] = max(self.newest_event_ms.get(feed, 0), batch.newest_ts_ms)
-        if prepared.invalid:
-            await self._dead_letter(feed, prepared.invalid, prepared.now_ms)
+            kept = prepared.valid
+            if rejected:
+                kept = [msg for i, msg in enumerate(kept) if i not in rejected]
+            if prepared.batch is not None and not rejected:
+                newest = prepared.batch.newest_ts_ms
+            else:
+                newest = max((msg.ts_ms for msg in kept), default=0)
+            self.newest_event_ms[feed] = max(self.newest_event_ms.get(feed, 0), newest)
+            if feed == "telehealth":
+                for msg in kept:
+                    if isinstance(msg, s.TelehealthSession) and msg.event == "dropped":
+                        self.sessions_dropped.labels(self.region[msg.device_id]).inc()
+        if invalid:
+            await self._dead_letter(feed, invalid, prepared.now_ms)
         for key, offset in prepared.positions.items():
             if offset > self.positions.get(key, -1):
                 self.positions[key] = offset
@@ -223,23 +269,30 @@ class FeedProcessor:
     async def _dead_letter(
         self, feed: str, invalid: list[tuple[KafkaRecord, s.InvalidMessage]], now_ms: int
     ) -> None:
+        """Produce the batch's dead letters; only the broker's absence can fail it (every
+        record is bounded), so failures are retried with back-off, counted and never
+        dropped: the batch's offsets wait for them, as they wait for the database."""
+        letters = [
+            (dead_letter_key(record), dead_letter(record, exc.reason, exc.detail, now_ms, feed))
+            for record, exc in invalid
+        ]
         delay = 0.2
+        attempt = 0
         while True:
             try:
                 # Keyed by where the message came from: a batch redelivered after a crash
                 # dead-letters the same keys again, which readers (and compaction) collapse.
-                pending = [
-                    await self.send_dead_letter(
-                        dead_letter_key(record), dead_letter(record, exc.reason, exc.detail, now_ms)
-                    )
-                    for record, exc in invalid
-                ]
+                pending = [await self.send_dead_letter(key, value) for key, value in letters]
                 await asyncio.gather(*[p for p in pending if asyncio.isfuture(p)])
                 break
             except Exception as error:  # broker trouble: keep the batch, retry
+                attempt += 1
+                self.dlq_send_errors.labels(feed).inc()
                 log.warning(
-                    "dead-lettering %d messages failed, retry in %.1f s: %s",
-                    len(invalid),
+                    "dead-lettering %d %s messages failed (attempt %d), retry in %.1f s: %s",
+                    len(letters),
+                    feed,
+                    attempt,
                     delay,
                     error,
                 )

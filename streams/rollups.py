@@ -4,7 +4,9 @@ The Apache-2 TimescaleDB build has no continuous aggregates or policy jobs, so t
 keeps its own: writers mark the minutes they touch in ``rollup_dirty`` (in the same
 transaction as the rows); any worker picks dirty minutes with ``FOR UPDATE SKIP LOCKED`` and
 recomputes them from the raw rows with ``INSERT ... ON CONFLICT DO UPDATE``. Recomputing from
-raw makes rollups idempotent and correct under replays, late data and crashes.
+raw makes rollups idempotent and correct under replays, late data and crashes. Sums and counts
+saturate at their columns' ranges (``sat_int4``/``sat_int8``/``sat_real``, migration 0005), so
+no combination of valid rows can make a minute impossible to roll up.
 """
 
 from __future__ import annotations
@@ -39,11 +41,11 @@ DEVICE_SQL: dict[str, tuple[list[str], str]] = {
             "occupancy_pct_max",
             "incidents_opened",
         ],
-        """count(*), count(*) FILTER (WHERE kind = 'camera.heartbeat'), avg(fps), min(fps),
-           avg(bitrate_kbps), sum(dropped_frames), count(*) FILTER (WHERE frozen),
-           count(*) FILTER (WHERE black), sum(vehicles), avg(mean_speed_kmh),
-           avg(occupancy_pct), max(occupancy_pct),
-           count(*) FILTER (WHERE incident_state = 'open')""",
+        """sat_int4(count(*)), sat_int4(count(*) FILTER (WHERE kind = 'camera.heartbeat')),
+           avg(fps), min(fps), avg(bitrate_kbps), sat_int8(sum(dropped_frames)),
+           sat_int4(count(*) FILTER (WHERE frozen)), sat_int4(count(*) FILTER (WHERE black)),
+           sat_int8(sum(vehicles)), avg(mean_speed_kmh), avg(occupancy_pct), max(occupancy_pct),
+           sat_int4(count(*) FILTER (WHERE incident_state = 'open'))""",
     ),
     "telehealth": (
         [
@@ -62,11 +64,12 @@ DEVICE_SQL: dict[str, tuple[list[str], str]] = {
             "loss_pct_avg",
             "loss_pct_max",
         ],
-        """count(*), count(*) FILTER (WHERE kind = 'telehealth.heartbeat'),
+        """sat_int4(count(*)), sat_int4(count(*) FILTER (WHERE kind = 'telehealth.heartbeat')),
            max(waiting_patients), max(active_sessions),
-           count(*) FILTER (WHERE event = 'start'), count(*) FILTER (WHERE event = 'end'),
-           count(*) FILTER (WHERE event = 'dropped'),
-           count(*) FILTER (WHERE kind = 'telehealth.quality'), avg(rtt_ms),
+           sat_int4(count(*) FILTER (WHERE event = 'start')),
+           sat_int4(count(*) FILTER (WHERE event = 'end')),
+           sat_int4(count(*) FILTER (WHERE event = 'dropped')),
+           sat_int4(count(*) FILTER (WHERE kind = 'telehealth.quality')), avg(rtt_ms),
            percentile_cont(0.95) WITHIN GROUP (ORDER BY rtt_ms), avg(jitter_ms),
            percentile_cont(0.95) WITHIN GROUP (ORDER BY jitter_ms), avg(loss_pct),
            max(loss_pct)""",
@@ -86,12 +89,13 @@ DEVICE_SQL: dict[str, tuple[list[str], str]] = {
             "errors",
             "link_changes",
         ],
-        """count(*), count(*) FILTER (WHERE kind = 'netnode.probe'),
-           count(*) FILTER (WHERE reachable), avg(rtt_ms),
+        """sat_int4(count(*)), sat_int4(count(*) FILTER (WHERE kind = 'netnode.probe')),
+           sat_int4(count(*) FILTER (WHERE reachable)), avg(rtt_ms),
            percentile_cont(0.95) WITHIN GROUP (ORDER BY rtt_ms), avg(loss_pct),
            max(loss_pct), avg(in_bps), avg(out_bps),
-           max(100.0 * in_bps / nullif(capacity_bps, 0)), sum(in_errors + out_errors),
-           count(*) FILTER (WHERE kind = 'netnode.link')""",
+           sat_real(max(100.0 * in_bps / nullif(capacity_bps, 0))),
+           sat_int8(sum(in_errors + out_errors)),
+           sat_int4(count(*) FILTER (WHERE kind = 'netnode.link'))""",
     ),
 }
 
@@ -107,10 +111,10 @@ UNIT_SQL: dict[str, tuple[list[str], str]] = {
             "occupancy_pct_avg",
             "incidents_opened",
         ],
-        """count(*), count(r.device_id), avg(r.fps_avg),
-           count(*) FILTER (WHERE r.frozen_samples > 0), coalesce(sum(r.vehicles), 0),
-           avg(r.speed_kmh_avg), avg(r.occupancy_pct_avg),
-           coalesce(sum(r.incidents_opened), 0)""",
+        """sat_int4(count(*)), sat_int4(count(r.device_id)), avg(r.fps_avg),
+           sat_int4(count(*) FILTER (WHERE r.frozen_samples > 0)),
+           sat_int8(coalesce(sum(r.vehicles), 0)), avg(r.speed_kmh_avg),
+           avg(r.occupancy_pct_avg), sat_int4(coalesce(sum(r.incidents_opened), 0))""",
     ),
     "telehealth": (
         [
@@ -124,9 +128,11 @@ UNIT_SQL: dict[str, tuple[list[str], str]] = {
             "jitter_ms_p95",
             "loss_pct_avg",
         ],
-        """count(*), count(r.device_id), coalesce(sum(r.sessions_active), 0),
-           coalesce(sum(r.sessions_started), 0), coalesce(sum(r.sessions_dropped), 0),
-           coalesce(sum(r.waiting_max), 0),
+        """sat_int4(count(*)), sat_int4(count(r.device_id)),
+           sat_int4(coalesce(sum(r.sessions_active), 0)),
+           sat_int4(coalesce(sum(r.sessions_started), 0)),
+           sat_int4(coalesce(sum(r.sessions_dropped), 0)),
+           sat_int4(coalesce(sum(r.waiting_max), 0)),
            percentile_cont(0.95) WITHIN GROUP (ORDER BY r.rtt_ms_p95),
            percentile_cont(0.95) WITHIN GROUP (ORDER BY r.jitter_ms_p95),
            avg(r.loss_pct_avg)""",
@@ -143,10 +149,11 @@ UNIT_SQL: dict[str, tuple[list[str], str]] = {
             "out_bps",
             "errors",
         ],
-        """count(*), count(r.device_id), count(*) FILTER (WHERE r.probes_ok > 0),
-           avg(r.rtt_ms_avg), percentile_cont(0.95) WITHIN GROUP (ORDER BY r.rtt_ms_p95),
-           avg(r.loss_pct_avg), coalesce(sum(r.in_bps_avg), 0),
-           coalesce(sum(r.out_bps_avg), 0), coalesce(sum(r.errors), 0)""",
+        """sat_int4(count(*)), sat_int4(count(r.device_id)),
+           sat_int4(count(*) FILTER (WHERE r.probes_ok > 0)), avg(r.rtt_ms_avg),
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY r.rtt_ms_p95), avg(r.loss_pct_avg),
+           coalesce(sum(r.in_bps_avg), 0), coalesce(sum(r.out_bps_avg), 0),
+           sat_int8(coalesce(sum(r.errors), 0))""",
     ),
 }
 

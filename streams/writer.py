@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import asyncpg
 
+from ioc.contract import schemas as s
 from ioc.contract.tables import DEVICE_LAST_SEEN, RAW, ROLLUP_DIRTY
 from ioc.db import create_pool
 from ioc.streams.rows import RAW_COLUMNS, Batch, ts_of
@@ -119,19 +121,104 @@ async def _insert_new_rows(conn: asyncpg.Connection, batch: Batch) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
+TRANSIENT = "transient"
+PERMANENT = "permanent"
+
+# SQLSTATE classes (https://www.postgresql.org/docs/current/errcodes-appendix.html).
+# Transient: the database or the deployment is in trouble, not the record: retry, alert,
+# lose nothing. Permanent: this record's data cannot be stored: isolate it, dead-letter it.
+_TRANSIENT_CLASSES = frozenset(
+    {
+        "08",  # connection exception
+        "25",  # invalid transaction state (25006 read-only transaction: a standby)
+        "28",  # invalid authorisation (a rotated password)
+        "3D",  # invalid catalog name (database missing)
+        "3F",  # invalid schema name (not migrated)
+        "40",  # transaction rollback (serialisation failure, deadlock)
+        "42",  # syntax or access rule (privilege revoked, table missing): a deployment fault
+        "53",  # insufficient resources (disk full, out of memory, too many connections)
+        "55",  # object not in prerequisite state (lock not available)
+        "57",  # operator intervention (shutdown, query cancelled, cannot connect now)
+        "58",  # system error (I/O error)
+    }
+)
+_PERMANENT_CLASSES = frozenset(
+    {
+        "22",  # data exception (out of range, untranslatable character, bad encoding)
+        "23",  # integrity constraint violation (other than the key replays absorb)
+        "54",  # program limit exceeded (a value too large for an index row)
+    }
+)
+
+
+def classify(exc: BaseException) -> str | None:
+    """``TRANSIENT``, ``PERMANENT``, or None when only a health probe can tell."""
+    if isinstance(exc, asyncpg.PostgresError):
+        sqlstate = str(getattr(exc, "sqlstate", "") or "")
+        if sqlstate[:2] in _TRANSIENT_CLASSES:
+            return TRANSIENT
+        if sqlstate[:2] in _PERMANENT_CLASSES:
+            return PERMANENT
+        return None
+    # asyncpg's client-side DataError is an InterfaceError and a ValueError: the driver
+    # could not encode a value, so it is about the record, not the connection.
+    if isinstance(exc, asyncpg.InterfaceError) and isinstance(exc, ValueError):
+        return PERMANENT
+    if isinstance(exc, TimeoutError | OSError | asyncpg.InterfaceError):
+        return TRANSIENT
+    if isinstance(exc, OverflowError | ValueError | TypeError):  # UnicodeError is a ValueError
+        return PERMANENT
+    return None
+
+
+def rejection_detail(exc: BaseException) -> str:
+    """What the database (or the driver) said about a record, for its dead letter."""
+    if isinstance(exc, asyncpg.PostgresError):
+        message = str(getattr(exc, "message", "") or exc)
+        return f"the database refused the record: SQLSTATE {exc.sqlstate}: {message}"[:500]
+    return f"the driver could not encode the record ({type(exc).__name__}: {exc})"[:500]
+
+
+class PermanentWriteError(Exception):
+    """A batch the database will never accept as it is; :func:`store` bisects it."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(rejection_detail(cause))
+        self.cause = cause
+
+
+async def healthy(pool: asyncpg.Pool, timeout: float = 5.0) -> bool:
+    """``SELECT 1``: tells an unclassified error about a record from an outage."""
+    try:
+        async with asyncio.timeout(timeout):
+            async with pool.acquire() as conn:
+                await conn.fetchval("SELECT 1")
+        return True
+    except Exception:
+        return False
+
+
 async def write_with_retry(
     pool: asyncpg.Pool,
     batch: Batch,
     on_error: Callable[[BaseException, int], None] | None = None,
     max_delay: float = 10.0,
 ) -> int:
-    """Retry until the database accepts the batch: never drop it, never crash-loop."""
+    """Retry transient failures until the database accepts the batch: never drop it, never
+    crash-loop. A permanent failure (the data itself) raises :class:`PermanentWriteError`.
+    An unclassified error is permanent only while the database answers ``SELECT 1``, so an
+    outage that shows itself in an unexpected way never turns into mass dead-lettering."""
     attempt = 0
     delay = 0.2
     while True:
         try:
             return await write_batch(pool, batch)
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except Exception as exc:
+            verdict = classify(exc)
+            if verdict is None:
+                verdict = PERMANENT if await healthy(pool) else TRANSIENT
+            if verdict == PERMANENT:
+                raise PermanentWriteError(exc) from exc
             attempt += 1
             if on_error is not None:
                 on_error(exc, attempt)
@@ -145,6 +232,53 @@ async def write_with_retry(
             )
             await asyncio.sleep(delay)
             delay = min(max_delay, delay * 2)
+
+
+@dataclass
+class Stored:
+    """What :func:`store` did with a feed's valid messages."""
+
+    inserted: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)  # (index, database's reason)
+
+
+async def store(
+    pool: asyncpg.Pool,
+    feed: str,
+    messages: Sequence[s.Message],
+    device_class: str,
+    batch: Batch | None = None,
+    on_error: Callable[[BaseException, int], None] | None = None,
+) -> Stored:
+    """Write ``messages`` (one transaction when all is well); on a permanent error, bisect
+    the batch until the offending records are alone, store the rest, and return those
+    records with the database's reason. ``batch`` is the prebuilt batch of all of them."""
+    result = Stored()
+
+    async def write(lo: int, hi: int, prebuilt: Batch | None) -> None:
+        try:
+            part = (
+                prebuilt
+                if prebuilt is not None
+                else Batch.build(feed, list(messages[lo:hi]), device_class)
+            )
+            result.inserted += await write_with_retry(pool, part, on_error)
+            return
+        except PermanentWriteError as exc:
+            problem: BaseException = exc.cause
+        except Exception as exc:  # a row that cannot even be built is as permanent
+            problem = exc
+        if hi - lo == 1:
+            log.warning("dead-lettering a %s record the database refused: %s", feed, problem)
+            result.rejected.append((lo, rejection_detail(problem)))
+            return
+        mid = (lo + hi) // 2
+        await write(lo, mid, None)
+        await write(mid, hi, None)
+
+    if messages:
+        await write(0, len(messages), batch)
+    return result
 
 
 def elapsed_since(start: float) -> float:

@@ -51,6 +51,18 @@ EVENTS_DUPLICATE = MetricSpec(
 DLQ_MESSAGES = MetricSpec(
     "ioc_dlq_messages", "counter", "Messages sent to the dead-letter topic", ("feed", "reason")
 )
+DLQ_SEND_ERRORS = MetricSpec(
+    "ioc_dlq_send_errors",
+    "counter",
+    "Failed attempts to produce dead letters (the broker away; retried, never dropped)",
+    ("feed",),
+)
+PARTITION_STALLED = MetricSpec(
+    "ioc_partition_stalled_seconds",
+    "gauge",
+    "Seconds a feed partition owned by this worker has had lag without progress (0: none)",
+    ("feed", "partition"),
+)
 BATCH_SIZE = MetricSpec(
     "ioc_batch_size",
     "histogram",
@@ -66,7 +78,10 @@ DB_WRITE_SECONDS = MetricSpec(
     (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 DB_WRITE_ERRORS = MetricSpec(
-    "ioc_db_write_errors", "counter", "Failed batch writes (retried until they succeed)", ("feed",)
+    "ioc_db_write_errors",
+    "counter",
+    "Transient batch write failures (retried until they succeed)",
+    ("feed",),
 )
 CONSUMER_LAG = MetricSpec(
     "ioc_consumer_lag_messages",
@@ -159,6 +174,8 @@ ALL_METRICS: Final = (
     EVENTS_WRITTEN,
     EVENTS_DUPLICATE,
     DLQ_MESSAGES,
+    DLQ_SEND_ERRORS,
+    PARTITION_STALLED,
     BATCH_SIZE,
     DB_WRITE_SECONDS,
     DB_WRITE_ERRORS,

@@ -26,13 +26,47 @@ MAX_MESSAGE_BYTES: Final = 64 * 1024
 MAX_PAST_MS: Final = 7 * 24 * 3600 * 1000
 MAX_FUTURE_MS: Final = 10 * 60 * 1000
 
-DeviceId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
-Seq = Annotated[int, Meta(ge=0, le=2**62)]
-EpochMs = Annotated[int, Meta(ge=0, le=2**53)]
-NonNegInt = Annotated[int, Meta(ge=0, le=2**53)]
-Percent = Annotated[float, Meta(ge=0.0, le=100.0)]
-Millis = Annotated[float, Meta(ge=0.0, le=600_000.0)]
-ShortText = Annotated[str, Meta(min_length=1, max_length=128)]
+# --- storability by construction --------------------------------------------------------
+# Every field is declared with the column type it lands in (``Meta.extra["column"]``) and
+# bounds that the column can hold, so a message that validates can always be stored: no
+# integer beyond its column's range, no float beyond float4 where the column is ``real``,
+# no text PostgreSQL refuses (NUL) or the driver cannot encode (lone surrogates), no
+# timestamp Python's datetime cannot represent. Rollups over stored rows saturate at their
+# columns' limits (ioc.streams.rollups). tests/integration/test_storability.py proves it
+# against the column types of the live database catalog.
+INT4_MAX: Final = 2**31 - 1
+INT8_MAX: Final = 2**63 - 1
+FLOAT4_MAX: Final = 3.4028234663852886e38
+MAX_EPOCH_MS: Final = 253_402_300_799_999
+"""9999-12-31T23:59:59.999Z: the last instant Python's datetime (and so the writer) holds."""
+MAX_COUNTER: Final = 2**53
+"""Cumulative counters (bigint columns): the largest integer a JSON double holds exactly;
+two of them still add up inside bigint (netnode errors = in + out)."""
+STORABLE_TEXT: Final = r"^[^\x00\ud800-\udfff]*$"
+"""Text PostgreSQL stores: no NUL (refused by text columns), no lone surrogates."""
+
+_INT4: Final = {"column": "integer"}
+_INT8: Final = {"column": "bigint"}
+_REAL: Final = {"column": "real"}
+_DOUBLE: Final = {"column": "double precision"}
+_TEXT: Final = {"column": "text"}
+_TIME: Final = {"column": "timestamptz"}
+
+DeviceId = Annotated[
+    str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$", extra=_TEXT)
+]
+Seq = Annotated[int, Meta(ge=1, le=2**62, extra=_INT8)]
+"""Per-device sequence number, from 1 (0 is refused: it is what an uninitialised counter sends)."""
+EpochMs = Annotated[int, Meta(ge=0, le=MAX_EPOCH_MS, extra=_TIME)]
+Counter64 = Annotated[int, Meta(ge=0, le=MAX_COUNTER, extra=_INT8)]
+Count32 = Annotated[int, Meta(ge=0, le=INT4_MAX, extra=_INT4)]
+Interval = Annotated[int, Meta(ge=1, le=3600, extra=_INT4)]
+Percent = Annotated[float, Meta(ge=0.0, le=100.0, extra=_REAL)]
+Millis = Annotated[float, Meta(ge=0.0, le=600_000.0, extra=_REAL)]
+Bps = Annotated[float, Meta(ge=0.0, le=1e12, extra=_DOUBLE)]
+Capacity = Annotated[float, Meta(ge=1.0, le=1e12, extra=_DOUBLE)]
+"""At least 1 bit/s: utilisation (100 * bps / capacity) must stay inside a real column."""
+ShortText = Annotated[str, Meta(min_length=1, max_length=128, pattern=STORABLE_TEXT, extra=_TEXT)]
 
 FEEDS: Final = ("camera", "telehealth", "netnode")
 Status = Literal["ok", "degraded", "fault"]
@@ -62,21 +96,21 @@ class Message(msgspec.Struct, tag_field="kind", frozen=True, kw_only=True):
 
 class CameraHeartbeat(Message, tag="camera.heartbeat", frozen=True, kw_only=True):
     status: Status
-    uptime_s: NonNegInt
+    uptime_s: Counter64
 
 
 class CameraStream(Message, tag="camera.stream", frozen=True, kw_only=True):
-    fps: Annotated[float, Meta(ge=0.0, le=240.0)]
-    bitrate_kbps: Annotated[float, Meta(ge=0.0, le=200_000.0)]
-    dropped_frames: NonNegInt
+    fps: Annotated[float, Meta(ge=0.0, le=240.0, extra=_REAL)]
+    bitrate_kbps: Annotated[float, Meta(ge=0.0, le=200_000.0, extra=_REAL)]
+    dropped_frames: Count32
     frozen: bool
     black: bool
 
 
 class CameraTraffic(Message, tag="camera.traffic", frozen=True, kw_only=True):
-    interval_s: Annotated[int, Meta(ge=1, le=3600)]
-    vehicles: NonNegInt
-    mean_speed_kmh: Annotated[float, Meta(ge=0.0, le=300.0)]
+    interval_s: Interval
+    vehicles: Count32
+    mean_speed_kmh: Annotated[float, Meta(ge=0.0, le=300.0, extra=_REAL)]
     occupancy_pct: Percent
 
 
@@ -91,8 +125,8 @@ class CameraIncident(Message, tag="camera.incident", frozen=True, kw_only=True):
 
 class TelehealthHeartbeat(Message, tag="telehealth.heartbeat", frozen=True, kw_only=True):
     status: Status
-    waiting_patients: Annotated[int, Meta(ge=0, le=10_000)]
-    active_sessions: Annotated[int, Meta(ge=0, le=100)]
+    waiting_patients: Annotated[int, Meta(ge=0, le=10_000, extra=_INT4)]
+    active_sessions: Annotated[int, Meta(ge=0, le=100, extra=_INT4)]
 
 
 class TelehealthSession(Message, tag="telehealth.session", frozen=True, kw_only=True):
@@ -107,7 +141,7 @@ class TelehealthQuality(Message, tag="telehealth.quality", frozen=True, kw_only=
     rtt_ms: Millis
     jitter_ms: Millis
     loss_pct: Percent
-    video_height: Annotated[int, Meta(ge=0, le=4320)]
+    video_height: Annotated[int, Meta(ge=0, le=4320, extra=_INT4)]
 
 
 # --- network node ---
@@ -123,12 +157,12 @@ class NetnodeProbe(Message, tag="netnode.probe", frozen=True, kw_only=True):
 
 class NetnodeCounters(Message, tag="netnode.counters", frozen=True, kw_only=True):
     interface: ShortText
-    interval_s: Annotated[int, Meta(ge=1, le=3600)]
-    in_bps: Annotated[float, Meta(ge=0.0, le=1e12)]
-    out_bps: Annotated[float, Meta(ge=0.0, le=1e12)]
-    in_errors: NonNegInt
-    out_errors: NonNegInt
-    capacity_bps: Annotated[float, Meta(gt=0.0, le=1e12)]
+    interval_s: Interval
+    in_bps: Bps
+    out_bps: Bps
+    in_errors: Counter64
+    out_errors: Counter64
+    capacity_bps: Capacity
 
 
 class NetnodeLink(Message, tag="netnode.link", frozen=True, kw_only=True):
@@ -165,9 +199,13 @@ class InvalidMessage(Exception):
         self.detail = detail
 
 
-# Reasons, also the values of the `reason` label of the DLQ metric (bounded set).
+# Reasons, also the values of the `reason` label of the DLQ metric (bounded set). The order
+# in which a record is checked, and so which reason it gets, is documented in docs/streams.md.
+REASON_TOMBSTONE: Final = "tombstone"
+REASON_EMPTY: Final = "empty"
 REASON_OVERSIZED: Final = "oversized"
-REASON_BAD_JSON: Final = "bad_json"
+REASON_MISSING_KEY: Final = "missing_key"
+REASON_NOT_JSON: Final = "not_json"
 REASON_SCHEMA: Final = "schema"
 REASON_UNKNOWN_VERSION: Final = "unknown_version"
 REASON_UNKNOWN_KIND: Final = "unknown_kind"
@@ -175,9 +213,15 @@ REASON_WRONG_FEED: Final = "wrong_feed"
 REASON_KEY_MISMATCH: Final = "key_mismatch"
 REASON_EVENT_TIME: Final = "event_time"
 REASON_UNKNOWN_DEVICE: Final = "unknown_device"
+REASON_DB_REJECTED: Final = "db_rejected"
+"""Valid by the schema, refused by the database for this record alone (a permanent data
+error, isolated by bisecting the batch). Storability by construction should keep this at 0."""
 DLQ_REASONS: Final = (
+    REASON_TOMBSTONE,
+    REASON_EMPTY,
     REASON_OVERSIZED,
-    REASON_BAD_JSON,
+    REASON_MISSING_KEY,
+    REASON_NOT_JSON,
     REASON_SCHEMA,
     REASON_UNKNOWN_VERSION,
     REASON_UNKNOWN_KIND,
@@ -185,6 +229,7 @@ DLQ_REASONS: Final = (
     REASON_KEY_MISMATCH,
     REASON_EVENT_TIME,
     REASON_UNKNOWN_DEVICE,
+    REASON_DB_REJECTED,
 )
 
 
@@ -207,6 +252,9 @@ _decoders: dict[str, msgspec.json.Decoder[Any]] = {
 }
 _any_decoder = msgspec.json.Decoder(AnyMessage)
 _probe_decoder = msgspec.json.Decoder(_Probe)
+# Only asks "is this JSON at all?": numbers are not converted, so 1e999 is JSON (a number
+# out of its field's range is a schema problem, not garbage).
+_plain_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(float_hook=lambda _text: None)
 _encoder = msgspec.json.Encoder()
 
 
@@ -215,9 +263,20 @@ def encode(message: Message) -> bytes:
 
 
 def _explain(data: bytes, feed: str | None, error: msgspec.ValidationError) -> InvalidMessage:
+    """Why a typed decode failed: not JSON at all, an unknown version or kind, or the shape."""
+    try:
+        _plain_decoder.decode(data)
+    except msgspec.DecodeError:
+        # The typed decoder stops at the first value that does not fit ("7\x8f..." is an
+        # int before it is garbage): bytes that are not JSON at all are said to be so.
+        return InvalidMessage(REASON_NOT_JSON, "the value is not a JSON document")
+    except UnicodeDecodeError:
+        return InvalidMessage(REASON_NOT_JSON, "the value is not UTF-8")
+    except (msgspec.ValidationError, RecursionError):
+        pass
     try:
         probe = _probe_decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, UnicodeDecodeError):
         return InvalidMessage(REASON_SCHEMA, str(error))
     if (
         isinstance(probe.v, int)
@@ -236,6 +295,23 @@ def _explain(data: bytes, feed: str | None, error: msgspec.ValidationError) -> I
     return InvalidMessage(REASON_SCHEMA, str(error))
 
 
+def check_record(key: bytes | None, value: bytes | None) -> bytes:
+    """The checks before parsing, in their documented order; returns the value to decode.
+
+    A tombstone (no value) or an empty value is not a report; a record without a key breaks
+    the per-device ordering the topics promise (the key is the device id).
+    """
+    if value is None:
+        raise InvalidMessage(REASON_TOMBSTONE, "record without a value (tombstone)")
+    if not value:
+        raise InvalidMessage(REASON_EMPTY, "record with an empty value")
+    if len(value) > MAX_MESSAGE_BYTES:
+        raise InvalidMessage(REASON_OVERSIZED, f"{len(value)} bytes > {MAX_MESSAGE_BYTES}")
+    if key is None:
+        raise InvalidMessage(REASON_MISSING_KEY, "record without a key (the key is the device id)")
+    return value
+
+
 def decode(
     data: bytes,
     *,
@@ -246,7 +322,8 @@ def decode(
     """Decode and validate one message; raise :class:`InvalidMessage` with a reason.
 
     ``feed`` restricts the accepted kinds to that feed's; ``key`` (the Kafka key) must equal
-    the device id; ``now_ms`` enables the event-time plausibility check.
+    the device id; ``now_ms`` enables the event-time plausibility check. The stream workers
+    call :func:`check_record` first (tombstones, empty values, missing keys).
     """
     if len(data) > MAX_MESSAGE_BYTES:
         raise InvalidMessage(REASON_OVERSIZED, f"{len(data)} bytes > {MAX_MESSAGE_BYTES}")
@@ -255,10 +332,12 @@ def decode(
         message: AnyMessage = decoder.decode(data)
     except msgspec.ValidationError as exc:
         raise _explain(data, feed, exc) from None
-    except msgspec.DecodeError as exc:
-        raise InvalidMessage(REASON_BAD_JSON, str(exc)) from None
+    except msgspec.DecodeError:
+        raise InvalidMessage(REASON_NOT_JSON, "the value is not a JSON document") from None
+    except UnicodeDecodeError:
+        raise InvalidMessage(REASON_NOT_JSON, "the value is not UTF-8") from None
     except RecursionError:
-        raise InvalidMessage(REASON_BAD_JSON, "JSON nested too deeply") from None
+        raise InvalidMessage(REASON_NOT_JSON, "JSON nested too deeply") from None
     if message.v not in SUPPORTED_VERSIONS:
         raise InvalidMessage(REASON_UNKNOWN_VERSION, f"schema version {message.v} unsupported")
     if key is not None and key != message.device_id.encode():

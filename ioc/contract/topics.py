@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ioc.contract.deadletter import TOPIC_MAX_MESSAGE_BYTES
+
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
 
@@ -46,8 +48,9 @@ DEAD_LETTER = TopicSpec(
     2,
     14 * DAY_MS,
     cleanup_policy="compact,delete",
-    description="messages that failed validation, with the reason; keyed by source "
+    description="messages that failed validation or storage, with the reason; keyed by source "
     "topic/partition/offset, so a batch replayed after a crash collapses",
+    extra={"max.message.bytes": str(TOPIC_MAX_MESSAGE_BYTES)},
 )
 FAULT_LOG = TopicSpec(
     "ioc.faults.v1",

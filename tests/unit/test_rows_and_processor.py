@@ -185,7 +185,7 @@ def test_validation_routes_every_bad_message_with_a_reason() -> None:
     )
     assert len(valid) == 1
     assert [e.reason for _, e in invalid] == [
-        s.REASON_BAD_JSON,
+        s.REASON_NOT_JSON,
         s.REASON_UNKNOWN_DEVICE,
         s.REASON_WRONG_FEED,
         s.REASON_KEY_MISMATCH,
@@ -198,7 +198,7 @@ def test_dead_letters_carry_the_original_bytes_and_where_they_came_from() -> Non
     assert len(sent) == 1
     assert sent[0][0] == b"ioc.camera.v1/0/41"
     doc = orjson.loads(sent[0][1])
-    assert doc["reason"] == s.REASON_BAD_JSON
+    assert doc["reason"] == s.REASON_NOT_JSON
     assert base64.b64decode(doc["value_b64"]) == b"\xff\x00 garbage"
     assert (doc["topic"], doc["partition"], doc["offset"]) == ("ioc.camera.v1", 0, 41)
     assert processor.positions[("ioc.camera.v1", 0)] == 41

@@ -15,12 +15,14 @@ device_ids = st.from_regex(r"[A-Za-z0-9._:\-]{1,64}", fullmatch=True)
 envelope = {
     "v": st.just(1),
     "device_id": device_ids,
-    "seq": st.integers(0, 2**62),
+    "seq": st.integers(1, 2**62),
     "ts_ms": st.integers(NOW - 3600_000, NOW + 60_000),
 }
 pct = st.floats(0, 100, allow_nan=False)
 ms = st.floats(0, 600_000, allow_nan=False)
-text = st.text(min_size=1, max_size=128)
+text = st.text(
+    st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), min_size=1, max_size=128
+)
 
 MESSAGES = st.one_of(
     st.builds(
@@ -156,7 +158,7 @@ def _heartbeat(**overrides: object) -> bytes:
 @pytest.mark.parametrize(
     ("data", "feed", "reason"),
     [
-        (b"{not json", "camera", s.REASON_BAD_JSON),
+        (b"{not json", "camera", s.REASON_NOT_JSON),
         (_heartbeat(v=2), "camera", s.REASON_UNKNOWN_VERSION),
         (_heartbeat(v=0), "camera", s.REASON_UNKNOWN_VERSION),
         (_heartbeat(kind="camera.teleport"), "camera", s.REASON_UNKNOWN_KIND),
@@ -175,13 +177,64 @@ def _heartbeat(**overrides: object) -> bytes:
             s.REASON_SCHEMA,
         ),
         (b"[" * 10_000 + b"]" * 10_000, "camera", s.REASON_SCHEMA),
-        (b'{"x":' + b"[" * 5_000 + b"]" * 5_000 + b"}", "camera", s.REASON_BAD_JSON),
+        # the decisions of issue 12: named causes, no storable-but-invalid values
+        (b"7\x8f\x01 random bytes", "camera", s.REASON_NOT_JSON),
+        (b'{"s":"\xed\xa0\x80"}', "camera", s.REASON_NOT_JSON),
+        (b"12", "camera", s.REASON_SCHEMA),
+        (_heartbeat(seq=0), "camera", s.REASON_SCHEMA),
+        (_heartbeat(seq=2**62 + 1), "camera", s.REASON_SCHEMA),
+        (_heartbeat(uptime_s=2**53 + 1), "camera", s.REASON_SCHEMA),
+        (_heartbeat(ts_ms=s.MAX_EPOCH_MS + 1), "camera", s.REASON_SCHEMA),
+        (
+            b'{"kind":"telehealth.session","v":1,"device_id":"t","seq":1,"ts_ms":1,'
+            b'"session_id":"a\\u0000b","event":"start"}',
+            "telehealth",
+            s.REASON_SCHEMA,
+        ),
+        (
+            b'{"kind":"telehealth.session","v":1,"device_id":"t","seq":1,"ts_ms":1,'
+            b'"session_id":"\\ud800","event":"start"}',
+            "telehealth",
+            s.REASON_NOT_JSON,
+        ),
+        (
+            b'{"kind":"camera.stream","v":1,"device_id":"c","seq":1,"ts_ms":1,"fps":1,'
+            b'"bitrate_kbps":1,"dropped_frames":2147483648,"frozen":false,"black":false}',
+            "camera",
+            s.REASON_SCHEMA,
+        ),
+        (b'{"x":' + b"[" * 5_000 + b"]" * 5_000 + b"}", "camera", s.REASON_NOT_JSON),
     ],
 )
 def test_invalid_messages_carry_the_right_reason(data: bytes, feed: str, reason: str) -> None:
     with pytest.raises(s.InvalidMessage) as info:
         s.decode(data, feed=feed, now_ms=NOW)
     assert info.value.reason == reason, info.value.detail
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [
+        (b"cam-1", None, s.REASON_TOMBSTONE),
+        (None, None, s.REASON_TOMBSTONE),
+        (b"cam-1", b"", s.REASON_EMPTY),
+        (None, b"x" * (s.MAX_MESSAGE_BYTES + 1), s.REASON_OVERSIZED),
+        (None, _heartbeat(), s.REASON_MISSING_KEY),
+    ],
+)
+def test_records_are_checked_before_parsing_in_the_documented_order(
+    key: bytes | None, value: bytes | None, reason: str
+) -> None:
+    with pytest.raises(s.InvalidMessage) as info:
+        s.check_record(key, value)
+    assert info.value.reason == reason
+
+
+def test_no_reason_or_detail_carries_a_decoder_exception_text() -> None:
+    with pytest.raises(s.InvalidMessage) as info:
+        s.decode(b"\x00\x01\x02", feed="camera")
+    assert info.value.reason == s.REASON_NOT_JSON
+    assert "byte" not in info.value.detail and "malformed" not in info.value.detail
 
 
 def test_key_must_be_the_device_id() -> None:
