@@ -14,11 +14,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
 from ioc.config import Settings
+from ioc.contract import deadletter as dl
 from ioc.contract.topics import DEAD_LETTER
 from ioc.db import connect
 from ioc.kafka import admin_client, delete_topics
@@ -146,8 +146,9 @@ def query(settings: Settings, sql: str, *args: object) -> list[Any]:
     return asyncio.run(fetch(settings, sql, *args))
 
 
-async def dlq_count(settings: Settings) -> Counter[str]:
-    """Dead letters by reason, one per source message (a replayed batch repeats its keys)."""
+async def dlq_by_source(settings: Settings) -> dict[str, dl.DeadLetter]:
+    """Dead letters by source record (topic/partition/offset); a replayed batch repeats its
+    keys, so the newest one per source stands (as compaction leaves it)."""
     consumer = AIOKafkaConsumer(
         settings.topic(DEAD_LETTER.name),
         **settings.aiokafka_kwargs(),
@@ -156,7 +157,7 @@ async def dlq_count(settings: Settings) -> Counter[str]:
         enable_auto_commit=False,
     )
     await consumer.start()
-    by_source: dict[bytes | None, str] = {}
+    by_source: dict[str, dl.DeadLetter] = {}
     try:
         while True:
             batch = await consumer.getmany(timeout_ms=3000)
@@ -164,10 +165,55 @@ async def dlq_count(settings: Settings) -> Counter[str]:
                 break
             for msgs in batch.values():
                 for m in msgs:
-                    by_source[m.key] = orjson.loads(m.value)["reason"]
+                    assert m.value is not None
+                    letter = dl.decode(m.value)
+                    assert m.key is not None and m.key.decode() == letter.source
+                    by_source[letter.source] = letter
     finally:
         await consumer.stop()
-    return Counter(by_source.values())
+    return by_source
+
+
+async def dlq_count(settings: Settings) -> Counter[str]:
+    """Dead letters by reason, one per source message."""
+    return Counter(letter.reason for letter in (await dlq_by_source(settings)).values())
+
+
+def assert_accounting(worker: Worker, timeout: float = 30) -> dict[str, float]:
+    """Every input accounted for, from the worker's own counters once it is idle:
+    consumed = written + duplicate + dead-lettered (per process: counters die with it)."""
+
+    def balanced() -> dict[str, float] | None:
+        t = worker.metric_totals()
+        consumed = t.get("ioc_events_consumed_total", 0.0)
+        accounted = (
+            t.get("ioc_events_written_total", 0.0)
+            + t.get("ioc_events_duplicate_total", 0.0)
+            + t.get("ioc_dlq_messages_total", 0.0)
+        )
+        figures = {"consumed": consumed, "accounted": accounted}
+        return figures if consumed > 0 and consumed == accounted else None
+
+    return wait_for(balanced, timeout, what="consumed = written + duplicate + dead-lettered")
+
+
+def max_metric(worker: Worker, name: str) -> float:
+    """The largest sample of ``name`` a live worker exposes (0 if it has none or is gone)."""
+    url = worker.metrics_url()
+    if url is None or not worker.alive():
+        return 0.0
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return 0.0
+    values = [
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    ]
+    return max(values, default=0.0)
 
 
 PER_DEVICE_SQL = """
