@@ -300,6 +300,28 @@ ALERTS: tuple[Alert, ...] = (
         ),
     ),
     Alert(
+        name="PartitionStalled",
+        expr=f"{_max(m.PARTITION_STALLED)} > 60",
+        for_s=30,
+        severity="critical",
+        domain="pipeline",
+        summary="{{ $labels.feed }} partition {{ $labels.partition }} stalled for "
+        "{{ $value | humanizeDuration }}",
+        description="Partition {{ $labels.partition }} of the {{ $labels.feed }} feed has "
+        "consumer lag but has made no progress for {{ $value | humanizeDuration }}, whatever "
+        "the cause: a poison record, the database or the broker away, a stuck write. The "
+        "{{ $labels.feed }} data behind it is not landing.",
+        example=Example(
+            {
+                f'{m.PARTITION_STALLED.series}{{feed="camera",partition="3",'
+                f'instance="w1"}}': "0+5x40"
+            },
+            {"feed": "camera", "partition": "3"},
+            {"{{ $value | humanizeDuration }}": "1m 35s"},
+            starts_s=65,
+        ),
+    ),
+    Alert(
         name="DeadLetterRateHigh",
         expr=(
             f"{_sum_by('feed', f'rate({m.DLQ_MESSAGES.series}[5m])')} / "
@@ -350,6 +372,23 @@ ALERTS: tuple[Alert, ...] = (
         example=Example(
             {f'{m.DB_WRITE_ERRORS.series}{{feed="camera",instance="w1"}}': "0x10 0+5x30"},
             {"feed": "camera"},
+            starts_s=720,
+            interval="1m",
+        ),
+    ),
+    Alert(
+        name="DeadLetterSendFailing",
+        expr=f"sum by (feed) (increase({m.DLQ_SEND_ERRORS.series}[2m])) > 0",
+        for_s=60,
+        severity="critical",
+        domain="pipeline",
+        summary="Dead letters of the {{ $labels.feed }} feed cannot be sent",
+        description="Producing {{ $labels.feed }} dead letters keeps failing: the broker "
+        "refuses them or is unreachable. They are retried, never dropped, but the batches "
+        "holding them wait with their offsets, so the feed does not advance.",
+        example=Example(
+            {f'{m.DLQ_SEND_ERRORS.series}{{feed="netnode",instance="w1"}}': "0x10 0+3x30"},
+            {"feed": "netnode"},
             starts_s=720,
             interval="1m",
         ),
@@ -474,6 +513,8 @@ def _quiet_case() -> dict[str, Any]:
         f'{m.CONSUMER_LAG.series}{{feed="camera",partition="0",instance="w1"}}': "10+0x40",
         'up{job="ioc",service="worker",instance="127.0.0.1:9464"}': "1+0x40",
         f'{m.DB_WRITE_ERRORS.series}{{feed="camera",instance="w1"}}': "0+0x40",
+        f'{m.PARTITION_STALLED.series}{{feed="camera",partition="0",instance="w1"}}': "0+0x40",
+        f'{m.DLQ_SEND_ERRORS.series}{{feed="camera",instance="w1"}}': "0+0x40",
     }
     return {
         "name": "healthy province: only the Watchdog",

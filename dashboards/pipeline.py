@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attr
 from grafanalib import core as g
 
 from ioc.contract import metrics as m
@@ -128,6 +129,24 @@ def build() -> g.Dashboard:
                 ],
                 "short",
                 (12, 20, 12, 8),
+            ),
+            attr.evolve(
+                p.timeseries(
+                    "Stalled partitions",
+                    [
+                        p.prom(
+                            f"max by (feed, partition) ({m.PARTITION_STALLED.series})",
+                            "{{feed}} p{{partition}}",
+                        )
+                    ],
+                    "s",
+                    (0, 28, 12, 8),
+                    description="Seconds each feed partition has had lag without progress "
+                    "(0: none). Above 60 s for 30 s: PartitionStalled "
+                    "(docs/runbooks/partition-stalled.md).",
+                ),
+                thresholds=p.thresholds((None, p.GREEN), (60, p.RED)),
+                thresholdsStyleMode="line",
             ),
         ],
     )

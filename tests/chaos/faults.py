@@ -12,7 +12,7 @@ from typing import Any
 from ioc.config import Settings
 from ioc.simulators.run import SimConfig, run_simulation
 
-from ..integration.workers import Worker, landed, reconcile, wait_for
+from ..integration.workers import Worker, assert_accounting, landed, reconcile, wait_for
 
 
 class Production:
@@ -47,6 +47,8 @@ class Production:
         )
         assert self.summary.errors == 0, f"{self.summary.errors} delivery errors"
         reconcile(self.settings, self.summary, what)
+        figures = assert_accounting(worker)
+        print(f"{what}: worker accounting {figures} (consumed = written + duplicate + DLQ)")
 
 
 def instant(settings: Settings, expr: str) -> float:

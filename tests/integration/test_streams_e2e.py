@@ -15,7 +15,7 @@ from ioc.contract.topology import load_scenario
 from ioc.simulators.run import SimConfig, run_simulation
 from ioc.streams.cli import prepare
 
-from .workers import Worker, landed, query, reconcile, wait_for
+from .workers import Worker, assert_accounting, landed, query, reconcile, wait_for
 
 
 @pytest.fixture
@@ -63,6 +63,7 @@ def test_worker_restart_loses_nothing_and_counts_nothing_twice(
         )
         time.sleep(3)
         reconcile(namespace, summary, "worker SIGKILL mid-batch")
+        assert_accounting(replacement)
         rows = query(
             namespace,
             "SELECT DISTINCT device_id FROM raw_camera UNION "
@@ -203,6 +204,7 @@ def test_two_workers_share_the_partitions_and_survive_a_rebalance(
 
         wait_for(lambda: landed(namespace) >= valid, 120, what=f"{valid} rows ({first.log()})")
         assert landed(namespace) == valid
+        assert_accounting(first)
     finally:
         first.stop()
         second.stop()
