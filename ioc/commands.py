@@ -15,10 +15,12 @@ def registrars() -> list[Callable[[Any], None]]:
     from ioc.services import cli as services_cli
     from ioc.simulators import cli as simulators_cli
     from ioc.streams import cli as streams_cli
+    from ioc.streams import deadletter_cli
 
     return [
         simulators_cli.register,
         streams_cli.register,
+        deadletter_cli.register,
         services_cli.register,
         dashboards_cli.register,
     ]
