@@ -26,24 +26,20 @@ import aiohttp
 import asyncpg
 import msgspec
 from aiohttp import web
-from prometheus_client import Counter, Histogram
 
 from ioc.config import Settings
+from ioc.contract import metrics as m
 from ioc.errors import IocError
+from ioc.observability import collector
 
 log = logging.getLogger(__name__)
 
-PAGES = Counter(
-    "ioc_pager_pages",
-    "Pages recorded (new alert/status pairs)",
-    ["alertname", "status", "severity"],
-)
-DUPLICATES = Counter("ioc_pager_duplicates", "Notifications of pages already recorded")
-REJECTED = Counter("ioc_pager_rejected_requests", "Requests refused", ["reason"])
-DELIVERIES = Counter(
-    "ioc_pager_deliveries", "Forwarding attempts per channel", ["channel", "result"]
-)
-REQUEST_SECONDS = Histogram("ioc_pager_request_seconds", "Webhook handling time")
+# Built from the contract's specs, like every other process's metrics.
+PAGES = collector(m.PAGER_PAGES)
+DUPLICATES = collector(m.PAGER_DUPLICATES)
+REJECTED = collector(m.PAGER_REJECTED)
+DELIVERIES = collector(m.PAGER_DELIVERIES)
+REQUEST_SECONDS = collector(m.PAGER_REQUEST_SECONDS)
 
 
 class AMAlert(msgspec.Struct):

@@ -161,6 +161,26 @@ TELEHEALTH_SESSIONS_DROPPED = MetricSpec(
     ("unit",),
 )
 
+# --- pager (Alertmanager webhook receiver) ---
+PAGER_PAGES = MetricSpec(
+    "ioc_pager_pages",
+    "counter",
+    "Pages recorded (new alert/status pairs)",
+    ("alertname", "status", "severity"),
+)
+PAGER_DUPLICATES = MetricSpec(
+    "ioc_pager_duplicates", "counter", "Notifications of pages already recorded"
+)
+PAGER_REJECTED = MetricSpec(
+    "ioc_pager_rejected_requests", "counter", "Requests refused", ("reason",)
+)
+PAGER_DELIVERIES = MetricSpec(
+    "ioc_pager_deliveries", "counter", "Forwarding attempts per channel", ("channel", "result")
+)
+PAGER_REQUEST_SECONDS = MetricSpec(
+    "ioc_pager_request_seconds", "histogram", "Webhook handling time"
+)
+
 # --- simulators ---
 SIM_SENT = MetricSpec(
     "ioc_simulator_records_sent", "counter", "Records the simulators delivered to Kafka"
@@ -193,6 +213,11 @@ ALL_METRICS: Final = (
     SITE_ISOLATED,
     DEVICE_DEGRADED,
     TELEHEALTH_SESSIONS_DROPPED,
+    PAGER_PAGES,
+    PAGER_DUPLICATES,
+    PAGER_REJECTED,
+    PAGER_DELIVERIES,
+    PAGER_REQUEST_SECONDS,
     SIM_SENT,
     SIM_ERRORS,
 )
