@@ -29,9 +29,10 @@ from quixstreams.dataframe.windows import Count, Max, Mean
 from quixstreams.sinks.community.postgresql import PostgreSQLSink
 
 from ioc.contract import schemas as s
+from ioc.contract.raw import RAW_COLUMNS
 from ioc.contract.tables import RAW
 from ioc.contract.topics import FEED_TOPICS
-from ioc.streams.rows import RAW_COLUMNS, raw_row
+from ioc.streams.rows import raw_row
 
 GAUGE = {"camera": "fps", "telehealth": "rtt_ms", "netnode": "rtt_ms"}
 

@@ -10,65 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ioc.contract import schemas as s
+from ioc.contract.raw import ENVELOPE, KEY_COLUMNS, RAW_COLUMNS, column_of
 
 UTC = dt.UTC
-
-RAW_COLUMNS: dict[str, tuple[str, ...]] = {
-    "camera": (
-        "ts",
-        "device_id",
-        "seq",
-        "kind",
-        "status",
-        "uptime_s",
-        "fps",
-        "bitrate_kbps",
-        "dropped_frames",
-        "frozen",
-        "black",
-        "interval_s",
-        "vehicles",
-        "mean_speed_kmh",
-        "occupancy_pct",
-        "incident_id",
-        "incident",
-        "incident_state",
-    ),
-    "telehealth": (
-        "ts",
-        "device_id",
-        "seq",
-        "kind",
-        "status",
-        "waiting_patients",
-        "active_sessions",
-        "session_id",
-        "event",
-        "peer_site",
-        "reason",
-        "rtt_ms",
-        "jitter_ms",
-        "loss_pct",
-        "video_height",
-    ),
-    "netnode": (
-        "ts",
-        "device_id",
-        "seq",
-        "kind",
-        "reachable",
-        "rtt_ms",
-        "loss_pct",
-        "interface",
-        "interval_s",
-        "in_bps",
-        "out_bps",
-        "in_errors",
-        "out_errors",
-        "capacity_bps",
-        "link_state",
-    ),
-}
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -77,21 +21,14 @@ def ts_of(ts_ms: int) -> dt.datetime:
     return _EPOCH + dt.timedelta(milliseconds=ts_ms)
 
 
-# Message fields whose column has another name (the envelope's ts_ms becomes ts).
-_RENAMED = {(s.CameraIncident, "state"): "incident_state", (s.NetnodeLink, "state"): "link_state"}
-_ENVELOPE = ("v", "device_id", "seq", "ts_ms")
-
-
 def _layout(kind: type[s.Message]) -> tuple[str | None, ...]:
     """For each column after (ts, device_id, seq, kind): the message field, or None."""
     columns = RAW_COLUMNS[s.FEED_OF_KIND[kind]]
-    by_column = {
-        _RENAMED.get((kind, f), f): f for f in kind.__struct_fields__ if f not in _ENVELOPE
-    }
+    by_column = {column_of(kind, f): f for f in kind.__struct_fields__ if f not in ENVELOPE}
     missing = set(by_column) - set(columns)
     if missing:  # a schema field without a column would be silently dropped
         raise RuntimeError(f"{kind.__name__}: no raw column for {sorted(missing)}")
-    return tuple(by_column.get(c) for c in columns[4:])
+    return tuple(by_column.get(c) for c in columns[len(KEY_COLUMNS) :])
 
 
 _LAYOUTS = {kind: _layout(kind) for kind in s.FEED_OF_KIND}

@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from ioc.contract import schemas as s
+from ioc.contract.raw import RAW_COLUMNS
 from ioc.contract.tables import DEVICE_LAST_SEEN, RAW, ROLLUP_DIRTY
 from ioc.db import create_pool
-from ioc.streams.rows import RAW_COLUMNS, Batch, ts_of
+from ioc.streams.rows import Batch, ts_of
 
 log = logging.getLogger(__name__)
 

@@ -37,15 +37,15 @@ from hypothesis import strategies as st
 
 from ioc.config import Settings
 from ioc.contract import schemas as s
+from ioc.contract.raw import ENVELOPE, RAW_COLUMNS, column_of
 from ioc.contract.tables import RAW, ROLLUP_DEVICE_1M, ROLLUP_DIRTY, ROLLUP_UNIT_1M
 from ioc.contract.topology import Topology
 from ioc.db import connect
-from ioc.streams import rows
 from ioc.streams.cli import prepare
 from ioc.streams.evaluator import Evaluator
 from ioc.streams.processor import FeedProcessor
 from ioc.streams.rollups import recompute_dirty, recompute_minute
-from ioc.streams.rows import RAW_COLUMNS, minute_of
+from ioc.streams.rows import minute_of
 from ioc.streams.writer import PERMANENT, TRANSIENT, Stored, classify, open_pool, store
 
 SCENARIO = "demo"
@@ -164,12 +164,10 @@ def as_timestamp(ts_ms: int) -> dt.datetime | None:
 
 
 def column_name(kind: type[s.Message], field_name: str) -> str | None:
-    """The raw column a message field lands in: the rename rule of ioc.streams.rows."""
+    """The raw column a message field lands in (the contract's rename rule)."""
     if field_name == "v":
         return None  # the schema version is checked, not stored
-    if field_name == "ts_ms":
-        return "ts"
-    return rows._RENAMED.get((kind, field_name), field_name)
+    return column_of(kind, field_name)
 
 
 def column_value(field_name: str, value: object) -> object:
@@ -643,7 +641,7 @@ class Harness:
             return await conn.fetchval(sql, *args)
 
 
-_ENVELOPE = ("v", "device_id", "seq", "ts_ms")
+_ENVELOPE = ENVELOPE
 
 
 def explicit_batches(h: Harness) -> list[list[Candidate]]:

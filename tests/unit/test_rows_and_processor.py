@@ -10,9 +10,10 @@ from typing import Any
 import orjson
 
 from ioc.contract import schemas as s
+from ioc.contract.raw import RAW_COLUMNS
 from ioc.contract.topology import load_scenario
 from ioc.streams.processor import FeedProcessor, Record, dead_letter
-from ioc.streams.rows import RAW_COLUMNS, Batch, LastSeen, minute_of, raw_row
+from ioc.streams.rows import Batch, LastSeen, minute_of, raw_row
 
 NOW = int(time.time() * 1000)
 
