@@ -27,6 +27,7 @@ from ioc.contract.topology import Topology
 from ioc.observability import collector
 from ioc.streams.consumer import FeedConsumer, StallClock
 from ioc.streams.evaluator import Evaluator
+from ioc.streams.leader import ShardLeader
 from ioc.streams.processor import FeedProcessor
 from ioc.streams.rollups import enforce_retention, recompute_dirty
 from ioc.streams.writer import open_pool
@@ -83,7 +84,26 @@ class Pipeline:
         self.rollup_seconds = collector(m.ROLLUP_SECONDS)
         self.stalled = collector(m.PARTITION_STALLED)
         self.stalls = StallClock()
+        self.leading = collector(m.SHARD_LEADER)
+        self.leader = ShardLeader(
+            settings.database_dsn(),
+            settings.db_schema,
+            shard="+".join(topology.top_units()),
+            job="evaluator",
+            worker=options.worker_name,
+        )
+        self._term = 0
         collector(m.WORKER_UP).labels(options.worker_name).set(1)
+
+    async def lead(self) -> bool:
+        """Whether this worker runs the shard's singleton work now; a new term restores the
+        evaluator from the database (the previous leader may have moved it on)."""
+        if not await self.leader.ensure():
+            return False
+        if self.leader.terms != self._term and self.evaluator is not None:
+            self._term = self.leader.terms
+            self.evaluator.new_term()
+        return True
 
     async def ready(self, dead_letter_topic: Any) -> FeedProcessor:
         if self.processor is not None:
@@ -168,12 +188,14 @@ def build_app(
                 await asyncio.sleep(delay)
                 delay = min(30.0, delay * 2)
 
-    @app.timer(options.evaluate_every_s, on_leader=True)
+    @app.timer(options.evaluate_every_s)
     async def evaluate_states() -> None:
         await pipeline.ready(dlq)
         assert pipeline.evaluator is not None
+        if not await pipeline.lead():
+            return
         try:
-            await pipeline.evaluator.run_once()
+            await pipeline.evaluator.run_once(leader=pipeline.leader)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("state evaluation skipped: %s", exc)
 
@@ -196,10 +218,12 @@ def build_app(
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("rollup round skipped: %s", exc)
 
-    @app.timer(options.retention_every_s, on_leader=True)
+    @app.timer(options.retention_every_s)
     async def retention() -> None:
         await pipeline.ready(dlq)
         assert pipeline.pool is not None
+        if not await pipeline.lead():
+            return
         try:
             how = await enforce_retention(
                 pipeline.pool, options.raw_retention_days, options.rollup_retention_days
@@ -213,8 +237,9 @@ def build_app(
         processor = pipeline.processor
         if processor is None:
             return
-        if pipeline.evaluator is not None and not app.is_leader():
+        if pipeline.evaluator is not None and not pipeline.leader.is_leader:
             pipeline.evaluator.clear_gauges()  # only the leader exports domain state
+        pipeline.leading.labels(pipeline.leader.shard).set(int(pipeline.leader.is_leader))
         now_ms = time.time() * 1000
         for feed, newest in processor.newest_event_ms.items():
             pipeline.freshness.labels(feed).set(max(0.0, (now_ms - newest) / 1000.0))

@@ -2,8 +2,9 @@
 
 Reads ``device_last_seen`` (kept current by every worker), runs the pure
 :class:`~ioc.streams.state.StateMachine` at the event-time watermark, and writes transitions
-(``device_state``, ``device_state_intervals``) and incidents in one transaction. State lives
-in the database, so when leadership moves to another worker it resumes from there.
+(``device_state``, ``device_state_intervals``) and incidents in one transaction, under the
+shard's round lock (:mod:`ioc.streams.leader`). State lives in the database, so when
+leadership moves to another worker it restores from there (:meth:`Evaluator.new_term`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ioc.contract import metrics as m
 from ioc.contract import tables as t
 from ioc.contract.topology import Topology
 from ioc.observability import collector
+from ioc.streams.leader import ShardLeader
 from ioc.streams.rows import ts_of
 from ioc.streams.state import Current, Facts, StateMachine, Thresholds, Verdict
 
@@ -176,11 +178,23 @@ class Evaluator:
                     newest = value
         return facts, newest
 
-    async def run_once(self, wall_ms: int | None = None) -> Verdict | None:
-        """One round. Returns the verdict, or None when no data has arrived yet."""
+    def new_term(self) -> None:
+        """This worker became the shard's leader (again): restore the machine from the
+        database, which the previous leader kept current, instead of trusting memory."""
+        self.restored = False
+        self._last = None
+
+    async def run_once(
+        self, wall_ms: int | None = None, leader: ShardLeader | None = None
+    ) -> Verdict | None:
+        """One round, in one transaction (under ``leader``'s round lock when given).
+        Returns the verdict, or None when no data has arrived yet or the round was skipped."""
         started = time.perf_counter()
         wall_ms = wall_ms if wall_ms is not None else int(time.time() * 1000)
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire() as conn, conn.transaction():
+            if leader is not None and not await leader.holds_round(conn):
+                log.info("another worker's round holds the shard; skipped")
+                return None
             if not self.restored:
                 await self.restore(conn)
             facts, newest = await self.facts(conn)
@@ -189,9 +203,8 @@ class Evaluator:
             # Event-time watermark: the newest event seen, never ahead of the wall clock.
             now_ms = min(wall_ms, newest)
             verdict = self.machine.evaluate(facts, now_ms, self._catching_up(now_ms, wall_ms))
-            async with conn.transaction():
-                await self._write_transitions(conn, verdict)
-                await self._sync_incidents(conn, verdict, now_ms)
+            await self._write_transitions(conn, verdict)
+            await self._sync_incidents(conn, verdict, now_ms)
             open_incidents = await conn.fetch(
                 f"SELECT kind, severity, count(*) AS n FROM {t.INCIDENTS} "
                 f"WHERE status <> 'resolved' GROUP BY kind, severity"

@@ -117,6 +117,13 @@ EVALUATION_SECONDS = MetricSpec(
     (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 
+SHARD_LEADER = MetricSpec(
+    "ioc_shard_leader",
+    "gauge",
+    "1 while this worker runs the shard's singleton work (state evaluation, retention)",
+    ("shard",),
+)
+
 # --- domain (exported by the leader worker; bounded labels) ---
 DEVICES_BY_STATE = MetricSpec(
     "ioc_devices",
@@ -205,6 +212,7 @@ ALL_METRICS: Final = (
     WORKER_UP,
     ROLLUP_SECONDS,
     EVALUATION_SECONDS,
+    SHARD_LEADER,
     DEVICES_BY_STATE,
     OPEN_INCIDENTS,
     TELEHEALTH_SESSIONS,

@@ -142,6 +142,11 @@ class Topology:
         chain = self.ancestors(self.unit_of_device[device_id])
         return chain[-2] if len(chain) >= 2 else chain[-1]
 
+    def top_units(self) -> list[str]:
+        """The top-level units (the province; several in a national scenario): the shards
+        of per-province singleton work."""
+        return sorted(code for code, unit in self.units.items() if unit.parent is None)
+
     def devices_of(self, device_class: str) -> list[Device]:
         return [d for d in self.devices.values() if d.device_class == device_class]
 

@@ -1,0 +1,156 @@
+"""Singleton work moves when its worker dies, and never runs twice at once.
+
+Two workers share the demo province; the one that leads its shard (state evaluation and
+retention, ioc.streams.leader) is SIGKILLed while an outage is being judged. The other
+takes the shard over within 30 s, and the outage still yields exactly one incident per root
+cause, with every device's state history contiguous: no transition lost, none written twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+from ioc.config import Settings
+from ioc.contract import tables as t
+from ioc.contract.topology import load_scenario
+from ioc.simulators.run import SimConfig, Summary, run_simulation
+from ioc.streams.cli import prepare
+
+from .workers import Worker, max_metric, query, wait_for
+
+SCENARIO = "demo"
+NODE, CAMERA = "nn-992", "cam-991-001"  # the camera is not behind the node
+
+
+def _leader(workers: list[Worker]) -> Worker | None:
+    leading = [w for w in workers if w.alive() and max_metric(w, "ioc_shard_leader") == 1]
+    assert len(leading) <= 1, "two workers lead the same shard"
+    return leading[0] if leading else None
+
+
+def test_killing_the_leader_mid_round_moves_the_shard_and_loses_nothing(
+    namespace: Settings, tmp_path: Path
+) -> None:
+    asyncio.run(prepare(namespace, SCENARIO))
+    topology = load_scenario(SCENARIO)
+    assert CAMERA not in topology.devices_behind(NODE)
+    workers = [
+        Worker(namespace, SCENARIO, tmp_path / "w1.log", "w1").start(),
+        Worker(namespace, SCENARIO, tmp_path / "w2.log", "w2").start(),
+    ]
+    result: dict[str, Any] = {}
+
+    def simulate() -> None:
+        result["summary"] = run_simulation(
+            namespace,
+            SimConfig(
+                scenario=SCENARIO,
+                mode="realtime",
+                duration_s=100,
+                progress=False,
+                fault_flags=[f"node_down:{NODE}@20+40", f"device_dark:{CAMERA}@20+40"],
+            ),
+        )
+
+    simulator = threading.Thread(target=simulate)
+    try:
+        time.sleep(8)  # both workers in their groups
+        simulator.start()
+        leader = wait_for(lambda: _leader(workers), 60, what="a shard leader")
+        # Mid-outage: the fault started at 20 s and is being judged every 5 s.
+        time.sleep(28)
+        rounds = max_metric(leader, "ioc_state_evaluation_seconds_count")
+        assert rounds > 0, "the leader has run rounds"
+        leader.kill()
+        killed_at = time.monotonic()
+        survivor = wait_for(lambda: _leader(workers), 60, what="a new shard leader")
+        takeover = time.monotonic() - killed_at
+        print(f"leader {leader.name} SIGKILLed; {survivor.name} leads after {takeover:.1f} s")
+        assert survivor is not leader and takeover <= 30
+        simulator.join()
+        summary: Summary = result["summary"]
+        assert summary.errors == 0
+
+        def resolved() -> bool:
+            rows = query(
+                namespace,
+                "SELECT count(*) AS n FROM incidents WHERE status = 'resolved' "
+                "AND kind IN ('device-down', 'site-isolated')",
+            )
+            return rows[0]["n"] >= 2
+
+        wait_for(resolved, 90, what=f"both incidents resolved ({survivor.log()})")
+    finally:
+        for worker in workers:
+            worker.stop()
+
+    incidents = query(
+        namespace,
+        "SELECT root_device, kind, status FROM incidents "
+        "WHERE kind IN ('device-down', 'site-isolated', 'flapping') ORDER BY id",
+    )
+    keys = [(r["root_device"], r["kind"]) for r in incidents]
+    assert sorted(keys) == sorted(
+        [(NODE, t.INCIDENT_SITE_ISOLATED), (CAMERA, t.INCIDENT_DEVICE_DOWN)]
+    ), incidents
+    # Contiguous history per device: starts unique and increasing, each interval ends where
+    # the next starts, only the last one open.
+    intervals = query(
+        namespace,
+        "SELECT device_id, state, reason, start_ts, end_ts FROM device_state_intervals "
+        "ORDER BY device_id, start_ts",
+    )
+    by_device: dict[str, list[Any]] = {}
+    for row in intervals:
+        by_device.setdefault(row["device_id"], []).append(row)
+    for device, rows in by_device.items():
+        for before, after in pairwise(rows):
+            assert before["end_ts"] == after["start_ts"], (device, rows)
+            assert (before["state"], before["reason"]) != (after["state"], after["reason"]), (
+                "transition written twice",
+                device,
+                rows,
+            )
+        assert rows[-1]["end_ts"] is None, (device, rows)
+    node_states = [r["state"] for r in by_device[NODE]]
+    camera_states = [r["state"] for r in by_device[CAMERA]]
+    assert t.STATE_DOWN in node_states and node_states[-1] == t.STATE_UP, node_states
+    assert t.STATE_DOWN in camera_states and camera_states[-1] == t.STATE_UP, camera_states
+
+
+async def test_one_leader_per_shard_and_one_round_at_a_time(namespace: Settings) -> None:
+    from ioc.db import connect
+    from ioc.streams.leader import ShardLeader, lock_key
+
+    dsn = namespace.database_dsn()
+    first = ShardLeader(dsn, namespace.db_schema, "99", "evaluator", "a")
+    second = ShardLeader(dsn, namespace.db_schema, "99", "evaluator", "b")
+    other_shard = ShardLeader(dsn, namespace.db_schema, "15", "evaluator", "c")
+    try:
+        assert await first.ensure() and first.terms == 1
+        assert not await second.ensure() and not second.is_leader
+        assert await other_shard.ensure(), "shards are independent"
+        assert await first.ensure() and first.terms == 1, "leadership is sticky"
+        a, b = await connect(dsn), await connect(dsn)
+        try:
+            async with a.transaction():
+                assert await first.holds_round(a)
+                async with b.transaction():
+                    assert not await second.holds_round(b), "two rounds at once"
+            async with b.transaction():
+                assert await second.holds_round(b), "the round lock ends with its transaction"
+        finally:
+            await a.close()
+            await b.close()
+        await first.resign()
+        assert await second.ensure() and second.terms == 1, "the shard moves at once"
+    finally:
+        for leader in (first, second, other_shard):
+            await leader.resign()
+    assert lock_key("s", "99", "evaluator") == lock_key("s", "99", "evaluator")
+    assert lock_key("s", "99", "evaluator") != lock_key("t", "99", "evaluator")
