@@ -39,11 +39,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from bench_machine import machine  # type: ignore[import-not-found]
 from integration.workers import Worker, drop_namespace, drop_schema, landed
 
+from ioc.bootstrap import bootstrap
 from ioc.config import Settings, load_settings
 from ioc.contract.topics import FEED_TOPICS
 from ioc.db import connect
 from ioc.simulators.run import SimConfig, run_simulation
-from ioc.streams.cli import prepare
 from ioc.streams.consumer import consumer_group
 
 RESULTS = Path(__file__).parent / "results"
@@ -250,7 +250,7 @@ def measure(events: int, workers_list: list[int], repeat: int, log_dir: Path) ->
     }
     tag = f"base{uuid.uuid4().hex[:6]}"
     settings = namespace(tag)
-    asyncio.run(prepare(settings, SCENARIO))
+    asyncio.run(bootstrap(settings, SCENARIO))
     runs = result["runs"]
     try:
         rate = 120_000.0
@@ -275,14 +275,14 @@ def measure(events: int, workers_list: list[int], repeat: int, log_dir: Path) ->
             for workers in workers_list:
                 # a fresh schema and consumer group per measurement, same backlog topics
                 run_settings = settings.model_copy(update={"db_schema": f"{tag}w{workers}r{r}"})
-                asyncio.run(prepare(run_settings, SCENARIO))
+                asyncio.run(bootstrap(run_settings, SCENARIO))
                 rate_w = product_drain(run_settings, valid, workers, log_dir)
                 runs[f"product_{workers}w"].append(round(rate_w))
                 say(f"[{r + 1}/{repeat}] product, {workers} worker(s): {rate_w:,.0f} ev/s")
                 asyncio.run(drop_schema(run_settings))
                 _forget_group(consumer_group(settings), settings)
             quix_settings = settings.model_copy(update={"db_schema": f"{tag}q{r}"})
-            asyncio.run(prepare(quix_settings, SCENARIO))
+            asyncio.run(bootstrap(quix_settings, SCENARIO))
             quix = quix_drain(quix_settings, valid, log_dir)
             asyncio.run(drop_schema(quix_settings))
             _forget_group(f"{settings.kafka_topic_prefix}quix-peer", settings)

@@ -39,12 +39,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from bench_machine import machine  # type: ignore[import-not-found]
 from integration.workers import Worker, drop_namespace
 
+from ioc.bootstrap import bootstrap
 from ioc.config import Settings, load_settings
 from ioc.contract import metrics as m
 from ioc.contract.tables import RAW
 from ioc.db import connect
 from ioc.simulators.run import SimConfig, Summary, run_simulation
-from ioc.streams.cli import prepare
 
 RESULTS = Path(__file__).parent / "results"
 SCENARIO = "yen-bai-2022"
@@ -103,7 +103,7 @@ def run_point(rate: float, duration: float, workers: int, log_dir: Path) -> dict
     settings = load_settings().model_copy(
         update={"kafka_topic_prefix": f"{tag}.", "db_schema": tag}
     )
-    asyncio.run(prepare(settings, SCENARIO))
+    asyncio.run(bootstrap(settings, SCENARIO))
     procs = [
         Worker(settings, SCENARIO, log_dir / f"{tag}-w{i}.log", f"w{i}").start()
         for i in range(workers)

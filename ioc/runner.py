@@ -18,17 +18,17 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def prepare_infrastructure(settings: Settings) -> None:
-    """Stack up, schema migrated, topics created: what every later step needs."""
-    from ioc.db.migrate import migrate
+def prepare_infrastructure(settings: Settings, scenario: str) -> None:
+    """Stack up, then the bootstrap step (schema, topics, topology) that workers check for."""
+    from ioc.bootstrap import bootstrap
     from ioc.deploy.local.stack import Stack
-    from ioc.kafka import ensure_topics
 
     Stack(settings).up()
-    applied = asyncio.run(migrate(settings.admin_dsn(), settings.db_schema))
-    _say(f"[db] schema {settings.db_schema}: {len(applied)} migration(s) applied")
-    topics = asyncio.run(ensure_topics(settings))
-    _say(f"[kafka] {len(topics)} topics ready: {', '.join(t.name for t in topics)}")
+    topology = asyncio.run(bootstrap(settings, scenario))
+    _say(
+        f"[bootstrap] schema {settings.db_schema} migrated, topics ready, scenario "
+        f"{topology.name} loaded ({len(topology.devices)} devices)"
+    )
 
 
 def worker_env(settings: Settings) -> dict[str, str]:
@@ -112,7 +112,7 @@ def stop_workers(workers: list[tuple[subprocess.Popen[bytes], int]]) -> None:
 def run_main_job(
     settings: Settings, scenario: str, duration: float | None, workers: int = 1
 ) -> int:
-    prepare_infrastructure(settings)
+    prepare_infrastructure(settings, scenario)
     log_dir = settings.stack_dir / "logs"
     _say(f"[streams] starting {workers} worker(s) for scenario {scenario} (logs in {log_dir})")
     procs = start_workers(settings, scenario, workers, log_dir)

@@ -13,34 +13,16 @@ from ioc.config import Settings
 log = logging.getLogger(__name__)
 
 
-async def prepare(settings: Settings, scenario: str) -> Any:
-    """Migrations, topics and the scenario's topology in the database (all idempotent)."""
-    from ioc.contract.topology import load_scenario
-    from ioc.db import connect
-    from ioc.db.migrate import migrate
-    from ioc.db.topology import store_topology
-    from ioc.kafka import ensure_topics
-
-    topology = load_scenario(scenario)
-    await migrate(settings.admin_dsn(), settings.db_schema)
-    await ensure_topics(settings)
-    conn = await connect(settings.admin_dsn())
-    try:
-        await conn.execute(f"SET search_path TO {settings.db_schema}, public")
-        await store_topology(conn, topology)
-    finally:
-        await conn.close()
-    return topology
-
-
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     import faust
 
+    from ioc.bootstrap import verify
+    from ioc.contract.topology import load_scenario
     from ioc.observability import serve_metrics
     from ioc.streams.app import StreamOptions, build_app
 
-    scenario = args.scenario or settings.scenario
-    topology = asyncio.run(prepare(settings, scenario))
+    topology = load_scenario(args.scenario or settings.scenario)
+    asyncio.run(verify(settings, topology))  # workers run as the runtime role: no DDL here
     port = serve_metrics(
         settings,
         "worker",
@@ -73,7 +55,25 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_bootstrap(args: argparse.Namespace, settings: Settings) -> int:
+    from ioc.bootstrap import bootstrap
+
+    topology = asyncio.run(bootstrap(settings, args.scenario or settings.scenario))
+    print(
+        f"bootstrapped schema {settings.db_schema} and the topics for scenario {topology.name} "
+        f"({len(topology.devices)} devices)"
+    )
+    return 0
+
+
 def register(sub: Any) -> None:
+    b = sub.add_parser(
+        "bootstrap",
+        help="as the schema owner: migrations, Kafka topics and the scenario's topology "
+        "(what workers check for; idempotent)",
+    )
+    b.add_argument("--scenario", help="topology to load (default IOC_SCENARIO)")
+    b.set_defaults(handler=cmd_bootstrap)
     p = sub.add_parser("worker", help="run one stream-processing worker (Faust)")
     p.add_argument(
         "--scenario", help="topology the worker validates against (default IOC_SCENARIO)"
@@ -85,7 +85,9 @@ def register(sub: Any) -> None:
         help="Prometheus /metrics port (default IOC_METRICS_PORT; 0 = any free)",
     )
     p.add_argument("--name", help="worker name in metrics and logs")
-    p.add_argument("--batch-size", type=int, default=10_000, help="max messages per getmany batch")
+    p.add_argument(
+        "--batch-size", type=int, default=10_000, help="max messages per consume() batch"
+    )
     p.add_argument(
         "--rollup-settle-s",
         type=float,

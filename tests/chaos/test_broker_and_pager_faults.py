@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from ioc.bootstrap import bootstrap
 from ioc.config import Settings
 from ioc.deploy.local.stack import Stack
 from ioc.simulators.run import SimConfig, run_simulation
-from ioc.streams.cli import prepare
 
 from ..integration.test_alerting_e2e import pages
 from ..integration.workers import IOC, Worker, env_for, forget_pages_sent, wait_for
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.chaos
 
 
 def test_broker_killed_and_restarted_loses_nothing(namespace: Settings, tmp_path: Path) -> None:
-    asyncio.run(prepare(namespace, "demo"))
+    asyncio.run(bootstrap(namespace, "demo"))
     kafka = Stack(namespace).services["kafka"]
     worker = Worker(namespace, "demo", tmp_path / "worker.log").start()
     try:
@@ -46,7 +46,7 @@ def test_broker_killed_and_restarted_loses_nothing(namespace: Settings, tmp_path
 
 
 def test_pager_down_while_alerts_fire_loses_no_page(namespace: Settings, tmp_path: Path) -> None:
-    asyncio.run(prepare(namespace, "demo"))
+    asyncio.run(bootstrap(namespace, "demo"))
     forget_pages_sent(namespace)
     camera = "cam-992-001"
     worker = Worker(namespace, "demo", tmp_path / "worker.log").start()

@@ -23,10 +23,10 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from ioc.bootstrap import bootstrap
 from ioc.config import Settings
 from ioc.db import connect
 from ioc.deploy.local.stack import DATABASE, Stack
-from ioc.streams.cli import prepare
 
 from ..integration.workers import Worker, drop_schema
 from .faults import Production, wait_for_alert
@@ -83,7 +83,7 @@ class LatencyProxy:
 
 
 def test_slow_database_is_reported_and_loses_nothing(namespace: Settings, tmp_path: Path) -> None:
-    asyncio.run(prepare(namespace, "demo"))
+    asyncio.run(bootstrap(namespace, "demo"))
     with LatencyProxy(namespace.postgres_port) as proxy:
         direct = namespace.database_dsn()
         slow = namespace.model_copy(
@@ -132,7 +132,7 @@ def test_full_disk_on_the_raw_path_is_reported_and_loses_nothing(
 
     worker: Worker | None = None
     try:
-        asyncio.run(prepare(namespace, "demo"))
+        asyncio.run(bootstrap(namespace, "demo"))
         asyncio.run(sql(f"CREATE TABLESPACE {tablespace} LOCATION '{inside}/data'"))
         asyncio.run(
             sql(

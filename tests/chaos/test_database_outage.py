@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from ioc.bootstrap import bootstrap
 from ioc.config import Settings
 from ioc.deploy.local.stack import Stack
-from ioc.streams.cli import prepare
 
 from ..integration.workers import Worker
 from .faults import Production, firing, instant
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.chaos
 
 
 def test_database_down_for_60_s_loses_nothing(namespace: Settings, tmp_path: Path) -> None:
-    asyncio.run(prepare(namespace, "demo"))
+    asyncio.run(bootstrap(namespace, "demo"))
     db = Stack(namespace).timescaledb
     worker = Worker(namespace, "demo", tmp_path / "worker.log").start()
     try:

@@ -10,11 +10,11 @@ import subprocess
 import time
 from pathlib import Path
 
+from ioc.bootstrap import bootstrap
 from ioc.config import Settings
 from ioc.contract.topology import load_scenario
 from ioc.db import connect
 from ioc.simulators.run import SimConfig, run_simulation
-from ioc.streams.cli import prepare
 
 from .workers import IOC, Worker, env_for, forget_pages_sent, wait_for
 
@@ -39,7 +39,7 @@ def pages(settings: Settings) -> list:  # type: ignore[type-arg]
 def test_one_page_per_outage_within_90_s_and_resolved_after(
     namespace: Settings, tmp_path: Path
 ) -> None:
-    asyncio.run(prepare(namespace, SCENARIO))
+    asyncio.run(bootstrap(namespace, SCENARIO))
     forget_pages_sent(namespace)
     topo = load_scenario(SCENARIO)
     camera, node = "cam-135-002", "nn-140-001"

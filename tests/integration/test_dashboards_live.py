@@ -13,12 +13,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from ioc.bootstrap import bootstrap
 from ioc.config import Settings
 from ioc.dashboards.build import BUILDERS, GENERATED
 from ioc.db import connect
 from ioc.deploy.local.stack import Stack
 from ioc.simulators.run import SimConfig, run_simulation
-from ioc.streams.cli import prepare
 
 from .workers import Worker, wait_for
 
@@ -70,7 +70,7 @@ def prom_query(url: str, expr: str, instant: bool) -> list[Any]:
 
 
 def test_every_panel_query_returns_data(namespace: Settings, tmp_path: Path) -> None:
-    asyncio.run(prepare(namespace, "demo"))
+    asyncio.run(bootstrap(namespace, "demo"))
     worker = Worker(namespace, "demo", tmp_path / "worker.log").start()
     started = dt.datetime.now(dt.UTC)
     try:

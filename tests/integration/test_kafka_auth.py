@@ -15,10 +15,10 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from confluent_kafka.admin import AdminClient
 from pydantic import SecretStr
 
+from ioc.bootstrap import bootstrap
 from ioc.config import Settings
 from ioc.deploy.local.stack import KAFKA_SASL_MECHANISM, KAFKA_USER
 from ioc.simulators.run import SimConfig, run_simulation
-from ioc.streams.cli import prepare
 from tests.integration.workers import Worker, landed, wait_for
 
 
@@ -73,7 +73,7 @@ async def test_wrong_password_is_refused(
 
 def test_pipeline_runs_end_to_end_over_scram(namespace: Settings, tmp_path: Path) -> None:
     secure = sasl(namespace)
-    asyncio.run(prepare(secure, "demo"))  # topics created through the SASL listener
+    asyncio.run(bootstrap(secure, "demo"))  # topics created through the SASL listener
     worker = Worker(secure, "demo", tmp_path / "worker.log").start()
     try:
         summary = run_simulation(

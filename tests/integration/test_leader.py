@@ -15,11 +15,11 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+from ioc.bootstrap import bootstrap
 from ioc.config import Settings
 from ioc.contract import tables as t
 from ioc.contract.topology import load_scenario
 from ioc.simulators.run import SimConfig, Summary, run_simulation
-from ioc.streams.cli import prepare
 
 from .workers import Worker, max_metric, query, wait_for
 
@@ -36,7 +36,7 @@ def _leader(workers: list[Worker]) -> Worker | None:
 def test_killing_the_leader_mid_round_moves_the_shard_and_loses_nothing(
     namespace: Settings, tmp_path: Path
 ) -> None:
-    asyncio.run(prepare(namespace, SCENARIO))
+    asyncio.run(bootstrap(namespace, SCENARIO))
     topology = load_scenario(SCENARIO)
     assert CAMERA not in topology.devices_behind(NODE)
     workers = [

@@ -20,12 +20,12 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from ioc.bootstrap import bootstrap
 from ioc.config import Settings
 from ioc.contract import schemas as s
 from ioc.contract.topics import FEED_TOPICS
 from ioc.contract.topology import Topology, load_scenario
 from ioc.simulators.run import SimConfig, Summary, run_simulation
-from ioc.streams.cli import prepare
 
 from .workers import (
     PER_DEVICE_SQL,
@@ -205,7 +205,7 @@ async def produce_hostile(
 def test_hostile_records_on_every_feed_never_stop_ingestion(
     namespace: Settings, tmp_path: Path
 ) -> None:
-    asyncio.run(prepare(namespace, SCENARIO))
+    asyncio.run(bootstrap(namespace, SCENARIO))
     topology = load_scenario(SCENARIO)
     hostile = hostile_records(topology, seed=12)
     workers = [Worker(namespace, SCENARIO, tmp_path / "w1.log", "w1").start()]

@@ -35,13 +35,13 @@ import msgspec.inspect as mi
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from ioc.bootstrap import bootstrap
 from ioc.config import Settings
 from ioc.contract import schemas as s
 from ioc.contract.raw import ENVELOPE, RAW_COLUMNS, column_of
 from ioc.contract.tables import RAW, ROLLUP_DEVICE_1M, ROLLUP_DIRTY, ROLLUP_UNIT_1M
 from ioc.contract.topology import Topology
 from ioc.db import connect
-from ioc.streams.cli import prepare
 from ioc.streams.evaluator import Evaluator
 from ioc.streams.processor import FeedProcessor
 from ioc.streams.rollups import recompute_dirty, recompute_minute
@@ -459,7 +459,7 @@ class Harness:
 
     @classmethod
     async def open(cls, settings: Settings) -> Harness:
-        topology = await prepare(settings, SCENARIO)
+        topology = await bootstrap(settings, SCENARIO)
         pool = await open_pool(settings.database_dsn(), settings.db_schema, size=4)
         async with pool.acquire() as conn:
             catalog = await read_catalog(conn, settings.db_schema)
@@ -1084,7 +1084,7 @@ def _sqlstate(exc: BaseException) -> str | None:
 
 
 async def test_real_database_errors_are_classified(namespace: Settings) -> None:
-    await prepare(namespace, SCENARIO)
+    await bootstrap(namespace, SCENARIO)
     pool = await open_pool(namespace.database_dsn(), namespace.db_schema, size=4)
     try:
         seen: list[tuple[str, BaseException, str]] = []  # (what, error, expected verdict)
@@ -1171,7 +1171,7 @@ async def test_real_database_errors_are_classified(namespace: Settings) -> None:
 async def test_transient_error_is_retried_not_dead_lettered(namespace: Settings) -> None:
     """The raw table disappears (a botched migration) while a batch is written: the writer
     retries until it is back, stores everything and rejects nothing."""
-    topology = await prepare(namespace, SCENARIO)
+    topology = await bootstrap(namespace, SCENARIO)
     pool = await open_pool(namespace.database_dsn(), namespace.db_schema, size=2)
     admin = await connect(namespace.admin_dsn())
     try:

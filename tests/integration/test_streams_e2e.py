@@ -9,18 +9,18 @@ from pathlib import Path
 
 import pytest
 
+from ioc.bootstrap import bootstrap
 from ioc.config import Settings
 from ioc.contract import tables as t
 from ioc.contract.topology import load_scenario
 from ioc.simulators.run import SimConfig, run_simulation
-from ioc.streams.cli import prepare
 
 from .workers import Worker, assert_accounting, landed, query, reconcile, wait_for
 
 
 @pytest.fixture
 def prepared(namespace: Settings) -> Settings:
-    asyncio.run(prepare(namespace, "demo"))
+    asyncio.run(bootstrap(namespace, "demo"))
     return namespace
 
 
@@ -28,7 +28,7 @@ def test_worker_restart_loses_nothing_and_counts_nothing_twice(
     namespace: Settings, tmp_path: Path
 ) -> None:
     """Sequence-number reconciliation across a SIGKILLed worker in the middle of the run."""
-    asyncio.run(prepare(namespace, "demo"))
+    asyncio.run(bootstrap(namespace, "demo"))
     worker = Worker(namespace, "demo", tmp_path / "worker.log").start()
     replacement: Worker | None = None
     try:
@@ -80,7 +80,7 @@ def test_worker_restart_loses_nothing_and_counts_nothing_twice(
 def test_yen_bai_outages_produce_one_incident_each_with_the_right_root_cause(
     namespace: Settings, tmp_path: Path
 ) -> None:
-    asyncio.run(prepare(namespace, "yen-bai-2022"))
+    asyncio.run(bootstrap(namespace, "yen-bai-2022"))
     topo = load_scenario("yen-bai-2022")
     worker = Worker(namespace, "yen-bai-2022", tmp_path / "worker.log").start()
     try:
@@ -164,7 +164,7 @@ def _metric(worker: Worker, name: str) -> float:
 def test_two_workers_share_the_partitions_and_survive_a_rebalance(
     namespace: Settings, tmp_path: Path
 ) -> None:
-    asyncio.run(prepare(namespace, "demo"))
+    asyncio.run(bootstrap(namespace, "demo"))
     first = Worker(namespace, "demo", tmp_path / "w1.log", "w1").start()
     second = Worker(namespace, "demo", tmp_path / "w2.log", "w2").start()
     try:

@@ -1,0 +1,76 @@
+"""The bootstrap step and the check that workers make instead of it.
+
+Bootstrap (``ioc bootstrap``, ``ioc run``, a deployment's one-shot job, the tests) runs as
+the schema owner: versioned migrations, every Kafka topic the contract declares, and the
+scenario's topology in the database. Workers run as the runtime role only (``ioc_app``, no
+DDL): they :func:`verify` that bootstrap happened for their release and scenario and, if not,
+stop with one line saying what to run.
+"""
+
+from __future__ import annotations
+
+from ioc.config import Settings
+from ioc.contract.topics import ALL_TOPICS
+from ioc.contract.topology import Topology, load_scenario
+from ioc.errors import IocError
+
+
+class NotBootstrapped(IocError):
+    """The database or Kafka lacks what this release and scenario need."""
+
+
+async def bootstrap(settings: Settings, scenario: str) -> Topology:
+    """Migrations, topics and the scenario's topology in the database (all idempotent)."""
+    from ioc.db import connect
+    from ioc.db.migrate import migrate
+    from ioc.db.topology import store_topology
+    from ioc.kafka import ensure_topics
+
+    topology = load_scenario(scenario)
+    await migrate(settings.admin_dsn(), settings.db_schema)
+    await ensure_topics(settings)
+    conn = await connect(settings.admin_dsn())
+    try:
+        await conn.execute(f"SET search_path TO {settings.db_schema}, public")
+        await store_topology(conn, topology)
+    finally:
+        await conn.close()
+    return topology
+
+
+async def verify(settings: Settings, topology: Topology) -> None:
+    """As the runtime role: schema at this release's version, topology loaded, topics made."""
+    from ioc.db import connect
+    from ioc.db.migrate import load_migrations
+    from ioc.kafka import admin_client
+
+    todo = f"run `ioc bootstrap --scenario {topology.name}`"
+    schema = settings.db_schema
+    needed = max(m.version for m in load_migrations())
+    conn = await connect(settings.database_dsn())
+    try:
+        have: int | None = None
+        if await conn.fetchval("SELECT to_regclass($1)", f"{schema}.schema_migrations"):
+            have = await conn.fetchval(f"SELECT max(version) FROM {schema}.schema_migrations")
+        if have is None or have < needed:
+            at = "has no migrations" if have is None else f"is at migration {have:04d}"
+            raise NotBootstrapped(
+                f"database schema {schema} {at}, this release needs {needed:04d}: {todo}"
+            )
+        stored = {r["id"] for r in await conn.fetch(f"SELECT id FROM {schema}.devices")}
+    finally:
+        await conn.close()
+    missing = set(topology.devices) - stored
+    if missing:
+        raise NotBootstrapped(
+            f"{len(missing)} of the {len(topology.devices)} devices of scenario "
+            f"{topology.name} are not in schema {schema} (e.g. {sorted(missing)[0]}): {todo}"
+        )
+    admin = await admin_client(settings)
+    try:
+        present = set(await admin.list_topics())
+    finally:
+        await admin.close()
+    absent = [settings.topic(t.name) for t in ALL_TOPICS if settings.topic(t.name) not in present]
+    if absent:
+        raise NotBootstrapped(f"Kafka topics missing: {', '.join(absent)}: {todo}")

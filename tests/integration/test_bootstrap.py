@@ -1,0 +1,47 @@
+"""Workers run as the runtime role and only check the bootstrap; they say what to run."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+
+import pytest
+
+from ioc.bootstrap import NotBootstrapped, verify
+from ioc.config import Settings
+from ioc.contract.topology import load_scenario
+
+from .workers import IOC, env_for
+
+
+def test_a_worker_on_an_unprepared_namespace_says_what_to_run(namespace: Settings) -> None:
+    proc = subprocess.run(
+        [IOC, "worker", "--scenario", "demo", "--metrics-port", "0"],
+        env=env_for(namespace),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert f"database schema {namespace.db_schema} has no migrations" in lines[0]
+    assert "run `ioc bootstrap --scenario demo`" in lines[0]
+
+
+def test_bootstrap_then_verify_as_the_runtime_role(namespace: Settings) -> None:
+    topology = load_scenario("demo")
+    with pytest.raises(NotBootstrapped):
+        asyncio.run(verify(namespace, topology))
+    proc = subprocess.run(
+        [IOC, "bootstrap", "--scenario", "demo"],
+        env=env_for(namespace),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "scenario demo" in proc.stdout
+    asyncio.run(verify(namespace, topology))  # the runtime role sees all it needs
+    with pytest.raises(NotBootstrapped, match="devices of scenario yen-bai-2022"):
+        asyncio.run(verify(namespace, load_scenario("yen-bai-2022")))
