@@ -1,1 +1,2 @@
-"""Stream processing: Faust agents that validate the feeds and write them to TimescaleDB."""
+"""Stream processing: workers (a Faust app, librdkafka batch consumers) that validate the
+feeds and write them to TimescaleDB."""

@@ -1,8 +1,8 @@
 """Prometheus metric names and labels, defined once.
 
-Workers create their collectors from these specs (:mod:`ioc.streams.metrics`); alert rules
-and dashboards build their expressions from the same names, so renaming a metric here cannot
-leave a panel or an alert silently empty.
+Every process (workers, simulators, pager) creates its collectors from these specs
+(:func:`ioc.observability.collector`); alert rules and dashboards build their expressions from
+the same names, so renaming a metric here cannot leave a panel or an alert silently empty.
 """
 
 from __future__ import annotations

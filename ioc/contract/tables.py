@@ -1,6 +1,10 @@
 """TimescaleDB tables and views of the product (created by ``ioc/db/migrations``).
 
-Dashboards and tests refer to these names, never to string literals of their own.
+The workers (writer, rollups, evaluator, retention), ``ioc.db.features`` and some tests refer
+to these names. Not yet everyone: most of the dashboards' SQL, the rollups' joins of the
+topology tables, ``ioc.db.topology`` and the pager (``pages``, which has no name here) still
+spell table names out; the live dashboard test runs every panel's query, so a renamed table
+fails there.
 """
 
 from __future__ import annotations
