@@ -43,6 +43,7 @@ from ioc.bootstrap import bootstrap
 from ioc.config import Settings, load_settings
 from ioc.contract.topics import FEED_TOPICS
 from ioc.db import connect
+from ioc.kafka_clients import aiokafka_common, librdkafka_admin
 from ioc.simulators.run import SimConfig, run_simulation
 from ioc.streams.consumer import consumer_group
 
@@ -66,7 +67,7 @@ async def raw_drain(settings: Settings, expected: int, round_: int = 0) -> float
     await conn.execute("TRUNCATE raw_baseline")
     consumer = AIOKafkaConsumer(
         *[settings.topic(s.name) for s in FEED_TOPICS.values()],
-        **settings.aiokafka_kwargs(),
+        **aiokafka_common(settings),
         group_id=f"{settings.db_schema}-raw{round_}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -196,7 +197,7 @@ def committed(settings: Settings, group: str) -> int:
     from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    admin = AdminClient(librdkafka_admin(settings, "ioc-bench"))
     feeds = {settings.topic(s.name) for s in FEED_TOPICS.values()}
     futures = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])
     try:
@@ -330,7 +331,7 @@ def _forget_group(group: str, settings: Settings) -> None:
     """The next measurement drains the same backlog from the start: drop the group."""
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    admin = AdminClient(librdkafka_admin(settings, "ioc-bench"))
     for future in admin.delete_consumer_groups([group], request_timeout=30).values():
         future.result()
 

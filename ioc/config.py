@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import ssl
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -50,7 +49,7 @@ class Settings(BaseSettings):
     alertmanager_port: int = Field(19094, ge=1024, le=65535)
     kafka_heap: str = Field("768m", pattern=r"^\d+[mg]$")
 
-    # --- Kafka ---------------------------------------------------------------------------
+    # --- Kafka (ioc.kafka_clients turns these into each client's configuration) ----------
     kafka_bootstrap_servers: str | None = None
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
@@ -218,40 +217,6 @@ class Settings(BaseSettings):
     def topic(self, name: str) -> str:
         """The physical Kafka topic name for a contract topic (test namespaces use a prefix)."""
         return f"{self.kafka_topic_prefix}{name}"
-
-    def librdkafka_config(self) -> dict[str, Any]:
-        """Connection and security settings for confluent-kafka (librdkafka) clients."""
-        conf: dict[str, Any] = {
-            "bootstrap.servers": self.bootstrap_servers,
-            "security.protocol": self.kafka_security_protocol.lower(),
-        }
-        if self.kafka_security_protocol.startswith("SASL_"):
-            assert self.kafka_sasl_password is not None
-            conf["sasl.mechanisms"] = self.kafka_sasl_mechanism
-            conf["sasl.username"] = self.kafka_sasl_username
-            conf["sasl.password"] = self.kafka_sasl_password.get_secret_value()
-        if self.kafka_ssl_cafile:
-            conf["ssl.ca.location"] = str(self.kafka_ssl_cafile)
-        return conf
-
-    def aiokafka_kwargs(self) -> dict[str, Any]:
-        """Connection and security arguments shared by every aiokafka client we create."""
-        kwargs: dict[str, Any] = {
-            "bootstrap_servers": self.bootstrap_servers,
-            "security_protocol": self.kafka_security_protocol,
-        }
-        if self.kafka_security_protocol.startswith("SASL_"):
-            assert self.kafka_sasl_password is not None
-            kwargs.update(
-                sasl_mechanism=self.kafka_sasl_mechanism,
-                sasl_plain_username=self.kafka_sasl_username,
-                sasl_plain_password=self.kafka_sasl_password.get_secret_value(),
-            )
-        if self.kafka_security_protocol in ("SSL", "SASL_SSL"):
-            kwargs["ssl_context"] = ssl.create_default_context(
-                cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None
-            )
-        return kwargs
 
 
 def _describe(exc: ValidationError) -> str:

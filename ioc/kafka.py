@@ -13,6 +13,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from ioc.config import Settings
 from ioc.contract.topics import ALL_TOPICS, TopicSpec
 from ioc.errors import IocError, ServiceUnavailable
+from ioc.kafka_clients import aiokafka_common
 
 
 @dataclass
@@ -24,7 +25,7 @@ class TopicResult:
 
 async def admin_client(settings: Settings, timeout: float = 10.0) -> AIOKafkaAdminClient:
     """A started admin client, or :class:`ServiceUnavailable` naming the broker."""
-    admin = AIOKafkaAdminClient(**settings.aiokafka_kwargs(), request_timeout_ms=10_000)
+    admin = AIOKafkaAdminClient(**aiokafka_common(settings), request_timeout_ms=10_000)
     try:
         await asyncio.wait_for(admin.start(), timeout)
     except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as exc:

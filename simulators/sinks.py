@@ -16,6 +16,7 @@ import orjson
 from ioc.config import Settings
 from ioc.contract.topics import FAULT_LOG, FEED_TOPICS
 from ioc.errors import ServiceUnavailable
+from ioc.kafka_clients import LibrdkafkaLog, librdkafka_admin, librdkafka_producer
 from ioc.simulators.engine import Out
 
 
@@ -47,23 +48,22 @@ def topic_names(settings: Settings) -> dict[str, str]:
     return names
 
 
-def producer_config(settings: Settings) -> dict[str, Any]:
-    """librdkafka settings: idempotent, acks=all, batched and compressed."""
-    return {
-        **settings.librdkafka_config(),
-        "client.id": "ioc-simulator",
-        "enable.idempotence": True,
-        "acks": "all",
-        "linger.ms": 20,
-        "batch.size": 1_000_000,
-        "batch.num.messages": 20_000,
-        "compression.type": "lz4",
-        "queue.buffering.max.messages": 1_000_000,
-        "queue.buffering.max.kbytes": 512 * 1024,
-        "message.max.bytes": 2_000_000,
-        "socket.nagle.disable": True,
-        "partitioner": "murmur2_random",  # same partition per key as the Java/aiokafka clients
-    }
+CLIENT_ID = "ioc-simulator"
+
+PRODUCER_TUNING: dict[str, Any] = {
+    # idempotent, acks=all, batched and compressed
+    "enable.idempotence": True,
+    "acks": "all",
+    "linger.ms": 20,
+    "batch.size": 1_000_000,
+    "batch.num.messages": 20_000,
+    "compression.type": "lz4",
+    "queue.buffering.max.messages": 1_000_000,
+    "queue.buffering.max.kbytes": 512 * 1024,
+    "message.max.bytes": 2_000_000,
+    "socket.nagle.disable": True,
+    "partitioner": "murmur2_random",  # same partition per key as the Java/aiokafka clients
+}
 
 
 class KafkaSink(Sink):
@@ -72,24 +72,10 @@ class KafkaSink(Sink):
         from confluent_kafka.admin import AdminClient
 
         self.settings = settings
-        conf = producer_config(settings)
-        # Fail fast with one clear line if the broker is not there.
+        # Fail fast with one clear line if the broker is not there (the admin client's
+        # librdkafka lines are not served: the failure is that line).
         try:
-            admin = AdminClient(
-                {
-                    k: v
-                    for k, v in conf.items()
-                    if k
-                    in (
-                        "bootstrap.servers",
-                        "security.protocol",
-                        "sasl.mechanisms",
-                        "sasl.username",
-                        "sasl.password",
-                        "ssl.ca.location",
-                    )
-                }
-            )
+            admin = AdminClient(librdkafka_admin(settings, CLIENT_ID))
             metadata = admin.list_topics(timeout=10)
         except KafkaException as exc:
             raise ServiceUnavailable(
@@ -102,6 +88,8 @@ class KafkaSink(Sink):
             raise ServiceUnavailable(
                 f"topics {', '.join(missing)} do not exist; run `ioc topics create`"
             )
+        conf = librdkafka_producer(settings, CLIENT_ID, **PRODUCER_TUNING)
+        self.rdkafka_log: LibrdkafkaLog = conf["logger"]
         self.producer = Producer(conf)
         self.sample_every = sample_every
         self._count = 0
@@ -150,6 +138,7 @@ class KafkaSink(Sink):
         deadline = time.monotonic() + timeout
         while self.producer.flush(1.0) > 0 and time.monotonic() < deadline:
             pass
+        self.rdkafka_log.flush()
 
     def latency_samples_ms(self) -> list[float]:
         return self._latencies

@@ -1,9 +1,12 @@
-"""The Faust application: one agent per feed topic, timers for rollups, states and health.
+"""The Faust application: a task running the feed consumer; timers for rollups, states, health.
 
-Several workers (``ioc worker``) with the same app id form one consumer group and share the
-feed partitions; Faust rebalances them when one joins or leaves. Per-batch work happens in
-:class:`~ioc.streams.processor.FeedProcessor`; the leader (one worker at a time) also runs the
-device-state evaluation and retention, and every worker helps recompute dirty rollups.
+No Faust agent reads the feeds: :class:`~ioc.streams.consumer.FeedConsumer` (librdkafka) does,
+in its own consumer group, which shares the feed partitions among the workers (``ioc worker``)
+and rebalances them when one joins or leaves. Per-batch work happens in
+:class:`~ioc.streams.processor.FeedProcessor`; the shard leader (one worker at a time, by a
+database advisory lock: :mod:`ioc.streams.leader`) also runs the device-state evaluation and
+retention, and every worker helps recompute dirty rollups. Faust supplies the lifecycle, the
+timers and the dead-letter producer.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from ioc.contract import metrics as m
 from ioc.contract.deadletter import PRODUCER_MAX_REQUEST_BYTES
 from ioc.contract.topics import DEAD_LETTER
 from ioc.contract.topology import Topology
+from ioc.kafka_clients import faust_broker
 from ioc.observability import collector
 from ioc.streams.consumer import FeedConsumer, StallClock
 from ioc.streams.evaluator import Evaluator
@@ -46,25 +50,6 @@ class StreamOptions:
     raw_retention_days: int = 7
     rollup_retention_days: int = 90
     worker_name: str = field(default_factory=lambda: f"worker-{os.getpid()}")
-
-
-def faust_broker_kwargs(settings: Settings) -> dict[str, Any]:
-    """Broker URL and credentials for Faust from the same settings aiokafka uses."""
-    kwargs: dict[str, Any] = {
-        "broker": [f"kafka://{hp}" for hp in settings.bootstrap_servers.split(",")],
-    }
-    if settings.kafka_security_protocol.startswith("SASL_"):
-        assert settings.kafka_sasl_password is not None
-        ssl_context = settings.aiokafka_kwargs().get("ssl_context")
-        kwargs["broker_credentials"] = faust.SASLCredentials(
-            username=settings.kafka_sasl_username,
-            password=settings.kafka_sasl_password.get_secret_value(),
-            mechanism=settings.kafka_sasl_mechanism,
-            ssl_context=ssl_context,
-        )
-    elif settings.kafka_security_protocol == "SSL":
-        kwargs["broker_credentials"] = settings.aiokafka_kwargs()["ssl_context"]
-    return kwargs
 
 
 class Pipeline:
@@ -137,7 +122,7 @@ def build_app(
     (settings.stack_dir / "faust").mkdir(parents=True, exist_ok=True)  # Faust makes one level
     app = faust.App(
         f"{settings.kafka_topic_prefix}ioc-streams",
-        **faust_broker_kwargs(settings),
+        **faust_broker(settings),
         store="memory://",
         datadir=str(settings.stack_dir / "faust" / "{conf.name}"),
         web_enabled=False,

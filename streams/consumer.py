@@ -8,7 +8,7 @@ of a worker's time once the rest was batched. The worker reads the feeds with li
 threads, ``consume(n)`` hands over up to ``n`` messages in one call on a dedicated thread,
 and the event loop only sees whole batches, which it gives to the
 :class:`~ioc.streams.processor.FeedProcessor`. Faust still owns the worker's lifecycle,
-timers, leader election and the dead-letter producer (docs/streams.md, docs/performance.md).
+timers and the dead-letter producer (docs/streams.md, docs/performance.md).
 
 Delivery: offsets are committed only after a batch's rows are committed in the database and
 its dead letters acknowledged, so a crash, a SIGKILL or a stop mid-batch replays the batch
@@ -31,6 +31,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from ioc.config import Settings
 from ioc.contract.topics import FEED_TOPICS
+from ioc.kafka_clients import LibrdkafkaLog, librdkafka_consumer
 from ioc.streams.processor import FeedProcessor, Prepared, Record
 
 log = logging.getLogger(__name__)
@@ -43,26 +44,22 @@ def consumer_group(settings: Settings) -> str:
     return f"{settings.kafka_topic_prefix}ioc-streams-feeds"
 
 
-def consumer_config(settings: Settings, client_id: str) -> dict[str, Any]:
-    return {
-        **settings.librdkafka_config(),
-        "group.id": consumer_group(settings),
-        "client.id": client_id,
-        "enable.auto.commit": False,
-        "auto.offset.reset": "earliest",
-        "partition.assignment.strategy": "range",
-        "fetch.max.bytes": 32 * 1024 * 1024,
-        "max.partition.fetch.bytes": 4 * 1024 * 1024,
-        "queued.max.messages.kbytes": 64 * 1024,
-        # A database outage stalls the loop in the writer's retry; stay in the group
-        # meanwhile instead of being evicted and rebalancing every 5 minutes.
-        "max.poll.interval.ms": 30 * 60 * 1000,
-        # A worker that dies (SIGKILL, OOM, lost host) holds its partitions until the
-        # session times out: 10 s (librdkafka's heartbeats run on their own thread) keeps
-        # that stall short; the broker's group.min.session.timeout.ms is 6 s.
-        "session.timeout.ms": 10_000,
-        "heartbeat.interval.ms": 2_000,
-    }
+CONSUMER_TUNING: dict[str, Any] = {
+    "enable.auto.commit": False,
+    "auto.offset.reset": "earliest",
+    "partition.assignment.strategy": "range",
+    "fetch.max.bytes": 32 * 1024 * 1024,
+    "max.partition.fetch.bytes": 4 * 1024 * 1024,
+    "queued.max.messages.kbytes": 64 * 1024,
+    # A database outage stalls the loop in the writer's retry; stay in the group
+    # meanwhile instead of being evicted and rebalancing every 5 minutes.
+    "max.poll.interval.ms": 30 * 60 * 1000,
+    # A worker that dies (SIGKILL, OOM, lost host) holds its partitions until the
+    # session times out: 10 s (librdkafka's heartbeats run on their own thread) keeps
+    # that stall short; the broker's group.min.session.timeout.ms is 6 s.
+    "session.timeout.ms": 10_000,
+    "heartbeat.interval.ms": 2_000,
+}
 
 
 class _InFlight:
@@ -106,7 +103,11 @@ class FeedConsumer:
         loop = self._loop = asyncio.get_running_loop()
         poller = ThreadPoolExecutor(1, thread_name_prefix="ioc-feed-poll")
         committer = self._committer = ThreadPoolExecutor(1, thread_name_prefix="ioc-feed-commit")
-        consumer = Consumer(consumer_config(self.settings, self.client_id))
+        conf = librdkafka_consumer(
+            self.settings, consumer_group(self.settings), self.client_id, **CONSUMER_TUNING
+        )
+        rdkafka_log: LibrdkafkaLog = conf["logger"]
+        consumer = Consumer(conf)
         consumer.subscribe(list(self.feed_of), on_assign=self._on_assign, on_revoke=self._on_revoke)
         self.consumer = consumer
         polling: asyncio.Future[list[Any]] | None = None
@@ -135,6 +136,7 @@ class FeedConsumer:
             # close() after the consume() in progress returns (same thread, FIFO); it
             # leaves the group so the partitions move at once.
             await asyncio.shield(loop.run_in_executor(poller, consumer.close))
+            rdkafka_log.flush()
             poller.shutdown(wait=False)
             committer.shutdown(wait=False)
 

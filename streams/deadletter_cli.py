@@ -34,6 +34,7 @@ from ioc.contract import deadletter as dl
 from ioc.contract.schemas import DLQ_REASONS
 from ioc.contract.topics import DEAD_LETTER, FEED_TOPICS
 from ioc.errors import IocError, ServiceUnavailable
+from ioc.kafka_clients import aiokafka_common
 
 SOURCE_SYNTAX = "TOPIC/PARTITION/OFFSET"
 _SOURCE = re.compile(
@@ -327,7 +328,7 @@ async def read_dead_letters(
         return scan
     tps = [TopicPartition(scan.topic, p) for p in range(scan.partitions[scan.topic])]
     consumer = AIOKafkaConsumer(
-        **settings.aiokafka_kwargs(),
+        **aiokafka_common(settings),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -503,7 +504,7 @@ async def produce(settings: Settings, outcomes: Sequence[Outcome]) -> None:
     from aiokafka.errors import KafkaConnectionError, KafkaError
 
     producer = AIOKafkaProducer(
-        **settings.aiokafka_kwargs(),
+        **aiokafka_common(settings),
         acks="all",
         enable_idempotence=True,
         max_request_size=dl.PRODUCER_MAX_REQUEST_BYTES,

@@ -39,6 +39,7 @@ from typing import Any
 
 from ioc.config import Settings
 from ioc.errors import IocError
+from ioc.kafka_clients import aiokafka_common, librdkafka_admin
 
 TEMPLATES = resources.files("ioc.deploy.local")
 DEBIAN_SUITE = "trixie"
@@ -468,7 +469,14 @@ class Kafka(Service):
             UserScramCredentialUpsertion,
         )
 
-        admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{self.settings.kafka_port}"})
+        # The PLAINTEXT listener: the SCRAM users do not exist before this runs.
+        plaintext = self.settings.model_copy(
+            update={
+                "kafka_bootstrap_servers": f"127.0.0.1:{self.settings.kafka_port}",
+                "kafka_security_protocol": "PLAINTEXT",
+            }
+        )
+        admin = AdminClient(librdkafka_admin(plaintext, "ioc-stack"))
         users = self.sasl_users()
         try:
             described = admin.describe_user_scram_credentials(list(users))
@@ -528,7 +536,7 @@ class Kafka(Service):
     async def _metadata(self) -> tuple[bool, str, dict[str, Any]]:
         from aiokafka.admin import AIOKafkaAdminClient
 
-        admin = AIOKafkaAdminClient(**self.settings.aiokafka_kwargs(), request_timeout_ms=3000)
+        admin = AIOKafkaAdminClient(**aiokafka_common(self.settings), request_timeout_ms=3000)
         try:
             await asyncio.wait_for(admin.start(), 5)
             topics = await asyncio.wait_for(admin.list_topics(), 5)

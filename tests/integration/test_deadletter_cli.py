@@ -17,6 +17,7 @@ from ioc.config import Settings
 from ioc.contract import deadletter as dl
 from ioc.contract.topics import CAMERA, DEAD_LETTER, TELEHEALTH, TopicSpec
 from ioc.kafka import ensure_topics
+from ioc.kafka_clients import aiokafka_common
 from ioc.runner import worker_env
 from ioc.streams.deadletter_cli import REDRIVE_HEADER
 
@@ -28,7 +29,7 @@ Record = tuple[int, bytes | None, bytes | None, list[tuple[str, bytes]]]
 
 
 async def produce(settings: Settings, letters: list[dl.DeadLetter]) -> None:
-    producer = AIOKafkaProducer(**settings.aiokafka_kwargs(), acks="all")
+    producer = AIOKafkaProducer(**aiokafka_common(settings), acks="all")
     await producer.start()
     try:
         for letter in letters:  # one at a time: a repeated key must stay newest last
@@ -41,7 +42,7 @@ async def produce(settings: Settings, letters: list[dl.DeadLetter]) -> None:
 
 async def read_all(settings: Settings, spec: TopicSpec) -> list[Record]:
     """Every record of a topic, up to its end offsets now, by partition."""
-    consumer = AIOKafkaConsumer(**settings.aiokafka_kwargs(), group_id=None)
+    consumer = AIOKafkaConsumer(**aiokafka_common(settings), group_id=None)
     await consumer.start()
     try:
         tps = [TopicPartition(settings.topic(spec.name), p) for p in range(spec.partitions)]

@@ -18,6 +18,7 @@ from pydantic import SecretStr
 from ioc.bootstrap import bootstrap
 from ioc.config import Settings
 from ioc.deploy.local.stack import KAFKA_SASL_MECHANISM, KAFKA_USER
+from ioc.kafka_clients import aiokafka_common, librdkafka_admin
 from ioc.simulators.run import SimConfig, run_simulation
 from tests.integration.workers import Worker, landed, wait_for
 
@@ -34,6 +35,15 @@ def sasl(settings: Settings, password: str | None = None) -> Settings:
     return settings.model_copy(update=update)
 
 
+def anonymous(settings: Settings) -> Settings:
+    """A client of the SASL listener configured without credentials."""
+    update = {
+        "kafka_bootstrap_servers": f"127.0.0.1:{settings.kafka_sasl_port}",
+        "kafka_security_protocol": "PLAINTEXT",
+    }
+    return settings.model_copy(update=update)
+
+
 def test_stack_generated_a_private_scram_password(namespace: Settings) -> None:
     path = namespace.stack_credentials_path("kafka")
     assert path.stat().st_mode & 0o077 == 0, "credentials must be readable by the owner only"
@@ -42,18 +52,14 @@ def test_stack_generated_a_private_scram_password(namespace: Settings) -> None:
 
 
 async def test_unauthenticated_client_is_refused(namespace: Settings) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=f"127.0.0.1:{namespace.kafka_sasl_port}",
-        security_protocol="PLAINTEXT",
-        request_timeout_ms=5000,
-    )
+    producer = AIOKafkaProducer(**aiokafka_common(anonymous(namespace)), request_timeout_ms=5000)
     with pytest.raises((KafkaConnectionError, KafkaError, asyncio.TimeoutError)):
         await asyncio.wait_for(producer.start(), 20)
     await producer.stop()
 
 
 def test_unauthenticated_tooling_is_refused(namespace: Settings) -> None:
-    admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{namespace.kafka_sasl_port}"})
+    admin = AdminClient(librdkafka_admin(anonymous(namespace)))
     with pytest.raises(Exception) as failure:
         admin.list_topics(timeout=5)
     print(f"anonymous AdminClient refused: {failure.value}")
@@ -64,7 +70,7 @@ async def test_wrong_password_is_refused(
 ) -> None:
     # `ioc.cli.main` (run in-process by unit tests) silences aiokafka; hear it here anyway.
     caplog.set_level(logging.ERROR, logger="aiokafka")
-    producer = AIOKafkaProducer(**sasl(namespace, "not-the-password").aiokafka_kwargs())
+    producer = AIOKafkaProducer(**aiokafka_common(sasl(namespace, "not-the-password")))
     with pytest.raises(KafkaError):
         await asyncio.wait_for(producer.start(), 20)
     await producer.stop()

@@ -25,6 +25,7 @@ from ioc.config import Settings
 from ioc.contract import schemas as s
 from ioc.contract.topics import FEED_TOPICS
 from ioc.contract.topology import Topology, load_scenario
+from ioc.kafka_clients import aiokafka_common
 from ioc.simulators.run import SimConfig, Summary, run_simulation
 
 from .workers import (
@@ -187,7 +188,7 @@ async def produce_hostile(
 ) -> dict[str, Hostile]:
     """Produce with aiokafka (not the simulators' client); returns them by source."""
     producer = AIOKafkaProducer(
-        **settings.aiokafka_kwargs(), max_request_size=2 * 1024 * 1024, acks="all"
+        **aiokafka_common(settings), max_request_size=2 * 1024 * 1024, acks="all"
     )
     await producer.start()
     sources: dict[str, Hostile] = {}

@@ -12,6 +12,7 @@ from ioc.config import Settings
 from ioc.contract import schemas as s
 from ioc.contract.topics import ALL_TOPICS, FAULT_LOG, FEED_TOPICS
 from ioc.kafka import ensure_topics
+from ioc.kafka_clients import aiokafka_common
 from ioc.simulators.run import SimConfig, run_simulation
 
 
@@ -21,7 +22,7 @@ async def consume_all(
     topics = [settings.topic(t.name) for t in (*FEED_TOPICS.values(), FAULT_LOG)]
     consumer = AIOKafkaConsumer(
         *topics,
-        **settings.aiokafka_kwargs(),
+        **aiokafka_common(settings),
         group_id=f"{settings.db_schema}-check",
         auto_offset_reset="earliest",
         enable_auto_commit=False,

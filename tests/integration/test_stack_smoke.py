@@ -13,6 +13,7 @@ from ioc.config import Settings
 from ioc.db import connect
 from ioc.db.migrate import current_version, load_migrations, migrate
 from ioc.kafka import ensure_topics
+from ioc.kafka_clients import aiokafka_common
 
 
 def test_stack_status_reports_all_services_healthy(stack: object, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -65,7 +66,7 @@ async def test_kafka_to_hypertable_round_trip(namespace: Settings) -> None:
         {"device_id": f"cam-{i % 7}", "seq": i, "ts_ms": now_ms + i, "fps": 25.0}
         for i in range(200)
     ]
-    producer = AIOKafkaProducer(**namespace.aiokafka_kwargs(), acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(**aiokafka_common(namespace), acks="all", enable_idempotence=True)
     await producer.start()
     try:
         for msg in sent:
@@ -76,7 +77,7 @@ async def test_kafka_to_hypertable_round_trip(namespace: Settings) -> None:
 
     consumer = AIOKafkaConsumer(
         topic,
-        **namespace.aiokafka_kwargs(),
+        **aiokafka_common(namespace),
         group_id=f"{namespace.db_schema}-smoke",
         auto_offset_reset="earliest",
         enable_auto_commit=False,

@@ -22,6 +22,7 @@ from ioc.contract import deadletter as dl
 from ioc.contract.topics import DEAD_LETTER
 from ioc.db import connect
 from ioc.kafka import admin_client, delete_topics
+from ioc.kafka_clients import aiokafka_common
 from ioc.runner import worker_env
 
 IOC = str(Path(sys.executable).parent / "ioc")
@@ -151,7 +152,7 @@ async def dlq_by_source(settings: Settings) -> dict[str, dl.DeadLetter]:
     keys, so the newest one per source stands (as compaction leaves it)."""
     consumer = AIOKafkaConsumer(
         settings.topic(DEAD_LETTER.name),
-        **settings.aiokafka_kwargs(),
+        **aiokafka_common(settings),
         group_id=f"{settings.db_schema}-dlq-check-{time.monotonic_ns()}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,

@@ -4,6 +4,7 @@ import pytest
 
 from ioc.config import load_settings
 from ioc.errors import ConfigError
+from ioc.kafka_clients import aiokafka_common
 
 
 def test_defaults_point_at_the_local_stack(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -42,7 +43,7 @@ def test_sasl_settings_reach_the_kafka_clients(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("IOC_KAFKA_SASL_USERNAME", "ioc")
     monkeypatch.setenv("IOC_KAFKA_SASL_PASSWORD", "s3cret")
     settings = load_settings()
-    kwargs = settings.aiokafka_kwargs()
+    kwargs = aiokafka_common(settings)
     assert kwargs["sasl_mechanism"] == "SCRAM-SHA-512"
     assert kwargs["sasl_plain_password"] == "s3cret"
     assert "s3cret" not in repr(settings)
