@@ -10,10 +10,11 @@ from typing import Any
 from grafanalib import core as g
 from grafanalib._gen import DashboardEncoder
 
+from ioc.contract.thresholds import THRESHOLDS, Thresholds
 from ioc.dashboards import cameras, network, overview, pipeline, sla, telehealth
 from ioc.errors import IocError
 
-BUILDERS: dict[str, Callable[[], g.Dashboard]] = {
+BUILDERS: dict[str, Callable[[Thresholds], g.Dashboard]] = {
     "overview": overview.build,
     "cameras": cameras.build,
     "telehealth": telehealth.build,
@@ -24,15 +25,16 @@ BUILDERS: dict[str, Callable[[], g.Dashboard]] = {
 GENERATED = Path(__file__).resolve().parent / "generated"
 
 
-def dashboard_json(name: str) -> dict[str, Any]:
+def dashboard_json(name: str, th: Thresholds = THRESHOLDS) -> dict[str, Any]:
+    """One dashboard as Grafana JSON, its thresholds from ``th``."""
     data: dict[str, Any] = json.loads(
-        json.dumps(BUILDERS[name]().to_json_data(), cls=DashboardEncoder)
+        json.dumps(BUILDERS[name](th).to_json_data(), cls=DashboardEncoder)
     )
     return data
 
 
-def render(name: str) -> str:
-    return json.dumps(dashboard_json(name), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+def render(name: str, th: Thresholds = THRESHOLDS) -> str:
+    return json.dumps(dashboard_json(name, th), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def build(out: Path = GENERATED) -> list[Path]:

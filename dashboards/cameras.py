@@ -5,10 +5,11 @@ from __future__ import annotations
 from grafanalib import core as g
 
 from ioc.contract import metrics as m
+from ioc.contract.thresholds import THRESHOLDS, Thresholds
 from ioc.dashboards import panels as p
 
 
-def build() -> g.Dashboard:
+def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
     return p.dashboard(
         "cameras",
         "Cameras",
@@ -19,7 +20,11 @@ def build() -> g.Dashboard:
                 "Cameras online in unit",
                 p.prom(f'max({m.CAMERA_ONLINE_RATIO.series}{{unit="$unit"}})'),
                 "percentunit",
-                p.thresholds((None, p.RED), (0.8, p.AMBER), (0.95, p.GREEN)),
+                p.thresholds(
+                    (None, p.RED),
+                    (th.camera_online_ratio_min, p.AMBER),
+                    (th.online_ratio_target, p.GREEN),
+                ),
                 (0, 0, 6, 6),
                 decimals=1,
             ),

@@ -1,4 +1,4 @@
-"""``ioc alerts build``: write the generated alert rules, their tests and Alertmanager config."""
+"""``ioc dashboards build|push`` and ``ioc alerts build`` (which runs :mod:`ioc.alerting.build`)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ DEFAULT_OUT = Path("deploy")
 
 
 def cmd_alerts_build(args: argparse.Namespace, settings: Settings) -> int:
-    from ioc.dashboards import alerts
+    from ioc.alerting.build import build_all
 
-    for path in alerts.build_all(Path(args.out)):
+    for path in build_all(Path(args.out)):
         print(f"wrote {path}")
     return 0
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from grafanalib import core as g
 
 from ioc.contract import metrics as m
+from ioc.contract.thresholds import THRESHOLDS, Thresholds
 from ioc.dashboards import panels as p
 
 
-def build() -> g.Dashboard:
+def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
     return p.dashboard(
         "network",
         "Network",

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from grafanalib import core as g
 
+from ioc.alerting import rules as r
 from ioc.contract import metrics as m
+from ioc.contract.thresholds import THRESHOLDS, Thresholds
 from ioc.dashboards import panels as p
 
 DEVICES = m.DEVICES_BY_STATE.series
-ONLINE = 'state=~"up|degraded"'
+ONLINE = f'state=~"{r.ONLINE_STATES}"'
 
 UNIT_HEALTH_SQL = """
 SELECT u.code, u.name, u.lat, u.lon,
@@ -38,7 +40,7 @@ LIMIT 100
 """
 
 
-def build() -> g.Dashboard:
+def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
     return p.dashboard(
         "overview",
         "IOC overview",
@@ -52,18 +54,23 @@ def build() -> g.Dashboard:
                 targets=[p.sql(UNIT_HEALTH_SQL, "table")],
                 colour_field="health_pct",
                 size_field="devices_down",
-                steps=p.thresholds((None, p.RED), (80, p.AMBER), (95, p.GREEN)),
+                steps=p.thresholds(
+                    (None, p.RED),
+                    (round(th.camera_online_ratio_min * 100, 6), p.AMBER),
+                    (round(th.online_ratio_target * 100, 6), p.GREEN),
+                ),
                 gridPos=g.GridPos(h=16, w=12, x=0, y=0),
                 links=[p.link("network", "Network")],
             ),
             p.stat(
                 "Cameras online",
-                p.prom(
-                    f'sum({DEVICES}{{device_class="camera",{ONLINE}}}) / '
-                    f'sum({DEVICES}{{device_class="camera"}})'
-                ),
+                p.prom(f'{r.ONLINE_RATIO}{{device_class="camera"}}'),
                 "percentunit",
-                p.thresholds((None, p.RED), (0.8, p.AMBER), (0.95, p.GREEN)),
+                p.thresholds(
+                    (None, p.RED),
+                    (th.camera_online_ratio_min, p.AMBER),
+                    (th.online_ratio_target, p.GREEN),
+                ),
                 (12, 0, 4, 4),
                 [p.link("cameras", "Cameras")],
                 decimals=1,
@@ -86,12 +93,13 @@ def build() -> g.Dashboard:
             ),
             p.stat(
                 "Network sites reachable",
-                p.prom(
-                    f'sum({DEVICES}{{device_class="netnode",{ONLINE}}}) / '
-                    f'sum({DEVICES}{{device_class="netnode"}})'
-                ),
+                p.prom(f'{r.ONLINE_RATIO}{{device_class="netnode"}}'),
                 "percentunit",
-                p.thresholds((None, p.RED), (0.9, p.AMBER), (0.99, p.GREEN)),
+                p.thresholds(
+                    (None, p.RED),
+                    (th.network_reachable_low, p.AMBER),
+                    (th.network_reachable_target, p.GREEN),
+                ),
                 (12, 4, 4, 4),
                 [p.link("network", "Network")],
                 decimals=1,

@@ -5,11 +5,13 @@ from __future__ import annotations
 import attr
 from grafanalib import core as g
 
+from ioc.alerting import rules as r
 from ioc.contract import metrics as m
+from ioc.contract.thresholds import THRESHOLDS, Thresholds
 from ioc.dashboards import panels as p
 
 
-def build() -> g.Dashboard:
+def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
     return p.dashboard(
         "pipeline",
         "Pipeline health",
@@ -26,7 +28,9 @@ def build() -> g.Dashboard:
                 "Freshness (worst feed)",
                 p.prom(f"max({m.EVENT_FRESHNESS.series})"),
                 "s",
-                p.thresholds((None, p.GREEN), (10, p.AMBER), (60, p.RED)),
+                p.thresholds(
+                    (None, p.GREEN), (th.freshness_warn_s, p.AMBER), (th.freshness_bad_s, p.RED)
+                ),
                 (4, 0, 4, 4),
                 decimals=1,
             ),
@@ -34,7 +38,11 @@ def build() -> g.Dashboard:
                 "Consumer lag",
                 p.prom(f"sum({m.CONSUMER_LAG.series})"),
                 "short",
-                p.thresholds((None, p.GREEN), (10000, p.AMBER), (100000, p.RED)),
+                p.thresholds(
+                    (None, p.GREEN),
+                    (th.consumer_lag_max_messages, p.AMBER),
+                    (th.consumer_lag_bad_messages, p.RED),
+                ),
                 (8, 0, 4, 4),
             ),
             p.stat(
@@ -100,23 +108,30 @@ def build() -> g.Dashboard:
                 (12, 12, 12, 8),
                 stacking=True,
             ),
-            p.timeseries(
-                "DB write latency per batch",
-                [
-                    p.prom(
-                        f"histogram_quantile(0.99, sum by (le, feed) "
-                        f"(rate({m.DB_WRITE_SECONDS.bucket_series}[$__rate_interval])))",
-                        "p99 {{feed}}",
-                    ),
-                    p.prom(
-                        f"histogram_quantile(0.5, sum by (le, feed) "
-                        f"(rate({m.DB_WRITE_SECONDS.bucket_series}[$__rate_interval])))",
-                        "p50 {{feed}}",
-                        ref="B",
-                    ),
-                ],
-                "s",
-                (0, 20, 12, 8),
+            attr.evolve(
+                p.timeseries(
+                    "DB write latency per batch",
+                    [
+                        p.prom(
+                            r.db_write_quantile(q),
+                            f"{r.quantile_name(q)} {{{{feed}}}}",
+                            ref=ref,
+                        )
+                        for q, ref in (
+                            (th.db_write_quantile, "A"),
+                            (th.db_write_median_quantile, "B"),
+                        )
+                    ],
+                    "s",
+                    (0, 20, 12, 8),
+                    description=f"Batch write time per feed ({r.db_write_buckets(th)}). "
+                    f"{r.quantile_name(th.db_write_quantile)} above "
+                    f"{r.num(th.db_write_max_s)} s for "
+                    f"{th.alerts['DatabaseWritesSlow'].for_s} s: DatabaseWritesSlow "
+                    "(docs/runbooks/database-writes-slow.md).",
+                ),
+                thresholds=p.thresholds((None, p.GREEN), (th.db_write_max_s, p.RED)),
+                thresholdsStyleMode="line",
             ),
             p.timeseries(
                 "Batch size (mean)",
@@ -142,10 +157,11 @@ def build() -> g.Dashboard:
                     "s",
                     (0, 28, 12, 8),
                     description="Seconds each feed partition has had lag without progress "
-                    "(0: none). Above 60 s for 30 s: PartitionStalled "
+                    f"(0: none). Above {th.partition_stalled_s} s for "
+                    f"{th.alerts['PartitionStalled'].for_s} s: PartitionStalled "
                     "(docs/runbooks/partition-stalled.md).",
                 ),
-                thresholds=p.thresholds((None, p.GREEN), (60, p.RED)),
+                thresholds=p.thresholds((None, p.GREEN), (th.partition_stalled_s, p.RED)),
                 thresholdsStyleMode="line",
             ),
         ],

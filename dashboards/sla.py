@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from grafanalib import core as g
 
+from ioc.contract.thresholds import THRESHOLDS, Thresholds
 from ioc.dashboards import panels as p
 
 # Seconds of each state interval inside the chosen range, minus planned maintenance
@@ -35,7 +36,7 @@ WITH win AS (
 UNAVAILABLE = "('down', 'flapping', 'unreachable-upstream')"
 
 
-def build() -> g.Dashboard:
+def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
     return p.dashboard(
         "sla",
         "Availability / SLA",

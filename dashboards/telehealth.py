@@ -5,10 +5,11 @@ from __future__ import annotations
 from grafanalib import core as g
 
 from ioc.contract import metrics as m
+from ioc.contract.thresholds import THRESHOLDS, Thresholds
 from ioc.dashboards import panels as p
 
 
-def build() -> g.Dashboard:
+def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
     return p.dashboard(
         "telehealth",
         "Telehealth",
@@ -36,7 +37,11 @@ def build() -> g.Dashboard:
                 "Sessions dropped (last hour, province)",
                 p.prom(f"sum(increase({m.TELEHEALTH_SESSIONS_DROPPED.series}[1h])) or vector(0)"),
                 "short",
-                p.thresholds((None, p.GREEN), (3, p.AMBER), (10, p.RED)),
+                p.thresholds(
+                    (None, p.GREEN),
+                    (th.sessions_dropped_max, p.AMBER),
+                    (th.sessions_dropped_hour_bad, p.RED),
+                ),
                 (12, 0, 6, 5),
                 decimals=0,
             ),

@@ -29,19 +29,6 @@ from ioc.streams.state import Current, Facts, StateMachine, Thresholds, Verdict
 
 log = logging.getLogger(__name__)
 
-SEVERITY = {
-    (t.INCIDENT_SITE_ISOLATED, "netnode"): "critical",
-    (t.INCIDENT_DEVICE_DOWN, "netnode"): "warning",
-    (t.INCIDENT_DEVICE_DOWN, "telehealth"): "critical",
-    (t.INCIDENT_DEVICE_DOWN, "camera"): "warning",
-    (t.INCIDENT_FLAPPING, "netnode"): "warning",
-    (t.INCIDENT_FLAPPING, "camera"): "warning",
-    (t.INCIDENT_FLAPPING, "telehealth"): "warning",
-    (t.INCIDENT_DEGRADED, "netnode"): "warning",
-    (t.INCIDENT_DEGRADED, "camera"): "info",
-    (t.INCIDENT_DEGRADED, "telehealth"): "warning",
-}
-
 
 def _ms(value: dt.datetime | None) -> int | None:
     return None if value is None else int(value.timestamp() * 1000)
@@ -124,11 +111,12 @@ class Evaluator:
         """True while event time runs faster than the wall clock (backlog after a stall or a
         restart): new outages are then held until a full timeout of data has arrived."""
         timeout = max(self.machine.th.heartbeat_timeout_ms.values())
+        slack = self.machine.th.catch_up_slack_ms
         if self._last is None:
             self._hold_until = watermark + timeout
         else:
             last_watermark, last_wall = self._last
-            if watermark - last_watermark > (wall_ms - last_wall) + 5_000:
+            if watermark - last_watermark > (wall_ms - last_wall) + slack:
                 self._hold_until = watermark + timeout
         self._last = (watermark, wall_ms)
         return watermark < self._hold_until
@@ -267,7 +255,7 @@ class Evaluator:
                     ON CONFLICT (root_device, kind) WHERE status <> 'resolved' DO NOTHING
                     RETURNING id""",
                 inc.kind,
-                SEVERITY[(inc.kind, dev.device_class)],
+                self.machine.th.incident_severity[(inc.kind, dev.device_class)],
                 inc.title,
                 inc.root,
                 dev.device_class,

@@ -16,32 +16,21 @@ watermark:
    A node whose probe failed is not blamed while its upstream node's newer probe is still
    outstanding (probes of parent and child are not in phase), so one cut produces one
    incident at the top, not one per node below it.
+
+Every number (timeouts, quality thresholds, flapping window) comes from
+:class:`ioc.contract.thresholds.Thresholds`, which the alert rules and dashboards read too.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ioc.contract import tables as t
+from ioc.contract.thresholds import THRESHOLDS, Thresholds
 from ioc.contract.topology import Topology
 
-
-@dataclass(frozen=True)
-class Thresholds:
-    heartbeat_timeout_ms: dict[str, int] = field(
-        default_factory=lambda: {"camera": 15_000, "telehealth": 15_000, "netnode": 15_000}
-    )
-    quality_max_age_ms: int = 30_000
-    camera_min_fps: float = 5.0
-    telehealth_max_loss_pct: float = 5.0
-    telehealth_max_jitter_ms: float = 60.0
-    link_max_loss_pct: float = 5.0
-    link_max_rtt_ms: float = 250.0
-    flap_count: int = 3
-    flap_window_ms: int = 10 * 60_000
-    flap_quiet_ms: int = 5 * 60_000
-    confirm_upstream_ms: int = 12_000
+__all__ = ["Current", "Facts", "StateMachine", "Thresholds", "Transition", "Verdict", "raw_state"]
 
 
 @dataclass
@@ -134,7 +123,7 @@ class StateMachine:
 
     def __init__(self, topology: Topology, thresholds: Thresholds | None = None) -> None:
         self.topology = topology
-        self.th = thresholds or Thresholds()
+        self.th = thresholds or THRESHOLDS
         self.current: dict[str, Current] = {}
         self.downs: dict[str, deque[int]] = {}
         self.raw_prev: dict[str, str] = {}

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from ioc.alerting.rules import RECORDINGS
 from ioc.contract.metrics import ALL_METRICS
 from ioc.dashboards.build import BUILDERS, GENERATED, render
 
@@ -84,9 +85,14 @@ def test_prometheus_queries_only_use_contract_metrics() -> None:
         if s.type == "histogram"
         for suffix in ("bucket", "sum", "count")
     }
+    recorded = {r.record for r in RECORDINGS}  # recording rules (ioc.alerting.rules)
     for name in BUILDERS:
         for _panel, target in targets(load(name)):
-            for metric in re.findall(r"\b(ioc_[a-z_]+)", target.get("expr", "")):
+            expr = target.get("expr", "")
+            for series in re.findall(r"\b([a-z_]*:[a-z_]+:[a-z0-9_]+)", expr):
+                assert series in recorded, (name, series)
+                expr = expr.replace(series, "")
+            for metric in re.findall(r"\b(ioc_[a-z_]+)", expr):
                 assert metric in known, (name, metric)
 
 

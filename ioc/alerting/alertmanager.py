@@ -1,0 +1,107 @@
+"""Alertmanager routing, generated: severity and domain routes, grouping, inhibition.
+
+The alert names it inhibits come from :mod:`ioc.alerting.rules`; the receivers point at the
+pager (``ioc pager``). Written by ``ioc alerts build`` as the local stack's template
+(``$pager_url``/``$token_file`` filled in by ``ioc stack up``) and the compose config.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from ioc.alerting.rules import INHIBITED_BY_ISOLATION
+from ioc.contract.thresholds import CRITICAL, INFO, NONE, WARNING
+
+ROUTE_DOMAINS = ("network", "camera", "telehealth", "pipeline")
+
+
+def alertmanager_document(pager_url: str, token_file: str) -> dict[str, Any]:
+    """Routing by severity and domain, grouping by unit and site, storm control."""
+    webhook = {
+        "url": pager_url,
+        "send_resolved": True,
+        "max_alerts": 0,
+        "http_config": {"authorization": {"type": "Bearer", "credentials_file": token_file}},
+    }
+
+    def domain_routes(group_wait: str, repeat: str) -> list[dict[str, Any]]:
+        routes = []
+        for domain in ROUTE_DOMAINS:
+            group_by = (
+                ["alertname", "feed"] if domain == "pipeline" else ["alertname", "unit", "site"]
+            )
+            routes.append(
+                {
+                    "receiver": "pager",
+                    "matchers": [f'domain="{domain}"'],
+                    "group_by": group_by,
+                    "group_wait": group_wait,
+                    "repeat_interval": repeat,
+                }
+            )
+        return routes
+
+    return {
+        "global": {"resolve_timeout": "5m"},
+        "route": {
+            "receiver": "pager",
+            "group_by": ["alertname", "unit", "site"],
+            "group_wait": "10s",
+            "group_interval": "30s",
+            "repeat_interval": "4h",
+            "routes": [
+                # The dead-man's switch: a steady heartbeat to the pager, every minute.
+                {
+                    "receiver": "watchdog",
+                    "matchers": ['alertname="Watchdog"'],
+                    "group_wait": "0s",
+                    "group_interval": "1m",
+                    "repeat_interval": "1m",
+                },
+                {
+                    "receiver": "pager",
+                    "matchers": [f'severity="{CRITICAL}"'],
+                    "group_wait": "10s",
+                    "repeat_interval": "1h",
+                    "routes": domain_routes("10s", "1h"),
+                },
+                {
+                    "receiver": "pager",
+                    "matchers": [f'severity="{WARNING}"'],
+                    "group_wait": "15s",
+                    "repeat_interval": "4h",
+                    "routes": domain_routes("15s", "4h"),
+                },
+                {"receiver": "null", "matchers": [f'severity=~"{INFO}|{NONE}"']},
+            ],
+        },
+        "inhibit_rules": [
+            # A cut node explains every device alert behind it: page for the node only.
+            {
+                "source_matchers": ['alertname="SiteIsolated"'],
+                "target_matchers": [f'alertname=~"{"|".join(INHIBITED_BY_ISOLATION)}"'],
+                "equal": ["upstream_node"],
+            },
+            # Low online ratio in a unit is explained by an isolated site in that unit.
+            {
+                "source_matchers": ['alertname="SiteIsolated"'],
+                "target_matchers": ['alertname="CameraOnlineRatioLow"'],
+                "equal": ["unit"],
+            },
+            # When data is stale, device and pipeline symptoms follow from it.
+            {
+                "source_matchers": ['alertname="DataStale"'],
+                "target_matchers": ['alertname=~"ConsumerLagGrowing|DeadLetterRateHigh"'],
+                "equal": ["feed"],
+            },
+        ],
+        "receivers": [
+            {"name": "pager", "webhook_configs": [webhook]},
+            {
+                "name": "watchdog",
+                "webhook_configs": [copy.deepcopy(webhook) | {"send_resolved": False}],
+            },
+            {"name": "null"},
+        ],
+    }

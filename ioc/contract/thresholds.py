@@ -1,0 +1,151 @@
+"""Every threshold, ``for:`` duration and severity, defined once (kubernetes-mixin ``_config``).
+
+The workers' device state machine (:mod:`ioc.streams.state`, :mod:`ioc.streams.evaluator`),
+the generated alert and recording rules (:mod:`ioc.alerting`) and the generated dashboards
+(:mod:`ioc.dashboards`) read their numbers from :data:`THRESHOLDS` and never repeat one as a
+literal; a unit test builds all of them from a modified :class:`Thresholds` and checks that
+every change shows up. To change a threshold, change it here, run ``ioc alerts build`` and
+``ioc dashboards build``, and commit the regenerated files.
+
+Units are in the field names: the state machine works in event-time milliseconds, the alert
+rules in seconds. Dashboard panels that show the same quantity as an alert colour at the
+alert's threshold; the ``*_target``/``*_bad`` levels below are for panels without an alert.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Final
+
+from ioc.contract import tables as t
+
+CRITICAL: Final = "critical"
+WARNING: Final = "warning"
+INFO: Final = "info"
+NONE: Final = "none"  # never pages (the Watchdog)
+ALERT_SEVERITIES: Final = (*t.SEVERITIES, NONE)
+
+
+@dataclass(frozen=True)
+class AlertPolicy:
+    """How long an alert's condition must hold before it fires, and whom it pages."""
+
+    for_s: int
+    severity: str
+
+
+def _incident_severity() -> Mapping[tuple[str, str], str]:
+    return MappingProxyType(
+        {
+            (t.INCIDENT_SITE_ISOLATED, "netnode"): CRITICAL,
+            (t.INCIDENT_DEVICE_DOWN, "netnode"): WARNING,
+            (t.INCIDENT_DEVICE_DOWN, "telehealth"): CRITICAL,
+            (t.INCIDENT_DEVICE_DOWN, "camera"): WARNING,
+            (t.INCIDENT_FLAPPING, "netnode"): WARNING,
+            (t.INCIDENT_FLAPPING, "camera"): WARNING,
+            (t.INCIDENT_FLAPPING, "telehealth"): WARNING,
+            (t.INCIDENT_DEGRADED, "netnode"): WARNING,
+            (t.INCIDENT_DEGRADED, "camera"): INFO,
+            (t.INCIDENT_DEGRADED, "telehealth"): WARNING,
+        }
+    )
+
+
+def _alert_policies() -> Mapping[str, AlertPolicy]:
+    return MappingProxyType(
+        {
+            "CameraDown": AlertPolicy(15, WARNING),
+            "TelehealthStationDown": AlertPolicy(15, CRITICAL),
+            "NetworkNodeDown": AlertPolicy(15, WARNING),
+            "SiteIsolated": AlertPolicy(10, CRITICAL),
+            "CameraOnlineRatioLow": AlertPolicy(120, WARNING),
+            "TelehealthQualityDegraded": AlertPolicy(60, WARNING),
+            "TelehealthSessionsDropping": AlertPolicy(0, WARNING),
+            "NetworkLinkDegraded": AlertPolicy(120, WARNING),
+            "CameraStreamFrozen": AlertPolicy(60, WARNING),
+            "ConsumerLagGrowing": AlertPolicy(300, WARNING),
+            "DataStale": AlertPolicy(15, CRITICAL),
+            "PartitionStalled": AlertPolicy(30, CRITICAL),
+            "DeadLetterRateHigh": AlertPolicy(300, WARNING),
+            "StreamWorkerDown": AlertPolicy(60, CRITICAL),
+            "DatabaseWritesFailing": AlertPolicy(60, CRITICAL),
+            "DeadLetterSendFailing": AlertPolicy(60, CRITICAL),
+            "DatabaseWritesSlow": AlertPolicy(60, WARNING),
+            "Watchdog": AlertPolicy(0, NONE),
+        }
+    )
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    # --- device state machine (ioc.streams.state), event time in milliseconds ---
+    heartbeat_timeout_ms: Mapping[str, int] = field(
+        default_factory=lambda: MappingProxyType(
+            {"camera": 15_000, "telehealth": 15_000, "netnode": 15_000}
+        )
+    )
+    """Silent for longer (or no probe result for longer): down."""
+    quality_max_age_ms: int = 30_000
+    """Quality readings older than this do not make a device degraded."""
+    camera_min_fps: float = 5.0
+    telehealth_max_loss_pct: float = 5.0
+    telehealth_max_jitter_ms: float = 60.0
+    link_max_loss_pct: float = 5.0
+    link_max_rtt_ms: float = 250.0
+    flap_count: int = 3
+    """Down this many times within ``flap_window_ms``: flapping."""
+    flap_window_ms: int = 10 * 60_000
+    flap_quiet_ms: int = 5 * 60_000
+    """A flapping device is up again after this long without going down."""
+    confirm_upstream_ms: int = 12_000
+    """How long a failed node waits for its upstream node's verdict before it is blamed."""
+    catch_up_slack_ms: int = 5_000
+    """Event time running this much faster than the wall clock means a backlog is replayed."""
+    incident_severity: Mapping[tuple[str, str], str] = field(default_factory=_incident_severity)
+    """(incident kind, device class) -> severity of the incident the workers open."""
+
+    # --- alert rules (ioc.alerting.rules), seconds ---
+    scrape_interval_s: int = 5
+    """Every Prometheus scrape (and file_sd refresh) of the generated scrape configs."""
+    evaluation_interval_s: int = 5
+    """Rule evaluation interval; the promtool tests step by it."""
+    camera_online_ratio_min: float = 0.8
+    """CameraOnlineRatioLow below it; online-share panels turn amber below it."""
+    sessions_dropped_max: int = 3
+    """TelehealthSessionsDropping at this many drops in a unit within the window."""
+    sessions_dropped_window_s: int = 600
+    consumer_lag_max_messages: int = 10_000
+    """ConsumerLagGrowing above it (and growing); the lag panel turns amber above it."""
+    consumer_lag_trend_window_s: int = 300
+    data_stale_s: int = 30
+    """DataStale when the newest event of a feed is older than this."""
+    partition_stalled_s: int = 60
+    """PartitionStalled when a partition has had lag without progress for longer."""
+    dlq_ratio_max: float = 0.01
+    """DeadLetterRateHigh when more than this share of a feed is dead-lettered."""
+    dlq_rate_window_s: int = 300
+    write_errors_window_s: int = 120
+    """DatabaseWritesFailing / DeadLetterSendFailing: any failure within this window."""
+    db_write_quantile: float = 0.99
+    db_write_max_s: float = 1
+    """DatabaseWritesSlow when the ``db_write_quantile`` batch write time is above it."""
+    db_write_window_s: int = 120
+    alerts: Mapping[str, AlertPolicy] = field(default_factory=_alert_policies)
+    """Alert name -> ``for:`` and severity."""
+
+    # --- dashboard colour steps for panels with no alert behind them ---
+    online_ratio_target: float = 0.95
+    """Online-share panels turn green from here (amber from ``camera_online_ratio_min``)."""
+    network_reachable_low: float = 0.9
+    network_reachable_target: float = 0.99
+    freshness_warn_s: int = 10
+    freshness_bad_s: int = 60
+    consumer_lag_bad_messages: int = 100_000
+    sessions_dropped_hour_bad: int = 10
+    db_write_median_quantile: float = 0.5
+    """The second line of the write-latency panel (the first is ``db_write_quantile``)."""
+
+
+THRESHOLDS: Final = Thresholds()
