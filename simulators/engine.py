@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import msgspec
 import orjson
 
+from ioc.contract import faults as fl
 from ioc.contract import schemas as s
 from ioc.contract.topology import Topology
 from ioc.simulators.behaviour import (
@@ -366,7 +367,7 @@ class Simulator:
                 Out(
                     "faults",
                     fault.id.encode(),
-                    orjson.dumps(self.fault_record(fault, event, ts)),
+                    fl.encode(self.fault_record(fault, event, ts)),
                     True,
                     f"fault.{event}",
                     fault.target or "",
@@ -375,24 +376,24 @@ class Simulator:
             )
             self.stats.fault_events += 1
 
-    def fault_record(self, fault: Fault, event: str, ts_ms: int) -> dict[str, Any]:
+    def fault_record(self, fault: Fault, event: str, ts_ms: int) -> fl.FaultRecord:
         affected: list[str] = []
         if fault.target:
             affected = [fault.target]
             if fault.type in ("node_down", "flapping", "link_degraded"):
                 affected += self.topology.devices_behind(fault.target)
-        return {
-            "fault_id": fault.id,
-            "type": fault.type,
-            "event": event,
-            "ts_ms": ts_ms,
-            "start_ms": self.start_ms + fault.start_ms,
-            "end_ms": None if fault.end_ms >= 2**61 else self.start_ms + fault.end_ms,
-            "target": fault.target,
-            "rate": fault.rate or None,
-            "params": fault.params,
-            "affected": affected,
-        }
+        return fl.FaultRecord(
+            fault_id=fault.id,
+            type=fault.type,
+            event=event,
+            ts_ms=ts_ms,
+            start_ms=self.start_ms + fault.start_ms,
+            end_ms=None if fault.end_ms >= 2**61 else self.start_ms + fault.end_ms,
+            target=fault.target,
+            rate=fault.rate or None,
+            params=fault.params,
+            affected=affected,
+        )
 
 
 def _due(stream: _Stream) -> int:

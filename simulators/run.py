@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from ioc.config import Settings
 from ioc.contract.topology import Topology, load_scenario
 from ioc.errors import IocError
@@ -200,7 +202,9 @@ def _run_shard(
         "latencies": sink.latency_samples_ms(),
         "seed": seed,
         "first_error": getattr(sink, "first_error", None),
-        "faults": [sim.fault_record(f, "summary", start_ms) for f in sim.plan.faults]
+        "faults": [
+            msgspec.to_builtins(sim.fault_record(f, "summary", start_ms)) for f in sim.plan.faults
+        ]
         if shard == 0
         else [],
     }
