@@ -74,6 +74,19 @@ def cmd_db_migrate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_db_compose_init(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from ioc.db.roles import COMPOSE_INITDB, compose_initdb_script
+
+    out = Path(args.out) if args.out else Path("deploy") / COMPOSE_INITDB
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(compose_initdb_script())
+    out.chmod(0o755)
+    print(f"wrote {out}")
+    return 0
+
+
 def cmd_topics_create(args: argparse.Namespace, settings: Settings) -> int:
     from ioc.kafka import ensure_topics
 
@@ -170,6 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub.add_parser("migrate", help="apply pending migrations").set_defaults(
         handler=cmd_db_migrate
     )
+    p = db_sub.add_parser(
+        "compose-init", help="write compose's database init script from ioc/db/roles.py"
+    )
+    p.add_argument("--out", help="file (default deploy/compose/initdb/01-ioc-roles.sh)")
+    p.set_defaults(handler=cmd_db_compose_init)
 
     topics = sub.add_parser("topics", help="Kafka topics")
     topics_sub = topics.add_subparsers(dest="topics_command", required=True, metavar="ACTION")

@@ -9,15 +9,17 @@ from __future__ import annotations
 import json
 import os
 import re
-from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import quote, urlsplit
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ioc.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ioc.deploy.local.credentials import StackCredentials
 
 ENV_PREFIX = "IOC_"
 
@@ -137,23 +139,28 @@ class Settings(BaseSettings):
         return self
 
     # --- derived values ------------------------------------------------------------------------
+    def stack_credentials(self) -> StackCredentials:
+        """The local stack's generated credentials (``ioc stack up``): their one owner."""
+        from ioc.deploy.local.credentials import StackCredentials
+
+        return StackCredentials(self.stack_dir)
+
     def stack_credentials_path(self, service: str) -> Path:
         """Where the local stack keeps a service's generated credentials (``ioc stack up``)."""
-        return self.stack_dir / service / "credentials.json"
+        return self.stack_credentials().path(service)
 
     @property
     def stack_pager_token_path(self) -> Path:
         """The pager token the local stack generates for Alertmanager and the pager."""
-        return self.stack_dir / "pager.token"
+        return self.stack_credentials().pager_token_path
 
     def stack_kafka_users(self) -> dict[str, str]:
         """SCRAM users the local stack created (``ioc stack up``), name -> password."""
-        path = self.stack_credentials_path("kafka")
         try:
-            users: dict[str, str] = json.loads(path.read_text())["users"]
-        except (OSError, ValueError, KeyError):
+            kafka = self.stack_credentials().kafka()
+        except ConfigError:
             return {}
-        return users
+        return dict(kafka.users) if kafka else {}
 
     @property
     def bootstrap_servers(self) -> str:
@@ -167,56 +174,70 @@ class Settings(BaseSettings):
     def alertmanager_url(self) -> str:
         return f"http://127.0.0.1:{self.alertmanager_port}"
 
-    @cached_property
-    def _stack_credentials(self) -> dict[str, Any]:
-        path = self.stack_credentials_path("timescaledb")
-        try:
-            data: dict[str, Any] = json.loads(path.read_text())
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot read local stack credentials {path}: {exc}") from exc
-        return data
-
-    def _stack_dsn(self, role: str) -> str:
-        creds = self._stack_credentials
-        if role not in creds.get("roles", {}):
-            env = f"{ENV_PREFIX}DB_DSN" if role == "ioc_app" else f"{ENV_PREFIX}DB_ADMIN_DSN"
+    def _stack_dsn(self, role: str, env: str) -> str:
+        creds = self.stack_credentials().database()  # ConfigError if unreadable
+        if creds is None or role not in creds.roles:
             raise ConfigError(
                 f"{env} is not set and the local stack has no credentials for role {role} "
                 f"in {self.stack_dir}; run `ioc stack up` or set {env}"
             )
-        password = quote(creds["roles"][role], safe="")
-        return f"postgresql://{role}:{password}@127.0.0.1:{self.postgres_port}/{creds['database']}"
+        return creds.dsn(role, self.postgres_port)
 
     def database_dsn(self) -> str:
         """DSN for runtime reads and writes (least privilege)."""
         if self.db_dsn is not None:
             return self.db_dsn.get_secret_value()
-        return self._stack_dsn("ioc_app")
+        from ioc.db.roles import RUNTIME_ROLE
+
+        return self._stack_dsn(RUNTIME_ROLE, f"{ENV_PREFIX}DB_DSN")
 
     def admin_dsn(self) -> str:
         """DSN for migrations (schema owner)."""
         if self.db_admin_dsn is not None:
             return self.db_admin_dsn.get_secret_value()
-        return self._stack_dsn("ioc_admin")
+        from ioc.db.roles import ADMIN_ROLE
+
+        return self._stack_dsn(ADMIN_ROLE, f"{ENV_PREFIX}DB_ADMIN_DSN")
 
     def resolved_pager_token(self) -> str:
         """The token the pager accepts (and the local Alertmanager sends)."""
         if self.pager_token is not None:
             return self.pager_token.get_secret_value()
-        path = self.stack_pager_token_path
-        try:
-            return path.read_text().strip()
-        except FileNotFoundError:
+        stack = self.stack_credentials()
+        token = stack.pager_token()
+        if token is None:
             raise ConfigError(
-                f"{ENV_PREFIX}PAGER_TOKEN is not set and the local stack has no {path}; "
-                f"run `ioc stack up` or set {ENV_PREFIX}PAGER_TOKEN"
-            ) from None
+                f"{ENV_PREFIX}PAGER_TOKEN is not set and the local stack has no "
+                f"{stack.pager_token_path}; run `ioc stack up` or set {ENV_PREFIX}PAGER_TOKEN"
+            )
+        return token
 
     def topic(self, name: str) -> str:
         """The physical Kafka topic name for a contract topic (test namespaces use a prefix)."""
         return f"{self.kafka_topic_prefix}{name}"
+
+    def child_env(self) -> dict[str, str]:
+        """These settings as ``IOC_<FIELD>`` variables, for a child ``ioc`` process.
+
+        Every field that is set (not None) is written, so the child reads back exactly these
+        settings whatever its own environment or ``.env`` says; a None field is left out (see
+        :func:`ioc.processes.ioc_env`, which also drops the parent's variable for it). Secrets
+        are in clear here: hand the dict to the child's environment, never log it.
+        """
+        from pydantic_core import to_jsonable_python
+
+        env: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            plain = to_jsonable_python(value)  # Path -> str, bool -> bool, models -> dicts
+            # pydantic-settings reads strings and numbers as they are, anything else as JSON
+            text = plain if isinstance(plain, str) else json.dumps(plain)
+            env[f"{ENV_PREFIX}{name.upper()}"] = text
+        return env
 
 
 def _describe(exc: ValidationError) -> str:

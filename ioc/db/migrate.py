@@ -14,11 +14,10 @@ from importlib import resources
 import asyncpg
 
 from ioc.db import connect
+from ioc.db.roles import READONLY_ROLE, RUNTIME_ROLE
 from ioc.errors import IocError
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
-RUNTIME_ROLE = "ioc_app"
-READONLY_ROLE = "ioc_grafana"
 
 
 class MigrationError(IocError):

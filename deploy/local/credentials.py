@@ -1,0 +1,231 @@
+"""The local stack's generated credentials: the one owner that reads, generates and writes them.
+
+Everything under ``IOC_STACK_DIR``, never in the repository, each file mode 0600:
+
+=============================  ===============================================================
+``kafka/credentials.json``     the SCRAM users of the broker's SASL listener and passwords
+``timescaledb/credentials.json``  the superuser's and every role's password (ioc.db.roles)
+``pager.token``                the bearer token Alertmanager sends to ``ioc pager``
+=============================  ===============================================================
+
+The stack's services generate them on first start (:meth:`StackCredentials.ensure_kafka`,
+...); :mod:`ioc.config` reads them when ``IOC_DB_DSN``, ``IOC_DB_ADMIN_DSN``,
+``IOC_KAFKA_SASL_PASSWORD`` or ``IOC_PAGER_TOKEN`` is unset. Every DSN to the stack's
+database is built by :func:`dsn`, which URL-quotes the user and the password.
+
+This module must not import :mod:`ioc.config` (which imports it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from ioc.db.roles import DATABASE, ROLES, SUPERUSER
+from ioc.errors import ConfigError
+
+LOOPBACK = "127.0.0.1"
+KAFKA_USER = "ioc"
+KAFKA_SASL_MECHANISM = "SCRAM-SHA-512"
+
+
+class CredentialsError(ConfigError):
+    """A credentials file exists but cannot be read or is not what this module wrote."""
+
+
+def new_password() -> str:
+    """A generated password: 32 URL-safe characters from the OS's CSPRNG."""
+    return secrets.token_urlsafe(24)
+
+
+def dsn(user: str, password: str, port: int, database: str, host: str = LOOPBACK) -> str:
+    """``postgresql://user:password@host:port/database`` with user and password URL-quoted."""
+    return (
+        f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}"
+        f"@{host}:{port}/{quote(database, safe='')}"
+    )
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a secret readable by its owner only (0600), atomically (never half-written)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.chmod(tmp, 0o600)  # O_CREAT's mode does not apply to a file left by a crash
+    tmp.replace(path)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise CredentialsError(f"cannot read local stack credentials {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CredentialsError(f"cannot read local stack credentials {path}: not an object")
+    return data
+
+
+@dataclass(frozen=True)
+class KafkaCredentials:
+    """The broker's SCRAM users, name -> password."""
+
+    users: dict[str, str]
+    mechanism: str = KAFKA_SASL_MECHANISM
+
+    @classmethod
+    def generate(cls) -> KafkaCredentials:
+        return cls(users={KAFKA_USER: new_password()})
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> KafkaCredentials:
+        users = doc["users"]
+        if not isinstance(users, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in users.items()
+        ):
+            raise ValueError("users must map names to passwords")
+        return cls(users=dict(users), mechanism=str(doc.get("mechanism", KAFKA_SASL_MECHANISM)))
+
+    def document(self) -> dict[str, Any]:
+        return {"mechanism": self.mechanism, "users": self.users}
+
+
+@dataclass
+class DatabaseCredentials:
+    """The stack's database: the superuser's and each role's password, and whether the roles
+    and the database have been created (``initialised``)."""
+
+    superuser_password: str
+    roles: dict[str, str]
+    database: str = DATABASE
+    superuser: str = SUPERUSER
+    initialised: bool = False
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def generate(cls) -> DatabaseCredentials:
+        return cls(
+            superuser_password=new_password(), roles={role: new_password() for role in ROLES}
+        )
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> DatabaseCredentials:
+        known = {"database", "superuser", "superuser_password", "roles", "initialised"}
+        roles = doc["roles"]
+        if not isinstance(roles, dict) or not all(isinstance(v, str) for v in roles.values()):
+            raise ValueError("roles must map role names to passwords")
+        return cls(
+            superuser_password=str(doc["superuser_password"]),
+            roles=dict(roles),
+            database=str(doc.get("database", DATABASE)),
+            superuser=str(doc.get("superuser", SUPERUSER)),
+            initialised=bool(doc.get("initialised", False)),
+            extra={k: v for k, v in doc.items() if k not in known},
+        )
+
+    def document(self) -> dict[str, Any]:
+        return {
+            **self.extra,
+            "database": self.database,
+            "superuser": self.superuser,
+            "superuser_password": self.superuser_password,
+            "roles": dict(self.roles),
+            "initialised": self.initialised,
+        }
+
+    def password(self, role: str) -> str:
+        """The password of ``role`` (or of the superuser); KeyError if the stack has none."""
+        if role == self.superuser:
+            return self.superuser_password
+        return self.roles[role]
+
+    def dsn(self, role: str, port: int, database: str | None = None) -> str:
+        """DSN of ``role`` on the stack's loopback port, to ``database`` (default the stack's)."""
+        return dsn(role, self.password(role), port, database or self.database)
+
+
+class StackCredentials:
+    """The credentials files of one stack directory."""
+
+    def __init__(self, stack_dir: Path) -> None:
+        self.stack_dir = stack_dir
+
+    def path(self, service: str) -> Path:
+        """Where ``service`` (``kafka``, ``timescaledb``) keeps its generated credentials."""
+        return self.stack_dir / service / "credentials.json"
+
+    @property
+    def kafka_path(self) -> Path:
+        return self.path("kafka")
+
+    @property
+    def database_path(self) -> Path:
+        return self.path("timescaledb")
+
+    @property
+    def pager_token_path(self) -> Path:
+        return self.stack_dir / "pager.token"
+
+    # --- Kafka ------------------------------------------------------------------------------
+    def kafka(self) -> KafkaCredentials | None:
+        """The SCRAM users, or None before the stack generated them."""
+        doc = _read_json(self.kafka_path)
+        if doc is None:
+            return None
+        try:
+            return KafkaCredentials.from_document(doc)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise CredentialsError(f"unexpected content in {self.kafka_path}: {exc}") from exc
+
+    def ensure_kafka(self) -> KafkaCredentials:
+        """The SCRAM users, generated and written on first use."""
+        creds = self.kafka()
+        if creds is None:
+            creds = KafkaCredentials.generate()
+            write_private(self.kafka_path, json.dumps(creds.document(), indent=2))
+        return creds
+
+    # --- database ---------------------------------------------------------------------------
+    def database(self) -> DatabaseCredentials | None:
+        """The database passwords, or None before the stack generated them."""
+        doc = _read_json(self.database_path)
+        if doc is None:
+            return None
+        try:
+            return DatabaseCredentials.from_document(doc)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise CredentialsError(f"unexpected content in {self.database_path}: {exc}") from exc
+
+    def ensure_database(self) -> DatabaseCredentials:
+        """The database passwords, generated and written on first use."""
+        creds = self.database()
+        if creds is None:
+            creds = DatabaseCredentials.generate()
+            self.save_database(creds)
+        return creds
+
+    def save_database(self, creds: DatabaseCredentials) -> None:
+        write_private(self.database_path, json.dumps(creds.document(), indent=2))
+
+    # --- pager ------------------------------------------------------------------------------
+    def pager_token(self) -> str | None:
+        """The token Alertmanager sends to the pager, or None before the stack generated it."""
+        try:
+            return self.pager_token_path.read_text().strip()
+        except FileNotFoundError:
+            return None
+
+    def ensure_pager_token(self) -> str:
+        token = self.pager_token()
+        if token is None:
+            token = secrets.token_urlsafe(32)
+            write_private(self.pager_token_path, token)
+        return token

@@ -1,0 +1,115 @@
+"""Installers of the local stack: Debian packages, a Debian chroot, Maven-resolved jars.
+
+Each helper does one first-time install step, appends its output to the calling service's
+log and raises :class:`~ioc.deploy.local.process.StackError` with the log's tail if it fails.
+The services decide *whether* to install (``Service.installed``); these only know *how*.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+from ioc.deploy.local.process import Progress, StackError, as_root, run_step
+
+DEBIAN_SUITE = "trixie"
+DEBIAN_MIRROR = os.environ.get("IOC_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+
+_apt_updated = False
+
+
+def apt_install(packages: list[str], log: Path, progress: Progress) -> None:
+    """``apt-get install`` on the host (``apt-get update`` once per process first)."""
+    global _apt_updated
+    progress(f"  apt-get install {' '.join(packages)} (first time only)")
+    if not _apt_updated:
+        run_step(as_root(["apt-get", "update", "-q"]), "apt-get update", log)
+        _apt_updated = True
+    run_step(
+        as_root(
+            [
+                "env",
+                "DEBIAN_FRONTEND=noninteractive",
+                "apt-get",
+                "install",
+                "-y",
+                "-q",
+                "--no-install-recommends",
+                *packages,
+            ]
+        ),
+        f"apt-get install {' '.join(packages)}",
+        log,
+    )
+
+
+def ensure_command(command: str, package: str, log: Path, progress: Progress) -> None:
+    """Install ``package`` from Debian if ``command`` is not on PATH."""
+    if not shutil.which(command):
+        apt_install([package], log, progress)
+
+
+def debootstrap(rootfs: Path, include: list[str], log: Path, progress: Progress) -> None:
+    """A minimal Debian chroot at ``rootfs`` with ``include`` installed (built beside, renamed).
+
+    A half-built chroot from an interrupted run is removed first; ``rootfs`` only ever
+    appears complete.
+    """
+    ensure_command("debootstrap", "debootstrap", log, progress)
+    staging = rootfs.with_name(rootfs.name + ".partial")
+    if staging.exists():
+        run_step(as_root(["rm", "-rf", str(staging)]), "clean partial chroot", log)
+    run_step(
+        as_root(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={','.join(include)}",
+                DEBIAN_SUITE,
+                str(staging),
+                DEBIAN_MIRROR,
+            ]
+        ),
+        "debootstrap",
+        log,
+        timeout=1800,
+    )
+    staging.rename(rootfs)
+
+
+def maven_dependencies(pom: Path, libs: Path, log: Path, progress: Progress) -> None:
+    """Every runtime jar of ``pom``'s dependencies into ``libs`` (complete, or not at all).
+
+    ``libs/.complete`` marks a finished copy; see :func:`maven_complete`.
+    """
+    ensure_command("mvn", "maven", log, progress)
+    staging = libs.with_name(libs.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    run_step(
+        [
+            "mvn",
+            "-B",
+            "-q",
+            "-f",
+            str(pom),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={staging}",
+            "-DincludeScope=runtime",
+        ],
+        "mvn dependency:copy-dependencies",
+        log,
+    )
+    shutil.rmtree(libs, ignore_errors=True)
+    staging.rename(libs)
+    (libs / ".complete").write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
+
+
+def maven_complete(libs: Path) -> bool:
+    return (libs / ".complete").exists()
+
+
+def require_java() -> None:
+    if not shutil.which("java"):
+        raise StackError("kafka needs Java 17+ on PATH (`apt-get install openjdk-17-jre`)")

@@ -1,0 +1,66 @@
+"""The database roles and their bootstrap SQL are defined once (ioc/db/roles.py)."""
+
+from __future__ import annotations
+
+import re
+import stat
+from pathlib import Path
+
+from ioc.db import migrate
+from ioc.db.roles import (
+    COMPOSE_INITDB,
+    COMPOSE_PASSWORD_ENV,
+    DATABASE,
+    READONLY_ROLE,
+    ROLES,
+    RUNTIME_ROLE,
+    bootstrap_sql,
+    compose_initdb_script,
+    sql_literal,
+)
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+
+
+def test_committed_compose_init_script_is_up_to_date() -> None:
+    path = DEPLOY / COMPOSE_INITDB
+    assert path.read_text() == compose_initdb_script(), (
+        f"{path} is stale: run `ioc db compose-init`"
+    )
+    assert path.stat().st_mode & stat.S_IXUSR, f"{path} must be executable"
+
+
+def test_compose_passes_every_role_password_and_requires_it() -> None:
+    script = compose_initdb_script()
+    compose = (DEPLOY / "compose" / "docker-compose.yml").read_text()
+    for role in ROLES:
+        env = COMPOSE_PASSWORD_ENV[role]
+        assert f'"${{{env}:?}}"' in script
+        assert f"{env}: ${{{env}:?" in compose, f"compose does not pass {env} to the database"
+    assert "<<'SQL'" in script, "here-documents must be quoted: no shell expansion of SQL"
+
+
+def test_migrations_grant_to_the_same_roles() -> None:
+    assert (migrate.RUNTIME_ROLE, migrate.READONLY_ROLE) == (RUNTIME_ROLE, READONLY_ROLE)
+
+
+def test_passwords_are_sql_literals_and_every_role_is_created_then_aligned() -> None:
+    sql = bootstrap_sql(lambda role: sql_literal(f"it's {role}"), "ioc")
+    text = "\n".join(sql.roles)
+    for role in ROLES:
+        assert f"CREATE ROLE {role};" in text
+        assert re.search(
+            rf"ALTER ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
+            rf"PASSWORD 'it''s {role}';",
+            text,
+        )
+    assert sql.create_database == f"CREATE DATABASE {DATABASE} OWNER ioc_admin;"
+    assert "SUPERUSER" not in text.replace("NOSUPERUSER", "")
+
+
+def test_readonly_role_searches_the_configured_schema() -> None:
+    sql = bootstrap_sql(lambda role: "'x'", "t123")
+    assert (
+        f"ALTER ROLE {READONLY_ROLE} IN DATABASE {DATABASE} SET search_path = t123, public;"
+        in sql.database
+    )
