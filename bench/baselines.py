@@ -23,7 +23,6 @@ import asyncio
 import datetime as dt
 import json
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -33,17 +32,15 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
 from bench_machine import machine  # type: ignore[import-not-found]
-from integration.workers import Worker, drop_namespace, drop_schema, landed
 
-from ioc.bootstrap import bootstrap
+from ioc.bootstrap import bootstrap, drop_namespace, drop_schema
 from ioc.config import Settings, load_settings
+from ioc.contract.tables import RAW
 from ioc.contract.topics import FEED_TOPICS
 from ioc.db import connect
 from ioc.kafka_clients import aiokafka_common, librdkafka_admin
+from ioc.processes import Process, WorkerProcess, stop_all
 from ioc.simulators.run import SimConfig, run_simulation
 from ioc.streams.consumer import consumer_group
 
@@ -111,7 +108,7 @@ async def raw_drain(settings: Settings, expected: int, round_: int = 0) -> float
 
 def product_drain(settings: Settings, expected: int, workers: int, log_dir: Path) -> float:
     procs = [
-        Worker(settings, SCENARIO, log_dir / f"{settings.db_schema}-w{i}.log", f"w{i}")
+        WorkerProcess(settings, SCENARIO, log_dir / f"{settings.db_schema}-w{i}.log", f"w{i}")
         for i in range(workers)
     ]
     for w in procs:
@@ -125,8 +122,7 @@ def product_drain(settings: Settings, expected: int, workers: int, log_dir: Path
             consumer_group(settings),
         )
     finally:
-        for w in procs:
-            w.stop()
+        stop_all(procs)
 
 
 QUIX_PYTHON = Path(__file__).resolve().parent.parent / ".venv-quix" / "bin" / "python"
@@ -138,8 +134,7 @@ def quix_drain(settings: Settings, expected: int, log_dir: Path) -> float | None
         print("Quix Streams peer skipped: run `make bench-venv` first", file=sys.stderr)
         return None
     asyncio.run(_create_peer_rollup(settings))
-    log = (log_dir / f"{settings.db_schema}-quix.log").open("ab")
-    proc = subprocess.Popen(
+    proc = Process(
         [
             str(QUIX_PYTHON),
             str(Path(__file__).with_name("quix_peer.py")),
@@ -154,23 +149,30 @@ def quix_drain(settings: Settings, expected: int, log_dir: Path) -> float | None
             "--port",
             str(settings.postgres_port),
         ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+        log_dir / f"{settings.db_schema}-quix.log",
+        name="quix peer",
+    ).start()
     try:
         return _measure_drain(
             settings,
             expected,
-            lambda: proc.poll() is None,
+            proc.alive,
             "quix peer",
             f"{settings.kafka_topic_prefix}quix-peer",
         )
     finally:
-        proc.terminate()
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        proc.stop()
+
+
+async def stored_rows(settings: Settings) -> int:
+    """Rows in the namespace's raw tables."""
+    conn = await connect(settings.admin_dsn())
+    try:
+        tables = " UNION ALL ".join(f"SELECT count(*) AS n FROM {t}" for t in RAW.values())
+        await conn.execute(f"SET search_path TO {settings.db_schema}, public")
+        return int(await conn.fetchval(f"SELECT sum(n) FROM ({tables}) x"))
+    finally:
+        await conn.close()
 
 
 async def _create_peer_rollup(settings: Settings) -> None:
@@ -228,7 +230,7 @@ def _measure_drain(
         time.sleep(0.25)
     end = time.perf_counter()
     assert first is not None
-    stored = landed(settings)
+    stored = asyncio.run(stored_rows(settings))
     if stored != expected:
         raise SystemExit(f"{what}: committed everything but {stored}/{expected} rows are stored")
     return (expected - first[1]) / max(end - first[0], 1e-6)

@@ -34,16 +34,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
 from bench_machine import machine  # type: ignore[import-not-found]
-from integration.workers import Worker, drop_namespace
 
-from ioc.bootstrap import bootstrap
+from ioc.bootstrap import bootstrap, drop_namespace
 from ioc.config import Settings, load_settings
 from ioc.contract import metrics as m
 from ioc.contract.tables import RAW
 from ioc.db import connect
+from ioc.processes import WorkerProcess, stop_all
 from ioc.simulators.run import SimConfig, Summary, run_simulation
 
 RESULTS = Path(__file__).parent / "results"
@@ -65,7 +63,7 @@ async def newest_event_age(settings: Settings) -> float | None:
         await conn.close()
 
 
-def worker_counters(workers: list[Worker]) -> tuple[float, float]:
+def worker_counters(workers: list[WorkerProcess]) -> tuple[float, float]:
     """Rows written (committed) and consumer lag, summed over the workers' /metrics.
 
     Read from the workers rather than counted in the database: a count(*) of millions of
@@ -105,7 +103,7 @@ def run_point(rate: float, duration: float, workers: int, log_dir: Path) -> dict
     )
     asyncio.run(bootstrap(settings, SCENARIO))
     procs = [
-        Worker(settings, SCENARIO, log_dir / f"{tag}-w{i}.log", f"w{i}").start()
+        WorkerProcess(settings, SCENARIO, log_dir / f"{tag}-w{i}.log", f"w{i}").start()
         for i in range(workers)
     ]
     try:
@@ -128,7 +126,7 @@ def run_point(rate: float, duration: float, workers: int, log_dir: Path) -> dict
             )
         )
         started = time.time()
-        cpu0 = [proc_stats(w.proc.pid)[0] for w in procs if w.proc]
+        cpu0 = [proc_stats(w.pid)[0] for w in procs]
         thread.start()
         samples: list[tuple[float, float, float | None, float]] = []
         last_note = time.time()
@@ -146,7 +144,7 @@ def run_point(rate: float, duration: float, workers: int, log_dir: Path) -> dict
                     flush=True,
                 )
         thread.join()
-        cpu1 = [proc_stats(w.proc.pid) for w in procs if w.proc]
+        cpu1 = [proc_stats(w.pid) for w in procs]
         summary = result["s"]
         # drain: how long until everything produced has landed
         produced = sum(summary.stats.valid_by_feed.values())
@@ -195,8 +193,7 @@ def run_point(rate: float, duration: float, workers: int, log_dir: Path) -> dict
             ],
         }
     finally:
-        for w in procs:
-            w.stop()
+        stop_all(procs)
         asyncio.run(drop_namespace(settings))
 
 

@@ -74,3 +74,41 @@ async def verify(settings: Settings, topology: Topology) -> None:
     absent = [settings.topic(t.name) for t in ALL_TOPICS if settings.topic(t.name) not in present]
     if absent:
         raise NotBootstrapped(f"Kafka topics missing: {', '.join(absent)}: {todo}")
+
+
+def _check_private(settings: Settings, what: str) -> None:
+    default_schema = Settings.model_fields["db_schema"].default
+    if settings.db_schema == default_schema or not settings.kafka_topic_prefix:
+        raise IocError(
+            f"refusing to drop {what}: only a private namespace (a topic prefix and a schema "
+            f"other than {default_schema!r}) is dropped, got prefix "
+            f"{settings.kafka_topic_prefix!r}, schema {settings.db_schema!r}"
+        )
+
+
+async def drop_schema(settings: Settings) -> None:
+    """Drop a private namespace's database schema (tests, benchmarks), with all its data."""
+    from ioc.db import connect
+
+    _check_private(settings, f"schema {settings.db_schema}")
+    conn = await connect(settings.admin_dsn())
+    try:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {settings.db_schema} CASCADE")
+    finally:
+        await conn.close()
+
+
+async def drop_namespace(settings: Settings) -> None:
+    """Undo :func:`bootstrap` for a private namespace (tests, benchmarks): its schema and
+    every topic with its prefix. The default namespace (no prefix, schema ``ioc``) is refused."""
+    from ioc.kafka import admin_client, delete_topics
+
+    _check_private(settings, "the namespace")
+    await drop_schema(settings)
+    admin = await admin_client(settings)
+    try:
+        mine = [t for t in await admin.list_topics() if t.startswith(settings.kafka_topic_prefix)]
+    finally:
+        await admin.close()
+    if mine:
+        await delete_topics(settings, mine)

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 from ioc.config import Settings
+from ioc.processes import WorkerProcess, stop_all
 
 
 def _say(message: str) -> None:
@@ -31,82 +28,32 @@ def prepare_infrastructure(settings: Settings, scenario: str) -> None:
     )
 
 
-def worker_env(settings: Settings) -> dict[str, str]:
-    """The environment a child `ioc` process needs to work in the same namespace."""
-    env = dict(os.environ)
-    env.update(
-        {
-            "IOC_KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
-            "IOC_DB_SCHEMA": settings.db_schema,
-            "IOC_STACK_DIR": str(settings.stack_dir),
-            "IOC_KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-            "IOC_KAFKA_SECURITY_PROTOCOL": settings.kafka_security_protocol,
-        }
-    )
-    if settings.db_dsn is not None:
-        env["IOC_DB_DSN"] = settings.db_dsn.get_secret_value()
-    if settings.kafka_sasl_mechanism:
-        env["IOC_KAFKA_SASL_MECHANISM"] = settings.kafka_sasl_mechanism
-    if settings.kafka_sasl_username:
-        env["IOC_KAFKA_SASL_USERNAME"] = settings.kafka_sasl_username
-    if settings.kafka_sasl_password is not None:  # to the child only, never logged
-        env["IOC_KAFKA_SASL_PASSWORD"] = settings.kafka_sasl_password.get_secret_value()
-    return env
-
-
 def start_workers(
     settings: Settings, scenario: str, count: int, log_dir: Path
-) -> list[tuple[subprocess.Popen[bytes], int]]:
+) -> list[WorkerProcess]:
     """Start ``count`` stream workers (one consumer group) and wait until they serve."""
-    log_dir.mkdir(parents=True, exist_ok=True)
-    ioc = str(Path(sys.executable).parent / "ioc")
-    workers = []
-    for i in range(count):
-        port = settings.metrics_port + i
-        log = (log_dir / f"worker-{i + 1}.log").open("ab")
-        proc = subprocess.Popen(
-            [
-                ioc,
-                "worker",
-                "--scenario",
-                scenario,
-                "--metrics-port",
-                str(port),
-                "--name",
-                f"worker-{i + 1}",
-            ],
-            env=worker_env(settings),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        workers.append((proc, port))
+    workers = [
+        WorkerProcess(
+            settings,
+            scenario,
+            log_dir / f"worker-{i + 1}.log",
+            name=f"worker-{i + 1}",
+            metrics_port=settings.metrics_port + i if settings.metrics_port else 0,
+        ).start()
+        for i in range(count)
+    ]
     deadline = time.monotonic() + 90
-    for proc, port in workers:
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"ioc: error: worker on :{port} exited; see {log_dir}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit(
-                        f"ioc: error: worker on :{port} did not start; see {log_dir}"
-                    ) from None
-                time.sleep(0.5)
+    try:
+        for worker in workers:
+            worker.wait_serving(timeout=max(0.0, deadline - time.monotonic()))
+    except BaseException:
+        stop_workers(workers)
+        raise
     return workers
 
 
-def stop_workers(workers: list[tuple[subprocess.Popen[bytes], int]]) -> None:
-    for proc, _port in workers:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-    for proc, _port in workers:
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+def stop_workers(workers: list[WorkerProcess]) -> None:
+    stop_all(workers, timeout=60)
 
 
 def run_main_job(
@@ -116,7 +63,7 @@ def run_main_job(
     log_dir = settings.stack_dir / "logs"
     _say(f"[streams] starting {workers} worker(s) for scenario {scenario} (logs in {log_dir})")
     procs = start_workers(settings, scenario, workers, log_dir)
-    ports = ", ".join(f":{port}" for _proc, port in procs)
+    ports = ", ".join(f":{worker.served_port()}" for worker in procs)
     _say("")
     _say("IOC pipeline is running:")
     _say(f"  Kafka bootstrap   {settings.bootstrap_servers}")

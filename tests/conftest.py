@@ -41,7 +41,7 @@ def stack(base_settings: Settings) -> Iterator[object]:
 @pytest.fixture
 async def namespace(base_settings: Settings, stack: object) -> AsyncIterator[Settings]:
     """Settings whose topics and schema are private to this test; cleaned up afterwards."""
-    from tests.integration.workers import drop_namespace
+    from ioc.bootstrap import drop_namespace
 
     tag = f"t{uuid.uuid4().hex[:10]}"
     settings = base_settings.model_copy(update={"kafka_topic_prefix": f"{tag}.", "db_schema": tag})

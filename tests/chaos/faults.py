@@ -11,8 +11,10 @@ from typing import Any
 
 from ioc.config import Settings
 from ioc.simulators.run import SimConfig, run_simulation
-
-from ..integration.workers import Worker, assert_accounting, landed, reconcile, wait_for
+from tests.support.db import landed
+from tests.support.processes import Worker
+from tests.support.reconcile import assert_accounting, reconcile
+from tests.support.wait import wait_for
 
 
 class Production:
@@ -43,7 +45,7 @@ class Production:
             lambda: landed(self.settings) >= valid,
             timeout,
             interval=2,
-            what=f"{valid} rows after: {what} ({worker.log()})",
+            what=f"{valid} rows after: {what} ({worker.log_tail()})",
         )
         assert self.summary.errors == 0, f"{self.summary.errors} delivery errors"
         reconcile(self.settings, self.summary, what)
@@ -66,7 +68,7 @@ def wait_for_alert(settings: Settings, alertname: str, worker: Worker, timeout: 
     """Seconds until ``alertname`` fired (the worker must stay alive meanwhile); -1: never."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
-        assert worker.alive(), f"worker died waiting for {alertname}:\n{worker.log()}"
+        assert worker.alive(), f"worker died waiting for {alertname}:\n{worker.log_tail()}"
         if firing(settings, alertname):
             return time.monotonic() - started
         time.sleep(5)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -16,9 +15,11 @@ from ioc.bootstrap import bootstrap
 from ioc.config import Settings
 from ioc.deploy.local.stack import Stack
 from ioc.simulators.run import SimConfig, run_simulation
+from tests.support.alertmanager import forget_pages_sent
+from tests.support.processes import Worker, ioc_process
+from tests.support.wait import wait_for
 
 from ..integration.test_alerting_e2e import pages
-from ..integration.workers import IOC, Worker, env_for, forget_pages_sent, wait_for
 from .faults import Production
 
 pytestmark = pytest.mark.chaos
@@ -50,7 +51,7 @@ def test_pager_down_while_alerts_fire_loses_no_page(namespace: Settings, tmp_pat
     forget_pages_sent(namespace)
     camera = "cam-992-001"
     worker = Worker(namespace, "demo", tmp_path / "worker.log").start()
-    pager: subprocess.Popen[bytes] | None = None
+    pager = ioc_process(namespace, tmp_path / "pager.log", "pager")
     try:
         time.sleep(8)
         thread = threading.Thread(
@@ -67,14 +68,7 @@ def test_pager_down_while_alerts_fire_loses_no_page(namespace: Settings, tmp_pat
         )
         thread.start()
         time.sleep(75)  # the alert fires and Alertmanager fails to deliver (no pager)
-        log = (tmp_path / "pager.log").open("ab")
-        pager = subprocess.Popen(
-            [IOC, "pager"],
-            env=env_for(namespace),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        pager.start()
 
         def delivered() -> bool:
             return any(
@@ -88,7 +82,7 @@ def test_pager_down_while_alerts_fire_loses_no_page(namespace: Settings, tmp_pat
             wait_for(delivered, 150, interval=3, what="the page Alertmanager retried")
         except AssertionError as exc:
             recorded = [(p["alertname"], p["device_id"], p["status"]) for p in pages(namespace)]
-            pager_log = (tmp_path / "pager.log").read_text()
+            pager_log = pager.log_text()
             raise AssertionError(f"{exc}; pages: {recorded}; pager log:\n{pager_log}") from exc
         firing = [
             p
@@ -105,6 +99,4 @@ def test_pager_down_while_alerts_fire_loses_no_page(namespace: Settings, tmp_pat
         thread.join()
     finally:
         worker.stop()
-        if pager is not None and pager.poll() is None:
-            os.killpg(pager.pid, signal.SIGTERM)
-            pager.wait(timeout=30)
+        pager.stop(timeout=30)

@@ -23,12 +23,12 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from ioc.bootstrap import bootstrap
+from ioc.bootstrap import bootstrap, drop_schema
 from ioc.config import Settings
 from ioc.db import connect
 from ioc.deploy.local.stack import DATABASE, Stack
+from tests.support.processes import Worker
 
-from ..integration.workers import Worker, drop_schema
 from .faults import Production, wait_for_alert
 
 pytestmark = pytest.mark.chaos
@@ -144,7 +144,7 @@ def test_full_disk_on_the_raw_path_is_reported_and_loses_nothing(
         time.sleep(10)
         production = Production(namespace, 120)
         fired_after = wait_for_alert(namespace, "DatabaseWritesFailing", worker, 150)
-        assert "No space left on device" in worker.log_path.read_text(errors="replace")
+        assert "No space left on device" in worker.log_text()
         subprocess.run(["mount", "-o", "remount,size=256m", str(mount)], check=True)
         production.finish_and_reconcile(worker, "full disk on the raw path (1 MB, then grown)")
         print(f"full disk: DatabaseWritesFailing fired {fired_after:.0f} s into the run")

@@ -4,9 +4,6 @@ Alertmanager (routing, grouping, inhibition) -> `ioc pager` -> pages table."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -15,8 +12,9 @@ from ioc.config import Settings
 from ioc.contract.topology import load_scenario
 from ioc.db import connect
 from ioc.simulators.run import SimConfig, run_simulation
-
-from .workers import IOC, Worker, env_for, forget_pages_sent, wait_for
+from tests.support.alertmanager import forget_pages_sent
+from tests.support.processes import Worker, ioc_process
+from tests.support.wait import wait_for
 
 SCENARIO = "yen-bai-2022"
 
@@ -45,25 +43,15 @@ def test_one_page_per_outage_within_90_s_and_resolved_after(
     camera, node = "cam-135-002", "nn-140-001"
     behind = set(topo.devices_behind(node))
     assert camera not in behind
-    pager_log = (tmp_path / "pager.log").open("ab")
-    pager = subprocess.Popen(
-        [IOC, "pager"],
-        env=env_for(namespace),
-        stdout=pager_log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    pager = ioc_process(namespace, tmp_path / "pager.log", "pager").start()
     worker = Worker(namespace, SCENARIO, tmp_path / "worker.log").start()
     try:
         wait_for(
-            lambda: (
-                (tmp_path / "pager.log").read_text().count("ioc pager:") == 1
-                or pager.poll() is not None
-            ),
+            lambda: pager.log_text().count("ioc pager:") == 1 or not pager.alive(),
             30,
             what="pager up",
         )
-        assert pager.poll() is None, (tmp_path / "pager.log").read_text()
+        assert pager.alive(), pager.log_text()
         time.sleep(10)  # worker joins its group; Prometheus discovers both (file_sd, 5 s)
         summary = run_simulation(
             namespace,
@@ -102,6 +90,4 @@ def test_one_page_per_outage_within_90_s_and_resolved_after(
         assert any(p["alertname"] == "Watchdog" for p in pages(namespace))
     finally:
         worker.stop()
-        if pager.poll() is None:
-            os.killpg(pager.pid, signal.SIGTERM)
-            pager.wait(timeout=30)
+        pager.stop(timeout=30)

@@ -10,14 +10,13 @@ import pytest
 from ioc.bootstrap import NotBootstrapped, verify
 from ioc.config import Settings
 from ioc.contract.topology import load_scenario
-
-from .workers import IOC, env_for
+from tests.support.processes import ioc_command, ioc_env
 
 
 def test_a_worker_on_an_unprepared_namespace_says_what_to_run(namespace: Settings) -> None:
     proc = subprocess.run(
-        [IOC, "worker", "--scenario", "demo", "--metrics-port", "0"],
-        env=env_for(namespace),
+        ioc_command("worker", "--scenario", "demo", "--metrics-port", "0"),
+        env=ioc_env(namespace),
         capture_output=True,
         text=True,
         timeout=60,
@@ -34,8 +33,8 @@ def test_bootstrap_then_verify_as_the_runtime_role(namespace: Settings) -> None:
     with pytest.raises(NotBootstrapped):
         asyncio.run(verify(namespace, topology))
     proc = subprocess.run(
-        [IOC, "bootstrap", "--scenario", "demo"],
-        env=env_for(namespace),
+        ioc_command("bootstrap", "--scenario", "demo"),
+        env=ioc_env(namespace),
         capture_output=True,
         text=True,
         timeout=120,

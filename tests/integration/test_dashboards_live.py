@@ -19,8 +19,8 @@ from ioc.dashboards.build import BUILDERS, GENERATED
 from ioc.db import connect
 from ioc.deploy.local.stack import Stack
 from ioc.simulators.run import SimConfig, run_simulation
-
-from .workers import Worker, wait_for
+from tests.support.processes import Worker
+from tests.support.wait import wait_for
 
 # Panels whose emptiness depends on chance, not on the simulation's guarantees.
 MAY_BE_EMPTY = {

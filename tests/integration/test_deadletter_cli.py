@@ -6,8 +6,6 @@ import asyncio
 import hashlib
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -18,10 +16,9 @@ from ioc.contract import deadletter as dl
 from ioc.contract.topics import CAMERA, DEAD_LETTER, TELEHEALTH, TopicSpec
 from ioc.kafka import ensure_topics
 from ioc.kafka_clients import aiokafka_common
-from ioc.runner import worker_env
 from ioc.streams.deadletter_cli import REDRIVE_HEADER
+from tests.support.processes import ioc_command, ioc_env
 
-IOC = str(Path(sys.executable).parent / "ioc")
 NOW = 1_700_000_000_000
 
 Record = tuple[int, bytes | None, bytes | None, list[tuple[str, bytes]]]
@@ -62,10 +59,9 @@ async def read_all(settings: Settings, spec: TopicSpec) -> list[Record]:
 
 def ioc(settings: Settings, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     """``ioc ARGV`` in this process, in the namespace; exit status, stdout, stderr."""
-    env = worker_env(settings)
     with pytest.MonkeyPatch.context() as mp:
-        for name in ("IOC_KAFKA_TOPIC_PREFIX", "IOC_KAFKA_BOOTSTRAP_SERVERS", "IOC_STACK_DIR"):
-            mp.setenv(name, env[name])
+        for name, value in settings.child_env().items():
+            mp.setenv(name, value)
         rc = main(list(argv))
     out, err = capsys.readouterr()
     return rc, out, err
@@ -202,9 +198,9 @@ def test_list_show_and_redrive(namespace: Settings, capsys: pytest.CaptureFixtur
 
 
 def test_the_installed_command_names_an_unreachable_broker(namespace: Settings) -> None:
-    env = worker_env(namespace) | {"IOC_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    env = ioc_env(namespace) | {"IOC_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
     done = subprocess.run(
-        [IOC, "deadletter", "list"], env=env, capture_output=True, text=True, timeout=60
+        ioc_command("deadletter", "list"), env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 2, done
     assert done.stdout == ""

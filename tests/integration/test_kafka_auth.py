@@ -20,7 +20,9 @@ from ioc.config import Settings
 from ioc.deploy.local.stack import KAFKA_SASL_MECHANISM, KAFKA_USER
 from ioc.kafka_clients import aiokafka_common, librdkafka_admin
 from ioc.simulators.run import SimConfig, run_simulation
-from tests.integration.workers import Worker, landed, wait_for
+from tests.support.db import landed
+from tests.support.processes import Worker
+from tests.support.wait import wait_for
 
 
 def sasl(settings: Settings, password: str | None = None) -> Settings:
@@ -89,11 +91,11 @@ def test_pipeline_runs_end_to_end_over_scram(namespace: Settings, tmp_path: Path
         produced = sum(summary.stats.valid_by_feed.values())
         assert produced > 0
         wait_for(
-            lambda: landed(secure) >= produced, 90, what=f"rows landed ({worker.log()[-2000:]})"
+            lambda: landed(secure) >= produced, 90, what=f"rows landed ({worker.log_tail(2000)})"
         )
         assert landed(secure) == produced
         assert secure.kafka_sasl_password is not None
-        log = worker.log_path.read_text(errors="replace")
+        log = worker.log_text()
         assert secure.kafka_sasl_password.get_secret_value() not in log, "secret logged"
     finally:
         worker.stop()

@@ -20,8 +20,10 @@ from ioc.config import Settings
 from ioc.contract import tables as t
 from ioc.contract.topology import load_scenario
 from ioc.simulators.run import SimConfig, Summary, run_simulation
-
-from .workers import Worker, max_metric, query, wait_for
+from tests.support.db import query
+from tests.support.metrics import max_metric
+from tests.support.processes import Worker
+from tests.support.wait import wait_for
 
 SCENARIO = "demo"
 NODE, CAMERA = "nn-992", "cam-991-001"  # the camera is not behind the node
@@ -84,7 +86,7 @@ def test_killing_the_leader_mid_round_moves_the_shard_and_loses_nothing(
             )
             return rows[0]["n"] >= 2
 
-        wait_for(resolved, 90, what=f"both incidents resolved ({survivor.log()})")
+        wait_for(resolved, 90, what=f"both incidents resolved ({survivor.log_tail()})")
     finally:
         for worker in workers:
             worker.stop()

@@ -27,17 +27,12 @@ from ioc.contract.topics import FEED_TOPICS
 from ioc.contract.topology import Topology, load_scenario
 from ioc.kafka_clients import aiokafka_common
 from ioc.simulators.run import SimConfig, Summary, run_simulation
-
-from .workers import (
-    PER_DEVICE_SQL,
-    Worker,
-    assert_accounting,
-    dlq_by_source,
-    landed,
-    max_metric,
-    query,
-    wait_for,
-)
+from tests.support.db import landed, query
+from tests.support.kafka import dlq_by_source
+from tests.support.metrics import max_metric
+from tests.support.processes import Worker
+from tests.support.reconcile import PER_DEVICE_SQL, assert_accounting
+from tests.support.wait import wait_for
 
 SCENARIO = "demo"
 

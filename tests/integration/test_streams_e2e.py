@@ -14,8 +14,10 @@ from ioc.config import Settings
 from ioc.contract import tables as t
 from ioc.contract.topology import load_scenario
 from ioc.simulators.run import SimConfig, run_simulation
-
-from .workers import Worker, assert_accounting, landed, query, reconcile, wait_for
+from tests.support.db import landed, query
+from tests.support.processes import Worker
+from tests.support.reconcile import assert_accounting, reconcile
+from tests.support.wait import wait_for
 
 
 @pytest.fixture
@@ -59,7 +61,7 @@ def test_worker_restart_loses_nothing_and_counts_nothing_twice(
         valid = sum(summary.stats.valid_by_feed.values())  # type: ignore[attr-defined]
 
         wait_for(
-            lambda: landed(namespace) >= valid, 120, what=f"{valid} rows ({replacement.log()})"
+            lambda: landed(namespace) >= valid, 120, what=f"{valid} rows ({replacement.log_tail()})"
         )
         time.sleep(3)
         reconcile(namespace, summary, "worker SIGKILL mid-batch")
@@ -109,7 +111,7 @@ def test_yen_bai_outages_produce_one_incident_each_with_the_right_root_cause(
             )
             return rows[0]["n"] >= 2
 
-        wait_for(settled, 60, what=f"incidents resolved ({worker.log()})")
+        wait_for(settled, 60, what=f"incidents resolved ({worker.log_tail()})")
         incidents = query(
             namespace,
             "SELECT * FROM incidents WHERE kind IN "
@@ -157,7 +159,7 @@ def test_yen_bai_outages_produce_one_incident_each_with_the_right_root_cause(
 
 
 def _metric(worker: Worker, name: str) -> float:
-    assert worker.metrics_url(), worker.log()
+    assert worker.metrics_url(), worker.log_tail()
     return worker.metric_totals().get(name, 0.0)
 
 
@@ -202,7 +204,7 @@ def test_two_workers_share_the_partitions_and_survive_a_rebalance(
         summary = result["s"]
         valid = sum(summary.stats.valid_by_feed.values())  # type: ignore[attr-defined]
 
-        wait_for(lambda: landed(namespace) >= valid, 120, what=f"{valid} rows ({first.log()})")
+        wait_for(lambda: landed(namespace) >= valid, 120, what=f"{valid} rows ({first.log_tail()})")
         assert landed(namespace) == valid
         assert_accounting(first)
     finally:

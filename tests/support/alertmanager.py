@@ -1,0 +1,22 @@
+"""What the local Alertmanager remembers between test runs."""
+
+from __future__ import annotations
+
+from ioc.config import Settings
+
+
+def forget_pages_sent(settings: Settings) -> None:
+    """Restart Alertmanager without its notification log.
+
+    Alertmanager keeps what it delivered on disk (``data/nflog``) for days, across restarts.
+    A run that paged an alert and stopped the pager before the resolved notification went
+    out leaves "firing" as the last delivered state, and the same alert firing again within
+    ``repeat_interval`` is then (correctly) not paged again. Tests that count pages for a
+    fixed device must not depend on what an earlier run left there.
+    """
+    from ioc.deploy.local.stack import Stack
+
+    alertmanager = Stack(settings).services["alertmanager"]
+    alertmanager.down(lambda _line: None)
+    (alertmanager.dir / "data" / "nflog").unlink(missing_ok=True)
+    alertmanager.up(lambda _line: None)

@@ -1,0 +1,37 @@
+"""Queries in a test namespace's database schema."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ioc.config import Settings
+from ioc.contract.tables import RAW
+from ioc.db import connect
+
+RAW_ROWS_SQL = (
+    "SELECT count(*) AS n, count(DISTINCT (device_id, seq)) AS d FROM ("
+    + " UNION ALL ".join(f"SELECT device_id, seq FROM {table}" for table in RAW.values())
+    + ") x"
+)
+"""Rows landed in the raw tables and how many distinct (device, seq) they hold."""
+
+
+async def fetch(settings: Settings, sql: str, *args: object) -> list[Any]:
+    """Rows of ``sql`` as the schema owner, with the namespace's schema on the search path."""
+    conn = await connect(settings.admin_dsn())
+    try:
+        await conn.execute(f"SET search_path TO {settings.db_schema}, public")
+        return list(await conn.fetch(sql, *args))
+    finally:
+        await conn.close()
+
+
+def query(settings: Settings, sql: str, *args: object) -> list[Any]:
+    """:func:`fetch` from synchronous code."""
+    return asyncio.run(fetch(settings, sql, *args))
+
+
+def landed(settings: Settings) -> int:
+    """Rows in the namespace's raw tables."""
+    return int(query(settings, RAW_ROWS_SQL)[0]["n"])
