@@ -30,11 +30,16 @@ async def admin_client(settings: Settings, timeout: float = 10.0) -> AIOKafkaAdm
         await asyncio.wait_for(admin.start(), timeout)
     except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as exc:
         await admin.close()
-        raise ServiceUnavailable(
-            f"Kafka broker at {settings.bootstrap_servers} is unreachable "
-            f"({exc or type(exc).__name__ + ': timed out'}); is the stack up? (`ioc stack up`)"
-        ) from None
+        raise unreachable(settings, exc) from None
     return admin
+
+
+def unreachable(settings: Settings, exc: BaseException) -> ServiceUnavailable:
+    """The one-line error for a broker that does not answer, whichever client noticed."""
+    return ServiceUnavailable(
+        f"Kafka broker at {settings.bootstrap_servers} is unreachable "
+        f"({exc or type(exc).__name__ + ': timed out'}); is the stack up? (`ioc stack up`)"
+    )
 
 
 async def ensure_topics(

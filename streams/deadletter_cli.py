@@ -278,13 +278,6 @@ class Scan:
     """Every topic of the cluster with its partition count (for re-driving)."""
 
 
-def _unreachable(settings: Settings, exc: BaseException) -> ServiceUnavailable:
-    return ServiceUnavailable(
-        f"Kafka broker at {settings.bootstrap_servers} is unreachable "
-        f"({exc or type(exc).__name__ + ': timed out'}); is the stack up? (`ioc stack up`)"
-    )
-
-
 async def _stop(client: Any) -> None:
     """Stop an aiokafka client. Stopped right after a failure, aiokafka may cancel one of its
     tasks before it ever ran and raise that task's CancelledError from ``stop()``; that must
@@ -321,6 +314,8 @@ async def read_dead_letters(
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.errors import KafkaConnectionError, KafkaError
 
+    from ioc.kafka import unreachable
+
     scan = Scan(topic=settings.topic(DEAD_LETTER.name))
     scan.partitions = await cluster_topics(settings)
     if scan.topic not in scan.partitions:
@@ -341,7 +336,7 @@ async def read_dead_letters(
             begin = await consumer.beginning_offsets(tps)
             end = await consumer.end_offsets(tps)
         except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as exc:
-            raise _unreachable(settings, exc) from None
+            raise unreachable(settings, exc) from None
         remaining = {tp: end[tp] for tp in tps if end[tp] > begin[tp]}
         for tp in tps:
             consumer.seek(tp, begin[tp])
@@ -503,6 +498,8 @@ async def produce(settings: Settings, outcomes: Sequence[Outcome]) -> None:
     from aiokafka import AIOKafkaProducer
     from aiokafka.errors import KafkaConnectionError, KafkaError
 
+    from ioc.kafka import unreachable
+
     producer = AIOKafkaProducer(
         **aiokafka_common(settings),
         acks="all",
@@ -514,7 +511,7 @@ async def produce(settings: Settings, outcomes: Sequence[Outcome]) -> None:
         await asyncio.wait_for(producer.start(), 15)
     except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as exc:
         await _stop(producer)
-        raise _unreachable(settings, exc) from None
+        raise unreachable(settings, exc) from None
     try:
         pending: list[tuple[Outcome, Any]] = []
         for outcome in outcomes:

@@ -108,7 +108,7 @@ def hostile_records(topology: Topology, seed: int) -> list[Hostile]:
             return orjson.dumps(doc | changes)
 
         kind, field, too_big = INT_OVERFLOW[feed]
-        overflow = _valid_docs(topology)[feed][1] | {field: too_big}
+        overflow = doc | {field: too_big}
         if feed == "camera":
             overflow = _doc(
                 kind,

@@ -2,43 +2,22 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
-
-from aiokafka import AIOKafkaConsumer
 
 from ioc.config import Settings
 from ioc.contract import deadletter as dl
-from ioc.contract.topics import DEAD_LETTER
-from ioc.kafka_clients import aiokafka_common
+from ioc.streams.deadletter_cli import read_dead_letters
 
 
 async def dlq_by_source(settings: Settings) -> dict[str, dl.DeadLetter]:
-    """Dead letters by source record (topic/partition/offset); a replayed batch repeats its
-    keys, so the newest one per source stands (as compaction leaves it)."""
-    consumer = AIOKafkaConsumer(
-        settings.topic(DEAD_LETTER.name),
-        **aiokafka_common(settings),
-        group_id=f"{settings.db_schema}-dlq-check-{time.monotonic_ns()}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    by_source: dict[str, dl.DeadLetter] = {}
-    try:
-        while True:
-            batch = await consumer.getmany(timeout_ms=3000)
-            if not batch:
-                break
-            for msgs in batch.values():
-                for m in msgs:
-                    assert m.value is not None
-                    letter = dl.decode(m.value)
-                    assert m.key is not None and m.key.decode() == letter.source
-                    by_source[letter.source] = letter
-    finally:
-        await consumer.stop()
-    return by_source
+    """Dead letters by source record (topic/partition/offset), read to the topic's end the
+    way `ioc deadletter` reads it: a replayed batch repeats its keys, so the newest one per
+    source stands (as compaction leaves it)."""
+    scan = await read_dead_letters(settings, lambda _letter: True)
+    assert scan.undecodable == 0, f"{scan.undecodable} records are not dead letters"
+    for key, letter in scan.selected.items():
+        assert key == letter.source, (key, letter.source)
+    return scan.selected
 
 
 async def dlq_count(settings: Settings) -> Counter[str]:
