@@ -12,6 +12,7 @@ from grafanalib._gen import DashboardEncoder
 
 from ioc.contract.thresholds import THRESHOLDS, Thresholds
 from ioc.dashboards import cameras, network, overview, pipeline, sla, telehealth
+from ioc.dashboards.grafana_json import saved_model
 from ioc.errors import IocError
 
 BUILDERS: dict[str, Callable[[Thresholds], g.Dashboard]] = {
@@ -26,11 +27,15 @@ GENERATED = Path(__file__).resolve().parent / "generated"
 
 
 def dashboard_json(name: str, th: Thresholds = THRESHOLDS) -> dict[str, Any]:
-    """One dashboard as Grafana JSON, its thresholds from ``th``."""
+    """One dashboard as the JSON Grafana 11-13 saves, its thresholds from ``th``.
+
+    grafanalib builds it; :func:`ioc.dashboards.grafana_json.saved_model` drops the legacy
+    keys grafanalib still writes and fills in what Grafana writes on save.
+    """
     data: dict[str, Any] = json.loads(
         json.dumps(BUILDERS[name](th).to_json_data(), cls=DashboardEncoder)
     )
-    return data
+    return saved_model(data)
 
 
 def render(name: str, th: Thresholds = THRESHOLDS) -> str:

@@ -25,7 +25,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                     (th.camera_online_ratio_min, p.AMBER),
                     (th.online_ratio_target, p.GREEN),
                 ),
-                (0, 0, 6, 6),
+                (p.QUARTER, 6),
                 decimals=1,
             ),
             p.timeseries(
@@ -37,7 +37,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                     )
                 ],
                 "percentunit",
-                (6, 0, 18, 6),
+                (p.THREE_QUARTERS, 6),
             ),
             p.timeseries(
                 "Frame rate and frozen cameras",
@@ -48,7 +48,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                     )
                 ],
                 "short",
-                (0, 6, 12, 8),
+                (p.HALF, 8),
             ),
             p.timeseries(
                 "Traffic: vehicles and mean speed",
@@ -59,7 +59,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                     )
                 ],
                 "short",
-                (12, 6, 12, 8),
+                (p.HALF, 8),
             ),
             p.table(
                 "Worst cameras (lowest frame rate, most dropped frames)",
@@ -74,7 +74,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
             LIMIT 10""",
                     "table",
                 ),
-                (0, 14, 12, 9),
+                (p.HALF, 9),
                 links=[p.link("cameras", "Camera details", unit="$unit")],
             ),
             p.table(
@@ -87,9 +87,9 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
             ORDER BY c.ts DESC LIMIT 50""",
                     "table",
                 ),
-                (12, 14, 12, 9),
+                (p.HALF, 9),
             ),
-            p.device_state_timeline((0, 23, 24, 5)),
+            p.device_state_timeline(),
             p.timeseries(
                 "Stream of $device",
                 [
@@ -100,7 +100,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
             ORDER BY 1""")
                 ],
                 "short",
-                (0, 28, 24, 7),
+                (p.FULL, 7),
             ),
         ],
     )

@@ -1,4 +1,4 @@
-"""``ioc dashboards build|push`` and ``ioc alerts build`` (which runs :mod:`ioc.alerting.build`)."""
+"""``ioc dashboards build|check|push`` and ``ioc alerts build`` (:mod:`ioc.alerting.build`)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,22 @@ def cmd_dashboards_build(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_dashboards_check(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from ioc.dashboards.build import BUILDERS, GENERATED
+    from ioc.dashboards.grafana_schema import check, pinned_version
+
+    folder = Path(args.dir) if args.dir else GENERATED
+    errors = check(
+        {f"ioc-{name}": json.loads((folder / f"ioc-{name}.json").read_text()) for name in BUILDERS}
+    )
+    for error in errors:
+        print(error)
+    print(f"{len(errors)} error(s) against @grafana/schema {pinned_version()} (tsc --strict)")
+    return 1 if errors else 0
+
+
 def cmd_dashboards_push(args: argparse.Namespace, settings: Settings) -> int:
     from ioc.dashboards.build import push
 
@@ -41,6 +57,11 @@ def register(sub: Any) -> None:
     b = dsub.add_parser("build", help="write the dashboards' JSON")
     b.add_argument("--out", help="folder (default dashboards/generated)")
     b.set_defaults(handler=cmd_dashboards_build)
+    c = dsub.add_parser(
+        "check", help="type-check the JSON against Grafana's published schema (npm, tsc)"
+    )
+    c.add_argument("--dir", help="folder of ioc-*.json (default dashboards/generated)")
+    c.set_defaults(handler=cmd_dashboards_check)
     u = dsub.add_parser("push", help="upload to a running Grafana (HTTP API)")
     u.add_argument("--url", required=True, help="e.g. http://127.0.0.1:3000")
     u.add_argument("--token", required=True, help="Grafana service-account token")

@@ -24,19 +24,19 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                 ),
                 "short",
                 None,
-                (0, 0, 6, 5),
+                (p.QUARTER, 5),
             ),
             p.stat(
                 "Devices cut off (isolated sites)",
                 p.prom(f"sum({m.SITE_ISOLATED.series}) or vector(0)"),
                 "short",
                 p.thresholds((None, p.GREEN), (1, p.RED)),
-                (6, 0, 6, 5),
+                (p.QUARTER, 5),
             ),
             p.table(
                 "Isolated sites now",
                 p.prom(f"max by (node_id, site, unit) ({m.SITE_ISOLATED.series})", instant=True),
-                (12, 0, 12, 5),
+                (p.HALF, 5),
             ),
             p.timeseries(
                 "Reachable nodes in unit",
@@ -47,7 +47,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                     )
                 ],
                 "short",
-                (0, 5, 12, 8),
+                (p.HALF, 8),
             ),
             p.timeseries(
                 "Latency and loss to the core in unit",
@@ -59,7 +59,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                     )
                 ],
                 "short",
-                (12, 5, 12, 8),
+                (p.HALF, 8),
             ),
             p.timeseries(
                 "Throughput in unit",
@@ -70,7 +70,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                     )
                 ],
                 "bps",
-                (0, 13, 12, 8),
+                (p.HALF, 8),
             ),
             p.table(
                 "Worst nodes (loss, latency, link changes)",
@@ -87,7 +87,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
             ORDER BY failed_probes DESC, "loss %" DESC NULLS LAST LIMIT 10""",
                     "table",
                 ),
-                (12, 13, 12, 8),
+                (p.HALF, 8),
             ),
             p.table(
                 "Site isolation incidents",
@@ -100,8 +100,8 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
             ORDER BY opened_at DESC LIMIT 50""",
                     "table",
                 ),
-                (0, 21, 24, 7),
+                (p.FULL, 7),
             ),
-            p.device_state_timeline((0, 28, 24, 5)),
+            p.device_state_timeline(),
         ],
     )

@@ -48,10 +48,9 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
             "The province at a glance: unit health map, headline figures, incidents, alerts."
         ),
         panels=[
-            p.Geomap(
-                title="Units by health (share of devices up)",
-                dataSource=p.TIMESCALE,
-                targets=[p.sql(UNIT_HEALTH_SQL, "table")],
+            p.geomap(
+                "Units by health (share of devices up)",
+                p.sql(UNIT_HEALTH_SQL, "table"),
                 colour_field="health_pct",
                 size_field="devices_down",
                 steps=p.thresholds(
@@ -59,7 +58,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                     (round(th.camera_online_ratio_min * 100, 6), p.AMBER),
                     (round(th.online_ratio_target * 100, 6), p.GREEN),
                 ),
-                gridPos=g.GridPos(h=16, w=12, x=0, y=0),
+                dims=(p.HALF, 16),
                 links=[p.link("network", "Network")],
             ),
             p.stat(
@@ -71,7 +70,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                     (th.camera_online_ratio_min, p.AMBER),
                     (th.online_ratio_target, p.GREEN),
                 ),
-                (12, 0, 4, 4),
+                (p.SIXTH, 4),
                 [p.link("cameras", "Cameras")],
                 decimals=1,
             ),
@@ -80,7 +79,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                 p.prom(f'sum({DEVICES}{{device_class="telehealth",{ONLINE}}})'),
                 "short",
                 None,
-                (16, 0, 4, 4),
+                (p.SIXTH, 4),
                 [p.link("telehealth", "Telehealth")],
             ),
             p.stat(
@@ -88,7 +87,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                 p.prom(f"sum({m.TELEHEALTH_SESSIONS.series})"),
                 "short",
                 None,
-                (20, 0, 4, 4),
+                (p.SIXTH, 4),
                 [p.link("telehealth", "Telehealth")],
             ),
             p.stat(
@@ -100,7 +99,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                     (th.network_reachable_low, p.AMBER),
                     (th.network_reachable_target, p.GREEN),
                 ),
-                (12, 4, 4, 4),
+                (p.SIXTH, 4),
                 [p.link("network", "Network")],
                 decimals=1,
             ),
@@ -109,14 +108,14 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                 p.prom(f'sum({m.OPEN_INCIDENTS.series}{{severity="critical"}})'),
                 "short",
                 p.thresholds((None, p.GREEN), (1, p.RED)),
-                (16, 4, 4, 4),
+                (p.SIXTH, 4),
             ),
             p.stat(
                 "Open incidents: warning",
                 p.prom(f'sum({m.OPEN_INCIDENTS.series}{{severity="warning"}})'),
                 "short",
                 p.thresholds((None, p.GREEN), (1, p.AMBER)),
-                (20, 4, 4, 4),
+                (p.SIXTH, 4),
             ),
             p.table(
                 "Active alerts",
@@ -124,12 +123,12 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                     'sum by (alertname, severity, unit, site) (ALERTS{alertstate="firing"})',
                     instant=True,
                 ),
-                (12, 8, 12, 8),
+                (p.HALF, 8),
             ),
             p.table(
                 "Incidents (open first)",
                 p.sql(INCIDENTS_SQL, "table"),
-                (0, 16, 24, 10),
+                (p.FULL, 10),
                 links=[
                     p.link("network", "Network"),
                     p.link("cameras", "Cameras"),

@@ -3,6 +3,10 @@
 Datasource UIDs are fixed and match the provisioning in deploy/compose/grafana. Every SQL
 query uses Grafana's macros (``$__timeFilter``, ``$__interval``...) and aggregates on the
 server; every PromQL query uses metric names from :mod:`ioc.contract.metrics`.
+
+Panel helpers take a size (width in grid columns, height in rows), never a position:
+:func:`dashboard` places the panels in order with :class:`Layout`. grafanalib builds the
+JSON; :mod:`ioc.dashboards.grafana_json` then rewrites it as Grafana 11-13 saves it.
 """
 
 from __future__ import annotations
@@ -95,7 +99,46 @@ def unit_series(feed: str, columns: str) -> SqlTarget:
     )
 
 
+GRID_WIDTH = 24  # Grafana's grid: 24 columns; heights in rows of 30 px
+FULL, THREE_QUARTERS, HALF, THIRD, QUARTER, SIXTH = 24, 18, 12, 8, 6, 4  # widths
+Size = tuple[int, int]  # (width in columns, height in rows)
+
+
+class Layout:
+    """Places panels on Grafana's grid in reading order, so dashboards give sizes, not places.
+
+    Each panel goes to the highest place where its width fits, the leftmost of equally high
+    ones (the skyline of what is already placed): panels fill a row left to right, the next
+    row starts under the lowest part of the one above, and panels beside a tall one stack in
+    the columns next to it.
+    """
+
+    def __init__(self, width: int = GRID_WIDTH) -> None:
+        self.width = width
+        self.skyline = [0] * width  # the first free row of each column
+
+    def place(self, w: int, h: int) -> g.GridPos:
+        if not (0 < w <= self.width and h > 0):
+            raise ValueError(f"panel size {w}x{h} does not fit a {self.width}-column grid")
+        y, x = min((max(self.skyline[x : x + w]), x) for x in range(self.width - w + 1))
+        self.skyline[x : x + w] = [y + h] * w
+        return g.GridPos(h=h, w=w, x=x, y=y)
+
+    def lay_out(self, panels: list[Any]) -> list[Any]:
+        """Give every panel its place from the size its helper recorded (its gridPos w, h)."""
+        for panel in panels:
+            panel.gridPos = self.place(panel.gridPos.w, panel.gridPos.h)
+        return panels
+
+
+def size(s: Size) -> g.GridPos:
+    """A panel's size, placed later by :class:`Layout` (in :func:`dashboard`)."""
+    w, h = s
+    return g.GridPos(h=h, w=w, x=0, y=0)
+
+
 def thresholds(*steps: tuple[float | None, str]) -> list[g.Threshold]:
+    """Threshold steps, the first being the base (written ``value: null`` by grafana_json)."""
     return [
         g.Threshold(colour, i, float(value) if value is not None else 0.0)
         for i, (value, colour) in enumerate(steps)
@@ -107,11 +150,10 @@ def stat(
     target: g.Target,
     unit: str = "short",
     steps: list[Any] | None = None,
-    pos: tuple[int, int, int, int] = (0, 0, 4, 4),
+    dims: Size = (SIXTH, 4),
     links: list[Any] | None = None,
     decimals: int | None = None,
 ) -> g.Stat:
-    x, y, w, h = pos
     return g.Stat(
         title=title,
         dataSource=target.datasource,
@@ -122,7 +164,7 @@ def stat(
         decimals=decimals,
         thresholds=steps or thresholds((None, BLUE)),
         links=links or [],
-        gridPos=g.GridPos(h=h, w=w, x=x, y=y),
+        gridPos=size(dims),
     )
 
 
@@ -130,11 +172,10 @@ def timeseries(
     title: str,
     targets: list[g.Target],
     unit: str = "short",
-    pos: tuple[int, int, int, int] = (0, 0, 12, 8),
+    dims: Size = (HALF, 8),
     stacking: bool = False,
     description: str = "",
 ) -> g.TimeSeries:
-    x, y, w, h = pos
     return g.TimeSeries(
         title=title,
         dataSource=targets[0].datasource,
@@ -142,30 +183,28 @@ def timeseries(
         unit=unit,
         description=description,
         stacking={"mode": "normal" if stacking else "none"},
-        gridPos=g.GridPos(h=h, w=w, x=x, y=y),
+        gridPos=size(dims),
     )
 
 
 def table(
     title: str,
     target: g.Target,
-    pos: tuple[int, int, int, int] = (0, 0, 24, 8),
+    dims: Size = (FULL, 8),
     links: list[Any] | None = None,
     description: str = "",
 ) -> g.Table:
-    x, y, w, h = pos
     return g.Table(
         title=title,
         dataSource=target.datasource,
         targets=[target],
         description=description,
-        gridPos=g.GridPos(h=h, w=w, x=x, y=y),
+        gridPos=size(dims),
         links=links or [],
     )
 
 
-def state_timeline(title: str, target: g.Target, pos: tuple[int, int, int, int]) -> g.StateTimeline:
-    x, y, w, h = pos
+def state_timeline(title: str, target: g.Target, dims: Size) -> g.StateTimeline:
     mappings = [
         {
             "type": "value",
@@ -179,12 +218,12 @@ def state_timeline(title: str, target: g.Target, pos: tuple[int, int, int, int])
         title=title,
         dataSource=target.datasource,
         targets=[target],
-        gridPos=g.GridPos(h=h, w=w, x=x, y=y),
+        gridPos=size(dims),
         mappings=mappings,
     )
 
 
-def device_state_timeline(pos: tuple[int, int, int, int]) -> g.StateTimeline:
+def device_state_timeline(dims: Size = (FULL, 5)) -> g.StateTimeline:
     """The chosen device's state intervals (every domain dashboard has one)."""
     return state_timeline(
         "State of $device",
@@ -193,7 +232,7 @@ def device_state_timeline(pos: tuple[int, int, int, int]) -> g.StateTimeline:
         WHERE device_id = '$device' AND start_ts <= $__timeTo()
           AND coalesce(end_ts, now()) >= $__timeFrom()
         ORDER BY start_ts"""),
-        pos,
+        dims,
     )
 
 
@@ -265,6 +304,27 @@ class Geomap(g.Panel):
         )
 
 
+def geomap(
+    title: str,
+    target: g.Target,
+    colour_field: str,
+    steps: list[Any],
+    dims: Size = (HALF, 16),
+    size_field: str = "",
+    links: list[Any] | None = None,
+) -> Geomap:
+    return Geomap(
+        title=title,
+        dataSource=target.datasource,
+        targets=[target],
+        colour_field=colour_field,
+        size_field=size_field,
+        steps=steps,
+        gridPos=size(dims),
+        links=links or [],
+    )
+
+
 def sql_variable(
     name: str, label: str, query: str, include_all: bool = False, default: str = ""
 ) -> g.Template:
@@ -329,7 +389,7 @@ def dashboard(
         timezone="browser",
         refresh=refresh,
         time=g.Time("now-1h", "now"),
-        panels=panels,
+        panels=Layout().lay_out(panels),
         templating=g.Templating(list=templates or []),
         links=[
             g.DashboardLink(uri=f"/d/{u}", title=TITLES[t], type="link", keepTime=True)

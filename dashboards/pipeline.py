@@ -22,7 +22,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                 p.prom(f"count({m.WORKER_UP.series} == 1)"),
                 "short",
                 p.thresholds((None, p.RED), (1, p.GREEN)),
-                (0, 0, 4, 4),
+                (p.SIXTH, 4),
             ),
             p.stat(
                 "Freshness (worst feed)",
@@ -31,7 +31,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                 p.thresholds(
                     (None, p.GREEN), (th.freshness_warn_s, p.AMBER), (th.freshness_bad_s, p.RED)
                 ),
-                (4, 0, 4, 4),
+                (p.SIXTH, 4),
                 decimals=1,
             ),
             p.stat(
@@ -43,14 +43,14 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                     (th.consumer_lag_max_messages, p.AMBER),
                     (th.consumer_lag_bad_messages, p.RED),
                 ),
-                (8, 0, 4, 4),
+                (p.SIXTH, 4),
             ),
             p.stat(
                 "Dead letters (last hour)",
                 p.prom(f"sum(increase({m.DLQ_MESSAGES.series}[1h])) or vector(0)"),
                 "short",
                 p.thresholds((None, p.GREEN), (1, p.AMBER)),
-                (12, 0, 4, 4),
+                (p.SIXTH, 4),
                 decimals=0,
             ),
             p.stat(
@@ -58,7 +58,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                 p.prom(f"sum(increase({m.DB_WRITE_ERRORS.series}[1h])) or vector(0)"),
                 "short",
                 p.thresholds((None, p.GREEN), (1, p.RED)),
-                (16, 0, 4, 4),
+                (p.SIXTH, 4),
                 decimals=0,
             ),
             p.stat(
@@ -66,7 +66,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                 p.prom(f"sum(rate({m.SIM_SENT.series}[1m])) or vector(0)"),
                 "short",
                 None,
-                (20, 0, 4, 4),
+                (p.SIXTH, 4),
             ),
             p.timeseries(
                 "Throughput by feed (consumed, written)",
@@ -82,19 +82,19 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                     ),
                 ],
                 "ops",
-                (0, 4, 12, 8),
+                (p.HALF, 8),
             ),
             p.timeseries(
                 "Consumer lag by feed",
                 [p.prom(f"sum by (feed) ({m.CONSUMER_LAG.series})", "{{feed}}")],
                 "short",
-                (12, 4, 12, 8),
+                (p.HALF, 8),
             ),
             p.timeseries(
                 "Event-time freshness by feed",
                 [p.prom(f"max by (feed) ({m.EVENT_FRESHNESS.series})", "{{feed}}")],
                 "s",
-                (0, 12, 12, 8),
+                (p.HALF, 8),
             ),
             p.timeseries(
                 "Dead letters by reason",
@@ -105,7 +105,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                     )
                 ],
                 "ops",
-                (12, 12, 12, 8),
+                (p.HALF, 8),
                 stacking=True,
             ),
             attr.evolve(
@@ -123,7 +123,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                         )
                     ],
                     "s",
-                    (0, 20, 12, 8),
+                    (p.HALF, 8),
                     description=f"Batch write time per feed ({r.db_write_buckets(th)}). "
                     f"{r.quantile_name(th.db_write_quantile)} above "
                     f"{r.num(th.db_write_max_s)} s for "
@@ -143,7 +143,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                     )
                 ],
                 "short",
-                (12, 20, 12, 8),
+                (p.HALF, 8),
             ),
             attr.evolve(
                 p.timeseries(
@@ -155,7 +155,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                         )
                     ],
                     "s",
-                    (0, 28, 12, 8),
+                    (p.HALF, 8),
                     description="Seconds each feed partition has had lag without progress "
                     f"(0: none). Above {th.partition_stalled_s} s for "
                     f"{th.alerts['PartitionStalled'].for_s} s: PartitionStalled "

@@ -71,7 +71,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
             ORDER BY u.level, "uptime %" ASC""",
                     "table",
                 ),
-                (0, 0, 24, 12),
+                (p.FULL, 12),
             ),
             p.table(
                 "Least available devices",
@@ -89,7 +89,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
             ORDER BY "uptime %" ASC LIMIT 20""",
                     "table",
                 ),
-                (0, 12, 12, 10),
+                (p.HALF, 10),
             ),
             p.table(
                 "Maintenance windows in range",
@@ -102,7 +102,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
             ORDER BY start_ts""",
                     "table",
                 ),
-                (12, 12, 12, 10),
+                (p.HALF, 10),
             ),
         ],
     )

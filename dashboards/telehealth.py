@@ -21,7 +21,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                 p.prom(f"sum({m.TELEHEALTH_SESSIONS.series})"),
                 "short",
                 None,
-                (0, 0, 6, 5),
+                (p.QUARTER, 5),
             ),
             p.stat(
                 "Stations up (province)",
@@ -31,7 +31,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                 ),
                 "short",
                 None,
-                (6, 0, 6, 5),
+                (p.QUARTER, 5),
             ),
             p.stat(
                 "Sessions dropped (last hour, province)",
@@ -42,7 +42,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                     (th.sessions_dropped_max, p.AMBER),
                     (th.sessions_dropped_hour_bad, p.RED),
                 ),
-                (12, 0, 6, 5),
+                (p.QUARTER, 5),
                 decimals=0,
             ),
             p.timeseries(
@@ -55,7 +55,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                     )
                 ],
                 "short",
-                (0, 5, 12, 8),
+                (p.HALF, 8),
             ),
             p.timeseries(
                 "Media quality in unit (p95 over stations)",
@@ -67,7 +67,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                     )
                 ],
                 "short",
-                (12, 5, 12, 8),
+                (p.HALF, 8),
             ),
             p.timeseries(
                 "Patients waiting in unit",
@@ -78,7 +78,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                     )
                 ],
                 "short",
-                (0, 13, 12, 7),
+                (p.HALF, 7),
             ),
             p.table(
                 "Worst stations (packet loss, jitter, drops)",
@@ -92,8 +92,8 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
             GROUP BY r.device_id ORDER BY "loss %" DESC NULLS LAST, dropped DESC LIMIT 10""",
                     "table",
                 ),
-                (12, 13, 12, 7),
+                (p.HALF, 7),
             ),
-            p.device_state_timeline((0, 20, 24, 5)),
+            p.device_state_timeline(),
         ],
     )

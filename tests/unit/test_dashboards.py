@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +15,12 @@ import yaml
 from ioc.alerting.rules import RECORDINGS
 from ioc.contract.metrics import ALL_METRICS
 from ioc.dashboards.build import BUILDERS, GENERATED, render
+from ioc.dashboards.grafana_json import saved_model
+from ioc.dashboards.panels import Layout
 
 ROOT = Path(__file__).resolve().parents[2]
 PROVISIONING = ROOT / "deploy" / "compose" / "grafana" / "provisioning"
+DASHBOARDS = ROOT / "dashboards"
 
 
 def load(name: str) -> dict[str, Any]:
@@ -102,3 +107,88 @@ def test_overview_has_a_map_and_links_to_the_domains() -> None:
     urls = json.dumps(dash)
     for uid in ("ioc-cameras", "ioc-telehealth", "ioc-network"):
         assert f"/d/{uid}" in urls
+
+
+def test_layout_places_panels_by_size_in_reading_order() -> None:
+    layout = Layout()
+    # a tall map on the left, two rows of stats beside it, a table under them, then full width
+    sizes = [(12, 16), (4, 4), (4, 4), (4, 4), (4, 4), (4, 4), (4, 4), (12, 8), (24, 10)]
+    places = [(pos.x, pos.y) for pos in (layout.place(w, h) for w, h in sizes)]
+    assert places == [
+        (0, 0),
+        (12, 0),
+        (16, 0),
+        (20, 0),
+        (12, 4),
+        (16, 4),
+        (20, 4),
+        (12, 8),
+        (0, 16),
+    ]
+    with pytest.raises(ValueError, match="does not fit"):
+        layout.place(25, 4)
+
+
+def test_dashboards_give_sizes_never_grid_positions() -> None:
+    for name in BUILDERS:  # one module per dashboard: dashboards/<name>.py
+        module = DASHBOARDS / f"{name}.py"
+        text = module.read_text()
+        assert "gridPos" not in text and "GridPos" not in text, module.name
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_panels_fit_the_grid_without_overlapping(name: str) -> None:
+    taken: set[tuple[int, int]] = set()
+    for panel in load(name)["panels"]:
+        pos = panel["gridPos"]
+        assert pos["x"] + pos["w"] <= 24, (name, panel["title"])
+        cells = {
+            (x, y)
+            for x in range(pos["x"], pos["x"] + pos["w"])
+            for y in range(pos["y"], pos["y"] + pos["h"])
+        }
+        assert not cells & taken, (name, panel["title"])
+        taken |= cells
+
+
+def walk(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    yield path, node
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from walk(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from walk(value, f"{path}[{i}]")
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_committed_json_has_no_legacy_keys(name: str) -> None:
+    """What Grafana 11-13 no longer writes (tests/unit/test_grafana_schema.py checks the rest)."""
+    dash = load(name)
+    assert "time_options" not in dash["timepicker"]
+    assert not {"rows", "style", "hideControls", "sharedCrosshair", "gnetId"} & set(dash)
+    for panel in dash["panels"]:
+        assert not {"editable", "error", "span", "height", "color", "columns"} & set(panel)
+    for variable in dash["templating"]["list"]:
+        assert "tags" not in variable.get("current", {})
+        assert not {"tags", "tagsQuery", "tagValuesQuery", "useTags"} & set(variable)
+    for path, node in walk(dash):
+        assert node is not None or path.endswith("].value"), path  # only a base step is null
+        if path.endswith(".thresholds"):
+            steps = node["steps"]
+            assert steps[0]["value"] is None, path
+            assert all(set(s) == {"color", "value"} for s in steps), path
+            assert all(isinstance(s["value"], int | float) for s in steps[1:]), path
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_saved_model_is_stable(name: str) -> None:
+    """Rewriting what it wrote changes nothing (as Grafana re-saving its own JSON)."""
+    assert saved_model(copy.deepcopy(load(name))) == load(name)
+
+
+def test_saved_model_refuses_unknown_keys() -> None:
+    dash = load("overview")
+    dash["panels"][0]["someFutureLegacyKey"] = 1
+    with pytest.raises(ValueError, match="someFutureLegacyKey"):
+        saved_model(dash)
