@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer
-from bench_machine import machine  # type: ignore[import-not-found]
+from bench_machine import machine
 
 from ioc.bootstrap import bootstrap, drop_namespace, drop_schema
 from ioc.config import Settings, load_settings

@@ -34,7 +34,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench_machine import machine  # type: ignore[import-not-found]
+from bench_machine import machine
 
 from ioc.bootstrap import bootstrap, drop_namespace
 from ioc.config import Settings, load_settings
@@ -235,7 +235,7 @@ def main() -> int:
         "machine": machine(),
     }
     if args.baselines:
-        from baselines import measure  # type: ignore[import-not-found]
+        from baselines import measure
 
         base = measure(args.baselines, [1, 2], args.repeat, log_dir)
         result["baselines"] = {k: v for k, v in base.items() if k != "machine"}
@@ -254,7 +254,9 @@ def main() -> int:
     ok = [p for p in points if not p["lag_growing"]]
     if sustained is not None and not sustained["lag_growing"]:
         ok.append(sustained)
-    best = max(ok or points or [sustained], key=lambda p: p["achieved_events_per_s"])
+    best = max(
+        ok or points or ([sustained] if sustained else []), key=lambda p: p["achieved_events_per_s"]
+    )
     result["events_per_s"] = best["achieved_events_per_s"]
     result["events_per_s_from"] = (
         f"{best['workers']} worker(s) at {best['offered']:,.0f} offered for {best['duration_s']} s"

@@ -29,12 +29,13 @@ from quixstreams.dataframe.windows import Count, Max, Mean
 from quixstreams.sinks.community.postgresql import PostgreSQLSink
 
 from ioc.contract import schemas as s
+from ioc.contract.feeds import Feed
 from ioc.contract.raw import RAW_COLUMNS
 from ioc.contract.tables import RAW
 from ioc.contract.topics import FEED_TOPICS
 from ioc.streams.rows import raw_row
 
-GAUGE = {"camera": "fps", "telehealth": "rtt_ms", "netnode": "rtt_ms"}
+GAUGE: dict[str, str] = {Feed.CAMERA: "fps", Feed.TELEHEALTH: "rtt_ms", Feed.NETNODE: "rtt_ms"}
 
 
 def main() -> int:

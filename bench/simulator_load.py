@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench_machine import machine  # type: ignore[import-not-found]
+from bench_machine import machine
 
 from ioc.config import load_settings
 from ioc.contract.topics import ALL_TOPICS
@@ -51,7 +51,7 @@ def main() -> int:
     try:
         for workers in worker_counts:
             for rate in rates:
-                runs = []
+                runs: list[dict[str, Any]] = []
                 for rep in range(args.repeat):
                     cpu_before = os.times()
                     summary = run_simulation(

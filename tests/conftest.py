@@ -10,10 +10,14 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from ioc.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from ioc.deploy.local.stack import Stack
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -28,7 +32,7 @@ def base_settings() -> Settings:
 
 
 @pytest.fixture(scope="session")
-def stack(base_settings: Settings) -> Iterator[object]:
+def stack(base_settings: Settings) -> Iterator[Stack]:
     """The real local stack, started once (installs on first use, then seconds)."""
     from ioc.deploy.local.stack import Stack
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 from ioc.bootstrap import bootstrap
 from ioc.config import Settings
@@ -19,18 +20,20 @@ from tests.support.wait import wait_for
 SCENARIO = "yen-bai-2022"
 
 
-async def _pages(settings: Settings) -> list:  # type: ignore[type-arg]
+async def _pages(settings: Settings) -> list[Any]:
     conn = await connect(settings.admin_dsn())
     try:
-        return await conn.fetch(
-            f"SELECT alertname, status, device_id, labels, received_at, starts_at "
-            f"FROM {settings.db_schema}.pages ORDER BY id"
+        return list(
+            await conn.fetch(
+                f"SELECT alertname, status, device_id, labels, received_at, starts_at "
+                f"FROM {settings.db_schema}.pages ORDER BY id"
+            )
         )
     finally:
         await conn.close()
 
 
-def pages(settings: Settings) -> list:  # type: ignore[type-arg]
+def pages(settings: Settings) -> list[Any]:
     return asyncio.run(_pages(settings))
 
 

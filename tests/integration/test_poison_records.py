@@ -104,7 +104,7 @@ def hostile_records(topology: Topology, seed: int) -> list[Hostile]:
         key = device.encode()
         enc = orjson.dumps
 
-        def bent(doc: dict[str, Any] = doc, **changes: Any) -> bytes:
+        def bent(doc: dict[str, Any] = doc, /, **changes: Any) -> bytes:
             return orjson.dumps(doc | changes)
 
         kind, field, too_big = INT_OVERFLOW[feed]

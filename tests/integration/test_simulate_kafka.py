@@ -99,8 +99,8 @@ async def test_realtime_yen_bai_produces_every_device_class(namespace: Settings)
     assert summary.errors == 0
     records = await consume_all(namespace, summary.sent)
     assert len(records) == summary.sent
-    kinds = Counter()
-    devices = set()
+    kinds: Counter[str] = Counter()
+    devices: set[str] = set()
     for _topic, _key, value in records:
         msg = s.decode(value)
         kinds[msg.kind] += 1

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import orjson
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from ioc.cli import main
 from ioc.config import Settings
 from ioc.db import connect
 from ioc.db.migrate import current_version, load_migrations, migrate
+from ioc.deploy.local.stack import Stack
 from ioc.kafka import ensure_topics
 from ioc.kafka_clients import aiokafka_common
 
 
-def test_stack_status_reports_all_services_healthy(stack: object, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_stack_status_reports_all_services_healthy(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["stack", "status", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["healthy"] is True
@@ -33,9 +38,9 @@ def test_stack_status_reports_all_services_healthy(stack: object, capsys) -> Non
     assert ts["extra"]["timescaledb"]
 
 
-def test_stack_up_twice_is_fast_and_idempotent(stack: object) -> None:
+def test_stack_up_twice_is_fast_and_idempotent(stack: Stack) -> None:
     started = time.monotonic()
-    stack.up(progress=lambda _m: None)  # type: ignore[attr-defined]
+    stack.up(progress=lambda _m: None)
     assert time.monotonic() - started < 15
 
 
@@ -62,7 +67,7 @@ async def test_kafka_to_hypertable_round_trip(namespace: Settings) -> None:
     await ensure_topics(namespace, [CAMERA])
     topic = namespace.topic(CAMERA.name)
     now_ms = int(time.time() * 1000)
-    sent = [
+    sent: list[dict[str, Any]] = [
         {"device_id": f"cam-{i % 7}", "seq": i, "ts_ms": now_ms + i, "fps": 25.0}
         for i in range(200)
     ]
@@ -83,7 +88,7 @@ async def test_kafka_to_hypertable_round_trip(namespace: Settings) -> None:
         enable_auto_commit=False,
     )
     await consumer.start()
-    received: list[dict[str, object]] = []
+    received: list[dict[str, Any]] = []
     try:
         deadline = time.monotonic() + 30
         while len(received) < len(sent) and time.monotonic() < deadline:
@@ -107,7 +112,7 @@ async def test_kafka_to_hypertable_round_trip(namespace: Settings) -> None:
         rows = [
             (datetime.fromtimestamp(m["ts_ms"] / 1000, UTC), m["device_id"], m["seq"], m["fps"])
             for m in received
-        ]  # type: ignore[operator]
+        ]
         await conn.copy_records_to_table(
             "smoke",
             schema_name=namespace.db_schema,

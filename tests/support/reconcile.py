@@ -4,11 +4,11 @@ worker (docs/reliability.md)."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from ioc.config import Settings
 from ioc.contract.tables import RAW
 from ioc.processes import WorkerProcess
+from ioc.simulators.run import Summary
 
 from .db import query
 from .kafka import dlq_count
@@ -22,7 +22,7 @@ PER_DEVICE_SQL = (
 """Per device: rows landed, distinct sequence numbers, highest sequence number."""
 
 
-def reconcile(settings: Settings, summary: Any, what: str) -> dict[str, int]:
+def reconcile(settings: Settings, summary: Summary, what: str) -> dict[str, int]:
     """Sequence-number reconciliation of a run: every valid message stored exactly once
     (no duplicates, no gaps in any device's sequence), every invalid one dead-lettered with
     its reason. Prints the figures and asserts them."""

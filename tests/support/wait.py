@@ -10,9 +10,13 @@ T = TypeVar("T")
 
 
 def wait_for(
-    predicate: Callable[[], T], timeout: float, interval: float = 1.0, what: str = "condition"
+    predicate: Callable[[], T | None],
+    timeout: float,
+    interval: float = 1.0,
+    what: str = "condition",
 ) -> T:
-    """Call ``predicate`` every ``interval`` s until it returns something truthy; return that.
+    """Call ``predicate`` every ``interval`` s until it returns something truthy; return that
+    (never None: a predicate typed ``X | None`` gives an ``X``).
 
     AssertionError after ``timeout`` s, with ``what`` and the last value.
     """

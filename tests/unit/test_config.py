@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ioc.config import load_settings
@@ -49,14 +51,18 @@ def test_sasl_settings_reach_the_kafka_clients(monkeypatch: pytest.MonkeyPatch) 
     assert "s3cret" not in repr(settings)
 
 
-def test_missing_local_credentials_name_the_setting(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_missing_local_credentials_name_the_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("IOC_DB_DSN", raising=False)
     settings = load_settings(stack_dir=tmp_path)
     with pytest.raises(ConfigError, match="IOC_DB_DSN"):
         settings.database_dsn()
 
 
-def test_cli_prints_one_line_for_unreachable_broker(capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_cli_prints_one_line_for_unreachable_broker(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from ioc.cli import main
 
     monkeypatch.setenv("IOC_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
@@ -66,7 +72,9 @@ def test_cli_prints_one_line_for_unreachable_broker(capsys, monkeypatch) -> None
     assert len(err.splitlines()) == 1
 
 
-def test_cli_prints_one_line_for_unreachable_database(capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_cli_prints_one_line_for_unreachable_database(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from ioc.cli import main
 
     monkeypatch.setenv("IOC_DB_ADMIN_DSN", "postgresql://u:p@127.0.0.1:1/ioc")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import stat
 from pathlib import Path
+from typing import Any
 
 from ioc.db import migrate
 from ioc.db.roles import (
@@ -40,8 +42,24 @@ def test_compose_passes_every_role_password_and_requires_it() -> None:
     assert "<<'SQL'" in script, "here-documents must be quoted: no shell expansion of SQL"
 
 
+class _Connection:
+    """The two calls of asyncpg.Connection that the grants make; every role exists."""
+
+    def __init__(self) -> None:
+        self.sql: list[str] = []
+
+    async def fetch(self, query: str, roles: list[str]) -> list[dict[str, Any]]:
+        return [{"rolname": role} for role in roles]
+
+    async def execute(self, sql: str) -> None:
+        self.sql.append(sql)
+
+
 def test_migrations_grant_to_the_same_roles() -> None:
-    assert (migrate.RUNTIME_ROLE, migrate.READONLY_ROLE) == (RUNTIME_ROLE, READONLY_ROLE)
+    conn = _Connection()
+    asyncio.run(migrate._grant(conn, "ioc"))
+    granted = set(re.findall(r"\bTO (\w+);", "\n".join(conn.sql)))
+    assert granted == {RUNTIME_ROLE, READONLY_ROLE}
 
 
 def test_passwords_are_sql_literals_and_every_role_is_created_then_aligned() -> None:

@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Sequence
 
 from ioc.config import Settings
 from ioc.streams.consumer import FeedConsumer, Offsets, _InFlight
+from ioc.streams.processor import FeedProcessor, KafkaRecord, Prepared
+
+
+class _RecordingConsumer(FeedConsumer):
+    """Commits into a list instead of to Kafka."""
+
+    def __init__(self) -> None:
+        async def ready() -> FeedProcessor:  # never called here
+            raise AssertionError
+
+        super().__init__(Settings(), ready)
+        self.committed: list[Offsets] = []
+
+    async def _commit(self, offsets: Offsets) -> None:
+        if offsets:
+            self.committed.append(dict(offsets))
 
 
 def make() -> tuple[FeedConsumer, list[Offsets]]:
-    async def ready() -> None:  # never called here
-        raise AssertionError
-
-    consumer = FeedConsumer(Settings(), ready)  # type: ignore[arg-type]
-    committed: list[Offsets] = []
-
-    async def commit(offsets: Offsets) -> None:
-        if offsets:
-            committed.append(dict(offsets))
-
-    consumer._commit = commit  # type: ignore[method-assign]
-    return consumer, committed
+    consumer = _RecordingConsumer()
+    return consumer, consumer.committed
 
 
 def test_a_round_that_lands_early_waits_for_the_rounds_before_it() -> None:
@@ -92,13 +99,22 @@ class _Message:
         return b"v"
 
 
-class _Processor:
-    def __init__(self) -> None:
+class _Processor(FeedProcessor):
+    """Records what _prepare hands over; validates nothing."""
+
+    def __init__(self) -> None:  # no topology, pool or metrics: only prepare() is called
         self.calls: list[tuple[str, int, dict[tuple[str, int], int]]] = []
 
-    def prepare(self, feed, values, keys, source, positions):  # type: ignore[no-untyped-def]
+    def prepare(
+        self,
+        feed: str,
+        values: Sequence[bytes | None],
+        keys: Sequence[bytes | None],
+        source: Callable[[int], KafkaRecord],
+        positions: dict[tuple[str, int], int],
+    ) -> Prepared:
         self.calls.append((feed, len(values), positions))
-        return feed
+        return Prepared(feed=feed, count=len(values), batch=None, valid=[])
 
 
 def test_prepare_groups_by_feed_and_tracks_the_last_offset_of_each_partition() -> None:
@@ -112,8 +128,8 @@ def test_prepare_groups_by_feed_and_tracks_the_last_offset_of_each_partition() -
         _Message(netnode, 2, 41),
     ]
     processor = _Processor()
-    prepared, offsets = consumer._prepare(processor, messages)  # type: ignore[arg-type]
-    assert prepared == ["camera", "netnode"]
+    prepared, offsets = consumer._prepare(processor, messages)
+    assert [p.feed for p in prepared] == ["camera", "netnode"]
     assert offsets == {(camera, 0): 9, (camera, 1): 4, (netnode, 2): 42}
     assert processor.calls == [
         ("camera", 3, {(camera, 0): 8, (camera, 1): 3}),

@@ -8,7 +8,7 @@ import ssl
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import faust
 import pytest
@@ -35,7 +35,8 @@ from ioc.kafka_clients import (
 
 BOOTSTRAP = "127.0.0.1:1,127.0.0.1:2"  # nothing listens: clients are made, never connected
 PASSWORD = "s3cret-pw-7f2a"
-PROTOCOLS = ["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"]
+SecurityProtocol = Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"]
+PROTOCOLS: list[SecurityProtocol] = ["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"]
 
 
 @pytest.fixture(scope="module")
@@ -69,13 +70,15 @@ def cafile(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder / "ca.pem"
 
 
-def make(protocol: str, cafile: Path | None = None, tmp: Path | None = None) -> Settings:
+def make(
+    protocol: SecurityProtocol, cafile: Path | None = None, tmp: Path | None = None
+) -> Settings:
     """Every Kafka field explicit (nothing from the environment), credentials set even for
     the protocols that must not use them."""
     return Settings(
         stack_dir=tmp or Path("/nonexistent/ioc-stack"),
         kafka_bootstrap_servers=BOOTSTRAP,
-        kafka_security_protocol=protocol,  # type: ignore[arg-type]
+        kafka_security_protocol=protocol,
         kafka_sasl_mechanism="SCRAM-SHA-512",
         kafka_sasl_username="ioc",
         kafka_sasl_password=SecretStr(PASSWORD),
@@ -219,8 +222,15 @@ def test_faust_broker_per_protocol(settings: Settings) -> None:
 def assert_trusts_only_the_ca(context: ssl.SSLContext) -> None:
     assert context.verify_mode == ssl.CERT_REQUIRED
     assert context.check_hostname
-    subjects = [dict(field[0] for field in cert["subject"]) for cert in context.get_ca_certs()]
+    subjects = [subject(cert) for cert in context.get_ca_certs()]
     assert subjects == [{"commonName": "ioc-test-ca"}]
+
+
+def subject(cert: dict[str, Any]) -> dict[str, str]:
+    """A certificate's subject as ``get_ca_certs`` gives it: a tuple of relative distinguished
+    names, each a tuple of (attribute, value) pairs."""
+    rdns: tuple[tuple[tuple[str, str], ...], ...] = cert["subject"]
+    return dict(rdn[0] for rdn in rdns)
 
 
 def test_ssl_context_only_for_the_tls_protocols(settings: Settings) -> None:
@@ -319,6 +329,11 @@ def rdkafka_log(clock: Clock, every_s: float = 30.0) -> LibrdkafkaLog:
     return LibrdkafkaLog(every_s=every_s, clock=clock)
 
 
+def extra(record: logging.LogRecord, name: str) -> Any:
+    """A field the logging call passed in ``extra=`` (an attribute the record's type lacks)."""
+    return record.__dict__[name]
+
+
 def line(log: LibrdkafkaLog, level: int, facility: str, text: str, client: str = "c#p-1") -> None:
     """The call confluent-kafka makes."""
     log.log(level, "%s [%s] %s", facility, client, text)
@@ -337,7 +352,10 @@ def test_a_line_is_logged_with_its_level_facility_and_client(
         (LIBRDKAFKA_LOGGER, logging.INFO, "BGQUEUE [c#p-1] Purging 2 unserved events"),
     ]
     record = captured.records[0]
-    assert (record.rdkafka_facility, record.rdkafka_client) == ("FATAL", "c#p-1")
+    assert (extra(record, "rdkafka_facility"), extra(record, "rdkafka_client")) == (
+        "FATAL",
+        "c#p-1",
+    )
 
 
 def test_a_broker_away_for_two_minutes_logs_five_lines(
@@ -444,14 +462,14 @@ def test_librdkafka_lines_go_through_logging_not_stderr(
     """A real producer pointed at a closed port: its FAIL lines arrive as log records (once
     per interval), and nothing is printed to stderr, password or otherwise."""
     settings = make("SASL_PLAINTEXT")
-    conf = librdkafka_producer(settings, **{"reconnect.backoff.ms": 10})
+    conf = librdkafka_producer(settings, "ioc", **{"reconnect.backoff.ms": 10})
     producer = Producer(conf)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not captured.records:
         producer.poll(0.1)
     producer.poll(0.5)  # more failures meanwhile: counted, not logged
     conf["logger"].flush()
-    failures = [r for r in captured.records if r.rdkafka_facility == "FAIL"]
+    failures = [r for r in captured.records if extra(r, "rdkafka_facility") == "FAIL"]
     assert failures, "no librdkafka line reached logging"
     assert failures[0].levelno == logging.ERROR
     assert "Connection refused" in failures[0].getMessage()

@@ -133,7 +133,7 @@ def test_last_seen_keeps_the_newest_facts_and_ignores_probes_for_liveness() -> N
 
 
 def test_batch_marks_each_minute_once() -> None:
-    msgs = [
+    msgs: list[s.Message] = [
         s.CameraHeartbeat(
             v=1, device_id="c", seq=i, ts_ms=NOW + i * 20_000, status="ok", uptime_s=1
         )
@@ -155,7 +155,7 @@ def make_processor() -> tuple[FeedProcessor, list[tuple[bytes | None, bytes]]]:
         sent.append((key, value))
         return None
 
-    return FeedProcessor(load_scenario("demo"), FakePool(), send), sent  # type: ignore[arg-type]
+    return FeedProcessor(load_scenario("demo"), FakePool(), send), sent
 
 
 def record(value: bytes, key: bytes | None = b"cam-991-001", offset: int = 0) -> Record:

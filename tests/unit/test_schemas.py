@@ -21,7 +21,7 @@ envelope = {
 pct = st.floats(0, 100, allow_nan=False)
 ms = st.floats(0, 600_000, allow_nan=False)
 text = st.text(
-    st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), min_size=1, max_size=128
+    st.characters(exclude_characters="\x00", exclude_categories=["Cs"]), min_size=1, max_size=128
 )
 
 MESSAGES = st.one_of(
