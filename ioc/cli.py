@@ -131,6 +131,22 @@ def cmd_scenario_export(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_scenario_generate(args: argparse.Namespace, settings: Settings) -> int:
+    # The top-level CLI may reach the simulators; the contract and the workers never do.
+    from ioc.contract.topology import load_yaml, parse_topology
+    from ioc.simulators.province import materialise
+
+    text = materialise(args.spec)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        topo = parse_topology(load_yaml(text, args.out), args.out)
+        print(f"wrote {args.out}: {topo.counts()}", file=sys.stderr)
+    else:
+        print(text, end="")
+    return 0
+
+
 # --- main job ---
 
 
@@ -210,6 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("scenario", help="built-in name or YAML file")
     p.add_argument("--out", help="file (default stdout)")
     p.set_defaults(handler=cmd_scenario_export)
+    p = scenario_sub.add_parser(
+        "generate",
+        help="materialise a generator spec (simulators/scenarios) as an explicit scenario",
+    )
+    p.add_argument("spec", help="built-in generator spec name or a spec YAML file (generate:)")
+    p.add_argument("--out", help="file (default stdout)")
+    p.set_defaults(handler=cmd_scenario_generate)
 
     run = sub.add_parser("run", help="the main job: stack, schema, topics and the pipeline")
     run.add_argument("--scenario", help="built-in scenario name or a YAML file")
@@ -232,6 +255,13 @@ def _plugins() -> list[Callable[[Any], None]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from ioc.contract.feeds import load_extra_feeds
+
+    try:
+        load_extra_feeds()  # IOC_EXTRA_FEEDS: feeds declared outside the package, before the
+    except IocError as exc:  # parser (``--feed`` choices) and every command
+        print(f"ioc: error: {exc}", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -1,7 +1,9 @@
 """Prometheus plumbing shared by every process: collectors from the contract, /metrics.
 
 Collectors are built from :mod:`ioc.contract.metrics` specs, so a process cannot export a
-name the alert rules and dashboards do not know. Each process that serves metrics also
+name the alert rules and dashboards do not know. :func:`counter`, :func:`gauge` and
+:func:`histogram` return the prometheus_client type of the spec (``.labels(...).inc()`` is
+type-checked) and refuse a spec of another type. Each process that serves metrics also
 registers itself as a file_sd target of the local stack's Prometheus (and removes itself at
 exit), so the scrape config never lists ports by hand.
 """
@@ -12,8 +14,9 @@ import atexit
 import json
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import start_http_server as _start_http_server
@@ -22,28 +25,63 @@ from ioc.config import Settings
 from ioc.contract.metrics import MetricSpec
 from ioc.errors import IocError
 
-_collectors: dict[tuple[int, str], Any] = {}
+_C = TypeVar("_C", Counter, Gauge, Histogram)
+
+_collectors: dict[tuple[int, str], Counter | Gauge | Histogram] = {}
 
 
-def collector(spec: MetricSpec, registry: CollectorRegistry = REGISTRY) -> Any:
-    """The (process-wide, created once) prometheus_client collector for ``spec``."""
+def _collector(
+    spec: MetricSpec, registry: CollectorRegistry, cls: type[_C], make: Callable[[], _C]
+) -> _C:
+    """The (process-wide, created once per registry) collector for ``spec``."""
+    kind = cls.__name__.lower()  # the spec's type: counter | gauge | histogram
+    if spec.type != kind:
+        raise TypeError(f"metric {spec.name} is a {spec.type}, not a {kind}")
     key = (id(registry), spec.name)
     existing = _collectors.get(key)
-    if existing is not None:
-        return existing
-    kwargs: dict[str, Any] = {"labelnames": spec.labels, "registry": registry}
-    if spec.type == "counter":
-        made: Any = Counter(spec.name, spec.help, **kwargs)
-    elif spec.type == "gauge":
-        made = Gauge(spec.name, spec.help, **kwargs)
-    elif spec.type == "histogram":
-        made = Histogram(
-            spec.name, spec.help, buckets=spec.buckets or Histogram.DEFAULT_BUCKETS, **kwargs
-        )
-    else:  # pragma: no cover - specs are static
-        raise ValueError(f"unknown metric type {spec.type}")
-    _collectors[key] = made
-    return made
+    if existing is None:
+        made = make()
+        _collectors[key] = made
+        return made
+    if not isinstance(existing, cls):  # pragma: no cover - the type check above
+        raise TypeError(f"metric {spec.name} was made as a {type(existing).__name__}")
+    return existing
+
+
+def counter(spec: MetricSpec, registry: CollectorRegistry = REGISTRY) -> Counter:
+    """The counter for a ``counter`` spec."""
+    return _collector(
+        spec,
+        registry,
+        Counter,
+        lambda: Counter(spec.name, spec.help, labelnames=spec.labels, registry=registry),
+    )
+
+
+def gauge(spec: MetricSpec, registry: CollectorRegistry = REGISTRY) -> Gauge:
+    """The gauge for a ``gauge`` spec."""
+    return _collector(
+        spec,
+        registry,
+        Gauge,
+        lambda: Gauge(spec.name, spec.help, labelnames=spec.labels, registry=registry),
+    )
+
+
+def histogram(spec: MetricSpec, registry: CollectorRegistry = REGISTRY) -> Histogram:
+    """The histogram for a ``histogram`` spec (the spec's buckets, else the default ones)."""
+    return _collector(
+        spec,
+        registry,
+        Histogram,
+        lambda: Histogram(
+            spec.name,
+            spec.help,
+            labelnames=spec.labels,
+            registry=registry,
+            buckets=spec.buckets or Histogram.DEFAULT_BUCKETS,
+        ),
+    )
 
 
 def _free_port() -> int:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ioc.contract.province import generate
 from ioc.contract.topology import TopologyError, builtin_scenarios, load_scenario, load_yaml
+from ioc.simulators.province import builtin_specs, generate, materialise
 
 
 def test_yen_bai_2022_matches_the_public_figures() -> None:
@@ -46,11 +46,37 @@ def test_every_device_reaches_the_core_through_netnodes() -> None:
 
 
 def test_generation_is_reproducible_and_seed_dependent() -> None:
-    text = builtin_scenarios()["yen-bai-2022"]
+    text = builtin_specs()["yen-bai-2022"]
     doc = load_yaml(text, "x")
     assert generate(doc, "x") == generate(load_yaml(text, "x"), "x")
     doc["seed"] = 1
     assert generate(doc, "x") != generate(load_yaml(text, "x"), "x")
+
+
+def test_every_builtin_scenario_is_generated_from_its_spec() -> None:
+    assert sorted(builtin_specs()) == sorted(builtin_scenarios())
+
+
+@pytest.mark.parametrize("name", sorted(builtin_specs()))
+def test_committed_scenarios_match_their_generator_specs(name: str) -> None:
+    """The contract's explicit files are what the simulators' generator makes of the specs
+    (same seed, same topology); after changing a spec or the generator, regenerate."""
+    committed = builtin_scenarios()[name]
+    assert committed == materialise(name), (
+        f"ioc/contract/scenarios/{name}.yaml is stale: run "
+        f"`ioc scenario generate {name} --out ioc/contract/scenarios/{name}.yaml`"
+    )
+
+
+def test_a_generator_spec_is_not_a_topology(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(builtin_specs()["demo"])
+    with pytest.raises(TopologyError, match="ioc scenario generate"):
+        load_scenario(str(spec))
+    # materialised, the same spec loads, and as the built-in it was copied from
+    out = tmp_path / "demo.yaml"
+    out.write_text(materialise(str(spec)))
+    assert load_scenario(str(out)) == load_scenario("demo")
 
 
 @pytest.mark.parametrize("name", sorted(builtin_scenarios()))

@@ -1,4 +1,10 @@
-"""Reproducible province generator: expands a scenario's ``generate:`` section.
+"""Reproducible province generator: expands a generator spec's ``generate:`` section.
+
+The contract's built-in scenarios (``ioc/contract/scenarios/*.yaml``) are explicit topologies
+that this module materialised from the generator specs beside it (``simulators/scenarios/``);
+``ioc scenario generate NAME --out ioc/contract/scenarios/NAME.yaml`` rewrites one after its
+spec changed, and tests/unit/test_topology.py checks that every committed file still matches
+its spec. Workers never need this module: they load the explicit topology from the contract.
 
 Sized from public figures (../shared/CONTEXT.md): e.g. Yen Bai in 2022 had 9 district-level
 units, 173 communes and a specialised data network of 408 sites. The same seed always gives
@@ -15,8 +21,13 @@ from __future__ import annotations
 
 import math
 import random
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
+import yaml
+
+from ioc.contract.topology import load_yaml, parse_topology
 from ioc.errors import IocError
 
 _SYLLABLES = (
@@ -469,3 +480,77 @@ def generate(doc: dict[str, Any], source: str) -> dict[str, Any]:
         "sites": b.sites,
         "devices": b.devices,
     }
+
+
+# --- generator specs and the explicit files they materialise into ---
+
+
+def builtin_specs() -> dict[str, str]:
+    """Built-in generator spec name -> its YAML text (``simulators/scenarios``)."""
+    folder = resources.files("ioc.simulators").joinpath("scenarios")
+    return {
+        entry.name.removesuffix(".yaml"): entry.read_text(encoding="utf-8")
+        for entry in folder.iterdir()
+        if entry.name.endswith(".yaml")
+    }
+
+
+def _read_spec(name_or_path: str) -> tuple[str, str, str]:
+    """(text, source, how to name it in the generated file's header)."""
+    specs = builtin_specs()
+    if name_or_path in specs:
+        return (
+            specs[name_or_path],
+            f"<built-in generator spec {name_or_path}>",
+            f"simulators/scenarios/{name_or_path}.yaml",
+        )
+    path = Path(name_or_path)
+    if not path.exists():
+        raise GenerateError(
+            f"generator spec {name_or_path!r} is neither a built-in "
+            f"({', '.join(sorted(specs))}) nor an existing file"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GenerateError(f"{path}: cannot read: {exc}") from None
+    return text, str(path), str(path)
+
+
+def _flow(item: Any) -> str:
+    """A mapping or list on one line (``{id: x, class: camera, ...}``): one diff line each."""
+    text: str = yaml.safe_dump(
+        item, default_flow_style=True, allow_unicode=True, sort_keys=False, width=1 << 30
+    )
+    return text.strip()
+
+
+def materialise(name_or_path: str) -> str:
+    """The explicit scenario YAML generated from a spec (a built-in name or a file).
+
+    The result is validated (it parses as a topology) and byte-for-byte reproducible: a
+    header, the spec's own leading comments, then one line per unit, site and device.
+    """
+    text, source, shown = _read_spec(name_or_path)
+    doc = load_yaml(text, source)
+    if not isinstance(doc, dict) or "generate" not in doc:
+        raise GenerateError(f"{source}: not a generator spec (no 'generate:' section)")
+    generated = generate(doc, source)
+    parse_topology(generated, source)  # fail here, not in the workers
+    comments = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        comments.append(line)
+    header = [
+        f"# GENERATED from {shown} (seed {generated['seed']}) by simulators/province.py.",
+        f"# Do not edit: edit the spec, then `ioc scenario generate {name_or_path} --out FILE`.",
+        *(["#", *comments] if comments else []),
+    ]
+    top = {key: generated[key] for key in ("scenario", "description", "seed")}
+    body = yaml.safe_dump(top, allow_unicode=True, sort_keys=False, width=1 << 30)
+    lines = [*header, body.rstrip("\n"), f"levels: {_flow(generated['levels'])}"]
+    for key in ("units", "sites", "devices"):
+        lines.append(f"{key}:")
+        lines.extend(f"  - {_flow(item)}" for item in generated[key])
+    return "\n".join(lines) + "\n"
