@@ -10,7 +10,7 @@ stop with one line saying what to run.
 from __future__ import annotations
 
 from ioc.config import Settings
-from ioc.contract.topics import ALL_TOPICS
+from ioc.contract.topics import all_topics
 from ioc.contract.topology import Topology, load_scenario
 from ioc.errors import IocError
 
@@ -41,6 +41,7 @@ async def bootstrap(settings: Settings, scenario: str) -> Topology:
 async def verify(settings: Settings, topology: Topology) -> None:
     """As the runtime role: schema at this release's version, topology loaded, topics made."""
     from ioc.db import connect
+    from ioc.db.feeds import missing_feed_tables
     from ioc.db.migrate import load_migrations
     from ioc.kafka import admin_client
 
@@ -58,6 +59,12 @@ async def verify(settings: Settings, topology: Topology) -> None:
                 f"database schema {schema} {at}, this release needs {needed:04d}: {todo}"
             )
         stored = {r["id"] for r in await conn.fetch(f"SELECT id FROM {schema}.devices")}
+        missing_tables = await missing_feed_tables(conn, schema)
+        if missing_tables:  # a feed registered (IOC_EXTRA_FEEDS) after the last bootstrap
+            raise NotBootstrapped(
+                f"database schema {schema} lacks the tables {', '.join(missing_tables)} of "
+                f"registered feeds: {todo}"
+            )
     finally:
         await conn.close()
     missing = set(topology.devices) - stored
@@ -71,7 +78,7 @@ async def verify(settings: Settings, topology: Topology) -> None:
         present = set(await admin.list_topics())
     finally:
         await admin.close()
-    absent = [settings.topic(t.name) for t in ALL_TOPICS if settings.topic(t.name) not in present]
+    absent = [settings.topic(t.name) for t in all_topics() if settings.topic(t.name) not in present]
     if absent:
         raise NotBootstrapped(f"Kafka topics missing: {', '.join(absent)}: {todo}")
 

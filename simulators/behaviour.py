@@ -9,22 +9,20 @@ minutes. Every random draw comes from the device's own ``random.Random`` seeded 
 
 from __future__ import annotations
 
+import importlib
 import math
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
+from ioc.contract import feeds
 from ioc.contract import schemas as s
+from ioc.contract.feeds import Feed
 from ioc.contract.topology import Device, Topology
+from ioc.errors import IocError
 
 VN_OFFSET_S = 7 * 3600
-
-# Report periods in milliseconds (real time); load mode divides them by its speed-up.
-PERIODS: dict[str, dict[str, int]] = {
-    "camera": {"camera.heartbeat": 5_000, "camera.stream": 10_000, "camera.traffic": 60_000},
-    "telehealth": {"telehealth.heartbeat": 5_000, "telehealth.quality": 5_000},
-    "netnode": {"netnode.probe": 5_000, "netnode.counters": 15_000},
-}
 
 
 def local_hour(ts_ms: int) -> float:
@@ -114,9 +112,15 @@ class Conditions:
 
 
 class DeviceSim:
-    """Base: a device with its own RNG, sequence counter and report schedule."""
+    """Base: a device with its own RNG, sequence counter and report schedule.
+
+    A feed's simulator behaviour is a subclass (named by ``FeedSpec.behaviour``): its
+    ``periods`` (kind -> report period in milliseconds of real time; load mode divides them
+    by its speed-up) and :meth:`emit`, which returns the messages of one due report.
+    """
 
     device_class = ""
+    periods: ClassVar[Mapping[str, int]] = {}
 
     def __init__(self, device: Device, region: str, seed: int, start_ms: int) -> None:
         self.device = device
@@ -136,7 +140,12 @@ class DeviceSim:
 
 
 class CameraSim(DeviceSim):
-    device_class = "camera"
+    device_class = Feed.CAMERA
+    periods: ClassVar[Mapping[str, int]] = {
+        "camera.heartbeat": 5_000,
+        "camera.stream": 10_000,
+        "camera.traffic": 60_000,
+    }
 
     def __init__(self, device: Device, region: str, seed: int, start_ms: int) -> None:
         super().__init__(device, region, seed, start_ms)
@@ -263,7 +272,11 @@ class _Session:
 
 
 class TelehealthSim(DeviceSim):
-    device_class = "telehealth"
+    device_class = Feed.TELEHEALTH
+    periods: ClassVar[Mapping[str, int]] = {
+        "telehealth.heartbeat": 5_000,
+        "telehealth.quality": 5_000,
+    }
 
     def __init__(self, device: Device, region: str, seed: int, start_ms: int) -> None:
         super().__init__(device, region, seed, start_ms)
@@ -397,7 +410,8 @@ class TelehealthSim(DeviceSim):
 
 
 class NetnodeSim(DeviceSim):
-    device_class = "netnode"
+    device_class = Feed.NETNODE
+    periods: ClassVar[Mapping[str, int]] = {"netnode.probe": 5_000, "netnode.counters": 15_000}
 
     def __init__(self, device: Device, region: str, seed: int, start_ms: int) -> None:
         super().__init__(device, region, seed, start_ms)
@@ -474,18 +488,31 @@ class NetnodeSim(DeviceSim):
         )
 
 
-SIM_CLASSES: dict[str, type[DeviceSim]] = {
-    "camera": CameraSim,
-    "telehealth": TelehealthSim,
-    "netnode": NetnodeSim,
-}
+SIM_CLASSES: dict[str, type[DeviceSim]] = {}
+"""Device class -> its behaviour, resolved from the feed declarations at first use."""
+
+
+def sim_class(device_class: str) -> type[DeviceSim]:
+    """The simulator behaviour of a device class (``FeedSpec.behaviour``, ``module:Class``)."""
+    found = SIM_CLASSES.get(device_class)
+    if found is not None:
+        return found
+    spec = next((f for f in feeds.specs() if f.cls == device_class), None)
+    if spec is None or not spec.behaviour:
+        raise IocError(f"no simulator behaviour for device class {device_class!r}")
+    module_name, _, attr = spec.behaviour.partition(":")
+    loaded = getattr(importlib.import_module(module_name), attr)
+    if not (isinstance(loaded, type) and issubclass(loaded, DeviceSim)):
+        raise IocError(f"{spec.behaviour} is not a DeviceSim")
+    SIM_CLASSES[device_class] = loaded
+    return loaded
 
 
 def natural_rate(topology: Topology) -> float:
     """Messages per second the scenario produces in real time (sessions excluded)."""
     total = 0.0
     for dev in topology.devices.values():
-        for kind, period in PERIODS[dev.device_class].items():
+        for kind, period in sim_class(dev.device_class).periods.items():
             if kind != "telehealth.quality":
                 total += 1000.0 / period
     return total

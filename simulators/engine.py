@@ -18,9 +18,9 @@ import orjson
 
 from ioc.contract import faults as fl
 from ioc.contract import schemas as s
+from ioc.contract.feeds import Feed
 from ioc.contract.topology import Topology
 from ioc.simulators.behaviour import (
-    PERIODS,
     Conditions,
     DeviceSim,
     NetnodeSim,
@@ -31,7 +31,7 @@ from ioc.simulators.faults import Fault, FaultPlan
 
 
 class Out(NamedTuple):
-    feed: str  # camera | telehealth | netnode | faults
+    feed: str  # a registered feed (ioc.contract.feeds) or "faults"
     key: bytes
     value: bytes
     valid: bool
@@ -101,15 +101,15 @@ class FaultIndex:
             elif fault.type in ("node_down", "flapping"):
                 behind = (
                     topology.devices_behind(target)
-                    if (topology.devices[target].device_class == "netnode")
+                    if (topology.devices[target].device_class == Feed.NETNODE)
                     else []
                 )
                 for dev in (target, *behind):
                     add(self.silence, dev, fault)
-                    if topology.devices[dev].device_class == "netnode":
+                    if topology.devices[dev].device_class == Feed.NETNODE:
                         add(self.unreachable, dev, fault)
                 parent = topology.devices[target].upstream
-                if parent is not None and topology.devices[target].device_class == "netnode":
+                if parent is not None and topology.devices[target].device_class == Feed.NETNODE:
                     for rel, state in self._transitions(fault):
                         self.link_events.append((rel, parent, f"to-{target}", state))
             elif fault.type == "device_dark":
@@ -201,7 +201,7 @@ class Simulator:
         shards: int = 1,
         emit_fault_log: bool | None = None,
     ) -> None:
-        from ioc.simulators.behaviour import SIM_CLASSES
+        from ioc.simulators.behaviour import sim_class
 
         self.topology = topology
         self.faults = FaultIndex(plan, topology)
@@ -217,10 +217,10 @@ class Simulator:
         self.streams: list[tuple[DeviceSim, list[_Stream]]] = []
         for dev_id in mine:
             dev = topology.devices[dev_id]
-            sim = SIM_CLASSES[dev.device_class](dev, topology.region_of(dev_id), seed, start_ms)
+            sim = sim_class(dev.device_class)(dev, topology.region_of(dev_id), seed, start_ms)
             self.sims[dev_id] = sim
             streams = []
-            for kind, period in PERIODS[dev.device_class].items():
+            for kind, period in sim.periods.items():
                 scaled = max(1, int(period / speedup))
                 streams.append(_Stream(kind, scaled, start_ms + sim.rng.randint(0, scaled - 1)))
             self.streams.append((sim, streams))
@@ -255,7 +255,7 @@ class Simulator:
                     break
                 stream.due = due + stream.period
                 rel = due - start
-                if cls == "netnode" and stream.kind == "netnode.probe":
+                if cls == Feed.NETNODE and stream.kind == "netnode.probe":
                     # Probes come from the provincial core: sent even when the node is down.
                     assert isinstance(sim, NetnodeSim)
                     cond = faults.conditions(dev_id, rel, weather.intensity(sim.region, due))
@@ -285,7 +285,7 @@ class Simulator:
 
     def _deliver(self, sim: DeviceSim, msg: s.Message, rel: int, out: list[Out]) -> None:
         kind = msg.kind
-        feed = kind.split(".", 1)[0]
+        feed = msg.feed
         key = msg.device_id.encode()
         record = Out(feed, key, s.encode(msg), True, kind, msg.device_id, msg.seq)
         self.stats.valid_by_feed[feed] += 1

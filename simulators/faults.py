@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ioc.contract import feeds
+from ioc.contract.feeds import Feed
 from ioc.contract.topology import Topology, load_yaml
 from ioc.errors import IocError
 
@@ -175,8 +177,7 @@ def load_plan(path: str | None, flags: list[str] | None = None) -> FaultPlan:
 def resolve_targets(plan: FaultPlan, topology: Topology) -> FaultPlan:
     """Replace ``CLASS#N`` targets with device ids; unknown targets are errors."""
     by_class = {
-        cls: sorted(d.id for d in topology.devices_of(cls))
-        for cls in ("camera", "telehealth", "netnode")
+        cls: sorted(d.id for d in topology.devices_of(cls)) for cls in feeds.device_classes()
     }
     resolved = []
     for fault in plan.faults:
@@ -198,10 +199,10 @@ def resolve_targets(plan: FaultPlan, topology: Topology) -> FaultPlan:
                 )
             dev = topology.devices[target]
             expected = {
-                "node_down": "netnode",
-                "link_degraded": "netnode",
-                "camera_frozen": "camera",
-                "session_drops": "telehealth",
+                "node_down": Feed.NETNODE,
+                "link_degraded": Feed.NETNODE,
+                "camera_frozen": Feed.CAMERA,
+                "session_drops": Feed.TELEHEALTH,
             }
             need = expected.get(fault.type)
             if need and dev.device_class != need:
@@ -213,7 +214,7 @@ def resolve_targets(plan: FaultPlan, topology: Topology) -> FaultPlan:
         if (
             ftype == "device_dark"
             and target
-            and topology.devices[target].device_class == ("netnode")
+            and topology.devices[target].device_class == Feed.NETNODE
         ):
             ftype = "node_down"  # a dark node takes everything behind it down with it
         resolved.append(

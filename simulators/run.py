@@ -228,6 +228,9 @@ def _shard_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     settings = Settings.model_validate_json(settings_json)
     try:
+        from ioc.contract.feeds import load_extra_feeds
+
+        load_extra_feeds()  # a spawned process: the parent's IOC_EXTRA_FEEDS, inherited
         _run_shard(settings, cfg, plan, start_ms, shard, shards, report, stop)
     except IocError as exc:
         report.put(("error", shard, str(exc)))
@@ -329,10 +332,10 @@ class _Exported:
         self.sent = self.errors = 0
         if enabled:
             from ioc.contract import metrics as m
-            from ioc.observability import collector, serve_metrics
+            from ioc.observability import counter, serve_metrics
 
-            self.sent_counter = collector(m.SIM_SENT)
-            self.error_counter = collector(m.SIM_ERRORS)
+            self.sent_counter = counter(m.SIM_SENT)
+            self.error_counter = counter(m.SIM_ERRORS)
             try:
                 serve_metrics(settings, "simulator", 0)
             except IocError:

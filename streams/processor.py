@@ -21,8 +21,9 @@ import asyncpg
 from ioc.contract import deadletter as dl
 from ioc.contract import metrics as m
 from ioc.contract import schemas as s
+from ioc.contract.feeds import Feed
 from ioc.contract.topology import Topology
-from ioc.observability import collector
+from ioc.observability import counter, gauge, histogram
 from ioc.streams.rows import Batch
 from ioc.streams.writer import store
 
@@ -107,16 +108,16 @@ class FeedProcessor:
         self.pool = pool
         self.send_dead_letter = send_dead_letter
         self.class_of = {d.id: d.device_class for d in topology.devices.values()}
-        self.consumed = collector(m.EVENTS_CONSUMED)
-        self.written = collector(m.EVENTS_WRITTEN)
-        self.duplicate = collector(m.EVENTS_DUPLICATE)
-        self.dlq = collector(m.DLQ_MESSAGES)
-        self.dlq_send_errors = collector(m.DLQ_SEND_ERRORS)
-        self.batch_size = collector(m.BATCH_SIZE)
-        self.write_seconds = collector(m.DB_WRITE_SECONDS)
-        self.write_errors = collector(m.DB_WRITE_ERRORS)
-        self.last_write = collector(m.LAST_WRITE)
-        self.sessions_dropped = collector(m.TELEHEALTH_SESSIONS_DROPPED)
+        self.consumed = counter(m.EVENTS_CONSUMED)
+        self.written = counter(m.EVENTS_WRITTEN)
+        self.duplicate = counter(m.EVENTS_DUPLICATE)
+        self.dlq = counter(m.DLQ_MESSAGES)
+        self.dlq_send_errors = counter(m.DLQ_SEND_ERRORS)
+        self.batch_size = histogram(m.BATCH_SIZE)
+        self.write_seconds = histogram(m.DB_WRITE_SECONDS)
+        self.write_errors = counter(m.DB_WRITE_ERRORS)
+        self.last_write = gauge(m.LAST_WRITE)
+        self.sessions_dropped = counter(m.TELEHEALTH_SESSIONS_DROPPED)
         self.region = {d: topology.region_of(d) for d in topology.devices}
         self.newest_event_ms: dict[str, int] = {}
         self.positions: dict[tuple[str, int], int] = {}
@@ -243,7 +244,7 @@ class FeedProcessor:
             else:
                 newest = max((msg.ts_ms for msg in kept), default=0)
             self.newest_event_ms[feed] = max(self.newest_event_ms.get(feed, 0), newest)
-            if feed == "telehealth":
+            if feed == Feed.TELEHEALTH:
                 for msg in kept:
                     if isinstance(msg, s.TelehealthSession) and msg.event == "dropped":
                         self.sessions_dropped.labels(self.region[msg.device_id]).inc()

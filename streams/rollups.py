@@ -6,7 +6,8 @@ transaction as the rows); any worker picks dirty minutes with ``FOR UPDATE SKIP 
 recomputes them from the raw rows with ``INSERT ... ON CONFLICT DO UPDATE``. Recomputing from
 raw makes rollups idempotent and correct under replays, late data and crashes. Sums and counts
 saturate at their columns' ranges (``sat_int4``/``sat_int8``/``sat_real``, migration 0005), so
-no combination of valid rows can make a minute impossible to roll up.
+no combination of valid rows can make a minute impossible to roll up. What each rollup
+computes is the feed's declaration (``FeedSpec.device_rollup``/``unit_rollup``).
 """
 
 from __future__ import annotations
@@ -18,155 +19,19 @@ from typing import Any
 
 import asyncpg
 
+from ioc.contract import feeds
 from ioc.contract.tables import RAW, ROLLUP_DEVICE_1M, ROLLUP_DIRTY, ROLLUP_UNIT_1M
 
 log = logging.getLogger(__name__)
 
 _WINDOW = "ts >= $1 AND ts < $1 + interval '1 minute'"
 
-DEVICE_SQL: dict[str, tuple[list[str], str]] = {
-    "camera": (
-        [
-            "reports",
-            "heartbeats",
-            "fps_avg",
-            "fps_min",
-            "bitrate_kbps_avg",
-            "dropped_frames",
-            "frozen_samples",
-            "black_samples",
-            "vehicles",
-            "speed_kmh_avg",
-            "occupancy_pct_avg",
-            "occupancy_pct_max",
-            "incidents_opened",
-        ],
-        """sat_int4(count(*)), sat_int4(count(*) FILTER (WHERE kind = 'camera.heartbeat')),
-           sat_real(avg(fps)), min(fps), sat_real(avg(bitrate_kbps)),
-           sat_int8(sum(dropped_frames)),
-           sat_int4(count(*) FILTER (WHERE frozen)), sat_int4(count(*) FILTER (WHERE black)),
-           sat_int8(sum(vehicles)), sat_real(avg(mean_speed_kmh)), sat_real(avg(occupancy_pct)),
-           max(occupancy_pct),
-           sat_int4(count(*) FILTER (WHERE incident_state = 'open'))""",
-    ),
-    "telehealth": (
-        [
-            "reports",
-            "heartbeats",
-            "waiting_max",
-            "sessions_active",
-            "sessions_started",
-            "sessions_ended",
-            "sessions_dropped",
-            "quality_samples",
-            "rtt_ms_avg",
-            "rtt_ms_p95",
-            "jitter_ms_avg",
-            "jitter_ms_p95",
-            "loss_pct_avg",
-            "loss_pct_max",
-        ],
-        """sat_int4(count(*)), sat_int4(count(*) FILTER (WHERE kind = 'telehealth.heartbeat')),
-           max(waiting_patients), max(active_sessions),
-           sat_int4(count(*) FILTER (WHERE event = 'start')),
-           sat_int4(count(*) FILTER (WHERE event = 'end')),
-           sat_int4(count(*) FILTER (WHERE event = 'dropped')),
-           sat_int4(count(*) FILTER (WHERE kind = 'telehealth.quality')),
-           sat_real(avg(rtt_ms)),
-           sat_real(percentile_cont(0.95) WITHIN GROUP (ORDER BY rtt_ms)),
-           sat_real(avg(jitter_ms)),
-           sat_real(percentile_cont(0.95) WITHIN GROUP (ORDER BY jitter_ms)),
-           sat_real(avg(loss_pct)), max(loss_pct)""",
-    ),
-    "netnode": (
-        [
-            "reports",
-            "probes",
-            "probes_ok",
-            "rtt_ms_avg",
-            "rtt_ms_p95",
-            "loss_pct_avg",
-            "loss_pct_max",
-            "in_bps_avg",
-            "out_bps_avg",
-            "util_pct_max",
-            "errors",
-            "link_changes",
-        ],
-        """sat_int4(count(*)), sat_int4(count(*) FILTER (WHERE kind = 'netnode.probe')),
-           sat_int4(count(*) FILTER (WHERE reachable)), sat_real(avg(rtt_ms)),
-           sat_real(percentile_cont(0.95) WITHIN GROUP (ORDER BY rtt_ms)),
-           sat_real(avg(loss_pct)),
-           max(loss_pct), avg(in_bps), avg(out_bps),
-           sat_real(max(CASE WHEN in_bps < 1e-300 THEN 0
-                             ELSE 100.0 * in_bps / nullif(capacity_bps, 0) END)),
-           sat_int8(sum(in_errors + out_errors)),
-           sat_int4(count(*) FILTER (WHERE kind = 'netnode.link'))""",
-    ),
-}
-
-UNIT_SQL: dict[str, tuple[list[str], str]] = {
-    "camera": (
-        [
-            "cameras",
-            "cameras_reporting",
-            "fps_avg",
-            "frozen_cameras",
-            "vehicles",
-            "speed_kmh_avg",
-            "occupancy_pct_avg",
-            "incidents_opened",
-        ],
-        """sat_int4(count(*)), sat_int4(count(r.device_id)), sat_real(avg(r.fps_avg)),
-           sat_int4(count(*) FILTER (WHERE r.frozen_samples > 0)),
-           sat_int8(coalesce(sum(r.vehicles), 0)), sat_real(avg(r.speed_kmh_avg)),
-           sat_real(avg(r.occupancy_pct_avg)), sat_int4(coalesce(sum(r.incidents_opened), 0))""",
-    ),
-    "telehealth": (
-        [
-            "stations",
-            "stations_reporting",
-            "sessions_active",
-            "sessions_started",
-            "sessions_dropped",
-            "waiting",
-            "rtt_ms_p95",
-            "jitter_ms_p95",
-            "loss_pct_avg",
-        ],
-        """sat_int4(count(*)), sat_int4(count(r.device_id)),
-           sat_int4(coalesce(sum(r.sessions_active), 0)),
-           sat_int4(coalesce(sum(r.sessions_started), 0)),
-           sat_int4(coalesce(sum(r.sessions_dropped), 0)),
-           sat_int4(coalesce(sum(r.waiting_max), 0)),
-           sat_real(percentile_cont(0.95) WITHIN GROUP (ORDER BY r.rtt_ms_p95)),
-           sat_real(percentile_cont(0.95) WITHIN GROUP (ORDER BY r.jitter_ms_p95)),
-           sat_real(avg(r.loss_pct_avg))""",
-    ),
-    "netnode": (
-        [
-            "nodes",
-            "nodes_reporting",
-            "nodes_reachable",
-            "rtt_ms_avg",
-            "rtt_ms_p95",
-            "loss_pct_avg",
-            "in_bps",
-            "out_bps",
-            "errors",
-        ],
-        """sat_int4(count(*)), sat_int4(count(r.device_id)),
-           sat_int4(count(*) FILTER (WHERE r.probes_ok > 0)), sat_real(avg(r.rtt_ms_avg)),
-           sat_real(percentile_cont(0.95) WITHIN GROUP (ORDER BY r.rtt_ms_p95)),
-           sat_real(avg(r.loss_pct_avg)),
-           coalesce(sum(r.in_bps_avg), 0), coalesce(sum(r.out_bps_avg), 0),
-           sat_int8(coalesce(sum(r.errors), 0))""",
-    ),
-}
-
 
 def device_rollup_sql(feed: str) -> str:
-    columns, select = DEVICE_SQL[feed]
+    """Recompute one device-minute rollup of ``feed`` (``FeedSpec.device_rollup``)."""
+    spec = feeds.spec(feed)
+    columns = [a.name for a in spec.device_rollup]
+    select = ", ".join(a.expr for a in spec.device_rollup)
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns)
     return (
         f"INSERT INTO {ROLLUP_DEVICE_1M[feed]} (bucket, device_id, {', '.join(columns)}) "
@@ -176,7 +41,10 @@ def device_rollup_sql(feed: str) -> str:
 
 
 def unit_rollup_sql(feed: str) -> str:
-    columns, select = UNIT_SQL[feed]
+    """Recompute one unit-minute rollup of ``feed``, every level (``FeedSpec.unit_rollup``)."""
+    spec = feeds.spec(feed)
+    columns = [a.name for a in spec.unit_rollup]
+    select = ", ".join(a.expr for a in spec.unit_rollup)
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns)
     return (
         f"INSERT INTO {ROLLUP_UNIT_1M[feed]} (bucket, unit_code, level, {', '.join(columns)}) "
@@ -185,18 +53,21 @@ def unit_rollup_sql(feed: str) -> str:
         f"JOIN unit_ancestors a ON a.unit_code = s.unit_code "
         f"JOIN admin_units u ON u.code = a.ancestor_code "
         f"LEFT JOIN {ROLLUP_DEVICE_1M[feed]} r ON r.device_id = d.id AND r.bucket = $1 "
-        f"WHERE d.device_class = '{feed}' GROUP BY a.ancestor_code, u.level "
+        f"WHERE d.device_class = '{spec.cls}' GROUP BY a.ancestor_code, u.level "
         f"ON CONFLICT (unit_code, bucket) DO UPDATE SET {updates}"
     )
 
 
-_DEVICE = {feed: device_rollup_sql(feed) for feed in RAW}
-_UNIT = {feed: unit_rollup_sql(feed) for feed in RAW}
+_SQL: dict[str, tuple[str, str]] = {}
+"""Per feed: its device and unit rollup statements, made at its first dirty minute."""
 
 
 async def recompute_minute(conn: asyncpg.Connection, feed: str, bucket: dt.datetime) -> None:
-    await conn.execute(_DEVICE[feed], bucket)
-    await conn.execute(_UNIT[feed], bucket)
+    sql = _SQL.get(feed)
+    if sql is None:
+        sql = _SQL[feed] = (device_rollup_sql(feed), unit_rollup_sql(feed))
+    await conn.execute(sql[0], bucket)
+    await conn.execute(sql[1], bucket)
 
 
 async def recompute_dirty(

@@ -32,16 +32,21 @@ def _layout(kind: type[s.Message]) -> tuple[str | None, ...]:
 
 
 _LAYOUTS = {kind: _layout(kind) for kind in s.FEED_OF_KIND}
+"""Per kind; a kind of a feed registered later is added at its first message."""
 
 
 def raw_row(m: s.Message) -> tuple[Any, ...]:
     """The row of ``m`` in its feed's raw table, in :data:`RAW_COLUMNS` order."""
+    try:
+        layout = _LAYOUTS[type(m)]
+    except KeyError:
+        layout = _LAYOUTS[type(m)] = _layout(type(m))
     return (
         ts_of(m.ts_ms),
         m.device_id,
         m.seq,
         m.kind,
-        *[None if f is None else getattr(m, f) for f in _LAYOUTS[type(m)]],
+        *[None if f is None else getattr(m, f) for f in layout],
     )
 
 

@@ -7,6 +7,8 @@ watermark:
    heartbeat timeout is *down*; a network node is *down* when the core's probes say it is
    unreachable (or no probe arrived within the timeout). Fresh quality below thresholds is
    *degraded* (frozen picture or fps collapse; telehealth loss or jitter; link loss or RTT).
+   Any other class (a feed added by declaration, docs/adding-a-feed.md) gets the heartbeat
+   rule alone, with its declared timeout.
 2. **Root cause**: a device that is down while a node on its upstream path is down is
    *unreachable-upstream*, not down. The highest down node is the root cause, and one
    *site-isolated* incident names it and lists what it cut off.
@@ -27,6 +29,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from ioc.contract import tables as t
+from ioc.contract.feeds import Feed
 from ioc.contract.thresholds import THRESHOLDS, Thresholds
 from ioc.contract.topology import Topology
 
@@ -76,7 +79,7 @@ class Verdict:
 
 def raw_state(device_class: str, f: Facts | None, now_ms: int, th: Thresholds) -> tuple[str, str]:
     timeout = th.heartbeat_timeout_ms[device_class]
-    if device_class == "netnode":
+    if device_class == Feed.NETNODE:
         if f is None or f.probe_ts is None:
             return (
                 (t.STATE_UNKNOWN, "no probe result yet")
@@ -98,12 +101,12 @@ def raw_state(device_class: str, f: Facts | None, now_ms: int, th: Thresholds) -
     if state != t.STATE_UP:
         return state, reason
     fresh = f.quality_ts is not None and now_ms - f.quality_ts <= th.quality_max_age_ms
-    if device_class == "camera" and fresh:
+    if device_class == Feed.CAMERA and fresh:
         if f.frozen:
             return t.STATE_DEGRADED, "frozen picture"
         if f.fps is not None and f.fps < th.camera_min_fps:
             return t.STATE_DEGRADED, f"fps collapsed to {f.fps:.1f}"
-    if device_class == "telehealth" and fresh and (f.sessions_active or 0) > 0:
+    if device_class == Feed.TELEHEALTH and fresh and (f.sessions_active or 0) > 0:
         if f.loss_pct is not None and f.loss_pct > th.telehealth_max_loss_pct:
             return t.STATE_DEGRADED, f"session packet loss {f.loss_pct:.1f}%"
         if f.jitter_ms is not None and f.jitter_ms > th.telehealth_max_jitter_ms:
@@ -157,7 +160,7 @@ class StateMachine:
             f = facts.get(dev_id)
             if (
                 state != t.STATE_DOWN
-                or topo.devices[dev_id].device_class != "netnode"
+                or topo.devices[dev_id].device_class != Feed.NETNODE
                 or f is None
                 or f.probe_ts is None
                 or f.probe_reachable is not False
@@ -177,7 +180,7 @@ class StateMachine:
         down_nodes = {
             d
             for d, (state, _) in raw.items()
-            if state == t.STATE_DOWN and topo.devices[d].device_class == "netnode"
+            if state == t.STATE_DOWN and topo.devices[d].device_class == Feed.NETNODE
         }
         root_causes: dict[str, list[str]] = {}
         resolved: dict[str, tuple[str, str]] = {}
@@ -199,7 +202,7 @@ class StateMachine:
         for dev_id, (state, _reason) in resolved.items():
             before = self.current.get(dev_id)
             if (
-                topo.devices[dev_id].device_class == "netnode"
+                topo.devices[dev_id].device_class == Feed.NETNODE
                 and before is not None
                 and before.state in outage
                 and state not in outage

@@ -26,7 +26,11 @@ from ioc.streams.rows import Batch, ts_of
 
 log = logging.getLogger(__name__)
 
-STAGE = {feed: f"stage_{feed}" for feed in RAW}
+
+def stage_of(feed: str) -> str:
+    """The per-connection staging table of a feed's replay path."""
+    return f"stage_{feed}"
+
 
 _LAST_SEEN_SQL = f"""
 INSERT INTO {DEVICE_LAST_SEEN} AS d (device_id, device_class, last_ts, last_seq, probe_ts,
@@ -61,7 +65,7 @@ async def _prepare_connection(conn: asyncpg.Connection) -> None:
     """Per-connection staging tables (temporary: no WAL, emptied at every commit)."""
     for feed, table in RAW.items():
         await conn.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS {STAGE[feed]} "
+            f"CREATE TEMP TABLE IF NOT EXISTS {stage_of(feed)} "
             f"(LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         )
 
@@ -112,7 +116,7 @@ async def _insert_new_rows(conn: asyncpg.Connection, batch: Batch) -> int:
     """The replay path: stage the batch, insert only the rows not stored yet."""
     columns = RAW_COLUMNS[batch.feed]
     col_list = ", ".join(columns)
-    stage = STAGE[batch.feed]
+    stage = stage_of(batch.feed)
     await conn.execute(f"TRUNCATE {stage}")
     await conn.copy_records_to_table(stage, records=batch.rows, columns=columns)
     status = await conn.execute(

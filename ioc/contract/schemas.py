@@ -1,4 +1,5 @@
-"""Versioned message schemas of the three feeds, defined once.
+"""Versioned message schemas of the built-in feeds, defined once (a feed's kinds are part of
+its declaration, :mod:`ioc.contract.feeds`).
 
 Every message is a JSON object with an envelope (``v`` schema version, ``kind``, ``device_id``,
 ``seq`` per-device sequence number, ``ts_ms`` event time in epoch milliseconds UTC) and the
@@ -69,6 +70,7 @@ Capacity = Annotated[float, Meta(ge=1.0, le=1e12, extra=_DOUBLE)]
 ShortText = Annotated[str, Meta(min_length=1, max_length=128, pattern=STORABLE_TEXT, extra=_TEXT)]
 
 FEEDS: Final = ("camera", "telehealth", "netnode")
+"""The built-in feeds (``ioc.contract.feeds.Feed``); every registered feed: ``feeds.names()``."""
 Status = Literal["ok", "degraded", "fault"]
 IncidentType = Literal["congestion", "stopped_vehicle", "wrong_way"]
 LinkState = Literal["up", "down"]
@@ -175,19 +177,13 @@ TelehealthMessage = TelehealthHeartbeat | TelehealthSession | TelehealthQuality
 NetnodeMessage = NetnodeProbe | NetnodeCounters | NetnodeLink
 AnyMessage = CameraMessage | TelehealthMessage | NetnodeMessage
 
-MESSAGE_TYPES: Final[dict[str, tuple[type[Message], ...]]] = {
-    "camera": (CameraHeartbeat, CameraStream, CameraTraffic, CameraIncident),
-    "telehealth": (TelehealthHeartbeat, TelehealthSession, TelehealthQuality),
-    "netnode": (NetnodeProbe, NetnodeCounters, NetnodeLink),
-}
-FEED_OF_KIND: Final[dict[type[Message], str]] = {
-    t: feed for feed, types in MESSAGE_TYPES.items() for t in types
-}
-KIND_OF_TYPE: Final[dict[type[Message], str]] = {
-    t: str(t.__struct_config__.tag) for types in MESSAGE_TYPES.values() for t in types
-}
-TYPE_OF_KIND: Final[dict[str, type[Message]]] = {k: t for t, k in KIND_OF_TYPE.items()}
-DEVICE_CLASS_OF_FEED: Final = {"camera": "camera", "telehealth": "telehealth", "netnode": "netnode"}
+# Per-feed tables, kept in step with the feed registry by ioc.contract.feeds (filled in place
+# when a feed is registered: the built-in feeds when the package is imported).
+MESSAGE_TYPES: Final[dict[str, tuple[type[Message], ...]]] = {}
+FEED_OF_KIND: Final[dict[type[Message], str]] = {}
+KIND_OF_TYPE: Final[dict[type[Message], str]] = {}
+TYPE_OF_KIND: Final[dict[str, type[Message]]] = {}
+DEVICE_CLASS_OF_FEED: Final[dict[str, str]] = {}
 
 
 class InvalidMessage(Exception):
@@ -240,17 +236,8 @@ class _Probe(msgspec.Struct):
     kind: Any = None
 
 
-def _union(types: tuple[type[Message], ...]) -> Any:
-    result: Any = types[0]
-    for t in types[1:]:
-        result = result | t
-    return result
-
-
-_decoders: dict[str, msgspec.json.Decoder[Any]] = {
-    feed: msgspec.json.Decoder(_union(types)) for feed, types in MESSAGE_TYPES.items()
-}
-_any_decoder = msgspec.json.Decoder(AnyMessage)
+_decoders: dict[str, msgspec.json.Decoder[Any]] = {}  # per feed, kept by ioc.contract.feeds
+_any_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(AnyMessage)  # every feed's kinds
 _probe_decoder = msgspec.json.Decoder(_Probe)
 # Only asks "is this JSON at all?": numbers are not converted, so 1e999 is JSON (a number
 # out of its field's range is a schema problem, not garbage).

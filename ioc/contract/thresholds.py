@@ -36,21 +36,11 @@ class AlertPolicy:
     severity: str
 
 
-def _incident_severity() -> Mapping[tuple[str, str], str]:
-    return MappingProxyType(
-        {
-            (t.INCIDENT_SITE_ISOLATED, "netnode"): CRITICAL,
-            (t.INCIDENT_DEVICE_DOWN, "netnode"): WARNING,
-            (t.INCIDENT_DEVICE_DOWN, "telehealth"): CRITICAL,
-            (t.INCIDENT_DEVICE_DOWN, "camera"): WARNING,
-            (t.INCIDENT_FLAPPING, "netnode"): WARNING,
-            (t.INCIDENT_FLAPPING, "camera"): WARNING,
-            (t.INCIDENT_FLAPPING, "telehealth"): WARNING,
-            (t.INCIDENT_DEGRADED, "netnode"): WARNING,
-            (t.INCIDENT_DEGRADED, "camera"): INFO,
-            (t.INCIDENT_DEGRADED, "telehealth"): WARNING,
-        }
-    )
+HEARTBEAT_TIMEOUT_MS: Final[dict[str, int]] = {}
+"""Device class -> heartbeat timeout (``FeedSpec.heartbeat_timeout_ms``; kept in step with
+the feed registry by ioc.contract.feeds)."""
+INCIDENT_SEVERITY: Final[dict[tuple[str, str], str]] = {}
+"""(incident kind, device class) -> severity (``FeedSpec.incident_severity``; likewise)."""
 
 
 def _alert_policies() -> Mapping[str, AlertPolicy]:
@@ -82,11 +72,10 @@ def _alert_policies() -> Mapping[str, AlertPolicy]:
 class Thresholds:
     # --- device state machine (ioc.streams.state), event time in milliseconds ---
     heartbeat_timeout_ms: Mapping[str, int] = field(
-        default_factory=lambda: MappingProxyType(
-            {"camera": 15_000, "telehealth": 15_000, "netnode": 15_000}
-        )
+        default_factory=lambda: MappingProxyType(HEARTBEAT_TIMEOUT_MS)
     )
-    """Silent for longer (or no probe result for longer): down."""
+    """Silent for longer (or no probe result for longer): down. Default: each feed's
+    declaration (a read-only view of the registry's, so a feed registered later has one)."""
     quality_max_age_ms: int = 30_000
     """Quality readings older than this do not make a device degraded."""
     camera_min_fps: float = 5.0
@@ -103,8 +92,11 @@ class Thresholds:
     """How long a failed node waits for its upstream node's verdict before it is blamed."""
     catch_up_slack_ms: int = 5_000
     """Event time running this much faster than the wall clock means a backlog is replayed."""
-    incident_severity: Mapping[tuple[str, str], str] = field(default_factory=_incident_severity)
-    """(incident kind, device class) -> severity of the incident the workers open."""
+    incident_severity: Mapping[tuple[str, str], str] = field(
+        default_factory=lambda: MappingProxyType(INCIDENT_SEVERITY)
+    )
+    """(incident kind, device class) -> severity of the incident the workers open (default:
+    each feed's declaration)."""
 
     # --- alert rules (ioc.alerting.rules), seconds ---
     scrape_interval_s: int = 5

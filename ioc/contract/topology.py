@@ -14,9 +14,12 @@ A scenario is a YAML file. It either lists the topology explicitly::
       - {id: node-001, class: netnode, site: s-001, upstream: node-core}
       - {id: cam-001, class: camera, site: s-001, upstream: node-001}
 
-or has a ``generate:`` section that :mod:`ioc.contract.province` expands reproducibly from a
-seed (the built-in scenarios in ``ioc/contract/scenarios``). Errors name the file, the line
-and the problem (:class:`TopologyError`).
+The built-in scenarios (``ioc/contract/scenarios``) are such explicit files, generated
+reproducibly from a seed by the simulators' province generator (:mod:`ioc.simulators.province`,
+``ioc scenario generate``) and committed: the contract holds the topology itself, never the
+generator, so the workers depend on data, not on the simulators. A generator spec (a file with
+a ``generate:`` section) is not a topology: loading one says how to materialise it. Errors name
+the file, the line and the problem (:class:`TopologyError`).
 
 ``valid_from``/``valid_to`` and ``merged_into`` let history recorded against old units be
 re-mapped onto today's (:meth:`Topology.current_unit`).
@@ -29,13 +32,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import yaml
 
+from ioc.contract import feeds
 from ioc.errors import IocError
 
-DEVICE_CLASSES = ("camera", "telehealth", "netnode")
 SITE_KINDS = (
     "provincial_core",
     "provincial_office",
@@ -115,7 +118,7 @@ class Topology:
             if dev.upstream:
                 direct[dev.upstream].append(dev.id)
         behind: dict[str, list[str]] = {}
-        for node in (d.id for d in self.devices.values() if d.device_class == "netnode"):
+        for node in (d.id for d in self.devices.values() if d.device_class == feeds.Feed.NETNODE):
             out: list[str] = []
             stack = list(direct.get(node, ()))
             while stack:
@@ -181,7 +184,7 @@ class Topology:
         for unit in self.units.values():
             result[f"units_{unit.level_name}"] += 1
         result["sites"] = len(self.sites)
-        for cls in DEVICE_CLASSES:
+        for cls in feeds.device_classes():
             result[f"devices_{cls}"] = len(self.devices_of(cls))
         return result
 
@@ -245,7 +248,15 @@ class _LineDict(dict[str, Any]):
     line = 0
 
 
-class _LineLoader(yaml.SafeLoader):
+# libyaml's parser when PyYAML has it: a built-in scenario is ~1,400 lines (Yen Bai: 600 sites,
+# 600 devices), which the pure-Python parser takes a second over; marks (lines) are the same.
+if TYPE_CHECKING:
+    _SafeLoader = yaml.SafeLoader  # the same constructor API
+else:
+    _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _LineLoader(_SafeLoader):
     pass
 
 
@@ -335,9 +346,11 @@ def parse_topology(doc: Any, source: str) -> Topology:
     if not isinstance(doc, dict):
         raise TopologyError(f"{source}:1: a scenario must be a mapping at the top level")
     if "generate" in doc:
-        from ioc.contract.province import generate
-
-        return parse_topology(generate(doc, source), source)
+        line = getattr(doc, "line", 1)
+        raise TopologyError(
+            f"{source}:{line}: a generator spec ('generate:'), not a topology: materialise it "
+            f"with `ioc scenario generate {source} --out FILE` and use FILE"
+        )
     top = _Reader(source, doc, "scenario")
     top.unknown({"scenario", "description", "seed", "levels", "units", "sites", "devices"})
     name = top.text("scenario")
@@ -450,8 +463,8 @@ def parse_topology(doc: Any, source: str) -> Topology:
         if dev_id in devices:
             r.fail(f"duplicate device id {dev_id!r}")
         cls = r.text("class")
-        if cls not in DEVICE_CLASSES:
-            r.fail(f"class {cls!r} is not one of {', '.join(DEVICE_CLASSES)}")
+        if cls not in feeds.device_classes():
+            r.fail(f"class {cls!r} is not one of {', '.join(feeds.device_classes())}")
         site_id = r.text("site")
         if site_id not in sites:
             r.fail(f"site {site_id!r} is not a site of this scenario")
@@ -473,7 +486,7 @@ def parse_topology(doc: Any, source: str) -> Topology:
         up = devices.get(dev.upstream)
         if up is None:
             r.fail(f"upstream {dev.upstream!r} is not a device of this scenario")
-        elif up.device_class != "netnode":
+        elif up.device_class != feeds.Feed.NETNODE:
             r.fail(f"upstream {dev.upstream!r} is a {up.device_class}, not a netnode")
         seen = {dev.id}
         cursor: Device | None = up

@@ -17,19 +17,10 @@ import logging
 
 import asyncpg
 
+from ioc.contract import feeds
 from ioc.contract.tables import RAW, ROLLUP_UNIT_1M
 
 log = logging.getLogger(__name__)
-
-_HOURLY = {
-    "camera": "max(cameras) AS cameras, avg(cameras_reporting) AS cameras_reporting_avg, "
-    "avg(fps_avg) AS fps_avg, sum(vehicles) AS vehicles, "
-    "sum(incidents_opened) AS incidents_opened",
-    "telehealth": "max(stations) AS stations, sum(sessions_started) AS sessions_started, "
-    "sum(sessions_dropped) AS sessions_dropped, max(rtt_ms_p95) AS rtt_ms_p95",
-    "netnode": "max(nodes) AS nodes, avg(nodes_reachable) AS nodes_reachable_avg, "
-    "avg(rtt_ms_avg) AS rtt_ms_avg, avg(loss_pct_avg) AS loss_pct_avg",
-}
 
 
 async def licence(conn: asyncpg.Connection) -> str | None:
@@ -43,7 +34,10 @@ async def apply_licensed_features(conn: asyncpg.Connection, schema: str) -> list
         return []
     applied: list[str] = []
     await conn.execute(f"SET search_path TO {schema}, public")
-    for feed, columns in _HOURLY.items():
+    for spec in feeds.specs():
+        feed, columns = spec.name, spec.hourly_cagg
+        if not columns:
+            continue
         view = f"{ROLLUP_UNIT_1M[feed].removesuffix('_1m')}_1h_cagg"
         try:
             await conn.execute(

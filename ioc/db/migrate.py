@@ -1,7 +1,8 @@
 """Versioned SQL migrations (``migrations/NNNN_name.sql``), recorded in ``schema_migrations``.
 
 Safe to rerun and to run from several processes at once (an advisory lock serialises them);
-an applied file whose text changed is refused rather than silently skipped.
+an applied file whose text changed is refused rather than silently skipped. After them, the
+tables of registered feeds that no migration creates are generated (:mod:`ioc.db.feeds`).
 """
 
 from __future__ import annotations
@@ -123,6 +124,9 @@ async def migrate(dsn: str, schema: str) -> list[Migration]:
                         f"{type(exc).__name__}: {exc}"
                     ) from None
                 applied_now.append(mig)
+            from ioc.db.feeds import ensure_feed_tables
+
+            await ensure_feed_tables(conn)  # feeds declared after the migrations: no files
             await _grant(conn, schema)
             from ioc.db.features import apply_licensed_features
 

@@ -1,0 +1,275 @@
+"""Feeds, declared once: :class:`Feed` names the built-in ones, one :class:`FeedSpec` per feed
+says everything generic code needs to carry it from Kafka to its rollups.
+
+A feed's declaration holds its message kinds (msgspec types, :mod:`ioc.contract.schemas`),
+its Kafka topic, its raw table (columns derived from the message fields), its 1-minute rollups
+per device and per administrative unit, its hourly/daily unit views, its heartbeat timeout
+and the severity of the incidents its devices open, and where its simulator behaviour lives.
+Everything else is derived from the registry (:func:`specs`): the per-feed dicts of
+:mod:`~ioc.contract.schemas` (decoders, ``FEED_OF_KIND``...), :mod:`~ioc.contract.topics`
+(``FEED_TOPICS``), :mod:`~ioc.contract.tables` (``RAW``, ``ROLLUP_*``),
+:mod:`~ioc.contract.raw` (``RAW_COLUMNS``) and :mod:`~ioc.contract.thresholds` (heartbeat
+timeouts, incident severities) are kept in step with it, and the stream workers, the writer,
+the rollups, the database bootstrap (:mod:`ioc.db.feeds`) and the simulators iterate over them.
+
+The built-in feeds are declared in :mod:`ioc.contract.builtin_feeds`. More feeds are added with
+:func:`register`, or for a whole process (``ioc worker``, ``ioc bootstrap``, ``ioc simulate``)
+with ``IOC_EXTRA_FEEDS=module:attr[,module:attr]`` (:func:`load_extra_feeds`). See
+docs/adding-a-feed.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any, Final
+
+import msgspec
+
+from ioc.contract import raw, schemas, tables, thresholds, topics
+from ioc.errors import IocError
+
+EXTRA_FEEDS_ENV: Final = "IOC_EXTRA_FEEDS"
+"""``module:attr[,module:attr...]``: feeds (FeedSpec objects) registered at process start."""
+
+
+class Feed(StrEnum):
+    """The built-in feeds. A StrEnum: ``Feed.CAMERA == "camera"``, on the wire and in labels."""
+
+    CAMERA = "camera"
+    TELEHEALTH = "telehealth"
+    NETNODE = "netnode"
+
+
+class FeedError(IocError):
+    """A feed declaration that cannot be registered, or an unknown feed."""
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """One column of a rollup: its name, SQL type and the SQL expression that computes it
+    (over the raw rows of a device-minute, or over the device rollup ``r`` for a unit)."""
+
+    name: str
+    type: str
+    expr: str
+    not_null: bool = False
+
+
+@dataclass(frozen=True)
+class FeedSpec:
+    """Everything about one feed that generic code needs (docs/adding-a-feed.md)."""
+
+    name: str
+    """The feed's id: topic, tables, metric label ``feed``; a lower-case SQL identifier."""
+    title: str
+    messages: tuple[type[schemas.Message], ...]
+    """Its message kinds; each kind's tag is ``<name>.<something>``."""
+    topic: topics.TopicSpec
+    device_rollup: tuple[Aggregate, ...]
+    """1-minute rollup per device (table ``rollup_<name>_1m``), from the raw rows."""
+    unit_rollup: tuple[Aggregate, ...]
+    """1-minute rollup per administrative unit, every level (``unit_rollup_<name>_1m``),
+    from the device rollup ``r`` of the unit's devices (LEFT JOIN: ``r`` may be NULL)."""
+    device_class: str = ""
+    """The topology's device class that reports on this feed (default: the feed's name)."""
+    renamed: Mapping[tuple[type[schemas.Message], str], str] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    """(kind, field) -> raw column, where two kinds of the feed use one name differently."""
+    unit_hourly: str = ""
+    """Select list of the hourly and daily views over the unit rollup (empty: no views)."""
+    hourly_cagg: str = ""
+    """Select list of the hourly continuous aggregate (community licence only; empty: none)."""
+    heartbeat_timeout_ms: int = 15_000
+    """A device of this class silent for longer is down (ioc.streams.state)."""
+    incident_severity: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """Incident kind (ioc.contract.tables.INCIDENT_*) -> severity, for this device class."""
+    behaviour: str = ""
+    """``module:Class`` of its simulator behaviour (an ``ioc.simulators.behaviour.DeviceSim``)."""
+    tables_from_migrations: bool = False
+    """Its tables are created by the versioned migrations (the built-in feeds); otherwise
+    :func:`ioc.db.feeds.ensure_feed_tables` creates them from this declaration."""
+
+    @property
+    def cls(self) -> str:
+        return self.device_class or self.name
+
+    @property
+    def raw_table(self) -> str:
+        return f"raw_{self.name}"
+
+    @property
+    def device_rollup_table(self) -> str:
+        return f"rollup_{self.name}_1m"
+
+    @property
+    def unit_rollup_table(self) -> str:
+        return f"unit_rollup_{self.name}_1m"
+
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(str(t.__struct_config__.tag) for t in self.messages)
+
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
+_FEEDS: dict[str, FeedSpec] = {}
+_BUILTIN: set[str] = set()
+
+
+def specs() -> tuple[FeedSpec, ...]:
+    """Every registered feed, built-in ones first, in registration order."""
+    return tuple(_FEEDS.values())
+
+
+def spec(feed: str) -> FeedSpec:
+    try:
+        return _FEEDS[feed]
+    except KeyError:
+        raise FeedError(f"unknown feed {feed!r} (registered: {', '.join(_FEEDS)})") from None
+
+
+def names() -> tuple[str, ...]:
+    return tuple(_FEEDS)
+
+
+def device_classes() -> tuple[str, ...]:
+    """The device classes a topology may contain: one per registered feed."""
+    return tuple(dict.fromkeys(s.cls for s in _FEEDS.values()))
+
+
+def _check(new: FeedSpec) -> None:
+    if not _NAME.match(new.name) or not _NAME.match(new.cls):
+        raise FeedError(f"feed {new.name!r}: name and device class must be SQL identifiers")
+    if new.name in _FEEDS:
+        raise FeedError(f"feed {new.name!r} is registered already")
+    if not new.messages or not new.device_rollup or not new.unit_rollup:
+        raise FeedError(f"feed {new.name!r}: messages and both rollups are required")
+    known = set(schemas.TYPE_OF_KIND)
+    for kind in new.kinds():
+        if not kind.startswith(f"{new.name}."):
+            raise FeedError(f"feed {new.name!r}: kind {kind!r} must start with {new.name!r}.")
+        if kind in known:
+            raise FeedError(f"feed {new.name!r}: kind {kind!r} belongs to another feed")
+    taken = {t.name for t in (*topics.FEED_TOPICS.values(), *topics.ALL_TOPICS)}
+    if new.topic.name in taken:
+        raise FeedError(f"feed {new.name!r}: topic {new.topic.name} is taken")
+
+
+def register(new: FeedSpec, *, builtin: bool = False) -> FeedSpec:
+    """Add a feed to the registry (and so to every derived table); returns it."""
+    if not builtin:
+        _check(new)
+    _FEEDS[new.name] = new
+    if builtin:
+        _BUILTIN.add(new.name)
+    _derive()
+    return new
+
+
+def unregister(name: str) -> None:
+    """Remove a feed added by :func:`register` (tests); built-in feeds stay."""
+    if name in _BUILTIN:
+        raise FeedError(f"feed {name!r} is built in")
+    if _FEEDS.pop(name, None) is not None:
+        _derive()
+
+
+@contextmanager
+def registered(new: FeedSpec) -> Iterator[FeedSpec]:
+    """The feed registered for the duration of a ``with`` block (tests)."""
+    already = _FEEDS.get(new.name) is new
+    if not already:
+        register(new)
+    try:
+        yield new
+    finally:
+        if not already:
+            unregister(new.name)
+
+
+def load_extra_feeds(value: str | None = None) -> list[FeedSpec]:
+    """Register the feeds named by ``value`` (default: ``$IOC_EXTRA_FEEDS``), each a
+    ``module:attr`` that is a :class:`FeedSpec`; feeds registered already are skipped."""
+    value = os.environ.get(EXTRA_FEEDS_ENV, "") if value is None else value
+    loaded: list[FeedSpec] = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        module_name, _, attr = item.partition(":")
+        try:
+            obj: Any = getattr(importlib.import_module(module_name), attr or "FEED")
+        except (ImportError, AttributeError) as exc:
+            raise FeedError(f"{EXTRA_FEEDS_ENV}: cannot load {item!r}: {exc}") from None
+        if not isinstance(obj, FeedSpec):
+            raise FeedError(
+                f"{EXTRA_FEEDS_ENV}: {item!r} is a {type(obj).__name__}, not a FeedSpec"
+            )
+        if _FEEDS.get(obj.name) is not obj:
+            register(obj)
+        loaded.append(obj)
+    return loaded
+
+
+def _union(types: tuple[type[schemas.Message], ...]) -> Any:
+    result: Any = types[0]
+    for t in types[1:]:
+        result = result | t
+    return result
+
+
+def _derive() -> None:
+    """Bring every per-feed table of the contract in step with the registry (in place, so
+    modules that imported the dicts see the change)."""
+    all_specs = specs()
+
+    def refill(target: dict[Any, Any], items: Mapping[Any, Any]) -> None:
+        target.clear()
+        target.update(items)
+
+    refill(schemas.MESSAGE_TYPES, {f.name: f.messages for f in all_specs})
+    refill(schemas.FEED_OF_KIND, {t: f.name for f in all_specs for t in f.messages})
+    refill(
+        schemas.KIND_OF_TYPE,
+        {t: str(t.__struct_config__.tag) for f in all_specs for t in f.messages},
+    )
+    refill(schemas.TYPE_OF_KIND, {k: t for t, k in schemas.KIND_OF_TYPE.items()})
+    refill(schemas.DEVICE_CLASS_OF_FEED, {f.name: f.cls for f in all_specs})
+    refill(
+        schemas._decoders,
+        {f.name: msgspec.json.Decoder(_union(f.messages)) for f in all_specs},
+    )
+    schemas._any_decoder = msgspec.json.Decoder(
+        _union(tuple(t for f in all_specs for t in f.messages))
+    )
+    refill(topics.FEED_TOPICS, {f.name: f.topic for f in all_specs})
+    refill(tables.RAW, {f.name: f.raw_table for f in all_specs})
+    refill(tables.ROLLUP_DEVICE_1M, {f.name: f.device_rollup_table for f in all_specs})
+    refill(tables.ROLLUP_UNIT_1M, {f.name: f.unit_rollup_table for f in all_specs})
+    refill(tables.ROLLUP_UNIT_1H, {f.name: f"unit_rollup_{f.name}_1h" for f in all_specs})
+    refill(tables.ROLLUP_UNIT_1D, {f.name: f"unit_rollup_{f.name}_1d" for f in all_specs})
+    refill(raw.RENAMED, {k: v for f in all_specs for k, v in f.renamed.items()})
+    refill(raw.RAW_COLUMNS, {f.name: raw.columns_of(f.messages) for f in all_specs})
+    refill(
+        thresholds.HEARTBEAT_TIMEOUT_MS,
+        {f.cls: f.heartbeat_timeout_ms for f in all_specs},
+    )
+    refill(
+        thresholds.INCIDENT_SEVERITY,
+        {(kind, f.cls): sev for f in all_specs for kind, sev in f.incident_severity.items()},
+    )
+
+
+def _register_builtins() -> None:
+    from ioc.contract.builtin_feeds import BUILTIN_FEEDS
+
+    for builtin in BUILTIN_FEEDS:
+        register(builtin, builtin=True)
+
+
+_register_builtins()

@@ -1,0 +1,146 @@
+"""A feed's tables, generated from its declaration (:class:`~ioc.contract.feeds.FeedSpec`).
+
+The built-in feeds' tables come from the versioned migrations (0002, 0004, 0005), which
+predate the declarations; a unit test checks that :func:`feed_ddl` of those declarations
+matches them. A feed declared later needs no migration file: :func:`ensure_feed_tables`
+creates its raw hypertable, its device and unit 1-minute rollups and its hourly/daily unit
+views, idempotently, every time the schema is migrated (``ioc bootstrap``), after the
+migrations (it uses their ``sat_*`` functions and topology tables), and widens the check on
+``devices.device_class`` (migration 0001) to the feed's device class.
+
+What it does not do is change a feed's tables once they exist: a new column for an existing
+feed (a new message field, a new rollup aggregate) still needs a migration (``ALTER TABLE``).
+"""
+
+from __future__ import annotations
+
+import re
+
+import asyncpg
+
+from ioc.contract import feeds
+from ioc.contract.feeds import FeedSpec
+from ioc.contract.raw import column_types
+
+DEVICE_CLASS_CHECK = "devices_device_class_check"
+RAW_CHUNK = "6 hours"
+ROLLUP_CHUNK = "7 days"
+
+
+def _table(name: str, columns: list[str], key: str) -> str:
+    body = ",\n    ".join([*columns, f"PRIMARY KEY ({key})"])
+    return f"CREATE TABLE IF NOT EXISTS {name} (\n    {body}\n)"
+
+
+def _hypertable(name: str, column: str, chunk: str, default_indexes: bool = True) -> str:
+    return (
+        f"SELECT create_hypertable('{name}', '{column}', "
+        f"chunk_time_interval => interval '{chunk}', "
+        f"create_default_indexes => {str(default_indexes).lower()}, if_not_exists => true)"
+    )
+
+
+def raw_table_columns(spec: FeedSpec) -> list[str]:
+    """Column definitions of the feed's raw table (``name type [NOT NULL ...]``)."""
+    columns = [
+        "ts timestamptz NOT NULL",
+        "device_id text NOT NULL",
+        "seq bigint NOT NULL",
+        "kind text NOT NULL",
+    ]
+    columns += [f"{name} {sql}" for name, sql in column_types(spec.messages).items()]
+    columns.append("ingested_at timestamptz NOT NULL DEFAULT now()")
+    return columns
+
+
+def device_rollup_columns(spec: FeedSpec) -> list[str]:
+    return [
+        "bucket timestamptz NOT NULL",
+        "device_id text NOT NULL",
+        *[f"{a.name} {a.type}{' NOT NULL' if a.not_null else ''}" for a in spec.device_rollup],
+    ]
+
+
+def unit_rollup_columns(spec: FeedSpec) -> list[str]:
+    return [
+        "bucket timestamptz NOT NULL",
+        "unit_code text NOT NULL",
+        "level smallint NOT NULL",
+        *[f"{a.name} {a.type}{' NOT NULL' if a.not_null else ''}" for a in spec.unit_rollup],
+    ]
+
+
+def feed_ddl(spec: FeedSpec) -> list[str]:
+    """The statements that create the feed's tables and views if they do not exist."""
+    raw, device, unit = spec.raw_table, spec.device_rollup_table, spec.unit_rollup_table
+    statements = [
+        # A key starting with ts and no default (ts DESC) index: one B-tree per row serves
+        # every (time-filtered) query and rejects replays (migration 0004).
+        _table(raw, raw_table_columns(spec), "ts, device_id, seq"),
+        _hypertable(raw, "ts", RAW_CHUNK, default_indexes=False),
+        _table(device, device_rollup_columns(spec), "device_id, bucket"),
+        _hypertable(device, "bucket", ROLLUP_CHUNK),
+        _table(unit, unit_rollup_columns(spec), "unit_code, bucket"),
+        _hypertable(unit, "bucket", ROLLUP_CHUNK),
+    ]
+    if spec.unit_hourly:
+        for suffix, width in (("1h", "1 hour"), ("1d", "1 day")):
+            statements.append(
+                f"CREATE OR REPLACE VIEW unit_rollup_{spec.name}_{suffix} AS "
+                f"SELECT time_bucket('{width}', bucket) AS bucket, unit_code, level, "
+                f"{spec.unit_hourly} FROM {unit} GROUP BY 1, 2, 3"
+            )
+    return statements
+
+
+def generated_feeds() -> list[FeedSpec]:
+    """The registered feeds whose tables no migration creates."""
+    return [f for f in feeds.specs() if not f.tables_from_migrations]
+
+
+async def allow_device_classes(conn: asyncpg.Connection) -> list[str]:
+    """Widen the check on ``devices.device_class`` (migration 0001 lists the built-in classes)
+    to every registered feed's class; never narrows it. Returns the classes added."""
+    current = await conn.fetchval(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE conrelid = 'devices'::regclass AND conname = $1",
+        DEVICE_CLASS_CHECK,
+    )
+    allowed = re.findall(r"'([^']*)'", current or "")
+    added = [c for c in feeds.device_classes() if c not in allowed]
+    if current is not None and added:
+        listed = ", ".join(f"'{c}'" for c in (*allowed, *added))
+        await conn.execute(
+            f"ALTER TABLE devices DROP CONSTRAINT {DEVICE_CLASS_CHECK}, "
+            f"ADD CONSTRAINT {DEVICE_CLASS_CHECK} CHECK (device_class IN ({listed}))"
+        )
+    return added
+
+
+async def ensure_feed_tables(conn: asyncpg.Connection) -> list[str]:
+    """Create the tables of every registered feed that has no migration and let the topology
+    hold its devices (idempotent, in one transaction; ``conn`` has the schema on its search
+    path). Returns the feeds' names."""
+    done: list[str] = []
+    async with conn.transaction():
+        for spec in generated_feeds():
+            for statement in feed_ddl(spec):
+                await conn.execute(statement)
+            done.append(spec.name)
+        await allow_device_classes(conn)
+    return done
+
+
+async def missing_feed_tables(conn: asyncpg.Connection, schema: str) -> list[str]:
+    """Raw and rollup tables of registered feeds that the schema lacks."""
+    wanted = [
+        table
+        for spec in feeds.specs()
+        for table in (spec.raw_table, spec.device_rollup_table, spec.unit_rollup_table)
+    ]
+    present = await conn.fetch(
+        "SELECT t FROM unnest($1::text[]) AS t WHERE to_regclass($2 || '.' || t) IS NULL",
+        wanted,
+        schema,
+    )
+    return [r["t"] for r in present]
