@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     kafka_sasl_password: SecretStr | None = None
     kafka_ssl_cafile: Path | None = None
     kafka_topic_prefix: str = ""
+    kafka_replication_factor: int = Field(1, ge=1, le=7)
+    """Replicas of every topic bootstrap creates, Faust's changelog and leader topics too
+    (1 for the single local broker; 3 in production)."""
 
     # --- database --------------------------------------------------------------------------
     db_dsn: SecretStr | None = None

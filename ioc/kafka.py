@@ -11,7 +11,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from ioc.config import Settings
-from ioc.contract.topics import ALL_TOPICS, TopicSpec
+from ioc.contract.topics import TopicSpec, all_topics
 from ioc.errors import IocError, ServiceUnavailable
 from ioc.kafka_clients import aiokafka_common
 
@@ -43,19 +43,25 @@ def unreachable(settings: Settings, exc: BaseException) -> ServiceUnavailable:
 
 
 async def ensure_topics(
-    settings: Settings, specs: Iterable[TopicSpec] = ALL_TOPICS
+    settings: Settings, specs: Iterable[TopicSpec] | None = None
 ) -> list[TopicResult]:
-    """Create missing topics, grow partitions and align configs; safe to call repeatedly."""
+    """Create missing topics, grow partitions and align configs; safe to call repeatedly.
+    Default: every topic of the contract, registered feeds' included (``all_topics()``)."""
     admin = await admin_client(settings)
     results: list[TopicResult] = []
     try:
-        specs = list(specs)
+        specs = list(all_topics() if specs is None else specs)
         existing = set(await admin.list_topics())
         missing = [s for s in specs if settings.topic(s.name) not in existing]
         if missing:
             response = await admin.create_topics(
                 [
-                    NewTopic(settings.topic(s.name), s.partitions, 1, topic_configs=s.configs())
+                    NewTopic(
+                        settings.topic(s.name),
+                        s.partitions,
+                        settings.kafka_replication_factor,
+                        topic_configs=s.configs(),
+                    )
                     for s in missing
                 ]
             )

@@ -7,7 +7,8 @@ notifications do not page twice; new pages are forwarded to the configured chann
 (generic webhook, e-mail over SMTP). Bad requests get a clear status and a short JSON error,
 never a stack trace: 401 without the token, 413 when too large, 415 when not JSON, 400 when
 the payload is not an Alertmanager notification, 503 when the database is unavailable (so
-Alertmanager retries and nothing is lost).
+Alertmanager retries and nothing is lost). Each page names the open incident of its device,
+followed from ``ioc.incidents.v1`` (:class:`~ioc.services.incidents.IncidentFollower`).
 """
 
 from __future__ import annotations
@@ -30,16 +31,17 @@ from aiohttp import web
 from ioc.config import Settings
 from ioc.contract import metrics as m
 from ioc.errors import IocError
-from ioc.observability import collector
+from ioc.observability import counter, histogram
+from ioc.services.incidents import IncidentFollower
 
 log = logging.getLogger(__name__)
 
 # Built from the contract's specs, like every other process's metrics.
-PAGES = collector(m.PAGER_PAGES)
-DUPLICATES = collector(m.PAGER_DUPLICATES)
-REJECTED = collector(m.PAGER_REJECTED)
-DELIVERIES = collector(m.PAGER_DELIVERIES)
-REQUEST_SECONDS = collector(m.PAGER_REQUEST_SECONDS)
+PAGES = counter(m.PAGER_PAGES)
+DUPLICATES = counter(m.PAGER_DUPLICATES)
+REJECTED = counter(m.PAGER_REJECTED)
+DELIVERIES = counter(m.PAGER_DELIVERIES)
+REQUEST_SECONDS = histogram(m.PAGER_REQUEST_SECONDS)
 
 
 class AMAlert(msgspec.Struct):
@@ -111,10 +113,17 @@ def _json_error(status: int, reason: str, message: str) -> web.Response:
 
 
 class Pager:
-    def __init__(self, settings: Settings, pool: asyncpg.Pool, channels: list[Channel]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        channels: list[Channel],
+        incidents: IncidentFollower | None = None,
+    ) -> None:
         self.settings = settings
         self.pool = pool
         self.channels = channels
+        self.incidents = incidents
         self.token = settings.resolved_pager_token().encode()
         self.http: aiohttp.ClientSession | None = None
 
@@ -193,12 +202,14 @@ class Pager:
             for alert in note.alerts:
                 starts = _time(alert.startsAt) or dt.datetime.now(dt.UTC)
                 labels = alert.labels
+                device = labels.get("device_id") or labels.get("node_id")
+                incident = self.incidents.open_for(device) if self.incidents else None
                 row = await conn.fetchrow(
                     """INSERT INTO pages (fingerprint, status, alertname, severity, domain, unit,
                          site, device_id, summary, description, starts_at, ends_at, receiver,
-                         group_key, labels)
+                         group_key, labels, incident_id)
                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
-                               $15::jsonb)
+                               $15::jsonb, $16)
                        ON CONFLICT (fingerprint, status, starts_at) DO UPDATE
                          SET notifications = pages.notifications + 1
                        RETURNING id, (xmax = 0) AS inserted""",
@@ -209,7 +220,7 @@ class Pager:
                     labels.get("domain"),
                     labels.get("unit"),
                     labels.get("site"),
-                    labels.get("device_id") or labels.get("node_id"),
+                    device,
                     alert.annotations.get("summary"),
                     alert.annotations.get("description"),
                     starts,
@@ -217,6 +228,7 @@ class Pager:
                     note.receiver,
                     note.groupKey,
                     json.dumps(labels),
+                    incident.incident_id if incident else None,
                 )
                 if row["inserted"]:
                     PAGES.labels(
@@ -229,6 +241,17 @@ class Pager:
                             "labels": labels,
                             "annotations": alert.annotations,
                             "startsAt": alert.startsAt,
+                            # the incident this alert belongs to, from ioc.incidents.v1: the
+                            # on-call acts on it (`ioc incident acknowledge ID`)
+                            "incident": None
+                            if incident is None
+                            else {
+                                "id": incident.incident_id,
+                                "kind": incident.kind,
+                                "status": incident.status,
+                                "title": incident.title,
+                                "assigned_to": incident.assigned_to,
+                            },
                         }
                     )
                 else:
@@ -314,7 +337,9 @@ async def serve(settings: Settings, host: str = "127.0.0.1") -> None:
             "application_name": "ioc-pager",
         },
     )
-    pager = Pager(settings, pool, channels)
+    incidents = IncidentFollower(settings)
+    incidents.start()
+    pager = Pager(settings, pool, channels, incidents)
     runner = web.AppRunner(pager.app(), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, settings.pager_port)
@@ -334,5 +359,6 @@ async def serve(settings: Settings, host: str = "127.0.0.1") -> None:
     try:
         await asyncio.Event().wait()
     finally:
+        await incidents.stop()
         await runner.cleanup()
         await pool.close()

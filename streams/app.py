@@ -1,12 +1,17 @@
-"""The Faust application: a task running the feed consumer; timers for rollups, states, health.
+"""The stream worker as one Faust application: the hot path as a task, the event path as agents.
 
-No Faust agent reads the feeds: :class:`~ioc.streams.consumer.FeedConsumer` (librdkafka) does,
-in its own consumer group, which shares the feed partitions among the workers (``ioc worker``)
-and rebalances them when one joins or leaves. Per-batch work happens in
-:class:`~ioc.streams.processor.FeedProcessor`; the shard leader (one worker at a time, by a
-database advisory lock: :mod:`ioc.streams.leader`) also runs the device-state evaluation and
-retention, and every worker helps recompute dirty rollups. Faust supplies the lifecycle, the
-timers and the dead-letter producer.
+- **Feeds (hot path)**: :class:`~ioc.streams.consumer.FeedConsumer` (librdkafka, whole
+  batches, COPY, offsets committed after the database) runs as a Faust task in one consumer
+  group that shares the feed partitions among the workers; per-batch work is
+  :class:`~ioc.streams.processor.FeedProcessor`. Faust's per-message machinery is too slow
+  for feeds (docs/streams.md), not for events.
+- **Events (keyed, stateful)**: the shard leader (one worker at a time, by a database
+  advisory lock: :mod:`ioc.streams.leader`) evaluates device states every few seconds and
+  publishes the transitions from its outbox to ``ioc.device-events.v1``; the
+  ``incident_lifecycle`` agent (Faust group ``ioc-streams``) turns them and operators'
+  commands into incidents, with open incidents in a Faust table whose changelog survives a
+  rebalance, and publishes ``ioc.incidents.v1`` (:mod:`ioc.streams.incidents`).
+- **Timers**: rollups (every worker helps), retention (shard leader), health gauges.
 """
 
 from __future__ import annotations
@@ -21,16 +26,27 @@ from typing import Any
 
 import asyncpg
 import faust
+import msgspec
 
 from ioc.config import Settings
+from ioc.contract import deadletter as dl
+from ioc.contract import events as ev
 from ioc.contract import metrics as m
 from ioc.contract.deadletter import PRODUCER_MAX_REQUEST_BYTES
-from ioc.contract.topics import DEAD_LETTER
+from ioc.contract.topics import (
+    DEAD_LETTER,
+    DEVICE_EVENTS,
+    INCIDENT_EVENTS,
+    OPEN_INCIDENTS_TABLE,
+    STREAMS_APP_ID,
+    TopicSpec,
+)
 from ioc.contract.topology import Topology
 from ioc.kafka_clients import faust_broker
-from ioc.observability import collector
+from ioc.observability import gauge, histogram
 from ioc.streams.consumer import FeedConsumer, StallClock
 from ioc.streams.evaluator import Evaluator
+from ioc.streams.incidents import IncidentAgent, Send, TransientError
 from ioc.streams.leader import ShardLeader
 from ioc.streams.processor import FeedProcessor
 from ioc.streams.rollups import enforce_retention, recompute_dirty
@@ -62,14 +78,16 @@ class Pipeline:
         self.pool: asyncpg.Pool | None = None
         self.processor: FeedProcessor | None = None
         self.evaluator: Evaluator | None = None
+        self.incidents: IncidentAgent | None = None
+        self.send_incident_event: Send | None = None
         self.feeds: FeedConsumer | None = None
         self._lock = asyncio.Lock()
-        self.lag = collector(m.CONSUMER_LAG)
-        self.freshness = collector(m.EVENT_FRESHNESS)
-        self.rollup_seconds = collector(m.ROLLUP_SECONDS)
-        self.stalled = collector(m.PARTITION_STALLED)
+        self.lag = gauge(m.CONSUMER_LAG)
+        self.freshness = gauge(m.EVENT_FRESHNESS)
+        self.rollup_seconds = histogram(m.ROLLUP_SECONDS)
+        self.stalled = gauge(m.PARTITION_STALLED)
         self.stalls = StallClock()
-        self.leading = collector(m.SHARD_LEADER)
+        self.leading = gauge(m.SHARD_LEADER)
         self.leader = ShardLeader(
             settings.database_dsn(),
             settings.db_schema,
@@ -78,7 +96,7 @@ class Pipeline:
             worker=options.worker_name,
         )
         self._term = 0
-        collector(m.WORKER_UP).labels(options.worker_name).set(1)
+        gauge(m.WORKER_UP).labels(options.worker_name).set(1)
 
     async def lead(self) -> bool:
         """Whether this worker runs the shard's singleton work now; a new term restores the
@@ -89,6 +107,31 @@ class Pipeline:
             self._term = self.leader.terms
             self.evaluator.new_term()
         return True
+
+    async def dead_letter(self, topic: Any, reason: str, detail: str, message: Any) -> None:
+        """An event the incident agent cannot take goes to the dead-letter topic, kept."""
+        log.error(
+            "dead-lettered %s/%s/%s: %s: %s",
+            message.topic,
+            message.partition,
+            message.offset,
+            reason,
+            detail,
+        )
+        letter = dl.make(
+            reason=reason,
+            detail=detail,
+            feed=None,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            key=message.key,
+            value=message.value,
+            kafka_timestamp_ms=int(message.timestamp * 1000) if message.timestamp else None,
+            now_ms=int(time.time() * 1000),
+        )
+        key = dl.source_key(message.topic, message.partition, message.offset).encode()
+        await (await topic.send(key=key, value=dl.encode(letter)))
 
     async def ready(self, dead_letter_topic: Any) -> FeedProcessor:
         if self.processor is not None:
@@ -111,6 +154,8 @@ class Pipeline:
 
                 self.processor = FeedProcessor(self.topology, self.pool, send)
                 self.evaluator = Evaluator(self.topology, self.pool)
+                assert self.send_incident_event is not None
+                self.incidents = IncidentAgent(self.topology, self.pool, self.send_incident_event)
         assert self.processor is not None
         return self.processor
 
@@ -121,7 +166,7 @@ def build_app(
     options = options or StreamOptions()
     (settings.stack_dir / "faust").mkdir(parents=True, exist_ok=True)  # Faust makes one level
     app = faust.App(
-        f"{settings.kafka_topic_prefix}ioc-streams",
+        settings.topic(STREAMS_APP_ID),
         **faust_broker(settings),
         store="memory://",
         datadir=str(settings.stack_dir / "faust" / "{conf.name}"),
@@ -130,7 +175,8 @@ def build_app(
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
         broker_commit_every=10_000,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.kafka_replication_factor,
+        topic_partitions=DEVICE_EVENTS.partitions,
         stream_buffer_maxsize=options.batch_size * 2,
         producer_compression_type="lz4",
         producer_linger_ms=5,
@@ -139,14 +185,36 @@ def build_app(
         consumer_max_fetch_size=4 * 1024 * 1024,
     )
     pipeline = Pipeline(settings, topology, options)
-    dlq = app.topic(
-        settings.topic(DEAD_LETTER.name),
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        internal=False,
+
+    def raw_topic(spec: TopicSpec) -> Any:
+        return app.topic(
+            settings.topic(spec.name),
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=spec.partitions,
+            internal=False,  # bootstrap creates them (ioc.contract.topics)
+        )
+
+    dlq = raw_topic(DEAD_LETTER)
+    device_events = raw_topic(DEVICE_EVENTS)
+    incident_events = raw_topic(INCIDENT_EVENTS)
+    open_incidents = app.Table(
+        OPEN_INCIDENTS_TABLE,
+        default=None,
+        partitions=DEVICE_EVENTS.partitions,
+        key_type=str,  # raw UTF-8 on the changelog; values are JSON (the app's default)
+        help="open incidents and the last transition applied, per correlation key",
     )
+
+    async def send_device_event(key: bytes, value: bytes) -> Any:
+        return await device_events.send(key=key, value=value)
+
+    async def send_incident_event(key: bytes, value: bytes) -> Any:
+        return await incident_events.send(key=key, value=value)
+
+    pipeline.send_incident_event = send_incident_event
 
     feeds = FeedConsumer(
         settings,
@@ -181,8 +249,39 @@ def build_app(
             return
         try:
             await pipeline.evaluator.run_once(leader=pipeline.leader)
+            await pipeline.evaluator.publish(send_device_event, leader=pipeline.leader)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("state evaluation skipped: %s", exc)
+
+    @app.agent(device_events)
+    async def incident_lifecycle(stream: Any) -> None:
+        """The one owner of incident state (:mod:`ioc.streams.incidents`): transitions and
+        operator commands in, the open-incidents table and incident events out."""
+        async for event in stream.events():
+            await pipeline.ready(dlq)
+            assert pipeline.incidents is not None
+            message = event.message
+            key = message.key.decode("utf-8", "replace") if message.key else ""
+            try:
+                parsed = ev.decode_device_event(message.value)
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                await pipeline.dead_letter(dlq, "invalid-device-event", str(exc), message)
+                continue
+            delay = 0.5
+            while True:
+                try:
+                    open_incidents[key] = await pipeline.incidents.apply(
+                        open_incidents.get(key), parsed
+                    )
+                    break
+                except TransientError as exc:
+                    log.warning("incident agent: database away (%s); retry in %.1f s", exc, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(10.0, delay * 2)
+                except Exception as exc:  # a bug must not stop the stream: keep the event
+                    log.exception("incident agent could not apply %s", parsed)
+                    await pipeline.dead_letter(dlq, "incident-agent-error", repr(exc), message)
+                    break
 
     @app.timer(options.rollup_every_s)
     async def rollups() -> None:
@@ -237,8 +336,8 @@ def build_app(
             pipeline.stalled.labels(feed, str(partition)).set(stalled)
         for feed, partition in pipeline.stalls.forget(set(lags)):
             # revoked partitions: their new owner reports them (no stale alert here)
-            for gauge in (pipeline.lag, pipeline.stalled):
+            for partition_gauge in (pipeline.lag, pipeline.stalled):
                 with contextlib.suppress(KeyError):
-                    gauge.remove(feed, str(partition))
+                    partition_gauge.remove(feed, str(partition))
 
     return app, pipeline

@@ -9,20 +9,22 @@ leadership moves to another worker it restores from there (:meth:`Evaluator.new_
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-import json
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
+from ioc.contract import events as ev
 from ioc.contract import metrics as m
 from ioc.contract import tables as t
+from ioc.contract.feeds import Feed
 from ioc.contract.topology import Topology
-from ioc.observability import collector
+from ioc.observability import counter, gauge, histogram
+from ioc.streams.incidents import Send
 from ioc.streams.leader import ShardLeader
 from ioc.streams.rows import ts_of
 from ioc.streams.state import Current, Facts, StateMachine, Thresholds, Verdict
@@ -32,54 +34,6 @@ log = logging.getLogger(__name__)
 
 def _ms(value: dt.datetime | None) -> int | None:
     return None if value is None else int(value.timestamp() * 1000)
-
-
-@dataclass(frozen=True)
-class WantedIncident:
-    root: str
-    kind: str
-    title: str
-    affected: tuple[str, ...]
-
-
-def wanted_incidents(topology: Topology, verdict: Verdict) -> dict[tuple[str, str], WantedIncident]:
-    """The incidents that should be open given the states (idempotent, self-healing)."""
-    wanted: dict[tuple[str, str], WantedIncident] = {}
-    for dev_id, cur in verdict.states.items():
-        dev = topology.devices[dev_id]
-        site = topology.sites[dev.site]
-        if cur.state == t.STATE_DOWN:
-            behind = topology.devices_behind(dev_id) if dev.device_class == "netnode" else []
-            if behind:
-                title = (
-                    f"Site isolated: node {dev_id} at {site.name} is down, "
-                    f"{len(behind)} devices cut off"
-                )
-                wanted[(dev_id, t.INCIDENT_SITE_ISOLATED)] = WantedIncident(
-                    dev_id, t.INCIDENT_SITE_ISOLATED, title, tuple(behind)
-                )
-            else:
-                wanted[(dev_id, t.INCIDENT_DEVICE_DOWN)] = WantedIncident(
-                    dev_id,
-                    t.INCIDENT_DEVICE_DOWN,
-                    f"{dev.device_class} {dev_id} at {site.name} is down ({cur.reason})",
-                    (dev_id,),
-                )
-        elif cur.state == t.STATE_FLAPPING:
-            wanted[(dev_id, t.INCIDENT_FLAPPING)] = WantedIncident(
-                dev_id,
-                t.INCIDENT_FLAPPING,
-                f"{dev.device_class} {dev_id} at {site.name} is flapping ({cur.reason})",
-                (dev_id,),
-            )
-        elif cur.state == t.STATE_DEGRADED:
-            wanted[(dev_id, t.INCIDENT_DEGRADED)] = WantedIncident(
-                dev_id,
-                t.INCIDENT_DEGRADED,
-                f"{dev.device_class} {dev_id} at {site.name} is degraded ({cur.reason})",
-                (dev_id,),
-            )
-    return wanted
 
 
 class Evaluator:
@@ -92,7 +46,7 @@ class Evaluator:
         self.restored = False
         self.top_unit = {dev_id: topology.region_of(dev_id) for dev_id in topology.devices}
         self.gauges = {
-            spec.name: collector(spec)
+            spec.name: gauge(spec)
             for spec in (
                 m.DEVICES_BY_STATE,
                 m.OPEN_INCIDENTS,
@@ -103,7 +57,8 @@ class Evaluator:
                 m.DEVICE_DEGRADED,
             )
         }
-        self.eval_seconds = collector(m.EVALUATION_SECONDS)
+        self.eval_seconds = histogram(m.EVALUATION_SECONDS)
+        self.events_published = counter(m.DEVICE_EVENTS_PUBLISHED)
         self._last: tuple[int, int] | None = None
         self._hold_until = 0
 
@@ -192,7 +147,7 @@ class Evaluator:
             now_ms = min(wall_ms, newest)
             verdict = self.machine.evaluate(facts, now_ms, self._catching_up(now_ms, wall_ms))
             await self._write_transitions(conn, verdict)
-            await self._sync_incidents(conn, verdict, now_ms)
+            await self._outbox(conn, verdict)
             open_incidents = await conn.fetch(
                 f"SELECT kind, severity, count(*) AS n FROM {t.INCIDENTS} "
                 f"WHERE status <> 'resolved' GROUP BY kind, severity"
@@ -224,68 +179,64 @@ class Evaluator:
             rows,
         )
 
-    async def _sync_incidents(
-        self, conn: asyncpg.Connection, verdict: Verdict, now_ms: int
-    ) -> None:
-        wanted = wanted_incidents(self.topology, verdict)
-        existing = {
-            (r["root_device"], r["kind"]): r
-            for r in await conn.fetch(
-                f"SELECT id, root_device, kind, affected FROM {t.INCIDENTS} "
-                f"WHERE status <> 'resolved'"
-            )
-        }
-        now = ts_of(now_ms)
-        for key, inc in wanted.items():
-            dev = self.topology.devices[inc.root]
-            if key in existing:
-                affected = sorted(set(existing[key]["affected"]) | set(inc.affected))
-                if affected != sorted(existing[key]["affected"]):
-                    await conn.execute(
-                        f"UPDATE {t.INCIDENTS} SET affected = $2 WHERE id = $1",
-                        existing[key]["id"],
-                        affected,
+    async def _outbox(self, conn: asyncpg.Connection, verdict: Verdict) -> None:
+        """The round's transitions, for the incident agent, in the round's transaction: they
+        reach ``ioc.device-events.v1`` if and only if this round commits."""
+        if verdict.transitions:
+            await conn.executemany(
+                f"INSERT INTO {t.DEVICE_EVENTS_OUTBOX} "
+                f"(device_id, prev, new, reason, at_ts, since_ts) VALUES ($1, $2, $3, $4, $5, $6)",
+                [
+                    (
+                        tr.device_id,
+                        tr.old,
+                        tr.new,
+                        tr.reason,
+                        ts_of(tr.at_ms),
+                        ts_of(verdict.states[tr.device_id].since_ms),
                     )
-                continue
-            cur = verdict.states[inc.root]
-            incident_id = await conn.fetchval(
-                f"""INSERT INTO {t.INCIDENTS} (kind, severity, title, root_device, device_class,
-                      unit_code, site_id, opened_at, affected, details)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb)
-                    ON CONFLICT (root_device, kind) WHERE status <> 'resolved' DO NOTHING
-                    RETURNING id""",
-                inc.kind,
-                self.machine.th.incident_severity[(inc.kind, dev.device_class)],
-                inc.title,
-                inc.root,
-                dev.device_class,
-                self.topology.unit_of_device[inc.root],
-                dev.site,
-                now,
-                list(inc.affected),
-                json.dumps(
-                    {
-                        "reason": cur.reason,
-                        "state_since": ts_of(cur.since_ms).isoformat(),
-                        "upstream": self.topology.upstream_chain(inc.root),
-                    }
-                ),
+                    for tr in verdict.transitions
+                ],
             )
-            if incident_id is not None:
-                await conn.execute(
-                    f"UPDATE {t.DEVICE_STATE} SET incident_id = $2 WHERE device_id = $1",
-                    inc.root,
-                    incident_id,
+
+    async def publish(self, send: Send, leader: ShardLeader | None = None) -> int:
+        """Publish committed transitions in order and delete what the broker confirmed. Under
+        the round lock, so two leaders never interleave; a crash after sending leaves rows that
+        the next publisher sends again, and the agent drops by id."""
+        sent = 0
+        while True:
+            async with self.pool.acquire() as conn, conn.transaction():
+                if leader is not None and not await leader.holds_round(conn):
+                    return sent
+                rows = await conn.fetch(
+                    f"SELECT id, device_id, prev, new, reason, at_ts, since_ts "
+                    f"FROM {t.DEVICE_EVENTS_OUTBOX} ORDER BY id LIMIT 5000"
                 )
-                log.info("incident %s opened: %s", incident_id, inc.title)
-        for key, row in existing.items():
-            if key not in wanted:
+                if not rows:
+                    return sent
+                pending = []
+                for r in rows:
+                    event = ev.DeviceTransition(
+                        id=r["id"],
+                        device_id=r["device_id"],
+                        prev=r["prev"],
+                        new=r["new"],
+                        reason=r["reason"],
+                        at_ms=_ms(r["at_ts"]) or 0,
+                        since_ms=_ms(r["since_ts"]) or 0,
+                    )
+                    key = (
+                        ev.correlation_key(self.topology, r["device_id"])
+                        if r["device_id"] in self.topology.devices
+                        else r["device_id"]
+                    )
+                    pending.append(await send(key.encode(), ev.encode(event)))
+                await asyncio.gather(*pending)
                 await conn.execute(
-                    f"UPDATE {t.INCIDENTS} SET status = 'resolved', resolved_at = $2 WHERE id = $1",
-                    row["id"],
-                    now,
+                    f"DELETE FROM {t.DEVICE_EVENTS_OUTBOX} WHERE id <= $1", rows[-1]["id"]
                 )
-                log.info("incident %s resolved (%s %s)", row["id"], key[1], key[0])
+                self.events_published.inc(len(rows))
+                sent += len(rows)
 
     def _export(self, verdict: Verdict, facts: dict[str, Facts], open_incidents: list[Any]) -> None:
         topo, g = self.topology, self.gauges
@@ -304,7 +255,7 @@ class Evaluator:
         for r in open_incidents:
             incidents.labels(r["kind"], r["severity"]).set(r["n"])
         sessions: Counter[str] = Counter()
-        for dev in topo.devices_of("telehealth"):
+        for dev in topo.devices_of(Feed.TELEHEALTH):
             f = facts.get(dev.id)
             if f is not None and verdict.states[dev.id].state not in (
                 t.STATE_DOWN,
@@ -313,11 +264,11 @@ class Evaluator:
                 sessions[self.top_unit[dev.id]] += f.sessions_active or 0
         sess = g[m.TELEHEALTH_SESSIONS.name]
         sess.clear()
-        for unit in {self.top_unit[d.id] for d in topo.devices_of("telehealth")}:
+        for unit in {self.top_unit[d.id] for d in topo.devices_of(Feed.TELEHEALTH)}:
             sess.labels(unit).set(sessions[unit])
         cams_total: Counter[str] = Counter()
         cams_up: Counter[str] = Counter()
-        for dev in topo.devices_of("camera"):
+        for dev in topo.devices_of(Feed.CAMERA):
             online = verdict.states[dev.id].state in (t.STATE_UP, t.STATE_DEGRADED)
             for unit in topo.ancestors(topo.unit_of_device[dev.id]):
                 cams_total[unit] += 1
@@ -339,7 +290,7 @@ class Evaluator:
             dev = topo.devices[dev_id]
             unit = topo.unit_of_device[dev_id]
             if cur.state == t.STATE_DOWN:
-                behind = topo.devices_behind(dev_id) if dev.device_class == "netnode" else []
+                behind = topo.devices_behind(dev_id) if dev.device_class == Feed.NETNODE else []
                 if behind:
                     # upstream_node = the node itself: inhibits alerts of devices behind it
                     isolated.labels(dev_id, unit, dev.site, dev_id).set(len(behind))
@@ -357,5 +308,5 @@ class Evaluator:
 
     def clear_gauges(self) -> None:
         """When leadership moves away, stop exporting domain state from this worker."""
-        for gauge in self.gauges.values():
-            gauge.clear()
+        for domain_gauge in self.gauges.values():
+            domain_gauge.clear()

@@ -1,8 +1,9 @@
 """Prometheus metric names and labels, defined once.
 
 Every process (workers, simulators, pager) creates its collectors from these specs
-(:func:`ioc.observability.collector`); alert rules and dashboards build their expressions from
-the same names, so renaming a metric here cannot leave a panel or an alert silently empty.
+(:func:`ioc.observability.counter`, ``gauge``, ``histogram``: typed, one per metric type);
+alert rules and dashboards build their expressions from the same names, so renaming a metric
+here cannot leave a panel or an alert silently empty.
 """
 
 from __future__ import annotations
@@ -123,6 +124,23 @@ SHARD_LEADER = MetricSpec(
     "1 while this worker runs the shard's singleton work (state evaluation, retention)",
     ("shard",),
 )
+DEVICE_EVENTS_PUBLISHED = MetricSpec(
+    "ioc_device_events_published",
+    "counter",
+    "Device-state transitions published from the evaluation's outbox to ioc.device-events.v1",
+)
+INCIDENT_EVENTS = MetricSpec(
+    "ioc_incident_events",
+    "counter",
+    "Incident lifecycle events the incident agent published to ioc.incidents.v1",
+    ("event",),
+)
+INCIDENT_COMMANDS = MetricSpec(
+    "ioc_incident_commands",
+    "counter",
+    "Operator commands on incidents the incident agent took (applied, no-op or rejected)",
+    ("action", "result"),
+)
 
 # --- domain (exported by the leader worker; bounded labels) ---
 DEVICES_BY_STATE = MetricSpec(
@@ -213,6 +231,9 @@ ALL_METRICS: Final = (
     ROLLUP_SECONDS,
     EVALUATION_SECONDS,
     SHARD_LEADER,
+    DEVICE_EVENTS_PUBLISHED,
+    INCIDENT_EVENTS,
+    INCIDENT_COMMANDS,
     DEVICES_BY_STATE,
     OPEN_INCIDENTS,
     TELEHEALTH_SESSIONS,

@@ -1,4 +1,5 @@
-"""TimescaleDB tables and views of the product (created by ``ioc/db/migrations``).
+"""TimescaleDB tables and views of the product (created by ``ioc/db/migrations``, and for
+feeds declared after them by ``ioc.db.feeds``).
 
 The workers (writer, rollups, evaluator, retention), ``ioc.db.features`` and some tests refer
 to these names. Not yet everyone: most of the dashboards' SQL, the rollups' joins of the
@@ -11,19 +12,14 @@ from __future__ import annotations
 
 from typing import Final
 
-RAW: Final = {"camera": "raw_camera", "telehealth": "raw_telehealth", "netnode": "raw_netnode"}
-ROLLUP_DEVICE_1M: Final = {
-    "camera": "rollup_camera_1m",
-    "telehealth": "rollup_telehealth_1m",
-    "netnode": "rollup_netnode_1m",
-}
-ROLLUP_UNIT_1M: Final = {
-    "camera": "unit_rollup_camera_1m",
-    "telehealth": "unit_rollup_telehealth_1m",
-    "netnode": "unit_rollup_netnode_1m",
-}
-ROLLUP_UNIT_1H: Final = {feed: f"unit_rollup_{feed}_1h" for feed in ROLLUP_UNIT_1M}
-ROLLUP_UNIT_1D: Final = {feed: f"unit_rollup_{feed}_1d" for feed in ROLLUP_UNIT_1M}
+# Per-feed tables (raw hypertable, device and unit 1-minute rollups, hourly and daily unit
+# views), named from the feed: ``raw_<feed>``, ``rollup_<feed>_1m``, ``unit_rollup_<feed>_1m``,
+# ``unit_rollup_<feed>_1h``/``_1d``. Kept in step with the feed registry by ioc.contract.feeds.
+RAW: Final[dict[str, str]] = {}
+ROLLUP_DEVICE_1M: Final[dict[str, str]] = {}
+ROLLUP_UNIT_1M: Final[dict[str, str]] = {}
+ROLLUP_UNIT_1H: Final[dict[str, str]] = {}
+ROLLUP_UNIT_1D: Final[dict[str, str]] = {}
 ROLLUP_DIRTY: Final = "rollup_dirty"
 
 ADMIN_UNITS: Final = "admin_units"
@@ -35,6 +31,8 @@ DEVICE_LAST_SEEN: Final = "device_last_seen"
 DEVICE_STATE: Final = "device_state"
 DEVICE_STATE_INTERVALS: Final = "device_state_intervals"
 INCIDENTS: Final = "incidents"
+INCIDENT_EVENTS: Final = "incident_events"
+DEVICE_EVENTS_OUTBOX: Final = "device_events_outbox"
 MAINTENANCE_WINDOWS: Final = "maintenance_windows"
 
 # Device states (device_state.state, device_state_intervals.state, metric label values).

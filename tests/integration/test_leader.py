@@ -19,6 +19,7 @@ from ioc.bootstrap import bootstrap
 from ioc.config import Settings
 from ioc.contract import tables as t
 from ioc.contract.topology import load_scenario
+from ioc.services.incidents import read_incident_events
 from ioc.simulators.run import SimConfig, Summary, run_simulation
 from tests.support.db import query
 from tests.support.metrics import max_metric
@@ -84,7 +85,8 @@ def test_killing_the_leader_mid_round_moves_the_shard_and_loses_nothing(
                 "SELECT count(*) AS n FROM incidents WHERE status = 'resolved' "
                 "AND kind IN ('device-down', 'site-isolated')",
             )
-            return rows[0]["n"] >= 2
+            count: int = rows[0]["n"]
+            return count >= 2
 
         wait_for(resolved, 90, what=f"both incidents resolved ({survivor.log_tail()})")
     finally:
@@ -119,6 +121,14 @@ def test_killing_the_leader_mid_round_moves_the_shard_and_loses_nothing(
                 rows,
             )
         assert rows[-1]["end_ts"] is None, (device, rows)
+    # the incident stream saw each incident open once and resolve once, in that order
+    log = asyncio.run(read_incident_events(namespace))
+    for row in query(namespace, "SELECT id, status FROM incidents"):
+        steps = [(e.seq, e.event) for e in log.of(row["id"])]
+        wanted = (
+            [(1, "opened"), (2, "resolved")] if row["status"] == "resolved" else [(1, "opened")]
+        )
+        assert steps == wanted, (row, steps)
     node_states = [r["state"] for r in by_device[NODE]]
     camera_states = [r["state"] for r in by_device[CAMERA]]
     assert t.STATE_DOWN in node_states and node_states[-1] == t.STATE_UP, node_states

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, Literal
 
 import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from pydantic import SecretStr
 
 from ioc.config import Settings
 from ioc.db import connect, create_pool
@@ -17,6 +19,9 @@ from ioc.errors import IocError
 from ioc.services.pager import Channel, Pager, parse_channels
 
 TOKEN = "test-token-123"
+
+PagerClient = tuple[TestClient[web.Request, web.Application], Settings, list[dict[str, Any]]]
+"""A client of a running pager, its settings, and what its webhook channel received."""
 
 
 def notification(status: str = "firing", fingerprint: str = "abc", **labels: str) -> dict[str, Any]:
@@ -55,7 +60,7 @@ def notification(status: str = "firing", fingerprint: str = "abc", **labels: str
 
 
 @pytest.fixture
-async def pager_client(namespace: Settings):  # type: ignore[no-untyped-def]
+async def pager_client(namespace: Settings) -> AsyncIterator[PagerClient]:
     settings = namespace.model_copy(update={"pager_max_body_bytes": 64 * 1024})
     await migrate(settings.admin_dsn(), settings.db_schema)
     pool = await create_pool(
@@ -71,8 +76,6 @@ async def pager_client(namespace: Settings):  # type: ignore[no-untyped-def]
     sink_app.router.add_post("/hook", sink)
     sink_server = TestServer(sink_app)
     await sink_server.start_server()
-    from pydantic import SecretStr
-
     settings = settings.model_copy(update={"pager_token": SecretStr(TOKEN)})
     channel = Channel("webhook", {"type": "webhook", "url": str(sink_server.make_url("/hook"))})
     pager = Pager(settings, pool, [channel])
@@ -88,7 +91,7 @@ def auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKEN}"}
 
 
-async def test_rejects_bad_requests_with_clear_statuses(pager_client) -> None:  # type: ignore[no-untyped-def]
+async def test_rejects_bad_requests_with_clear_statuses(pager_client: PagerClient) -> None:
     client, _settings, _ = pager_client
     url = "/alertmanager/webhook"
     resp = await client.post(url, json=notification())
@@ -111,7 +114,7 @@ async def test_rejects_bad_requests_with_clear_statuses(pager_client) -> None:  
     assert resp.status == 413
 
 
-async def test_records_each_page_once_and_forwards_it(pager_client) -> None:  # type: ignore[no-untyped-def]
+async def test_records_each_page_once_and_forwards_it(pager_client: PagerClient) -> None:
     client, settings, received = pager_client
     url = "/alertmanager/webhook"
     for _ in range(3):  # Alertmanager retries and repeats
@@ -209,8 +212,96 @@ def test_email_channel_speaks_smtp() -> None:
             "runbook_url": "docs/runbooks/site-isolated.md",
         },
     }
-    Pager._email(None, channel, page)  # type: ignore[arg-type]
+    pager = Pager(Settings(pager_token=SecretStr(TOKEN)), None, [channel])  # no pool: no database
+    pager._email(channel, page)
     thread.join(timeout=5)
     text = b"".join(got).decode()
     assert "Subject: [FIRING] [critical] Site isolated" in text
     assert "docs/runbooks/site-isolated.md" in text
+
+
+async def test_a_page_names_the_open_incident_of_its_device(namespace: Settings) -> None:
+    """The pager follows ioc.incidents.v1: an on-call paged for a device is told which
+    incident it belongs to, and a resolved incident is no longer named."""
+    from aiokafka import AIOKafkaProducer
+
+    from ioc.contract import events as ev
+    from ioc.contract.topics import INCIDENT_EVENTS
+    from ioc.kafka import ensure_topics
+    from ioc.kafka_clients import aiokafka_common
+    from ioc.services.incidents import IncidentFollower
+
+    settings = namespace.model_copy(update={"pager_token": SecretStr(TOKEN)})
+    await migrate(settings.admin_dsn(), settings.db_schema)
+    await ensure_topics(settings, [INCIDENT_EVENTS])
+
+    def step(
+        seq: int, event: ev.IncidentEventKind, status: Literal["open", "resolved"]
+    ) -> ev.IncidentEvent:
+        return ev.IncidentEvent(
+            incident_id=7,
+            seq=seq,
+            event=event,
+            kind="device-down",
+            severity="warning",
+            status=status,
+            title="camera cam-1 at Junction 1 is down (silent)",
+            root_device="cam-1",
+            device_class="camera",
+            unit_code="u1",
+            site_id="s1",
+            affected=["cam-1"],
+            at_ms=1,
+        )
+
+    producer = AIOKafkaProducer(**aiokafka_common(settings), acks="all")
+    await producer.start()
+    follower = IncidentFollower(settings)
+    pool = await create_pool(
+        settings.database_dsn(), server_settings={"search_path": f"{settings.db_schema},public"}
+    )
+    received: list[dict[str, Any]] = []
+
+    async def sink(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.json_response({})
+
+    sink_app = web.Application()
+    sink_app.router.add_post("/hook", sink)
+    sink_server = TestServer(sink_app)
+    await sink_server.start_server()
+    channel = Channel("webhook", {"type": "webhook", "url": str(sink_server.make_url("/hook"))})
+    client = TestClient(TestServer(Pager(settings, pool, [channel], follower).app()))
+    await client.start_server()
+    topic = settings.topic(INCIDENT_EVENTS.name)
+    try:
+        await producer.send_and_wait(topic, ev.encode(step(1, "opened", "open")), key=b"cam-1")
+        follower.start()
+        for _ in range(100):
+            if follower.open_for("cam-1") is not None:
+                break
+            await asyncio.sleep(0.1)
+        resp = await client.post("/alertmanager/webhook", json=notification(), headers=auth())
+        assert resp.status == 200
+        await producer.send_and_wait(
+            topic, ev.encode(step(2, "resolved", "resolved")), key=b"cam-1"
+        )
+        for _ in range(100):
+            if follower.open_for("cam-1") is None and received:
+                break
+            await asyncio.sleep(0.1)
+        assert follower.open_for("cam-1") is None
+        assert received[0]["incident"]["id"] == 7
+        assert received[0]["incident"]["status"] == "open"
+        conn = await connect(settings.admin_dsn())
+        try:
+            stored = await conn.fetchval(f"SELECT incident_id FROM {settings.db_schema}.pages")
+        finally:
+            await conn.close()
+        assert stored == 7
+    finally:
+        await follower.stop()
+        await producer.stop()
+        await client.close()
+        await sink_server.close()
+        await pool.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import threading
 import time
 from pathlib import Path
 
@@ -13,11 +14,40 @@ from ioc.bootstrap import bootstrap
 from ioc.config import Settings
 from ioc.contract import tables as t
 from ioc.contract.topology import load_scenario
-from ioc.simulators.run import SimConfig, run_simulation
+from ioc.services.incidents import read_incident_events, send_command
+from ioc.simulators.run import SimConfig, Summary, run_simulation
 from tests.support.db import landed, query
 from tests.support.processes import Worker
 from tests.support.reconcile import assert_accounting, reconcile
 from tests.support.wait import wait_for
+
+
+def _lifecycles(settings: Settings) -> dict[int, list[str]]:
+    """Incident id -> its events as ioc.incidents.v1 carries them, checked to be in order: per
+    root cause the topic's order, and every incident's seq counting up from 1."""
+    by_incident: dict[int, list[str]] = {}
+    seqs: dict[int, list[int]] = {}
+    log = asyncio.run(read_incident_events(settings))
+    assert log.undecodable == 0
+    for event in log.events:
+        by_incident.setdefault(event.incident_id, []).append(event.event)
+        seqs.setdefault(event.incident_id, []).append(event.seq)
+    for incident_id, numbers in seqs.items():
+        assert numbers == list(range(1, len(numbers) + 1)), (incident_id, numbers)
+    return by_incident
+
+
+def _expected_lifecycles(settings: Settings) -> dict[int, list[str]]:
+    """What the incidents table says each incident went through."""
+    expected: dict[int, list[str]] = {}
+    for r in query(settings, "SELECT id, acknowledged_at, resolved_at FROM incidents"):
+        steps = ["opened"]
+        if r["acknowledged_at"] is not None:
+            steps.append("acknowledged")
+        if r["resolved_at"] is not None:
+            steps.append("resolved")
+        expected[r["id"]] = steps
+    return expected
 
 
 @pytest.fixture
@@ -36,7 +66,7 @@ def test_worker_restart_loses_nothing_and_counts_nothing_twice(
     try:
         import threading
 
-        result: dict[str, object] = {}
+        result: dict[str, Summary] = {}
 
         def produce() -> None:
             result["summary"] = run_simulation(
@@ -58,7 +88,7 @@ def test_worker_restart_loses_nothing_and_counts_nothing_twice(
         replacement = Worker(namespace, "demo", tmp_path / "worker2.log", "w2").start()
         thread.join()
         summary = result["summary"]
-        valid = sum(summary.stats.valid_by_feed.values())  # type: ignore[attr-defined]
+        valid = sum(summary.stats.valid_by_feed.values())
 
         wait_for(
             lambda: landed(namespace) >= valid, 120, what=f"{valid} rows ({replacement.log_tail()})"
@@ -90,16 +120,37 @@ def test_yen_bai_outages_produce_one_incident_each_with_the_right_root_cause(
         node, camera = "nn-138-001", "cam-135-001"
         assert camera not in topo.devices_behind(node)
         started = time.time()
-        summary = run_simulation(
-            namespace,
-            SimConfig(
-                scenario="yen-bai-2022",
-                mode="realtime",
-                duration_s=100,
-                progress=False,
-                fault_flags=[f"node_down:{node}@30+40", f"device_dark:{camera}@35+40"],
-            ),
+        result: dict[str, Summary] = {}
+
+        def produce() -> None:
+            result["summary"] = run_simulation(
+                namespace,
+                SimConfig(
+                    scenario="yen-bai-2022",
+                    mode="realtime",
+                    duration_s=100,
+                    progress=False,
+                    fault_flags=[f"node_down:{node}@30+40", f"device_dark:{camera}@35+40"],
+                ),
+            )
+
+        thread = threading.Thread(target=produce)
+        thread.start()
+        # an operator acknowledges the site-isolated incident while it is open: the command
+        # goes through the incident agent like the transitions do
+        isolated_sql = (
+            "SELECT id FROM incidents WHERE root_device = $1 AND kind = 'site-isolated' "
+            "AND status = 'open'"
         )
+        wait_for(
+            lambda: bool(query(namespace, isolated_sql, node)),
+            90,
+            what=f"site-isolated incident open ({worker.log_tail()})",
+        )
+        isolated_id = query(namespace, isolated_sql, node)[0]["id"]
+        asyncio.run(send_command(namespace, topo, isolated_id, "acknowledge", "op-linh", "on it"))
+        thread.join()
+        summary = result["summary"]
         fault_start = {f["target"]: f["start_ms"] for f in summary.faults}
         assert summary.errors == 0
 
@@ -109,7 +160,8 @@ def test_yen_bai_outages_produce_one_incident_each_with_the_right_root_cause(
                 "SELECT count(*) AS n FROM incidents WHERE kind IN "
                 "('device-down', 'site-isolated') AND status = 'resolved'",
             )
-            return rows[0]["n"] >= 2
+            resolved: int = rows[0]["n"]
+            return resolved >= 2
 
         wait_for(settled, 60, what=f"incidents resolved ({worker.log_tail()})")
         incidents = query(
@@ -128,6 +180,20 @@ def test_yen_bai_outages_produce_one_incident_each_with_the_right_root_cause(
             print(f"incident {inc['kind']} {root}: opened {delay:.1f} s after the fault")
             assert 0 <= delay <= 30
             assert inc["resolved_at"] is not None
+        assert by_root[(node, t.INCIDENT_SITE_ISOLATED)]["acknowledged_by"] == "op-linh"
+        # every incident's life is on ioc.incidents.v1, in order per root cause
+        wait_for(
+            lambda: _lifecycles(namespace) == _expected_lifecycles(namespace),
+            30,
+            what="incident events for every incident step",
+        )
+        lifecycles = _lifecycles(namespace)
+        print(f"incident events: {lifecycles}")
+        assert lifecycles[isolated_id] == ["opened", "acknowledged", "resolved"]
+        assert lifecycles[by_root[(camera, t.INCIDENT_DEVICE_DOWN)]["id"]] == [
+            "opened",
+            "resolved",
+        ]
         assert set(by_root[(node, t.INCIDENT_SITE_ISOLATED)]["affected"]) == set(
             topo.devices_behind(node)
         )
@@ -172,7 +238,7 @@ def test_two_workers_share_the_partitions_and_survive_a_rebalance(
     try:
         import threading
 
-        result: dict[str, object] = {}
+        result: dict[str, Summary] = {}
         thread = threading.Thread(
             target=lambda: result.setdefault(
                 "s",
@@ -202,7 +268,7 @@ def test_two_workers_share_the_partitions_and_survive_a_rebalance(
         second.stop()  # graceful leave: its partitions move to the first worker
         thread.join()
         summary = result["s"]
-        valid = sum(summary.stats.valid_by_feed.values())  # type: ignore[attr-defined]
+        valid = sum(summary.stats.valid_by_feed.values())
 
         wait_for(lambda: landed(namespace) >= valid, 120, what=f"{valid} rows ({first.log_tail()})")
         assert landed(namespace) == valid

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ioc.contract import tables as t
 from ioc.contract.topology import load_scenario
-from ioc.streams.evaluator import wanted_incidents
-from ioc.streams.state import Facts, StateMachine
+from ioc.streams.incidents import wanted_incidents
+from ioc.streams.state import Facts, StateMachine, Transition, Verdict
 
 TOPO = load_scenario("demo")
 T0 = 1_700_000_000_000
@@ -23,7 +23,7 @@ class World:
         self.phase = {d: i * 700 % 5000 for i, d in enumerate(sorted(TOPO.devices))}
         self.reconnect_at: int | None = None  # devices behind a node come back 4 s after it
 
-    def advance(self, now: int, *, suppress: bool = False):  # type: ignore[no-untyped-def]
+    def advance(self, now: int, *, suppress: bool = False) -> Verdict:
         for dev_id, f in self.facts.items():
             last_report = now - (now - T0 - self.phase[dev_id]) % 5000
             if last_report < T0:
@@ -47,12 +47,13 @@ class World:
                 f.fps, f.frozen = 25.0, dev_id in self.frozen
         return self.machine.evaluate(self.facts, now, suppress)
 
-    def run(self, start: int, end: int, step: int = 5000):  # type: ignore[no-untyped-def]
+    def run(self, start: int, end: int, step: int = 5000) -> tuple[Verdict, list[Transition]]:
         verdict = None
-        transitions = []
+        transitions: list[Transition] = []
         for now in range(start, end + 1, step):
             verdict = self.advance(now)
             transitions += verdict.transitions
+        assert verdict is not None, "no round between start and end"
         return verdict, transitions
 
 

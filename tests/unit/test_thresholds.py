@@ -263,7 +263,7 @@ def test_scrape_configs_take_their_intervals_from_the_config() -> None:
 
 # --- the state machine ---
 
-STATE_SOURCES = ("streams/state.py", "streams/evaluator.py")
+STATE_SOURCES = ("streams/state.py", "streams/evaluator.py", "streams/incidents.py")
 
 
 def test_state_machine_repeats_no_number_of_the_config() -> None:

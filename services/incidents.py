@@ -1,0 +1,200 @@
+"""Operators' side of the incident stream: send commands, read the lifecycle.
+
+Operators never write incident rows: an action (acknowledge, assign, comment, resolve) is an
+:class:`~ioc.contract.events.IncidentCommand` on ``ioc.device-events.v1``, keyed like the
+incident's transitions, so the incident agent (:mod:`ioc.streams.incidents`) applies it in
+order with them; the outcome appears on ``ioc.incidents.v1``. ``ioc incident`` is the command
+line; the operations service will call the same functions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+import msgspec
+
+from ioc.config import Settings
+from ioc.contract import events as ev
+from ioc.contract import tables as t
+from ioc.contract.topics import DEVICE_EVENTS, INCIDENT_EVENTS
+from ioc.contract.topology import Topology
+from ioc.errors import IocError
+from ioc.kafka_clients import aiokafka_common
+
+_log = logging.getLogger(__name__)
+
+
+class IncidentCommandError(IocError):
+    pass
+
+
+async def send_command(
+    settings: Settings,
+    topology: Topology,
+    incident_id: int,
+    action: ev.CommandAction,
+    actor: str,
+    note: str = "",
+    assignee: str | None = None,
+) -> ev.IncidentCommand:
+    """Put one operator command on the stream (acknowledged by the broker on return)."""
+    from aiokafka import AIOKafkaProducer
+
+    from ioc.db import connect
+
+    conn = await connect(
+        settings.database_dsn(), server_settings={"search_path": f"{settings.db_schema},public"}
+    )
+    try:
+        root = await conn.fetchval(
+            f"SELECT root_device FROM {t.INCIDENTS} WHERE id = $1", incident_id
+        )
+    finally:
+        await conn.close()
+    if root is None:
+        raise IncidentCommandError(f"no incident {incident_id} in schema {settings.db_schema}")
+    if root not in topology.devices:
+        raise IncidentCommandError(
+            f"incident {incident_id}'s device {root} is not in scenario {topology.name}"
+        )
+    command = ev.IncidentCommand(
+        incident_id=incident_id,
+        root_device=root,
+        action=action,
+        actor=actor,
+        note=note,
+        assignee=assignee,
+        at_ms=int(time.time() * 1000),
+    )
+    producer = AIOKafkaProducer(**aiokafka_common(settings), acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            settings.topic(DEVICE_EVENTS.name),
+            ev.encode(command),
+            key=ev.correlation_key(topology, root).encode(),
+        )
+    finally:
+        await producer.stop()
+    return command
+
+
+@dataclass
+class IncidentLog:
+    """``ioc.incidents.v1`` from its beginning, redeliveries dropped by (incident, seq)."""
+
+    events: list[ev.IncidentEvent]
+    undecodable: int = 0
+
+    def of(self, incident_id: int) -> list[ev.IncidentEvent]:
+        return [e for e in self.events if e.incident_id == incident_id]
+
+
+async def read_incident_events(settings: Settings, timeout: float = 15.0) -> IncidentLog:
+    """Every incident event on the topic up to its end offsets at the start, in partition
+    order (which is the order per root cause)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    topic = settings.topic(INCIDENT_EVENTS.name)
+    consumer = AIOKafkaConsumer(
+        **aiokafka_common(settings), group_id=None, enable_auto_commit=False
+    )
+    await asyncio.wait_for(consumer.start(), timeout)
+    log = IncidentLog([])
+    seen: set[tuple[int, int]] = set()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(INCIDENT_EVENTS.partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        for tp in tps:
+            while await consumer.position(tp) < end[tp]:
+                batch = await consumer.getmany(tp, timeout_ms=int(timeout * 1000))
+                if not batch:
+                    raise IncidentCommandError(f"{topic} stopped delivering before its end")
+                for record in batch.get(tp, []):
+                    try:
+                        event = ev.decode_incident_event(record.value or b"")
+                    except msgspec.DecodeError:
+                        log.undecodable += 1
+                        continue
+                    if (event.incident_id, event.seq) not in seen:
+                        seen.add((event.incident_id, event.seq))
+                        log.events.append(event)
+    finally:
+        await consumer.stop()
+    return log
+
+
+class IncidentFollower:
+    """The open incidents by root device, kept current from ``ioc.incidents.v1`` (read from
+    its beginning, no consumer group): the pager tells the on-call which incident a page
+    belongs to, so they act on the incident rather than on each alert. While the broker is
+    away it retries in the background and :meth:`open_for` knows less, never blocks."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.open: dict[str, ev.IncidentEvent] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
+
+    def open_for(self, device_id: str | None) -> ev.IncidentEvent | None:
+        return self.open.get(device_id) if device_id else None
+
+    def apply(self, event: ev.IncidentEvent) -> None:
+        current = self.open.get(event.root_device)
+        if event.status == "resolved":
+            if current is not None and current.incident_id == event.incident_id:
+                del self.open[event.root_device]
+        elif current is None or (current.incident_id, current.seq) <= (
+            event.incident_id,
+            event.seq,
+        ):
+            self.open[event.root_device] = event
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        topic = self.settings.topic(INCIDENT_EVENTS.name)
+        delay = 1.0
+        while True:
+            consumer = AIOKafkaConsumer(
+                **aiokafka_common(self.settings), group_id=None, enable_auto_commit=False
+            )
+            try:
+                await consumer.start()
+                tps = [TopicPartition(topic, p) for p in range(INCIDENT_EVENTS.partitions)]
+                consumer.assign(tps)
+                await consumer.seek_to_beginning(*tps)
+                while True:
+                    batches = await consumer.getmany(timeout_ms=1000)
+                    for records in batches.values():
+                        for record in records:
+                            try:
+                                self.apply(ev.decode_incident_event(record.value or b""))
+                            except msgspec.DecodeError:
+                                _log.warning("undecodable incident event at %s", record.offset)
+                    if not batches:
+                        self.ready.set()  # caught up
+                    delay = 1.0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                _log.warning("incident stream unavailable (%s); retry in %.0f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(30.0, delay * 2)
+            finally:
+                await consumer.stop()
