@@ -11,7 +11,7 @@ from grafanalib import core as g
 from grafanalib._gen import DashboardEncoder
 
 from ioc.contract.thresholds import THRESHOLDS, Thresholds
-from ioc.dashboards import cameras, network, overview, pipeline, sla, telehealth
+from ioc.dashboards import cameras, feeds, network, overview, pipeline, sla, telehealth
 from ioc.dashboards.grafana_json import saved_model
 from ioc.errors import IocError
 
@@ -22,6 +22,7 @@ BUILDERS: dict[str, Callable[[Thresholds], g.Dashboard]] = {
     "network": network.build,
     "sla": sla.build,
     "pipeline": pipeline.build,
+    "feeds": feeds.build,
 }
 GENERATED = Path(__file__).resolve().parent / "generated"
 

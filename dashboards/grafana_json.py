@@ -100,6 +100,8 @@ PANEL_LEGACY = {
     "styles",
     "transform",
 }
+# a row panel: what Grafana saves of one (its panels follow it while it is expanded)
+ROW_KEYS = {"collapsed", "datasource", "gridPos", "id", "panels", "repeat", "title", "type"}
 # panel keys Grafana leaves out when they hold their default
 PANEL_DEFAULTS: dict[str, Any] = {
     "description": "",
@@ -214,8 +216,19 @@ def target(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def row(data: dict[str, Any]) -> dict[str, Any]:
+    title = data.get("title", "?")
+    _check_keys(f"row {title!r}", data, PANEL_KEYS | ROW_KEYS, PANEL_LEGACY)
+    out = {k: v for k, v in data.items() if k in ROW_KEYS and v is not None}
+    out["collapsed"] = bool(out.get("collapsed", False))
+    out["panels"] = [panel(p) for p in data.get("panels", [])]
+    return out
+
+
 def panel(data: dict[str, Any]) -> dict[str, Any]:
     title = data.get("title", "?")
+    if data.get("type") == "row":
+        return row(data)
     _check_keys(f"panel {title!r}", data, PANEL_KEYS | PANEL_TO_FIELD_DEFAULTS, PANEL_LEGACY)
     panel_type = data["type"]
     out = {
@@ -235,8 +248,6 @@ def panel(data: dict[str, Any]) -> dict[str, Any]:
         out["options"] = options(panel_type, out["options"])
     if "targets" in out:
         out["targets"] = [target(t) for t in out["targets"]]
-    if panel_type == "row":
-        out["panels"] = [panel(p) for p in data.get("panels", [])]
     return out
 
 

@@ -41,6 +41,7 @@ DASHBOARD_UIDS = {
     "network": "ioc-network",
     "sla": "ioc-sla",
     "pipeline": "ioc-pipeline",
+    "feeds": "ioc-feeds",
 }
 
 
@@ -51,6 +52,7 @@ TITLES = {
     "network": "Network",
     "sla": "Availability / SLA",
     "pipeline": "Pipeline health",
+    "feeds": "Feeds",
 }
 
 
@@ -221,6 +223,11 @@ def state_timeline(title: str, target: g.Target, dims: Size) -> g.StateTimeline:
         gridPos=size(dims),
         mappings=mappings,
     )
+
+
+def row(title: str) -> g.RowPanel:
+    """A row header across the grid (expanded: the panels after it are its panels)."""
+    return g.RowPanel(title=title, gridPos=size((FULL, 1)))
 
 
 def device_state_timeline(dims: Size = (FULL, 5)) -> g.StateTimeline:

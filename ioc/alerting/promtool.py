@@ -37,7 +37,12 @@ def render(template: str, labels: dict[str, str], values: dict[str, str]) -> str
 
 def _alert_case(alert: Alert, th: Thresholds) -> dict[str, Any]:
     """Fires at the ``for:`` boundary, not one evaluation before."""
-    labels = {"severity": alert.severity, "domain": alert.domain, **alert.example.labels}
+    labels = {
+        "severity": alert.severity,
+        "domain": alert.domain,
+        **alert.extra_labels,
+        **alert.example.labels,
+    }
     annotations = {
         key: render(text, alert.example.labels, alert.example.values)
         for key, text in alert.rule()["annotations"].items()

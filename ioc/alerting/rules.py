@@ -8,6 +8,10 @@ every target selector from :mod:`ioc.alerting.scrape`; changing any of them chan
 from which :mod:`ioc.alerting.promtool` generates ``promtool test rules`` cases at the ``for:``
 boundary. Expensive queries are recording rules (``level:metric:operations``) in their own
 group, used by the alerts and the dashboards, each with an example too.
+
+Device-down alerts are hand-written for the built-in device classes (:data:`DOWN_ALERTS`); any
+other registered feed (:mod:`ioc.contract.feeds`) gets the generic :data:`FEED_DEVICE_DOWN`
+from its declaration (:func:`feed_down_alerts`), so a new feed pages without a change here.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ioc.alerting import scrape
+from ioc.contract import feeds
 from ioc.contract import metrics as m
 from ioc.contract import tables as t
-from ioc.contract.thresholds import THRESHOLDS, Thresholds
+from ioc.contract.thresholds import THRESHOLDS, WARNING, AlertPolicy, Thresholds
 
 RUNBOOK_BASE = "docs/runbooks"
 # Labels that identify which process exported a series, not what it is about.
@@ -317,7 +322,25 @@ def recordings(th: Thresholds = THRESHOLDS) -> tuple[Recording, ...]:
     )
 
 
-def _down(th: Thresholds, cls: str, name: str, domain: str, what: str) -> Alert:
+DOWN_ALERTS = {
+    "camera": "CameraDown",
+    "telehealth": "TelehealthStationDown",
+    "netnode": "NetworkNodeDown",
+}
+"""Device class -> its hand-written down alert (in :func:`alerts`)."""
+FEED_DEVICE_DOWN = "FeedDeviceDown"
+"""The down alert generated for every other registered feed, one rule per feed."""
+
+
+def _down(
+    th: Thresholds,
+    cls: str,
+    name: str,
+    domain: str,
+    what: str,
+    policy: AlertPolicy | None = None,
+    extra_labels: dict[str, str] | None = None,
+) -> Alert:
     labels = {
         "device_id": f"x-{cls}",
         "device_class": cls,
@@ -326,7 +349,7 @@ def _down(th: Thresholds, cls: str, name: str, domain: str, what: str) -> Alert:
         "upstream_node": "nn-1",
     }
     selector = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    policy = th.alerts[name]
+    policy = policy or th.alerts[name]
     return Alert(
         name=name,
         expr=f"{_max(m.DEVICE_DOWN, _sel(device_class=cls))} > 0",
@@ -341,7 +364,33 @@ def _down(th: Thresholds, cls: str, name: str, domain: str, what: str) -> Alert:
             f"so the device itself is the root cause."
         ),
         example=Example({f'{m.DEVICE_DOWN.series}{{{selector},instance="w1"}}': "1+0x20"}, labels),
+        extra_labels=extra_labels or {},
     )
+
+
+def feed_down_alerts(th: Thresholds = THRESHOLDS) -> tuple[Alert, ...]:
+    """:data:`FEED_DEVICE_DOWN` for each registered feed whose device class has no
+    hand-written down alert: ``for:`` from ``FeedSpec.down_alert_for_s``, severity the
+    device-down incident's (``incident_severity``), labels ``feed`` and ``domain`` its name."""
+    out: list[Alert] = []
+    done = set(DOWN_ALERTS)
+    for spec in feeds.specs():
+        if spec.cls in done:
+            continue
+        done.add(spec.cls)
+        severity = th.incident_severity.get((t.INCIDENT_DEVICE_DOWN, spec.cls), WARNING)
+        out.append(
+            _down(
+                th,
+                spec.cls,
+                FEED_DEVICE_DOWN,
+                spec.name,
+                f"{spec.title} device",
+                AlertPolicy(spec.down_alert_for_s, severity),
+                {"feed": spec.name},
+            )
+        )
+    return tuple(out)
 
 
 def _degraded(th: Thresholds, cls: str, name: str, domain: str, **text: str) -> Alert:
@@ -399,6 +448,7 @@ def alerts(th: Thresholds = THRESHOLDS) -> tuple[Alert, ...]:
         _down(th, "camera", "CameraDown", "camera", "Camera"),
         _down(th, "telehealth", "TelehealthStationDown", "telehealth", "Telehealth station"),
         _down(th, "netnode", "NetworkNodeDown", "network", "Network node"),
+        *feed_down_alerts(th),
         Alert(
             **policy("SiteIsolated"),
             expr=f"{_max(m.SITE_ISOLATED)} > 0",
@@ -671,6 +721,7 @@ INHIBITED_BY_ISOLATION = (
     "CameraDown",
     "TelehealthStationDown",
     "NetworkNodeDown",
+    FEED_DEVICE_DOWN,
     "TelehealthQualityDegraded",
     "NetworkLinkDegraded",
     "CameraStreamFrozen",

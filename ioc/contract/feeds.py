@@ -96,6 +96,10 @@ class FeedSpec:
     tables_from_migrations: bool = False
     """Its tables are created by the versioned migrations (the built-in feeds); otherwise
     :func:`ioc.db.feeds.ensure_feed_tables` creates them from this declaration."""
+    down_alert_for_s: int = 15
+    """``for:`` of the generated ``FeedDeviceDown`` alert (:mod:`ioc.alerting.rules`), which a
+    feed gets when its device class has no hand-written down alert; it pages with the
+    severity of ``incident_severity["device-down"]``."""
 
     @property
     def cls(self) -> str:
@@ -115,6 +119,21 @@ class FeedSpec:
 
     def kinds(self) -> tuple[str, ...]:
         return tuple(str(t.__struct_config__.tag) for t in self.messages)
+
+    def fleet_columns(self) -> tuple[str, str] | None:
+        """The unit rollup's (devices, devices reporting) columns: the aggregates
+        ``count(*)`` and ``count(r.device_id)`` (optionally in ``sat_int4``/``sat_int8``),
+        as docs/adding-a-feed.md declares them; None when it lacks either."""
+
+        def find(inner: str) -> str | None:
+            wanted = {inner, f"sat_int4({inner})", f"sat_int8({inner})"}
+            for a in self.unit_rollup:
+                if re.sub(r"\s+", "", a.expr.lower()) in wanted:
+                    return a.name
+            return None
+
+        devices, reporting = find("count(*)"), find("count(r.device_id)")
+        return (devices, reporting) if devices and reporting else None
 
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
