@@ -15,7 +15,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
-	$(BIN)/pip install -q -e '.[dev]'
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install -q -e '.[dev]'
 	@touch $@
 
 ## main job: stack up, schema, topics, pipeline on the default scenario (Ctrl-C to stop)
@@ -36,7 +36,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/python tools/typecheck.py
+	$(BIN)/mypy .
 
 fmt: install
 	$(BIN)/ruff format .
@@ -71,4 +71,4 @@ $(QUIX_VENV)/.installed: pyproject.toml
 	touch $@
 
 clean:
-	rm -rf $(VENV) $(QUIX_VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(QUIX_VENV) build dist .build .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -79,7 +79,7 @@ def cmd_db_compose_init(args: argparse.Namespace, settings: Settings) -> int:
 
     from ioc.db.roles import COMPOSE_INITDB, compose_initdb_script
 
-    out = Path(args.out) if args.out else Path("deploy") / COMPOSE_INITDB
+    out = Path(args.out) if args.out else Path("deploy", "ioc", "deploy") / COMPOSE_INITDB
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(compose_initdb_script())
     out.chmod(0o755)
@@ -202,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = db_sub.add_parser(
         "compose-init", help="write compose's database init script from ioc/db/roles.py"
     )
-    p.add_argument("--out", help="file (default deploy/compose/initdb/01-ioc-roles.sh)")
+    p.add_argument("--out", help="file (default deploy/ioc/deploy/compose/initdb/01-ioc-roles.sh)")
     p.set_defaults(handler=cmd_db_compose_init)
 
     topics = sub.add_parser("topics", help="Kafka topics")
@@ -228,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_scenario_export)
     p = scenario_sub.add_parser(
         "generate",
-        help="materialise a generator spec (simulators/scenarios) as an explicit scenario",
+        help="materialise a generator spec (simulators/ioc/simulators/scenarios) as an "
+        "explicit scenario",
     )
     p.add_argument("spec", help="built-in generator spec name or a spec YAML file (generate:)")
     p.add_argument("--out", help="file (default stdout)")

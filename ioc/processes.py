@@ -1,7 +1,7 @@
 """Spawning and stopping the project's own processes (``ioc worker``, ``ioc pager``...).
 
 The one owner of Popen, sessions and signals for them; the local stack's daemons (Kafka,
-PostgreSQL, Prometheus, Alertmanager) are deploy/local's.
+PostgreSQL, Prometheus, Alertmanager) are deploy/ioc/deploy/local's.
 
 A :class:`Process` runs in its own session (so a signal reaches everything it started and
 a Ctrl-C in the parent's terminal does not), writes stdout and stderr to one log file, and
@@ -211,7 +211,7 @@ def stop_all(processes: Iterable[Process], timeout: float = 60.0) -> None:
 
 
 _METRICS_URL = re.compile(r"metrics (http://127\.0\.0\.1:\d+/metrics)")
-"""The line ``ioc worker`` prints once it serves /metrics (streams/cli.py)."""
+"""The line ``ioc worker`` prints once it serves /metrics (streams/ioc/streams/cli.py)."""
 
 
 class WorkerProcess(Process):

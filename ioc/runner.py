@@ -80,7 +80,10 @@ def run_main_job(
     written = build_dashboards(dash_dir)
     _say(f"  Grafana dashboards {len(written)} JSON files in {dash_dir}")
     _say("      load them: `ioc dashboards push --url http://GRAFANA:3000 --token TOKEN`, or")
-    _say("      `docker compose -f deploy/compose/docker-compose.yml up` (provisioned, with")
+    _say(
+        "      `docker compose -f deploy/ioc/deploy/compose/docker-compose.yml up` "
+        "(provisioned, with"
+    )
     _say("      datasources ioc-prometheus / ioc-timescaledb), or Grafana > Dashboards > Import")
     _say(f"scenario: {scenario}; press Ctrl-C to stop")
     _say("")

@@ -21,7 +21,7 @@ from ioc.contract.metrics import ALL_METRICS
 from ioc.observability import register_target
 
 ROOT = Path(__file__).resolve().parents[2]
-DEPLOY = ROOT / "deploy"
+DEPLOY = ROOT / "deploy" / "ioc" / "deploy"
 needs_promtool = pytest.mark.skipif(shutil.which("promtool") is None, reason="no promtool")
 needs_amtool = pytest.mark.skipif(shutil.which("amtool") is None, reason="no amtool")
 

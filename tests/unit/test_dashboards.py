@@ -19,8 +19,8 @@ from ioc.dashboards.grafana_json import saved_model
 from ioc.dashboards.panels import Layout
 
 ROOT = Path(__file__).resolve().parents[2]
-PROVISIONING = ROOT / "deploy" / "compose" / "grafana" / "provisioning"
-DASHBOARDS = ROOT / "dashboards"
+PROVISIONING = ROOT / "deploy" / "ioc" / "deploy" / "compose" / "grafana" / "provisioning"
+DASHBOARDS = ROOT / "dashboards" / "ioc" / "dashboards"
 
 
 def load(name: str) -> dict[str, Any]:
@@ -35,7 +35,7 @@ def targets(dash: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]
 @pytest.mark.parametrize("name", list(BUILDERS))
 def test_committed_json_is_up_to_date(name: str) -> None:
     assert (GENERATED / f"ioc-{name}.json").read_text() == render(name), (
-        f"dashboards/generated/ioc-{name}.json is stale: run `ioc dashboards build`"
+        f"dashboards/ioc/dashboards/generated/ioc-{name}.json is stale: run `ioc dashboards build`"
     )
 
 

@@ -21,7 +21,7 @@ from ioc.db.roles import (
     sql_literal,
 )
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "ioc" / "deploy"
 
 
 def test_committed_compose_init_script_is_up_to_date() -> None:

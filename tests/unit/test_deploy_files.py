@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "ioc" / "deploy"
 
 
 def test_compose_requires_every_secret_from_the_environment() -> None:

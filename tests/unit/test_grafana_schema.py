@@ -7,8 +7,8 @@ is an error, and there must be none. Legacy keys that grafanalib writes and Graf
 longer does must fail the same check (the fixture and the variants below), so that a pass
 means something.
 
-The first run installs the pinned packages (``npm ci`` in dashboards/schema); without npm or
-the registry the test fails and says so: it is never skipped.
+The first run installs the pinned packages (``npm ci`` in dashboards/ioc/dashboards/schema);
+without npm or the registry the test fails and says so: it is never skipped.
 """
 
 from __future__ import annotations
@@ -140,7 +140,8 @@ def test_dashboard_matches_the_published_schema(
 ) -> None:
     errors = diagnostics.get(f"ioc-{name}", [])
     assert not errors, (
-        f"dashboards/generated/ioc-{name}.json: {len(errors)} error(s) against @grafana/schema "
+        f"dashboards/ioc/dashboards/generated/ioc-{name}.json: {len(errors)} error(s) "
+        "against @grafana/schema "
         f"{PACKAGE['devDependencies']['@grafana/schema']}:\n" + "\n".join(map(str, errors))
     )
 
@@ -175,5 +176,5 @@ def test_generated_typescript_is_one_literal_per_dashboard_and_per_panel() -> No
 
 def test_schema_dir_keeps_node_modules_out_of_git() -> None:
     ignore = (Path(__file__).resolve().parents[2] / ".gitignore").read_text().splitlines()
-    assert "dashboards/schema/node_modules/" in ignore
-    assert "dashboards/schema/out/" in ignore
+    assert "dashboards/ioc/dashboards/schema/node_modules/" in ignore
+    assert "dashboards/ioc/dashboards/schema/out/" in ignore

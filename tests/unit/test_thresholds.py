@@ -263,7 +263,11 @@ def test_scrape_configs_take_their_intervals_from_the_config() -> None:
 
 # --- the state machine ---
 
-STATE_SOURCES = ("streams/state.py", "streams/evaluator.py", "streams/incidents.py")
+STATE_SOURCES = (
+    "streams/ioc/streams/state.py",
+    "streams/ioc/streams/evaluator.py",
+    "streams/ioc/streams/incidents.py",
+)
 
 
 def test_state_machine_repeats_no_number_of_the_config() -> None:

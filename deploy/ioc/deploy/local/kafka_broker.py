@@ -2,9 +2,10 @@
 
 Two client listeners on loopback: PLAINTEXT (``IOC_KAFKA_PORT``) and SASL_PLAINTEXT with
 SCRAM-SHA-512 (``IOC_KAFKA_SASL_PORT``), whose users and generated passwords belong to
-:mod:`ioc.deploy.local.credentials`. Config template: deploy/local/kafka/.
+:mod:`ioc.deploy.local.credentials`. Config template: deploy/ioc/deploy/local/kafka/.
 
-(The module is not called ``kafka.py``: ``deploy/local/kafka/`` is the templates' package.)
+(The module is not called ``kafka.py``: ``deploy/ioc/deploy/local/kafka/`` is the templates'
+package.)
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Small helpers shared by every dashboard: datasources, colours, units, panel builders.
 
-Datasource UIDs are fixed and match the provisioning in deploy/compose/grafana. Every SQL
+Datasource UIDs are fixed and match the provisioning in deploy/ioc/deploy/compose/grafana. Every SQL
 query uses Grafana's macros (``$__timeFilter``, ``$__interval``...) and aggregates on the
 server; every PromQL query uses metric names from :mod:`ioc.contract.metrics`.
 

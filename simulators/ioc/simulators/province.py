@@ -1,7 +1,8 @@
 """Reproducible province generator: expands a generator spec's ``generate:`` section.
 
 The contract's built-in scenarios (``ioc/contract/scenarios/*.yaml``) are explicit topologies
-that this module materialised from the generator specs beside it (``simulators/scenarios/``);
+that this module materialised from the generator specs beside it
+(``simulators/ioc/simulators/scenarios/``);
 ``ioc scenario generate NAME --out ioc/contract/scenarios/NAME.yaml`` rewrites one after its
 spec changed, and tests/unit/test_topology.py checks that every committed file still matches
 its spec. Workers never need this module: they load the explicit topology from the contract.
@@ -486,7 +487,7 @@ def generate(doc: dict[str, Any], source: str) -> dict[str, Any]:
 
 
 def builtin_specs() -> dict[str, str]:
-    """Built-in generator spec name -> its YAML text (``simulators/scenarios``)."""
+    """Built-in generator spec name -> its YAML text (``simulators/ioc/simulators/scenarios``)."""
     folder = resources.files("ioc.simulators").joinpath("scenarios")
     return {
         entry.name.removesuffix(".yaml"): entry.read_text(encoding="utf-8")
@@ -502,7 +503,7 @@ def _read_spec(name_or_path: str) -> tuple[str, str, str]:
         return (
             specs[name_or_path],
             f"<built-in generator spec {name_or_path}>",
-            f"simulators/scenarios/{name_or_path}.yaml",
+            f"simulators/ioc/simulators/scenarios/{name_or_path}.yaml",
         )
     path = Path(name_or_path)
     if not path.exists():
@@ -543,7 +544,8 @@ def materialise(name_or_path: str) -> str:
             break
         comments.append(line)
     header = [
-        f"# GENERATED from {shown} (seed {generated['seed']}) by simulators/province.py.",
+        f"# GENERATED from {shown} (seed {generated['seed']}) "
+        "by simulators/ioc/simulators/province.py.",
         f"# Do not edit: edit the spec, then `ioc scenario generate {name_or_path} --out FILE`.",
         *(["#", *comments] if comments else []),
     ]

@@ -1,6 +1,6 @@
 """Check dashboards against Grafana's published schema (npm ``@grafana/schema``) with ``tsc``.
 
-Each dashboard becomes a TypeScript file (under ``dashboards/schema/out/``) holding
+Each dashboard becomes a TypeScript file (under ``dashboards/ioc/dashboards/schema/out/``) holding
 
 * the whole dashboard as one fresh object literal typed as the schema's ``Dashboard``,
 * for every panel, its ``options`` as a fresh literal typed as that panel type's ``Options``
@@ -8,10 +8,11 @@ Each dashboard becomes a TypeScript file (under ``dashboards/schema/out/``) hold
   for panel types that have none),
 
 so that ``tsc --strict`` reports every unknown key (excess-property check), every missing
-required key and every value of the wrong type. The types (``dashboards/schema/grafana.ts``)
-are the pinned package's, read as JSON (string enums as their values).
+required key and every value of the wrong type. The types
+(``dashboards/ioc/dashboards/schema/grafana.ts``) are the pinned package's, read as JSON
+(string enums as their values).
 
-``dashboards/schema/package.json`` pins ``@grafana/schema`` and ``typescript``;
+``dashboards/ioc/dashboards/schema/package.json`` pins ``@grafana/schema`` and ``typescript``;
 ``package-lock.json`` is committed, ``node_modules`` is not (``npm ci`` installs it).
 """
 
@@ -132,14 +133,15 @@ def typescript(name: str, dashboard: Mapping[str, Any]) -> str:
 
 
 def npm_ci() -> None:
-    """Install the pinned packages into dashboards/schema/node_modules if they are missing."""
+    """Install the pinned packages into dashboards/ioc/dashboards/schema/node_modules if they
+    are missing."""
     if TSC.exists() and (SCHEMA_DIR / "node_modules" / "@grafana" / "schema").exists():
         return
     npm = shutil.which("npm")
     if npm is None:
         raise SchemaCheckError(
             "npm is not installed: the Grafana schema check needs Node.js >= 18 and npm "
-            "(then `npm ci` in dashboards/schema)"
+            "(then `npm ci` in dashboards/ioc/dashboards/schema)"
         )
     try:
         proc = subprocess.run(
@@ -167,8 +169,9 @@ def tsc(sources: Mapping[str, str]) -> list[Diagnostic]:
     """Run ``tsc --strict --noEmit`` over ``sources`` (file stem -> TypeScript) and return its
     errors (continuation lines kept in the message).
 
-    The files go to a fresh folder under dashboards/schema/out (removed afterwards) with a
-    tsconfig extending dashboards/schema/tsconfig.json, so concurrent runs do not collide.
+    The files go to a fresh folder under dashboards/ioc/dashboards/schema/out (removed
+    afterwards) with a tsconfig extending dashboards/ioc/dashboards/schema/tsconfig.json, so
+    concurrent runs do not collide.
     """
     npm_ci()
     node = shutil.which("node")

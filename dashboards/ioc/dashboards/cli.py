@@ -8,7 +8,7 @@ from typing import Any
 
 from ioc.config import Settings
 
-DEFAULT_OUT = Path("deploy")
+DEFAULT_OUT = Path("deploy", "ioc", "deploy")
 
 
 def cmd_alerts_build(args: argparse.Namespace, settings: Settings) -> int:
@@ -55,12 +55,14 @@ def register(sub: Any) -> None:
     d = sub.add_parser("dashboards", help="Grafana dashboards (generated)")
     dsub = d.add_subparsers(dest="dashboards_command", required=True, metavar="ACTION")
     b = dsub.add_parser("build", help="write the dashboards' JSON")
-    b.add_argument("--out", help="folder (default dashboards/generated)")
+    b.add_argument("--out", help="folder (default dashboards/ioc/dashboards/generated)")
     b.set_defaults(handler=cmd_dashboards_build)
     c = dsub.add_parser(
         "check", help="type-check the JSON against Grafana's published schema (npm, tsc)"
     )
-    c.add_argument("--dir", help="folder of ioc-*.json (default dashboards/generated)")
+    c.add_argument(
+        "--dir", help="folder of ioc-*.json (default dashboards/ioc/dashboards/generated)"
+    )
     c.set_defaults(handler=cmd_dashboards_check)
     u = dsub.add_parser("push", help="upload to a running Grafana (HTTP API)")
     u.add_argument("--url", required=True, help="e.g. http://127.0.0.1:3000")

@@ -3,7 +3,7 @@
 :class:`Service` holds the life cycle every service shares (``up``: install if missing,
 start if stopped or bring a running one's config up to date, wait until :meth:`Service.probe`
 answers, then :meth:`Service.after_ready`); a subclass per service says how to install, run,
-configure and probe it (deploy/local/kafka_broker.py, timescaledb.py, monitoring.py).
+configure and probe it (deploy/ioc/deploy/local/kafka_broker.py, timescaledb.py, monitoring.py).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from ioc.deploy.local.credentials import StackCredentials
 from ioc.deploy.local.process import Progress, StackError, read_pid, spawn, tail, terminate
 
 TEMPLATES = resources.files("ioc.deploy.local")
-"""deploy/local: the services' config templates (``kafka/``, ``prometheus/``)."""
+"""deploy/ioc/deploy/local: the services' config templates (``kafka/``, ``prometheus/``)."""
 
 
 def print_progress(message: str) -> None:
@@ -47,7 +47,7 @@ class Health:
 
 
 def render(template: str, dest: Path, **values: Any) -> None:
-    """Fill a ``$placeholder`` template from deploy/local into ``dest``."""
+    """Fill a ``$placeholder`` template from deploy/ioc/deploy/local into ``dest``."""
     text = (TEMPLATES / template).read_text()
     rendered = string.Template(text).substitute(**{k: str(v) for k, v in values.items()})
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
-"""Build every dashboard to JSON (committed under dashboards/generated), push to Grafana."""
+"""Build every dashboard to JSON (committed under dashboards/ioc/dashboards/generated); push to
+Grafana."""
 
 from __future__ import annotations
 
