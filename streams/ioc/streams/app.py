@@ -249,9 +249,16 @@ def build_app(
             return
         try:
             await pipeline.evaluator.run_once(leader=pipeline.leader)
-            await pipeline.evaluator.publish(send_device_event, leader=pipeline.leader)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("state evaluation skipped: %s", exc)
+        try:
+            # what this and earlier rounds committed; the outbox keeps it until the broker has it
+            await asyncio.wait_for(
+                pipeline.evaluator.publish(send_device_event, leader=pipeline.leader),
+                timeout=60,
+            )
+        except Exception as exc:  # the broker or the database away: the next round retries
+            log.warning("device events not published yet: %s", exc or type(exc).__name__)
 
     @app.agent(device_events)
     async def incident_lifecycle(stream: Any) -> None:
