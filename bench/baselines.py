@@ -13,7 +13,7 @@ Each drain rate is events landed per second; the ratio product/raw is what to co
 4. The Quix Streams peer (bench/quix_peer.py, its own virtualenv from `make bench-venv`)
    drains the same backlog into its own schema, measured like the product.
 
-Writes bench/results/baselines.json.
+Writes bench/results/baselines.json and baselines.png.
 """
 
 from __future__ import annotations
@@ -326,7 +326,44 @@ def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "baselines.json").write_text(json.dumps(result, indent=2))
     print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=2))
+    try:
+        plot(result, RESULTS / "baselines.png")
+    except ImportError:
+        print("(matplotlib not installed: no plot; pip install -e '.[bench]')")
     return 0
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    """Every drain of the run as a dot, the median as a bar, ratios to the raw baseline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = {k: v for k, v in result["runs"].items() if v}
+    names = list(runs)
+    raw = result["medians"]["raw"]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    medians = [result["medians"][k] / 1000 for k in names]
+    ax.bar(names, medians, color=["#808080" if k == "raw" else "#3274D9" for k in names])
+    for i, k in enumerate(names):
+        ax.scatter([i] * len(runs[k]), [v / 1000 for v in runs[k]], color="black", s=12, zorder=3)
+        ax.annotate(
+            f"{result['medians'][k] / raw:.2f}x raw",
+            (i, medians[i]),
+            ha="center",
+            va="bottom",
+            xytext=(0, 4),
+            textcoords="offset points",
+        )
+    ax.set_ylabel("events/s landed (thousands)")
+    ax.set_title(
+        f"Draining {result['backlog_events']:,} {result['scenario']} events, "
+        f"{result['repeat']} rounds ({result['date'][:10]})"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def _forget_group(group: str, settings: Settings) -> None:
