@@ -23,7 +23,8 @@ from ioc.contract.topology import Topology
 
 EVENTS_VERSION: Final = 1
 
-Text = Annotated[str, Meta(max_length=1024)]
+MAX_TEXT: Final = 1024
+Text = Annotated[str, Meta(max_length=MAX_TEXT)]
 Name = Annotated[str, Meta(min_length=1, max_length=128)]
 
 

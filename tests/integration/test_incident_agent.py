@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
 from aiokafka import AIOKafkaProducer
 
 from ioc.bootstrap import bootstrap
@@ -19,7 +20,7 @@ from ioc.contract import events as ev
 from ioc.contract import tables as t
 from ioc.contract.topics import INCIDENT_EVENTS
 from ioc.kafka_clients import aiokafka_common
-from ioc.services.incidents import read_incident_events
+from ioc.services.incidents import IncidentCommandError, read_incident_events, send_command
 from ioc.streams.incidents import IncidentAgent
 from ioc.streams.writer import open_pool
 
@@ -121,6 +122,11 @@ async def test_replays_and_commands_keep_one_incident_and_one_timeline(
         }
         assert commands[("acknowledge", "no-op")] >= 1
         assert commands[("acknowledge", "rejected-resolved")] >= 1
+        # a command the agent would refuse is refused at the sender, with the reason
+        with pytest.raises(IncidentCommandError, match=r"comment refused.*length"):
+            await send_command(namespace, topology, incident_id, "comment", "op", "x" * 2000)
+        with pytest.raises(IncidentCommandError, match="no incident 999999"):
+            await send_command(namespace, topology, 999_999, "acknowledge", "op")
     finally:
         await producer.stop()
         await pool.close()

@@ -70,12 +70,17 @@ async def send_command(
         assignee=assignee,
         at_ms=int(time.time() * 1000),
     )
+    payload = ev.encode(command)
+    try:  # what the agent will accept: refuse here, with the reason, not in its dead letters
+        ev.decode_device_event(payload)
+    except msgspec.ValidationError as exc:
+        raise IncidentCommandError(f"incident {incident_id}: {action} refused: {exc}") from None
     producer = AIOKafkaProducer(**aiokafka_common(settings), acks="all")
     await producer.start()
     try:
         await producer.send_and_wait(
             settings.topic(DEVICE_EVENTS.name),
-            ev.encode(command),
+            payload,
             key=ev.correlation_key(topology, root).encode(),
         )
     finally:

@@ -221,7 +221,7 @@ class Evaluator:
                         device_id=r["device_id"],
                         prev=r["prev"],
                         new=r["new"],
-                        reason=r["reason"],
+                        reason=r["reason"][: ev.MAX_TEXT],
                         at_ms=_ms(r["at_ts"]) or 0,
                         since_ms=_ms(r["since_ts"]) or 0,
                     )
