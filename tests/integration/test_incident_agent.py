@@ -8,6 +8,7 @@ the incident is not open.
 
 from __future__ import annotations
 
+import copy
 import time
 from typing import Any
 
@@ -76,8 +77,12 @@ async def test_replays_and_commands_keep_one_incident_and_one_timeline(
         assert await agent.apply(state, down) == state
         adopted = await agent.apply(None, down)
         assert adopted["open"] == state["open"] and adopted["last_id"] == 1
-        # operators act through the same owner
-        state = await agent.apply(state, _command(incident_id, "acknowledge", now + 1))
+        # operators act through the same owner; the table's value is never changed in place
+        # (a retried event must find it as it was)
+        before = copy.deepcopy(state)
+        acknowledged = await agent.apply(state, _command(incident_id, "acknowledge", now + 1))
+        assert state == before and acknowledged != before
+        state = acknowledged
         state = await agent.apply(state, _command(incident_id, "acknowledge", now + 2))  # no-op
         state = await agent.apply(
             state, _command(incident_id, "assign", now + 3, assignee="field-team-2")

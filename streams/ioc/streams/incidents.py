@@ -142,9 +142,11 @@ class IncidentAgent:
 
     async def apply(self, state: dict[str, Any] | None, event: ev.DeviceEvent) -> dict[str, Any]:
         """The key's new table value; the steps it caused are in the database and published."""
+        # a deep copy: a failed transaction retried must find the table's value untouched
+        # (an incident's seq bumped by a rolled-back step would leave a gap in its timeline)
         value: dict[str, Any] = {
             "last_id": int((state or {}).get("last_id", 0)),
-            "open": dict((state or {}).get("open", {})),
+            "open": {k: dict(r) for k, r in (state or {}).get("open", {}).items()},
         }
         touched: list[int] = []
         try:
