@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -135,3 +136,45 @@ async def test_replays_and_commands_keep_one_incident_and_one_timeline(
     finally:
         await producer.stop()
         await pool.close()
+
+
+def test_an_event_the_agent_cannot_read_is_dead_lettered_and_the_stream_goes_on(
+    namespace: Settings, tmp_path: Path
+) -> None:
+    """Bad input on the event stream: a dead letter with its reason, never a stuck agent."""
+    import asyncio
+
+    from ioc.contract.topics import DEVICE_EVENTS
+    from tests.support.kafka import dlq_by_source
+    from tests.support.processes import Worker
+    from tests.support.wait import wait_for
+
+    asyncio.run(bootstrap(namespace, "demo"))
+    worker = Worker(namespace, "demo", tmp_path / "worker.log").start()
+
+    async def produce(value: bytes) -> None:
+        producer = AIOKafkaProducer(**aiokafka_common(namespace), acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                namespace.topic(DEVICE_EVENTS.name), value, key=CAMERA.encode()
+            )
+        finally:
+            await producer.stop()
+
+    try:
+        asyncio.run(produce(b'{"type": "transition", "id": 0}'))
+        letters = wait_for(
+            lambda: [
+                letter
+                for letter in asyncio.run(dlq_by_source(namespace)).values()
+                if letter.reason == "invalid-device-event"
+            ],
+            60,
+            what=f"the dead letter ({worker.log_tail()})",
+        )
+        assert letters[0].topic == namespace.topic(DEVICE_EVENTS.name)
+        assert letters[0].value() == b'{"type": "transition", "id": 0}'
+        assert worker.alive()
+    finally:
+        worker.stop()

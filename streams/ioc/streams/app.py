@@ -29,7 +29,6 @@ import faust
 import msgspec
 
 from ioc.config import Settings
-from ioc.contract import deadletter as dl
 from ioc.contract import events as ev
 from ioc.contract import metrics as m
 from ioc.contract.deadletter import PRODUCER_MAX_REQUEST_BYTES
@@ -48,7 +47,7 @@ from ioc.streams.consumer import FeedConsumer, StallClock
 from ioc.streams.evaluator import Evaluator
 from ioc.streams.incidents import IncidentAgent, Send, TransientError
 from ioc.streams.leader import ShardLeader
-from ioc.streams.processor import FeedProcessor
+from ioc.streams.processor import FeedProcessor, Record, dead_letter, dead_letter_key
 from ioc.streams.rollups import enforce_retention, recompute_dirty
 from ioc.streams.writer import open_pool
 
@@ -118,20 +117,16 @@ class Pipeline:
             reason,
             detail,
         )
-        letter = dl.make(
-            reason=reason,
-            detail=detail,
-            feed=None,
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            key=message.key,
-            value=message.value,
-            kafka_timestamp_ms=int(message.timestamp * 1000) if message.timestamp else None,
-            now_ms=int(time.time() * 1000),
+        record = Record(  # Faust's message, as the feed path's dead-letter builders read it
+            message.topic,
+            message.partition,
+            message.offset,
+            message.key,
+            message.value,
+            int(message.timestamp * 1000) if message.timestamp else None,
         )
-        key = dl.source_key(message.topic, message.partition, message.offset).encode()
-        await (await topic.send(key=key, value=dl.encode(letter)))
+        value = dead_letter(record, reason, detail, int(time.time() * 1000))
+        await (await topic.send(key=dead_letter_key(record), value=value))
 
     async def ready(self, dead_letter_topic: Any) -> FeedProcessor:
         if self.processor is not None:
