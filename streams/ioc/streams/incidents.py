@@ -104,10 +104,11 @@ def _ts(ms: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
 
 
-_STATUS_AFTER = {
-    "acknowledge": "acknowledged",
-    "resolve": "resolved",
-}
+def _key(root: str, kind: str) -> str:
+    """An open incident's key in the table value: one open incident per root and kind."""
+    return f"{root}|{kind}"
+
+
 _EVENT_OF = {
     "acknowledge": "acknowledged",
     "assign": "assigned",
@@ -185,7 +186,7 @@ class IncidentAgent:
             _ts(tr.at_ms),
         )
         for row in rows:
-            record = open_.pop(f"{tr.device_id}|{row['kind']}", None)
+            record = open_.pop(_key(tr.device_id, row["kind"]), None)
             await self._step(
                 conn,
                 row["id"],
@@ -198,7 +199,7 @@ class IncidentAgent:
                 f"{tr.device_id} is {tr.new}",
             )
             touched.append(row["id"])
-        if wanted is not None and f"{wanted.root}|{wanted.kind}" not in open_:
+        if wanted is not None and _key(wanted.root, wanted.kind) not in open_:
             touched += await self._open(conn, open_, wanted, tr)
         return touched
 
@@ -233,7 +234,7 @@ class IncidentAgent:
                 }
             ),
         )
-        key = f"{inc.root}|{inc.kind}"
+        key = _key(inc.root, inc.kind)
         if incident_id is None:  # open already (a replay after a crash): adopt it
             row = await conn.fetchrow(
                 f"SELECT id, status FROM {t.INCIDENTS} "
@@ -242,11 +243,7 @@ class IncidentAgent:
                 inc.kind,
             )
             assert row is not None
-            seq = await conn.fetchval(
-                f"SELECT coalesce(max(seq), 0) FROM {t.INCIDENT_EVENTS} WHERE incident_id = $1",
-                row["id"],
-            )
-            open_[key] = {"id": row["id"], "status": row["status"], "seq": seq}
+            await self._adopt(conn, open_, key, row["id"], row["status"])
             return [row["id"]]  # its steps not yet published go out now
         open_[key] = {"id": incident_id, "status": "open", "seq": 0}
         await conn.execute(
@@ -265,7 +262,6 @@ class IncidentAgent:
     async def _command(
         self, conn: asyncpg.Connection, open_: dict[str, Any], cmd: ev.IncidentCommand
     ) -> list[int]:
-        key = next((k for k, r in open_.items() if r["id"] == cmd.incident_id), None)
         row = await conn.fetchrow(
             f"SELECT id, kind, root_device, status, assigned_to FROM {t.INCIDENTS} WHERE id = $1",
             cmd.incident_id,
@@ -281,14 +277,10 @@ class IncidentAgent:
             )
             self.commands.labels(cmd.action, f"rejected-{why}").inc()
             return []
-        record = open_.get(key) if key else None
-        if record is None:  # open in the database, not (yet) in the table: take it over
-            key = f"{row['root_device']}|{row['kind']}"
-            seq = await conn.fetchval(
-                f"SELECT coalesce(max(seq), 0) FROM {t.INCIDENT_EVENTS} WHERE incident_id = $1",
-                row["id"],
-            )
-            record = open_[key] = {"id": row["id"], "status": row["status"], "seq": seq}
+        key = _key(row["root_device"], row["kind"])
+        record = open_.get(key)
+        if record is None or record["id"] != row["id"]:  # open in the database only: take it
+            record = await self._adopt(conn, open_, key, row["id"], row["status"])
         status, assigned = row["status"], row["assigned_to"]
         if cmd.action == "acknowledge" and status == "acknowledged":
             self.commands.labels(cmd.action, "no-op").inc()
@@ -326,7 +318,6 @@ class IncidentAgent:
             cmd.note,
         )
         if status == "resolved":
-            assert key is not None
             open_.pop(key, None)
         else:
             record["status"] = status
@@ -334,6 +325,28 @@ class IncidentAgent:
         return [row["id"]]
 
     # --- timeline ----------------------------------------------------------------------------
+
+    async def _last_seq(self, conn: asyncpg.Connection, incident_id: int) -> int:
+        return int(
+            await conn.fetchval(
+                f"SELECT coalesce(max(seq), 0) FROM {t.INCIDENT_EVENTS} WHERE incident_id = $1",
+                incident_id,
+            )
+        )
+
+    async def _adopt(
+        self,
+        conn: asyncpg.Connection,
+        open_: dict[str, Any],
+        key: str,
+        incident_id: int,
+        status: str,
+    ) -> dict[str, Any]:
+        """An incident open in the database but not in the table (a replay after a crash, a
+        table restored behind the database): the table takes it over where its timeline is."""
+        seq = await self._last_seq(conn, incident_id)
+        record = open_[key] = {"id": incident_id, "status": status, "seq": seq}
+        return record
 
     async def _step(
         self,
@@ -350,10 +363,7 @@ class IncidentAgent:
         if record is not None:
             record["seq"] = seq = int(record["seq"]) + 1
         else:
-            seq = await conn.fetchval(
-                f"SELECT coalesce(max(seq), 0) + 1 FROM {t.INCIDENT_EVENTS} WHERE incident_id = $1",
-                incident_id,
-            )
+            seq = await self._last_seq(conn, incident_id) + 1
         await conn.execute(
             f"""INSERT INTO {t.INCIDENT_EVENTS}
                  (incident_id, seq, event, status, assigned_to, at, actor, note)
