@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 import msgspec
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from ioc.config import Settings
 from ioc.contract import events as ev
@@ -42,8 +43,6 @@ async def send_command(
     assignee: str | None = None,
 ) -> ev.IncidentCommand:
     """Put one operator command on the stream (acknowledged by the broker on return)."""
-    from aiokafka import AIOKafkaProducer
-
     from ioc.db import connect
 
     conn = await connect(
@@ -99,28 +98,39 @@ class IncidentLog:
         return [e for e in self.events if e.incident_id == incident_id]
 
 
-async def read_incident_events(settings: Settings, timeout: float = 15.0) -> IncidentLog:
-    """Every incident event on the topic up to its end offsets at the start, in partition
-    order (which is the order per root cause)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
+async def _from_beginning(
+    settings: Settings, timeout: float
+) -> tuple[AIOKafkaConsumer, list[TopicPartition]]:
+    """A started consumer (no group, nothing committed) at the start of every partition of
+    ``ioc.incidents.v1``; the caller stops it."""
     topic = settings.topic(INCIDENT_EVENTS.name)
     consumer = AIOKafkaConsumer(
         **aiokafka_common(settings), group_id=None, enable_auto_commit=False
     )
-    await asyncio.wait_for(consumer.start(), timeout)
-    log = IncidentLog([])
-    seen: set[tuple[int, int]] = set()
     try:
+        await asyncio.wait_for(consumer.start(), timeout)
         tps = [TopicPartition(topic, p) for p in range(INCIDENT_EVENTS.partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
+    except BaseException:
+        await consumer.stop()
+        raise
+    return consumer, tps
+
+
+async def read_incident_events(settings: Settings, timeout: float = 15.0) -> IncidentLog:
+    """Every incident event on the topic up to its end offsets at the start, in partition
+    order (which is the order per root cause)."""
+    consumer, tps = await _from_beginning(settings, timeout)
+    log = IncidentLog([])
+    seen: set[tuple[int, int]] = set()
+    try:
         end = await consumer.end_offsets(tps)
         for tp in tps:
             while await consumer.position(tp) < end[tp]:
                 batch = await consumer.getmany(tp, timeout_ms=int(timeout * 1000))
                 if not batch:
-                    raise IncidentCommandError(f"{topic} stopped delivering before its end")
+                    raise IncidentCommandError(f"{tp.topic} stopped delivering before its end")
                 for record in batch.get(tp, []):
                     try:
                         event = ev.decode_incident_event(record.value or b"")
@@ -145,7 +155,6 @@ class IncidentFollower:
         self.settings = settings
         self.open: dict[str, ev.IncidentEvent] = {}
         self._task: asyncio.Task[None] | None = None
-        self.ready = asyncio.Event()
 
     def open_for(self, device_id: str | None) -> ev.IncidentEvent | None:
         return self.open.get(device_id) if device_id else None
@@ -171,19 +180,11 @@ class IncidentFollower:
                 await self._task
 
     async def _run(self) -> None:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
-
-        topic = self.settings.topic(INCIDENT_EVENTS.name)
         delay = 1.0
         while True:
-            consumer = AIOKafkaConsumer(
-                **aiokafka_common(self.settings), group_id=None, enable_auto_commit=False
-            )
+            consumer: AIOKafkaConsumer | None = None
             try:
-                await consumer.start()
-                tps = [TopicPartition(topic, p) for p in range(INCIDENT_EVENTS.partitions)]
-                consumer.assign(tps)
-                await consumer.seek_to_beginning(*tps)
+                consumer, _tps = await _from_beginning(self.settings, 30.0)
                 while True:
                     batches = await consumer.getmany(timeout_ms=1000)
                     for records in batches.values():
@@ -192,8 +193,6 @@ class IncidentFollower:
                                 self.apply(ev.decode_incident_event(record.value or b""))
                             except msgspec.DecodeError:
                                 _log.warning("undecodable incident event at %s", record.offset)
-                    if not batches:
-                        self.ready.set()  # caught up
                     delay = 1.0
             except asyncio.CancelledError:
                 raise
@@ -202,4 +201,5 @@ class IncidentFollower:
                 await asyncio.sleep(delay)
                 delay = min(30.0, delay * 2)
             finally:
-                await consumer.stop()
+                if consumer is not None:
+                    await consumer.stop()
