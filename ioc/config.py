@@ -79,6 +79,21 @@ class Settings(BaseSettings):
     """JSON list of outgoing channels, e.g. [{"type": "webhook", "url": "https://..."},
     {"type": "email", "host": "smtp.example", "port": 25, "from": "ioc@x", "to": ["oncall@x"]}]"""
     pager_max_body_bytes: int = Field(1_048_576, ge=1024, le=64 * 1_048_576)
+    ops_port: int = Field(9490, ge=1024, le=65535)
+    """The operations service (``ioc ops serve``): API, OpenAPI document and console."""
+    ops_url: str | None = None
+    """Where the CLI finds the operations service. Unset: http://127.0.0.1:{ops_port}."""
+    ops_token: SecretStr | None = None
+    """The CLI's API token. Unset: the local stack's generated admin token."""
+    ops_admin_token: SecretStr | None = None
+    """Admin token the service accepts before any token exists in the database (first
+    start). Unset: the local stack's generated one."""
+    ops_max_body_bytes: int = Field(65_536, ge=1024, le=16 * 1_048_576)
+    oncall_file: Path | None = None
+    """On-call roster and escalation policy (YAML). Unset: the shipped example roster."""
+    console_url: str | None = None
+    """Public address of the operator console, for links in pages and dashboards. Unset:
+    the operations service's own address."""
     scenario: str = "yen-bai-2022"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -214,6 +229,34 @@ class Settings(BaseSettings):
                 f"{stack.pager_token_path}; run `ioc stack up` or set {ENV_PREFIX}PAGER_TOKEN"
             )
         return token
+
+    @property
+    def ops_base_url(self) -> str:
+        return (self.ops_url or f"http://127.0.0.1:{self.ops_port}").rstrip("/")
+
+    @property
+    def console_base_url(self) -> str:
+        return (self.console_url or self.ops_base_url).rstrip("/")
+
+    def resolved_ops_admin_token(self) -> str:
+        """The bootstrap admin token of the operations service (and the CLI's default)."""
+        if self.ops_admin_token is not None:
+            return self.ops_admin_token.get_secret_value()
+        stack = self.stack_credentials()
+        token = stack.ops_admin_token()
+        if token is None:
+            raise ConfigError(
+                f"{ENV_PREFIX}OPS_ADMIN_TOKEN is not set and the local stack has no "
+                f"{stack.ops_admin_token_path}; run `ioc stack up` or set "
+                f"{ENV_PREFIX}OPS_ADMIN_TOKEN"
+            )
+        return token
+
+    def resolved_ops_token(self) -> str:
+        """The token the CLI sends to the operations service."""
+        if self.ops_token is not None:
+            return self.ops_token.get_secret_value()
+        return self.resolved_ops_admin_token()
 
     def topic(self, name: str) -> str:
         """The physical Kafka topic name for a contract topic (test namespaces use a prefix)."""

@@ -41,7 +41,9 @@ class DeviceTransition(msgspec.Struct, tag="transition", frozen=True, kw_only=Tr
     since_ms: int
 
 
-CommandAction = Literal["acknowledge", "assign", "comment", "resolve"]
+CommandAction = Literal["acknowledge", "assign", "comment", "resolve", "escalate"]
+"""``escalate`` is the operations service's escalator: the incident was paged to the next
+on-call level (``note`` says which and to whom); it changes no status."""
 
 
 class IncidentCommand(msgspec.Struct, tag="command", frozen=True, kw_only=True):
@@ -61,7 +63,9 @@ class IncidentCommand(msgspec.Struct, tag="command", frozen=True, kw_only=True):
 
 DeviceEvent = DeviceTransition | IncidentCommand
 
-IncidentEventKind = Literal["opened", "acknowledged", "assigned", "commented", "resolved"]
+IncidentEventKind = Literal[
+    "opened", "acknowledged", "assigned", "commented", "escalated", "resolved"
+]
 
 
 class IncidentEvent(msgspec.Struct, frozen=True, kw_only=True):

@@ -162,6 +162,12 @@ def device_classes() -> tuple[str, ...]:
     return tuple(dict.fromkeys(s.cls for s in _FEEDS.values()))
 
 
+def domain_of(device_class: str) -> str:
+    """The alert rules' ``domain`` label of a device class: netnode -> network, every other
+    class is its own domain. The SQL function ``device_domain`` (migration 0007) mirrors it."""
+    return "network" if device_class == "netnode" else device_class
+
+
 def _check(new: FeedSpec) -> None:
     if not _NAME.match(new.name) or not _NAME.match(new.cls):
         raise FeedError(f"feed {new.name!r}: name and device class must be SQL identifiers")

@@ -114,6 +114,7 @@ _EVENT_OF = {
     "assign": "assigned",
     "comment": "commented",
     "resolve": "resolved",
+    "escalate": "escalated",
 }
 
 

@@ -174,6 +174,10 @@ class StackCredentials:
     def pager_token_path(self) -> Path:
         return self.stack_dir / "pager.token"
 
+    @property
+    def ops_admin_token_path(self) -> Path:
+        return self.stack_dir / "ops-admin.token"
+
     # --- Kafka ------------------------------------------------------------------------------
     def kafka(self) -> KafkaCredentials | None:
         """The SCRAM users, or None before the stack generated them."""
@@ -228,4 +232,19 @@ class StackCredentials:
         if token is None:
             token = secrets.token_urlsafe(32)
             write_private(self.pager_token_path, token)
+        return token
+
+    # --- operations service -----------------------------------------------------------------
+    def ops_admin_token(self) -> str | None:
+        """The operations service's bootstrap admin token, or None before it was generated."""
+        try:
+            return self.ops_admin_token_path.read_text().strip()
+        except FileNotFoundError:
+            return None
+
+    def ensure_ops_admin_token(self) -> str:
+        token = self.ops_admin_token()
+        if token is None:
+            token = secrets.token_urlsafe(32)
+            write_private(self.ops_admin_token_path, token)
         return token

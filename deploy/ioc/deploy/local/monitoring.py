@@ -134,6 +134,7 @@ class Alertmanager(Prometheus):
         config = self.dir / "alertmanager.yml"
         before = digest(config)
         self.stack_credentials.ensure_pager_token()
+        self.stack_credentials.ensure_ops_admin_token()
         template = resources.files("ioc.deploy").joinpath("alertmanager", "alertmanager.yml")
         text = string.Template(template.read_text()).substitute(
             pager_url=f"http://127.0.0.1:{self.settings.pager_port}/alertmanager/webhook",

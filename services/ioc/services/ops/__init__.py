@@ -1,0 +1,1 @@
+"""The operations service: API, console, maintenance, escalation, SLA, audit."""
