@@ -58,7 +58,7 @@ def test_every_datasource_is_provisioned_with_that_uid() -> None:
         dash = load(name)
         refs = [t["datasource"] for _, t in targets(dash)]
         refs += [p["datasource"] for p in dash["panels"] if p.get("datasource")]
-        refs += [v["datasource"] for v in dash["templating"]["list"]]
+        refs += [v["datasource"] for v in dash["templating"]["list"] if "datasource" in v]
         for ref in refs:
             assert provisioned.get(ref["uid"]) == ref["type"], (name, ref)
 

@@ -44,6 +44,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
     return p.dashboard(
         "overview",
         "IOC overview",
+        templates=[p.console_variable()],
         description=(
             "The province at a glance: unit health map, headline figures, incidents, alerts."
         ),
@@ -129,6 +130,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                 "Incidents (open first)",
                 p.sql(INCIDENTS_SQL, "table"),
                 (p.FULL, 10),
+                field_links={"id": p.console_incident_link()},
                 links=[
                     p.link("network", "Network"),
                     p.link("cameras", "Cameras"),

@@ -195,7 +195,17 @@ def table(
     dims: Size = (FULL, 8),
     links: list[Any] | None = None,
     description: str = "",
+    field_links: dict[str, tuple[str, str]] | None = None,
 ) -> g.Table:
+    """A table; ``field_links`` maps a column to (title, url) data links on its cells
+    (``${__value.raw}`` is the cell's value)."""
+    overrides = [
+        {
+            "matcher": {"id": "byName", "options": column},
+            "properties": [{"id": "links", "value": [{"title": text, "url": url}]}],
+        }
+        for column, (text, url) in (field_links or {}).items()
+    ]
     return g.Table(
         title=title,
         dataSource=target.datasource,
@@ -203,6 +213,32 @@ def table(
         description=description,
         gridPos=size(dims),
         links=links or [],
+        overrides=overrides,
+    )
+
+
+CONSOLE_VARIABLE = "console"
+DEFAULT_CONSOLE_URL = "http://127.0.0.1:9490"
+"""The operator console's address (``ioc ops serve``; IOC_CONSOLE_URL): a constant variable
+that provisioning overrides per deployment."""
+
+
+def console_variable() -> g.Template:
+    return g.Template(
+        name=CONSOLE_VARIABLE,
+        label="Operator console",
+        type="constant",
+        query=DEFAULT_CONSOLE_URL,
+        default=DEFAULT_CONSOLE_URL,
+        hide=2,
+    )
+
+
+def console_incident_link() -> tuple[str, str]:
+    """Incident id -> its page in the operator console."""
+    return (
+        "Open in the operator console",
+        f"${{{CONSOLE_VARIABLE}}}/console/incidents/${{__value.raw}}",
     )
 
 
