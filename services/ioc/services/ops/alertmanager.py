@@ -1,0 +1,161 @@
+"""Alertmanager's silences (API v2), and which alerts belong to an incident.
+
+The operations service silences two things: the alerts of an acknowledged incident (until it
+resolves) and the alerts of whatever is under maintenance (during each occurrence). Both go
+through :class:`AlertmanagerClient`; :func:`incident_matchers` is the documented mapping from
+an incident to its alerts, since alerts carry device labels, not incident ids.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from ioc.contract import tables as t
+from ioc.contract.topology import Topology
+from ioc.services.ops.common import Invalid, Unavailable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """One label matcher of a silence, as Alertmanager's API v2 spells it."""
+
+    name: str
+    value: str
+    isRegex: bool = False  # Alertmanager's field names
+    isEqual: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "value": self.value,
+            "isRegex": self.isRegex,
+            "isEqual": self.isEqual,
+        }
+
+    def __str__(self) -> str:
+        op = ("=~" if self.isRegex else "=") if self.isEqual else ("!~" if self.isRegex else "!=")
+        return f'{self.name}{op}"{self.value}"'
+
+
+def incident_matchers(
+    incident_kind: str, root_device: str, topology: Topology
+) -> list[list[Matcher]]:
+    """The silences that cover exactly an incident's alerts: one silence per matcher set.
+
+    Alerts carry device labels (``ioc.alerting.rules``), not incident ids, so an incident is
+    mapped to its alerts by its root device:
+
+    - ``site-isolated`` on network node N: ``{node_id="N"}`` (the SiteIsolated alert),
+      ``{upstream_node="N"}`` (every device alert behind N, already inhibited while N's alert
+      fires, silenced for the rest of the incident) and ``{device_id="N"}`` (N's own alerts);
+    - ``device-down``, ``degraded``, ``flapping`` on device D: ``{device_id="D"}`` (its
+      DeviceDown/Degraded alerts), plus ``{node_id="D"}`` when D is a network node.
+
+    An alert of another incident never matches: device ids are unique and each set names one.
+    """
+    device = topology.devices.get(root_device)
+    if incident_kind == t.INCIDENT_SITE_ISOLATED:
+        return [
+            [Matcher("node_id", root_device)],
+            [Matcher("upstream_node", root_device)],
+            [Matcher("device_id", root_device)],
+        ]
+    sets = [[Matcher("device_id", root_device)]]
+    if device is not None and device.device_class == "netnode":
+        sets.append([Matcher("node_id", root_device)])
+    return sets
+
+
+def _iso(when: dt.datetime) -> str:
+    if when.tzinfo is None:
+        raise ValueError("silence times must be timezone-aware")
+    return when.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+class AlertmanagerClient:
+    """Alertmanager's silence API over aiohttp; :class:`Unavailable` when it is away."""
+
+    def __init__(self, base_url: str, timeout_s: float = 5.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self.timeout)
+        return self._session
+
+    async def _request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        url = f"{self.base_url}{path}"
+        try:
+            async with self._http().request(method, url, json=body) as resp:
+                text = await resp.text()
+                try:
+                    data: Any = await resp.json(content_type=None) if text else None
+                except ValueError:
+                    data = text
+                return resp.status, data
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise Unavailable(
+                f"Alertmanager at {self.base_url} is unreachable ({type(exc).__name__}); "
+                "silences will be retried"
+            ) from None
+
+    async def create_silence(
+        self,
+        matchers: list[Matcher],
+        starts: dt.datetime,
+        ends: dt.datetime,
+        created_by: str,
+        comment: str,
+    ) -> str:
+        """Create a silence and return its id. Alertmanager starts and ends it on time."""
+        if not matchers:
+            raise Invalid("a silence needs at least one matcher")
+        body = {
+            "matchers": [m.to_json() for m in matchers],
+            "startsAt": _iso(starts),
+            "endsAt": _iso(ends),
+            "createdBy": created_by or "ioc-ops",
+            "comment": comment or "ioc-ops",
+        }
+        status, data = await self._request("POST", "/api/v2/silences", body)
+        if status == 200 and isinstance(data, dict) and isinstance(data.get("silenceID"), str):
+            return str(data["silenceID"])
+        if 400 <= status < 500:
+            raise Invalid(f"Alertmanager refused the silence ({status}): {data}")
+        raise Unavailable(f"Alertmanager answered {status} creating a silence: {data}")
+
+    async def expire_silence(self, silence_id: str) -> None:
+        """Expire a silence; one Alertmanager does not know (any more) is gone: fine."""
+        status, data = await self._request("DELETE", f"/api/v2/silence/{silence_id}")
+        if status == 200 or status == 404:
+            return
+        # Alertmanager 0.25 answers 500 "silence not found" for an unknown id.
+        if isinstance(data, str) and "not found" in data:
+            return
+        if 400 <= status < 500:
+            log.warning(
+                "Alertmanager refused to expire silence %s (%s): %s", silence_id, status, data
+            )
+            return
+        raise Unavailable(f"Alertmanager answered {status} expiring silence {silence_id}: {data}")
+
+    async def silences(self) -> list[dict[str, Any]]:
+        """Every silence Alertmanager holds (active, pending and recently expired)."""
+        status, data = await self._request("GET", "/api/v2/silences")
+        if status != 200 or not isinstance(data, list):
+            raise Unavailable(f"Alertmanager answered {status} listing silences")
+        return [s for s in data if isinstance(s, dict)]
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
