@@ -138,6 +138,10 @@ class Thresholds:
     sessions_dropped_hour_bad: int = 10
     db_write_median_quantile: float = 0.5
     """The second line of the write-latency panel (the first is ``db_write_quantile``)."""
+    availability_warn_pct: float = 99.0
+    availability_target_pct: float = 99.9
+    """SLA dashboard: availability turns amber from ``availability_warn_pct``, green from here
+    (an SLA object's own SLO is what the report judges against)."""
 
 
 THRESHOLDS: Final = Thresholds()

@@ -97,9 +97,12 @@ def test_every_panel_query_returns_data(namespace: Settings, tmp_path: Path) -> 
                 )
                 # a maintenance window, so the SLA panels have one to exclude
                 await conn.execute(
-                    "INSERT INTO maintenance_windows (device_id, start_ts, end_ts, note) "
-                    "SELECT 'cam-991-001', now() - interval '5 minutes', now(), 'lens' "
-                    "WHERE NOT EXISTS (SELECT 1 FROM maintenance_windows)"
+                    "WITH w AS (INSERT INTO maintenance_windows (scope_kind, scope, start_ts, "
+                    "end_ts, note) SELECT 'device', 'cam-991-001', now() - interval '5 minutes', "
+                    "now(), 'lens' WHERE NOT EXISTS (SELECT 1 FROM maintenance_windows) "
+                    "RETURNING id, start_ts, end_ts) "
+                    "INSERT INTO maintenance_occurrences (window_id, start_ts, end_ts) "
+                    "SELECT id, start_ts, end_ts FROM w"
                 )
                 return bool(rollups and isolated)
             finally:

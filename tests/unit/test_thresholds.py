@@ -108,6 +108,8 @@ SENTINEL_VALUES: dict[str, Any] = {
     "consumer_lag_bad_messages": 123_457,
     "sessions_dropped_hour_bad": 17,
     "db_write_median_quantile": 0.45,
+    "availability_warn_pct": 98.7,
+    "availability_target_pct": 99.85,
 }
 SENTINEL = dataclasses.replace(THRESHOLDS, **SENTINEL_VALUES)
 OUTPUT_FIELDS = [f.name for f in dataclasses.fields(Thresholds) if f.name not in STATE_FIELDS]

@@ -1,5 +1,11 @@
-"""Availability / SLA report: uptime per unit and device class from the state intervals,
-with maintenance windows excluded."""
+"""Availability / SLA: uptime per unit and device class from the state intervals, with
+maintenance excluded.
+
+Every figure comes from the SQL function ``device_availability`` (migration 0008), the one
+definition the SLA report of the operations service uses too, so the dashboard and a report
+over the same range and unit agree. Choosing an SLA object applies its schedule, excluded
+downtime, scope and way of counting unreachable-upstream time, as the report does.
+"""
 
 from __future__ import annotations
 
@@ -8,67 +14,120 @@ from grafanalib import core as g
 from ioc.contract.thresholds import THRESHOLDS, Thresholds
 from ioc.dashboards import panels as p
 
-# Seconds of each state interval inside the chosen range, minus planned maintenance
-# (device-level windows, or windows on the device's unit or any unit above it).
-INTERVALS = """
-WITH win AS (
-  SELECT $__timeFrom()::timestamptz AS t0, least($__timeTo()::timestamptz, now()) AS t1
-), iv AS (
-  SELECT i.device_id, i.state, greatest(i.start_ts, w.t0) AS s,
-         least(coalesce(i.end_ts, w.t1), w.t1) AS e
-  FROM device_state_intervals i, win w
-  WHERE i.start_ts < w.t1 AND coalesce(i.end_ts, w.t1) > w.t0 AND i.state <> 'unknown'
-), measured AS (
-  SELECT iv.device_id, iv.state,
-         greatest(extract(epoch FROM iv.e - iv.s) - coalesce(mt.secs, 0), 0) AS secs
-  FROM iv
-  LEFT JOIN LATERAL (
-    SELECT sum(extract(epoch FROM least(iv.e, mw.end_ts) - greatest(iv.s, mw.start_ts)))
-           AS secs
-    FROM maintenance_windows mw
-    WHERE mw.start_ts < iv.e AND mw.end_ts > iv.s
-      AND (mw.device_id = iv.device_id OR mw.unit_code IN (
-        SELECT a.ancestor_code FROM devices d2 JOIN sites s2 ON s2.id = d2.site_id
-        JOIN unit_ancestors a ON a.unit_code = s2.unit_code WHERE d2.id = iv.device_id))
-  ) mt ON true
+SLA_VARIABLE_SQL = """
+SELECT 0 AS __value, 'none: always, unreachable-upstream counted on the node' AS __text
+UNION ALL (SELECT id, name FROM sla_objects ORDER BY id)
+"""
+
+# Each device's seconds over the chosen range, as the SLA report counts them.
+MEASURED = """
+WITH sla AS (
+  SELECT upstream_as, schedule, excluded, scope_kind, scope FROM sla_objects WHERE id = $sla
+), m AS (
+  SELECT a.device_id, a.measured_s, a.unavailable_s, a.maintenance_s, a.upstream_s
+  FROM device_availability(
+         $__timeFrom(), $__timeTo(), coalesce((SELECT upstream_as FROM sla), 'upstream'),
+         (SELECT sla_counted_time(schedule, excluded, $__timeFrom(), $__timeTo()) FROM sla)) a
+  JOIN devices dm ON dm.id = a.device_id
+  WHERE NOT EXISTS (
+    SELECT 1 FROM sla
+    WHERE (scope_kind = 'domain' AND device_domain(dm.device_class) <> scope)
+       OR (scope_kind = 'device_class' AND dm.device_class <> scope))
 )
 """
-UNAVAILABLE = "('down', 'flapping', 'unreachable-upstream')"
+AVAILABILITY = "100.0 * (1 - sum(m.unavailable_s) / nullif(sum(m.measured_s), 0))"
 
 
 def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
     return p.dashboard(
         "sla",
         "Availability / SLA",
-        templates=[p.unit_variable()],
+        templates=[
+            p.unit_variable(),
+            p.sql_variable("sla", "SLA object", SLA_VARIABLE_SQL),
+        ],
         refresh="1m",
         description=(
-            "Uptime per unit and device class over the chosen range, from device state "
-            "intervals; planned maintenance windows are excluded."
+            "Availability per unit and device class over the chosen range, from device state "
+            "intervals, planned maintenance excluded: the same SQL function as the operations "
+            "service's SLA report (`ioc report sla`)."
         ),
         panels=[
-            p.table(
-                "Uptime by unit and device class (the unit and the units directly below)",
+            p.stat(
+                "Availability of the unit (all its devices)",
                 p.sql(
-                    INTERVALS
+                    MEASURED
+                    + f"""
+            SELECT round(({AVAILABILITY})::numeric, 4) AS "availability %"
+            FROM m WHERE {p.in_unit("m.device_id")}""",
+                    "table",
+                ),
+                "percent",
+                p.thresholds(
+                    (None, p.RED),
+                    (th.availability_warn_pct, p.AMBER),
+                    (th.availability_target_pct, p.GREEN),
+                ),
+                (p.QUARTER, 4),
+                decimals=3,
+            ),
+            p.stat(
+                "Unavailable device-minutes",
+                p.sql(
+                    MEASURED
+                    + f"""
+            SELECT round((coalesce(sum(m.unavailable_s), 0) / 60.0)::numeric, 1) AS "minutes"
+            FROM m WHERE {p.in_unit("m.device_id")}""",
+                    "table",
+                ),
+                "short",
+                None,
+                (p.QUARTER, 4),
+            ),
+            p.stat(
+                "Maintenance device-minutes (excluded)",
+                p.sql(
+                    MEASURED
+                    + f"""
+            SELECT round((coalesce(sum(m.maintenance_s), 0) / 60.0)::numeric, 1) AS "minutes"
+            FROM m WHERE {p.in_unit("m.device_id")}""",
+                    "table",
+                ),
+                "short",
+                None,
+                (p.QUARTER, 4),
+            ),
+            p.stat(
+                "Devices measured",
+                p.sql(
+                    MEASURED
+                    + f"""
+            SELECT count(*) AS devices FROM m WHERE {p.in_unit("m.device_id")}""",
+                    "table",
+                ),
+                "short",
+                None,
+                (p.QUARTER, 4),
+            ),
+            p.table(
+                "Availability by unit and device class (the unit and the units directly below)",
+                p.sql(
+                    MEASURED
                     + f"""
             SELECT u.name AS unit, u.level_name AS level, d.device_class AS class,
                    count(DISTINCT d.id) AS devices,
-                   round((100.0 * (1 - coalesce(sum(m.secs) FILTER (
-                       WHERE m.state IN {UNAVAILABLE}), 0) / nullif(sum(m.secs), 0)))::numeric,
-                       3) AS "uptime %",
-                   round((coalesce(sum(m.secs) FILTER (WHERE m.state IN {UNAVAILABLE}), 0)
-                       / 60.0)::numeric, 1) AS "unavailable min",
-                   round((coalesce(sum(m.secs) FILTER (WHERE m.state = 'unreachable-upstream'),
-                       0) / 60.0)::numeric, 1) AS "of which upstream min"
-            FROM measured m
+                   round(({AVAILABILITY})::numeric, 3) AS "availability %",
+                   round((sum(m.unavailable_s) / 60.0)::numeric, 1) AS "unavailable min",
+                   round((sum(m.upstream_s) / 60.0)::numeric, 1) AS "unreachable-upstream min",
+                   round((sum(m.maintenance_s) / 60.0)::numeric, 1) AS "maintenance min"
+            FROM m
             JOIN devices d ON d.id = m.device_id
             JOIN sites s ON s.id = d.site_id
             JOIN unit_ancestors a ON a.unit_code = s.unit_code
             JOIN admin_units u ON u.code = a.ancestor_code
             WHERE u.code = '$unit' OR u.parent_code = '$unit'
             GROUP BY u.code, u.name, u.level, u.level_name, d.device_class
-            ORDER BY u.level, "uptime %" ASC""",
+            ORDER BY u.level, "availability %" ASC""",
                     "table",
                 ),
                 (p.FULL, 12),
@@ -76,17 +135,16 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
             p.table(
                 "Least available devices",
                 p.sql(
-                    INTERVALS
+                    MEASURED
                     + f"""
             SELECT m.device_id AS device, d.device_class AS class, s.name AS site,
-                   round((100.0 * (1 - coalesce(sum(m.secs) FILTER (
-                       WHERE m.state IN {UNAVAILABLE}), 0) / nullif(sum(m.secs), 0)))::numeric,
-                       3) AS "uptime %"
-            FROM measured m JOIN devices d ON d.id = m.device_id
+                   round(({AVAILABILITY})::numeric, 3) AS "availability %",
+                   round((sum(m.unavailable_s) / 60.0)::numeric, 1) AS "unavailable min"
+            FROM m JOIN devices d ON d.id = m.device_id
             JOIN sites s ON s.id = d.site_id
-            WHERE {p.in_unit()}
+            WHERE {p.in_unit("m.device_id")}
             GROUP BY m.device_id, d.device_class, s.name
-            ORDER BY "uptime %" ASC LIMIT 20""",
+            ORDER BY "availability %" ASC, "unavailable min" DESC, device LIMIT 20""",
                     "table",
                 ),
                 (p.HALF, 10),
@@ -95,11 +153,11 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                 "Maintenance windows in range",
                 p.sql(
                     """
-            SELECT start_ts AS start, end_ts AS "end", coalesce(device_id, unit_code) AS scope,
-                   note
-            FROM maintenance_windows
-            WHERE start_ts < $__timeTo() AND end_ts > $__timeFrom()
-            ORDER BY start_ts""",
+            SELECT o.start_ts AS start, o.end_ts AS "end", w.scope_kind AS "scope kind",
+                   w.scope, coalesce(w.note, '') AS note, w.cancelled_at AS cancelled
+            FROM maintenance_occurrences o JOIN maintenance_windows w ON w.id = o.window_id
+            WHERE o.start_ts < $__timeTo() AND o.end_ts > $__timeFrom()
+            ORDER BY o.start_ts""",
                     "table",
                 ),
                 (p.HALF, 10),
