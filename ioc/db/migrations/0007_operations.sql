@@ -72,13 +72,18 @@ CREATE TABLE incident_silences (
 );
 
 -- Escalation steps taken: one row per incident and level, so a level is paged only once.
+-- `note` is the `escalate` command put on the incident stream for the timeline;
+-- `timeline_sent` turns true once the broker took it (an outbox: a restart resends it).
 CREATE TABLE escalations (
-    incident_id bigint      NOT NULL REFERENCES incidents (id),
-    level       smallint    NOT NULL CHECK (level >= 1),
-    targets     text[]      NOT NULL,
-    paged_at    timestamptz NOT NULL DEFAULT now(),
+    incident_id   bigint      NOT NULL REFERENCES incidents (id),
+    level         smallint    NOT NULL CHECK (level >= 1),
+    targets       text[]      NOT NULL,
+    paged_at      timestamptz NOT NULL DEFAULT now(),
+    note          text        NOT NULL DEFAULT '',
+    timeline_sent boolean     NOT NULL DEFAULT false,
     PRIMARY KEY (incident_id, level)
 );
+CREATE INDEX escalations_unsent_idx ON escalations (paged_at) WHERE NOT timeline_sent;
 
 -- SLA objects (Zabbix's model): an objective over a scope and a period, a schedule, and
 -- excluded downtime.
