@@ -206,6 +206,20 @@ PAGER_REQUEST_SECONDS = MetricSpec(
     "ioc_pager_request_seconds", "histogram", "Webhook handling time"
 )
 
+# --- operations service (API, console) ---
+OPS_REQUESTS = MetricSpec(
+    "ioc_ops_requests",
+    "counter",
+    "Requests answered by the operations service, per route template and status",
+    ("method", "route", "status"),
+)
+OPS_REQUEST_SECONDS = MetricSpec(
+    "ioc_ops_request_seconds",
+    "histogram",
+    "Operations service request handling time, per route template",
+    ("method", "route"),
+)
+
 # --- simulators ---
 SIM_SENT = MetricSpec(
     "ioc_simulator_records_sent", "counter", "Records the simulators delivered to Kafka"
@@ -247,6 +261,8 @@ ALL_METRICS: Final = (
     PAGER_REJECTED,
     PAGER_DELIVERIES,
     PAGER_REQUEST_SECONDS,
+    OPS_REQUESTS,
+    OPS_REQUEST_SECONDS,
     SIM_SENT,
     SIM_ERRORS,
 )

@@ -39,6 +39,13 @@ SAMPLE: dict[str, Any] = {
     "pager_token": SecretStr("tok en"),
     "pager_channels": '[{"type": "webhook", "url": "https://hooks.example/x?a=1&b=2"}]',
     "pager_max_body_bytes": 4096,
+    "ops_port": 9999 - 1,
+    "ops_url": "https://ops.example/ioc?x=1",
+    "ops_token": SecretStr("ops tok=en"),
+    "ops_admin_token": SecretStr("admin\ttoken"),
+    "ops_max_body_bytes": 2048,
+    "oncall_file": Path("/etc/ioc/on call.yaml"),
+    "console_url": "https://ioc.example/",
     "scenario": "demo",
     "log_level": "DEBUG",
 }
