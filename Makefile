@@ -10,7 +10,10 @@ PYTEST_ARGS ?=
 
 .PHONY: install run stack stack-down status test chaos unit lint typecheck fmt dashboards bench bench-venv clean
 
+# Debian's chromium for the console's browser test (apt-get as root; never a download by
+# Playwright): a cheap check once it is there.
 install: $(VENV)/.installed
+	@$(BIN)/python -m ioc.deploy.local.browser
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
