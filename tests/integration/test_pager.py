@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import email
+import email.policy
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
+import msgspec
 import orjson
 import pytest
 from aiohttp import web
@@ -13,10 +17,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
 from ioc.config import Settings
+from ioc.contract import events as ev
 from ioc.db import connect, create_pool
 from ioc.db.migrate import migrate
 from ioc.errors import IocError
-from ioc.services.pager import Channel, Pager, parse_channels
+from ioc.services.channels import Dispatcher, EmailConfig, Page, WebhookConfig
+from ioc.services.pager import PAGER, Pager, parse_channels
 
 TOKEN = "test-token-123"
 
@@ -77,7 +83,7 @@ async def pager_client(namespace: Settings) -> AsyncIterator[PagerClient]:
     sink_server = TestServer(sink_app)
     await sink_server.start_server()
     settings = settings.model_copy(update={"pager_token": SecretStr(TOKEN)})
-    channel = Channel("webhook", {"type": "webhook", "url": str(sink_server.make_url("/hook"))})
+    channel = WebhookConfig(type="webhook", url=str(sink_server.make_url("/hook")))
     pager = Pager(settings, pool, [channel])
     client = TestClient(TestServer(pager.app()))
     await client.start_server()
@@ -147,7 +153,7 @@ async def test_records_each_page_once_and_forwards_it(pager_client: PagerClient)
 
 def test_channel_configuration_is_validated() -> None:
     assert [
-        c.kind
+        c.type
         for c in parse_channels(
             '[{"type": "webhook", "url": "https://x"}, {"type": "email", "host": "smtp", '
             '"to": ["a@b"]}]'
@@ -156,6 +162,7 @@ def test_channel_configuration_is_validated() -> None:
     for bad in (
         "{",
         '[{"type": "sms"}]',
+        '[{"type": "pigeon"}]',
         '[{"type": "webhook", "url": "ftp://x"}]',
         '[{"type": "email", "to": []}]',
     ):
@@ -199,25 +206,31 @@ def test_email_channel_speaks_smtp() -> None:
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    channel = Channel(
-        "email", {"type": "email", "host": "127.0.0.1", "port": port, "to": ["oncall@example.org"]}
+    channel = EmailConfig.model_validate(
+        {"type": "email", "host": "127.0.0.1", "port": port, "to": ["oncall@example.org"]}
     )
-    page = {
-        "id": 1,
-        "status": "firing",
-        "labels": {"alertname": "SiteIsolated", "severity": "critical"},
-        "annotations": {
-            "summary": "Site isolated",
-            "description": "node down",
-            "runbook_url": "docs/runbooks/site-isolated.md",
+    page = Page(
+        page_id=1,
+        status="firing",
+        severity="critical",
+        title="Site isolated",
+        body="Nút mạng mất kết nối",
+        details={
+            "labels": {"alertname": "SiteIsolated", "severity": "critical"},
+            "annotations": {"runbook_url": "docs/runbooks/site-isolated.md"},
         },
-    }
-    pager = Pager(Settings(pager_token=SecretStr(TOKEN)), None, [channel])  # no pool: no database
-    pager._email(channel, page)
+    )
+    dispatcher = Dispatcher([channel])
+    try:
+        [delivery] = asyncio.run(dispatcher.deliver(page, []))
+    finally:
+        asyncio.run(dispatcher.close())
     thread.join(timeout=5)
-    text = b"".join(got).decode()
-    assert "Subject: [FIRING] [critical] Site isolated" in text
-    assert "docs/runbooks/site-isolated.md" in text
+    assert delivery.result == "ok" and delivery.recipient == "oncall@example.org"
+    message = email.message_from_bytes(b"".join(got), policy=email.policy.default)
+    assert message["Subject"] == "[CẢNH BÁO · nghiêm trọng] Site isolated"
+    assert "Nút mạng mất kết nối" in message.get_content()
+    assert "docs/runbooks/site-isolated.md" in message.get_content()
 
 
 async def test_a_page_names_the_open_incident_of_its_device(namespace: Settings) -> None:
@@ -270,7 +283,7 @@ async def test_a_page_names_the_open_incident_of_its_device(namespace: Settings)
     sink_app.router.add_post("/hook", sink)
     sink_server = TestServer(sink_app)
     await sink_server.start_server()
-    channel = Channel("webhook", {"type": "webhook", "url": str(sink_server.make_url("/hook"))})
+    channel = WebhookConfig(type="webhook", url=str(sink_server.make_url("/hook")))
     client = TestClient(TestServer(Pager(settings, pool, [channel], follower).app()))
     await client.start_server()
     topic = settings.topic(INCIDENT_EVENTS.name)
@@ -287,21 +300,114 @@ async def test_a_page_names_the_open_incident_of_its_device(namespace: Settings)
             topic, ev.encode(step(2, "resolved", "resolved")), key=b"cam-1"
         )
         for _ in range(100):
-            if follower.open_for("cam-1") is None and received:
+            if follower.open_for("cam-1") is None and len(received) == 2:
                 break
             await asyncio.sleep(0.1)
         assert follower.open_for("cam-1") is None
         assert received[0]["incident"]["id"] == 7
         assert received[0]["incident"]["status"] == "open"
+        # the resolution comes from the incident stream (the pager owns resolutions)
+        assert [(p["status"], p["labels"]["alertname"]) for p in received[1:]] == [
+            ("resolved", "IncidentResolved")
+        ]
         conn = await connect(settings.admin_dsn())
         try:
-            stored = await conn.fetchval(f"SELECT incident_id FROM {settings.db_schema}.pages")
+            stored = await conn.fetch(
+                f"SELECT status, incident_id FROM {settings.db_schema}.pages ORDER BY id"
+            )
         finally:
             await conn.close()
-        assert stored == 7
+        assert [tuple(r) for r in stored] == [("firing", 7), ("resolved", 7)]
     finally:
         await follower.stop()
         await producer.stop()
         await client.close()
         await sink_server.close()
         await pool.close()
+
+
+def resolved_event(incident_id: int, at: dt.datetime) -> ev.IncidentEvent:
+    return ev.IncidentEvent(
+        incident_id=incident_id,
+        seq=3,
+        event="resolved",
+        kind="device-down",
+        severity="critical",
+        status="resolved",
+        title="camera cam-1 at Junction 1 is down (silent)",
+        root_device="cam-1",
+        device_class="camera",
+        unit_code="u1",
+        site_id="s1",
+        affected=["cam-1"],
+        at_ms=int(at.timestamp() * 1000),
+        note="recovered",
+    )
+
+
+async def test_resolution_is_recorded_once_from_the_incident_events(
+    pager_client: PagerClient,
+) -> None:
+    """Alertmanager sends no resolution for a silenced alert: the pager records it from the
+    incident stream, once however often the event is replayed, and only for an incident that
+    paged."""
+    client, settings, received = pager_client
+    opened = dt.datetime(2026, 11, 23, 4, 58, tzinfo=dt.UTC)
+    resolved = dt.datetime(2026, 11, 23, 6, 0, tzinfo=dt.UTC)
+    conn = await connect(settings.admin_dsn())
+    try:
+        await conn.execute(
+            f"""INSERT INTO {settings.db_schema}.incidents (id, kind, severity, title,
+                  root_device, device_class, unit_code, site_id, opened_at)
+                VALUES (7, 'device-down', 'critical', 't', 'cam-1', 'camera', 'u1', 's1', $1)""",
+            opened,
+        )
+        await conn.execute(
+            f"""INSERT INTO {settings.db_schema}.pages (fingerprint, status, alertname,
+                  starts_at, incident_id) VALUES ('abc', 'firing', 'CameraDown', $1, 7)""",
+            opened,
+        )
+    finally:
+        await conn.close()
+    assert client.app is not None
+    pager = client.app[PAGER]
+    event = resolved_event(7, resolved)
+    await pager.on_incident_event(event)
+    await pager.on_incident_event(event)  # replayed after a restart
+    await pager.on_incident_event(resolved_event(8, resolved))  # never paged: nothing
+    await pager.on_incident_event(
+        ev.IncidentEvent(**{**msgspec.structs.asdict(event), "event": "commented", "seq": 2})
+    )
+    for _ in range(50):
+        if received:
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.2)
+    conn = await connect(settings.admin_dsn())
+    try:
+        rows = await conn.fetch(
+            f"""SELECT fingerprint, alertname, severity, domain, unit, site, device_id,
+                  starts_at, ends_at, incident_id, deliveries
+                FROM {settings.db_schema}.pages WHERE status = 'resolved'"""
+        )
+    finally:
+        await conn.close()
+    assert len(rows) == 1
+    row = dict(rows[0])
+    assert row.pop("deliveries") != "[]"
+    assert row == {
+        "fingerprint": "incident:7",
+        "alertname": "IncidentResolved",
+        "severity": "critical",
+        "domain": "camera",
+        "unit": "u1",
+        "site": "s1",
+        "device_id": "cam-1",
+        "starts_at": opened,
+        "ends_at": resolved,
+        "incident_id": 7,
+    }
+    assert len(received) == 1
+    assert received[0]["status"] == "resolved" and received[0]["incident"]["id"] == 7
+    assert received[0]["text"].startswith("[ĐÃ KHẮC PHỤC · nghiêm trọng]")
+    assert "Sự cố #7: " in received[0]["text"]

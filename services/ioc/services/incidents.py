@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import msgspec
@@ -149,11 +150,19 @@ class IncidentFollower:
     """The open incidents by root device, kept current from ``ioc.incidents.v1`` (read from
     its beginning, no consumer group): the pager tells the on-call which incident a page
     belongs to, so they act on the incident rather than on each alert. While the broker is
-    away it retries in the background and :meth:`open_for` knows less, never blocks."""
+    away it retries in the background and :meth:`open_for` knows less, never blocks.
 
-    def __init__(self, settings: Settings) -> None:
+    ``on_event`` sees every event after :meth:`apply`, replays included (the topic is read
+    from its beginning on each start): the pager records resolutions from it, idempotently."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        on_event: Callable[[ev.IncidentEvent], Awaitable[None]] | None = None,
+    ) -> None:
         self.settings = settings
         self.open: dict[str, ev.IncidentEvent] = {}
+        self.on_event = on_event
         self._task: asyncio.Task[None] | None = None
 
     def open_for(self, device_id: str | None) -> ev.IncidentEvent | None:
@@ -169,6 +178,15 @@ class IncidentFollower:
             event.seq,
         ):
             self.open[event.root_device] = event
+
+    async def _hook(self, event: ev.IncidentEvent) -> None:
+        assert self.on_event is not None
+        try:
+            await self.on_event(event)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the follower must keep following
+            _log.exception("incident event hook failed for incident %s", event.incident_id)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -190,9 +208,13 @@ class IncidentFollower:
                     for records in batches.values():
                         for record in records:
                             try:
-                                self.apply(ev.decode_incident_event(record.value or b""))
+                                event = ev.decode_incident_event(record.value or b"")
                             except msgspec.DecodeError:
                                 _log.warning("undecodable incident event at %s", record.offset)
+                                continue
+                            self.apply(event)
+                            if self.on_event is not None:
+                                await self._hook(event)
                     delay = 1.0
             except asyncio.CancelledError:
                 raise

@@ -3,12 +3,20 @@
 ``POST /alertmanager/webhook`` with ``Authorization: Bearer <token>`` and Alertmanager's
 webhook JSON (version 4). Each alert of the notification is recorded once per
 (fingerprint, status, startsAt) in the ``pages`` table, so Alertmanager's retries and repeat
-notifications do not page twice; new pages are forwarded to the configured channels
-(generic webhook, e-mail over SMTP). Bad requests get a clear status and a short JSON error,
-never a stack trace: 401 without the token, 413 when too large, 415 when not JSON, 400 when
-the payload is not an Alertmanager notification, 503 when the database is unavailable (so
-Alertmanager retries and nothing is lost). Each page names the open incident of its device,
-followed from ``ioc.incidents.v1`` (:class:`~ioc.services.incidents.IncidentFollower`).
+notifications do not page twice; new pages are forwarded through the configured channels
+(:mod:`ioc.services.channels`: webhook, e-mail, SMS, Zalo, Telegram) to the level-1 on-call
+of the alert's domain and unit when a roster is available. Bad requests get a clear status
+and a short JSON error, never a stack trace: 401 without the token, 413 when too large, 415
+when not JSON, 400 when the payload is not an Alertmanager notification, 503 when the
+database is unavailable (so Alertmanager retries and nothing is lost). Each page names the
+open incident of its device, followed from ``ioc.incidents.v1``
+(:class:`~ioc.services.incidents.IncidentFollower`).
+
+The pager is the one owner of resolutions: Alertmanager sends none for silenced or inhibited
+alerts (an acknowledged incident's alerts are silenced), so when the incident stream says an
+incident that paged is resolved, the pager records an ``IncidentResolved`` page (fingerprint
+``incident:{id}``, once: the follower replays the topic from its beginning after a restart)
+and forwards it.
 """
 
 from __future__ import annotations
@@ -18,21 +26,29 @@ import datetime as dt
 import hmac
 import json
 import logging
-import smtplib
-from dataclasses import dataclass
-from email.message import EmailMessage
 from typing import Any
 
-import aiohttp
 import asyncpg
 import msgspec
 from aiohttp import web
 
 from ioc.config import Settings
+from ioc.contract import events as ev
 from ioc.contract import metrics as m
+from ioc.contract.feeds import domain_of
 from ioc.errors import IocError
 from ioc.observability import counter, histogram
+from ioc.services.channels import (
+    ChannelConfig,
+    Contact,
+    Delivery,
+    Dispatcher,
+    Page,
+    parse_channels,
+)
 from ioc.services.incidents import IncidentFollower
+
+__all__ = ["PAGER", "Pager", "parse_channels", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -76,35 +92,8 @@ def _time(text: str) -> dt.datetime | None:
         return None
 
 
-@dataclass
-class Channel:
-    kind: str
-    config: dict[str, Any]
-
-    @property
-    def name(self) -> str:
-        return str(self.config.get("name") or self.kind)
-
-
-def parse_channels(text: str) -> list[Channel]:
-    try:
-        items = json.loads(text or "[]")
-    except json.JSONDecodeError as exc:
-        raise IocError(f"IOC_PAGER_CHANNELS is not valid JSON: {exc}") from None
-    if not isinstance(items, list):
-        raise IocError("IOC_PAGER_CHANNELS must be a JSON list of channels")
-    channels = []
-    for i, item in enumerate(items):
-        if not isinstance(item, dict) or item.get("type") not in ("webhook", "email"):
-            raise IocError(f"IOC_PAGER_CHANNELS[{i}]: type must be 'webhook' or 'email'")
-        if item["type"] == "webhook" and not str(item.get("url", "")).startswith(
-            ("http://", "https://")
-        ):
-            raise IocError(f"IOC_PAGER_CHANNELS[{i}]: a webhook needs an http(s) 'url'")
-        if item["type"] == "email" and not (item.get("host") and item.get("to")):
-            raise IocError(f"IOC_PAGER_CHANNELS[{i}]: e-mail needs 'host' and 'to'")
-        channels.append(Channel(item["type"], item))
-    return channels
+PAGER: web.AppKey[Pager] = web.AppKey("pager")
+"""The application's :class:`Pager` (tests drive its incident-event hook)."""
 
 
 def _json_error(status: int, reason: str, message: str) -> web.Response:
@@ -117,18 +106,23 @@ class Pager:
         self,
         settings: Settings,
         pool: asyncpg.Pool,
-        channels: list[Channel],
+        channels: Dispatcher | list[ChannelConfig],
         incidents: IncidentFollower | None = None,
     ) -> None:
         self.settings = settings
         self.pool = pool
-        self.channels = channels
+        self.dispatcher = channels if isinstance(channels, Dispatcher) else Dispatcher(channels)
         self.incidents = incidents
+        if incidents is not None:
+            incidents.on_event = self.on_incident_event
         self.token = settings.resolved_pager_token().encode()
-        self.http: aiohttp.ClientSession | None = None
+        self._oncall: tuple[Any, Any] | None = None
+        self._oncall_failed = False
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.settings.pager_max_body_bytes)
+        app[PAGER] = self
         app.router.add_post("/alertmanager/webhook", self.webhook)
         app.router.add_get("/healthz", self.health)
         app.middlewares.append(self._errors)
@@ -149,8 +143,15 @@ class Pager:
             return _json_error(500, "internal", "internal error")
 
     async def _close(self, app: web.Application) -> None:
-        if self.http is not None:
-            await self.http.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.dispatcher.close()
+
+    def _spawn(self, pages: list[dict[str, Any]]) -> None:
+        task = asyncio.get_running_loop().create_task(self.forward(pages))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -191,7 +192,7 @@ class Pager:
                 len(new),
             )
             if new:
-                asyncio.get_running_loop().create_task(self.forward(new))
+                self._spawn(new)
             return web.json_response(
                 {"recorded": len(new), "duplicates": len(note.alerts) - len(new)}
             )
@@ -258,66 +259,151 @@ class Pager:
                     DUPLICATES.inc()
         return new
 
+    def _recipients(self, domain: str | None, unit: str | None) -> list[Contact]:
+        """The level-1 on-call of the domain and unit, when a roster is available; otherwise
+        nobody, and each channel uses its own configured recipients."""
+        if not domain or not unit or self._oncall_failed:
+            return []
+        try:
+            if self._oncall is None:
+                from ioc.contract.topology import load_scenario
+                from ioc.services.ops.oncall import load_roster
+
+                self._oncall = (load_roster(self.settings), load_scenario(self.settings.scenario))
+            roster, topology = self._oncall
+            levels = roster.on_call(topology, domain, unit, dt.datetime.now(dt.UTC))
+            first = min(levels, key=lambda level: level.level) if levels else None
+            return list(first.people) if first is not None else []
+        except Exception as exc:  # the roster is optional: the channels' own recipients
+            if self._oncall is None:
+                self._oncall_failed = True
+            log.warning(
+                "no on-call roster for %s/%s (%s); channels' own recipients", domain, unit, exc
+            )
+            return []
+
+    def _page(self, page: dict[str, Any]) -> Page:
+        labels: dict[str, str] = page["labels"]
+        annotations: dict[str, str] = page["annotations"]
+        incident = page.get("incident")
+        incident_id = incident["id"] if incident else None
+        return Page(
+            page_id=page["id"],
+            status="resolved" if page["status"] == "resolved" else "firing",
+            severity=labels.get("severity", ""),
+            title=annotations.get("summary") or labels.get("alertname", "alert"),
+            body=annotations.get("description", ""),
+            incident_id=incident_id,
+            console_url=None
+            if incident_id is None
+            else f"{self.settings.console_base_url}/console/incidents/{incident_id}",
+            details=page,
+        )
+
     async def forward(self, pages: list[dict[str, Any]]) -> None:
-        for channel in self.channels:
-            for page in pages:
-                try:
-                    if channel.kind == "webhook":
-                        await self._webhook(channel, page)
-                    else:
-                        await asyncio.to_thread(self._email, channel, page)
-                    result = "ok"
-                except Exception as exc:  # a channel failing must not stop the others
-                    log.warning("channel %s failed for page %s: %s", channel.name, page["id"], exc)
-                    result = "error"
-                DELIVERIES.labels(channel.name, result).inc()
-                await self._note_delivery(page["id"], channel.name, result)
+        for page in pages:
+            labels = page["labels"]
+            recipients = self._recipients(labels.get("domain"), labels.get("unit"))
+            try:
+                deliveries = await self.dispatcher.deliver(self._page(page), recipients)
+            except Exception:  # a bug in one page's forwarding must not stop the others
+                log.exception("cannot forward page %s", page["id"])
+                continue
+            for d in deliveries:
+                DELIVERIES.labels(d.channel, d.result).inc()
+            await self._note_delivery(page["id"], deliveries)
 
-    async def _webhook(self, channel: Channel, page: dict[str, Any]) -> None:
-        if self.http is None:
-            self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-        async with self.http.post(
-            channel.config["url"], json=page, headers=channel.config.get("headers") or {}
-        ) as resp:
-            if resp.status >= 300:
-                raise IocError(f"HTTP {resp.status}")
+    async def on_incident_event(self, event: ev.IncidentEvent) -> None:
+        """The follower's hook: a resolved incident that paged gets its resolution page.
+        Retried while the database is away, so the resolution is not lost."""
+        if event.status != "resolved" or event.event != "resolved":
+            return
+        delay = 1.0
+        while True:
+            try:
+                page = await self.record_resolution(event)
+                break
+            except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as exc:
+                log.warning(
+                    "cannot record the resolution of incident %s (%s); retry in %.0f s",
+                    event.incident_id,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(30.0, delay * 2)
+        if page is not None:
+            self._spawn([page])
 
-    def _email(self, channel: Channel, page: dict[str, Any]) -> None:
-        cfg = channel.config
-        msg = EmailMessage()
-        state = "RESOLVED" if page["status"] == "resolved" else "FIRING"
-        msg["Subject"] = (
-            f"[{state}] [{page['labels'].get('severity', '')}] "
-            f"{page['annotations'].get('summary', page['labels'].get('alertname'))}"
+    async def record_resolution(self, event: ev.IncidentEvent) -> dict[str, Any] | None:
+        """Insert the ``IncidentResolved`` page of ``event`` if the incident has a firing page
+        and none was recorded yet; the new page (as :meth:`record` returns them) or None."""
+        domain = domain_of(event.device_class)
+        labels = {
+            "alertname": "IncidentResolved",
+            "severity": event.severity,
+            "domain": domain,
+            "unit": event.unit_code,
+            "site": event.site_id,
+            "device_id": event.root_device,
+            "incident_id": str(event.incident_id),
+            "kind": event.kind,
+        }
+        resolved_at = dt.datetime.fromtimestamp(event.at_ms / 1000, dt.UTC)
+        description = event.note or ""
+        row = await self.pool.fetchrow(
+            """INSERT INTO pages (fingerprint, status, alertname, severity, domain, unit, site,
+                 device_id, summary, description, starts_at, ends_at, receiver, group_key,
+                 labels, incident_id)
+               SELECT 'incident:' || $1::bigint, 'resolved', 'IncidentResolved', $2, $3, $4,
+                 $5, $6, $7, $8,
+                 COALESCE((SELECT opened_at FROM incidents WHERE id = $1),
+                          (SELECT min(at) FROM incident_events WHERE incident_id = $1),
+                          f.first_start),
+                 $9, 'incident-events', '', $10::jsonb, $1
+               FROM (SELECT min(starts_at) AS first_start FROM pages
+                     WHERE incident_id = $1 AND status = 'firing') f
+               WHERE f.first_start IS NOT NULL
+               ON CONFLICT (fingerprint, status, starts_at) DO NOTHING
+               RETURNING id, starts_at""",
+            event.incident_id,
+            event.severity,
+            domain,
+            event.unit_code,
+            event.site_id,
+            event.root_device,
+            event.title,
+            description,
+            resolved_at,
+            json.dumps(labels),
         )
-        msg["From"] = cfg.get("from", "ioc-pager@localhost")
-        msg["To"] = ", ".join(cfg["to"])
-        msg.set_content(
-            f"{page['annotations'].get('description', '')}\n\n"
-            f"Runbook: {page['annotations'].get('runbook_url', '-')}\n"
-            f"Labels: {json.dumps(page['labels'], ensure_ascii=False)}\n"
-        )
-        with smtplib.SMTP(cfg["host"], int(cfg.get("port", 25)), timeout=10) as smtp:
-            if cfg.get("starttls"):
-                smtp.starttls()
-            if cfg.get("username"):
-                smtp.login(cfg["username"], cfg.get("password", ""))
-            smtp.send_message(msg)
+        if row is None:
+            return None
+        PAGES.labels("IncidentResolved", "resolved", event.severity).inc()
+        log.info("incident %s resolved: resolution page %s", event.incident_id, row["id"])
+        return {
+            "id": row["id"],
+            "status": "resolved",
+            "labels": labels,
+            "annotations": {"summary": event.title, "description": description},
+            "startsAt": row["starts_at"].isoformat(),
+            "endsAt": resolved_at.isoformat(),
+            "incident": {
+                "id": event.incident_id,
+                "kind": event.kind,
+                "status": event.status,
+                "title": event.title,
+                "assigned_to": event.assigned_to,
+            },
+        }
 
-    async def _note_delivery(self, page_id: int, channel: str, result: str) -> None:
+    async def _note_delivery(self, page_id: int, deliveries: list[Delivery]) -> None:
+        at = dt.datetime.now(dt.UTC).isoformat()
         try:
             await self.pool.execute(
                 "UPDATE pages SET deliveries = deliveries || $2::jsonb WHERE id = $1",
                 page_id,
-                json.dumps(
-                    [
-                        {
-                            "channel": channel,
-                            "result": result,
-                            "at": dt.datetime.now(dt.UTC).isoformat(),
-                        }
-                    ]
-                ),
+                json.dumps([{**d.model_dump(), "at": at} for d in deliveries]),
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("cannot note delivery of page %s: %s", page_id, exc)
@@ -328,7 +414,7 @@ async def serve(settings: Settings, host: str = "127.0.0.1") -> None:
     from ioc.db.migrate import migrate
     from ioc.observability import serve_metrics
 
-    channels = parse_channels(settings.pager_channels)
+    dispatcher = Dispatcher.from_settings(settings)
     await migrate(settings.admin_dsn(), settings.db_schema)
     pool = await create_pool(
         settings.database_dsn(),
@@ -339,7 +425,7 @@ async def serve(settings: Settings, host: str = "127.0.0.1") -> None:
     )
     incidents = IncidentFollower(settings)
     incidents.start()
-    pager = Pager(settings, pool, channels, incidents)
+    pager = Pager(settings, pool, dispatcher, incidents)
     runner = web.AppRunner(pager.app(), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, settings.pager_port)
@@ -353,7 +439,7 @@ async def serve(settings: Settings, host: str = "127.0.0.1") -> None:
     serve_metrics(settings, "pager", settings.pager_port + 1)
     print(
         f"ioc pager: http://{host}:{settings.pager_port}/alertmanager/webhook, "
-        f"{len(channels)} channel(s), metrics on :{settings.pager_port + 1}",
+        f"{len(dispatcher.channels)} channel(s), metrics on :{settings.pager_port + 1}",
         flush=True,
     )
     try:
