@@ -151,13 +151,20 @@ def cmd_scenario_generate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from ioc.runner import run_main_job
+    from ioc.runner import RunOptions, run_main_job
 
     return run_main_job(
         settings,
         scenario=args.scenario or settings.scenario,
         duration=args.duration,
         workers=args.workers,
+        options=RunOptions(
+            faults_path=args.faults,
+            fault_flags=args.fault or [],
+            seed=args.seed,
+            background_faults=args.background_faults,
+            operations=args.operations,
+        ),
     )
 
 
@@ -241,6 +248,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)"
     )
     run.add_argument("--workers", type=int, default=1, help="stream workers to start")
+    run.add_argument("--faults", metavar="FILE", help="fault plan YAML (as `ioc simulate`)")
+    run.add_argument(
+        "--fault",
+        action="append",
+        metavar="SPEC",
+        help="TYPE:TARGET@START+DURATION or TYPE:RATE (repeatable), e.g. node_down:nn-132@60+300",
+    )
+    run.add_argument(
+        "--seed", type=int, help="random seed of the simulation and background failures"
+    )
+    run.add_argument(
+        "--no-background-faults",
+        dest="background_faults",
+        action="store_false",
+        help="no seeded everyday failures and no weekly maintenance window",
+    )
+    run.add_argument(
+        "--no-operations",
+        dest="operations",
+        action="store_false",
+        help="do not start the pager and the operations service",
+    )
     run.set_defaults(handler=cmd_run)
 
     for register in _plugins():

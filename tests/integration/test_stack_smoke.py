@@ -131,10 +131,51 @@ async def test_kafka_to_hypertable_round_trip(namespace: Settings) -> None:
     assert is_hyper == 1
 
 
-def test_main_job_runs_the_scenario_for_its_duration(namespace: Settings) -> None:
-    """`ioc run` in miniature: stack, migrations, topics and the simulators, then exits."""
-    from ioc.runner import run_main_job
+def _port_pair() -> int:
+    """A free port whose next one is free too (the services serve /metrics on port + 1)."""
+    import socket
 
+    for _ in range(100):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port: int = a.getsockname()[1]
+        if port >= 65535:
+            continue
+        try:
+            with socket.socket() as b:
+                b.bind(("127.0.0.1", port + 1))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free pair of ports")
+
+
+def test_main_job_runs_the_scenario_for_its_duration(
+    namespace: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ioc run` in miniature: stack, migrations, topics, the pager and the operations
+    service, the simulators with a fault plan and the background failures, then exits; the
+    weekly maintenance window is created once, however often it runs."""
+    from ioc.runner import RunOptions, run_main_job
+
+    # the pager keeps its port: the shared Alertmanager is configured for it at `stack up`
+    # (a pager already answering there is used as it is)
+    settings = namespace.model_copy(update={"ops_port": _port_pair(), "ops_url": None})
+    options = RunOptions(fault_flags=["device_dark:camera#0@0+2"], seed=5)
     started = time.monotonic()
-    assert run_main_job(namespace, scenario="demo", duration=3) == 0
-    assert time.monotonic() - started < 60
+    assert run_main_job(settings, scenario="demo", duration=3, options=options) == 0
+    assert time.monotonic() - started < 90
+    err = capsys.readouterr().err
+    assert f"operator console  {settings.console_base_url}/console" in err
+    assert "log in with the admin token in" in err or "IOC_OPS_ADMIN_TOKEN" in err
+    assert settings.resolved_ops_admin_token() not in err
+    assert "weekly maintenance #" in err and "created" in err
+    assert "1 planned fault(s)" in err  # the background's first failure comes after 3 s
+
+    assert run_main_job(settings, scenario="demo", duration=1, options=options) == 0
+    err = capsys.readouterr().err
+    assert "weekly maintenance #" in err and "created" not in err
+
+    from ioc.services.ops.client import OpsClient
+
+    assert not OpsClient(settings.ops_base_url, "x").healthy(), "stopped with the run"

@@ -23,6 +23,7 @@ import msgspec
 from ioc.config import Settings
 from ioc.contract.topology import Topology, load_scenario
 from ioc.errors import IocError
+from ioc.simulators.background import BACKGROUND_PREFIX, DEFAULT_HORIZON_S, background_plan
 from ioc.simulators.behaviour import natural_rate
 from ioc.simulators.engine import Simulator, Stats
 from ioc.simulators.faults import FaultPlan, load_plan, resolve_targets
@@ -39,6 +40,8 @@ class SimConfig:
     start_ms: int | None = None
     faults_path: str | None = None
     fault_flags: list[str] = field(default_factory=list)
+    background_faults: bool = False
+    """Add the seeded background of everyday failures (ioc.simulators.background)."""
     out: str | None = None
     workers: int = 1
     progress: bool = True
@@ -203,7 +206,9 @@ def _run_shard(
         "seed": seed,
         "first_error": getattr(sink, "first_error", None),
         "faults": [
-            msgspec.to_builtins(sim.fault_record(f, "summary", start_ms)) for f in sim.plan.faults
+            msgspec.to_builtins(sim.fault_record(f, "summary", start_ms))
+            for f in sim.plan.faults
+            if not f.id.startswith(BACKGROUND_PREFIX) or f.start_ms < t - start_ms
         ]
         if shard == 0
         else [],
@@ -240,6 +245,12 @@ def run_simulation(settings: Settings, cfg: SimConfig) -> Summary:
     topology = load_scenario(cfg.scenario)  # validate early, in the parent
     plan = load_plan(cfg.faults_path, cfg.fault_flags)
     resolve_targets(plan, topology)
+    seed = cfg.seed if cfg.seed is not None else topology.seed
+    background = 0
+    if cfg.background_faults:
+        horizon = cfg.duration_s if cfg.duration_s is not None else DEFAULT_HORIZON_S
+        extra = background_plan(topology, seed, horizon).faults
+        plan, background = FaultPlan(plan.faults + extra), len(extra)
     if cfg.out and cfg.workers > 1:
         raise IocError("--out writes one ordered file: use --workers 1")
     if cfg.mode == "rate" and not cfg.rate:
@@ -249,7 +260,6 @@ def run_simulation(settings: Settings, cfg: SimConfig) -> Summary:
     start_ms = cfg.start_ms if cfg.start_ms is not None else int(time.time() * 1000)
     if cfg.mode != "virtual" and cfg.start_ms is None:
         start_ms = int(time.time() * 1000)
-    seed = cfg.seed if cfg.seed is not None else topology.seed
     natural = measured_rate(topology, seed, start_ms)
     if cfg.mode == "rate" and cfg.rate:
         cfg.speedup = cfg.rate / natural
@@ -263,7 +273,9 @@ def run_simulation(settings: Settings, cfg: SimConfig) -> Summary:
     say(
         f"simulating {topology.name}: {len(topology.devices)} devices, mode {cfg.mode}, "
         f"offered ~{offered:,.0f} events/s, {cfg.workers} worker(s), "
-        f"{len(plan.faults)} fault(s), output {cfg.out or settings.bootstrap_servers}"
+        f"{len(plan.faults) - background} planned fault(s)"
+        + (f" + {background} background failure(s) (seed {seed})" if background else "")
+        + f", output {cfg.out or settings.bootstrap_servers}"
     )
 
     exported = _Exported(settings, enabled=cfg.out is None and cfg.progress)
