@@ -31,7 +31,7 @@ from ioc.contract.topology import Topology
 from ioc.observability import counter, histogram
 from ioc.services.ops import actions, audit, auth, queries
 from ioc.services.ops.actions import APPLY_WAIT_S
-from ioc.services.ops.auth import COOKIE, Principal, RateLimited
+from ioc.services.ops.auth import Principal, RateLimited
 from ioc.services.ops.common import (
     Forbidden,
     Invalid,
@@ -161,14 +161,16 @@ _bearer = HTTPBearer(auto_error=False, description="an API token (`ioc ops token
 
 
 def need(role: str) -> Callable[..., Awaitable[Principal]]:
-    """The dependency that authenticates the caller (Bearer header, or the console's
-    cookie), applies its rate limit, then requires ``role``."""
+    """The dependency that authenticates the caller (Bearer header only: the console's
+    cookie is for /console, whose forms carry a CSRF token; accepting it here would let
+    another site's page drive the API with it), applies its rate limit, then requires
+    ``role``."""
 
     async def dependency(
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:
-        token = credentials.credentials if credentials else request.cookies.get(COOKIE)
+        token = credentials.credentials if credentials else None
         where = _where(request)
         principal = await auth.authenticate(
             _ctx(request), token, where.address, where.method, where.path
