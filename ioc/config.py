@@ -76,8 +76,15 @@ class Settings(BaseSettings):
     pager_token: SecretStr | None = None
     """Bearer token Alertmanager must send to the pager. Unset: the local stack's generated one."""
     pager_channels: str = "[]"
-    """JSON list of outgoing channels, e.g. [{"type": "webhook", "url": "https://..."},
-    {"type": "email", "host": "smtp.example", "port": 25, "from": "ioc@x", "to": ["oncall@x"]}]"""
+    """JSON list of outgoing paging channels (the pager's and the escalator's), each with a
+    ``type``: ``webhook``, ``email``, ``sms`` (an eSMS.vn-style SMS gateway), ``zalo`` (Zalo
+    Official Account message API v3) or ``telegram`` (Bot API), e.g.
+    [{"type": "webhook", "url": "https://..."},
+    {"type": "email", "host": "smtp.example", "port": 25, "from": "ioc@x", "to": ["oncall@x"]},
+    {"type": "sms", "api_key": "...", "secret_key": "...", "brandname": "IOC"},
+    {"type": "zalo", "access_token": "..."},
+    {"type": "telegram", "token": "...", "chat_ids": ["..."]}]
+    (fields, retries and rate limits: ioc.services.channels)."""
     pager_max_body_bytes: int = Field(1_048_576, ge=1024, le=64 * 1_048_576)
     ops_port: int = Field(9490, ge=1024, le=65535)
     """The operations service (``ioc ops serve``): API, OpenAPI document and console."""
