@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from ioc.config import Settings
@@ -507,3 +508,189 @@ async def test_slow_agent_answers_202(namespace: Settings) -> None:
         assert status == 404 and body["error"]
         status, body, _ = await _call(http, svc, "DELETE", "/api/v1/incidents")
         assert status == 405 and body["error"]
+
+
+async def test_review_regressions_tokens_logins_and_pool(namespace: Settings) -> None:
+    """Token names and ids, failed logins over the limit, a token whose unit the scenario
+    lacks, concurrent token creation, a huge incident id, and an exhausted pool."""
+    from ioc.services.ops import auth
+
+    async with ops_service(namespace) as svc, aiohttp.ClientSession() as http:
+        ids = await _seed(svc)
+        # a superscript digit is no id: 404 by name, not a 500
+        status, body, _ = await _call(http, svc, "DELETE", "/api/v1/tokens/%C2%B2")
+        assert status == 404, body
+        # an all-digit name would read as an id when revoking
+        status, body, _ = await _call(
+            http, svc, "POST", "/api/v1/tokens", json={"name": "123", "role": "viewer"}
+        )
+        assert status == 422 and "digits" in body["error"], body
+        # the same name twice at once: one 201, one 409 (never a 500)
+        results = await asyncio.gather(
+            *(
+                _call(http, svc, "POST", "/api/v1/tokens", json={"name": "twin", "role": "viewer"})
+                for _ in range(2)
+            )
+        )
+        assert sorted(r[0] for r in results) == [201, 409], results
+        # an id above 2^31-1 is an unknown incident, not a refused value
+        status, body, _ = await _call(http, svc, "POST", "/api/v1/incidents/3000000000/acknowledge")
+        assert status == 404, body
+        # a token limited to a unit the running scenario lacks: 403 with the reason
+        async with svc.ctx.pool.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO api_tokens (name, role, unit_code, token_hash, created_by) "
+                "VALUES ('elsewhere', 'viewer', 'not-a-unit', $1, 'test')",
+                auth.hash_token("elsewhere-token"),
+            )
+        for query in ("", "?unit=991"):
+            status, body, _ = await _call(
+                http, svc, "GET", "/api/v1/incidents" + query, token="elsewhere-token"
+            )
+            assert status == 403 and "not-a-unit" in body["error"], body
+
+        # failed logins: audited up to the limit, then 429 before any lookup, then counted
+        now = [0.0]
+        svc.app.state.login_guard = auth.LoginGuard(clock=lambda: now[0])
+        statuses = []
+        for n in range(auth.FAILED_LOGIN_BURST + 3):
+            status, body, headers = await _call(
+                http, svc, "GET", "/api/v1/incidents", token=f"wrong-{n}-" + "x" * 30
+            )
+            statuses.append(status)
+        assert statuses == [401] * auth.FAILED_LOGIN_BURST + [429] * 3, statuses
+        assert int(headers["Retry-After"]) >= 1 and "failed logins" in body["error"]
+        status, rows, _ = await _call(http, svc, "GET", "/api/v1/audit?action=login.failed")
+        assert len(rows) == auth.FAILED_LOGIN_BURST, rows
+        now[0] += 60.0  # the bucket refills: the next failure is audited with the count
+        status, body, _ = await _call(http, svc, "GET", "/api/v1/incidents", token="wrong-again")
+        assert status == 401
+        status, rows, _ = await _call(http, svc, "GET", "/api/v1/audit?action=login.failed")
+        assert rows[0]["after"] == {"reason": "unknown token", "suppressed": 3}, rows[0]
+
+        # every connection busy: a request gets a 503 in bounded time, never hangs
+        type(svc.ctx.pool).acquire_timeout_s = 0.3
+        held = [await svc.ctx.pool.acquire(timeout=5) for _ in range(8)]
+        try:
+            url = f"{svc.url}/api/v1/incidents/{ids['cam']}"
+            async with asyncio.timeout(5), http.get(url, headers=svc.admin) as resp:
+                status, body = resp.status, await resp.json()
+            assert status == 503 and "database connection" in body["error"], body
+        finally:
+            for conn in held:
+                await svc.ctx.pool.release(conn)
+        status, body, _ = await _call(http, svc, "GET", f"/api/v1/incidents/{ids['cam']}")
+        assert status == 200, body
+
+
+async def test_actions_hold_no_connection_and_match_their_own_step(namespace: Settings) -> None:
+    """Many actions waiting for a slow agent leave the pool free; an acknowledgement not
+    applied yet blocks a second one; a look-alike step is not taken for the command's."""
+    async with ops_service(namespace, apply_wait_s=1.0) as svc, aiohttp.ClientSession() as http:
+        ids = await _seed(svc)
+        base = f"/api/v1/incidents/{ids['cam']}"
+        comments = [
+            asyncio.create_task(
+                _call(http, svc, "POST", f"/api/v1/incidents/{i}/comment", json={"note": "x"})
+            )
+            for i in (ids["cam"], ids["node"])
+            for _ in range(5)
+        ]
+        await asyncio.sleep(0.5)
+        t0 = asyncio.get_running_loop().time()
+        status, body, _ = await _call(http, svc, "GET", "/api/v1/incidents")
+        assert status == 200 and asyncio.get_running_loop().time() - t0 < 2.0
+        results = await asyncio.gather(*comments)
+        assert [r[0] for r in results] == [202] * 10, results
+
+        # a step by the same actor that is not this command's: still 202
+        async def look_alike() -> None:
+            await asyncio.sleep(0.4)
+            async with svc.ctx.pool.acquire() as conn:
+                await conn.execute(
+                    "INSERT INTO incident_events (incident_id, seq, event, status, at, actor, "
+                    "note) SELECT $1, max(seq) + 1, 'commented', 'open', now() - interval '1 h', "
+                    "'bootstrap-admin', 'other' FROM incident_events WHERE incident_id = $1",
+                    ids["cam"],
+                )
+
+        fake = asyncio.create_task(look_alike())
+        status, body, _ = await _call(http, svc, "POST", base + "/comment", json={"note": "mine"})
+        await fake
+        assert status == 202, body
+
+        # acknowledged but not applied yet: a second acknowledgement is a 409 naming who
+        status, body, _ = await _call(http, svc, "POST", base + "/acknowledge")
+        assert status == 202, body
+        operator = await _token(http, svc, "op-hai", "operator")
+        status, body, _ = await _call(http, svc, "POST", base + "/acknowledge", token=operator)
+        assert status == 409 and "bootstrap-admin" in body["error"] and "pending" in body["error"]
+        status, body, _ = await _call(
+            http, svc, "POST", base + "/comment", token=operator, json={"note": "ok"}
+        )
+        assert status == 202, body
+        status, audit, _ = await _call(
+            http,
+            svc,
+            "GET",
+            f"/api/v1/audit?action=incident.acknowledge&target=incident:{ids['cam']}",
+        )
+        assert [(a["outcome"], a["status"]) for a in audit] == [
+            ("refused", 409),
+            ("accepted", 202),
+        ], audit
+
+
+async def test_writes_and_their_audit_rows_commit_together(namespace: Settings) -> None:
+    """A maintenance window or SLA object is written with its audit row in one transaction
+    (an audit that fails takes the write with it); the console answers "no such window" for
+    one outside the operator's subtree, as the API does."""
+    from urllib.parse import unquote
+
+    from ioc.services.ops import maintenance, sla
+    from ioc.services.ops.console import csrf_token
+
+    async def broken(conn: Any, before: Any, after: Any) -> None:
+        raise RuntimeError("audit_log unavailable")
+
+    async with ops_service(namespace) as svc, aiohttp.ClientSession() as http:
+        body = {
+            "scope_kind": "unit",
+            "scope": "992",
+            "starts_at": (NOW + timedelta(days=1)).isoformat(),
+            "ends_at": (NOW + timedelta(days=1, hours=1)).isoformat(),
+        }
+        status, window, _ = await _call(http, svc, "POST", "/api/v1/maintenance", json=body)
+        assert status == 201, window
+        status, rows, _ = await _call(
+            http,
+            svc,
+            "GET",
+            f"/api/v1/audit?action=maintenance.create&target=window:{window['id']}",
+        )
+        assert len(rows) == 1 and rows[0]["after"]["id"] == window["id"], rows
+
+        spec = maintenance.WindowIn.model_validate(body)
+        with pytest.raises(RuntimeError):
+            await maintenance.create_window(svc.ctx, spec, "t", broken)
+        with pytest.raises(RuntimeError):
+            await maintenance.cancel_window(svc.ctx, window["id"], "t", broken)
+        windows = await maintenance.list_windows(svc.ctx, include_cancelled=True)
+        assert [(w.id, w.cancelled_at) for w in windows] == [(window["id"], None)]
+        obj = sla.SlaObjectIn(
+            name="mạng", slo_pct=99.0, scope_kind="unit", scope="99", period="month"
+        )
+        with pytest.raises(RuntimeError):
+            await sla.create_sla(svc.ctx, obj, "t", broken)
+        assert await sla.list_slas(svc.ctx) == []
+
+        operator = await _token(http, svc, "op-991-console", "operator", unit_code="991")
+        async with http.post(
+            f"{svc.url}/console/maintenance/{window['id']}/cancel",
+            data={"csrf": csrf_token(operator)},
+            headers={"Cookie": f"ioc_token={operator}"},
+            allow_redirects=False,
+        ) as resp:
+            assert resp.status == 303
+            flash = unquote(resp.cookies["ioc_flash"].value)
+        assert f"no maintenance window {window['id']}" in flash, flash

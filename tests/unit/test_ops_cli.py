@@ -299,3 +299,40 @@ def test_pdf_needs_a_file_and_periods_are_checked_first() -> None:
     args = _parser().parse_args(["report", "sla", "--unit", "15", "--period", "2026-13"])
     with pytest.raises(scli.UsageError, match="--period"):
         args.handler(args, settings)
+
+
+def test_no_answer_is_not_service_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Connected, sent, no answer: the action may have been applied, and the CLI says so
+    (not "not answering"); an action waits longer than a read."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)  # the kernel accepts the connection; nothing ever answers
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        client = OpsClient(url, "t", timeout=0.3)
+        with pytest.raises(OpsClientError) as err:
+            client.request("POST", "/api/v1/incidents/7/ack", unanswered="check it")
+    assert not isinstance(err.value, OpsServiceDown)
+    assert "no answer within 0.3 s; check it" in str(err.value)
+
+    seen: dict[str, Any] = {}
+
+    def fake_json(self: OpsClient, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        seen.update(kw)
+        return {"id": 7}
+
+    monkeypatch.setattr(OpsClient, "json", fake_json)
+    OpsClient(url, "t").act(7, "acknowledge")
+    assert seen["timeout"] >= 60 and "ioc incidents show 7" in seen["unanswered"]
+
+
+def test_resolve_sends_the_reason_and_keeps_a_note(api: tuple[str, type[_Api]]) -> None:
+    url, handler = api
+    handler.body = json.dumps({"id": 7, "status": "resolved"}).encode()
+    args = _parser().parse_args(
+        ["incidents", "resolve", "7", "--reason", "fibre spliced", "--note", "by team 2"]
+    )
+    args.handler(args, _settings(url))
+    assert json.loads(handler.seen[-1][3]) == {"note": "fibre spliced (by team 2)"}
+    args = _parser().parse_args(["incidents", "resolve", "7", "--reason", "  "])
+    with pytest.raises(scli.UsageError, match="--reason"):
+        args.handler(args, _settings(url))

@@ -272,7 +272,13 @@ def cmd_incidents_show(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_incidents_act(args: argparse.Namespace, settings: Settings) -> int:
     action = ACTIONS[args.incidents_command]
-    note = args.note or args.reason or ""
+    if action == "resolve":  # the reason is what the API keeps; a --note is added to it
+        reason = (args.reason or "").strip()
+        if not reason:
+            raise UsageError("resolve needs --reason: why the incident is closed by hand")
+        note = f"{reason} ({args.note.strip()})" if (args.note or "").strip() else reason
+    else:
+        note = args.note or ""
     inc = _client(settings).act(args.id, action, note=note, assignee=getattr(args, "to", None))
     if inc.get("id") is not None:
         print(format_incident_line(inc))

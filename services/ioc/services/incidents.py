@@ -3,8 +3,9 @@
 Operators never write incident rows: an action (acknowledge, assign, comment, resolve) is an
 :class:`~ioc.contract.events.IncidentCommand` on ``ioc.device-events.v1``, keyed like the
 incident's transitions, so the incident agent (:mod:`ioc.streams.incidents`) applies it in
-order with them; the outcome appears on ``ioc.incidents.v1``. ``ioc incident`` is the command
-line; the operations service will call the same functions.
+order with them; the outcome appears on ``ioc.incidents.v1``. The operations service
+(:mod:`ioc.services.ops.actions`, behind the API, the console and ``ioc incidents``) calls
+:func:`send_command`.
 """
 
 from __future__ import annotations
@@ -76,8 +77,8 @@ async def send_command(
     except msgspec.ValidationError as exc:
         raise IncidentCommandError(f"incident {incident_id}: {action} refused: {exc}") from None
     producer = AIOKafkaProducer(**aiokafka_common(settings), acks="all")
-    await producer.start()
-    try:
+    try:  # start() inside: a caller's timeout may cancel it half-way, and stop() still runs
+        await producer.start()
         await producer.send_and_wait(
             settings.topic(DEVICE_EVENTS.name),
             payload,

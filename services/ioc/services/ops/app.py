@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Generator, MutableMapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -77,6 +77,9 @@ _DB_AWAY: tuple[type[Exception], ...] = (
     asyncpg.AdminShutdownError,
 )
 
+ACQUIRE_TIMEOUT_S = 10.0
+"""How long a request waits for a free database connection before a 503."""
+
 IncidentId = Annotated[int, Path(ge=1, le=MAX_ID, description="incident id")]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -99,9 +102,53 @@ class _Missing:
         raise Unavailable(f"{self._what} is not available: {self._why}")
 
 
+class _BoundedAcquire:
+    """``pool.acquire()`` with a bounded wait: a pool whose connections are all busy (or a
+    database that does not answer) is :class:`Unavailable` (503), never a request that hangs."""
+
+    def __init__(self, inner: Any, timeout: float) -> None:
+        self._inner = inner
+        self._timeout = timeout
+
+    async def __aenter__(self) -> Any:
+        try:
+            return await self._inner.__aenter__()
+        except TimeoutError:
+            raise Unavailable(
+                f"no database connection within {self._timeout:g} s (the database is away or "
+                "the service is busy); retry later"
+            ) from None
+
+    async def __aexit__(self, *exc: object) -> Any:
+        return await self._inner.__aexit__(*exc)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self.__aenter__().__await__()
+
+
+def bound_acquire(pool: asyncpg.Pool, timeout: float = ACQUIRE_TIMEOUT_S) -> asyncpg.Pool:
+    """Give every ``acquire()`` of ``pool`` without its own timeout (and so ``pool.fetch*``
+    and ``pool.execute``, which acquire) a default one of ``timeout`` seconds."""
+    base = type(pool)
+
+    def acquire(self: Any, *, timeout: float | None = None) -> _BoundedAcquire:
+        wait = type(self).acquire_timeout_s if timeout is None else timeout
+        return _BoundedAcquire(base.acquire(self, timeout=wait), wait)
+
+    # asyncpg's Pool has __slots__: the method cannot be set on the instance, so the pool
+    # becomes an instance of a slot-compatible subclass that overrides it.
+    pool.__class__ = type(
+        "BoundedPool",
+        (base,),
+        {"__slots__": (), "acquire": acquire, "acquire_timeout_s": timeout},
+    )
+    return pool
+
+
 async def build(settings: Settings, topology: Topology) -> OpsContext:
-    """The service's dependencies: a database pool on the namespace's schema, the
-    Alertmanager client, the paging dispatcher and the on-call roster."""
+    """The service's dependencies: a database pool on the namespace's schema (every
+    acquire bounded by :data:`ACQUIRE_TIMEOUT_S`), the Alertmanager client, the paging
+    dispatcher and the on-call roster."""
     from ioc.db import create_pool
 
     pool = await create_pool(
@@ -112,6 +159,7 @@ async def build(settings: Settings, topology: Topology) -> OpsContext:
             "application_name": "ioc-ops",
         },
     )
+    bound_acquire(pool)
     parts: dict[str, Any] = {}
     try:
         from ioc.services.ops.alertmanager import AlertmanagerClient
@@ -173,7 +221,12 @@ def need(role: str) -> Callable[..., Awaitable[Principal]]:
         token = credentials.credentials if credentials else None
         where = _where(request)
         principal = await auth.authenticate(
-            _ctx(request), token, where.address, where.method, where.path
+            _ctx(request),
+            token,
+            where.address,
+            where.method,
+            where.path,
+            request.app.state.login_guard,
         )
         request.app.state.limiter.check(principal)
         auth.require(principal, role)
@@ -340,6 +393,7 @@ def create_app(ctx: OpsContext, *, apply_wait_s: float = APPLY_WAIT_S) -> FastAP
     )
     app.state.ctx = ctx
     app.state.limiter = auth.RateLimiter()
+    app.state.login_guard = auth.LoginGuard()
     app.state.apply_wait_s = apply_wait_s
     _install_errors(app)
     _incident_routes(app)
@@ -509,38 +563,6 @@ def _token_and_audit_routes(app: FastAPI) -> None:
         return await audit.query(_ctx(request).pool, f)
 
 
-async def _audited(
-    request: Request,
-    principal: Principal,
-    action: str,
-    target: str | None,
-    status: int,
-    before: Any,
-    after: Any,
-    outcome: str = "ok",
-) -> None:
-    where = _where(request)
-    async with _ctx(request).pool.acquire() as conn:
-        await audit.record(
-            conn,
-            principal,
-            where.address,
-            where.method,
-            where.path,
-            action,
-            target,
-            outcome,
-            status,
-            before=before,
-            after=after,
-        )
-
-
-def _dump(value: Any) -> Any:
-    dump = getattr(value, "model_dump", None)
-    return dump(mode="json") if dump is not None else value
-
-
 def _window_visible(topology: Topology, principal: Principal, kind: str, scope: str) -> bool:
     """Whether a limited principal sees a window: its scope lies in the principal's subtree
     (a domain-wide window covers every unit, so everyone sees it)."""
@@ -596,11 +618,10 @@ def _maintenance_routes(app: FastAPI) -> None:
         its scope are silenced during each occurrence, monitoring continues."""
         ctx = _ctx(request)
         check_scope(ctx, principal, body.scope_kind, body.scope)
-        out = await maintenance.create_window(ctx, body, principal.name)
-        await _audited(
-            request, principal, "maintenance.create", f"window:{out.id}", 201, None, _dump(out)
+        recorder = audit.in_transaction(
+            principal, _where(request), "maintenance.create", "window:{id}", 201
         )
-        return out
+        return await maintenance.create_window(ctx, body, principal.name, recorder)
 
     @app.delete(
         f"{API}/maintenance/{{window_id}}",
@@ -618,16 +639,10 @@ def _maintenance_routes(app: FastAPI) -> None:
         if not _window_visible(ctx.topology, principal, current.scope_kind, current.scope):
             raise NotFound(f"no maintenance window {window_id}")
         check_scope(ctx, principal, current.scope_kind, current.scope)
-        before, after = await maintenance.cancel_window(ctx, window_id, principal.name)
-        await _audited(
-            request,
-            principal,
-            "maintenance.cancel",
-            f"window:{window_id}",
-            200,
-            _dump(before),
-            _dump(after),
+        recorder = audit.in_transaction(
+            principal, _where(request), "maintenance.cancel", f"window:{window_id}", 200
         )
+        _before, after = await maintenance.cancel_window(ctx, window_id, principal.name, recorder)
         return after
 
 
@@ -659,7 +674,7 @@ def _sla_routes(app: FastAPI) -> None:
         unit: Annotated[str, Query(min_length=1, max_length=128)],
         period: Period,
         format: Literal["json", "csv", "html", "pdf"] = "json",
-        upstream_as: Literal["upstream", "device"] = "upstream",
+        upstream_as: Literal["upstream", "device"] | None = None,
         domain: Annotated[str | None, Query(max_length=64)] = None,
         sla_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
         lang: Literal["vi", "en"] = "vi",
@@ -708,17 +723,17 @@ def _sla_routes(app: FastAPI) -> None:
         request: Request, principal: Admin, body: sla.SlaObjectIn
     ) -> sla.SlaObjectOut:
         """A new SLA object (objective, scope, period, schedule, excluded downtime)."""
-        out = await sla.create_sla(_ctx(request), body, principal.name)
-        await _audited(request, principal, "sla.create", f"sla:{out.id}", 201, None, _dump(out))
-        return out
+        recorder = audit.in_transaction(principal, _where(request), "sla.create", "sla:{id}", 201)
+        return await sla.create_sla(_ctx(request), body, principal.name, recorder)
 
     @app.delete(f"{API}/sla/objects/{{sla_id}}", response_model=sla.SlaObjectOut, tags=["sla"])
     async def delete_object(
         request: Request, principal: Admin, sla_id: Annotated[int, Path(ge=1, le=MAX_ID)]
     ) -> sla.SlaObjectOut:
-        out = await sla.delete_sla(_ctx(request), sla_id, principal.name)
-        await _audited(request, principal, "sla.delete", f"sla:{sla_id}", 200, _dump(out), None)
-        return out
+        recorder = audit.in_transaction(
+            principal, _where(request), "sla.delete", f"sla:{sla_id}", 200
+        )
+        return await sla.delete_sla(_ctx(request), sla_id, principal.name, recorder)
 
 
 def _oncall_routes(app: FastAPI) -> None:

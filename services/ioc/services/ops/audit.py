@@ -1,16 +1,20 @@
 """The audit trail: who did what, when, from which address, before and after.
 
-Every write through the API (and the CLI's token commands) and every failed login is one row
-of ``audit_log`` (a hypertable, migration 0007). Where the write is a database write, the row
-is written on the same connection inside the same transaction, so a write and its audit row
-commit together or not at all; an incident action is a Kafka command (the incident agent
-writes the incident), and its row records the outcome the service saw. Token text never
-reaches this table.
+Every write through the API, the console (and the CLI's token commands) and every failed
+login is one row of ``audit_log`` (a hypertable, migration 0007); failed logins from one
+address beyond its limit are counted, not written one by one (:class:`auth.LoginGuard`).
+Where the write is a database write (tokens, maintenance windows, SLA objects), the row is
+written on the same connection inside the same transaction (:func:`in_transaction`), so a
+write and its audit row commit together or not at all; an incident action is a Kafka command
+(the incident agent writes the incident), and its row records the outcome the service saw.
+A refusal writes nothing else, and its row is written on its own. Token text never reaches
+this table.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -69,6 +73,40 @@ async def record(
         _json(before),
         _json(after),
     )
+
+
+Recorder = Callable[["asyncpg.Connection", Any, Any], Awaitable[None]]
+"""Writes a change's audit row on the writer's connection: ``(conn, before, after)``."""
+
+
+def _dump(value: Any) -> Any:
+    dump = getattr(value, "model_dump", None)
+    return dump(mode="json") if dump is not None else value
+
+
+def in_transaction(
+    principal: Principal | None, where: Where, action: str, target: str, status: int
+) -> Recorder:
+    """The :data:`Recorder` a writer calls inside its transaction; ``{id}`` in ``target`` is
+    the written object's id (``after``'s, else ``before``'s), known only once written."""
+
+    async def recorder(conn: asyncpg.Connection, before: Any, after: Any) -> None:
+        obj = after if after is not None else before
+        await record(
+            conn,
+            principal,
+            where.address,
+            where.method,
+            where.path,
+            action,
+            target.replace("{id}", str(getattr(obj, "id", ""))),
+            "ok",
+            status,
+            before=_dump(before),
+            after=_dump(after),
+        )
+
+    return recorder
 
 
 def _decode(value: Any) -> Any:

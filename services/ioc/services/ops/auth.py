@@ -14,7 +14,9 @@ SLA, and nothing else (404 for an incident outside, 403 for a unit outside).
 401 means "who are you?" (no token, unknown or revoked token; with ``WWW-Authenticate``),
 403 "you may not" (role too low, unit outside the scope). Wrong or revoked tokens are audited
 as failed logins with the address and path, never the token text; no log line carries a
-secret.
+secret. An address that keeps presenting wrong tokens is refused (429) before any lookup once
+over its limit (:class:`LoginGuard`), and those refusals are counted rather than audited one
+by one.
 """
 
 from __future__ import annotations
@@ -82,11 +84,18 @@ def _bootstrap_token(settings: Settings) -> str | None:
 
 
 async def authenticate(
-    ctx: OpsContext, token: str | None, address: str | None, method: str, path: str
+    ctx: OpsContext,
+    token: str | None,
+    address: str | None,
+    method: str,
+    path: str,
+    guard: LoginGuard | None = None,
 ) -> Principal:
     """The principal of ``token``, or :class:`Unauthorized` (a presented token that is wrong
     or revoked is audited as a failed login; a request with no token at all is not a login
-    attempt and is only refused)."""
+    attempt and is only refused). With a ``guard``, an address over its failed-login limit is
+    refused (429) before the lookup: its other tokens too, until its bucket refills (the
+    bootstrap admin token, checked without a lookup, still works)."""
     if not token:
         raise Unauthorized("authentication required: send Authorization: Bearer <token>")
     bootstrap = _bootstrap_token(ctx.settings)
@@ -97,6 +106,8 @@ async def authenticate(
             role="admin",
             rate_per_min=BOOTSTRAP_RATE_PER_MIN,
         )
+    if guard is not None:  # after the bootstrap token (no lookup): the stack's admin gets in
+        guard.check(address)
     async with ctx.pool.acquire() as conn:
         row = await conn.fetchrow(
             "SELECT id, name, role, unit_code, rate_per_min, revoked_at "
@@ -105,6 +116,10 @@ async def authenticate(
         )
         if row is None or row["revoked_at"] is not None:
             reason = "unknown token" if row is None else "revoked token"
+            failure: dict[str, Any] = {"reason": reason}
+            suppressed = guard.failed(address) if guard is not None else 0
+            if suppressed:
+                failure["suppressed"] = suppressed  # refused over the limit, not audited
             await audit.record(
                 conn,
                 None,
@@ -115,7 +130,7 @@ async def authenticate(
                 row["name"] if row is not None else None,
                 "denied",
                 401,
-                after={"reason": reason},
+                after=failure,
             )
             log.warning("failed login from %s on %s %s: %s", address, method, path, reason)
             raise Unauthorized("invalid or revoked token")
@@ -200,6 +215,72 @@ class RateLimiter:
         bucket.tokens -= 1.0
 
 
+FAILED_LOGIN_BURST = 10
+"""Failed logins an address may make at once before :class:`LoginGuard` refuses it."""
+FAILED_LOGINS_PER_MIN = 10
+"""...and the steady rate afterwards."""
+
+
+class LoginGuard:
+    """Failed logins per client address, in memory (one process serves): a token bucket of
+    :data:`FAILED_LOGIN_BURST`, refilled at :data:`FAILED_LOGINS_PER_MIN`. An address whose
+    bucket is empty is refused (429 with ``Retry-After``) before any token lookup, and its
+    refused attempts are counted, not audited one by one: the next audited failure carries
+    the count (``suppressed``), and a log line says when the suppression starts. So a client
+    guessing tokens can neither hammer the database nor flood ``audit_log``."""
+
+    MAX_ADDRESSES = 10_000
+
+    def __init__(self, clock: Any = time.monotonic) -> None:
+        self._clock = clock
+        self._buckets: dict[str, _Bucket] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def _bucket(self, key: str) -> _Bucket:
+        now = self._clock()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= self.MAX_ADDRESSES:
+                self._prune(now)
+            bucket = self._buckets[key] = _Bucket(float(FAILED_LOGIN_BURST), now)
+        rate = FAILED_LOGINS_PER_MIN / 60.0
+        bucket.tokens = min(float(FAILED_LOGIN_BURST), bucket.tokens + (now - bucket.at) * rate)
+        bucket.at = now
+        return bucket
+
+    def _prune(self, now: float) -> None:
+        full = FAILED_LOGIN_BURST * 60.0 / FAILED_LOGINS_PER_MIN
+        for key in [k for k, b in self._buckets.items() if now - b.at >= full]:
+            del self._buckets[key]
+            self._suppressed.pop(key, None)
+
+    def check(self, address: str | None) -> None:
+        """Before a token is looked up: :class:`RateLimited` if ``address`` has used up its
+        failed logins (counted as suppressed)."""
+        key = address or "unknown"
+        bucket = self._bucket(key)
+        if bucket.tokens >= 1.0:
+            return
+        count = self._suppressed.get(key, 0) + 1
+        self._suppressed[key] = count
+        if count == 1:
+            log.warning(
+                "failed logins from %s over the limit (%d/min): refused and no longer "
+                "audited one by one",
+                key,
+                FAILED_LOGINS_PER_MIN,
+            )
+        retry = max(1, int((1.0 - bucket.tokens) * 60.0 / FAILED_LOGINS_PER_MIN + 0.999))
+        raise RateLimited(f"too many failed logins from {key}; retry in {retry} s", retry)
+
+    def failed(self, address: str | None) -> int:
+        """Count one failed login; the number of attempts suppressed since the last one that
+        was audited (to note in its audit row)."""
+        key = address or "unknown"
+        self._bucket(key).tokens -= 1.0
+        return self._suppressed.pop(key, 0)
+
+
 # --- token management ---------------------------------------------------------------------
 
 
@@ -233,20 +314,26 @@ async def create_token(
             raise Invalid("an admin token cannot be limited to a unit")
         if spec.unit_code not in topology.units:
             raise Invalid(f"no unit {spec.unit_code!r} in scenario {topology.name}")
+    import asyncpg
+
     token = new_token()
+    exists = Conflict(f"a token named {spec.name!r} exists already")
     async with pool.acquire() as conn, conn.transaction():
         if await conn.fetchval("SELECT 1 FROM api_tokens WHERE name = $1", spec.name):
-            raise Conflict(f"a token named {spec.name!r} exists already")
-        row = await conn.fetchrow(
-            f"INSERT INTO api_tokens (name, role, unit_code, token_hash, rate_per_min, "
-            f"created_by) VALUES ($1, $2, $3, $4, $5, $6) RETURNING {_COLUMNS}",
-            spec.name,
-            spec.role,
-            spec.unit_code,
-            hash_token(token),
-            spec.rate_per_min,
-            actor.name if actor else "cli",
-        )
+            raise exists
+        try:
+            row = await conn.fetchrow(
+                f"INSERT INTO api_tokens (name, role, unit_code, token_hash, rate_per_min, "
+                f"created_by) VALUES ($1, $2, $3, $4, $5, $6) RETURNING {_COLUMNS}",
+                spec.name,
+                spec.role,
+                spec.unit_code,
+                hash_token(token),
+                spec.rate_per_min,
+                actor.name if actor else "cli",
+            )
+        except asyncpg.UniqueViolationError:  # the same name made concurrently
+            raise exists from None
         out = _token_out(row)
         await audit.record(
             conn,
@@ -275,7 +362,7 @@ async def revoke_token(
 ) -> tuple[TokenOut, TokenOut]:
     """Revoke a token by id or name (before, after); revoking twice is a 409."""
     async with pool.acquire() as conn, conn.transaction():
-        if ident.isdigit() and len(ident) < 19:
+        if ident.isascii() and ident.isdigit() and len(ident) < 19:  # "²".isdigit() too
             row = await conn.fetchrow(
                 f"SELECT {_COLUMNS} FROM api_tokens WHERE id = $1 FOR UPDATE", int(ident)
             )

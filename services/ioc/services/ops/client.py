@@ -19,6 +19,9 @@ from ioc.config import ENV_PREFIX, Settings
 from ioc.errors import IocError
 
 API = "/api/v1"
+ACT_TIMEOUT_S = 60.0
+"""An action may wait for another on the same incident, the broker and the incident agent
+(the service's worst case is under a minute): the CLI waits that long for its answer."""
 
 ParamValue = str | int | bool | None
 
@@ -89,8 +92,13 @@ class OpsClient:
         *,
         params: Mapping[str, ParamValue] | None = None,
         body: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        unanswered: str = "",
     ) -> bytes:
-        """The response body of a 2xx; :class:`OpsClientError` with a one-line reason else."""
+        """The response body of a 2xx; :class:`OpsClientError` with a one-line reason else
+        (``unanswered``: what to add when the service took the request but did not answer
+        within ``timeout``, default :attr:`timeout`)."""
+        wait = self.timeout if timeout is None else timeout
         data = None if body is None else json.dumps(body, default=str).encode()
         req = urllib.request.Request(self._url(path, params), data=data, method=method)
         req.add_header("Authorization", f"Bearer {self._token}")
@@ -98,12 +106,17 @@ class OpsClient:
         if data is not None:
             req.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with urllib.request.urlopen(req, timeout=wait) as resp:
                 payload: bytes = resp.read()
                 return payload
         except urllib.error.HTTPError as exc:
             raise self._http_error(exc.code, exc.read()) from None
-        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+        except TimeoutError:  # connected and sent, then no answer (a refused connect is below)
+            raise OpsClientError(
+                f"the operations service at {self.base_url} gave no answer within {wait:g} s"
+                + (f"; {unanswered}" if unanswered else "")
+            ) from None
+        except (urllib.error.URLError, ConnectionError) as exc:
             reason = getattr(exc, "reason", exc)
             raise OpsServiceDown(
                 f"the operations service at {self.base_url} is not answering ({reason}); "
@@ -138,8 +151,12 @@ class OpsClient:
         *,
         params: Mapping[str, ParamValue] | None = None,
         body: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        unanswered: str = "",
     ) -> Any:
-        raw = self.request(method, path, params=params, body=body)
+        raw = self.request(
+            method, path, params=params, body=body, timeout=timeout, unanswered=unanswered
+        )
         if not raw:
             return None
         try:
@@ -179,7 +196,17 @@ class OpsClient:
         body: dict[str, Any] = {"note": note}
         if assignee is not None:
             body["assignee"] = assignee
-        return _dict(self.json("POST", f"{API}/incidents/{incident_id}/{action}", body=body))
+        return _dict(
+            self.json(
+                "POST",
+                f"{API}/incidents/{incident_id}/{action}",
+                body=body,
+                timeout=max(self.timeout, ACT_TIMEOUT_S),
+                unanswered=(
+                    f"the action may have been applied: check `ioc incidents show {incident_id}`"
+                ),
+            )
+        )
 
     # --- maintenance -----------------------------------------------------------------------
     def list_windows(self, include_cancelled: bool = False) -> list[dict[str, Any]]:

@@ -38,6 +38,7 @@ from ioc.services.ops.common import (
     Forbidden,
     Invalid,
     Lang,
+    NotFound,
     OpsContext,
     OpsError,
     Unauthorized,
@@ -324,8 +325,9 @@ async def _audit(
     before: Any,
     after: Any,
 ) -> None:
-    """The audit row of a console write (the maintenance functions leave auditing to their
-    caller; incident actions audit themselves in :func:`actions.act`)."""
+    """The audit row of a refused console write (a maintenance write that succeeds is
+    audited inside its transaction, :func:`audit.in_transaction`; incident actions audit
+    themselves in :func:`actions.act`)."""
     if isinstance(after, str):
         after = {"error": after}
     async with _ctx(request).pool.acquire() as conn:
@@ -397,7 +399,12 @@ async def _session(request: Request) -> _Session | Response:
         return _redirect(login)
     try:
         principal = await auth.authenticate(
-            _ctx(request), token, _address(request), request.method, request.url.path
+            _ctx(request),
+            token,
+            _address(request),
+            request.method,
+            request.url.path,
+            getattr(request.app.state, "login_guard", None),
         )
     except Unauthorized:
         response = _redirect(login)
@@ -630,7 +637,12 @@ async def login(request: Request) -> Response:
     target = _safe_next(str(form.get("next", "")), _url("/incidents"))
     try:
         principal = await auth.authenticate(
-            _ctx(request), token or None, _address(request), "POST", request.url.path
+            _ctx(request),
+            token or None,
+            _address(request),
+            "POST",
+            request.url.path,
+            getattr(request.app.state, "login_guard", None),
         )
     except OpsError as exc:
         response = _redirect(_url("/login") + "?" + urlencode({"next": target}))
@@ -838,7 +850,7 @@ async def maintenance_create(request: Request) -> Response:
     response = _redirect(_url("/maintenance"))
     try:
         duration = form.get("duration_minutes", "").strip()
-        if duration and not duration.isdigit():
+        if duration and not (duration.isascii() and duration.isdigit()):
             raise Invalid(
                 tr(lang, f"Thời lượng không hợp lệ: {duration!r}", f"Bad duration: {duration!r}")
             )
@@ -852,7 +864,12 @@ async def maintenance_create(request: Request) -> Response:
             note=form.get("note", "").strip(),
         )
         _check_window_scope(_ctx(request).topology, session.principal, window)
-        created = await maintenance.create_window(_ctx(request), window, session.principal.name)
+        recorder = audit.in_transaction(
+            session.principal, _where(request), "maintenance.create", "window:{id}", 201
+        )
+        created = await maintenance.create_window(
+            _ctx(request), window, session.principal.name, recorder
+        )
     except pydantic.ValidationError as exc:
         await _audit(request, session, "maintenance.create", None, "refused", 422, None, str(exc))
         _flash(response, request, "error", _validation_message(exc))
@@ -863,16 +880,6 @@ async def maintenance_create(request: Request) -> Response:
         )
         _flash(response, request, "error", str(exc))
         return response
-    await _audit(
-        request,
-        session,
-        "maintenance.create",
-        f"window:{created.id}",
-        "ok",
-        201,
-        None,
-        created.model_dump(mode="json"),
-    )
     _flash(
         response,
         request,
@@ -900,8 +907,13 @@ async def maintenance_cancel(request: Request, window_id: int) -> Response:
     try:
         ctx = _ctx(request)
         current = await maintenance.get_window(ctx, window_id)
+        if not _window_visible(ctx.topology, session.principal, current):
+            raise NotFound(f"no maintenance window {window_id}")  # as the API: not told
         _check_window_scope(ctx.topology, session.principal, current)
-        before, after = await maintenance.cancel_window(ctx, window_id, session.principal.name)
+        recorder = audit.in_transaction(
+            session.principal, _where(request), "maintenance.cancel", f"window:{window_id}", 200
+        )
+        await maintenance.cancel_window(ctx, window_id, session.principal.name, recorder)
     except OpsError as exc:
         target = f"window:{window_id}"
         await _audit(
@@ -909,16 +921,6 @@ async def maintenance_cancel(request: Request, window_id: int) -> Response:
         )
         _flash(response, request, "error", str(exc))
         return response
-    await _audit(
-        request,
-        session,
-        "maintenance.cancel",
-        f"window:{window_id}",
-        "ok",
-        200,
-        before.model_dump(mode="json"),
-        after.model_dump(mode="json"),
-    )
     _flash(
         response,
         request,

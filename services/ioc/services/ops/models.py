@@ -200,8 +200,19 @@ class CommandAccepted(BaseModel):
 # --- tokens and audit ---------------------------------------------------------------------
 
 
+def _not_an_id(value: str) -> str:
+    """Tokens are revoked by id or name: a name of digits only would read as an id."""
+    if value.isascii() and value.isdigit():
+        raise ValueError("a token name must not be all digits (it would read as a token id)")
+    return value
+
+
+TokenName = Annotated[Name, AfterValidator(_not_an_id)]
+
+
 class TokenIn(_Strict):
-    name: Name
+    name: TokenName
+    """Not all digits: ``DELETE /tokens/{id or name}`` would read it as an id."""
     role: Role
     unit_code: Name | None = None
     """Viewers and operators may be limited to a unit subtree."""

@@ -66,6 +66,11 @@ def _check_filter(topology: Topology, f: IncidentFilter, principal: Principal) -
         raise Invalid(f"no domain {f.domain!r}; known: {known}")
     if f.since is not None and f.until is not None and f.until <= f.since:
         raise Invalid("until must be after since")
+    if principal.unit_code is not None and principal.unit_code not in topology.units:
+        raise Forbidden(
+            f"{principal.name} is limited to unit {principal.unit_code}, which scenario "
+            f"{topology.name} does not have"
+        )
     if (
         principal.unit_code is not None
         and f.unit is not None
