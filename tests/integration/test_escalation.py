@@ -194,8 +194,10 @@ async def test_an_ignored_critical_incident_escalates_once_per_level(world: Worl
     assert "Trần Văn Quang" in page_row["deliveries"]
 
     # the fresh one reaches level 2 in its turn; the first goes on to level 3 (duty manager)
-    later = now + dt.timedelta(minutes=19)
-    assert sorted(await escalator.check_once(later)) == sorted([(incident, 3), (fresh, 2)])
+    # 20 minutes (30 - 10) after its level 2 was paged
+    assert await escalator.check_once(now + dt.timedelta(minutes=19)) == [(fresh, 2)]
+    later = now + dt.timedelta(minutes=20)
+    assert await escalator.check_once(later) == [(incident, 3)]
     assert len(world.dispatcher.calls) == 3
     assert await escalator.check_once(later + dt.timedelta(minutes=5)) == []
 
@@ -280,15 +282,77 @@ async def test_acknowledged_resolved_warning_and_maintenance_are_not_escalated(
     assert await escalator.check_once(now) == []
     assert world.dispatcher.calls == []
     assert await world.pool.fetchval("SELECT count(*) FROM escalations") == 0
-    # when the window is over, the node's outage escalates (all levels that are due)
-    after = now + dt.timedelta(hours=1, minutes=1)
-    assert await escalator.check_once(after) == [(in_maintenance, 2), (in_maintenance, 3)]
+    # when the window is over, the node's outage is counted from the window's end: not every
+    # level at once, but level 2 ten minutes later, level 3 twenty minutes after that
+    end = now + dt.timedelta(hours=1)
+    assert await escalator.check_once(end + dt.timedelta(minutes=1)) == []
+    assert await escalator.check_once(end + dt.timedelta(minutes=10)) == [(in_maintenance, 2)]
+    assert await escalator.check_once(end + dt.timedelta(minutes=29)) == []
+    assert await escalator.check_once(end + dt.timedelta(minutes=30)) == [(in_maintenance, 3)]
     # acknowledging between passes stops the next level
     fresh = await open_incident(world, COMMUNE_STATION, now - dt.timedelta(minutes=10))
     await world.pool.execute(
         f"UPDATE {t.INCIDENTS} SET status = 'acknowledged' WHERE id = $1", fresh
     )
     assert await escalator.check_once(now + dt.timedelta(minutes=40)) == []
+
+
+async def test_after_a_long_pause_levels_still_go_up_one_at_a_time(world: World) -> None:
+    """The escalator was down for an hour: the incident is paged to level 2 now and to level
+    3 twenty minutes later, not to both in one pass."""
+    now = dt.datetime.now(dt.UTC)
+    incident = await open_incident(world, STATION, now - dt.timedelta(hours=1))
+    escalator = Escalator(world.ctx)
+    assert await escalator.check_once(now) == [(incident, 2)]
+    assert await escalator.check_once(now + dt.timedelta(seconds=5)) == []
+    assert await escalator.check_once(now + dt.timedelta(minutes=19)) == []
+    assert await escalator.check_once(now + dt.timedelta(minutes=20)) == [(incident, 3)]
+    assert [p.title[:17] for p, _ in world.dispatcher.calls] == [
+        "Leo thang cấp 2: ",
+        "Leo thang cấp 3: ",
+    ]
+
+
+class SlowDispatcher(FakeDispatcher):
+    """A channel that takes its time, on a connection that drops meanwhile."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        super().__init__()
+        self.pool = pool
+        self.claims_seen: list[int] = []
+        self.active = self.most_active = 0
+
+    async def deliver(self, page: Page, recipients: list[Contact]) -> list[Delivery]:
+        # the claim is committed before anything goes out: another connection sees it
+        self.claims_seen.append(
+            await self.pool.fetchval(
+                "SELECT count(*) FROM escalations WHERE incident_id = $1", page.incident_id
+            )
+        )
+        self.active += 1
+        self.most_active = max(self.most_active, self.active)
+        await asyncio.sleep(0.3)
+        self.active -= 1
+        return await super().deliver(page, recipients)
+
+
+async def test_a_claim_is_committed_before_the_page_goes_out(world: World) -> None:
+    """A slow delivery holds no transaction open (a dropped connection cannot roll a sent
+    page's claim back and page it again), and the pages of one pass go out side by side."""
+    now = dt.datetime.now(dt.UTC)
+    first = await open_incident(world, STATION, now - dt.timedelta(minutes=11))
+    second = await open_incident(world, OTHER_STATION, now - dt.timedelta(minutes=11))
+    slow = SlowDispatcher(world.pool)
+    escalator = Escalator(dataclasses.replace(world.ctx, dispatcher=slow))
+    assert sorted(await escalator.check_once(now)) == sorted([(first, 2), (second, 2)])
+    assert slow.most_active == 2  # side by side, not one after the other
+    assert slow.claims_seen == [1, 1]
+    rows = await world.pool.fetch(
+        "SELECT incident_id, deliveries FROM pages WHERE alertname = $1 ORDER BY incident_id",
+        ALERTNAME,
+    )
+    assert [r["incident_id"] for r in rows] == sorted([first, second])
+    assert all("Trần Văn Quang" in r["deliveries"] for r in rows)
 
 
 async def test_with_the_broker_away_the_page_goes_out_and_the_step_follows(

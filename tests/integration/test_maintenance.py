@@ -215,11 +215,19 @@ async def test_create_list_cancel_with_occurrences(world: World) -> None:
 
 
 async def test_the_view_covers_the_devices_of_each_scope_kind(world: World) -> None:
+    """Each scope kind's devices, and every device behind one of them (the upstream chain
+    passes through it: planned work on a node makes what is behind it unreachable)."""
     w = world
     topo = w.topology
+
+    def and_behind(devices: set[str]) -> set[str]:
+        return {d for d in topo.devices if d in devices or set(topo.upstream_chain(d)) & devices}
+
+    behind_node = {d for d in topo.devices if NODE in topo.upstream_chain(d)}
+    assert any(topo.devices[d].upstream != NODE for d in behind_node), "two hops or more"
     start = now() + dt.timedelta(hours=3)
     expected = {
-        ("device", NODE): {NODE},
+        ("device", NODE): {NODE} | behind_node,
         ("site", "site-991-hosp"): {
             d.id for d in topo.devices.values() if d.site == "site-991-hosp"
         },
@@ -231,7 +239,8 @@ async def test_the_view_covers_the_devices_of_each_scope_kind(world: World) -> N
         ("domain", "network"): {d.id for d in topo.devices.values() if d.device_class == "netnode"},
         ("domain", "camera"): {d.id for d in topo.devices.values() if d.device_class == "camera"},
     }
-    for i, ((kind, scope), devices) in enumerate(expected.items()):
+    for i, ((kind, scope), scoped) in enumerate(expected.items()):
+        devices = and_behind(scoped)
         assert devices, (kind, scope)
         at = start + dt.timedelta(hours=2 * i)
         win = await create_window(w.ctx, one_off(kind, scope, at, 1), "op-linh")
@@ -328,11 +337,12 @@ async def test_silencer_silences_maintenance_on_time_and_cancel_ends_it(world: W
     await silencer.reconcile_once()
 
     (o,) = await occurrences(w, ahead.id)
-    assert len(o["silence_ids"]) == 2
+    assert len(o["silence_ids"]) == 3
     pending = [await w.silence(s) for s in o["silence_ids"]]
     assert sorted(str(matchers(s)[0]) for s in pending) == [
         f'device_id="{NODE}"',
         f'node_id="{NODE}"',
+        'upstream_node=~"nn\\-991|nn\\-991\\-001|nn\\-991\\-002"',
     ]
     for s in pending:
         assert s["status"]["state"] == "pending"

@@ -411,3 +411,140 @@ async def test_resolution_is_recorded_once_from_the_incident_events(
     assert received[0]["status"] == "resolved" and received[0]["incident"]["id"] == 7
     assert received[0]["text"].startswith("[ĐÃ KHẮC PHỤC · nghiêm trọng]")
     assert "Sự cố #7: " in received[0]["text"]
+
+
+async def test_a_resolution_is_recorded_for_pages_stored_before_the_incident_was_known(
+    pager_client: PagerClient,
+) -> None:
+    """The follower was still replaying (or the broker was away) when the alert came in: the
+    page names no incident. After acknowledgement (alerts silenced) and resolution, the
+    incident's root-device pages since it opened still get their resolution, once; a page
+    of the device from before the incident (beyond the slack) is not adopted."""
+    client, settings, received = pager_client
+    opened = dt.datetime(2026, 11, 23, 4, 58, tzinfo=dt.UTC)
+    resolved = dt.datetime(2026, 11, 23, 6, 0, tzinfo=dt.UTC)
+    schema = settings.db_schema
+    conn = await connect(settings.admin_dsn())
+    try:
+        await conn.execute(
+            f"""INSERT INTO {schema}.incidents (id, kind, severity, title,
+                  root_device, device_class, unit_code, site_id, opened_at)
+                VALUES (7, 'device-down', 'critical', 't', 'cam-1', 'camera', 'u1', 's1', $1)""",
+            opened,
+        )
+        await conn.execute(
+            f"""INSERT INTO {schema}.pages (fingerprint, status, alertname, device_id,
+                  starts_at) VALUES ('old', 'firing', 'CameraDown', 'cam-1', $1),
+                                    ('other', 'firing', 'CameraDown', 'cam-2', $2)""",
+            opened - dt.timedelta(hours=2),
+            opened + dt.timedelta(minutes=1),
+        )
+    finally:
+        await conn.close()
+    resp = await client.post("/alertmanager/webhook", json=notification(), headers=auth())
+    assert resp.status == 200  # no follower: stored with no incident
+    assert client.app is not None
+    pager = client.app[PAGER]
+    await pager.on_incident_event(resolved_event(7, resolved))
+    await pager.on_incident_event(resolved_event(7, resolved))  # replayed
+    for _ in range(50):
+        if len(received) == 2:
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.2)
+    conn = await connect(settings.admin_dsn())
+    try:
+        rows = await conn.fetch(
+            f"SELECT fingerprint, status, incident_id, starts_at FROM {schema}.pages ORDER BY id"
+        )
+    finally:
+        await conn.close()
+    assert [tuple(r) for r in rows] == [
+        ("old", "firing", None, opened - dt.timedelta(hours=2)),
+        ("other", "firing", None, opened + dt.timedelta(minutes=1)),
+        ("abc", "firing", 7, dt.datetime(2026, 11, 23, 5, 0, tzinfo=dt.UTC)),
+        ("incident:7", "resolved", 7, opened),
+    ]
+    assert [(p["status"], p["labels"]["alertname"]) for p in received] == [
+        ("firing", "CameraDown"),
+        ("resolved", "IncidentResolved"),
+    ]
+
+
+async def test_a_resolution_waits_out_any_database_outage(
+    pager_client: PagerClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server starting, shutting down or out of connections is retried like a dropped
+    connection; a fault of the data itself is not retried forever."""
+    import asyncpg
+
+    from ioc.services import pager as pager_module
+
+    monkeypatch.setattr(pager_module, "RESOLUTION_RETRY_FIRST_S", 0.01)
+    client, _settings, _received = pager_client
+    assert client.app is not None
+    pager = client.app[PAGER]
+    failures: list[Exception] = [
+        asyncpg.CannotConnectNowError("the database system is starting up"),
+        asyncpg.AdminShutdownError("terminating connection due to administrator command"),
+        asyncpg.TooManyConnectionsError("sorry, too many clients already"),
+        TimeoutError(),
+    ]
+    calls: list[int] = []
+
+    async def flaky(event: ev.IncidentEvent) -> dict[str, Any] | None:
+        calls.append(event.incident_id)
+        if failures:
+            raise failures.pop(0)
+        return None
+
+    monkeypatch.setattr(pager, "record_resolution", flaky)
+    event = resolved_event(7, dt.datetime(2026, 11, 23, 6, 0, tzinfo=dt.UTC))
+    await asyncio.wait_for(pager.on_incident_event(event), 5)
+    assert calls == [7] * 5
+
+    async def bad_data(event: ev.IncidentEvent) -> dict[str, Any] | None:
+        calls.append(event.incident_id)
+        raise asyncpg.DataError("invalid input")
+
+    monkeypatch.setattr(pager, "record_resolution", bad_data)
+    with pytest.raises(asyncpg.DataError):
+        await asyncio.wait_for(pager.on_incident_event(event), 5)
+
+
+async def test_a_failed_roster_load_is_retried_after_a_cooldown(
+    pager_client: PagerClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from ioc.contract import topology as topology_module
+    from ioc.services import pager as pager_module
+    from ioc.services.channels import Contact
+    from ioc.services.ops import oncall
+    from ioc.services.ops.common import Invalid
+
+    monkeypatch.setattr(pager_module, "ROSTER_RETRY_S", 0.2)
+    client, _settings, _received = pager_client
+    assert client.app is not None
+    pager = client.app[PAGER]
+    linh = Contact(name="Linh", phone="+84900000011")
+    roster = SimpleNamespace(
+        on_call=lambda *_: [SimpleNamespace(level=1, people=[linh])],
+    )
+    loads: list[int] = []
+
+    def load_roster(settings: Settings) -> object:
+        loads.append(1)
+        if len(loads) == 1:
+            raise Invalid("roster.yaml: cannot read the on-call roster")
+        return roster
+
+    monkeypatch.setattr(oncall, "load_roster", load_roster)
+    monkeypatch.setattr(topology_module, "load_scenario", lambda name: None)
+    assert pager._recipients("camera", "u1") == []  # the roster is away
+    assert pager._recipients("camera", "u1") == []  # cooling down: not tried again yet
+    assert len(loads) == 1
+    await asyncio.sleep(0.25)
+    assert pager._recipients("camera", "u1") == [linh]
+    assert pager._recipients("camera", "u1") == [linh]
+    assert len(loads) == 2

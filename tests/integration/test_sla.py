@@ -68,15 +68,16 @@ def in_subtree(topo: Topology, unit: str, device_id: str) -> bool:
 
 
 def maintenance_of(topo: Topology, windows: list[dict[str, Any]], device_id: str) -> list[Span]:
-    dev = topo.devices[device_id]
+    """A window covers the devices of its scope and every device behind one of them."""
     spans: list[Span] = []
     for w in windows:
         kind, scope = w["scope_kind"], w["scope"]
-        applies = (
-            (kind == "device" and scope == device_id)
-            or (kind == "site" and scope == dev.site)
-            or (kind == "domain" and scope == domain_of(dev.device_class))
-            or (kind == "unit" and in_subtree(topo, scope, device_id))
+        applies = any(
+            (kind == "device" and scope == d)
+            or (kind == "site" and scope == topo.devices[d].site)
+            or (kind == "domain" and scope == domain_of(topo.devices[d].device_class))
+            or (kind == "unit" and in_subtree(topo, scope, d))
+            for d in [device_id, *topo.upstream_chain(device_id)]
         )
         if applies:
             for s, e in w["occurrences"]:
@@ -293,9 +294,66 @@ async def test_overlapping_maintenance_is_subtracted_once(
     finally:
         await ctx.pool.release(conn)
     assert row is not None
-    # windows: 3rd 01-09 and 06-14 (one span of 13 h), 10th 01-05 (4 h), the domain window does
-    # not cover a camera, the district's first 2 h of the month
-    assert row["s"] == pytest.approx((13 + 4 + 2) * 3600)
+    # windows: 3rd 01-09 and 06-14 (one span of 13 h), 10th 01-05 (4 h), the district's first
+    # 2 h of the month, and the network domain's (the camera is behind network nodes): 13th
+    # 00-06, 20th 00-02 (cancelled then: the 27th's never came)
+    assert row["s"] == pytest.approx((13 + 4 + 2 + 6 + 2) * 3600)
+
+
+async def test_maintenance_on_a_node_covers_the_devices_behind_it(
+    ops: tuple[OpsContext, list[Any]],
+) -> None:
+    """Planned work on a network node two hops up: the camera behind it is unreachable during
+    the work, which is not down time even when unreachable-upstream counts against it."""
+    ctx, _ = ops
+    camera, node = "cam-991-001", "nn-991"
+    assert ctx.topology.upstream_chain(camera)[1] == node
+    day = T1 + dt.timedelta(days=7)  # after the seeded month, in the past
+    hour = dt.timedelta(hours=1)
+    conn = await connect(ctx.settings.admin_dsn())
+    try:
+        await conn.execute(f"SET search_path TO {ctx.settings.db_schema}, public")
+        await conn.execute(
+            "DELETE FROM device_state_intervals WHERE device_id = $1 "
+            "AND (end_ts IS NULL OR end_ts > $2)",
+            camera,
+            day,
+        )
+        await conn.executemany(
+            "INSERT INTO device_state_intervals (device_id, state, start_ts, end_ts) "
+            "VALUES ($1, $2, $3, $4)",
+            [
+                (camera, "unreachable-upstream", day, day + 6 * hour),
+                (camera, "up", day + 6 * hour, day + 24 * hour),
+            ],
+        )
+        wid = await conn.fetchval(
+            "INSERT INTO maintenance_windows (scope_kind, scope, start_ts, end_ts) "
+            "VALUES ('device', $1, $2, $3) RETURNING id",
+            node,
+            day,
+            day + 4 * hour,
+        )
+        await conn.execute(
+            "INSERT INTO maintenance_occurrences (window_id, start_ts, end_ts) VALUES ($1, $2, $3)",
+            wid,
+            day,
+            day + 4 * hour,
+        )
+    finally:
+        await conn.close()
+    row = await ctx.pool.fetchrow(
+        "SELECT * FROM device_availability($1, $2, 'device') WHERE device_id = $3",
+        day,
+        day + 24 * hour,
+        camera,
+    )
+    assert row is not None
+    assert (row["measured_s"], row["unavailable_s"], row["maintenance_s"]) == (
+        20 * 3600,
+        2 * 3600,
+        4 * 3600,
+    )
 
 
 async def test_outages_worst_devices_and_maintenance(ops: tuple[OpsContext, list[Any]]) -> None:
@@ -389,6 +447,41 @@ async def test_sla_object_schedule_and_excluded_downtime(
     assert await delete_sla(ctx, sla.id, actor="tester") == sla
     with pytest.raises(NotFound):
         await get_sla(ctx, sla.id)
+
+
+async def test_an_sla_object_applies_only_when_asked_for(
+    ops: tuple[OpsContext, list[Any]],
+) -> None:
+    """The unit's SLA object is not applied behind the caller's back (the dashboard's
+    default is no SLA object), and an explicit ``upstream_as`` is never overridden."""
+    ctx, _ = ops
+    conn = await connect(ctx.settings.admin_dsn())
+    try:
+        sla_id = await conn.fetchval(
+            f"""INSERT INTO {ctx.settings.db_schema}.sla_objects (name, slo_pct, scope_kind,
+                  scope, period, upstream_as, created_by)
+                VALUES ('Huyện 991', 99.9, 'unit', $1, 'month', 'device', 'test') RETURNING id""",
+            UNIT,
+        )
+    finally:
+        await conn.close()
+    plain = await sla_report(ctx, UNIT, PERIOD)
+    assert plain.sla is None and plain.slo_pct is None and plain.upstream_as == "upstream"
+    figure = await dashboard_figure(
+        ctx.settings, "Availability of the unit (all its devices)", UNIT, 0, T0, T1
+    )
+    assert plain.overall.availability_pct is not None
+    assert abs(float(figure) - plain.overall.availability_pct) < 0.0001
+
+    for asked in (
+        await sla_report(ctx, UNIT, PERIOD, auto_sla=True),
+        await sla_report(ctx, UNIT, PERIOD, sla_id=sla_id),
+    ):
+        assert asked.sla is not None and asked.sla.id == sla_id
+        assert asked.slo_pct == pytest.approx(99.9) and asked.upstream_as == "device"
+    explicit = await sla_report(ctx, UNIT, PERIOD, sla_id=sla_id, upstream_as="upstream")
+    assert explicit.sla is not None and explicit.upstream_as == "upstream"
+    assert explicit.overall.unavailable_s == pytest.approx(plain.overall.unavailable_s)
 
 
 async def test_dashboard_reconciles_with_the_report(ops: tuple[OpsContext, list[Any]]) -> None:

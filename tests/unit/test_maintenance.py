@@ -181,6 +181,8 @@ def test_window_matchers_per_scope_kind(topology: Topology) -> None:
     assert window_matchers("device", NODE, topology) == [
         [Matcher("device_id", NODE)],
         [Matcher("node_id", NODE)],
+        # the devices behind the node, through every node below it
+        [Matcher("upstream_node", r"nn\-991|nn\-991\-001|nn\-991\-002", isRegex=True)],
     ]
     assert window_matchers("site", "site-991-hosp", topology) == [
         [Matcher("site", "site-991-hosp")]

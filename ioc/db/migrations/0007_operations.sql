@@ -48,18 +48,29 @@ CREATE FUNCTION device_domain(device_class text) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$ SELECT CASE device_class WHEN 'netnode' THEN 'network' ELSE device_class END $$;
 
--- Every device under maintenance and when: the scope expanded to devices.
+-- Every device under maintenance and when: the scope expanded to devices, and then to every
+-- device behind one of them (whose chain of devices.upstream_node passes through it, over any
+-- number of hops): planned work on a network node makes what is behind it unreachable, so the
+-- SLA (device_maintenance, 0008) and escalation both treat those devices as under maintenance
+-- too. UNION (not UNION ALL) keeps one row per device and occurrence and ends on a cycle.
 CREATE VIEW maintenance_device_windows AS
-SELECT d.id AS device_id, o.start_ts, o.end_ts, w.id AS window_id
-FROM maintenance_occurrences o
-JOIN maintenance_windows w ON w.id = o.window_id
-JOIN devices d ON
-       (w.scope_kind = 'device' AND d.id = w.scope)
-    OR (w.scope_kind = 'site' AND d.site_id = w.scope)
-    OR (w.scope_kind = 'domain' AND device_domain(d.device_class) = w.scope)
-    OR (w.scope_kind = 'unit' AND EXISTS (
-            SELECT 1 FROM sites s JOIN unit_ancestors a ON a.unit_code = s.unit_code
-            WHERE s.id = d.site_id AND a.ancestor_code = w.scope));
+WITH RECURSIVE covered (device_id, start_ts, end_ts, window_id) AS (
+    SELECT d.id, o.start_ts, o.end_ts, w.id
+    FROM maintenance_occurrences o
+    JOIN maintenance_windows w ON w.id = o.window_id
+    JOIN devices d ON
+           (w.scope_kind = 'device' AND d.id = w.scope)
+        OR (w.scope_kind = 'site' AND d.site_id = w.scope)
+        OR (w.scope_kind = 'domain' AND device_domain(d.device_class) = w.scope)
+        OR (w.scope_kind = 'unit' AND EXISTS (
+                SELECT 1 FROM sites s JOIN unit_ancestors a ON a.unit_code = s.unit_code
+                WHERE s.id = d.site_id AND a.ancestor_code = w.scope))
+    UNION
+    SELECT behind.id, c.start_ts, c.end_ts, c.window_id
+    FROM covered c
+    JOIN devices behind ON behind.upstream_node = c.device_id
+)
+SELECT device_id, start_ts, end_ts, window_id FROM covered;
 
 -- The Alertmanager silences created when an incident was acknowledged; expired when it
 -- resolves (expired_at set).

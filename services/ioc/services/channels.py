@@ -33,7 +33,7 @@ import time
 import unicodedata
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -204,6 +204,11 @@ class ChannelConfig(BaseModel):
     """A message that would wait longer than this for the rate limit fails instead."""
     timeout_s: float = Field(10.0, gt=0, le=120)
 
+    self_timed: ClassVar[bool] = False
+    """The channel applies ``timeout_s`` itself and its :meth:`send` is not wrapped in one:
+    a send that runs in a thread cannot be cancelled, so an outer timeout would only stop the
+    wait and a slow success would be retried (sent twice)."""
+
     @property
     def label(self) -> str:
         return self.name or self.type
@@ -249,11 +254,21 @@ class WebhookConfig(ChannelConfig):
     _check_url = field_validator("url")(_http_url)
 
     def secrets(self) -> list[str]:
-        query = urlsplit(self.url).query
-        return [*self.headers.values(), *([query] if query else [])]
+        parts = urlsplit(self.url)
+        userinfo = parts.netloc.rpartition("@")[0]
+        password = userinfo.partition(":")[2]
+        return [
+            *self.headers.values(),
+            *([parts.query] if parts.query else []),
+            *([userinfo] if userinfo else []),
+            *([password, unquote(password)] if password else []),
+        ]
 
     def shown(self, to: str) -> str:
-        return urlunsplit(urlsplit(to)._replace(query="", fragment=""))
+        """The URL without its credentials (``user:password@``), query and fragment."""
+        parts = urlsplit(to)
+        host = parts.netloc.rpartition("@")[2]
+        return urlunsplit(parts._replace(netloc=host, query="", fragment=""))
 
     def addresses(self, recipients: list[Contact]) -> list[str]:
         return [self.url]
@@ -281,6 +296,7 @@ class EmailConfig(ChannelConfig):
 
     kind = "email"
     default_rate = 30.0
+    self_timed = True  # smtplib's socket timeout (``timeout_s``) bounds each SMTP exchange
     type: Literal["email"]
     host: str = Field(min_length=1)
     port: int = Field(25, ge=1, le=65535)
@@ -606,8 +622,11 @@ class Dispatcher:
         detail = ""
         for attempt in range(1, channel.attempts + 1):
             try:
-                async with asyncio.timeout(channel.timeout_s):
+                if channel.self_timed:
                     await channel.send(self._session(), page, text, to)
+                else:
+                    async with asyncio.timeout(channel.timeout_s):
+                        await channel.send(self._session(), page, text, to)
                 log.info("page %s sent via %s to %s", page.page_id, channel.label, shown)
                 return Delivery(channel=channel.label, recipient=shown, result="ok")
             except _Failure as exc:

@@ -26,6 +26,7 @@ import datetime as dt
 import hmac
 import json
 import logging
+import time
 from typing import Any
 
 import asyncpg
@@ -58,6 +59,27 @@ DUPLICATES = counter(m.PAGER_DUPLICATES)
 REJECTED = counter(m.PAGER_REJECTED)
 DELIVERIES = counter(m.PAGER_DELIVERIES)
 REQUEST_SECONDS = histogram(m.PAGER_REQUEST_SECONDS)
+
+ROSTER_RETRY_S = 60.0
+"""After a failed load of the on-call roster, how long the channels' own recipients are
+used before the roster is loaded again."""
+
+RESOLUTION_SLACK = dt.timedelta(minutes=5)
+"""How long before an incident opened a page of its root device still counts as the
+incident's (an alert's ``startsAt`` can precede the incident by its rule's ``for``)."""
+
+RESOLUTION_RETRY_FIRST_S = 1.0
+RESOLUTION_RETRY_MAX_S = 30.0
+"""The backoff while a resolution cannot be recorded: from the first wait, doubling, up to
+the cap; retried until it is recorded."""
+
+
+def _transient(exc: BaseException) -> bool:
+    """A database failure worth retrying: the server or the connection away (down, starting,
+    shutting down, too many connections, a timeout), not a fault of the data itself."""
+    if isinstance(exc, asyncpg.DataError | asyncpg.IntegrityConstraintViolationError):
+        return False
+    return isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError | asyncpg.PostgresError)
 
 
 class AMAlert(msgspec.Struct):
@@ -117,7 +139,8 @@ class Pager:
             incidents.on_event = self.on_incident_event
         self.token = settings.resolved_pager_token().encode()
         self._oncall: tuple[Any, Any] | None = None
-        self._oncall_failed = False
+        self._oncall_retry_at = 0.0
+        """While the roster cannot be loaded: when (monotonic) to try again."""
         self._tasks: set[asyncio.Task[None]] = set()
 
     def app(self) -> web.Application:
@@ -243,7 +266,7 @@ class Pager:
                             "annotations": alert.annotations,
                             "startsAt": alert.startsAt,
                             # the incident this alert belongs to, from ioc.incidents.v1: the
-                            # on-call acts on it (`ioc incident acknowledge ID`)
+                            # on-call acts on it (`ioc incidents ack ID`, or the console)
                             "incident": None
                             if incident is None
                             else {
@@ -262,7 +285,9 @@ class Pager:
     def _recipients(self, domain: str | None, unit: str | None) -> list[Contact]:
         """The level-1 on-call of the domain and unit, when a roster is available; otherwise
         nobody, and each channel uses its own configured recipients."""
-        if not domain or not unit or self._oncall_failed:
+        if not domain or not unit:
+            return []
+        if self._oncall is None and time.monotonic() < self._oncall_retry_at:
             return []
         try:
             if self._oncall is None:
@@ -275,8 +300,8 @@ class Pager:
             first = min(levels, key=lambda level: level.level) if levels else None
             return list(first.people) if first is not None else []
         except Exception as exc:  # the roster is optional: the channels' own recipients
-            if self._oncall is None:
-                self._oncall_failed = True
+            if self._oncall is None:  # tried again after a cooldown, not only after a restart
+                self._oncall_retry_at = time.monotonic() + ROSTER_RETRY_S
             log.warning(
                 "no on-call roster for %s/%s (%s); channels' own recipients", domain, unit, exc
             )
@@ -318,26 +343,36 @@ class Pager:
         Retried while the database is away, so the resolution is not lost."""
         if event.status != "resolved" or event.event != "resolved":
             return
-        delay = 1.0
-        while True:
+        delay = RESOLUTION_RETRY_FIRST_S
+        while True:  # the follower waits: it does not move on while the database is away
             try:
                 page = await self.record_resolution(event)
                 break
-            except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as exc:
+            except Exception as exc:
+                if not _transient(exc):
+                    raise
                 log.warning(
-                    "cannot record the resolution of incident %s (%s); retry in %.0f s",
+                    "cannot record the resolution of incident %s (%s: %s); retry in %.0f s",
                     event.incident_id,
+                    type(exc).__name__,
                     exc,
                     delay,
                 )
                 await asyncio.sleep(delay)
-                delay = min(30.0, delay * 2)
+                delay = min(RESOLUTION_RETRY_MAX_S, delay * 2)
         if page is not None:
             self._spawn([page])
 
     async def record_resolution(self, event: ev.IncidentEvent) -> dict[str, Any] | None:
         """Insert the ``IncidentResolved`` page of ``event`` if the incident has a firing page
-        and none was recorded yet; the new page (as :meth:`record` returns them) or None."""
+        and none was recorded yet; the new page (as :meth:`record` returns them) or None.
+
+        The incident's firing pages are those that named it when they came in, and those of
+        its root device that named no incident (the follower was still replaying the stream,
+        or the broker was away) and started between :data:`RESOLUTION_SLACK` before the
+        incident opened and its resolution: those are adopted (their ``incident_id`` set), so
+        an incident acknowledged (its alerts silenced) before the pager knew of it still has
+        its resolution paged."""
         domain = domain_of(event.device_class)
         labels = {
             "alertname": "IncidentResolved",
@@ -352,17 +387,28 @@ class Pager:
         resolved_at = dt.datetime.fromtimestamp(event.at_ms / 1000, dt.UTC)
         description = event.note or ""
         row = await self.pool.fetchrow(
-            """INSERT INTO pages (fingerprint, status, alertname, severity, domain, unit, site,
+            """WITH opened AS (
+                 SELECT COALESCE((SELECT opened_at FROM incidents WHERE id = $1),
+                                 (SELECT min(at) FROM incident_events WHERE incident_id = $1))
+                        AS at
+               ), adopted AS (
+                 UPDATE pages p SET incident_id = $1
+                 FROM opened o
+                 WHERE p.incident_id IS NULL AND p.status = 'firing' AND p.device_id = $6
+                   AND p.starts_at >= o.at - $11::interval AND p.starts_at <= $9
+                 RETURNING p.starts_at
+               ), f AS (
+                 SELECT min(s) AS first_start FROM (
+                   SELECT starts_at AS s FROM pages WHERE incident_id = $1 AND status = 'firing'
+                   UNION ALL SELECT starts_at FROM adopted) x
+               )
+               INSERT INTO pages (fingerprint, status, alertname, severity, domain, unit, site,
                  device_id, summary, description, starts_at, ends_at, receiver, group_key,
                  labels, incident_id)
                SELECT 'incident:' || $1::bigint, 'resolved', 'IncidentResolved', $2, $3, $4,
-                 $5, $6, $7, $8,
-                 COALESCE((SELECT opened_at FROM incidents WHERE id = $1),
-                          (SELECT min(at) FROM incident_events WHERE incident_id = $1),
-                          f.first_start),
+                 $5, $6, $7, $8, COALESCE(o.at, f.first_start),
                  $9, 'incident-events', '', $10::jsonb, $1
-               FROM (SELECT min(starts_at) AS first_start FROM pages
-                     WHERE incident_id = $1 AND status = 'firing') f
+               FROM f, opened o
                WHERE f.first_start IS NOT NULL
                ON CONFLICT (fingerprint, status, starts_at) DO NOTHING
                RETURNING id, starts_at""",
@@ -376,6 +422,7 @@ class Pager:
             description,
             resolved_at,
             json.dumps(labels),
+            RESOLUTION_SLACK,
         )
         if row is None:
             return None

@@ -47,7 +47,7 @@ class Matcher:
 def incident_matchers(
     incident_kind: str, root_device: str, topology: Topology
 ) -> list[list[Matcher]]:
-    """The silences that cover exactly an incident's alerts: one silence per matcher set.
+    """The silences that cover an incident's alerts: one silence per matcher set.
 
     Alerts carry device labels (``ioc.alerting.rules``), not incident ids, so an incident is
     mapped to its alerts by its root device:
@@ -58,7 +58,11 @@ def incident_matchers(
     - ``device-down``, ``degraded``, ``flapping`` on device D: ``{device_id="D"}`` (its
       DeviceDown/Degraded alerts), plus ``{node_id="D"}`` when D is a network node.
 
-    An alert of another incident never matches: device ids are unique and each set names one.
+    What they cover is the alerts of the root device and, for ``site-isolated``, of every
+    device behind it: ``{upstream_node="N"}`` matches every alert labelled with N as its
+    upstream, including one (a degraded device behind N, say) that belongs to an incident of
+    its own, which stays silenced while N's incident is acknowledged and unresolved. Device
+    ids are unique, so the alerts of devices neither N nor behind N never match.
     """
     device = topology.devices.get(root_device)
     if incident_kind == t.INCIDENT_SITE_ISOLATED:

@@ -14,6 +14,7 @@ import datetime as dt
 import itertools
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import asyncpg
@@ -231,14 +232,24 @@ def unit_subtree(topology: Topology, code: str) -> list[str]:
 
 def window_matchers(scope_kind: str, scope: str, topology: Topology) -> list[list[Matcher]]:
     """The silences (one per matcher set) that cover a window's alerts: device D ->
-    ``{device_id="D"}`` (+ ``{node_id="D"}`` for a network node); site S -> ``{site="S"}``;
-    unit U -> ``{unit=~"U|child|..."}`` (the subtree, regex-escaped); domain D ->
-    ``{domain="D"}``."""
+    ``{device_id="D"}`` (+ for a network node ``{node_id="D"}`` and
+    ``{upstream_node=~"D|nodes behind D"}``: planned work on a node cuts off every device
+    behind it, as the view ``maintenance_device_windows`` counts it); site S ->
+    ``{site="S"}``; unit U -> ``{unit=~"U|child|..."}`` (the subtree, regex-escaped); domain
+    D -> ``{domain="D"}``."""
     if scope_kind == "device":
         sets = [[Matcher("device_id", scope)]]
         dev = topology.devices.get(scope)
         if dev is not None and dev.device_class == "netnode":
             sets.append([Matcher("node_id", scope)])
+            nodes = [scope] + [
+                d
+                for d in topology.devices_behind(scope)
+                if topology.devices[d].device_class == "netnode"
+            ]
+            sets.append(
+                [Matcher("upstream_node", "|".join(re.escape(n) for n in nodes), isRegex=True)]
+            )
         return sets
     if scope_kind == "site":
         return [[Matcher("site", scope)]]
@@ -332,8 +343,14 @@ async def materialise(
     return occ
 
 
-async def create_window(ctx: OpsContext, w: WindowIn, actor: str) -> WindowOut:
-    """Store a window and its occurrences up to :data:`HORIZON`, in one transaction."""
+async def create_window(
+    ctx: OpsContext,
+    w: WindowIn,
+    actor: str,
+    audit: Callable[[asyncpg.Connection, Any, Any], Awaitable[None]] | None = None,
+) -> WindowOut:
+    """Store a window and its occurrences up to :data:`HORIZON`, in one transaction (with
+    its audit row: ``audit(conn, None, window)``, when given)."""
     now = _now()
     w.check(ctx.topology, now)
     duration_s = w.duration_minutes * 60 if w.duration_minutes is not None else None
@@ -354,7 +371,10 @@ async def create_window(ctx: OpsContext, w: WindowIn, actor: str) -> WindowOut:
         )
         assert row is not None
         await materialise(conn, row, now + HORIZON)
-    return _out(row, now)
+        out = _out(row, now)
+        if audit is not None:
+            await audit(conn, None, out)
+    return out
 
 
 async def get_window(ctx: OpsContext, window_id: int) -> WindowOut:
@@ -386,9 +406,16 @@ async def list_windows(
     return [_out(r, now) for r in rows]
 
 
-async def cancel_window(ctx: OpsContext, window_id: int, actor: str) -> tuple[WindowOut, WindowOut]:
+async def cancel_window(
+    ctx: OpsContext,
+    window_id: int,
+    actor: str,
+    audit: Callable[[asyncpg.Connection, Any, Any], Awaitable[None]] | None = None,
+) -> tuple[WindowOut, WindowOut]:
     """Cancel a window: its future occurrences go, a running one ends now (what happened
-    stays excluded from the SLA), and their silences are expired. Returns (before, after)."""
+    stays excluded from the SLA), and their silences are expired. Returns (before, after);
+    ``audit(conn, before, after)``, when given, writes the audit row in the same
+    transaction."""
     now = _now()
     async with ctx.pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
@@ -428,6 +455,9 @@ async def cancel_window(ctx: OpsContext, window_id: int, actor: str) -> tuple[Wi
             actor,
         )
         assert after_row is not None
+        after = _out(after_row, now)
+        if audit is not None:
+            await audit(conn, before, after)
     # Best effort now; the silencer expires whatever is left (it knows its own silences).
     for silence_id in silences:
         try:
@@ -439,7 +469,7 @@ async def cancel_window(ctx: OpsContext, window_id: int, actor: str) -> tuple[Wi
                 silence_id,
                 exc,
             )
-    return before, _out(after_row, now)
+    return before, after
 
 
 async def in_maintenance(

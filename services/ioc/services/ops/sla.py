@@ -17,7 +17,7 @@ import io
 import json
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Literal
 
 import asyncpg
@@ -225,9 +225,15 @@ async def _check_scope(conn: asyncpg.Connection, kind: str, scope: str) -> None:
         raise Invalid(f"device class {scope!r} is not one of {', '.join(device_classes())}")
 
 
-async def create_sla(ctx: OpsContext, obj: SlaObjectIn, actor: str) -> SlaObjectOut:
-    """Store an SLA object; its scope must name a unit, domain or device class that exists."""
-    async with ctx.pool.acquire() as conn:
+async def create_sla(
+    ctx: OpsContext,
+    obj: SlaObjectIn,
+    actor: str,
+    audit: Callable[[asyncpg.Connection, Any, Any], Awaitable[None]] | None = None,
+) -> SlaObjectOut:
+    """Store an SLA object; its scope must name a unit, domain or device class that exists.
+    ``audit(conn, None, created)``, when given, writes the audit row in the same transaction."""
+    async with ctx.pool.acquire() as conn, conn.transaction():
         await _check_scope(conn, obj.scope_kind, obj.scope)
         try:
             row = await conn.fetchrow(
@@ -247,8 +253,11 @@ async def create_sla(ctx: OpsContext, obj: SlaObjectIn, actor: str) -> SlaObject
             )
         except asyncpg.UniqueViolationError:
             raise Conflict(f"an SLA object named {obj.name!r} exists already") from None
-    assert row is not None
-    return _sla_out(row)
+        assert row is not None
+        out = _sla_out(row)
+        if audit is not None:
+            await audit(conn, None, out)
+    return out
 
 
 async def list_slas(ctx: OpsContext) -> list[SlaObjectOut]:
@@ -265,15 +274,24 @@ async def get_sla(ctx: OpsContext, sla_id: int) -> SlaObjectOut:
     return _sla_out(row)
 
 
-async def delete_sla(ctx: OpsContext, sla_id: int, actor: str) -> SlaObjectOut:
-    """Remove an SLA object; returns what was removed (for the audit log's "before")."""
-    async with ctx.pool.acquire() as conn:
+async def delete_sla(
+    ctx: OpsContext,
+    sla_id: int,
+    actor: str,
+    audit: Callable[[asyncpg.Connection, Any, Any], Awaitable[None]] | None = None,
+) -> SlaObjectOut:
+    """Remove an SLA object; returns what was removed (for the audit log's "before").
+    ``audit(conn, removed, None)``, when given, writes the audit row in the same transaction."""
+    async with ctx.pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
             f"DELETE FROM sla_objects WHERE id = $1 RETURNING {_SLA_COLUMNS}", sla_id
         )
-    if row is None:
-        raise NotFound(f"no SLA object {sla_id}")
-    return _sla_out(row)
+        if row is None:
+            raise NotFound(f"no SLA object {sla_id}")
+        out = _sla_out(row)
+        if audit is not None:
+            await audit(conn, out, None)
+    return out
 
 
 # --- the report -----------------------------------------------------------------------------
@@ -419,14 +437,17 @@ ORDER BY o.start_ts, o.window_id
 
 
 async def _applicable_sla(
-    conn: asyncpg.Connection, unit: str, domain: str | None, sla_id: int | None
+    conn: asyncpg.Connection, unit: str, domain: str | None, sla_id: int | None, auto: bool
 ) -> SlaObjectOut | None:
-    """The SLA object named, else one scoped to this unit, else one scoped to the domain."""
+    """The SLA object named; else, only when ``auto``, one scoped to this unit, else one
+    scoped to the domain; else None."""
     if sla_id is not None:
         row = await conn.fetchrow(f"SELECT {_SLA_COLUMNS} FROM sla_objects WHERE id = $1", sla_id)
         if row is None:
             raise NotFound(f"no SLA object {sla_id}")
         return _sla_out(row)
+    if not auto:
+        return None
     row = await conn.fetchrow(
         f"SELECT {_SLA_COLUMNS} FROM sla_objects "
         "WHERE (scope_kind = 'unit' AND scope = $1) "
@@ -443,16 +464,25 @@ async def sla_report(
     unit: str,
     period: str,
     *,
-    upstream_as: UpstreamAs = "upstream",
+    upstream_as: UpstreamAs | None = None,
     domain: str | None = None,
     sla_id: int | None = None,
+    auto_sla: bool = False,
     lang: Lang = "vi",
 ) -> SlaReport:
     """Availability of a unit's subtree over a period, overall, per unit directly below and
-    per device class, against the applicable SLA object's objective. An SLA object's own
-    schedule, excluded downtime, scope (domain or device class) and ``upstream_as`` apply."""
+    per device class, against an SLA object's objective.
+
+    An SLA object applies only when asked for: ``sla_id`` names it, or ``auto_sla`` picks the
+    one scoped to the unit (else to ``domain``). Without either the report has no objective,
+    counts all the time and unreachable-upstream as the upstream's outage: the SLA dashboard's
+    default (``$sla`` = none), so the two agree. An SLA object that applies brings its
+    schedule, excluded downtime, scope (domain or device class) and way of counting
+    unreachable-upstream time, as the dashboard does when it is chosen there; an explicit
+    ``upstream_as`` is never overridden (the report's ``upstream_as`` says which was used).
+    ``upstream_as`` unset: the SLA object's, else ``upstream``."""
     t0, t1 = parse_period(period)
-    if upstream_as not in ("upstream", "device"):
+    if upstream_as is not None and upstream_as not in ("upstream", "device"):
         raise Invalid(f"upstream_as {upstream_as!r} is not 'upstream' or 'device'")
     if domain is not None and domain not in _domains():
         raise Invalid(f"domain {domain!r} is not one of {', '.join(_domains())}")
@@ -460,12 +490,13 @@ async def sla_report(
         unit_name = await conn.fetchval("SELECT name FROM admin_units WHERE code = $1", unit)
         if unit_name is None:
             raise NotFound(f"no unit {unit!r}")
-        sla = await _applicable_sla(conn, unit, domain, sla_id)
+        sla = await _applicable_sla(conn, unit, domain, sla_id, auto_sla)
         device_class: str | None = None
         schedule: list[Any] = []
         excluded: list[Any] = []
+        counting: UpstreamAs = upstream_as or "upstream"
         if sla is not None:
-            upstream_as = sla.upstream_as
+            counting = upstream_as or sla.upstream_as
             schedule = [r.model_dump(mode="json") for r in sla.schedule]
             excluded = [x.model_dump(mode="json") for x in sla.excluded]
             if sla.scope_kind == "domain":
@@ -476,9 +507,9 @@ async def sla_report(
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             now = await conn.fetchval("SELECT now()")
             devices = await conn.fetch(
-                _DEVICES_SQL, *scope, upstream_as, json.dumps(schedule), json.dumps(excluded)
+                _DEVICES_SQL, *scope, counting, json.dumps(schedule), json.dumps(excluded)
             )
-            states = [*UNAVAILABLE_STATES] + ([UPSTREAM_STATE] if upstream_as == "device" else [])
+            states = [*UNAVAILABLE_STATES] + ([UPSTREAM_STATE] if counting == "device" else [])
             outage_rows = await conn.fetch(_OUTAGES_SQL, *scope, states)
             maint_rows = await conn.fetch(_MAINTENANCE_SQL, *scope)
             children = await conn.fetch(
@@ -538,7 +569,7 @@ async def sla_report(
         measured_until=min(t1, max(t0, now)),
         generated_at=now,
         lang=lang,
-        upstream_as=upstream_as,
+        upstream_as=counting,
         domain=domain,
         sla=sla,
         slo_pct=slo,
