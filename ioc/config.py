@@ -99,8 +99,9 @@ class Settings(BaseSettings):
     oncall_file: Path | None = None
     """On-call roster and escalation policy (YAML). Unset: the shipped example roster."""
     console_url: str | None = None
-    """Public address of the operator console, for links in pages and dashboards. Unset:
-    the operations service's own address."""
+    """Public address of the operator console, for the links in pages and what ``ioc run``
+    prints (Grafana's links use the dashboards' ``console`` variable, set in provisioning).
+    Unset: the operations service's own address."""
     scenario: str = "yen-bai-2022"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

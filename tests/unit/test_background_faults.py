@@ -91,7 +91,7 @@ def test_first_failures_come_in_the_first_minutes() -> None:
         # one repairs within minutes, one stays long enough to escalate
         durations = sorted(f.end_ms - f.start_ms for f in early)
         assert durations[0] <= 5 * 60_000
-        assert durations[-1] >= 10 * 60_000
+        assert durations[-1] >= 6 * 60_000  # the telehealth level 2 is due after 5 min
 
 
 def test_horizon_bounds_the_plan() -> None:

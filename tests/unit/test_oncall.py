@@ -234,7 +234,7 @@ def test_shipped_roster_most_specific_unit_in_yen_bai() -> None:
     assert team_id(roster, yen_bai, "network", "140-002") == "mang-van-chan"
     assert team_id(roster, yen_bai, "network", "132-001") == "mang-tinh"
     levels = roster.on_call(yen_bai, "telehealth", "132", weekday)
-    assert [lvl.after_minutes for lvl in levels] == [0, 10, 20]
+    assert [lvl.after_minutes for lvl in levels] == [0, 5, 15]
     assert all(lvl.people for lvl in levels)
 
 

@@ -95,7 +95,7 @@ DEFAULT_PROFILE = BackgroundProfile(
         # A camera that comes back by itself after a few minutes: open -> page -> resolve.
         WarmupFault(Feed.CAMERA, "device_dark", (20.0, 40.0), (150.0, 240.0)),
         # A critical station nobody acknowledges: it escalates before it is repaired.
-        WarmupFault(Feed.TELEHEALTH, "device_dark", (45.0, 75.0), (780.0, 960.0)),
+        WarmupFault(Feed.TELEHEALTH, "device_dark", (45.0, 75.0), (420.0, 540.0)),
         # A commune node: the site is isolated, alerts behind it are inhibited.
         WarmupFault(Feed.NETNODE, "node_down", (90.0, 150.0), (300.0, 480.0)),
     ),
