@@ -15,11 +15,10 @@ from ioc.bootstrap import bootstrap
 from ioc.config import Settings
 from ioc.deploy.local.stack import Stack
 from ioc.simulators.run import SimConfig, run_simulation
-from tests.support.alertmanager import forget_pages_sent
+from tests.support.alertmanager import forget_pages_sent, pages
 from tests.support.processes import Worker, ioc_process
 from tests.support.wait import wait_for
 
-from ..integration.test_alerting_e2e import pages
 from .faults import Production
 
 pytestmark = pytest.mark.chaos

@@ -127,6 +127,9 @@ async def check_all(settings: Settings, started: dt.datetime) -> None:
             dash = json.loads((GENERATED / f"ioc-{name}.json").read_text())
             variables: dict[str, str] = {}
             for var in dash["templating"]["list"]:
+                if var["type"] == "constant":  # e.g. the console's address: no query
+                    variables[var["name"]] = var["query"]
+                    continue
                 query = expand_sql(var["query"], t0, t1, variables)
                 rows = await conn.fetch(query)
                 assert rows, f"{name}: variable {var['name']} resolves to nothing"

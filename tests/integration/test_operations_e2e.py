@@ -1,8 +1,12 @@
 """The operators' loop on the whole local stack: see -> acknowledge -> act -> report.
 
-simulator -> Kafka -> worker (states, incident agent) -> Prometheus rules -> Alertmanager ->
-`ioc pager`, and `ioc ops serve` (API, silencer, escalator) beside them. One run of about
-five minutes with three network nodes cut:
+simulator -> Kafka -> worker (states, incident agent) -> Prometheus rules -> Alertmanager
+(routing, grouping, inhibition) -> `ioc pager`, and `ioc ops serve` (API, silencer,
+escalator) beside them. One run of about five minutes with a camera dark and three network
+nodes cut:
+
+- every outage pages once, within 90 s of the fault; no device behind a cut node pages (one
+  page per root cause), and the camera's resolution comes from Alertmanager;
 
 - A is acknowledged through the API after its page: a silence appears for exactly its alerts,
   it is never escalated, and when it recovers the incident resolves, a resolved page is
@@ -26,6 +30,7 @@ import aiohttp
 
 from ioc.bootstrap import bootstrap
 from ioc.config import Settings
+from ioc.contract.topology import load_scenario
 from ioc.db import connect
 from ioc.simulators.run import SimConfig, Summary, run_simulation
 from tests.support.alertmanager import forget_pages_sent
@@ -33,6 +38,7 @@ from tests.support.processes import Worker, ioc_process
 
 SCENARIO = "yen-bai-2022"
 A, B, C = "nn-132-007", "nn-133-006", "nn-136-001"
+CAMERA = "cam-135-002"  # behind none of them
 ESCALATE_AFTER_MIN = 2
 
 ROSTER = f"""
@@ -123,6 +129,7 @@ async def silences_of(settings: Settings, node: str) -> list[dict[str, Any]]:
 async def test_acknowledge_escalate_and_maintain_on_the_live_stack(
     namespace: Settings, tmp_path: Path
 ) -> None:
+    topology = load_scenario(SCENARIO)
     roster = tmp_path / "oncall.yaml"
     roster.write_text(ROSTER)
     settings = namespace.model_copy(update={"oncall_file": roster})
@@ -182,6 +189,7 @@ async def test_acknowledge_escalate_and_maintain_on_the_live_stack(
                     duration_s=290,
                     progress=False,
                     fault_flags=[
+                        f"device_dark:{CAMERA}@20+60",
                         f"node_down:{A}@20+110",
                         f"node_down:{B}@20+190",
                         f"node_down:{C}@20+60",
@@ -234,6 +242,9 @@ async def test_acknowledge_escalate_and_maintain_on_the_live_stack(
 
         summary = await sim
         assert summary.errors == 0
+        fault_at = {
+            (f["target"], round(f["start_ms"] / 1000)): f["start_ms"] / 1000 for f in summary.faults
+        }
         inc_b = await incident_of(settings, B)
 
         async def settled() -> bool:
@@ -312,6 +323,32 @@ async def test_acknowledge_escalate_and_maintain_on_the_live_stack(
             )
             == 1
         )
+
+        # every outage paged once and in time; nothing behind a cut node paged
+        firing = await rows(
+            settings,
+            "SELECT alertname, device_id, received_at FROM pages WHERE status = 'firing' "
+            "AND alertname NOT IN ('Watchdog', 'IncidentEscalated')",
+        )
+        paged = [(p["alertname"], p["device_id"]) for p in firing]
+        print("pages:", paged)
+        for alert in (("CameraDown", CAMERA), ("SiteIsolated", A), ("SiteIsolated", B)):
+            assert paged.count(alert) == 1, (alert, paged)
+            start = min(t for (target, _s), t in fault_at.items() if target == alert[1])
+            got = next(
+                p["received_at"] for p in firing if (p["alertname"], p["device_id"]) == alert
+            )
+            print(f"{alert}: paged {got.timestamp() - start:.1f} s after the fault")
+            assert got.timestamp() - start <= 90, alert
+        behind = set().union(*(topology.devices_behind(n) for n in (A, B, C)))
+        assert not [p for p in paged if p[1] in behind], "a device behind a cut node paged"
+        assert await rows(
+            settings,
+            "SELECT 1 FROM pages WHERE alertname = 'CameraDown' AND device_id = $1 "
+            "AND status = 'resolved'",
+            CAMERA,
+        ), "the camera's resolution is paged"
+        assert await rows(settings, "SELECT 1 FROM pages WHERE alertname = 'Watchdog'")
 
         # C: the outage inside the window paged nothing, was recorded, and the SLA excludes it
         c_pages = await rows(

@@ -1,8 +1,30 @@
-"""What the local Alertmanager remembers between test runs."""
+"""What the local Alertmanager remembers between test runs, and what the pager recorded."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from ioc.config import Settings
+from ioc.db import connect
+
+
+async def _pages(settings: Settings) -> list[Any]:
+    conn = await connect(settings.admin_dsn())
+    try:
+        return list(
+            await conn.fetch(
+                f"SELECT alertname, status, device_id, labels, received_at, starts_at "
+                f"FROM {settings.db_schema}.pages ORDER BY id"
+            )
+        )
+    finally:
+        await conn.close()
+
+
+def pages(settings: Settings) -> list[Any]:
+    """Every page the pager recorded in the namespace, oldest first."""
+    return asyncio.run(_pages(settings))
 
 
 def forget_pages_sent(settings: Settings) -> None:
