@@ -7,6 +7,7 @@ no other test uses, dropped afterwards, so tests never see each other's data.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -50,4 +51,7 @@ async def namespace(base_settings: Settings, stack: object) -> AsyncIterator[Set
     tag = f"t{uuid.uuid4().hex[:10]}"
     settings = base_settings.model_copy(update={"kafka_topic_prefix": f"{tag}.", "db_schema": tag})
     yield settings
+    from tests.support.alertmanager import expire_silences_of
+
+    await asyncio.to_thread(expire_silences_of, settings)
     await drop_namespace(settings)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import urllib.request
 from typing import Any
 
 from ioc.config import Settings
@@ -42,3 +44,29 @@ def forget_pages_sent(settings: Settings) -> None:
     alertmanager.down(lambda _line: None)
     (alertmanager.dir / "data" / "nflog").unlink(missing_ok=True)
     alertmanager.up(lambda _line: None)
+
+
+def expire_silences_of(settings: Settings) -> int:
+    """Expire every silence the operations service created for this namespace (their comment
+    carries ``[ioc:<schema>:...]``): the local Alertmanager is shared, and an acknowledged
+    incident's silence lasts a day, so a test that leaves one would silence the same device's
+    alerts in every later test."""
+    base = settings.alertmanager_url
+    marker = f"[ioc:{settings.db_schema}:"
+    try:
+        with urllib.request.urlopen(f"{base}/api/v2/silences", timeout=10) as resp:
+            every: list[dict[str, Any]] = json.load(resp)
+    except OSError:
+        return 0  # Alertmanager is not up (a chaos test stopped it): nothing to clean here
+    expired = 0
+    for silence in every:
+        if silence["status"]["state"] != "expired" and marker in silence.get("comment", ""):
+            request = urllib.request.Request(
+                f"{base}/api/v2/silence/{silence['id']}", method="DELETE"
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=10):
+                    expired += 1
+            except OSError:
+                pass
+    return expired
