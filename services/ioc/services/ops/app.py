@@ -33,7 +33,6 @@ from ioc.services.ops import actions, audit, auth, queries
 from ioc.services.ops.actions import APPLY_WAIT_S
 from ioc.services.ops.auth import Principal, RateLimited
 from ioc.services.ops.common import (
-    Forbidden,
     Invalid,
     NotFound,
     OpsContext,
@@ -563,33 +562,12 @@ def _token_and_audit_routes(app: FastAPI) -> None:
         return await audit.query(_ctx(request).pool, f)
 
 
-def _window_visible(topology: Topology, principal: Principal, kind: str, scope: str) -> bool:
-    """Whether a limited principal sees a window: its scope lies in the principal's subtree
-    (a domain-wide window covers every unit, so everyone sees it)."""
-    if principal.unit_code is None or kind == "domain":
-        return True
-    if kind == "unit":
-        return auth.sees_unit(topology, principal, scope)
-    if kind == "site":
-        site = topology.sites.get(scope)
-        return site is not None and auth.sees_unit(topology, principal, site.unit)
-    if kind == "device":
-        return auth.sees_unit(topology, principal, topology.unit_of_device.get(scope))
-    return False
-
-
 def _maintenance_routes(app: FastAPI) -> None:
     try:
         from ioc.services.ops import maintenance
     except ImportError as exc:
         log.warning("maintenance API not available: %s", exc)
         return
-
-    def check_scope(ctx: OpsContext, principal: Principal, kind: str, scope: str) -> None:
-        if principal.unit_code is not None and (
-            kind == "domain" or not _window_visible(ctx.topology, principal, kind, scope)
-        ):
-            raise Forbidden(f"{principal.name} is limited to unit {principal.unit_code}")
 
     @app.get(f"{API}/maintenance", response_model=list[maintenance.WindowOut], tags=["maintenance"])
     async def windows(
@@ -603,7 +581,9 @@ def _maintenance_routes(app: FastAPI) -> None:
         found = await maintenance.list_windows(
             ctx, include_cancelled=include_cancelled, active_at=active_at
         )
-        return [w for w in found if _window_visible(ctx.topology, principal, w.scope_kind, w.scope)]
+        return [
+            w for w in found if auth.sees_window(ctx.topology, principal, w.scope_kind, w.scope)
+        ]
 
     @app.post(
         f"{API}/maintenance",
@@ -617,7 +597,7 @@ def _maintenance_routes(app: FastAPI) -> None:
         """Schedule a window (one-off, or recurring with a cron in Vietnam time); alerts in
         its scope are silenced during each occurrence, monitoring continues."""
         ctx = _ctx(request)
-        check_scope(ctx, principal, body.scope_kind, body.scope)
+        auth.require_window_scope(ctx.topology, principal, body.scope_kind, body.scope)
         recorder = audit.in_transaction(
             principal, _where(request), "maintenance.create", "window:{id}", 201
         )
@@ -636,9 +616,9 @@ def _maintenance_routes(app: FastAPI) -> None:
         """Cancel a window: future occurrences go, a running one ends now."""
         ctx = _ctx(request)
         current = await maintenance.get_window(ctx, window_id)
-        if not _window_visible(ctx.topology, principal, current.scope_kind, current.scope):
+        if not auth.sees_window(ctx.topology, principal, current.scope_kind, current.scope):
             raise NotFound(f"no maintenance window {window_id}")
-        check_scope(ctx, principal, current.scope_kind, current.scope)
+        auth.require_window_scope(ctx.topology, principal, current.scope_kind, current.scope)
         recorder = audit.in_transaction(
             principal, _where(request), "maintenance.cancel", f"window:{window_id}", 200
         )

@@ -159,6 +159,30 @@ def sees_unit(topology: Topology, principal: Principal, unit_code: str | None) -
     return principal.unit_code in topology.ancestors(unit_code)
 
 
+def sees_window(topology: Topology, principal: Principal, kind: str, scope: str) -> bool:
+    """Whether a principal sees a maintenance window: its scope lies in the principal's
+    subtree (a domain-wide window covers every unit, so everyone sees it)."""
+    if principal.unit_code is None or kind == "domain":
+        return True
+    if kind == "unit":
+        return sees_unit(topology, principal, scope)
+    if kind == "site":
+        site = topology.sites.get(scope)
+        return site is not None and sees_unit(topology, principal, site.unit)
+    if kind == "device":
+        return sees_unit(topology, principal, topology.unit_of_device.get(scope))
+    return False
+
+
+def require_window_scope(topology: Topology, principal: Principal, kind: str, scope: str) -> None:
+    """A limited principal schedules or cancels windows only inside its subtree (not
+    domain-wide ones): :class:`Forbidden` otherwise."""
+    if principal.unit_code is not None and (
+        kind == "domain" or not sees_window(topology, principal, kind, scope)
+    ):
+        raise Forbidden(f"{principal.name} is limited to unit {principal.unit_code}")
+
+
 def require_unit(topology: Topology, principal: Principal, unit_code: str) -> None:
     """:class:`Invalid` for a unit the scenario lacks, :class:`Forbidden` for one outside the
     principal's subtree."""

@@ -531,30 +531,6 @@ def _unit_options(topology: Topology, root: str | None) -> list[tuple[str, str]]
     return out
 
 
-def _window_visible(topology: Topology, principal: auth.Principal, w: Any) -> bool:
-    """A principal limited to a unit sees the windows inside its subtree and domain-wide
-    ones (as the API's list does)."""
-    if principal.unit_code is None or w.scope_kind == "domain":
-        return True
-    unit: str | None = None
-    if w.scope_kind == "unit":
-        unit = w.scope
-    elif w.scope_kind == "site":
-        site = topology.sites.get(w.scope)
-        unit = site.unit if site else None
-    elif w.scope_kind == "device":
-        unit = topology.unit_of_device.get(w.scope)
-    return auth.sees_unit(topology, principal, unit)
-
-
-def _check_window_scope(topology: Topology, principal: auth.Principal, w: Any) -> None:
-    """A limited principal schedules or cancels windows only inside its subtree."""
-    if principal.unit_code is not None and (
-        w.scope_kind == "domain" or not _window_visible(topology, principal, w)
-    ):
-        raise Forbidden(f"{principal.name} is limited to unit {principal.unit_code}")
-
-
 def incident_title(topology: Topology, incident: Any, lang: Lang) -> str:
     """The incident's title in the reader's language. The incident agent stores an English
     title; in Vietnamese it is rebuilt from the kind, root device and site (the stored text
@@ -817,7 +793,11 @@ async def maintenance_page(request: Request) -> Response:
     windows: list[Any] = []
     try:
         found = await maintenance.list_windows(ctx, include_cancelled=include)
-        windows = [w for w in found if _window_visible(ctx.topology, session.principal, w)]
+        windows = [
+            w
+            for w in found
+            if auth.sees_window(ctx.topology, session.principal, w.scope_kind, w.scope)
+        ]
     except OpsError as exc:
         error = str(exc)
     now = datetime.now(VN_TZ).replace(second=0, microsecond=0, tzinfo=None)
@@ -863,7 +843,9 @@ async def maintenance_create(request: Request) -> Response:
             duration_minutes=int(duration) if duration else None,
             note=form.get("note", "").strip(),
         )
-        _check_window_scope(_ctx(request).topology, session.principal, window)
+        auth.require_window_scope(
+            _ctx(request).topology, session.principal, window.scope_kind, window.scope
+        )
         recorder = audit.in_transaction(
             session.principal, _where(request), "maintenance.create", "window:{id}", 201
         )
@@ -907,9 +889,11 @@ async def maintenance_cancel(request: Request, window_id: int) -> Response:
     try:
         ctx = _ctx(request)
         current = await maintenance.get_window(ctx, window_id)
-        if not _window_visible(ctx.topology, session.principal, current):
+        if not auth.sees_window(ctx.topology, session.principal, current.scope_kind, current.scope):
             raise NotFound(f"no maintenance window {window_id}")  # as the API: not told
-        _check_window_scope(ctx.topology, session.principal, current)
+        auth.require_window_scope(
+            ctx.topology, session.principal, current.scope_kind, current.scope
+        )
         recorder = audit.in_transaction(
             session.principal, _where(request), "maintenance.cancel", f"window:{window_id}", 200
         )
