@@ -14,7 +14,6 @@ import datetime as dt
 import itertools
 import logging
 import re
-from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import asyncpg
@@ -24,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ioc.contract import feeds
 from ioc.contract.topology import Topology
 from ioc.services.ops.alertmanager import Matcher
+from ioc.services.ops.audit import Recorder
 from ioc.services.ops.common import VN_TZ, Conflict, Invalid, NotFound, OpsContext, Unavailable
 
 log = logging.getLogger(__name__)
@@ -347,7 +347,7 @@ async def create_window(
     ctx: OpsContext,
     w: WindowIn,
     actor: str,
-    audit: Callable[[asyncpg.Connection, Any, Any], Awaitable[None]] | None = None,
+    audit: Recorder | None = None,
 ) -> WindowOut:
     """Store a window and its occurrences up to :data:`HORIZON`, in one transaction (with
     its audit row: ``audit(conn, None, window)``, when given)."""
@@ -410,7 +410,7 @@ async def cancel_window(
     ctx: OpsContext,
     window_id: int,
     actor: str,
-    audit: Callable[[asyncpg.Connection, Any, Any], Awaitable[None]] | None = None,
+    audit: Recorder | None = None,
 ) -> tuple[WindowOut, WindowOut]:
     """Cancel a window: its future occurrences go, a running one ends now (what happened
     stays excluded from the SLA), and their silences are expired. Returns (before, after);

@@ -17,7 +17,7 @@ import io
 import json
 import re
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 import asyncpg
@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ioc.contract.feeds import device_classes, domain_of
+from ioc.services.ops.audit import Recorder
 from ioc.services.ops.common import VN_TZ, Conflict, Invalid, Lang, NotFound, OpsContext, tr
 
 UpstreamAs = Literal["upstream", "device"]
@@ -229,7 +230,7 @@ async def create_sla(
     ctx: OpsContext,
     obj: SlaObjectIn,
     actor: str,
-    audit: Callable[[asyncpg.Connection, Any, Any], Awaitable[None]] | None = None,
+    audit: Recorder | None = None,
 ) -> SlaObjectOut:
     """Store an SLA object; its scope must name a unit, domain or device class that exists.
     ``audit(conn, None, created)``, when given, writes the audit row in the same transaction."""
@@ -278,7 +279,7 @@ async def delete_sla(
     ctx: OpsContext,
     sla_id: int,
     actor: str,
-    audit: Callable[[asyncpg.Connection, Any, Any], Awaitable[None]] | None = None,
+    audit: Recorder | None = None,
 ) -> SlaObjectOut:
     """Remove an SLA object; returns what was removed (for the audit log's "before").
     ``audit(conn, removed, None)``, when given, writes the audit row in the same transaction."""
