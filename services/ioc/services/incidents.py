@@ -35,6 +35,21 @@ class IncidentCommandError(IocError):
     pass
 
 
+async def _root_device(settings: Settings, incident_id: int) -> str | None:
+    from ioc.db import connect
+
+    conn = await connect(
+        settings.database_dsn(), server_settings={"search_path": f"{settings.db_schema},public"}
+    )
+    try:
+        root: str | None = await conn.fetchval(
+            f"SELECT root_device FROM {t.INCIDENTS} WHERE id = $1", incident_id
+        )
+    finally:
+        await conn.close()
+    return root
+
+
 async def send_command(
     settings: Settings,
     topology: Topology,
@@ -43,19 +58,11 @@ async def send_command(
     actor: str,
     note: str = "",
     assignee: str | None = None,
+    root_device: str | None = None,
 ) -> ev.IncidentCommand:
-    """Put one operator command on the stream (acknowledged by the broker on return)."""
-    from ioc.db import connect
-
-    conn = await connect(
-        settings.database_dsn(), server_settings={"search_path": f"{settings.db_schema},public"}
-    )
-    try:
-        root = await conn.fetchval(
-            f"SELECT root_device FROM {t.INCIDENTS} WHERE id = $1", incident_id
-        )
-    finally:
-        await conn.close()
+    """Put one operator command on the stream (acknowledged by the broker on return).
+    ``root_device``: the incident's, when the caller has just read it (else looked up)."""
+    root = root_device if root_device is not None else await _root_device(settings, incident_id)
     if root is None:
         raise IncidentCommandError(f"no incident {incident_id} in schema {settings.db_schema}")
     if root not in topology.devices:

@@ -93,6 +93,7 @@ async def _send(
     actor: str,
     note: str,
     assignee: str | None,
+    root_device: str,
 ) -> int:
     """Put the command on the stream; its ``at_ms``. Broker or database away: Unavailable."""
     from ioc.errors import IocError
@@ -100,7 +101,16 @@ async def _send(
 
     try:
         command = await asyncio.wait_for(
-            send_command(ctx.settings, ctx.topology, incident_id, action, actor, note, assignee),
+            send_command(
+                ctx.settings,
+                ctx.topology,
+                incident_id,
+                action,
+                actor,
+                note,
+                assignee,
+                root_device=root_device,
+            ),
             SEND_TIMEOUT_S,
         )
     except IncidentCommandError as exc:
@@ -256,7 +266,9 @@ async def act(
                     incident_id,
                 )
             _refuse_pending_ack(key, action)
-            at_ms = await _send(ctx, incident_id, action, principal.name, note, assignee)
+            at_ms = await _send(
+                ctx, incident_id, action, principal.name, note, assignee, before.root_device
+            )
             # Sent: from here on the action is audited whatever happens.
             applied = False
             try:

@@ -273,8 +273,9 @@ class Escalator:
         stop at the first the broker refuses (retried next pass)."""
         async with self.ctx.pool.acquire() as conn:
             unsent = await conn.fetch(
-                "SELECT incident_id, level, note FROM escalations WHERE NOT timeline_sent "
-                "ORDER BY paged_at, incident_id, level"
+                f"SELECT e.incident_id, e.level, e.note, i.root_device FROM escalations e "
+                f"JOIN {t.INCIDENTS} i ON i.id = e.incident_id WHERE NOT e.timeline_sent "
+                "ORDER BY e.paged_at, e.incident_id, e.level"
             )
         for item in unsent:
             try:
@@ -285,6 +286,7 @@ class Escalator:
                     "escalate",
                     actor=ACTOR,
                     note=item["note"],
+                    root_device=item["root_device"],
                 )
             except IncidentCommandError as exc:  # the incident or its device is unknown
                 log.warning(
