@@ -42,11 +42,12 @@ from ioc.contract.raw import ENVELOPE, RAW_COLUMNS, column_of
 from ioc.contract.tables import RAW, ROLLUP_DEVICE_1M, ROLLUP_DIRTY, ROLLUP_UNIT_1M
 from ioc.contract.topology import Topology
 from ioc.db import connect
+from ioc.db.errors import PERMANENT, TRANSIENT, classify
 from ioc.streams.evaluator import Evaluator
 from ioc.streams.processor import FeedProcessor
 from ioc.streams.rollups import recompute_dirty, recompute_minute
 from ioc.streams.rows import minute_of
-from ioc.streams.writer import PERMANENT, TRANSIENT, Stored, classify, open_pool, store
+from ioc.streams.writer import Stored, open_pool, store
 
 SCENARIO = "demo"
 EXAMPLES = 400

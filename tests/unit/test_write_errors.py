@@ -18,13 +18,8 @@ from asyncpg import exceptions as pgx
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ioc.streams.writer import (
-    PERMANENT,
-    TRANSIENT,
-    PermanentWriteError,
-    classify,
-    rejection_detail,
-)
+from ioc.db.errors import PERMANENT, TRANSIENT, classify
+from ioc.streams.writer import PermanentWriteError, rejection_detail
 
 
 def pg_error(sqlstate: str, message: str = "boom") -> asyncpg.PostgresError:

@@ -37,6 +37,7 @@ from ioc.config import Settings
 from ioc.contract import events as ev
 from ioc.contract import metrics as m
 from ioc.contract.feeds import domain_of
+from ioc.db.errors import PERMANENT, classify
 from ioc.errors import IocError
 from ioc.observability import counter, histogram
 from ioc.services.channels import (
@@ -72,14 +73,6 @@ RESOLUTION_RETRY_FIRST_S = 1.0
 RESOLUTION_RETRY_MAX_S = 30.0
 """The backoff while a resolution cannot be recorded: from the first wait, doubling, up to
 the cap; retried until it is recorded."""
-
-
-def _transient(exc: BaseException) -> bool:
-    """A database failure worth retrying: the server or the connection away (down, starting,
-    shutting down, too many connections, a timeout), not a fault of the data itself."""
-    if isinstance(exc, asyncpg.DataError | asyncpg.IntegrityConstraintViolationError):
-        return False
-    return isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError | asyncpg.PostgresError)
 
 
 class AMAlert(msgspec.Struct):
@@ -349,7 +342,7 @@ class Pager:
                 page = await self.record_resolution(event)
                 break
             except Exception as exc:
-                if not _transient(exc):
+                if classify(exc) == PERMANENT:  # about the data: retrying cannot help
                     raise
                 log.warning(
                     "cannot record the resolution of incident %s (%s: %s); retry in %.0f s",

@@ -33,9 +33,9 @@ from ioc.contract import metrics as m
 from ioc.contract import tables as t
 from ioc.contract.thresholds import THRESHOLDS, Thresholds
 from ioc.contract.topology import Topology
+from ioc.db.errors import PERMANENT, classify
 from ioc.observability import counter
 from ioc.streams.state import Verdict
-from ioc.streams.writer import PERMANENT, classify
 
 log = logging.getLogger(__name__)
 
