@@ -50,6 +50,46 @@ async def _root_device(settings: Settings, incident_id: int) -> str | None:
     return root
 
 
+class CommandProducer:
+    """One Kafka producer for a process's operator commands, started on first use. The
+    operations service sends a command per acknowledgement, comment or escalation; a producer
+    per command would cost a connection and a metadata round trip each time."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+
+    async def _started(self) -> AIOKafkaProducer:
+        async with self._lock:
+            if self._producer is None:
+                producer = AIOKafkaProducer(**aiokafka_common(self._settings), acks="all")
+                try:  # a caller's timeout may cancel start() half-way: stop() still runs
+                    await producer.start()
+                except BaseException:
+                    await producer.stop()
+                    raise
+                self._producer = producer
+            return self._producer
+
+    async def send(self, topic: str, payload: bytes, key: bytes) -> None:
+        """Acknowledged by the broker on return. A failed send drops the producer, so the
+        next command starts from a fresh connection."""
+        producer = await self._started()
+        try:
+            await producer.send_and_wait(topic, payload, key=key)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        async with self._lock:
+            producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+
+
 async def send_command(
     settings: Settings,
     topology: Topology,
@@ -59,9 +99,11 @@ async def send_command(
     note: str = "",
     assignee: str | None = None,
     root_device: str | None = None,
+    producer: CommandProducer | None = None,
 ) -> ev.IncidentCommand:
     """Put one operator command on the stream (acknowledged by the broker on return).
-    ``root_device``: the incident's, when the caller has just read it (else looked up)."""
+    ``root_device``: the incident's, when the caller has just read it (else looked up).
+    ``producer``: a long-lived one (the operations service); else one for this command."""
     root = root_device if root_device is not None else await _root_device(settings, incident_id)
     if root is None:
         raise IncidentCommandError(f"no incident {incident_id} in schema {settings.db_schema}")
@@ -83,16 +125,16 @@ async def send_command(
         ev.decode_device_event(payload)
     except msgspec.ValidationError as exc:
         raise IncidentCommandError(f"incident {incident_id}: {action} refused: {exc}") from None
-    producer = AIOKafkaProducer(**aiokafka_common(settings), acks="all")
-    try:  # start() inside: a caller's timeout may cancel it half-way, and stop() still runs
-        await producer.start()
-        await producer.send_and_wait(
+    sender = producer or CommandProducer(settings)
+    try:
+        await sender.send(
             settings.topic(DEVICE_EVENTS.name),
             payload,
-            key=ev.correlation_key(topology, root).encode(),
+            ev.correlation_key(topology, root).encode(),
         )
     finally:
-        await producer.stop()
+        if producer is None:
+            await sender.close()
     return command
 
 

@@ -110,6 +110,7 @@ async def _send(
                 note,
                 assignee,
                 root_device=root_device,
+                producer=ctx.commands,
             ),
             SEND_TIMEOUT_S,
         )

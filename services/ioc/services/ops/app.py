@@ -178,7 +178,11 @@ async def build(settings: Settings, topology: Topology) -> OpsContext:
         parts["roster"] = load_roster(settings)
     except ImportError as exc:
         parts["roster"] = _Missing("on-call roster", str(exc))
-    return OpsContext(settings=settings, topology=topology, pool=pool, **parts)
+    from ioc.services.incidents import CommandProducer
+
+    return OpsContext(
+        settings=settings, topology=topology, pool=pool, commands=CommandProducer(settings), **parts
+    )
 
 
 async def close(ctx: OpsContext) -> None:
@@ -188,6 +192,8 @@ async def close(ctx: OpsContext) -> None:
         if closer is not None:
             with contextlib.suppress(Exception):
                 await closer()
+    if ctx.commands is not None:
+        await ctx.commands.close()
     await ctx.pool.close()
 
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ioc.config import Settings
     from ioc.contract.topology import Topology
     from ioc.services.channels import Dispatcher
+    from ioc.services.incidents import CommandProducer
     from ioc.services.ops.alertmanager import AlertmanagerClient
     from ioc.services.ops.oncall import Roster
 
@@ -80,3 +81,6 @@ class OpsContext:
     alertmanager: AlertmanagerClient
     dispatcher: Dispatcher
     roster: Roster
+    commands: CommandProducer | None = None
+    """The one producer of operator commands (:func:`ioc.services.ops.app.build`); None: a
+    producer per command (tests that build a context by hand)."""

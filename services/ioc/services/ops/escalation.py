@@ -287,6 +287,7 @@ class Escalator:
                     actor=ACTOR,
                     note=item["note"],
                     root_device=item["root_device"],
+                    producer=self.ctx.commands,
                 )
             except IncidentCommandError as exc:  # the incident or its device is unknown
                 log.warning(
