@@ -195,9 +195,7 @@ EVENTS: Final[dict[str, tuple[str, str]]] = {
     "assigned": ("Giao việc", "Assigned"),
     "commented": ("Ghi chú", "Comment"),
     "resolved": ("Đã đóng", "Resolved"),
-    "reopened": ("Mở lại", "Reopened"),
     "escalated": ("Leo thang", "Escalated"),
-    "updated": ("Cập nhật", "Updated"),
 }
 KINDS: Final[dict[str, tuple[str, str]]] = {
     "device-down": ("Thiết bị mất kết nối", "Device down"),
