@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec.inspect as mi
 import orjson
 from aiokafka import AIOKafkaProducer
 
@@ -24,7 +25,6 @@ from ioc.bootstrap import bootstrap
 from ioc.config import Settings
 from ioc.contract import schemas as s
 from ioc.contract.topics import FEED_TOPICS
-from ioc.contract.topology import Topology, load_scenario
 from ioc.kafka_clients import aiokafka_common
 from ioc.simulators.run import SimConfig, Summary, run_simulation
 from tests.support.db import landed, query
@@ -46,82 +46,120 @@ class Hostile:
     what: str
 
 
-def _doc(kind: str, device: str, **fields: Any) -> dict[str, Any]:
-    now_ms = int(time.time() * 1000)
-    return {"kind": kind, "v": 1, "device_id": device, "seq": 1, "ts_ms": now_ms} | fields
+def _base(t: mi.Type) -> mi.Type:
+    """A field's value type without its Meta and without ``| None``."""
+    if isinstance(t, mi.Metadata):
+        return _base(t.type)
+    if isinstance(t, mi.UnionType):
+        members = [m for m in t.types if not isinstance(m, mi.NoneType)]
+        return _base(members[0]) if len(members) == 1 else t
+    return t
 
 
-def _valid_docs(topology: Topology) -> dict[str, tuple[str, dict[str, Any]]]:
-    """A valid message per feed (device id, document), which each hostile record bends."""
-    by_class: dict[str, str] = {}
-    for device in topology.devices.values():
-        by_class.setdefault(device.device_class, device.id)
-    camera, station, node = by_class["camera"], by_class["telehealth"], by_class["netnode"]
-    return {
-        "camera": (
-            camera,
-            _doc("camera.incident", camera, incident_id="i-1", incident="congestion", state="open"),
+SAMPLE_START_MS = 1_763_949_600_000
+"""Monday 24 November 2025, 09:00 in Vietnam: clinics, offices and meetings are busy."""
+ENVELOPE_FIELDS = {"kind", "v", "device_id", "seq", "ts_ms"}
+
+
+def _fields(kind: str) -> dict[str, mi.Type]:
+    info = mi.type_info(s.TYPE_OF_KIND[kind])
+    assert isinstance(info, mi.StructType)
+    return {f.encode_name: _base(f.type) for f in info.fields if f.name not in ENVELOPE_FIELDS}
+
+
+@dataclass(frozen=True)
+class FeedSample:
+    """Valid documents of one feed, as its simulator produced them, and the fields that the
+    hostile variants bend: a bounded text field, a bounded integer (its bound + 1 is beyond
+    what the schema lets into the column) and another feed's kind."""
+
+    device: str
+    text_doc: dict[str, Any]
+    text_field: str
+    max_length: int
+    int_doc: dict[str, Any]
+    int_field: str
+    too_big: int
+
+
+def feed_samples(settings: Settings, tmp_path: Path) -> dict[str, FeedSample]:
+    """One sample per registered feed, from ten minutes of the scenario in virtual time.
+
+    Taken from the simulators (not written by hand here), so every feed declared in the
+    contract gets the same hostile records, whatever its message kinds."""
+    out = tmp_path / "sample.jsonl"
+    run_simulation(
+        settings,
+        SimConfig(
+            scenario=SCENARIO,
+            mode="virtual",
+            start_ms=SAMPLE_START_MS,
+            duration_s=600,
+            out=str(out),
+            progress=False,
         ),
-        "telehealth": (
-            station,
-            _doc("telehealth.session", station, session_id="s-1", event="start"),
-        ),
-        "netnode": (
-            node,
-            _doc(
-                "netnode.counters",
-                node,
-                interface="ge-0/0/0",
-                interval_s=60,
-                in_bps=1.0,
-                out_bps=1.0,
-                in_errors=0,
-                out_errors=0,
-                capacity_bps=1e9,
-            ),
-        ),
-    }
+    )
+    feed_of_topic = {settings.topic(t.name): feed for feed, t in FEED_TOPICS.items()}
+    texts: dict[str, tuple[dict[str, Any], str, int]] = {}
+    ints: dict[str, tuple[dict[str, Any], str, int]] = {}
+    for line in out.read_bytes().splitlines():
+        record = orjson.loads(line)
+        feed = feed_of_topic[record["topic"]]
+        try:
+            doc = orjson.loads(record["value"])
+        except orjson.JSONDecodeError:
+            continue  # the scenario's own malformed records
+        kind = doc.get("kind") if isinstance(doc, dict) else None
+        if kind not in s.TYPE_OF_KIND or s.FEED_OF_KIND[s.TYPE_OF_KIND[kind]] != feed:
+            continue
+        for name, t in _fields(kind).items():
+            if name not in doc:
+                continue
+            if (
+                feed not in texts
+                and isinstance(t, mi.StrType)
+                and t.max_length
+                and t.pattern in (None, s.STORABLE_TEXT)
+            ):
+                texts[feed] = (doc, name, t.max_length)
+            if feed not in ints and isinstance(t, mi.IntType) and t.le is not None:
+                ints[feed] = (doc, name, int(t.le) + 1)
+    samples: dict[str, FeedSample] = {}
+    for feed in FEED_TOPICS:
+        assert feed in texts and feed in ints, (
+            f"ten simulated minutes of {SCENARIO} gave no {feed} message with a bounded text "
+            "field and one with a bounded integer"
+        )
+        (text_doc, text_field, max_length), (int_doc, int_field, too_big) = texts[feed], ints[feed]
+        samples[feed] = FeedSample(
+            text_doc["device_id"], text_doc, text_field, max_length, int_doc, int_field, too_big
+        )
+    return samples
 
 
-TEXT_FIELD = {"camera": "incident_id", "telehealth": "session_id", "netnode": "interface"}
-INT_OVERFLOW = {
-    "camera": ("camera.stream", "dropped_frames", 2**31),
-    "telehealth": ("telehealth.heartbeat", "waiting_patients", 10_001),
-    "netnode": ("netnode.counters", "in_errors", 2**53 + 1),
-}
-OTHER_FEED_KIND = {
-    "camera": "netnode.link",
-    "telehealth": "camera.heartbeat",
-    "netnode": "telehealth.session",
-}
+def _now(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document as if sent now (inside the event-time window), from seq 1."""
+    return doc | {"seq": 1, "ts_ms": int(time.time() * 1000)}
 
 
-def hostile_records(topology: Topology, seed: int) -> list[Hostile]:
+def hostile_records(samples: dict[str, FeedSample], seed: int) -> list[Hostile]:
     """Generated hostile records of every class the ingestion issue lists, for every feed."""
     rng = random.Random(seed)
     out: list[Hostile] = []
-    for feed, (device, doc) in _valid_docs(topology).items():
+    feeds = sorted(samples)
+    for feed, sample in samples.items():
+        device = sample.device
         key = device.encode()
         enc = orjson.dumps
+        doc = _now(sample.text_doc)
+        overflow = _now(sample.int_doc) | {sample.int_field: sample.too_big, "device_id": device}
+        other_feed = feeds[(feeds.index(feed) + 1) % len(feeds)]
+        other_kind = _now(samples[other_feed].text_doc) | {"device_id": device}
 
         def bent(doc: dict[str, Any] = doc, /, **changes: Any) -> bytes:
             return orjson.dumps(doc | changes)
 
-        kind, field, too_big = INT_OVERFLOW[feed]
-        overflow = doc | {field: too_big}
-        if feed == "camera":
-            overflow = _doc(
-                kind,
-                device,
-                fps=25.0,
-                bitrate_kbps=1.0,
-                dropped_frames=too_big,
-                frozen=False,
-                black=False,
-            )
-        elif feed == "telehealth":
-            overflow = _doc(kind, device, status="ok", waiting_patients=too_big, active_sessions=1)
-        text = TEXT_FIELD[feed]
+        text = sample.text_field
         garbage = b"\x00" + rng.randbytes(rng.randrange(10, 400))
         out += [
             Hostile(feed, key, None, s.REASON_TOMBSTONE, "tombstone"),
@@ -146,7 +184,9 @@ def hostile_records(topology: Topology, seed: int) -> list[Hostile]:
                 s.REASON_NOT_JSON,
                 "lone surrogate",
             ),
-            Hostile(feed, key, bent(**{text: "x" * 129}), s.REASON_SCHEMA, "long text"),
+            Hostile(
+                feed, key, bent(**{text: "x" * (sample.max_length + 1)}), s.REASON_SCHEMA, "long"
+            ),
             Hostile(
                 feed,
                 key,
@@ -166,13 +206,7 @@ def hostile_records(topology: Topology, seed: int) -> list[Hostile]:
                 "not in the topology",
             ),
             Hostile(feed, key, bent(ts_ms=1), s.REASON_EVENT_TIME, "1970"),
-            Hostile(
-                feed,
-                key,
-                enc(_doc(OTHER_FEED_KIND[feed], device, interface="x", state="up")),
-                s.REASON_WRONG_FEED,
-                "another feed's kind",
-            ),
+            Hostile(feed, key, enc(other_kind), s.REASON_WRONG_FEED, "another feed's kind"),
         ]
     rng.shuffle(out)
     return out
@@ -202,8 +236,7 @@ def test_hostile_records_on_every_feed_never_stop_ingestion(
     namespace: Settings, tmp_path: Path
 ) -> None:
     asyncio.run(bootstrap(namespace, SCENARIO))
-    topology = load_scenario(SCENARIO)
-    hostile = hostile_records(topology, seed=12)
+    hostile = hostile_records(feed_samples(namespace, tmp_path), seed=12)
     workers = [Worker(namespace, SCENARIO, tmp_path / "w1.log", "w1").start()]
     stalled_max = 0.0
     done = threading.Event()
