@@ -28,14 +28,24 @@ from quixstreams import Application
 from quixstreams.dataframe.windows import Count, Max, Mean
 from quixstreams.sinks.community.postgresql import PostgreSQLSink
 
+from ioc.contract import feeds
 from ioc.contract import schemas as s
 from ioc.contract.feeds import Feed
-from ioc.contract.raw import RAW_COLUMNS
+from ioc.contract.raw import RAW_COLUMNS, column_types
 from ioc.contract.tables import RAW
 from ioc.contract.topics import FEED_TOPICS
 from ioc.streams.rows import raw_row
 
 GAUGE: dict[str, str] = {Feed.CAMERA: "fps", Feed.TELEHEALTH: "rtt_ms", Feed.NETNODE: "rtt_ms"}
+"""The feed's main gauge that the peer's window averages; other feeds: their first numeric."""
+
+
+def gauge_of(feed: str) -> str:
+    if feed in GAUGE:
+        return GAUGE[feed]
+    types = column_types(feeds.spec(feed).messages)
+    numeric = ("real", "double precision", "integer", "bigint", "smallint")
+    return next(name for name, sql in types.items() if sql in numeric)
 
 
 def main() -> int:
@@ -110,7 +120,7 @@ def main() -> int:
                 include_metadata=False,
             )
         )
-        gauge = GAUGE[feed]
+        gauge = gauge_of(feed)
         (
             valid.tumbling_window(timedelta(minutes=1))
             .agg(reports=Count(), gauge_avg=Mean(gauge), gauge_max=Max(gauge))
