@@ -46,6 +46,7 @@ async def test_send_command_stops_a_producer_whose_start_is_cancelled(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import ioc.db
+    from ioc.contract.topology import Device
     from ioc.services import incidents
 
     class _Conn:
@@ -72,7 +73,7 @@ async def test_send_command_stops_a_producer_whose_start_is_cancelled(
 
     class _Topology:
         name = "fake"
-        devices = {"cam-1": object()}
+        devices = {"cam-1": Device("cam-1", "camera", "site-1", 21.0, 105.0)}
 
     monkeypatch.setattr(ioc.db, "connect", connect)
     monkeypatch.setattr(incidents, "AIOKafkaProducer", _Producer)
