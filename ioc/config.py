@@ -103,7 +103,25 @@ class Settings(BaseSettings):
     prints (Grafana's links use the dashboards' ``console`` variable, set in provisioning).
     Unset: the operations service's own address."""
     scenario: str = "yen-bai-2022"
+    thresholds: str = ""
+    """JSON object of :class:`ioc.contract.thresholds.Thresholds` fields the stream workers'
+    state machine uses instead of the defaults, e.g. ``{"portal_silent_ms": 20000,
+    "portal_working_hours": "always"}`` (tests and drills; the alert rules and dashboards
+    are built from the defaults). Empty: the defaults."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("thresholds")
+    @classmethod
+    def _check_thresholds(cls, value: str) -> str:
+        """Refused at load, not when a worker first evaluates: the JSON must be an object
+        whose keys are fields of :class:`ioc.contract.thresholds.Thresholds`."""
+        from ioc.contract.thresholds import overridden
+
+        try:
+            overridden(value)
+        except (ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
+            raise ValueError(str(exc).removeprefix("IOC_THRESHOLDS: ")) from None
+        return value
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod

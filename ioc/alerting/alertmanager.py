@@ -13,7 +13,14 @@ from typing import Any
 from ioc.alerting.rules import INHIBITED_BY_ISOLATION
 from ioc.contract.thresholds import CRITICAL, INFO, NONE, WARNING
 
-ROUTE_DOMAINS = ("network", "camera", "telehealth", "pipeline")
+ROUTE_DOMAINS = ("network", "camera", "telehealth", "pipeline", "vconf", "portal")
+GROUP_BY = {
+    "pipeline": ["alertname", "feed"],
+    # one notification per meeting and cause, listing its points (not one per commune)
+    "vconf": ["alertname", "meeting_id", "cause"],
+    # one notification per unit: its silent desks, or its KPI (a unit has no site)
+    "portal": ["alertname", "unit"],
+}
 
 
 def alertmanager_document(pager_url: str, token_file: str) -> dict[str, Any]:
@@ -28,9 +35,7 @@ def alertmanager_document(pager_url: str, token_file: str) -> dict[str, Any]:
     def domain_routes(group_wait: str, repeat: str) -> list[dict[str, Any]]:
         routes = []
         for domain in ROUTE_DOMAINS:
-            group_by = (
-                ["alertname", "feed"] if domain == "pipeline" else ["alertname", "unit", "site"]
-            )
+            group_by = GROUP_BY.get(domain, ["alertname", "unit", "site"])
             routes.append(
                 {
                     "receiver": "pager",

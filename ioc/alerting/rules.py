@@ -326,6 +326,9 @@ DOWN_ALERTS = {
     "camera": "CameraDown",
     "telehealth": "TelehealthStationDown",
     "netnode": "NetworkNodeDown",
+    "portal": "PortalSyncSilent",
+    "vconf": "VconfDeviceDown",
+    "soc": "SocSensorDown",
 }
 """Device class -> its hand-written down alert (in :func:`alerts`)."""
 FEED_DEVICE_DOWN = "FeedDeviceDown"
@@ -384,10 +387,10 @@ def feed_down_alerts(th: Thresholds = THRESHOLDS) -> tuple[Alert, ...]:
                 th,
                 spec.cls,
                 FEED_DEVICE_DOWN,
-                spec.name,
+                str(spec.name),
                 f"{spec.title} device",
                 AlertPolicy(spec.down_alert_for_s, severity),
-                {"feed": spec.name},
+                {"feed": str(spec.name)},
             )
         )
     return tuple(out)
@@ -444,11 +447,18 @@ def alerts(th: Thresholds = THRESHOLDS) -> tuple[Alert, ...]:
         f'up{{job="{scrape.IOC_JOB}",service="{scrape.WORKER}",instance="127.0.0.1:9464"}}'
     )
     write_q = th.db_write_quantile
+    # Each feed's own alerts live in its module, which imports this one's helpers.
+    from ioc.alerting.portal import portal_alerts
+    from ioc.alerting.soc import soc_alerts
+    from ioc.alerting.vconf import vconf_alerts
+
     return (
         _down(th, "camera", "CameraDown", "camera", "Camera"),
         _down(th, "telehealth", "TelehealthStationDown", "telehealth", "Telehealth station"),
         _down(th, "netnode", "NetworkNodeDown", "network", "Network node"),
         *feed_down_alerts(th),
+        *portal_alerts(th),
+        *soc_alerts(th),
         Alert(
             **policy("SiteIsolated"),
             expr=f"{_max(m.SITE_ISOLATED)} > 0",
@@ -702,6 +712,7 @@ def alerts(th: Thresholds = THRESHOLDS) -> tuple[Alert, ...]:
                 interval="1m",
             ),
         ),
+        *vconf_alerts(th),
         Alert(
             **policy("Watchdog"),
             expr="vector(1)",
@@ -722,9 +733,13 @@ INHIBITED_BY_ISOLATION = (
     "TelehealthStationDown",
     "NetworkNodeDown",
     FEED_DEVICE_DOWN,
+    "PortalSyncSilent",
     "TelehealthQualityDegraded",
     "NetworkLinkDegraded",
     "CameraStreamFrozen",
+    "VconfPointNotJoined",
+    "VconfDeviceDown",
+    "SocSensorDown",
 )
 
 

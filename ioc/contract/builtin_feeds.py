@@ -14,10 +14,13 @@ from typing import Final
 from ioc.contract import schemas as s
 from ioc.contract import tables as t
 from ioc.contract.feeds import Aggregate, Feed, FeedSpec
+from ioc.contract.portal import FEED as PORTAL
+from ioc.contract.soc import FEED as SOC
 from ioc.contract.thresholds import CRITICAL, INFO, WARNING
 from ioc.contract.topics import CAMERA as CAMERA_TOPIC
 from ioc.contract.topics import NETNODE as NETNODE_TOPIC
 from ioc.contract.topics import TELEHEALTH as TELEHEALTH_TOPIC
+from ioc.contract.vconf import FEED as VCONF
 
 _INT: Final = "integer"
 _BIGINT: Final = "bigint"
@@ -202,4 +205,4 @@ NETNODE: Final = FeedSpec(
     tables_from_migrations=True,
 )
 
-BUILTIN_FEEDS: Final = (CAMERA, TELEHEALTH, NETNODE)
+BUILTIN_FEEDS: Final = (CAMERA, TELEHEALTH, NETNODE, VCONF, PORTAL, SOC)

@@ -45,6 +45,9 @@ class Feed(StrEnum):
     CAMERA = "camera"
     TELEHEALTH = "telehealth"
     NETNODE = "netnode"
+    VCONF = "vconf"
+    PORTAL = "portal"
+    SOC = "soc"
 
 
 class FeedError(IocError):
@@ -100,10 +103,27 @@ class FeedSpec:
     """``for:`` of the generated ``FeedDeviceDown`` alert (:mod:`ioc.alerting.rules`), which a
     feed gets when its device class has no hand-written down alert; it pages with the
     severity of ``incident_severity["device-down"]``."""
+    max_lateness_ms: int = schemas.MAX_PAST_MS
+    """How far behind the wall clock an event may be and still be accepted (validation,
+    :func:`ioc.contract.schemas.decode`); older events are dead-lettered as ``event_time``.
+    A feed that arrives in batches after an outage (the portal via LGSP) raises it."""
+    raw_retention_days: int | None = None
+    """Days its raw rows are kept (``enforce_retention``); None: the worker's
+    ``raw_retention_days`` (7). Must cover ``max_lateness_ms`` and any recomputation."""
+    extra_ddl: tuple[str, ...] = ()
+    """Feed-specific tables, views and functions, created by
+    :func:`ioc.db.feeds.ensure_feed_tables` after the generated ones (idempotent statements)."""
+    after_rollup: str = ""
+    """SQL run once per rollup round after the feed's dirty minutes were recomputed, with
+    ``$1`` the ``timestamptz[]`` of those minutes (e.g. refresh a daily KPI table)."""
+    private_columns: tuple[str, ...] = ()
+    """Raw-table columns holding personal or sensitive data (the SOC's addresses): the
+    read-only (Grafana) role may select every other column of ``raw_<name>`` but not these
+    (:func:`ioc.db.feeds.restrict_private_columns`); show them through an aggregate view."""
 
     @property
     def cls(self) -> str:
-        return self.device_class or self.name
+        return str(self.device_class or self.name)
 
     @property
     def raw_table(self) -> str:
@@ -280,6 +300,7 @@ def _derive() -> None:
     refill(tables.ROLLUP_UNIT_1D, {f.name: f"unit_rollup_{f.name}_1d" for f in all_specs})
     refill(raw.RENAMED, {k: v for f in all_specs for k, v in f.renamed.items()})
     refill(raw.RAW_COLUMNS, {f.name: raw.columns_of(f.messages) for f in all_specs})
+    refill(schemas.MAX_PAST_MS_OF_FEED, {f.name: f.max_lateness_ms for f in all_specs})
     refill(
         thresholds.HEARTBEAT_TIMEOUT_MS,
         {f.cls: f.heartbeat_timeout_ms for f in all_specs},

@@ -161,6 +161,20 @@ CAMERA_ONLINE_RATIO = MetricSpec(
     "Cameras up / cameras, per unit (every level)",
     ("unit", "unit_name", "level"),
 )
+PORTAL_ONTIME_RATIO = MetricSpec(
+    "ioc_portal_ontime_ratio",
+    "gauge",
+    "Portal dossiers resolved on time / resolved, per unit (every level), over the last "
+    "Thresholds.portal_ontime_days days (Vietnam time); absent with too few resolved",
+    ("unit", "unit_name", "level"),
+)
+PORTAL_PAYMENT_SUCCESS_RATIO = MetricSpec(
+    "ioc_portal_payment_success_ratio",
+    "gauge",
+    "Online payments succeeded / attempted, per unit (every level), over the last "
+    "Thresholds.portal_payment_window_s (event time); absent with too few attempts",
+    ("unit", "unit_name", "level"),
+)
 DEVICE_DOWN = MetricSpec(
     "ioc_device_down",
     "gauge",
@@ -184,6 +198,47 @@ TELEHEALTH_SESSIONS_DROPPED = MetricSpec(
     "counter",
     "Telehealth sessions that ended by dropping, per top-level unit",
     ("unit",),
+)
+VCONF_POINT_NOT_JOINED = MetricSpec(
+    "ioc_vconf_point_not_joined",
+    "gauge",
+    "Seconds since the scheduled start (negative before it) per expected bridge point that "
+    "has not joined a meeting in its readiness window, with the cause (meeting readiness)",
+    (
+        "meeting_id",
+        "meeting_title",
+        "device_id",
+        "unit",
+        "unit_name",
+        "site",
+        "cause",
+        "cause_device",
+        "upstream_node",
+    ),
+)
+VCONF_MEETING_POINTS = MetricSpec(
+    "ioc_vconf_meeting_points",
+    "gauge",
+    "Bridge points of a meeting in its readiness window: expected, joined, not joined",
+    ("meeting_id", "meeting_title", "state"),
+)
+VCONF_BRIDGE_PORTS_USED = MetricSpec(
+    "ioc_vconf_bridge_ports_used",
+    "gauge",
+    "Ports (participants) in use on a bridge that is up, from its latest colibri stats",
+    ("device_id",),
+)
+VCONF_BRIDGE_PORTS_LICENSED = MetricSpec(
+    "ioc_vconf_bridge_ports_licensed",
+    "gauge",
+    "Licensed ports of a bridge that is up, from its latest colibri stats",
+    ("device_id",),
+)
+VCONF_BRIDGE_STRESS = MetricSpec(
+    "ioc_vconf_bridge_stress",
+    "gauge",
+    "Jitsi stress_level of a bridge that is up (1 = at its configured load limit)",
+    ("device_id",),
 )
 
 # --- pager (Alertmanager webhook receiver) ---
@@ -252,10 +307,17 @@ ALL_METRICS: Final = (
     OPEN_INCIDENTS,
     TELEHEALTH_SESSIONS,
     CAMERA_ONLINE_RATIO,
+    PORTAL_ONTIME_RATIO,
+    PORTAL_PAYMENT_SUCCESS_RATIO,
     DEVICE_DOWN,
     SITE_ISOLATED,
     DEVICE_DEGRADED,
     TELEHEALTH_SESSIONS_DROPPED,
+    VCONF_POINT_NOT_JOINED,
+    VCONF_MEETING_POINTS,
+    VCONF_BRIDGE_PORTS_USED,
+    VCONF_BRIDGE_PORTS_LICENSED,
+    VCONF_BRIDGE_STRESS,
     PAGER_PAGES,
     PAGER_DUPLICATES,
     PAGER_REJECTED,

@@ -69,7 +69,7 @@ Capacity = Annotated[float, Meta(ge=1.0, le=1e12, extra=_DOUBLE)]
 """At least 1 bit/s: utilisation (100 * bps / capacity) must stay inside a real column."""
 ShortText = Annotated[str, Meta(min_length=1, max_length=128, pattern=STORABLE_TEXT, extra=_TEXT)]
 
-FEEDS: Final = ("camera", "telehealth", "netnode")
+FEEDS: Final = ("camera", "telehealth", "netnode", "vconf", "portal", "soc")
 """The built-in feeds (``ioc.contract.feeds.Feed``); every registered feed: ``feeds.names()``."""
 Status = Literal["ok", "degraded", "fault"]
 IncidentType = Literal["congestion", "stopped_vehicle", "wrong_way"]
@@ -184,6 +184,8 @@ FEED_OF_KIND: Final[dict[type[Message], str]] = {}
 KIND_OF_TYPE: Final[dict[type[Message], str]] = {}
 TYPE_OF_KIND: Final[dict[str, type[Message]]] = {}
 DEVICE_CLASS_OF_FEED: Final[dict[str, str]] = {}
+MAX_PAST_MS_OF_FEED: Final[dict[str, int]] = {}
+"""Feed -> its lateness limit (``FeedSpec.max_lateness_ms``; default :data:`MAX_PAST_MS`)."""
 
 
 class InvalidMessage(Exception):
@@ -282,6 +284,14 @@ def _explain(data: bytes, feed: str | None, error: msgspec.ValidationError) -> I
     return InvalidMessage(REASON_SCHEMA, str(error))
 
 
+def _span(ms: int) -> str:
+    """``7d``, ``36h``, ``90min``: a lateness limit as the dead-letter detail says it."""
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("min", 60_000)):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
 def check_record(key: bytes | None, value: bytes | None) -> bytes:
     """The checks before parsing, in their documented order; returns the value to decode.
 
@@ -332,9 +342,12 @@ def decode(
             REASON_KEY_MISMATCH,
             f"key {key[:64]!r} is not the device id {message.device_id!r}",
         )
-    if now_ms is not None and not (now_ms - MAX_PAST_MS <= message.ts_ms <= now_ms + MAX_FUTURE_MS):
-        raise InvalidMessage(
-            REASON_EVENT_TIME,
-            f"event time {message.ts_ms} is outside [now-7d, now+10min] (now={now_ms})",
-        )
+    if now_ms is not None:
+        max_past = MAX_PAST_MS_OF_FEED.get(FEED_OF_KIND[type(message)], MAX_PAST_MS)
+        if not now_ms - max_past <= message.ts_ms <= now_ms + MAX_FUTURE_MS:
+            raise InvalidMessage(
+                REASON_EVENT_TIME,
+                f"event time {message.ts_ms} is outside [now-{_span(max_past)}, now+10min] "
+                f"(now={now_ms})",
+            )
     return message

@@ -56,10 +56,13 @@ INCIDENT_DEVICE_DOWN: Final = "device-down"
 INCIDENT_SITE_ISOLATED: Final = "site-isolated"
 INCIDENT_FLAPPING: Final = "flapping"
 INCIDENT_DEGRADED: Final = "degraded"
+INCIDENT_SECURITY: Final = "security-alert"
+"""A critical SOC alert on a site (ioc.contract.soc, ioc.streams.soc)."""
 INCIDENT_KINDS: Final = (
     INCIDENT_DEVICE_DOWN,
     INCIDENT_SITE_ISOLATED,
     INCIDENT_FLAPPING,
     INCIDENT_DEGRADED,
+    INCIDENT_SECURITY,
 )
 SEVERITIES: Final = ("critical", "warning", "info")

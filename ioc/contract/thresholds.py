@@ -63,6 +63,15 @@ def _alert_policies() -> Mapping[str, AlertPolicy]:
             "DatabaseWritesFailing": AlertPolicy(60, CRITICAL),
             "DeadLetterSendFailing": AlertPolicy(60, CRITICAL),
             "DatabaseWritesSlow": AlertPolicy(60, WARNING),
+            "PortalSyncSilent": AlertPolicy(60, WARNING),
+            "PortalOnTimeRateLow": AlertPolicy(300, WARNING),
+            "PortalPaymentsFailing": AlertPolicy(120, WARNING),
+            "VconfPointNotJoined": AlertPolicy(15, WARNING),
+            "VconfDeviceDown": AlertPolicy(30, WARNING),
+            "VconfLicenceExhausted": AlertPolicy(15, WARNING),
+            "SocSensorDown": AlertPolicy(15, WARNING),
+            "SecurityCriticalAlert": AlertPolicy(0, CRITICAL),
+            "SecurityAttackOnDegradedLink": AlertPolicy(10, CRITICAL),
             "Watchdog": AlertPolicy(0, NONE),
         }
     )
@@ -92,6 +101,15 @@ class Thresholds:
     """How long a failed node waits for its upstream node's verdict before it is blamed."""
     catch_up_slack_ms: int = 5_000
     """Event time running this much faster than the wall clock means a backlog is replayed."""
+    soc_alert_hold_ms: int = 5 * 60_000
+    """A SOC sensor stays degraded (its incident open) this long after its last critical, DDoS
+    or scan alert (ioc.streams.soc): a campaign is one incident, not one per alert."""
+    portal_silent_ms: int = 30 * 60_000
+    """A portal desk (its LGSP sync channel) from which nothing has arrived for this long,
+    counted in working hours only, is down: "LGSP sync silent" (ioc.streams.state)."""
+    portal_working_hours: str = "Mon-Fri 07:30-11:30,13:30-17:00"
+    """When the one-stop desks work, Vietnam time (ioc.contract.workhours): silence outside
+    these hours is normal, so a desk is never down at night or at the weekend."""
     incident_severity: Mapping[tuple[str, str], str] = field(
         default_factory=lambda: MappingProxyType(INCIDENT_SEVERITY)
     )
@@ -124,6 +142,26 @@ class Thresholds:
     db_write_max_s: float = 1
     """DatabaseWritesSlow when the ``db_write_quantile`` batch write time is above it."""
     db_write_window_s: int = 120
+    portal_ontime_min: float = 0.9
+    """PortalOnTimeRateLow when a unit resolves fewer of its dossiers on time than this over
+    the last ``portal_ontime_days`` (Vietnam-time days, today included)."""
+    portal_ontime_days: int = 7
+    portal_ontime_min_resolved: int = 20
+    """Fewer resolved dossiers in the window: no on-time ratio (too few to judge)."""
+    portal_payment_success_min: float = 0.3
+    """PortalPaymentsFailing when fewer online payments than this succeed over the last
+    ``portal_payment_window_s`` (normal is about two in three: 6,283 of 9,549 in Dak Lak)."""
+    portal_payment_window_s: int = 3600
+    portal_payment_min_attempts: int = 10
+    """Fewer attempts in the window: no success ratio (too few to judge)."""
+    vconf_readiness_before_s: int = 15 * 60
+    """Meeting readiness: expected bridge points that have not joined are listed from this
+    long before a meeting's scheduled start (the panel); VconfPointNotJoined fires from the
+    start on (its ``for:`` later)."""
+    vconf_readiness_after_s: int = 30 * 60
+    """... and until this long after the start."""
+    vconf_ports_use_max: float = 1.0
+    """VconfLicenceExhausted when a bridge uses this share of its licensed ports."""
     alerts: Mapping[str, AlertPolicy] = field(default_factory=_alert_policies)
     """Alert name -> ``for:`` and severity."""
 
@@ -138,6 +176,8 @@ class Thresholds:
     sessions_dropped_hour_bad: int = 10
     db_write_median_quantile: float = 0.5
     """The second line of the write-latency panel (the first is ``db_write_quantile``)."""
+    portal_ontime_target: float = 0.968
+    """Portal on-time panels turn green from here (amber from ``portal_ontime_min``)."""
     availability_warn_pct: float = 99.0
     availability_target_pct: float = 99.9
     """SLA dashboard: availability turns amber from ``availability_warn_pct``, green from here
@@ -145,3 +185,18 @@ class Thresholds:
 
 
 THRESHOLDS: Final = Thresholds()
+
+
+def overridden(text: str) -> Thresholds:
+    """:data:`THRESHOLDS` with the fields of the JSON object ``text`` replaced (the setting
+    ``IOC_THRESHOLDS``); an empty text is :data:`THRESHOLDS` itself."""
+    import dataclasses
+    import json
+
+    if not text.strip():
+        return THRESHOLDS
+    changes = json.loads(text)
+    known = {f.name for f in dataclasses.fields(Thresholds)}
+    if not isinstance(changes, dict) or not set(changes) <= known:
+        raise ValueError(f"IOC_THRESHOLDS: expected an object of Thresholds fields, got {text!r}")
+    return dataclasses.replace(THRESHOLDS, **changes)

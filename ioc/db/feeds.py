@@ -90,6 +90,7 @@ def feed_ddl(spec: FeedSpec) -> list[str]:
                 f"SELECT time_bucket('{width}', bucket) AS bucket, unit_code, level, "
                 f"{spec.unit_hourly} FROM {unit} GROUP BY 1, 2, 3"
             )
+    statements.extend(spec.extra_ddl)
     return statements
 
 
@@ -144,3 +145,27 @@ async def missing_feed_tables(conn: asyncpg.Connection, schema: str) -> list[str
         schema,
     )
     return [r["t"] for r in present]
+
+
+async def restrict_private_columns(conn: asyncpg.Connection, schema: str, role: str) -> list[str]:
+    """Take the read-only ``role``'s SELECT on every raw table with ``private_columns`` back
+    to its other columns (run after the schema-wide grants, which give it every table).
+    Returns the tables restricted."""
+    if not await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
+        return []
+    done: list[str] = []
+    for spec in feeds.specs():
+        if not spec.private_columns:
+            continue
+        table = f"{schema}.{spec.raw_table}"
+        if await conn.fetchval("SELECT to_regclass($1)", table) is None:
+            continue
+        public = [
+            c.split(" ", 1)[0]
+            for c in raw_table_columns(spec)
+            if c.split(" ", 1)[0] not in spec.private_columns
+        ]
+        await conn.execute(f"REVOKE SELECT ON {table} FROM {role}")
+        await conn.execute(f"GRANT SELECT ({', '.join(public)}) ON {table} TO {role}")
+        done.append(spec.raw_table)
+    return done

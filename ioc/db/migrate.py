@@ -128,6 +128,10 @@ async def migrate(dsn: str, schema: str) -> list[Migration]:
 
             await ensure_feed_tables(conn)  # feeds declared after the migrations: no files
             await _grant(conn, schema)
+            from ioc.db.feeds import restrict_private_columns
+
+            # after the grants: the read-only role loses the private columns again
+            await restrict_private_columns(conn, schema, READONLY_ROLE)
             from ioc.db.features import apply_licensed_features
 
             await apply_licensed_features(conn, schema)

@@ -98,9 +98,7 @@ def test_worker_restart_loses_nothing_and_counts_nothing_twice(
         assert_accounting(replacement)
         rows = query(
             namespace,
-            "SELECT DISTINCT device_id FROM raw_camera UNION "
-            "SELECT DISTINCT device_id FROM raw_telehealth UNION "
-            "SELECT DISTINCT device_id FROM raw_netnode",
+            " UNION ".join(f"SELECT DISTINCT device_id FROM {raw}" for raw in t.RAW.values()),
         )
         assert {r["device_id"] for r in rows} == set(load_scenario("demo").devices)
     finally:

@@ -15,6 +15,7 @@ from ioc.processes import ioc_env
 # A value other than the default for every field (secrets with characters a shell or a URL
 # would mangle). A new Settings field needs one here: test_the_sample_covers_every_field.
 SAMPLE: dict[str, Any] = {
+    "thresholds": '{"portal_silent_ms": 20000}',
     "stack_dir": Path("/srv/ioc stack/ünïcode"),
     "kafka_port": 29092,
     "kafka_controller_port": 29093,

@@ -23,7 +23,7 @@ class World:
         self.phase = {d: i * 700 % 5000 for i, d in enumerate(sorted(TOPO.devices))}
         self.reconnect_at: int | None = None  # devices behind a node come back 4 s after it
 
-    def advance(self, now: int, *, suppress: bool = False) -> Verdict:
+    def advance(self, now: int, *, suppress: bool | frozenset[str] = False) -> Verdict:
         for dev_id, f in self.facts.items():
             last_report = now - (now - T0 - self.phase[dev_id]) % 5000
             if last_report < T0:
@@ -157,4 +157,15 @@ def test_catching_up_holds_new_outages() -> None:
         verdict = world.advance(now, suppress=True)
     assert verdict.states["cam-991-003"].state == t.STATE_UP
     verdict = world.advance(T0 + 85_000)
+    assert verdict.states["cam-991-003"].state == t.STATE_DOWN
+
+
+def test_catching_up_holds_only_the_classes_still_held() -> None:
+    """The evaluator holds each device class for its own heartbeat timeout: a camera's
+    outage is not held because another class (a slower feed) still is."""
+    world = World()
+    world.run(T0 + 5000, T0 + 30_000)
+    world.silent.add("cam-991-003")
+    for now in range(T0 + 35_000, T0 + 80_000, 5000):
+        verdict = world.advance(now, suppress=frozenset({"vconf"}))
     assert verdict.states["cam-991-003"].state == t.STATE_DOWN

@@ -56,6 +56,9 @@ STATE_FIELDS = {
     "confirm_upstream_ms",
     "catch_up_slack_ms",
     "incident_severity",
+    # the workers' portal KPI gauges: how many dossiers / payments make a ratio
+    "portal_ontime_min_resolved",
+    "portal_payment_min_attempts",
 }
 
 SENTINEL_VALUES: dict[str, Any] = {
@@ -99,6 +102,22 @@ SENTINEL_VALUES: dict[str, Any] = {
             for name, p in THRESHOLDS.alerts.items()
         }
     ),
+    # video conference (readiness window, licence)
+    "vconf_readiness_before_s": 17 * 60,
+    "vconf_readiness_after_s": 31 * 60,
+    "vconf_ports_use_max": 0.97,
+    # public-service portal
+    "portal_silent_ms": 47 * 60_000,
+    "portal_working_hours": "Mon-Sat 07:00-11:00,13:00-17:30",
+    "portal_ontime_min": 0.87,
+    "portal_ontime_days": 9,
+    "portal_ontime_min_resolved": 23,
+    "portal_payment_success_min": 0.27,
+    "portal_payment_window_s": 2700,
+    "portal_payment_min_attempts": 13,
+    "portal_ontime_target": 0.955,
+    # security operations (how long a sensor's critical / DDoS / scan alert holds)
+    "soc_alert_hold_ms": 7 * 60_000,
     # dashboards
     "online_ratio_target": 0.93,
     "network_reachable_low": 0.87,
@@ -269,6 +288,7 @@ STATE_SOURCES = (
     "streams/ioc/streams/state.py",
     "streams/ioc/streams/evaluator.py",
     "streams/ioc/streams/incidents.py",
+    "streams/ioc/streams/portal.py",
 )
 
 

@@ -12,7 +12,18 @@ from grafanalib import core as g
 from grafanalib._gen import DashboardEncoder
 
 from ioc.contract.thresholds import THRESHOLDS, Thresholds
-from ioc.dashboards import cameras, feeds, network, overview, pipeline, sla, telehealth
+from ioc.dashboards import (
+    cameras,
+    feeds,
+    network,
+    overview,
+    pipeline,
+    portal,
+    sla,
+    soc,
+    telehealth,
+    vconf,
+)
 from ioc.dashboards.grafana_json import saved_model
 from ioc.errors import IocError
 
@@ -24,6 +35,9 @@ BUILDERS: dict[str, Callable[[Thresholds], g.Dashboard]] = {
     "sla": sla.build,
     "pipeline": pipeline.build,
     "feeds": feeds.build,
+    "vconf": vconf.build,
+    "portal": portal.build,
+    "soc": soc.build,
 }
 GENERATED = Path(__file__).resolve().parent / "generated"
 

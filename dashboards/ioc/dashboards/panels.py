@@ -42,6 +42,9 @@ DASHBOARD_UIDS = {
     "sla": "ioc-sla",
     "pipeline": "ioc-pipeline",
     "feeds": "ioc-feeds",
+    "vconf": "ioc-vconf",
+    "portal": "ioc-portal",
+    "soc": "ioc-soc",
 }
 
 
@@ -53,6 +56,9 @@ TITLES = {
     "sla": "Availability / SLA",
     "pipeline": "Pipeline health",
     "feeds": "Feeds",
+    "vconf": "Video conference",
+    "portal": "Public-service portal",
+    "soc": "Security operations",
 }
 
 

@@ -14,13 +14,16 @@ import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ioc.contract import feeds
 from ioc.contract import schemas as s
 from ioc.contract.feeds import Feed
 from ioc.contract.topology import Device, Topology
 from ioc.errors import IocError
+
+if TYPE_CHECKING:
+    from ioc.simulators.faults import FaultPlan
 
 VN_OFFSET_S = 7 * 3600
 
@@ -109,6 +112,8 @@ class Conditions:
     extra_latency_ms: float = 0.0
     frozen: bool = False
     session_drops: bool = False
+    active: frozenset[str] = frozenset()
+    """Feed-specific faults on the device now, by type (``faults.CONDITION_FAULTS``)."""
 
 
 class DeviceSim:
@@ -134,6 +139,15 @@ class DeviceSim:
     def next_seq(self) -> int:
         self.seq += 1
         return self.seq
+
+    def delivery_delay_ms(self, message: s.Message) -> int:
+        """How long after its event time the source delivers ``message`` (0: at once). A
+        feed carried by a batching platform (the portal via LGSP) delays its records."""
+        return 0
+
+    def attach(self, plan: FaultPlan, topology: Topology) -> None:
+        """Called once the run's (resolved) fault plan is known: a behaviour whose devices
+        depend on one another (the video-conference feed's meetings) reads it here."""
 
     def emit(self, kind: str, ts_ms: int, period_ms: int, cond: Conditions) -> list[s.Message]:
         raise NotImplementedError

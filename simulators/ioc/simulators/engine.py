@@ -27,7 +27,7 @@ from ioc.simulators.behaviour import (
     Weather,
     describe,
 )
-from ioc.simulators.faults import Fault, FaultPlan
+from ioc.simulators.faults import CONDITION_FAULTS, HOLDING_FAULTS, Fault, FaultPlan
 
 
 class Out(NamedTuple):
@@ -84,6 +84,8 @@ class FaultIndex:
         self.frozen: dict[str, list[Window]] = {}
         self.drops: dict[str, list[Window]] = {}
         self.skew: dict[str, list[Window]] = {}
+        self.active: dict[str, list[Window]] = {}  # faults.CONDITION_FAULTS -> cond.active
+        self.held: dict[str, list[Window]] = {}  # faults.HOLDING_FAULTS: delivered at the end
         self.rated: list[Fault] = []
         self.link_events: list[
             tuple[int, str, str, s.LinkState]
@@ -112,7 +114,7 @@ class FaultIndex:
                 if parent is not None and topology.devices[target].device_class == Feed.NETNODE:
                     for rel, state in self._transitions(fault):
                         self.link_events.append((rel, parent, f"to-{target}", state))
-            elif fault.type == "device_dark":
+            elif fault.type in ("device_dark", "vconf_mcu_down"):
                 add(self.silence, target, fault)
             elif fault.type == "link_degraded":
                 for dev in (target, *topology.devices_behind(target)):
@@ -123,8 +125,13 @@ class FaultIndex:
                 add(self.drops, target, fault)
             elif fault.type == "clock_skew":
                 add(self.skew, target, fault)
+            elif fault.type in CONDITION_FAULTS:
+                add(self.active, target, fault)
+            elif fault.type in HOLDING_FAULTS:
+                add(self.held, target, fault)
         self.link_events.sort()
         self.conditioned = set(self.degraded) | set(self.frozen) | set(self.drops)
+        self.conditioned |= set(self.active)
 
     @staticmethod
     def _transitions(fault: Fault) -> list[tuple[int, s.LinkState]]:
@@ -172,7 +179,15 @@ class FaultIndex:
             cond.extra_latency_ms = float(degraded.params.get("latency_ms", 300.0))
         cond.frozen = self._hit(self.frozen.get(dev), rel_ms) is not None
         cond.session_drops = self._hit(self.drops.get(dev), rel_ms) is not None
+        windows = self.active.get(dev)
+        if windows:
+            cond.active = frozenset(f.type for start, end, f in windows if start <= rel_ms < end)
         return cond
+
+    def held_until(self, dev: str, rel_ms: int) -> int | None:
+        """End (relative ms) of a fault that holds the device's records back now, if any."""
+        fault = self._hit(self.held.get(dev), rel_ms) if self.held else None
+        return None if fault is None else fault.end_ms
 
     def skew_ms(self, dev: str, rel_ms: int) -> int:
         fault = self._hit(self.skew.get(dev), rel_ms)
@@ -218,6 +233,7 @@ class Simulator:
         for dev_id in mine:
             dev = topology.devices[dev_id]
             sim = sim_class(dev.device_class)(dev, topology.region_of(dev_id), seed, start_ms)
+            sim.attach(plan, topology)
             self.sims[dev_id] = sim
             streams = []
             for kind, period in sim.periods.items():
@@ -290,6 +306,18 @@ class Simulator:
         record = Out(feed, key, s.encode(msg), True, kind, msg.device_id, msg.seq)
         self.stats.valid_by_feed[feed] += 1
         self.stats.valid_by_kind[kind] += 1
+        held_until = self.faults.held_until(sim.id, rel)
+        if held_until is not None:  # an outage upstream (LGSP): one catch-up batch at its end
+            self._late_counter += 1
+            release = self.start_ms + min(held_until, 2**61)
+            heapq.heappush(self._late, (release, self._late_counter, record))
+            self.stats.late += 1
+            return
+        delay = sim.delivery_delay_ms(msg)
+        if delay > 0:  # the source's own delivery delay (not a fault): out of order
+            self._late_counter += 1
+            heapq.heappush(self._late, (msg.ts_ms + delay, self._late_counter, record))
+            return
         if not self.faults.rated:
             out.append(record)
             return
@@ -382,6 +410,10 @@ class Simulator:
             affected = [fault.target]
             if fault.type in ("node_down", "flapping", "link_degraded"):
                 affected += self.topology.devices_behind(fault.target)
+            elif fault.type == "soc_campaign":  # on a node: its site's SOC sensor is attacked
+                affected += [
+                    d.id for d in self.topology.devices_of(Feed.SOC) if d.upstream == fault.target
+                ]
         return fl.FaultRecord(
             fault_id=fault.id,
             type=fault.type,

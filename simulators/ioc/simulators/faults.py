@@ -10,6 +10,9 @@ A plan is YAML (``--faults FILE``) or CLI flags (``--fault TYPE:TARGET@START+DUR
       - {type: camera_frozen, target: cam-132-001, at: 10, duration: 60}
       - {type: session_drops, target: th-138-hosp-1, at: 0, duration: 120}
       - {type: clock_skew, target: cam-133-002, at: 0, duration: 600, skew_s: 300}
+      - {type: lgsp_outage, target: portal-132, at: 0, duration: 21600}   # 6 h, then a batch
+      - {type: payment_gateway_failure, target: "portal#0", at: 60, duration: 600}
+      - {type: unit_backlog, target: portal-133, at: 0}
       - {type: late, rate: 0.01, delay_s: 30}           # no target: every device
       - {type: duplicate, rate: 0.01}
       - {type: malformed, rate: 0.001, variants: [bad_json, wrong_type, unknown_version, oversized]}
@@ -39,10 +42,31 @@ TARGETED = (
     "camera_frozen",
     "session_drops",
     "clock_skew",
+    *("vconf_no_join", "vconf_licence", "vconf_mcu_down", "vconf_meeting"),
+    "soc_campaign",
+    *("lgsp_outage", "payment_gateway_failure", "unit_backlog"),
 )
+PORTAL_FAULTS = ("lgsp_outage", "payment_gateway_failure", "unit_backlog")
+"""The portal feed's (ioc.simulators.portal): a desk's LGSP sync down then one catch-up
+batch, its payments failing at the gateway, its unit falling behind (overdue dossiers)."""
+CONDITION_FAULTS = ("payment_gateway_failure", "unit_backlog")
+"""Faults a behaviour reads from ``Conditions.active`` (by type)."""
+HOLDING_FAULTS = ("lgsp_outage",)
+"""Faults that hold a device's records back and deliver them all when they end."""
 RATED = ("late", "duplicate", "malformed")
 FAULT_TYPES = TARGETED + RATED
+VCONF_FAULTS = ("vconf_no_join", "vconf_licence", "vconf_mcu_down", "vconf_meeting")
+"""The video-conference feed's (ioc.simulators.vconf; vconf_meeting schedules a meeting)."""
+VCONF_ROLES = {
+    "vconf_no_join": "endpoint",
+    "vconf_meeting": "endpoint",
+    "vconf_licence": "mcu",
+    "vconf_mcu_down": "mcu",
+}
 MALFORMED_VARIANTS = ("bad_json", "wrong_type", "unknown_version", "oversized")
+SOC_CAMPAIGNS = ("brute_force", "scan", "ddos")
+"""``soc_campaign``'s ``campaign`` (ioc.simulators.soc): on a network node (its site's SOC
+sensor) or a sensor; with the node's link degraded too, add ``link_degraded`` on the node."""
 FOREVER_MS = 2**62
 
 
@@ -97,6 +121,13 @@ def _parse_one(item: Any, where: str, index: int) -> Fault:
     params = {
         k: v for k, v in item.items() if k not in ("type", "at", "duration", "target", "rate")
     }
+    if ftype == "soc_campaign" and params.setdefault("campaign", "brute_force") not in (
+        SOC_CAMPAIGNS
+    ):
+        raise FaultPlanError(
+            f"{at}: soc_campaign: campaign {params['campaign']!r} is not one of "
+            f"{', '.join(SOC_CAMPAIGNS)}"
+        )
     if ftype == "malformed":
         variants = params.setdefault("variants", list(MALFORMED_VARIANTS))
         bad = [v for v in variants if v not in MALFORMED_VARIANTS]
@@ -128,6 +159,11 @@ def _parse_one(item: Any, where: str, index: int) -> Fault:
             }[key]
         ):
             params[key] = default
+    if ftype == "vconf_licence":  # the bridge's licensed ports (default 0: the licence expired)
+        try:
+            params["ports"] = int(params.get("ports", 0))
+        except (TypeError, ValueError):
+            raise FaultPlanError(f"{at}: {ftype}: 'ports' must be a whole number") from None
     return Fault(
         id=f"f{index:03d}-{ftype}",
         type=ftype,
@@ -203,13 +239,20 @@ def resolve_targets(plan: FaultPlan, topology: Topology) -> FaultPlan:
                 "link_degraded": Feed.NETNODE,
                 "camera_frozen": Feed.CAMERA,
                 "session_drops": Feed.TELEHEALTH,
+                **dict.fromkeys(VCONF_FAULTS, Feed.VCONF),
+                **dict.fromkeys(PORTAL_FAULTS, Feed.PORTAL),
             }
             need = expected.get(fault.type)
+            if fault.type == "soc_campaign" and dev.device_class not in (Feed.NETNODE, Feed.SOC):
+                need = Feed.SOC
             if need and dev.device_class != need:
                 raise FaultPlanError(
                     f"fault {fault.id}: {fault.type} needs a {need}, "
                     f"{target} is a {dev.device_class}"
                 )
+            role = VCONF_ROLES.get(fault.type)
+            if role and dev.attributes.get("role") != role:
+                raise FaultPlanError(f"fault {fault.id}: {fault.type} needs a vconf {role}")
         ftype = fault.type
         if (
             ftype == "device_dark"

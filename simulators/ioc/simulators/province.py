@@ -30,6 +30,7 @@ import yaml
 
 from ioc.contract.topology import load_yaml, parse_topology
 from ioc.errors import IocError
+from ioc.simulators import portal, soc, vconf
 
 _SYLLABLES = (
     "An",
@@ -471,6 +472,22 @@ def generate(doc: dict[str, Any], source: str) -> dict[str, Any]:
             f"site-{c_code}-tram", "commune health station", "health_station", c_code, lat, lon
         )
         b.device(f"th-{c_code}", "telehealth", site, node, lat, lon, role="commune_pilot")
+
+    # Video-conference bridges and points (own RNG: the devices above stay as they were).
+    try:
+        b.devices += vconf.place_devices(spec.get("vconf"), seed, b.units, b.sites, b.devices)
+    except ValueError as exc:
+        raise GenerateError(f"{source}: {exc}") from None
+    # SOC sensors at network-node sites (own RNG, likewise).
+    try:
+        b.devices += soc.place_devices(spec.get("soc"), seed, b.units, b.sites, b.devices)
+    except ValueError as exc:
+        raise GenerateError(f"{source}: {exc}") from None
+    # Public-service portal desks at unit offices and departments (own RNG, likewise).
+    try:
+        b.devices += portal.place_devices(spec.get("portal"), seed, b.units, b.sites, b.devices)
+    except ValueError as exc:
+        raise GenerateError(f"{source}: {exc}") from None
 
     return {
         "scenario": doc.get("scenario"),

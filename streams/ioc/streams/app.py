@@ -32,6 +32,7 @@ from ioc.config import Settings
 from ioc.contract import events as ev
 from ioc.contract import metrics as m
 from ioc.contract.deadletter import PRODUCER_MAX_REQUEST_BYTES
+from ioc.contract.thresholds import overridden
 from ioc.contract.topics import (
     DEAD_LETTER,
     DEVICE_EVENTS,
@@ -47,6 +48,7 @@ from ioc.streams.consumer import FeedConsumer, StallClock
 from ioc.streams.evaluator import Evaluator
 from ioc.streams.incidents import IncidentAgent, Send, TransientError
 from ioc.streams.leader import ShardLeader
+from ioc.streams.portal import PortalKpis
 from ioc.streams.processor import FeedProcessor, Record, dead_letter, dead_letter_key
 from ioc.streams.rollups import enforce_retention, recompute_dirty
 from ioc.streams.writer import open_pool
@@ -77,6 +79,7 @@ class Pipeline:
         self.pool: asyncpg.Pool | None = None
         self.processor: FeedProcessor | None = None
         self.evaluator: Evaluator | None = None
+        self.portal_kpis: PortalKpis | None = None
         self.incidents: IncidentAgent | None = None
         self.send_incident_event: Send | None = None
         self.feeds: FeedConsumer | None = None
@@ -148,7 +151,9 @@ class Pipeline:
                     return await dead_letter_topic.send(key=key, value=value)
 
                 self.processor = FeedProcessor(self.topology, self.pool, send)
-                self.evaluator = Evaluator(self.topology, self.pool)
+                th = overridden(self.settings.thresholds)
+                self.evaluator = Evaluator(self.topology, self.pool, th)
+                self.portal_kpis = PortalKpis(self.topology, self.pool, th)
                 assert self.send_incident_event is not None
                 self.incidents = IncidentAgent(self.topology, self.pool, self.send_incident_event)
         assert self.processor is not None
@@ -244,6 +249,8 @@ def build_app(
             return
         try:
             await pipeline.evaluator.run_once(leader=pipeline.leader)
+            if pipeline.portal_kpis is not None:
+                await pipeline.portal_kpis.maybe_export()
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("state evaluation skipped: %s", exc)
         try:
@@ -325,6 +332,8 @@ def build_app(
             return
         if pipeline.evaluator is not None and not pipeline.leader.is_leader:
             pipeline.evaluator.clear_gauges()  # only the leader exports domain state
+            if pipeline.portal_kpis is not None:
+                pipeline.portal_kpis.clear_gauges()
         pipeline.leading.labels(pipeline.leader.shard).set(int(pipeline.leader.is_leader))
         now_ms = time.time() * 1000
         for feed, newest in processor.newest_event_ms.items():

@@ -66,6 +66,29 @@ def cmd_bootstrap(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_portal_recompute(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncpg
+
+    from ioc.streams.portal_recompute import period_days, recompute
+
+    first, _ = period_days(args.period)
+    _, last = period_days(args.to or args.period)
+
+    async def run() -> int:
+        conn = await asyncpg.connect(
+            settings.database_dsn(),
+            server_settings={"search_path": f"{settings.db_schema},public"},
+        )
+        try:
+            return await recompute(conn, first, last)
+        finally:
+            await conn.close()
+
+    rows = asyncio.run(run())
+    print(f"portal KPIs recomputed from raw for {first}..{last}: {rows} (unit, day) rows")
+    return 0
+
+
 def register(sub: Any) -> None:
     b = sub.add_parser(
         "bootstrap",
@@ -96,3 +119,13 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--loglevel", default="WARNING", help="Faust log level")
     p.set_defaults(handler=cmd_worker)
+    portal = sub.add_parser("portal", help="the public-service portal feed's KPIs")
+    portal_sub = portal.add_subparsers(dest="portal_command", required=True, metavar="ACTION")
+    r = portal_sub.add_parser(
+        "recompute",
+        help="rebuild the daily KPIs (and so the monthly and quarterly ones) of a period from "
+        "the raw events",
+    )
+    r.add_argument("period", help="2026Q3, 2026-11 or 2026-11-26 (Vietnam time)")
+    r.add_argument("--to", help="last period of a range (same forms)")
+    r.set_defaults(handler=cmd_portal_recompute)

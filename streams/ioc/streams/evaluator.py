@@ -27,7 +27,9 @@ from ioc.observability import counter, gauge, histogram
 from ioc.streams.incidents import Send
 from ioc.streams.leader import ShardLeader
 from ioc.streams.rows import ts_of
+from ioc.streams.soc import alert_facts as soc_alert_facts
 from ioc.streams.state import Current, Facts, StateMachine, Thresholds, Verdict
+from ioc.streams.vconf import ReadinessMonitor
 
 log = logging.getLogger(__name__)
 
@@ -58,23 +60,29 @@ class Evaluator:
             )
         }
         self.eval_seconds = histogram(m.EVALUATION_SECONDS)
+        self.vconf = ReadinessMonitor(topology, self.machine.th)  # meeting readiness
         self.events_published = counter(m.DEVICE_EVENTS_PUBLISHED)
         self._last: tuple[int, int] | None = None
-        self._hold_until = 0
+        self._hold_from = 0
 
-    def _catching_up(self, watermark: int, wall_ms: int) -> bool:
-        """True while event time runs faster than the wall clock (backlog after a stall or a
-        restart): new outages are then held until a full timeout of data has arrived."""
-        timeout = max(self.machine.th.heartbeat_timeout_ms.values())
+    def _catching_up(self, watermark: int, wall_ms: int) -> frozenset[str]:
+        """The device classes whose new outages are held: while event time runs faster than
+        the wall clock (backlog after a stall or a restart), each class until a full
+        heartbeat timeout of its own data has arrived (a slow feed's longer timeout does not
+        delay the outages of the others)."""
         slack = self.machine.th.catch_up_slack_ms
         if self._last is None:
-            self._hold_until = watermark + timeout
+            self._hold_from = watermark
         else:
             last_watermark, last_wall = self._last
             if watermark - last_watermark > (wall_ms - last_wall) + slack:
-                self._hold_until = watermark + timeout
+                self._hold_from = watermark
         self._last = (watermark, wall_ms)
-        return watermark < self._hold_until
+        return frozenset(
+            cls
+            for cls, timeout in self.machine.th.heartbeat_timeout_ms.items()
+            if watermark < self._hold_from + timeout
+        )
 
     async def restore(self, conn: asyncpg.Connection) -> None:
         rows = await conn.fetch(f"SELECT device_id, state, reason, since FROM {t.DEVICE_STATE}")
@@ -98,7 +106,7 @@ class Evaluator:
     async def facts(self, conn: asyncpg.Connection) -> tuple[dict[str, Facts], int | None]:
         rows = await conn.fetch(
             f"SELECT device_id, last_ts, probe_ts, probe_reachable, quality_ts, fps, frozen, "
-            f"rtt_ms, jitter_ms, loss_pct, sessions_active FROM {t.DEVICE_LAST_SEEN}"
+            f"rtt_ms, jitter_ms, loss_pct, sessions_active, updated_at FROM {t.DEVICE_LAST_SEEN}"
         )
         facts: dict[str, Facts] = {}
         newest: int | None = None
@@ -114,11 +122,14 @@ class Evaluator:
                 r["jitter_ms"],
                 r["loss_pct"],
                 r["sessions_active"],
+                seen_ms=_ms(r["updated_at"]),
             )
             facts[r["device_id"]] = f
             for value in (f.last_ts, f.probe_ts):
                 if value is not None and (newest is None or value > newest):
                     newest = value
+        if self.topology.devices_of(Feed.SOC):  # sensors' recent alerts (ioc.streams.soc)
+            await soc_alert_facts(conn, facts, self.machine.th)
         return facts, newest
 
     def new_term(self) -> None:
@@ -152,7 +163,9 @@ class Evaluator:
                 f"SELECT kind, severity, count(*) AS n FROM {t.INCIDENTS} "
                 f"WHERE status <> 'resolved' GROUP BY kind, severity"
             )
+            readiness = await self.vconf.collect(conn, now_ms, verdict)
         self._export(verdict, facts, open_incidents)
+        self.vconf.export(readiness)
         self.eval_seconds.observe(time.perf_counter() - started)
         return verdict
 
@@ -310,3 +323,4 @@ class Evaluator:
         """When leadership moves away, stop exporting domain state from this worker."""
         for domain_gauge in self.gauges.values():
             domain_gauge.clear()
+        self.vconf.clear()

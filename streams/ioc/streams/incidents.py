@@ -19,6 +19,7 @@ Consumers drop a step published twice by ``(incident_id, seq)``.
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime as dt
 import json
 import logging
@@ -30,11 +31,14 @@ import asyncpg
 
 from ioc.contract import events as ev
 from ioc.contract import metrics as m
+from ioc.contract import soc
 from ioc.contract import tables as t
+from ioc.contract.feeds import Feed
 from ioc.contract.thresholds import THRESHOLDS, Thresholds
 from ioc.contract.topology import Topology
 from ioc.db.errors import PERMANENT, classify
 from ioc.observability import counter
+from ioc.streams import soc as soc_links
 from ioc.streams.state import Verdict
 
 log = logging.getLogger(__name__)
@@ -80,6 +84,9 @@ def incident_for(
             f"{dev.device_class} {device_id} at {site.name} is flapping ({reason})",
             (device_id,),
         )
+    if state == t.STATE_DEGRADED and dev.device_class == Feed.SOC:
+        found = soc_links.security_incident(topology, device_id, reason)
+        return None if found is None else WantedIncident(device_id, *found, (device_id,))
     if state == t.STATE_DEGRADED:
         return WantedIncident(
             device_id,
@@ -141,6 +148,7 @@ class IncidentAgent:
         self.th = thresholds
         self.published = counter(m.INCIDENT_EVENTS)
         self.commands = counter(m.INCIDENT_COMMANDS)
+        self.correlator = soc_links.Correlator(self)
 
     async def apply(self, state: dict[str, Any] | None, event: ev.DeviceEvent) -> dict[str, Any]:
         """The key's new table value; the steps it caused are in the database and published."""
@@ -150,6 +158,8 @@ class IncidentAgent:
             "last_id": int((state or {}).get("last_id", 0)),
             "open": {k: dict(r) for k, r in (state or {}).get("open", {}).items()},
         }
+        if (state or {}).get("links"):  # SOC correlation memberships (ioc.streams.soc)
+            value["links"] = copy.deepcopy((state or {})["links"])
         touched: list[int] = []
         try:
             async with self.pool.acquire() as conn, conn.transaction():
@@ -158,7 +168,7 @@ class IncidentAgent:
                         log.debug("transition %d already applied", event.id)
                         return value
                     if event.device_id in self.topology.devices:
-                        touched = await self._transition(conn, value["open"], event)
+                        touched = await self._transition(conn, value, event)
                     value["last_id"] = event.id
                 else:
                     touched = await self._command(conn, value["open"], event)
@@ -172,10 +182,18 @@ class IncidentAgent:
     # --- transitions -------------------------------------------------------------------------
 
     async def _transition(
-        self, conn: asyncpg.Connection, open_: dict[str, Any], tr: ev.DeviceTransition
+        self, conn: asyncpg.Connection, value: dict[str, Any], tr: ev.DeviceTransition
     ) -> list[int]:
+        open_ = value["open"]
         wanted = incident_for(self.topology, tr.device_id, tr.new, tr.reason)
-        touched: list[int] = []
+        corr = self.correlator
+        dev = self.topology.devices[tr.device_id]
+        attack = soc.alert_class(tr.reason) if dev.device_class == Feed.SOC else None
+        # may this state be part of a correlated incident (ioc.streams.soc)?
+        correlatable = tr.new == t.STATE_DEGRADED and (
+            dev.device_class == Feed.NETNODE or (attack is not None and attack[1])
+        )
+        touched: list[int] = await corr.leave(conn, value, tr, correlatable)
         # Resolve what this device was the root of and no longer is (the database too: an
         # incident opened before the table existed is resolved all the same).
         rows = await conn.fetch(
@@ -200,8 +218,23 @@ class IncidentAgent:
                 f"{tr.device_id} is {tr.new}",
             )
             touched.append(row["id"])
-        if wanted is not None and _key(wanted.root, wanted.kind) not in open_:
+            touched += await corr.release(conn, value, _key(tr.device_id, row["kind"]), tr)
+        if corr.is_member(value, tr.device_id):
+            return touched  # part of a correlated incident already
+        kind = wanted.kind if wanted is not None else t.INCIDENT_SECURITY
+        target = (
+            await corr.target(conn, open_, tr.device_id, kind, tr.reason) if correlatable else None
+        )
+        site = self.topology.sites[dev.site].name
+        member = corr.member(wanted, tr, f"{dev.device_class} {dev.id} at {site}: {tr.reason}")
+        if target is not None and (wanted is None or _key(wanted.root, wanted.kind) not in open_):
+            touched += await corr.join(conn, value, target, member, tr)
+        elif wanted is not None and _key(wanted.root, wanted.kind) not in open_:
+            corr.unwatch(value, tr.device_id)
             touched += await self._open(conn, open_, wanted, tr)
+            touched += await corr.opened(conn, value, _key(wanted.root, wanted.kind), tr)
+        elif wanted is None and correlatable and dev.device_class == Feed.SOC:
+            corr.watch(value, member)  # a DDoS or scan alert: an incident if the link degrades
         return touched
 
     async def _open(

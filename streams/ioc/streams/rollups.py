@@ -93,6 +93,13 @@ async def recompute_dirty(
             await recompute_minute(conn, row["feed"], row["bucket"])
             if observe is not None:
                 observe(row["feed"], time.perf_counter() - started)
+        touched: dict[str, list[dt.datetime]] = {}
+        for row in dirty:
+            touched.setdefault(row["feed"], []).append(row["bucket"])
+        for feed, buckets in touched.items():
+            hook = feeds.spec(feed).after_rollup if feed in feeds.names() else ""
+            if hook:
+                await conn.execute(hook, buckets)
         if dirty:
             await conn.execute(
                 f"DELETE FROM {ROLLUP_DIRTY} d USING unnest($1::text[], $2::timestamptz[]) "
@@ -103,13 +110,20 @@ async def recompute_dirty(
     return len(dirty)
 
 
+def retention_days(raw_days: int, rollup_days: int) -> list[tuple[str, int]]:
+    """(table, days) for every raw and rollup table: a feed's raw rows are kept for its
+    ``FeedSpec.raw_retention_days`` where it declares one, ``raw_days`` otherwise."""
+    kept = {f.name: f.raw_retention_days for f in feeds.specs()}
+    return [(t, kept.get(feed) or raw_days) for feed, t in RAW.items()] + [
+        (t, rollup_days) for t in (*ROLLUP_DEVICE_1M.values(), *ROLLUP_UNIT_1M.values())
+    ]
+
+
 async def enforce_retention(pool: asyncpg.Pool, raw_days: int, rollup_days: int) -> str:
     """Drop old chunks: a policy job where the licence has them, drop_chunks otherwise."""
     async with pool.acquire() as conn:
         license_ = await conn.fetchval("SELECT current_setting('timescaledb.license', true)")
-        tables = [(t, raw_days) for t in RAW.values()] + [
-            (t, rollup_days) for t in (*ROLLUP_DEVICE_1M.values(), *ROLLUP_UNIT_1M.values())
-        ]
+        tables = retention_days(raw_days, rollup_days)
         if license_ == "timescale":
             for table, days in tables:
                 await conn.execute(

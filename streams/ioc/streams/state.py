@@ -26,8 +26,10 @@ Every number (timeouts, quality thresholds, flapping window) comes from
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
+from ioc.contract import soc, workhours
 from ioc.contract import tables as t
 from ioc.contract.feeds import Feed
 from ioc.contract.thresholds import THRESHOLDS, Thresholds
@@ -50,6 +52,12 @@ class Facts:
     jitter_ms: float | None = None
     loss_pct: float | None = None
     sessions_active: int | None = None
+    seen_ms: int | None = None
+    """When its newest batch arrived (wall clock): the portal's liveness is arrival, not event
+    time, since its events come hours late through LGSP (unset: ``last_ts`` stands in)."""
+    alert_ts: int | None = None
+    alert_reason: str | None = None
+    """A SOC sensor's newest critical, DDoS or scan alert and its reason (ioc.streams.soc)."""
 
 
 @dataclass
@@ -95,6 +103,8 @@ def raw_state(device_class: str, f: Facts | None, now_ms: int, th: Thresholds) -
         if f.rtt_ms is not None and f.rtt_ms > th.link_max_rtt_ms:
             return t.STATE_DEGRADED, f"link latency {f.rtt_ms:.0f} ms"
         return t.STATE_UP, "probe ok"
+    if device_class == Feed.PORTAL:
+        return _portal_state(f, now_ms, th)
     if f is None or f.last_ts is None:
         return t.STATE_UNKNOWN, "never reported"
     state, reason = _liveness(f.last_ts, now_ms, timeout)
@@ -111,7 +121,35 @@ def raw_state(device_class: str, f: Facts | None, now_ms: int, th: Thresholds) -
             return t.STATE_DEGRADED, f"session packet loss {f.loss_pct:.1f}%"
         if f.jitter_ms is not None and f.jitter_ms > th.telehealth_max_jitter_ms:
             return t.STATE_DEGRADED, f"session jitter {f.jitter_ms:.0f} ms"
+    if (
+        device_class == Feed.SOC
+        and f.alert_ts is not None
+        and f.alert_reason
+        and now_ms - f.alert_ts <= th.soc_alert_hold_ms
+    ):
+        return t.STATE_DEGRADED, f.alert_reason
     return t.STATE_UP, "heartbeat ok"
+
+
+QUIET = "quiet"
+"""Reason prefix of a device that is up but has not reported for longer than its heartbeat
+timeout (a portal desk outside working hours): unreachable if a node before it is down."""
+
+
+def _portal_state(f: Facts | None, now_ms: int, th: Thresholds) -> tuple[str, str]:
+    """A portal desk is down when nothing has arrived from its LGSP sync channel for
+    ``portal_silent_ms`` of working hours: nights, lunch and weekends do not count."""
+    seen = None if f is None else f.seen_ms if f.seen_ms is not None else f.last_ts
+    if seen is None:
+        return t.STATE_UNKNOWN, "never reported"
+    silent = workhours.working_ms(seen, now_ms, th.portal_working_hours)
+    if silent > th.portal_silent_ms:
+        return t.STATE_DOWN, f"LGSP sync silent for {silent // 60_000} min of working hours"
+    quiet = now_ms - seen
+    if quiet > th.heartbeat_timeout_ms[Feed.PORTAL]:
+        # not down (nights, weekends, a quiet hour), but cut off if its node is down
+        return t.STATE_UP, f"{QUIET} for {quiet // 1000} s"
+    return t.STATE_UP, "syncing"
 
 
 def _liveness(last_ts: int, now_ms: int, timeout: int) -> tuple[str, str]:
@@ -140,13 +178,17 @@ class StateMachine:
         self.raw_prev = {dev: cur.state for dev, cur in current.items()}
 
     def evaluate(
-        self, facts: dict[str, Facts], now_ms: int, suppress_new_outages: bool = False
+        self,
+        facts: dict[str, Facts],
+        now_ms: int,
+        suppress_new_outages: bool | AbstractSet[str] = False,
     ) -> Verdict:
         """One round at event time ``now_ms``.
 
         ``suppress_new_outages`` holds devices in their current state instead of marking them
         down while the pipeline catches up (after a stall, the first batches move the
-        watermark before every device's reports are in).
+        watermark before every device's reports are in): True for every device, or the set
+        of device classes still held (each class for its own heartbeat timeout).
         """
         topo, th = self.topology, self.th
         raw = {
@@ -185,8 +227,10 @@ class StateMachine:
         root_causes: dict[str, list[str]] = {}
         resolved: dict[str, tuple[str, str]] = {}
         for dev_id, (state, reason) in raw.items():
-            if state in (t.STATE_DOWN, t.STATE_UNKNOWN) or (
-                state == t.STATE_DEGRADED and topo.devices[dev_id].upstream in down_nodes
+            if (
+                state in (t.STATE_DOWN, t.STATE_UNKNOWN)
+                or (state == t.STATE_DEGRADED and topo.devices[dev_id].upstream in down_nodes)
+                or reason.startswith(QUIET)  # silent, not yet judged (the portal): cut off?
             ):
                 blocker = next(
                     (n for n in reversed(topo.upstream_chain(dev_id)) if n in down_nodes), None
@@ -222,7 +266,14 @@ class StateMachine:
             ):
                 continue  # its path just came back: give it a heartbeat period to report
             if (
-                (dev_id in pending or suppress_new_outages)
+                (
+                    dev_id in pending
+                    or suppress_new_outages is True
+                    or (
+                        not isinstance(suppress_new_outages, bool)
+                        and topo.devices[dev_id].device_class in suppress_new_outages
+                    )
+                )
                 and state in outage
                 and (old is None or old.state not in outage)
             ):
@@ -243,7 +294,15 @@ class StateMachine:
             if state == t.STATE_DOWN and len(downs) >= th.flap_count:
                 new_state = t.STATE_FLAPPING
                 reason = f"went down {len(downs)} times in {th.flap_window_ms // 60_000} min"
-            if old is None or old.state != new_state:
+            if (
+                old is None
+                or old.state != new_state
+                or (
+                    new_state == t.STATE_DEGRADED
+                    and topo.devices[dev_id].device_class == Feed.SOC
+                    and soc.escalated(old.reason, reason)
+                )
+            ):
                 transitions.append(
                     Transition(
                         dev_id, old.state if old else t.STATE_UNKNOWN, new_state, reason, now_ms
