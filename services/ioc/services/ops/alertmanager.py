@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,36 +46,71 @@ class Matcher:
 
 
 def incident_matchers(
-    incident_kind: str, root_device: str, topology: Topology
+    incident_kind: str,
+    root_device: str,
+    topology: Topology,
+    affected: Sequence[str] = (),
 ) -> list[list[Matcher]]:
     """The silences that cover an incident's alerts: one silence per matcher set.
 
     Alerts carry device labels (``ioc.alerting.rules``), not incident ids, so an incident is
-    mapped to its alerts by its root device:
+    mapped to its alerts by its root device and its other affected devices:
 
     - ``site-isolated`` on network node N: ``{node_id="N"}`` (the SiteIsolated alert),
       ``{upstream_node="N"}`` (every device alert behind N, already inhibited while N's alert
       fires, silenced for the rest of the incident) and ``{device_id="N"}`` (N's own alerts);
-    - ``device-down``, ``degraded``, ``flapping`` on device D: ``{device_id="D"}`` (its
-      DeviceDown/Degraded alerts), plus ``{node_id="D"}`` when D is a network node.
+      its ``affected`` (the devices behind N) adds nothing, ``{upstream_node="N"}`` covers them;
+    - ``device-down``, ``degraded``, ``flapping``, ``security-alert`` (every other kind) on
+      device D: ``{device_id="D"}`` (its DeviceDown/Degraded/... alerts), plus
+      ``{node_id="D"}`` when D is a network node; then, for every other device M in
+      ``affected`` (members correlated into the incident, e.g. the SOC sensor of a degraded
+      link, or the node under a security alert; in ``affected`` order, each once):
+      ``{device_id="M"}``, plus ``{node_id="M"}`` when M is a network node. So
+      ``SecurityAttackOnDegradedLink`` (``device_id`` = the sensor) is silenced with the
+      link's ``degraded`` incident the sensor joined, and ``NetworkLinkDegraded`` on a node
+      with the ``security-alert`` incident the node joined.
 
-    What they cover is the alerts of the root device and, for ``site-isolated``, of every
-    device behind it: ``{upstream_node="N"}`` matches every alert labelled with N as its
-    upstream, including one (a degraded device behind N, say) that belongs to an incident of
-    its own, which stays silenced while N's incident is acknowledged and unresolved. Device
-    ids are unique, so the alerts of devices neither N nor behind N never match.
+    What they cover is the alerts of the root device, of its members and, for
+    ``site-isolated``, of every device behind it: ``{upstream_node="N"}`` matches every alert
+    labelled with N as its upstream, including one (a degraded device behind N, say) that
+    belongs to an incident of its own, which stays silenced while N's incident is acknowledged
+    and unresolved; likewise a member's alerts stay silenced while the incident it joined is
+    acknowledged, even those that also belong to an incident of the member's own. Device ids
+    are unique, so the alerts of other devices never match. The silencer replaces an
+    acknowledged incident's silences whenever this list changes (a member joins or leaves).
     """
-    device = topology.devices.get(root_device)
+
+    def is_node(device_id: str) -> bool:
+        device = topology.devices.get(device_id)
+        return device is not None and device.device_class == "netnode"
+
     if incident_kind == t.INCIDENT_SITE_ISOLATED:
         return [
             [Matcher("node_id", root_device)],
             [Matcher("upstream_node", root_device)],
             [Matcher("device_id", root_device)],
         ]
-    sets = [[Matcher("device_id", root_device)]]
-    if device is not None and device.device_class == "netnode":
-        sets.append([Matcher("node_id", root_device)])
+    sets: list[list[Matcher]] = []
+    for device_id in dict.fromkeys([root_device, *affected]):
+        sets.append([Matcher("device_id", device_id)])
+        if is_node(device_id):
+            sets.append([Matcher("node_id", device_id)])
     return sets
+
+
+def silence_matchers(silence: dict[str, Any]) -> frozenset[Matcher]:
+    """The matchers of a silence as Alertmanager lists it (API v2), in any order."""
+    found = silence.get("matchers")
+    return frozenset(
+        Matcher(
+            str(m.get("name", "")),
+            str(m.get("value", "")),
+            bool(m.get("isRegex", False)),
+            bool(m.get("isEqual", True)),
+        )
+        for m in (found if isinstance(found, list) else [])
+        if isinstance(m, dict)
+    )
 
 
 def _iso(when: dt.datetime) -> str:

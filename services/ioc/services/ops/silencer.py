@@ -2,9 +2,12 @@
 
 Every round (:meth:`Silencer.reconcile_once`):
 
-(a) an acknowledged incident gets silences for its alerts (:func:`incident_matchers`), rows of
-    ``incident_silences``, renewed before they run out (:data:`INCIDENT_TTL`); a resolved
-    incident's silences are expired, so a silence ends when its incident resolves;
+(a) an acknowledged incident gets silences for its alerts (:func:`incident_matchers`, from its
+    root device and its ``affected`` members), rows of ``incident_silences``, renewed before
+    they run out (:data:`INCIDENT_TTL`) and replaced as soon as the matcher sets they should
+    have change (a correlated device joins or leaves the incident: what they have is read back
+    from Alertmanager); a resolved incident's silences are expired, so a silence ends when its
+    incident resolves;
 (b) recurring windows' occurrences are materialised up to the horizon, and each occurrence
     starting within :data:`AHEAD` gets silences with its own start and end (Alertmanager starts
     and ends them on time; their ids in ``maintenance_occurrences.silence_ids``);
@@ -27,7 +30,7 @@ from typing import Any
 
 import asyncpg
 
-from ioc.services.ops.alertmanager import Matcher, incident_matchers
+from ioc.services.ops.alertmanager import Matcher, incident_matchers, silence_matchers
 from ioc.services.ops.common import NotFound, OpsContext
 from ioc.services.ops.maintenance import HORIZON, materialise, window_matchers
 
@@ -62,6 +65,25 @@ def _state(silence: dict[str, Any] | None) -> str:
         return "missing"
     status = silence.get("status")
     return str(status.get("state", "")) if isinstance(status, dict) else ""
+
+
+def _wanted(
+    ctx: OpsContext, kind: str, root_device: str, affected: list[str] | None
+) -> list[list[Matcher]]:
+    """The matcher sets an incident's silences should have now."""
+    return incident_matchers(kind, root_device, ctx.topology, affected or [])
+
+
+def _differs(
+    wanted: list[list[Matcher]], ids: list[str], seen: dict[str, frozenset[Matcher]]
+) -> bool:
+    """Whether the live silences ``ids`` (their matchers as ``seen`` in Alertmanager) cover
+    other matcher sets than ``wanted``. A silence not in ``seen`` was created after that
+    snapshot (under the incident's lock, for the members of that moment): not known to
+    differ, the next round looks again."""
+    if not ids or any(i not in seen for i in ids):
+        return False
+    return {seen[i] for i in ids} != {frozenset(m) for m in wanted}
 
 
 def _updated(silence: dict[str, Any]) -> dt.datetime:
@@ -105,11 +127,18 @@ async def _expire_quietly(ctx: OpsContext, ids: list[str]) -> list[str]:
 
 
 async def _silence_incident(
-    ctx: OpsContext, incident_id: int, gone: set[str] | None = None
+    ctx: OpsContext,
+    incident_id: int,
+    gone: set[str] | None = None,
+    seen: dict[str, frozenset[Matcher]] | None = None,
 ) -> list[str]:
-    """Make sure a not-yet-resolved incident has live silences (under an advisory lock, so
-    the API and the silencer never both create them). ``gone``: silence ids known to be
-    missing from Alertmanager, replaced too. Returns the live ids."""
+    """Make sure a not-yet-resolved incident has live silences with the matcher sets it
+    wants now (under an advisory lock, so the API and the silencer never both create them).
+    ``gone``: silence ids known to be missing from Alertmanager, replaced too. ``seen``: the
+    matchers of the silences Alertmanager listed; when the live ones cover other sets than
+    the incident's members call for, all are replaced. New silences first, then the rows,
+    and only then are the replaced ones expired: the alerts are never unsilenced between.
+    Returns the live ids."""
     schema = ctx.settings.db_schema
     now = _now()
     replaced: list[str] = []
@@ -119,7 +148,7 @@ async def _silence_incident(
             f"{schema}:incident-silence:{incident_id}",
         )
         inc = await conn.fetchrow(
-            """SELECT id, kind, root_device, status, acknowledged_by, title
+            """SELECT id, kind, root_device, status, acknowledged_by, title, affected
                FROM incidents WHERE id = $1""",
             incident_id,
         )
@@ -137,7 +166,8 @@ async def _silence_incident(
             for r in rows
             if r["created_at"] > now - RENEW_AFTER and r["silence_id"] not in (gone or set())
         ]
-        if rows and len(fresh) == len(rows):
+        wanted = _wanted(ctx, inc["kind"], inc["root_device"], inc["affected"])
+        if rows and len(fresh) == len(rows) and not _differs(wanted, fresh, seen or {}):
             return fresh
         who = inc["acknowledged_by"] or "ioc-ops"
         comment = (
@@ -146,7 +176,7 @@ async def _silence_incident(
         )
         ids = await _create_all(
             ctx,
-            incident_matchers(inc["kind"], inc["root_device"], ctx.topology),
+            wanted,
             now,
             now + INCIDENT_TTL,
             who,
@@ -234,31 +264,39 @@ class Silencer:
 
     async def _incidents(self, silences: dict[str, dict[str, Any]], snap_at: dt.datetime) -> None:
         rows = await self.ctx.pool.fetch(
-            """SELECT i.id, i.status, s.silence_id, s.created_at
+            """SELECT i.id, i.status, i.kind, i.root_device, i.affected, s.silence_id, s.created_at
                FROM incidents i
                LEFT JOIN incident_silences s ON s.incident_id = i.id AND s.expired_at IS NULL
                WHERE i.status = 'acknowledged'
                   OR (i.status = 'resolved' AND s.silence_id IS NOT NULL)"""
         )
         acked: dict[int, list[asyncpg.Record]] = {}
+        wanted: dict[int, list[list[Matcher]]] = {}
         resolved: dict[int, list[str]] = {}
         for r in rows:
             if r["status"] == "resolved":
                 resolved.setdefault(r["id"], []).append(r["silence_id"])
             else:
                 acked.setdefault(r["id"], [])
+                wanted[r["id"]] = _wanted(self.ctx, r["kind"], r["root_device"], r["affected"])
                 if r["silence_id"] is not None:
                     acked[r["id"]].append(r)
+        seen = {sid: silence_matchers(s) for sid, s in silences.items() if _state(s) in LIVE}
         for incident_id, live in acked.items():
             gone = {
                 r["silence_id"]
                 for r in live
                 if r["created_at"] < snap_at and _state(silences.get(r["silence_id"])) not in LIVE
             }
-            due = not live or gone or any(r["created_at"] <= snap_at - RENEW_AFTER for r in live)
+            due = (
+                not live
+                or gone
+                or any(r["created_at"] <= snap_at - RENEW_AFTER for r in live)
+                or _differs(wanted[incident_id], [r["silence_id"] for r in live], seen)
+            )
             if due:
                 try:
-                    await _silence_incident(self.ctx, incident_id, gone)
+                    await _silence_incident(self.ctx, incident_id, gone, seen)
                 except Exception as exc:
                     log.warning("silencer: incident %s not silenced yet: %s", incident_id, exc)
         for incident_id in resolved:
