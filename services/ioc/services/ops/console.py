@@ -202,6 +202,7 @@ KINDS: Final[dict[str, tuple[str, str]]] = {
     "site-isolated": ("Địa điểm bị cô lập", "Site isolated"),
     "flapping": ("Chập chờn", "Flapping"),
     "degraded": ("Suy giảm chất lượng", "Degraded"),
+    "security-alert": ("Cảnh báo an ninh", "Security alert"),
 }
 STATES: Final[dict[str, tuple[str, str]]] = {
     "up": ("Hoạt động", "Up"),
