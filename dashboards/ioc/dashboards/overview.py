@@ -6,6 +6,7 @@ from grafanalib import core as g
 
 from ioc.alerting import rules as r
 from ioc.contract import metrics as m
+from ioc.contract import portal as portal_contract
 from ioc.contract.thresholds import THRESHOLDS, Thresholds
 from ioc.dashboards import panels as p
 
@@ -28,6 +29,18 @@ WHERE u.level = (SELECT max(level) FROM admin_units)
 GROUP BY u.code, u.name, u.lat, u.lon
 ORDER BY health_pct
 """
+
+PROC = "instance, job, pid, service"
+"""Labels of the exporting process: the shard leader's gauges are the same series whoever
+leads, so the tiles take the max over processes (a leader change leaves no double count)."""
+
+PORTAL_ONTIME_TODAY_SQL = f"""
+SELECT (100.0 * sum(resolved_on_time) / nullif(sum(resolved), 0))::real AS "on time %"
+FROM {portal_contract.KPI_VIEWS["day"]}
+WHERE level = (SELECT min(level) FROM admin_units)
+  AND period_start = (now() AT TIME ZONE '{portal_contract.LOCAL_TZ}')::date
+"""
+"""Dossiers resolved on time today (Vietnam time) across the province's top units."""
 
 INCIDENTS_SQL = """
 SELECT i.id, i.opened_at AS "opened", i.severity, i.kind, i.status, i.title,
@@ -118,13 +131,86 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                 p.thresholds((None, p.GREEN), (1, p.AMBER)),
                 (p.SIXTH, 4),
             ),
+            p.stat(
+                "Meeting points not joined",
+                p.prom(
+                    f"sum(max without ({PROC}) "
+                    f'({m.VCONF_MEETING_POINTS.series}{{state="not_joined"}})) or vector(0)'
+                ),
+                "short",
+                p.thresholds((None, p.GREEN), (1, p.AMBER)),
+                (p.SIXTH, 4),
+                [p.link("vconf", "Video conference")],
+                decimals=0,
+            ),
+            p.stat(
+                "Bridge ports in use",
+                p.prom(
+                    f"max(max without ({PROC}) ({m.VCONF_BRIDGE_PORTS_USED.series} / "
+                    f"{m.VCONF_BRIDGE_PORTS_LICENSED.series}))"
+                ),
+                "percentunit",
+                p.thresholds((None, p.GREEN), (th.vconf_ports_use_max, p.RED)),
+                (p.SIXTH, 4),
+                [p.link("vconf", "Video conference")],
+                decimals=0,
+            ),
+            p.stat(
+                "Dossiers on time today",
+                p.sql(PORTAL_ONTIME_TODAY_SQL, "table"),
+                "percent",
+                p.thresholds(
+                    (None, p.RED),
+                    (100 * th.portal_ontime_min, p.AMBER),
+                    (100 * th.portal_ontime_target, p.GREEN),
+                ),
+                (p.SIXTH, 4),
+                [p.link("portal", "Public-service portal")],
+                decimals=1,
+            ),
+            p.stat(
+                "Portal desks silent",
+                p.prom(
+                    f'sum({DEVICES}{{device_class="portal",state!~"{r.ONLINE_STATES}"}}) '
+                    "or vector(0)"
+                ),
+                "short",
+                p.thresholds((None, p.GREEN), (1, p.AMBER)),
+                (p.SIXTH, 4),
+                [p.link("portal", "Public-service portal")],
+                decimals=0,
+            ),
+            p.stat(
+                "Sites with a critical security alert",
+                p.prom(
+                    f"count(max without ({PROC}) ({m.DEVICE_DEGRADED.series}"
+                    '{device_class="soc",reason=~"critical-.*"})) or vector(0)'
+                ),
+                "short",
+                p.thresholds((None, p.GREEN), (1, p.RED)),
+                (p.SIXTH, 4),
+                [p.link("soc", "Security operations")],
+                decimals=0,
+            ),
+            p.stat(
+                "Attacks on degraded links",
+                p.prom(
+                    'count(ALERTS{alertname="SecurityAttackOnDegradedLink",'
+                    'alertstate="firing"}) or vector(0)'
+                ),
+                "short",
+                p.thresholds((None, p.GREEN), (1, p.RED)),
+                (p.SIXTH, 4),
+                [p.link("soc", "Security operations")],
+                decimals=0,
+            ),
             p.table(
                 "Active alerts",
                 p.prom(
                     'sum by (alertname, severity, unit, site) (ALERTS{alertstate="firing"})',
                     instant=True,
                 ),
-                (p.HALF, 8),
+                (p.FULL, 8),
             ),
             p.table(
                 "Incidents (open first)",
@@ -135,6 +221,9 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                     p.link("network", "Network"),
                     p.link("cameras", "Cameras"),
                     p.link("telehealth", "Telehealth"),
+                    p.link("vconf", "Video conference"),
+                    p.link("portal", "Public-service portal"),
+                    p.link("soc", "Security operations"),
                 ],
             ),
         ],
