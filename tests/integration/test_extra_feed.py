@@ -1,4 +1,4 @@
-"""A fourth feed declared only in tests/ (tests/support/airquality.py) flows from the
+"""A feed declared only in tests/ (tests/support/airquality.py) flows from the
 simulator through Kafka and a real ``ioc worker`` into its raw table and rollups, with no
 change in streams/, the writer, the migrations or the simulators (docs/adding-a-feed.md)."""
 

@@ -1,4 +1,4 @@
-"""A test-only fourth feed: air-quality sensors (docs/adding-a-feed.md).
+"""A test-only feed beside the six built-in ones: air-quality sensors (docs/adding-a-feed.md).
 
 The whole feed is this file: its messages, its one declaration (:data:`FEED`) and its
 simulator behaviour (:class:`AirQualitySim`). Nothing in ``streams/``, the writer, the
