@@ -256,15 +256,16 @@ class StateMachine:
             old = self.current.get(dev_id)
             if (
                 state == t.STATE_DOWN
-                and old is not None
-                and old.state == t.STATE_UNREACHABLE
+                and (old is None or old.state != t.STATE_DOWN)
                 and any(
                     now_ms - self.recovered.get(up, -(2**62))
                     <= th.heartbeat_timeout_ms[topo.devices[dev_id].device_class]
                     for up in topo.upstream_chain(dev_id)
                 )
             ):
-                continue  # its path just came back: give it a heartbeat period to report
+                # Its path just came back: give it a heartbeat period to report. Also when it
+                # was never judged unreachable (a new leader held it while the node was down).
+                continue
             if (
                 (
                     dev_id in pending
