@@ -10,8 +10,10 @@ rate (failures per day per 100 devices), then a repair time drawn uniformly from
 range, during which the same device cannot fail again. A short warm-up puts the first few
 failures in the first minutes (a camera that comes back quickly, a critical telehealth
 station left down long enough to escalate, a commune network node that cuts off the devices
-behind it). Everything is a pure function of the topology, the seed and the horizon, and the
-result is an ordinary :class:`~ioc.simulators.faults.FaultPlan`.
+behind it). Portal desks have LGSP sync stalls and SOC sensors see brute-force runs; the
+bridges need none: their scheduled meetings (and who misses them) are their own background.
+Everything is a pure function of the topology, the seed and the horizon, and the result is
+an ordinary :class:`~ioc.simulators.faults.FaultPlan`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
+from typing import Any
 
 from ioc.contract.feeds import Feed
 from ioc.contract.topology import Device, Topology
@@ -41,7 +44,7 @@ class ClassModel:
     """Repair time range (uniform), seconds."""
     kinds: tuple[tuple[str, float], ...]
     """Fault types with their relative weights; each must suit the class (faults.py)."""
-    params: dict[str, dict[str, float]] = field(default_factory=dict)
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Extra fault parameters by fault type (e.g. link_degraded: loss_pct, latency_ms)."""
 
     @property
@@ -89,6 +92,16 @@ DEFAULT_PROFILE = BackgroundProfile(
             2.0,
             (300.0, 1800.0),
             (("device_dark", 0.7), ("session_drops", 0.3)),
+        ),
+        # A one-stop desk's LGSP sync stalls; its dossiers arrive in one late batch after.
+        ClassModel(Feed.PORTAL, 2.0, (1800.0, 7200.0), (("lgsp_outage", 1.0),)),
+        # A password-guessing run against a site's servers, seen by its SOC sensor.
+        ClassModel(
+            Feed.SOC,
+            1.0,
+            (300.0, 1200.0),
+            (("soc_campaign", 1.0),),
+            {"soc_campaign": {"campaign": "brute_force"}},
         ),
     ),
     warmup=(
