@@ -45,9 +45,12 @@ fmt: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## the whole suite against the real local stack (what .ci/run runs)
-test: install lint typecheck stack
-	$(BIN)/pytest $(PYTEST_ARGS)
+## the whole suite against the real local stack (what .ci/run runs): lint, type-check and the
+## unit tests (which need no stack) run side by side while the stack comes up, then the
+## integration tests against it
+test: install
+	$(MAKE) --no-print-directory -j4 -Oline lint typecheck unit stack
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
 ## fault tests: stop and restart shared services mid-run (not part of `make test`)
 chaos: install stack
@@ -61,6 +64,13 @@ bench: install stack bench-venv
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/simulator_load.py
 	$(BIN)/python bench/pipeline.py --baselines 1000000 --repeat 3 --sustain 300
+	$(BIN)/python bench/burst.py
+
+## freshness per feed during the video-conference join burst (bench/results/burst.json)
+.PHONY: bench-burst
+bench-burst: install stack
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python bench/burst.py
 
 # Quix Streams pins older confluent-kafka and pydantic than the product: its own virtualenv,
 # with the project installed without dependencies (the peer only imports the contract).
