@@ -268,6 +268,19 @@ def jraw(text: str) -> bytes:
 
 VIETNAMESE = "Bệnh viện Đa khoa tỉnh Yên Bái \u2013 Nguyễn Thị Minh Khai, phường Đồng Tâm"
 EMOJI = "📹🚑😀🇻🇳"
+PATTERN_EXAMPLES: dict[str, tuple[str, str]] = {
+    r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$": ("0000-01-01", "9999-12-31"),
+}
+"""A lowest and a highest valid value for each text pattern other than the storable-text
+rule (whose values the generic candidates already cover): a field with a pattern must be
+probed with values it accepts too. A new pattern in the contract needs its examples here."""
+
+
+def pattern_of(t: mi.StrType) -> str | None:
+    """The field's own pattern, None for plain storable text."""
+    return None if t.pattern in (None, s.STORABLE_TEXT) else t.pattern
+
+
 TYPE_CONFUSION: list[Frag] = [b"null", b'"1"', b"true", b"[]", b"{}", b""]
 HUGE_INTS = [2**63, -(2**63) - 1, 2**64, 2**70, -(2**70), 10**30, -(10**30)]
 HOSTILE_FLOATS: list[Frag] = [
@@ -369,6 +382,10 @@ def boundary_frags(spec: FieldSpec, device_ids: Sequence[str]) -> list[Frag]:
         for n in sorted({m for b in bounds for m in (b - 1, b, b + 1) if m >= 0}):
             out += [jstr("a" * n), jraw(EMOJI[0] * n), jraw("ệ" * n)]
         out += [*HOSTILE_TEXT, b"1"]
+        pattern = pattern_of(t)
+        if pattern is not None and spec.name != "device_id":
+            low, high = PATTERN_EXAMPLES[pattern]
+            out += [jstr(low), jstr(high), jstr(low + " "), jstr(high[:-1])]
         if spec.name == "device_id":
             out += [jstr(d) for d in device_ids] + [jstr("nope"), jstr(device_ids[0].upper())]
     elif isinstance(t, mi.LiteralType):
@@ -390,6 +407,9 @@ def valid_frag(spec: FieldSpec, high: bool) -> Frag:
         value = hi if high else lo
         return jfloat(float(value)) if isinstance(t, mi.FloatType) else jint(int(value))
     if isinstance(t, mi.StrType):
+        pattern = pattern_of(t)
+        if pattern is not None and spec.name != "device_id":
+            return jstr(PATTERN_EXAMPLES[pattern][1 if high else 0])
         n = (t.max_length or 8) if high else (t.min_length or 1)
         return jraw(EMOJI[0] * n) if high else jstr("a" * n)
     if isinstance(t, mi.LiteralType):
@@ -429,6 +449,8 @@ def field_strategy(spec: FieldSpec, device_ids: Sequence[str]) -> st.SearchStrat
         gen = st.one_of(text.map(jstr), text.map(jraw))
         if spec.name == "device_id":
             gen = st.one_of(st.sampled_from(device_ids).map(jstr), gen)
+        elif isinstance(t, mi.StrType) and (pattern := pattern_of(t)) is not None:
+            gen = st.one_of(st.from_regex(pattern, fullmatch=True).map(jstr), gen)
         if isinstance(t, mi.LiteralType):
             gen = st.one_of(st.sampled_from([jstr(str(v)) for v in t.values]), gen)
     else:
