@@ -8,7 +8,7 @@ BIN     = $(VENV)/bin
 IOC     = $(BIN)/ioc
 PYTEST_ARGS ?=
 
-.PHONY: install run stack stack-down status test chaos unit lint typecheck fmt dashboards bench bench-venv clean
+.PHONY: install run stack stack-down status test chaos unit integration lint typecheck fmt dashboards bench bench-venv clean
 
 # Debian's chromium for the console's browser test (apt-get as root; never a download by
 # Playwright): a cheap check once it is there.
@@ -45,11 +45,14 @@ fmt: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## the whole suite against the real local stack (what .ci/run runs): lint, type-check and the
-## unit tests (which need no stack) run side by side while the stack comes up, then the
-## integration tests against it
+## the whole suite against the real local stack (what .ci/run runs): lint while the stack
+## comes up, then the integration tests against it with the type-check and the unit tests
+## (which need no stack) beside them: the integration tests mostly wait on the wall clock
 test: install
-	$(MAKE) --no-print-directory -j4 -Oline lint typecheck unit stack
+	$(MAKE) --no-print-directory -j2 -Oline lint stack
+	$(MAKE) --no-print-directory -j3 -Oline typecheck unit integration
+
+integration: install stack
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
 ## fault tests: stop and restart shared services mid-run (not part of `make test`)
