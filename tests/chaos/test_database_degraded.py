@@ -142,8 +142,10 @@ def test_full_disk_on_the_raw_path_is_reported_and_loses_nothing(
         )
         worker = Worker(namespace, "demo", tmp_path / "worker.log").start()
         time.sleep(10)
-        production = Production(namespace, 120)
-        fired_after = wait_for_alert(namespace, "DatabaseWritesFailing", worker, 150)
+        # The camera feed (about a quarter of the demo's events since the province has six
+        # feeds) must fill the 1 MB tablespace as fast as it did with three: 650 ev/s.
+        production = Production(namespace, 120, rate=650)
+        fired_after = wait_for_alert(namespace, "DatabaseWritesFailing", worker, 200)
         assert "No space left on device" in worker.log_text()
         subprocess.run(["mount", "-o", "remount,size=256m", str(mount)], check=True)
         production.finish_and_reconcile(worker, "full disk on the raw path (1 MB, then grown)")
