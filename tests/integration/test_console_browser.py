@@ -310,8 +310,8 @@ async def test_console_in_a_real_browser(console: tuple[str, OpsContext], tmp_pa
         await expect(page.locator("h1")).to_contain_text(f"#{isolated}")
         await expect(page.locator("body")).to_contain_text("Diễn biến")
         await expect(page.locator("body")).to_contain_text("Mở sự cố")
-        behind = len(topo.devices_behind(node))  # affected: the devices behind the node
-        await expect(page.locator("body")).to_contain_text(f"Thiết bị bị ảnh hưởng ({behind})")
+        affected = 1 + len(topo.devices_behind(node))  # the node and every device behind it
+        await expect(page.locator("body")).to_contain_text(f"Thiết bị bị ảnh hưởng ({affected})")
         await _fits_both(page, "incident page")
         await page.screenshot(path=_shot(tmp_path, "incident"), full_page=True)
 
