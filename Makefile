@@ -46,11 +46,18 @@ fmt: install
 	$(BIN)/ruff check --fix .
 
 ## the whole suite against the real local stack (what .ci/run runs): lint while the stack
-## comes up, then the integration tests against it with the type-check and the unit tests
-## (which need no stack) beside them: the integration tests mostly wait on the wall clock
+## comes up, then the integration tests against it (their progress on the terminal), with the
+## type-check and the unit tests (which need no stack) beside them, their output shown after:
+## the integration tests mostly wait on the wall clock
 test: install
 	$(MAKE) --no-print-directory -j2 -Oline lint stack
-	$(MAKE) --no-print-directory -j3 -Oline typecheck unit integration
+	@mkdir -p .build; \
+	$(MAKE) --no-print-directory -j2 -Otarget typecheck unit >.build/beside.log 2>&1 & beside=$$!; \
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS); status=$$?; \
+	wait $$beside; beside_status=$$?; \
+	echo "== type-check and unit tests (run beside the integration tests): exit $$beside_status"; \
+	cat .build/beside.log; \
+	if [ $$status -eq 0 ]; then status=$$beside_status; fi; exit $$status
 
 integration: install stack
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
