@@ -30,10 +30,6 @@ GROUP BY u.code, u.name, u.lat, u.lon
 ORDER BY health_pct
 """
 
-PROC = "instance, job, pid, service"
-"""Labels of the exporting process: the shard leader's gauges are the same series whoever
-leads, so the tiles take the max over processes (a leader change leaves no double count)."""
-
 PORTAL_ONTIME_TODAY_SQL = f"""
 SELECT (100.0 * sum(resolved_on_time) / nullif(sum(resolved), 0))::real AS "on time %"
 FROM {portal_contract.KPI_VIEWS["day"]}
@@ -134,7 +130,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
             p.stat(
                 "Meeting points not joined",
                 p.prom(
-                    f"sum(max without ({PROC}) "
+                    f"sum(max without ({r.PROC}) "
                     f'({m.VCONF_MEETING_POINTS.series}{{state="not_joined"}})) or vector(0)'
                 ),
                 "short",
@@ -146,7 +142,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
             p.stat(
                 "Bridge ports in use",
                 p.prom(
-                    f"max(max without ({PROC}) ({m.VCONF_BRIDGE_PORTS_USED.series} / "
+                    f"max(max without ({r.PROC}) ({m.VCONF_BRIDGE_PORTS_USED.series} / "
                     f"{m.VCONF_BRIDGE_PORTS_LICENSED.series}))"
                 ),
                 "percentunit",
@@ -183,7 +179,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
             p.stat(
                 "Sites with a critical security alert",
                 p.prom(
-                    f"count(max without ({PROC}) ({m.DEVICE_DEGRADED.series}"
+                    f"count(max without ({r.PROC}) ({m.DEVICE_DEGRADED.series}"
                     '{device_class="soc",reason=~"critical-.*"})) or vector(0)'
                 ),
                 "short",
