@@ -42,6 +42,12 @@ def unreachable(settings: Settings, exc: BaseException) -> ServiceUnavailable:
     )
 
 
+def topic_configs(settings: Settings, spec: TopicSpec) -> dict[str, str]:
+    """A topic's configs as created and kept: the spec's, with ``min.insync.replicas`` from
+    the replication factor (2 of 3, so ``acks=all`` survives one broker down)."""
+    return {**spec.configs(), "min.insync.replicas": str(settings.kafka_min_insync_replicas)}
+
+
 async def ensure_topics(
     settings: Settings, specs: Iterable[TopicSpec] | None = None
 ) -> list[TopicResult]:
@@ -60,7 +66,7 @@ async def ensure_topics(
                         settings.topic(s.name),
                         s.partitions,
                         settings.kafka_replication_factor,
-                        topic_configs=s.configs(),
+                        topic_configs=topic_configs(settings, s),
                     )
                     for s in missing
                 ]
@@ -81,7 +87,11 @@ async def ensure_topics(
                     await admin.create_partitions({name: NewPartitions(spec.partitions)})
                     action, have = "partitions-increased", spec.partitions
                 await admin.alter_configs(
-                    [ConfigResource(ConfigResourceType.TOPIC, name, configs=spec.configs())]
+                    [
+                        ConfigResource(
+                            ConfigResourceType.TOPIC, name, configs=topic_configs(settings, spec)
+                        )
+                    ]
                 )
                 results.append(TopicResult(name, action, have))
     finally:

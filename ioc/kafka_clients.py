@@ -7,8 +7,14 @@ translates them into what a client library takes:
 - librdkafka (confluent-kafka): :func:`librdkafka_consumer`, :func:`librdkafka_producer`,
   :func:`librdkafka_admin`, all built on :func:`librdkafka_common`;
 - aiokafka (consumer, producer and admin client take the same connection arguments):
-  :func:`aiokafka_common`;
-- Faust: :func:`faust_broker`.
+  :func:`aiokafka_common`, and :func:`aiokafka_producer` for a durable producer;
+- Faust: :func:`faust_broker`, and :func:`faust_idempotent_producer`.
+
+Every producer is idempotent with ``acks=all`` and never gives up on a message by itself
+(docs/reliability.md, "Replicated Kafka"): librdkafka's ``message.timeout.ms`` is 0
+(infinite), so while the brokers are away its queue fills and ``produce`` raises
+``BufferError``, which the callers wait out (back-pressure); an idempotent aiokafka producer
+never expires a batch and retries it until it is written, exactly once.
 
 TLS (``SSL``, ``SASL_SSL``) contexts for the Python clients come from :func:`ssl_context`
 only. The configurations are :class:`ClientConfig` dicts whose ``repr``/``str`` mask the
@@ -27,7 +33,7 @@ import re
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,13 +118,22 @@ def librdkafka_consumer(
     return _librdkafka_client(settings, client_id, {"group.id": group, **overrides})
 
 
+LIBRDKAFKA_PRODUCER_DURABILITY: dict[str, Any] = {
+    "enable.idempotence": True,  # retries neither duplicate nor reorder
+    "acks": "all",  # written to min.insync.replicas replicas before the ack
+    # 0 = infinite: a message is never failed for taking long (default 300 s, after which
+    # librdkafka drops it with a delivery error); an outage turns into back-pressure.
+    "message.timeout.ms": 0,
+}
+
+
 def librdkafka_producer(
     settings: Settings, client_id: str = "ioc", **overrides: Any
 ) -> ClientConfig:
-    """A ``confluent_kafka.Producer``'s configuration; ``overrides`` as for the consumer.
-
-    Its log lines are served by ``poll``/``flush``."""
-    return _librdkafka_client(settings, client_id, overrides)
+    """A ``confluent_kafka.Producer``'s configuration: idempotent, ``acks=all`` and no
+    message timeout (:data:`LIBRDKAFKA_PRODUCER_DURABILITY`) unless ``overrides`` (as for the
+    consumer) say otherwise. Its log lines are served by ``poll``/``flush``."""
+    return _librdkafka_client(settings, client_id, {**LIBRDKAFKA_PRODUCER_DURABILITY, **overrides})
 
 
 def librdkafka_admin(settings: Settings, client_id: str = "ioc-admin") -> ClientConfig:
@@ -149,6 +164,33 @@ def aiokafka_common(settings: Settings) -> ClientConfig:
     if context is not None:
         kwargs["ssl_context"] = context
     return kwargs
+
+
+def aiokafka_producer(settings: Settings, **overrides: Any) -> ClientConfig:
+    """``AIOKafkaProducer`` keyword arguments: idempotent with ``acks=all``. An idempotent
+    aiokafka producer never expires a batch (``request_timeout_ms`` bounds one request, not
+    the message): it retries until the write is acknowledged, without duplicates."""
+    return ClientConfig(
+        {**aiokafka_common(settings), "acks": "all", "enable_idempotence": True, **overrides}
+    )
+
+
+def faust_idempotent_producer() -> None:
+    """Make Faust's Kafka producer idempotent with ``acks=all`` (Faust only does so inside
+    transactions): its batches then never expire and a retry writes no duplicate. Faust
+    picks the producer class from its transport, so this sets it there, once per process."""
+    from faust.transport.drivers import aiokafka as driver
+
+    if getattr(driver.Transport.Producer, "idempotent", False):
+        return
+
+    class IdempotentProducer(driver.Producer):
+        idempotent = True
+
+        def _settings_extra(self) -> Mapping[str, Any]:
+            return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
+
+    driver.Transport.Producer = IdempotentProducer
 
 
 def faust_broker(settings: Settings) -> dict[str, Any]:

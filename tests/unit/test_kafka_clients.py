@@ -21,6 +21,7 @@ from pydantic import SecretStr
 from ioc.config import Settings
 from ioc.kafka_clients import (
     LIBRDKAFKA_LOGGER,
+    LIBRDKAFKA_PRODUCER_DURABILITY,
     ClientConfig,
     LibrdkafkaLog,
     aiokafka_common,
@@ -141,7 +142,10 @@ def test_librdkafka_clients_add_their_identity_and_a_logger(settings: Settings) 
 
     producer = librdkafka_producer(settings, "sim", **{"linger.ms": 20, "acks": "all"})
     assert isinstance(producer.pop("logger"), LibrdkafkaLog)
-    assert producer == common | {"client.id": "sim", "linger.ms": 20, "acks": "all"}
+    assert producer == common | LIBRDKAFKA_PRODUCER_DURABILITY | {
+        "client.id": "sim",
+        "linger.ms": 20,
+    }
     assert librdkafka_producer(settings)["client.id"] == "ioc"
 
     admin = librdkafka_admin(settings)

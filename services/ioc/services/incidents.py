@@ -26,7 +26,7 @@ from ioc.contract import tables as t
 from ioc.contract.topics import DEVICE_EVENTS, INCIDENT_EVENTS
 from ioc.contract.topology import Topology
 from ioc.errors import IocError
-from ioc.kafka_clients import aiokafka_common
+from ioc.kafka_clients import aiokafka_common, aiokafka_producer
 
 _log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class CommandProducer:
     async def _started(self) -> AIOKafkaProducer:
         async with self._lock:
             if self._producer is None:
-                producer = AIOKafkaProducer(**aiokafka_common(self._settings), acks="all")
+                producer = AIOKafkaProducer(**aiokafka_producer(self._settings))
                 try:  # a caller's timeout may cancel start() half-way: stop() still runs
                     await producer.start()
                 except BaseException:

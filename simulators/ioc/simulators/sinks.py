@@ -135,9 +135,17 @@ class KafkaSink(Sink):
             self.producer.poll(min(left, 0.005))
 
     def flush(self, timeout: float = 60.0) -> None:
+        """Wait for every message; what is still queued after ``timeout`` is counted as an
+        error (messages never time out by themselves, so this is the only way one is given
+        up, and it is never silent)."""
         deadline = time.monotonic() + timeout
         while self.producer.flush(1.0) > 0 and time.monotonic() < deadline:
             pass
+        left = len(self.producer)
+        if left:
+            self.errors += left
+            if self.first_error is None:
+                self.first_error = f"{left} messages not acknowledged after {timeout:.0f} s"
         self.rdkafka_log.flush()
 
     def latency_samples_ms(self) -> list[float]:

@@ -42,7 +42,7 @@ from ioc.contract.topics import (
     TopicSpec,
 )
 from ioc.contract.topology import Topology
-from ioc.kafka_clients import faust_broker
+from ioc.kafka_clients import faust_broker, faust_idempotent_producer
 from ioc.observability import gauge, histogram
 from ioc.streams.consumer import FeedConsumer, StallClock
 from ioc.streams.evaluator import Evaluator
@@ -165,6 +165,7 @@ def build_app(
 ) -> tuple[faust.App, Pipeline]:
     options = options or StreamOptions()
     (settings.stack_dir / "faust").mkdir(parents=True, exist_ok=True)  # Faust makes one level
+    faust_idempotent_producer()  # dead letters and events: acks=all, never expired or doubled
     app = faust.App(
         settings.topic(STREAMS_APP_ID),
         **faust_broker(settings),
