@@ -15,8 +15,8 @@ def describe_dsn(dsn: str) -> str:
     """The DSN without its password, safe to print."""
     parts = urlsplit(dsn)
     user = f"{parts.username}@" if parts.username else ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{user}{parts.hostname}{port}{parts.path}"
+    hosts = parts.netloc.rpartition("@")[2]  # host:port, or several (a multi-host DSN)
+    return f"{parts.scheme}://{user}{hosts}{parts.path}"
 
 
 _CONNECT_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)

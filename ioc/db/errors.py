@@ -54,6 +54,9 @@ def classify(exc: BaseException) -> str | None:
         return PERMANENT
     if isinstance(exc, TimeoutError | OSError | asyncpg.InterfaceError):
         return TRANSIENT
+    # A multi-host DSN found no node that accepts writes: a failover is under way.
+    if isinstance(exc, asyncpg.TargetServerAttributeNotMatched):
+        return TRANSIENT
     if isinstance(exc, OverflowError | ValueError | TypeError):  # UnicodeError is a ValueError
         return PERMANENT
     return None

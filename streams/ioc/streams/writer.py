@@ -175,6 +175,10 @@ async def write_with_retry(
                 verdict = PERMANENT if await healthy(pool) else TRANSIENT
             if verdict == PERMANENT:
                 raise PermanentWriteError(exc) from exc
+            if isinstance(exc, asyncpg.ReadOnlySQLTransactionError):
+                # A demoted primary (a switchover): its connections stay open but refuse
+                # writes; new ones go where the multi-host DSN finds the new primary.
+                await pool.expire_connections()
             attempt += 1
             if on_error is not None:
                 on_error(exc, attempt)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ from ioc.errors import ConfigError
 LOOPBACK = "127.0.0.1"
 KAFKA_USER = "ioc"
 KAFKA_SASL_MECHANISM = "SCRAM-SHA-512"
+HA_DATABASE_SERVICE = "postgres-ha"
+"""Where the replicated database (``ioc stack up --database ha``) keeps its credentials."""
 
 
 class CredentialsError(ConfigError):
@@ -48,6 +51,16 @@ def dsn(user: str, password: str, port: int, database: str, host: str = LOOPBACK
     return (
         f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}"
         f"@{host}:{port}/{quote(database, safe='')}"
+    )
+
+
+def multi_host_dsn(user: str, password: str, ports: Sequence[int], database: str) -> str:
+    """A DSN naming every node on loopback; the client connects to whichever accepts writes
+    (``target_session_attrs=read-write``), so a promoted standby is found without a restart."""
+    hosts = ",".join(f"{LOOPBACK}:{port}" for port in ports)
+    return (
+        f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}"
+        f"@{hosts}/{quote(database, safe='')}?target_session_attrs=read-write"
     )
 
 
@@ -151,6 +164,11 @@ class DatabaseCredentials:
         """DSN of ``role`` on the stack's loopback port, to ``database`` (default the stack's)."""
         return dsn(role, self.password(role), port, database or self.database)
 
+    def multi_host_dsn(self, role: str, ports: Sequence[int], database: str | None = None) -> str:
+        """DSN of ``role`` on every node of the replicated database (the primary is chosen
+        at connect time)."""
+        return multi_host_dsn(role, self.password(role), ports, database or self.database)
+
 
 class StackCredentials:
     """The credentials files of one stack directory."""
@@ -198,26 +216,28 @@ class StackCredentials:
         return creds
 
     # --- database ---------------------------------------------------------------------------
-    def database(self) -> DatabaseCredentials | None:
-        """The database passwords, or None before the stack generated them."""
-        doc = _read_json(self.database_path)
+    def database(self, service: str = "timescaledb") -> DatabaseCredentials | None:
+        """The database passwords (of ``service``: ``timescaledb`` or the replicated
+        :data:`HA_DATABASE_SERVICE`), or None before the stack generated them."""
+        path = self.path(service)
+        doc = _read_json(path)
         if doc is None:
             return None
         try:
             return DatabaseCredentials.from_document(doc)
         except (KeyError, ValueError, TypeError) as exc:
-            raise CredentialsError(f"unexpected content in {self.database_path}: {exc}") from exc
+            raise CredentialsError(f"unexpected content in {path}: {exc}") from exc
 
-    def ensure_database(self) -> DatabaseCredentials:
+    def ensure_database(self, service: str = "timescaledb") -> DatabaseCredentials:
         """The database passwords, generated and written on first use."""
-        creds = self.database()
+        creds = self.database(service)
         if creds is None:
             creds = DatabaseCredentials.generate()
-            self.save_database(creds)
+            self.save_database(creds, service)
         return creds
 
-    def save_database(self, creds: DatabaseCredentials) -> None:
-        write_private(self.database_path, json.dumps(creds.document(), indent=2))
+    def save_database(self, creds: DatabaseCredentials, service: str = "timescaledb") -> None:
+        write_private(self.path(service), json.dumps(creds.document(), indent=2))
 
     # --- pager ------------------------------------------------------------------------------
     def pager_token(self) -> str | None:
