@@ -37,8 +37,15 @@ class Production:
     def _run(self, config: SimConfig) -> None:
         self.summary = run_simulation(self.settings, config)
 
-    def finish_and_reconcile(self, worker: Worker, what: str, timeout: float = 180) -> None:
-        """Wait for the producer, let the workers drain, reconcile (prints the figures)."""
+    def join(self) -> None:
+        """Wait until the producer is done (a test's cleanup, before its topics go)."""
+        self._thread.join()
+
+    def finish_and_reconcile(
+        self, worker: Worker, what: str, timeout: float = 180
+    ) -> dict[str, int]:
+        """Wait for the producer, let the workers drain, reconcile (prints the figures and
+        returns them: see :func:`~tests.support.reconcile.reconcile`)."""
         self._thread.join()
         valid = sum(self.summary.stats.valid_by_feed.values())
         wait_for(
@@ -48,9 +55,10 @@ class Production:
             what=f"{valid} rows after: {what} ({worker.log_tail()})",
         )
         assert self.summary.errors == 0, f"{self.summary.errors} delivery errors"
-        reconcile(self.settings, self.summary, what)
-        figures = assert_accounting(worker)
-        print(f"{what}: worker accounting {figures} (consumed = written + duplicate + DLQ)")
+        figures = reconcile(self.settings, self.summary, what)
+        accounting = assert_accounting(worker)
+        print(f"{what}: worker accounting {accounting} (consumed = written + duplicate + DLQ)")
+        return figures
 
 
 def instant(settings: Settings, expr: str) -> float:

@@ -2,7 +2,9 @@
 
 Two client listeners on loopback: PLAINTEXT (``IOC_KAFKA_PORT``) and SASL_PLAINTEXT with
 SCRAM-SHA-512 (``IOC_KAFKA_SASL_PORT``), whose users and generated passwords belong to
-:mod:`ioc.deploy.local.credentials`. Config template: deploy/ioc/deploy/local/kafka/.
+:mod:`ioc.deploy.local.credentials`. A third, PROXIED (``IOC_KAFKA_PROXIED_PORT``),
+advertises ``IOC_KAFKA_PROXY_PORT``, where network-fault tests run a TCP proxy in front of it.
+Config template: deploy/ioc/deploy/local/kafka/.
 
 (The module is not called ``kafka.py``: ``deploy/ioc/deploy/local/kafka/`` is the templates'
 package.)
@@ -78,6 +80,8 @@ class Kafka(Service):
             dest,
             port=self.settings.kafka_port,
             sasl_port=self.settings.kafka_sasl_port,
+            proxied_port=self.settings.kafka_proxied_port,
+            proxy_port=self.settings.kafka_proxy_port,
             controller_port=self.settings.kafka_controller_port,
             data_dir=self.data_dir,
         )
