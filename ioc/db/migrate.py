@@ -78,9 +78,12 @@ async def _grant(conn: asyncpg.Connection, schema: str) -> None:
         """)
 
 
-async def migrate(dsn: str, schema: str) -> list[Migration]:
-    """Apply pending migrations into ``schema``; returns the ones applied now."""
-    migrations = load_migrations()
+async def migrate(dsn: str, schema: str, upto: int | None = None) -> list[Migration]:
+    """Apply pending migrations into ``schema``; returns the ones applied now.
+
+    ``upto``: only those up to that version (the upgrade test builds the previous release's
+    schema with it, :data:`ioc.db.releases.PREVIOUS_RELEASE_MIGRATION`)."""
+    migrations = [m for m in load_migrations() if upto is None or m.version <= upto]
     conn = await connect(dsn)
     applied_now: list[Migration] = []
     try:

@@ -79,6 +79,9 @@ class TimescaleDB(Service):
         for path in (data.parent, run_dir):
             path.mkdir(parents=True, exist_ok=True)
             os.chown(path, uid, gid)
+        from ioc.deploy.local.backup import prepare_archive
+
+        prepare_archive(self.rootfs, uid, gid)  # WAL archive dir and archive_command script
         if not (data / "PG_VERSION").exists():
             progress("  initdb (first time only)")
             pwfile = self.rootfs / "run/postgresql/.pw"
@@ -126,6 +129,9 @@ class TimescaleDB(Service):
             "log_line_prefix": "%m [%p] %q%u@%d ",
             "dynamic_shared_memory_type": "mmap",  # no /dev/shm needed inside the chroot
         }
+        from ioc.deploy.local.backup import archive_options
+
+        options.update(archive_options())  # WAL archiving for point-in-time restore
         args: list[str] = []
         for key, value in options.items():
             args += ["-c", f"{key}={value}"]
