@@ -30,6 +30,7 @@ def test_stack_status_reports_all_services_healthy(
         "timescaledb",
         "prometheus",
         "alertmanager",
+        "alertmanager-2",  # the second peer of the Alertmanager cluster
     }
     assert doc["kafka_bootstrap_servers"].startswith("127.0.0.1:")
     assert doc["database_dsn"].startswith("postgresql://ioc_app:")

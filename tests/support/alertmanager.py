@@ -30,20 +30,25 @@ def pages(settings: Settings) -> list[Any]:
 
 
 def forget_pages_sent(settings: Settings) -> None:
-    """Restart Alertmanager without its notification log.
+    """Restart both Alertmanager peers without their notification log.
 
     Alertmanager keeps what it delivered on disk (``data/nflog``) for days, across restarts.
     A run that paged an alert and stopped the pager before the resolved notification went
     out leaves "firing" as the last delivered state, and the same alert firing again within
     ``repeat_interval`` is then (correctly) not paged again. Tests that count pages for a
-    fixed device must not depend on what an earlier run left there.
+    fixed device must not depend on what an earlier run left there. The peers gossip their
+    logs: both stop before either starts, or the first one up would get the log back.
     """
     from ioc.deploy.local.stack import Stack
 
-    alertmanager = Stack(settings).services["alertmanager"]
-    alertmanager.down(lambda _line: None)
-    (alertmanager.dir / "data" / "nflog").unlink(missing_ok=True)
-    alertmanager.up(lambda _line: None)
+    stack = Stack(settings)
+    peers = [stack.alertmanager, stack.alertmanager_peer]
+    for peer in peers:
+        peer.down(lambda _line: None)
+    for peer in peers:
+        (peer.dir / "data" / "nflog").unlink(missing_ok=True)
+    for peer in peers:
+        peer.up(lambda _line: None)
 
 
 def expire_silences_of(settings: Settings) -> int:
