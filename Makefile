@@ -82,6 +82,12 @@ bench-burst: install stack
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/burst.py
 
+## an hour at 20,000 events/s with a fault every 5 minutes (bench/results/soak.json); not in CI
+.PHONY: soak
+soak: install stack
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python bench/soak.py
+
 # Quix Streams pins older confluent-kafka and pydantic than the product: its own virtualenv,
 # with the project installed without dependencies (the peer only imports the contract).
 QUIX_VENV ?= .venv-quix
