@@ -20,9 +20,22 @@ from ioc.errors import IocError
 Handler = Callable[[argparse.Namespace, Settings], int]
 
 
-def _stack(settings: Settings) -> Any:
+def _stack(settings: Settings, args: argparse.Namespace | None = None) -> Any:
+    """The local stack; ``--brokers N`` picks the single broker (1) or the cluster (3)."""
     from ioc.deploy.local.stack import Stack
 
+    brokers = getattr(args, "brokers", None)
+    if brokers is not None and brokers != settings.kafka_brokers:
+        from pydantic import ValidationError
+
+        try:
+            settings = settings.with_kafka_brokers(brokers)
+        except ValidationError as exc:
+            msg = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+            raise IocError(f"--brokers {brokers}: {msg}") from None
+    database = getattr(args, "database", None)
+    if database is not None:  # --database ha: the replicated PostgreSQL beside the single one
+        settings = settings.model_copy(update={"database_ha": database == "ha"})
     return Stack(settings)
 
 
@@ -30,17 +43,18 @@ def _stack(settings: Settings) -> Any:
 
 
 def cmd_stack_up(args: argparse.Namespace, settings: Settings) -> int:
-    _stack(settings).up(args.services or None)
+    _stack(settings, args).up(args.services or None)
     return 0
 
 
 def cmd_stack_down(args: argparse.Namespace, settings: Settings) -> int:
-    _stack(settings).down(args.services or None)
+    _stack(settings, args).down(args.services or None)
     return 0
 
 
 def cmd_stack_status(args: argparse.Namespace, settings: Settings) -> int:
-    stack = _stack(settings)
+    stack = _stack(settings, args)
+    settings = stack.settings
     if args.json:
         doc = stack.status_document()
         print(json.dumps(doc, indent=2))
@@ -55,7 +69,7 @@ def cmd_stack_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_stack_logs(args: argparse.Namespace, settings: Settings) -> int:
-    print(_stack(settings).log_tail(args.service, args.lines))
+    print(_stack(settings, args).log_tail(args.service, args.lines))
     return 0
 
 
@@ -187,17 +201,33 @@ def build_parser() -> argparse.ArgumentParser:
         "services",
         nargs="*",
         metavar="SERVICE",
-        help=f"only these ({', '.join(SERVICE_NAMES)}); default all",
+        help=f"only these ({', '.join(SERVICE_NAMES)}; kafka-N with --brokers); default all",
     )
+    database_help = (
+        "single: one TimescaleDB; ha: also a pg_auto_failover monitor and two nodes, the "
+        "standby synchronous (default: IOC_DATABASE_HA)"
+    )
+    brokers_help = (
+        "Kafka nodes: 1, the single broker, or 3, a replicated cluster beside it "
+        "(default: IOC_KAFKA_BROKERS)"
+    )
+    p.add_argument("--brokers", type=int, metavar="N", help=brokers_help)
+    p.add_argument("--database", choices=("single", "ha"), help=database_help)
     p.set_defaults(handler=cmd_stack_up)
     p = stack_sub.add_parser("down", help="stop (data and installs are kept)")
     p.add_argument("services", nargs="*", metavar="SERVICE")
+    p.add_argument("--brokers", type=int, metavar="N", help=brokers_help)
+    p.add_argument("--database", choices=("single", "ha"), help=database_help)
     p.set_defaults(handler=cmd_stack_down)
     p = stack_sub.add_parser("status", help="each service with endpoint and health")
     p.add_argument("--json", action="store_true", help="machine-readable, with DSNs and URLs")
+    p.add_argument("--brokers", type=int, metavar="N", help=brokers_help)
+    p.add_argument("--database", choices=("single", "ha"), help=database_help)
     p.set_defaults(handler=cmd_stack_status)
     p = stack_sub.add_parser("logs", help="tail of one service's log")
-    p.add_argument("service", choices=SERVICE_NAMES)
+    p.add_argument("service", metavar="SERVICE", help=f"{', '.join(SERVICE_NAMES)} or kafka-N")
+    p.add_argument("--brokers", type=int, metavar="N", help=brokers_help)
+    p.add_argument("--database", choices=("single", "ha"), help=database_help)
     p.add_argument("-n", "--lines", type=int, default=60)
     p.set_defaults(handler=cmd_stack_logs)
 
@@ -211,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", help="file (default deploy/ioc/deploy/compose/initdb/01-ioc-roles.sh)")
     p.set_defaults(handler=cmd_db_compose_init)
+    from ioc.deploy.local.backup import add_db_commands
+
+    add_db_commands(db_sub)  # backup, backups, restore (docs/backup.md)
 
     topics = sub.add_parser("topics", help="Kafka topics")
     topics_sub = topics.add_subparsers(dest="topics_command", required=True, metavar="ACTION")

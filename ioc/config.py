@@ -46,10 +46,34 @@ class Settings(BaseSettings):
     kafka_port: int = Field(19092, ge=1024, le=65535)
     kafka_controller_port: int = Field(19093, ge=1024, le=65535)
     kafka_sasl_port: int = Field(19096, ge=1024, le=65535)
+    kafka_proxied_port: int = Field(19130, ge=1024, le=65535)
+    """The single broker's third listener (PROXIED), for network-fault tests: it advertises
+    ``kafka_proxy_port``, where a fault-injecting TCP proxy forwards to it, so a client that
+    bootstraps through the proxy stays behind it (tests/chaos/netfaults.py)."""
+    kafka_proxy_port: int = Field(19131, ge=1024, le=65535)
+    """Where PROXIED clients are sent; nothing listens there unless a test runs the proxy."""
     postgres_port: int = Field(15432, ge=1024, le=65535)
+    database_ha: bool = False
+    """Use the local stack's replicated PostgreSQL (``ioc stack up --database ha``): a
+    pg_auto_failover monitor and two TimescaleDB nodes, the standby synchronous, beside the
+    single database; stack DSNs then name both nodes (``target_session_attrs=read-write``)."""
+    postgres_ha_port: int = Field(15440, ge=1024, le=65500)
+    """The replicated database's monitor; its data nodes listen on this + 1 and + 2."""
     prometheus_port: int = Field(19090, ge=1024, le=65535)
     alertmanager_port: int = Field(19094, ge=1024, le=65535)
+    alertmanager_peer_port: int = Field(19150, ge=1024, le=65535)
+    """The local stack's second Alertmanager: a cluster of two, so no single one pages alone."""
+    alertmanager_cluster_port: int = Field(19151, ge=1024, le=65535)
+    """Gossip (memberlist) of the first Alertmanager; the second's is this + 1."""
     kafka_heap: str = Field("768m", pattern=r"^\d+[mg]$")
+    kafka_brokers: int = Field(1, ge=1, le=9)
+    """Kafka nodes of the local stack: 1 (the single broker above) or 3-9, a replicated KRaft
+    cluster (``ioc stack up --brokers 3``) beside it, which clients then use (not 2: two
+    controllers cannot elect a leader once one is down)."""
+    kafka_cluster_port: int = Field(19100, ge=1024, le=65500)
+    """Ports of the replicated local cluster: node n (1-based) listens on this + n
+    (PLAINTEXT), + 10 + n (SASL_PLAINTEXT) and + 20 + n (controller)."""
+    kafka_cluster_heap: str = Field("512m", pattern=r"^\d+[mg]$")
 
     # --- Kafka (ioc.kafka_clients turns these into each client's configuration) ----------
     kafka_bootstrap_servers: str | None = None
@@ -72,7 +96,14 @@ class Settings(BaseSettings):
 
     # --- processes ---------------------------------------------------------------------------
     metrics_port: int = Field(9464, ge=0, le=65535)
+    workers_desired: int = Field(1, ge=0)
+    """How many stream workers this deployment runs (``ioc run --workers N`` sets it): each
+    worker exports it, and StreamWorkerDown fires while fewer are up, so a worker killed or
+    scaled in does not page forever through its stale scrape target."""
     pager_port: int = Field(9480, ge=1024, le=65535)
+    pager_peer_port: int = Field(9482, ge=1024, le=65535)
+    """The second pager Alertmanager also notifies (its /metrics on this + 1), so a page
+    survives the loss of either; the two share the database and send each page once."""
     pager_token: SecretStr | None = None
     """Bearer token Alertmanager must send to the pager. Unset: the local stack's generated one."""
     pager_channels: str = "[]"
@@ -122,6 +153,26 @@ class Settings(BaseSettings):
         except (ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
             raise ValueError(str(exc).removeprefix("IOC_THRESHOLDS: ")) from None
         return value
+
+    @field_validator("kafka_brokers")
+    @classmethod
+    def _check_brokers(cls, value: int) -> int:
+        if value == 2:
+            raise ValueError("1 or 3-9: two KRaft controllers lose their quorum with one down")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replicas_follow_brokers(cls, data: Any) -> Any:
+        """Against the local cluster topics get 3 replicas unless the factor is set."""
+        if isinstance(data, dict) and "kafka_replication_factor" not in data:
+            try:
+                brokers = int(data.get("kafka_brokers", 1))
+            except (TypeError, ValueError):
+                return data  # the field's own validation names the variable
+            if brokers >= 3:
+                data = {**data, "kafka_replication_factor": 3}
+        return data
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod
@@ -206,9 +257,41 @@ class Settings(BaseSettings):
             return {}
         return dict(kafka.users) if kafka else {}
 
+    def with_kafka_brokers(self, brokers: int) -> Settings:
+        """These settings against the local stack's ``brokers``-node Kafka (1: the single
+        broker), topics replicated as in :meth:`_replicas_follow_brokers`."""
+        return type(self).model_validate(
+            {**self.model_dump(exclude={"kafka_replication_factor"}), "kafka_brokers": brokers}
+        )
+
+    def kafka_node_ports(self, node: int) -> tuple[int, int, int]:
+        """(PLAINTEXT, SASL_PLAINTEXT, controller) ports of node ``node`` (1-based) of the
+        local cluster."""
+        base = self.kafka_cluster_port
+        return base + node, base + 10 + node, base + 20 + node
+
     @property
     def bootstrap_servers(self) -> str:
-        return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+        if self.kafka_bootstrap_servers:
+            return self.kafka_bootstrap_servers
+        if self.kafka_brokers > 1:
+            nodes = range(1, self.kafka_brokers + 1)
+            return ",".join(f"127.0.0.1:{self.kafka_node_ports(n)[0]}" for n in nodes)
+        return f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def sasl_bootstrap_servers(self) -> str:
+        """The local stack's SASL_PLAINTEXT (SCRAM) listeners, every node's."""
+        if self.kafka_brokers > 1:
+            nodes = range(1, self.kafka_brokers + 1)
+            return ",".join(f"127.0.0.1:{self.kafka_node_ports(n)[1]}" for n in nodes)
+        return f"127.0.0.1:{self.kafka_sasl_port}"
+
+    @property
+    def kafka_min_insync_replicas(self) -> int:
+        """``min.insync.replicas`` of the project's topics: 2 of 3 replicas, so an ``acks=all``
+        write survives the loss of any one broker and still goes on with one down."""
+        return max(1, min(2, self.kafka_replication_factor - 1))
 
     @property
     def prometheus_url(self) -> str:
@@ -218,13 +301,29 @@ class Settings(BaseSettings):
     def alertmanager_url(self) -> str:
         return f"http://127.0.0.1:{self.alertmanager_port}"
 
+    @property
+    def alertmanager_urls(self) -> list[str]:
+        """Both peers of the local Alertmanager cluster (Prometheus notifies each)."""
+        return [self.alertmanager_url, f"http://127.0.0.1:{self.alertmanager_peer_port}"]
+
+    @property
+    def postgres_ha_node_ports(self) -> tuple[int, int]:
+        """The replicated database's two data nodes (either may be the primary)."""
+        return self.postgres_ha_port + 1, self.postgres_ha_port + 2
+
     def _stack_dsn(self, role: str, env: str) -> str:
-        creds = self.stack_credentials().database()  # ConfigError if unreadable
+        from ioc.deploy.local.credentials import HA_DATABASE_SERVICE
+
+        service = HA_DATABASE_SERVICE if self.database_ha else "timescaledb"
+        creds = self.stack_credentials().database(service)  # ConfigError if unreadable
         if creds is None or role not in creds.roles:
+            up = "ioc stack up --database ha" if self.database_ha else "ioc stack up"
             raise ConfigError(
                 f"{env} is not set and the local stack has no credentials for role {role} "
-                f"in {self.stack_dir}; run `ioc stack up` or set {env}"
+                f"in {self.stack_dir}; run `{up}` or set {env}"
             )
+        if self.database_ha:  # whichever node is the primary now, found at every connect
+            return creds.multi_host_dsn(role, self.postgres_ha_node_ports)
         return creds.dsn(role, self.postgres_port)
 
     def database_dsn(self) -> str:

@@ -51,6 +51,7 @@ def start_workers(
     settings: Settings, scenario: str, count: int, log_dir: Path
 ) -> list[WorkerProcess]:
     """Start ``count`` stream workers (one consumer group) and wait until they serve."""
+    settings = settings.model_copy(update={"workers_desired": count})
     workers = [
         WorkerProcess(
             settings,
@@ -111,6 +112,12 @@ def start_operations(settings: Settings, log_dir: Path) -> list[Process]:
     try:
         for argv, name, url in (
             (("pager",), "pager", f"http://127.0.0.1:{settings.pager_port}/healthz"),
+            # the second pager Alertmanager notifies: a page survives the loss of either
+            (
+                ("pager", "--port", str(settings.pager_peer_port)),
+                "pager-2",
+                f"http://127.0.0.1:{settings.pager_peer_port}/healthz",
+            ),
             (("ops", "serve"), "ops", f"http://127.0.0.1:{settings.ops_port}/healthz"),
         ):
             _say(f"[{name}] starting `ioc {' '.join(argv)}` (log {log_dir / (name + '.log')})")
@@ -193,10 +200,13 @@ def run_main_job(
         f"{settings.db_schema}; `ioc stack status --json` prints the DSNs)"
     )
     _say(f"  Prometheus        {settings.prometheus_url}")
-    _say(f"  Alertmanager      {settings.alertmanager_url}")
+    _say(f"  Alertmanager      {' and '.join(settings.alertmanager_urls)} (one cluster)")
     _say(f"  worker metrics    http://127.0.0.1{ports.split(',')[0]}/metrics ({ports})")
     if opts.operations:
         _say(f"  pager             http://127.0.0.1:{settings.pager_port}/alertmanager/webhook")
+        _say(
+            f"  second pager      http://127.0.0.1:{settings.pager_peer_port}/alertmanager/webhook"
+        )
         _say(f"  operations API    {settings.ops_base_url}/api/v1 (`ioc incidents list`)")
         _say(f"  operator console  {settings.console_base_url}/console")
         _say(f"      log in with {_admin_token_hint(settings)}")

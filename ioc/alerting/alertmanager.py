@@ -8,11 +8,16 @@ pager (``ioc pager``). Written by ``ioc alerts build`` as the local stack's temp
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import Any
 
-from ioc.alerting.rules import INHIBITED_BY_ISOLATION
+from ioc.alerting.rules import CONSEQUENCES, FLAPPING, INHIBITED_BY_ISOLATION
 from ioc.contract.thresholds import CRITICAL, INFO, NONE, WARNING
 
+CRITICAL_GROUP_WAIT = "0s"
+WARNING_GROUP_WAIT = "10s"
+"""How long Alertmanager gathers a new group's alerts before the first page (latency budget:
+critical pages within 30 s of the fault, warnings within 45 s)."""
 ROUTE_DOMAINS = ("network", "camera", "telehealth", "pipeline", "vconf", "portal")
 GROUP_BY = {
     "pipeline": ["alertname", "feed"],
@@ -23,14 +28,22 @@ GROUP_BY = {
 }
 
 
-def alertmanager_document(pager_url: str, token_file: str) -> dict[str, Any]:
-    """Routing by severity and domain, grouping by unit and site, storm control."""
-    webhook = {
-        "url": pager_url,
-        "send_resolved": True,
-        "max_alerts": 0,
-        "http_config": {"authorization": {"type": "Bearer", "credentials_file": token_file}},
-    }
+def alertmanager_document(pager_url: str | Sequence[str], token_file: str) -> dict[str, Any]:
+    """Routing by severity and domain, grouping by unit and site, storm control.
+
+    With several pager URLs each receiver notifies every pager (one webhook each), so a page
+    goes out while any pager is up; the pagers share the database and record and send each
+    page once (:mod:`ioc.services.pager`)."""
+    urls = [pager_url] if isinstance(pager_url, str) else list(pager_url)
+    webhooks = [
+        {
+            "url": url,
+            "send_resolved": True,
+            "max_alerts": 0,
+            "http_config": {"authorization": {"type": "Bearer", "credentials_file": token_file}},
+        }
+        for url in urls
+    ]
 
     def domain_routes(group_wait: str, repeat: str) -> list[dict[str, Any]]:
         routes = []
@@ -64,19 +77,21 @@ def alertmanager_document(pager_url: str, token_file: str) -> dict[str, Any]:
                     "group_interval": "1m",
                     "repeat_interval": "1m",
                 },
+                # group_wait is a step of the page latency budget (docs/alerting.md): an
+                # outage's alerts of one evaluation still arrive together
                 {
                     "receiver": "pager",
                     "matchers": [f'severity="{CRITICAL}"'],
-                    "group_wait": "10s",
+                    "group_wait": CRITICAL_GROUP_WAIT,
                     "repeat_interval": "1h",
-                    "routes": domain_routes("10s", "1h"),
+                    "routes": domain_routes(CRITICAL_GROUP_WAIT, "1h"),
                 },
                 {
                     "receiver": "pager",
                     "matchers": [f'severity="{WARNING}"'],
-                    "group_wait": "15s",
+                    "group_wait": WARNING_GROUP_WAIT,
                     "repeat_interval": "4h",
-                    "routes": domain_routes("15s", "4h"),
+                    "routes": domain_routes(WARNING_GROUP_WAIT, "4h"),
                 },
                 {"receiver": "null", "matchers": [f'severity=~"{INFO}|{NONE}"']},
             ],
@@ -88,12 +103,19 @@ def alertmanager_document(pager_url: str, token_file: str) -> dict[str, Any]:
                 "target_matchers": [f'alertname=~"{"|".join(INHIBITED_BY_ISOLATION)}"'],
                 "equal": ["upstream_node"],
             },
-            # Low online ratio in a unit is explained by an isolated site in that unit.
-            {
-                "source_matchers": ['alertname="SiteIsolated"'],
-                "target_matchers": ['alertname="CameraOnlineRatioLow"'],
-                "equal": ["unit"],
-            },
+            # Unit-level consequences (a district's or the province's online ratio, sessions
+            # dropped in a district) of an isolated or flapping node there: its page covers
+            # them. A consequence that resolves while inhibited gets no resolved notification
+            # from Alertmanager; the pager records it (ioc.services.resolutions).
+            *(
+                {
+                    "source_matchers": [f'alertname="{source}"'],
+                    "target_matchers": [f'alertname=~"{"|".join(CONSEQUENCES)}"'],
+                    "equal": [scope],
+                }
+                for source in ("SiteIsolated", FLAPPING)
+                for scope in ("region", "province")
+            ),
             # When data is stale, device and pipeline symptoms follow from it.
             {
                 "source_matchers": ['alertname="DataStale"'],
@@ -102,10 +124,10 @@ def alertmanager_document(pager_url: str, token_file: str) -> dict[str, Any]:
             },
         ],
         "receivers": [
-            {"name": "pager", "webhook_configs": [webhook]},
+            {"name": "pager", "webhook_configs": webhooks},
             {
                 "name": "watchdog",
-                "webhook_configs": [copy.deepcopy(webhook) | {"send_resolved": False}],
+                "webhook_configs": [copy.deepcopy(w) | {"send_resolved": False} for w in webhooks],
             },
             {"name": "null"},
         ],

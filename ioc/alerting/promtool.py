@@ -105,6 +105,9 @@ def _quiet_case(th: Thresholds) -> dict[str, Any]:
         f'{m.EVENT_FRESHNESS.series}{{feed="camera",instance="w1"}}': "2+0x40",
         f'{m.CONSUMER_LAG.series}{{feed="camera",partition="0",instance="w1"}}': "10+0x40",
         worker: "1+0x40",
+        # a killed worker's stale target, replaced: down, but not missing (desired 1, 1 up)
+        worker.replace("9464", "9465"): "0+0x40",
+        f'{m.STREAM_WORKERS_DESIRED.series}{{instance="127.0.0.1:9464"}}': "1+0x40",
         f'{m.DB_WRITE_ERRORS.series}{{feed="camera",instance="w1"}}': "0+0x40",
         f'{m.PARTITION_STALLED.series}{{feed="camera",partition="0",instance="w1"}}': "0+0x40",
         f'{m.DLQ_SEND_ERRORS.series}{{feed="camera",instance="w1"}}': "0+0x40",

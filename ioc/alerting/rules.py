@@ -371,6 +371,20 @@ def _down(
     )
 
 
+def workers_missing(th: Thresholds = THRESHOLDS) -> str:
+    """Stream workers missing: the desired count the live workers export minus those up,
+    when positive; or, with no worker up at all, the worker targets that are down. A stale
+    scrape target (a worker killed and replaced, or scaled in) is down but not missing, so
+    the alert resolves by itself; a graceful stop of every worker removes their targets and
+    pages nothing (a shutdown), every worker killed pages until one is back."""
+    desired = m.STREAM_WORKERS_DESIRED.series
+    up = f'up{{job="{scrape.IOC_JOB}", service="{scrape.WORKER}"}}'
+    return (
+        f"(max({desired}) - (count({up} > 0) or vector(0)) > 0)"
+        f" or (count({up} == 0) unless count({up} > 0))"
+    )
+
+
 def feed_down_alerts(th: Thresholds = THRESHOLDS) -> tuple[Alert, ...]:
     """:data:`FEED_DEVICE_DOWN` for each registered feed whose device class has no
     hand-written down alert: ``for:`` from ``FeedSpec.down_alert_for_s``, severity the
@@ -391,6 +405,57 @@ def feed_down_alerts(th: Thresholds = THRESHOLDS) -> tuple[Alert, ...]:
                 f"{spec.title} device",
                 AlertPolicy(spec.down_alert_for_s, severity),
                 {"feed": str(spec.name)},
+            )
+        )
+    return tuple(out)
+
+
+FLAPPING = "DeviceFlapping"
+"""One rule per device class: a device or node that keeps going down pages once, as flapping
+(its outages are not paged one by one: ioc.streams.state confirms an outage first)."""
+
+
+def flapping_alerts(th: Thresholds = THRESHOLDS) -> tuple[Alert, ...]:
+    """:data:`FLAPPING` per registered device class: severity the flapping incident's,
+    ``domain`` the class's routing domain."""
+    out: list[Alert] = []
+    policy = th.alerts[FLAPPING]
+    seen: set[str] = set()
+    for spec in feeds.specs():
+        cls = str(spec.cls)
+        if cls in seen:
+            continue
+        seen.add(cls)
+        labels = {
+            "device_id": f"x-{cls}",
+            "device_class": cls,
+            "unit": "u1",
+            "site": "s1",
+            "upstream_node": "nn-1",
+            "region": "r1",
+            "province": "p1",
+        }
+        selector = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        out.append(
+            Alert(
+                name=FLAPPING,
+                expr=f"{_max(m.DEVICE_FLAPPING, _sel(device_class=cls))} > 0",
+                for_s=policy.for_s,
+                severity=th.incident_severity.get((t.INCIDENT_FLAPPING, cls), policy.severity),
+                domain=feeds.domain_of(cls),
+                summary=f"{spec.title} {{{{ $labels.device_id }}}} is flapping",
+                description=(
+                    f"{spec.title} {{{{ $labels.device_id }}}} at site {{{{ $labels.site }}}} "
+                    f"(unit {{{{ $labels.unit }}}}) went down {th.flap_count} times or more "
+                    f"within {duration_text(th.flap_window_ms // 1000)}. One incident and this "
+                    "one page cover the whole episode; it is up again after "
+                    f"{duration_text(th.flap_quiet_ms // 1000)} without a cut. Check its power, "
+                    "link and uplink port."
+                ),
+                example=Example(
+                    {f'{m.DEVICE_FLAPPING.series}{{{selector},instance="w1"}}': "1+0x20"},
+                    labels,
+                ),
             )
         )
     return tuple(out)
@@ -442,7 +507,6 @@ def alerts(th: Thresholds = THRESHOLDS) -> tuple[Alert, ...]:
     dropped_window = th.sessions_dropped_window_s
     dropped = m.TELEHEALTH_SESSIONS_DROPPED.series
     lag_trend = window(th.consumer_lag_trend_window_s)
-    worker_up = f'up{{job="{scrape.IOC_JOB}", service="{scrape.WORKER}"}}'
     worker_series = (
         f'up{{job="{scrape.IOC_JOB}",service="{scrape.WORKER}",instance="127.0.0.1:9464"}}'
     )
@@ -457,6 +521,7 @@ def alerts(th: Thresholds = THRESHOLDS) -> tuple[Alert, ...]:
         _down(th, "telehealth", "TelehealthStationDown", "telehealth", "Telehealth station"),
         _down(th, "netnode", "NetworkNodeDown", "network", "Network node"),
         *feed_down_alerts(th),
+        *flapping_alerts(th),
         *portal_alerts(th),
         *soc_alerts(th),
         Alert(
@@ -473,17 +538,27 @@ def alerts(th: Thresholds = THRESHOLDS) -> tuple[Alert, ...]:
             example=Example(
                 {
                     f'{m.SITE_ISOLATED.series}{{node_id="nn-9",unit="u1",site="s9",'
-                    f'upstream_node="nn-9",instance="w1"}}': "12+0x20"
+                    f'upstream_node="nn-9",region="r1",province="p1",instance="w1"}}': "12+0x20"
                 },
-                {"node_id": "nn-9", "unit": "u1", "site": "s9", "upstream_node": "nn-9"},
+                {
+                    "node_id": "nn-9",
+                    "unit": "u1",
+                    "site": "s9",
+                    "upstream_node": "nn-9",
+                    "region": "r1",
+                    "province": "p1",
+                },
                 {"{{ $value }}": "12"},
             ),
         ),
         Alert(
             **policy("CameraOnlineRatioLow"),
-            expr=(
-                f"{_max(m.CAMERA_ONLINE_RATIO, _sel('=~', level='province|district'))} "
-                f"< {num(th.camera_online_ratio_min)}"
+            # the unit's code again as "region" (a district) or "province": the label a
+            # site-isolated or flapping node carries, so it inhibits this consequence
+            expr=" or ".join(
+                f"label_replace({_max(m.CAMERA_ONLINE_RATIO, _sel(level=level))} "
+                f'< {num(th.camera_online_ratio_min)}, "{label}", "$1", "unit", "(.*)")'
+                for level, label in (("district", "region"), ("province", "province"))
             ),
             domain="camera",
             summary="Only {{ $value | humanizePercentage }} of cameras online in "
@@ -497,7 +572,7 @@ def alerts(th: Thresholds = THRESHOLDS) -> tuple[Alert, ...]:
                     f'{m.CAMERA_ONLINE_RATIO.series}{{unit="132",unit_name="City",'
                     f'level="district",instance="w1"}}': f"{num(ratio_low)}+0x40"
                 },
-                {"unit": "132", "unit_name": "City", "level": "district"},
+                {"unit": "132", "unit_name": "City", "level": "district", "region": "132"},
                 {"{{ $value | humanizePercentage }}": _humanize_percentage(ratio_low)},
             ),
         ),
@@ -514,9 +589,11 @@ def alerts(th: Thresholds = THRESHOLDS) -> tuple[Alert, ...]:
         ),
         Alert(
             **policy("TelehealthSessionsDropping"),
+            # unit is a region (district) here: also as "region", which an isolated or
+            # flapping node behind which the sessions were lost carries (inhibition)
             expr=(
-                f"{_sum_by('unit', f'increase({dropped}[{window(dropped_window)}])')} "
-                f">= {num(th.sessions_dropped_max)}"
+                f"label_replace({_sum_by('unit', f'increase({dropped}[{window(dropped_window)}])')}"
+                f' >= {num(th.sessions_dropped_max)}, "region", "$1", "unit", "(.*)")'
             ),
             domain="telehealth",
             summary="Telehealth sessions dropping in unit {{ $labels.unit }}",
@@ -531,7 +608,7 @@ def alerts(th: Thresholds = THRESHOLDS) -> tuple[Alert, ...]:
                         f"0x{dropped_window // 60} 0+1x30"
                     )
                 },
-                {"unit": "u1"},
+                {"unit": "u1", "region": "u1"},
                 starts_s=dropped_window + 60 * (th.sessions_dropped_max + 1),
                 interval="1m",
             ),
@@ -639,14 +716,22 @@ def alerts(th: Thresholds = THRESHOLDS) -> tuple[Alert, ...]:
         ),
         Alert(
             **policy("StreamWorkerDown"),
-            expr=f"{worker_up} == 0",
+            expr=workers_missing(th),
             domain="pipeline",
-            summary="Stream worker {{ $labels.instance }} is down",
-            description="Prometheus cannot scrape stream worker {{ $labels.instance }}; its "
-            "partitions move to the other workers, if any are left.",
+            summary="{{ $value }} stream worker(s) missing",
+            description="Fewer stream workers answer Prometheus than the deployment runs "
+            f"({m.STREAM_WORKERS_DESIRED.name}), or none answers while worker targets are "
+            "down; their partitions moved to the others, if any are left. A worker that was "
+            "scaled in, or killed and replaced, does not count: this resolves by itself once "
+            "the desired number is up.",
             example=Example(
-                {worker_series: "0+0x40"},
-                {"job": scrape.IOC_JOB, "service": scrape.WORKER, "instance": "127.0.0.1:9464"},
+                {
+                    f'{m.STREAM_WORKERS_DESIRED.series}{{instance="127.0.0.1:9464"}}': "2+0x40",
+                    worker_series: "1+0x40",
+                    worker_series.replace("9464", "9465"): "0+0x40",
+                },
+                {},
+                {"{{ $value }}": "1"},
             ),
         ),
         Alert(
@@ -724,6 +809,10 @@ def alerts(th: Thresholds = THRESHOLDS) -> tuple[Alert, ...]:
         ),
     )
 
+
+CONSEQUENCES = ("CameraOnlineRatioLow", "TelehealthSessionsDropping")
+"""Unit-level alerts that an isolated or flapping node in the same region (district) or
+province explains: inhibited while it is open (ioc.alerting.alertmanager)."""
 
 ALERTS: tuple[Alert, ...] = alerts()
 RECORDINGS: tuple[Recording, ...] = recordings()

@@ -96,7 +96,8 @@ class PrometheusConfig:
     """One deployment's Prometheus: where Alertmanager and the rules are, what it scrapes."""
 
     stack: str
-    alertmanager: str
+    alertmanagers: tuple[str, ...]
+    """Every Alertmanager peer: a cluster deduplicates only if each peer gets every alert."""
     rule_files: str
     jobs: tuple[ScrapeJob, ...]
 
@@ -107,7 +108,9 @@ class PrometheusConfig:
                 "evaluation_interval": f"{th.evaluation_interval_s}s",
                 "external_labels": {"ioc_stack": self.stack},
             },
-            "alerting": {"alertmanagers": [{"static_configs": [{"targets": [self.alertmanager]}]}]},
+            "alerting": {
+                "alertmanagers": [{"static_configs": [{"targets": list(self.alertmanagers)}]}]
+            },
             "rule_files": [self.rule_files],
             "scrape_configs": [job.document(th) for job in self.jobs],
         }
@@ -115,14 +118,14 @@ class PrometheusConfig:
 
 def local() -> PrometheusConfig:
     """The local stack's template (``$placeholders`` filled in by ``ioc stack up``)."""
-    alertmanager = "127.0.0.1:$alertmanager_port"
+    alertmanagers = ("127.0.0.1:$alertmanager_port", "127.0.0.1:$alertmanager_peer_port")
     return PrometheusConfig(
         stack="local",
-        alertmanager=alertmanager,
+        alertmanagers=alertmanagers,
         rule_files="$rules_dir/*.yml",
         jobs=(
             ScrapeJob("prometheus", static=(TargetGroup(("127.0.0.1:$prometheus_port",)),)),
-            ScrapeJob("alertmanager", static=(TargetGroup((alertmanager,)),)),
+            ScrapeJob("alertmanager", static=(TargetGroup(alertmanagers),)),
             ScrapeJob(IOC_JOB, file_sd=("$targets_dir/*.json",)),
         ),
     )
@@ -137,7 +140,7 @@ def compose() -> PrometheusConfig:
     alertmanager = "alertmanager:9093"
     return PrometheusConfig(
         stack="compose",
-        alertmanager=alertmanager,
+        alertmanagers=(alertmanager,),
         rule_files="/etc/prometheus/rules/*.yml",
         jobs=(
             ScrapeJob("prometheus", static=(TargetGroup(("localhost:9090",)),)),

@@ -185,7 +185,20 @@ SITE_ISOLATED = MetricSpec(
     "ioc_site_isolated",
     "gauge",
     "Devices cut off behind a node that is down; one series per down node",
-    ("node_id", "unit", "site", "upstream_node"),
+    ("node_id", "unit", "site", "upstream_node", "region", "province"),
+)
+DEVICE_FLAPPING = MetricSpec(
+    "ioc_device_flapping",
+    "gauge",
+    "1 per device or node that is flapping (down again and again); only those have a series",
+    ("device_id", "device_class", "unit", "site", "upstream_node", "region", "province"),
+)
+STREAM_WORKERS_DESIRED = MetricSpec(
+    "ioc_stream_workers_desired",
+    "gauge",
+    "How many stream workers the deployment runs (IOC_WORKERS_DESIRED): StreamWorkerDown "
+    "compares the workers up with it",
+    (),
 )
 DEVICE_DEGRADED = MetricSpec(
     "ioc_device_degraded",
@@ -311,6 +324,8 @@ ALL_METRICS: Final = (
     PORTAL_PAYMENT_SUCCESS_RATIO,
     DEVICE_DOWN,
     SITE_ISOLATED,
+    DEVICE_FLAPPING,
+    STREAM_WORKERS_DESIRED,
     DEVICE_DEGRADED,
     TELEHEALTH_SESSIONS_DROPPED,
     VCONF_POINT_NOT_JOINED,

@@ -44,7 +44,8 @@ def test_committed_files_are_up_to_date(tmp_path: Path) -> None:
 
 
 def test_every_alert_is_documented_and_labelled() -> None:
-    names = [a.name for a in rules.ALERTS]
+    # one rule per device class for the generated ones (DeviceFlapping, FeedDeviceDown)
+    names = [(a.name, a.expr) for a in rules.ALERTS]
     assert len(names) == len(set(names))
     for alert in rules.ALERTS:
         rule = alert.rule()
@@ -113,7 +114,9 @@ def _rendered(tmp_path: Path) -> Path:
     config = tmp_path / "alertmanager.yml"
     config.write_text(
         string.Template((DEPLOY / "alertmanager" / "alertmanager.yml").read_text()).substitute(
-            pager_url="http://127.0.0.1:9480/alertmanager/webhook", token_file=str(token)
+            pager_url="http://127.0.0.1:9480/alertmanager/webhook",
+            pager_peer_url="http://127.0.0.1:9482/alertmanager/webhook",
+            token_file=str(token),
         )
     )
     return config
@@ -202,6 +205,7 @@ def _shipped_configs(tmp_path: Path) -> dict[str, list[dict[str, str]]]:
         (DEPLOY / "local" / "prometheus" / "prometheus.yml").read_text()
     ).substitute(
         alertmanager_port=19094,
+        alertmanager_peer_port=19150,
         prometheus_port=19090,
         rules_dir=tmp_path / "rules",
         targets_dir=targets,
@@ -261,6 +265,7 @@ def test_promtool_accepts_the_scrape_configs(tmp_path: Path) -> None:
             (DEPLOY / "local" / "prometheus" / "prometheus.yml").read_text()
         ).substitute(
             alertmanager_port=19094,
+            alertmanager_peer_port=19150,
             prometheus_port=19090,
             rules_dir=DEPLOY / "prometheus",
             targets_dir=tmp_path,

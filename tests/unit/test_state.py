@@ -169,3 +169,87 @@ def test_catching_up_holds_only_the_classes_still_held() -> None:
     for now in range(T0 + 35_000, T0 + 80_000, 5000):
         verdict = world.advance(now, suppress=frozenset({"vconf"}))
     assert verdict.states["cam-991-003"].state == t.STATE_DOWN
+
+
+def _flap_node(world: World, node: str, start: int, down_ms: int, up_ms: int, cycles: int) -> int:
+    now = start
+    for _ in range(cycles):
+        world.unreachable.add(node)
+        for at in range(now + 1000, now + down_ms + 1, 1000):
+            world.advance(at)
+        world.unreachable.discard(node)
+        for at in range(now + down_ms + 1000, now + down_ms + up_ms + 1, 1000):
+            world.advance(at)
+        now += down_ms + up_ms
+    return now
+
+
+def test_flapping_node_opens_one_flapping_incident_and_never_isolates_the_site_first() -> None:
+    """Cuts shorter than node_down_confirm_ms are blips: the third makes the node flapping,
+    and no down state (so no site-isolated incident, no critical page) came before it."""
+    world = World()
+    world.run(T0 + 5000, T0 + 60_000)
+    node = "nn-992"
+    seen: list[Transition] = []
+    isolated: list[int] = []
+    now = T0 + 60_000
+    for _ in range(4):  # 8 s cut, 8 s back (the simulator's flapping fault, period 16 s)
+        world.unreachable.add(node)
+        for at in range(now + 1000, now + 8001, 1000):
+            verdict = world.advance(at)
+            seen += verdict.transitions
+            isolated += [at for k in wanted_incidents(TOPO, verdict) if k[1] != "flapping"]
+        world.unreachable.discard(node)
+        for at in range(now + 9000, now + 16_001, 1000):
+            verdict = world.advance(at)
+            seen += verdict.transitions
+            isolated += [at for k in wanted_incidents(TOPO, verdict) if k[1] != "flapping"]
+        now += 16_000
+    mine = [tr.new for tr in seen if tr.device_id == node]
+    assert mine == [t.STATE_FLAPPING], mine
+    assert not [tr for tr in seen if tr.new == t.STATE_DOWN]
+    assert isolated == []
+    assert list(wanted_incidents(TOPO, verdict)) == [(node, t.INCIDENT_FLAPPING)]
+    flapping_at = next(tr.at_ms for tr in seen if tr.device_id == node)
+    assert flapping_at - (T0 + 60_000) <= 2 * 16_000 + 10_000  # on its third cut
+
+
+def test_a_node_down_for_longer_than_the_confirmation_isolates_its_site() -> None:
+    world = World()
+    world.run(T0 + 5000, T0 + 60_000)
+    node = "nn-992"
+    world.unreachable.add(node)
+    verdict, transitions = world.run(T0 + 61_000, T0 + 100_000, step=1000)
+    first = next(tr for tr in transitions if tr.device_id == node)
+    assert first.new == t.STATE_DOWN
+    # its first failed probe arrived within 5 s; confirmed node_down_confirm_ms after it
+    confirm = world.machine.th.node_down_confirm_ms
+    assert confirm <= first.at_ms - (T0 + 61_000) <= confirm + 5000 + 1000
+    assert list(wanted_incidents(TOPO, verdict)) == [(node, t.INCIDENT_SITE_ISOLATED)]
+
+
+def test_devices_behind_a_blip_are_not_blamed_when_it_ends() -> None:
+    """The devices behind a node that was cut for less than the confirmation were
+    unreachable; when it comes back they get a heartbeat period to report."""
+    world = World()
+    world.run(T0 + 5000, T0 + 60_000)
+    node = "nn-992"
+    end = _flap_node(world, node, T0 + 60_000, 8000, 0, 1)
+    world.reconnect_at = end
+    verdict, transitions = world.run(end + 1000, end + 40_000, step=1000)
+    assert not [tr for tr in transitions if tr.new == t.STATE_DOWN]
+    assert {c.state for c in verdict.states.values()} == {t.STATE_UP}
+
+
+def test_a_new_leader_catching_up_confirms_a_long_cut_as_soon_as_its_hold_ends() -> None:
+    """The catch-up hold and the node's confirmation run side by side: a cut that began
+    during the hold is confirmed when the hold ends, not node_down_confirm_ms later."""
+    world = World()
+    world.run(T0 + 5000, T0 + 60_000)
+    node = "nn-992"
+    world.unreachable.add(node)
+    for now in range(T0 + 61_000, T0 + 90_001, 1000):
+        verdict = world.advance(now, suppress=True)
+    assert verdict.states[node].state == t.STATE_UP
+    verdict = world.advance(T0 + 91_000)
+    assert verdict.states[node].state == t.STATE_DOWN

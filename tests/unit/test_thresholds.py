@@ -54,6 +54,7 @@ STATE_FIELDS = {
     "flap_window_ms",
     "flap_quiet_ms",
     "confirm_upstream_ms",
+    "node_down_confirm_ms",
     "catch_up_slack_ms",
     "incident_severity",
     # the workers' portal KPI gauges: how many dossiers / payments make a ratio
@@ -76,6 +77,7 @@ SENTINEL_VALUES: dict[str, Any] = {
     "flap_window_ms": 11 * 60_000,
     "flap_quiet_ms": 7 * 60_000,
     "confirm_upstream_ms": 13_000,
+    "node_down_confirm_ms": 11_000,
     "catch_up_slack_ms": 6_000,
     "incident_severity": MappingProxyType(
         {k: OTHER_SEVERITY[v] for k, v in THRESHOLDS.incident_severity.items()}

@@ -17,6 +17,18 @@ alerts (an acknowledged incident's alerts are silenced), so when the incident st
 incident that paged is resolved, the pager records an ``IncidentResolved`` page (fingerprint
 ``incident:{id}``, once: the follower replays the topic from its beginning after a restart)
 and forwards it.
+
+Two pagers (``ioc pager`` and ``ioc pager --port``, the local stack's ``pager_peer_port``)
+share the database, and Alertmanager notifies both (one webhook each), so a page goes out
+while either is up. Each page is sent once: its row is inserted once (the unique key above,
+``INSERT .. ON CONFLICT``), and only the pager whose insert won sends it, recording itself in
+``claimed_by``; the alerts of a notification are inserted in key order, so two pagers taking
+the same notification never deadlock. Each pager holds a session advisory lock on its
+instance number while it runs; a page claimed by a pager whose lock is gone (it died between
+recording and sending) and not yet ``sent_at`` is taken over by another pager
+(:meth:`Pager.take_over_once`, every :data:`TAKEOVER_INTERVAL_S`). The escalator is not in
+the pager: it runs in the operations service and claims each level by a row in
+``escalations`` (:mod:`ioc.services.ops.escalation`).
 """
 
 from __future__ import annotations
@@ -26,6 +38,7 @@ import datetime as dt
 import hmac
 import json
 import logging
+import secrets
 import time
 from typing import Any
 
@@ -68,6 +81,13 @@ used before the roster is loaded again."""
 RESOLUTION_SLACK = dt.timedelta(minutes=5)
 """How long before an incident opened a page of its root device still counts as the
 incident's (an alert's ``startsAt`` can precede the incident by its rule's ``for``)."""
+
+INSTANCE_LOCK = 0x10C9A6E
+"""First key of the session advisory lock each running pager holds on (this, its instance
+number): the lock is how another pager knows the page's claimant is gone."""
+
+TAKEOVER_INTERVAL_S = 2.0
+"""How often a pager looks for pages claimed by a dead pager and not yet sent."""
 
 RESOLUTION_RETRY_FIRST_S = 1.0
 RESOLUTION_RETRY_MAX_S = 30.0
@@ -135,6 +155,9 @@ class Pager:
         self._oncall_retry_at = 0.0
         """While the roster cannot be loaded: when (monotonic) to try again."""
         self._tasks: set[asyncio.Task[None]] = set()
+        self.instance = secrets.randbits(30) + 1
+        """This pager's number: ``pages.claimed_by`` of the pages it sends, and the second
+        key of its advisory lock."""
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.settings.pager_max_body_bytes)
@@ -215,22 +238,29 @@ class Pager:
 
     async def record(self, note: AMNotification) -> list[dict[str, Any]]:
         new: list[dict[str, Any]] = []
+        now = dt.datetime.now(dt.UTC)
+
+        def key(alert: AMAlert) -> tuple[str, str, dt.datetime]:
+            fingerprint = alert.fingerprint or json.dumps(alert.labels, sort_keys=True)
+            return fingerprint, alert.status, _time(alert.startsAt) or now
+
+        # in key order: another pager inserting the same alerts locks them in the same order
         async with self.pool.acquire() as conn, conn.transaction():
-            for alert in note.alerts:
-                starts = _time(alert.startsAt) or dt.datetime.now(dt.UTC)
+            for alert in sorted(note.alerts, key=key):
+                fingerprint, _, starts = key(alert)
                 labels = alert.labels
                 device = labels.get("device_id") or labels.get("node_id")
                 incident = self.incidents.open_for(device) if self.incidents else None
                 row = await conn.fetchrow(
                     """INSERT INTO pages (fingerprint, status, alertname, severity, domain, unit,
                          site, device_id, summary, description, starts_at, ends_at, receiver,
-                         group_key, labels, incident_id)
+                         group_key, labels, incident_id, claimed_by)
                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
-                               $15::jsonb, $16)
+                               $15::jsonb, $16, $17)
                        ON CONFLICT (fingerprint, status, starts_at) DO UPDATE
                          SET notifications = pages.notifications + 1
                        RETURNING id, (xmax = 0) AS inserted""",
-                    alert.fingerprint or json.dumps(labels, sort_keys=True),
+                    fingerprint,
                     alert.status,
                     labels.get("alertname", "unknown"),
                     labels.get("severity"),
@@ -246,6 +276,7 @@ class Pager:
                     note.groupKey,
                     json.dumps(labels),
                     incident.incident_id if incident else None,
+                    self.instance,
                 )
                 if row["inserted"]:
                     PAGES.labels(
@@ -397,10 +428,10 @@ class Pager:
                )
                INSERT INTO pages (fingerprint, status, alertname, severity, domain, unit, site,
                  device_id, summary, description, starts_at, ends_at, receiver, group_key,
-                 labels, incident_id)
+                 labels, incident_id, claimed_by)
                SELECT 'incident:' || $1::bigint, 'resolved', 'IncidentResolved', $2, $3, $4,
                  $5, $6, $7, $8, COALESCE(o.at, f.first_start),
-                 $9, 'incident-events', '', $10::jsonb, $1
+                 $9, 'incident-events', '', $10::jsonb, $1, $12
                FROM f, opened o
                WHERE f.first_start IS NOT NULL
                ON CONFLICT (fingerprint, status, starts_at) DO NOTHING
@@ -416,6 +447,7 @@ class Pager:
             resolved_at,
             json.dumps(labels),
             RESOLUTION_SLACK,
+            self.instance,
         )
         if row is None:
             return None
@@ -441,12 +473,98 @@ class Pager:
         at = dt.datetime.now(dt.UTC).isoformat()
         try:
             await self.pool.execute(
-                "UPDATE pages SET deliveries = deliveries || $2::jsonb WHERE id = $1",
+                "UPDATE pages SET deliveries = deliveries || $2::jsonb, sent_at = now() "
+                "WHERE id = $1",
                 page_id,
                 json.dumps([{**d.model_dump(), "at": at} for d in deliveries]),
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("cannot note delivery of page %s: %s", page_id, exc)
+
+    async def take_over_once(self) -> list[dict[str, Any]]:
+        """Claim the pages whose claimant holds no instance lock (it died before they were
+        sent); each is claimed by a compare-and-set on ``claimed_by``, so of two pagers
+        taking over at once only one sends. The pages, as :meth:`record` returns them."""
+        orphans = await self.pool.fetch(
+            """SELECT p.id, p.claimed_by FROM pages p
+               WHERE p.claimed_by IS NOT NULL AND p.sent_at IS NULL AND p.claimed_by <> $1
+                 AND NOT EXISTS (
+                   SELECT 1 FROM pg_locks l
+                   WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+                     AND l.classid = $2::bigint::oid AND l.objid = p.claimed_by::bigint::oid
+                     AND l.database = (SELECT oid FROM pg_database
+                                       WHERE datname = current_database()))
+               ORDER BY p.id LIMIT 100""",
+            self.instance,
+            INSTANCE_LOCK,
+        )
+        taken: list[dict[str, Any]] = []
+        for orphan in orphans:
+            row = await self.pool.fetchrow(
+                """UPDATE pages SET claimed_by = $3
+                   WHERE id = $1 AND claimed_by = $2 AND sent_at IS NULL
+                   RETURNING id, status, labels, summary, description, starts_at, incident_id""",
+                orphan["id"],
+                orphan["claimed_by"],
+                self.instance,
+            )
+            if row is None:
+                continue  # another pager took it, or it went out meanwhile
+            labels = json.loads(row["labels"]) if isinstance(row["labels"], str) else row["labels"]
+            annotations = {
+                k: v
+                for k, v in (("summary", row["summary"]), ("description", row["description"]))
+                if v is not None
+            }
+            log.warning(
+                "page %s (%s %s) was claimed by pager %s, gone before sending it: sending it",
+                row["id"],
+                labels.get("alertname"),
+                row["status"],
+                orphan["claimed_by"],
+            )
+            taken.append(
+                {
+                    "id": row["id"],
+                    "status": row["status"],
+                    "labels": labels,
+                    "annotations": annotations,
+                    "startsAt": row["starts_at"].isoformat(),
+                    "incident": None if row["incident_id"] is None else {"id": row["incident_id"]},
+                    "taken_over_from": orphan["claimed_by"],
+                }
+            )
+        return taken
+
+    async def run_takeover(self, dsn: str, server_settings: dict[str, str]) -> None:
+        """Hold this pager's instance lock on a connection of its own (re-taken when that
+        connection drops) and send the pages dead pagers left, every
+        :data:`TAKEOVER_INTERVAL_S`."""
+        from ioc.db import connect
+
+        conn: asyncpg.Connection | None = None
+        try:
+            while True:
+                try:
+                    if conn is None or conn.is_closed():
+                        conn = await connect(dsn, server_settings=server_settings)
+                        await conn.execute(
+                            "SELECT pg_advisory_lock($1, $2)", INSTANCE_LOCK, self.instance
+                        )
+                    else:
+                        await conn.execute("SELECT 1")  # notice a dropped connection
+                    taken = await self.take_over_once()
+                    if taken:
+                        self._spawn(taken)
+                except (OSError, IocError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    log.warning("page takeover pass failed (%s: %s)", type(exc).__name__, exc)
+                    if conn is not None:
+                        conn.terminate()
+                    conn = None
+                await asyncio.sleep(TAKEOVER_INTERVAL_S)
+        finally:
+            if conn is not None:
+                conn.terminate()
 
 
 async def serve(settings: Settings, host: str = "127.0.0.1") -> None:
@@ -456,13 +574,11 @@ async def serve(settings: Settings, host: str = "127.0.0.1") -> None:
 
     dispatcher = Dispatcher.from_settings(settings)
     await migrate(settings.admin_dsn(), settings.db_schema)
-    pool = await create_pool(
-        settings.database_dsn(),
-        server_settings={
-            "search_path": f"{settings.db_schema},public",
-            "application_name": "ioc-pager",
-        },
-    )
+    server_settings = {
+        "search_path": f"{settings.db_schema},public",
+        "application_name": "ioc-pager",
+    }
+    pool = await create_pool(settings.database_dsn(), server_settings=server_settings)
     incidents = IncidentFollower(settings)
     incidents.start()
     pager = Pager(settings, pool, dispatcher, incidents)
@@ -477,14 +593,23 @@ async def serve(settings: Settings, host: str = "127.0.0.1") -> None:
         ) from None
     # /metrics on the pager port + 1 (file_sd registered for the local Prometheus)
     serve_metrics(settings, "pager", settings.pager_port + 1)
+    takeover = asyncio.create_task(pager.run_takeover(settings.database_dsn(), server_settings))
+    # resolutions Alertmanager drops (inhibited or silenced when resolved): ioc.services.resolutions
+    from ioc.services.resolutions import Reconciler
+
+    reconcile = asyncio.create_task(Reconciler(pager, settings.alertmanager_urls).run())
     print(
         f"ioc pager: http://{host}:{settings.pager_port}/alertmanager/webhook, "
-        f"{len(dispatcher.channels)} channel(s), metrics on :{settings.pager_port + 1}",
+        f"{len(dispatcher.channels)} channel(s), metrics on :{settings.pager_port + 1}, "
+        f"instance {pager.instance}",
         flush=True,
     )
     try:
         await asyncio.Event().wait()
     finally:
+        takeover.cancel()
+        reconcile.cancel()
+        await asyncio.gather(takeover, reconcile, return_exceptions=True)
         await incidents.stop()
         await runner.cleanup()
         await pool.close()

@@ -28,6 +28,10 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         "worker",
         args.metrics_port if args.metrics_port is not None else settings.metrics_port,
     )
+    from ioc.contract import metrics as m
+    from ioc.observability import gauge
+
+    gauge(m.STREAM_WORKERS_DESIRED).set(settings.workers_desired)  # StreamWorkerDown's target
     name = args.name or f"worker-{os.getpid()}"
     options = StreamOptions(
         batch_size=args.batch_size, worker_name=name, rollup_settle_s=args.rollup_settle_s

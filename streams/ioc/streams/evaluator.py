@@ -56,6 +56,7 @@ class Evaluator:
                 m.CAMERA_ONLINE_RATIO,
                 m.DEVICE_DOWN,
                 m.SITE_ISOLATED,
+                m.DEVICE_FLAPPING,
                 m.DEVICE_DEGRADED,
             )
         }
@@ -296,8 +297,10 @@ class Evaluator:
             g[m.SITE_ISOLATED.name],
             g[m.DEVICE_DEGRADED.name],
         )
+        flapping = g[m.DEVICE_FLAPPING.name]
         down.clear()
         isolated.clear()
+        flapping.clear()
         degraded.clear()
         for dev_id, cur in verdict.states.items():
             dev = topo.devices[dev_id]
@@ -305,10 +308,24 @@ class Evaluator:
             if cur.state == t.STATE_DOWN:
                 behind = topo.devices_behind(dev_id) if dev.device_class == Feed.NETNODE else []
                 if behind:
-                    # upstream_node = the node itself: inhibits alerts of devices behind it
-                    isolated.labels(dev_id, unit, dev.site, dev_id).set(len(behind))
+                    # upstream_node = the node itself: inhibits alerts of devices behind it;
+                    # region and province: the unit-level consequences (ioc.alerting)
+                    region, province = self.top_unit[dev_id], topo.ancestors(unit)[-1]
+                    isolated.labels(dev_id, unit, dev.site, dev_id, region, province).set(
+                        len(behind)
+                    )
                 else:
                     down.labels(dev_id, dev.device_class, unit, dev.site, dev.upstream or "").set(1)
+            elif cur.state == t.STATE_FLAPPING:
+                flapping.labels(
+                    dev_id,
+                    dev.device_class,
+                    unit,
+                    dev.site,
+                    dev.upstream or "",
+                    self.top_unit[dev_id],
+                    topo.ancestors(unit)[-1],
+                ).set(1)
             elif cur.state == t.STATE_DEGRADED:
                 degraded.labels(
                     dev_id,

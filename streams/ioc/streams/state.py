@@ -15,6 +15,10 @@ watermark:
 3. **Hysteresis**: a device that went down ``flap_count`` times within ``flap_window`` is
    *flapping*; it keeps one incident and stops changing state until it has been stable for
    ``flap_quiet``. Recovery needs a good reading, and timeouts include a grace for late data.
+   An outage is confirmed before it becomes a state: a device's by its heartbeat timeout, a
+   node's by ``node_down_confirm_ms`` of failed probes (the devices behind it are unreachable
+   meanwhile). A shorter cut is a blip that only counts towards flapping, so a flapping node
+   yields one incident and one page, the flapping ones, never a site-isolated incident first.
    A node whose probe failed is not blamed while its upstream node's newer probe is still
    outstanding (probes of parent and child are not in phase), so one cut produces one
    incident at the top, not one per node below it.
@@ -247,9 +251,12 @@ class StateMachine:
             before = self.current.get(dev_id)
             if (
                 topo.devices[dev_id].device_class == Feed.NETNODE
-                and before is not None
-                and before.state in outage
                 and state not in outage
+                and (
+                    (before is not None and before.state in outage)
+                    # a blip (down, not yet confirmed): the devices behind it were unreachable
+                    or self.raw_prev.get(dev_id) == t.STATE_DOWN
+                )
             ):
                 self.recovered[dev_id] = now_ms
         for dev_id, (state, reason) in resolved.items():
@@ -266,6 +273,13 @@ class StateMachine:
                 # Its path just came back: give it a heartbeat period to report. Also when it
                 # was never judged unreachable (a new leader held it while the node was down).
                 continue
+            downs = self.downs.setdefault(dev_id, deque())
+            if topo.devices[dev_id].device_class == Feed.NETNODE and dev_id not in pending:
+                # a node's cut counts from when it was first seen, also while new outages are
+                # held (a new leader catching up): its confirmation is not delayed by the hold
+                if state == t.STATE_DOWN and self.raw_prev.get(dev_id) != t.STATE_DOWN:
+                    downs.append(now_ms)
+                self.raw_prev[dev_id] = state
             if (
                 (
                     dev_id in pending
@@ -281,7 +295,6 @@ class StateMachine:
                 if old is None:
                     self.current[dev_id] = Current(t.STATE_UNKNOWN, "awaiting data", now_ms)
                 continue
-            downs = self.downs.setdefault(dev_id, deque())
             if state == t.STATE_DOWN and self.raw_prev.get(dev_id) != t.STATE_DOWN:
                 downs.append(now_ms)
             self.raw_prev[dev_id] = state
@@ -295,6 +308,17 @@ class StateMachine:
             if state == t.STATE_DOWN and len(downs) >= th.flap_count:
                 new_state = t.STATE_FLAPPING
                 reason = f"went down {len(downs)} times in {th.flap_window_ms // 60_000} min"
+            elif (
+                new_state == t.STATE_DOWN
+                and topo.devices[dev_id].device_class == Feed.NETNODE
+                and (old is None or old.state not in outage)
+                and downs
+                and now_ms - downs[-1] < th.node_down_confirm_ms
+            ):
+                # not confirmed yet: a blip if it comes back (counted above, for flapping)
+                if old is None:
+                    self.current[dev_id] = Current(t.STATE_UNKNOWN, "awaiting data", now_ms)
+                continue
             if (
                 old is None
                 or old.state != new_state
