@@ -209,7 +209,7 @@ FEED: Final = FeedSpec(
     "max(participants_max) AS participants_max, max(ports_used_max) AS ports_used_max, "
     "avg(loss_pct_avg)::real AS loss_pct_avg, sum(freezes) AS freezes, "
     "sum(join_failures) AS join_failures, sum(conferences_failed) AS conferences_failed",
-    heartbeat_timeout_ms=25_000,
+    heartbeat_timeout_ms=20_000,
     incident_severity=MappingProxyType(
         {t.INCIDENT_DEVICE_DOWN: WARNING, t.INCIDENT_FLAPPING: WARNING}
     ),

@@ -82,6 +82,10 @@ async def open_pool(dsn: str, schema: str, size: int = 10) -> asyncpg.Pool:
     )
 
 
+WRITE_ATTEMPT_TIMEOUT_S = 60.0
+"""One write attempt's bound (a batch takes well under a second, seconds on a slow database)."""
+
+
 async def write_batch(pool: asyncpg.Pool, batch: Batch) -> int:
     """Write one batch atomically; returns how many raw rows were new.
 
@@ -168,16 +172,24 @@ async def write_with_retry(
     delay = 0.2
     while True:
         try:
-            return await write_batch(pool, batch)
+            # A write that neither succeeds nor fails (a dead peer's socket, a connection
+            # left mid-COPY by a failover) must not hold the feed forever: bounded, it
+            # becomes a transient error and is retried on fresh connections.
+            async with asyncio.timeout(WRITE_ATTEMPT_TIMEOUT_S):
+                return await write_batch(pool, batch)
         except Exception as exc:
             verdict = classify(exc)
             if verdict is None:
                 verdict = PERMANENT if await healthy(pool) else TRANSIENT
             if verdict == PERMANENT:
                 raise PermanentWriteError(exc) from exc
-            if isinstance(exc, asyncpg.ReadOnlySQLTransactionError):
-                # A demoted primary (a switchover): its connections stay open but refuse
-                # writes; new ones go where the multi-host DSN finds the new primary.
+            if isinstance(
+                exc, asyncpg.ReadOnlySQLTransactionError | asyncpg.InterfaceError | TimeoutError
+            ):
+                # A demoted primary (a switchover) keeps its connections open but refuses
+                # writes; a connection broken mid-operation ("another operation is in
+                # progress") or timed out is unusable: new connections go where the
+                # multi-host DSN finds the primary.
                 await pool.expire_connections()
             attempt += 1
             if on_error is not None:
