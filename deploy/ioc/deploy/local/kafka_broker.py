@@ -143,14 +143,19 @@ class Kafka(Service):
             future.result(timeout=30)
         progress(f"  SCRAM users created for the SASL listener: {', '.join(missing)}")
 
+    def cluster_id(self) -> str:
+        """The KRaft cluster id to format the storage with: a new one for a single node (a
+        cluster's nodes share theirs: ioc.deploy.local.kafka_cluster)."""
+        return urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
     def prepare(self, progress: Progress) -> None:
         props = self.dir / "server.properties"
         self._render_config(props)
         self.sasl_users()
         (self.dir / "log4j2.yaml").write_text((TEMPLATES / "kafka" / "log4j2.yaml").read_text())
         if not (self.data_dir / "meta.properties").exists():
-            cluster_id = urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-            progress(f"  formatting KRaft storage (cluster id {cluster_id})")
+            cluster_id = self.cluster_id()
+            progress(f"  [{self.name}] formatting KRaft storage (cluster id {cluster_id})")
             run_step(
                 self._java(
                     "kafka.tools.StorageTool",

@@ -19,8 +19,8 @@ from typing import Any
 
 from ioc.config import Settings
 from ioc.deploy.local.kafka_broker import Kafka
-from ioc.deploy.local.process import Progress, run_step
-from ioc.deploy.local.service import TEMPLATES, Health, render
+from ioc.deploy.local.process import Progress
+from ioc.deploy.local.service import Health, render
 from ioc.kafka_clients import librdkafka_admin
 
 CLUSTER_DIR = "kafka-cluster"
@@ -121,29 +121,6 @@ class KafkaNode(Kafka):
 
     def _render_config(self, dest: Path) -> None:
         render_node_config(self.cluster_settings, self.node, dest, self.data_dir)
-
-    def prepare(self, progress: Progress) -> None:
-        props = self.dir / "server.properties"
-        self._render_config(props)
-        self.sasl_users()
-        (self.dir / "log4j2.yaml").write_text((TEMPLATES / "kafka" / "log4j2.yaml").read_text())
-        if not (self.data_dir / "meta.properties").exists():
-            cluster_id = self.cluster_id()
-            progress(f"  [{self.name}] formatting KRaft storage (cluster id {cluster_id})")
-            run_step(
-                self._java(
-                    "kafka.tools.StorageTool",
-                    "format",
-                    "--ignore-formatted",
-                    "-t",
-                    cluster_id,
-                    "-c",
-                    str(props),
-                ),
-                "kafka storage format",
-                self.log,
-                timeout=120,
-            )
 
     def launch(self, progress: Progress) -> None:
         """Install if missing and start if stopped, without waiting for readiness."""
