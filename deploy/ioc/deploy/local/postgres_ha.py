@@ -28,6 +28,7 @@ import contextlib
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,8 @@ PACKAGES = ["postgresql-17-auto-failover", "pg-auto-failover-cli"]
 HA_ROOT = "/var/lib/ioc/ha"  # inside the chroot
 PG_HOME = "/var/lib/postgresql"  # the chroot's postgres user: pg_autoctl keeps its state here
 FORMATION = "default"
+BOOTSTRAP_TIMEOUT_S = 120
+WRITABLE_STATES = frozenset({"single", "primary", "wait_primary"})
 
 MONITOR_OPTIONS = {
     "listen_addresses": "127.0.0.1",
@@ -333,6 +336,17 @@ class HaMonitor(_Keeper):
         return {n: (s.split("/")[0], s.split("/")[1]) for n, s in extra["nodes"].items()}
 
 
+def _asyncpg_transient() -> tuple[type[Exception], ...]:
+    """asyncpg's errors of a connection closed, refused or not accepted yet."""
+    import asyncpg
+
+    return (
+        asyncpg.PostgresConnectionError,
+        asyncpg.CannotConnectNowError,
+        asyncpg.InterfaceError,
+    )
+
+
 class HaNode(_Keeper):
     """A data node: PostgreSQL 17 + TimescaleDB under its keeper, primary or standby."""
 
@@ -441,8 +455,40 @@ class HaNode(_Keeper):
         return True, detail, {"role": role, "synchronous_standby_names": sync}
 
     def after_ready(self, progress: Progress) -> None:
-        if self.probe()[2].get("role") == "primary":
-            asyncio.run(self._bootstrap(progress))
+        """Bootstrap on the primary once its keeper has settled. A keeper that just started
+        (or just saw the other node join) may still restart or reconfigure its PostgreSQL,
+        closing our connection mid-statement (seen in CI): the bootstrap is idempotent, so
+        wait for the monitor to report the node in its goal state and retry for a while."""
+        deadline = time.monotonic() + BOOTSTRAP_TIMEOUT_S
+        while True:
+            if self.probe()[2].get("role") != "primary":
+                return
+            if self._settled():
+                transient: tuple[type[BaseException], ...] = (TimeoutError, OSError)
+                transient += _asyncpg_transient()
+                try:
+                    asyncio.run(self._bootstrap(progress))
+                    return
+                except transient as exc:
+                    if time.monotonic() > deadline:
+                        raise StackError(
+                            f"{self.name}: bootstrap kept failing for {BOOTSTRAP_TIMEOUT_S} s: "
+                            f"{type(exc).__name__}: {exc}"
+                        ) from exc
+                    progress(
+                        f"  {self.name}: bootstrap interrupted ({type(exc).__name__}), retrying"
+                    )
+            elif time.monotonic() > deadline:
+                raise StackError(
+                    f"{self.name}: the monitor did not report it settled within "
+                    f"{BOOTSTRAP_TIMEOUT_S} s: {HaMonitor(self.settings).states()}"
+                )
+            time.sleep(1)
+
+    def _settled(self) -> bool:
+        """The monitor sees this node in a writable state it has reached (reported = goal)."""
+        reported, goal = HaMonitor(self.settings).states().get(self.name, ("", ""))
+        return reported == goal and reported in WRITABLE_STATES
 
     async def _bootstrap(self, progress: Progress) -> None:
         """The roles, the database and its privileges, on the primary (idempotent; the
