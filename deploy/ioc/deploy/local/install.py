@@ -20,16 +20,22 @@ DEBIAN_MIRROR = os.environ.get("IOC_DEBIAN_MIRROR", "http://deb.debian.org/debia
 _apt_updated = False
 
 
-def apt_install(packages: list[str], log: Path, progress: Progress) -> None:
-    """``apt-get install`` on the host (``apt-get update`` once per process first)."""
+def apt_install(
+    packages: list[str], log: Path, progress: Progress, *, chroot: Path | None = None
+) -> None:
+    """``apt-get install`` on the host, or inside the Debian ``chroot`` (``apt-get update``
+    first: once per process on the host, every time in a chroot)."""
     global _apt_updated
-    progress(f"  apt-get install {' '.join(packages)} (first time only)")
-    if not _apt_updated:
-        run_step(as_root(["apt-get", "update", "-q"]), "apt-get update", log)
-        _apt_updated = True
+    where = f" into {chroot}" if chroot else ""
+    progress(f"  apt-get install {' '.join(packages)}{where} (first time only)")
+    prefix = ["chroot", str(chroot)] if chroot else []
+    if chroot or not _apt_updated:
+        run_step(as_root([*prefix, "apt-get", "update", "-q"]), "apt-get update", log)
+        _apt_updated = _apt_updated or chroot is None
     run_step(
         as_root(
             [
+                *prefix,
                 "env",
                 "DEBIAN_FRONTEND=noninteractive",
                 "apt-get",

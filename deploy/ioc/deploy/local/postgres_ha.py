@@ -46,9 +46,10 @@ from ioc.deploy.local.credentials import (
     DatabaseCredentials,
     StackCredentials,
 )
+from ioc.deploy.local.install import apt_install
 from ioc.deploy.local.process import Progress, StackError, as_root, run_step
 from ioc.deploy.local.service import Service
-from ioc.deploy.local.timescaledb import PG_BIN, TimescaleDB
+from ioc.deploy.local.timescaledb import PG_BIN, TimescaleDB, apply_bootstrap
 
 __all__ = [
     "HA_SERVICE_TYPES",
@@ -166,6 +167,13 @@ class _Keeper(Service):
     def _step(self, what: str, *argv: str, timeout: float = 300) -> None:
         run_step(self._chroot(*argv), what, self.log, timeout=timeout)
 
+    def _config_set(self, key: str, value: str) -> None:
+        """``pg_autoctl config set`` of this node's keeper (or the monitor's)."""
+        self._step(
+            "pg_autoctl config set",
+            *("pg_autoctl", "config", "set", "--pgdata", self.pgdata, key, value),
+        )
+
     # --- install ------------------------------------------------------------------------------
     def installed(self) -> bool:
         return self.tsdb.installed() and (self.rootfs / "usr/bin/pg_autoctl").exists()
@@ -173,26 +181,7 @@ class _Keeper(Service):
     def install(self, progress: Progress) -> None:
         if not self.tsdb.installed():
             self.tsdb.install(progress)
-        progress(f"  apt-get install {' '.join(PACKAGES)} into the chroot (first time only)")
-        chroot = ["chroot", str(self.rootfs)]
-        run_step(as_root([*chroot, "apt-get", "update", "-q"]), "apt-get update", self.log)
-        run_step(
-            as_root(
-                [
-                    *chroot,
-                    "env",
-                    "DEBIAN_FRONTEND=noninteractive",
-                    "apt-get",
-                    "install",
-                    "-y",
-                    "-q",
-                    "--no-install-recommends",
-                    *PACKAGES,
-                ]
-            ),
-            f"apt-get install {' '.join(PACKAGES)}",
-            self.log,
-        )
+        apt_install(PACKAGES, self.log, progress, chroot=self.rootfs)
 
     # --- first start -------------------------------------------------------------------------
     def credentials(self) -> DatabaseCredentials:
@@ -301,16 +290,7 @@ class HaMonitor(_Keeper):
             "--skip-pg-hba",  # pg_hba.conf is ours (_initdb)
             "--no-ssl",
         )
-        self._step(
-            "pg_autoctl config set",
-            "pg_autoctl",
-            "config",
-            "set",
-            "--pgdata",
-            self.pgdata,
-            "postgresql.listen_addresses",
-            "127.0.0.1",
-        )
+        self._config_set("postgresql.listen_addresses", "127.0.0.1")
 
     async def _probe(self) -> tuple[bool, str, dict[str, Any]]:
         import asyncpg
@@ -376,16 +356,7 @@ class HaNode(_Keeper):
         if self._create_error is not None:
             raise self._create_error
         for key, value in KEEPER_TIMEOUTS.items():
-            self._step(
-                "pg_autoctl config set",
-                "pg_autoctl",
-                "config",
-                "set",
-                "--pgdata",
-                self.pgdata,
-                key,
-                value,
-            )
+            self._config_set(key, value)
 
     _create_error: StackError | None = None
 
@@ -493,29 +464,16 @@ class HaNode(_Keeper):
     async def _bootstrap(self, progress: Progress) -> None:
         """The roles, the database and its privileges, on the primary (idempotent; the
         standby gets them by replication)."""
-        import asyncpg
-
         creds = self.credentials()
         sql = bootstrap_sql(lambda role: sql_literal(creds.password(role)), self.settings.db_schema)
         if not creds.initialised:
             progress(f"  creating database {creds.database}, roles {'/'.join(ROLES)}, extension")
-        conn = await asyncpg.connect(self.superuser_dsn(), timeout=5)
-        try:
-            for statement in sql.roles:
-                await conn.execute(statement)
-            exists = await conn.fetchval(
-                "SELECT 1 FROM pg_database WHERE datname = $1", creds.database
-            )
-            if not exists:
-                await conn.execute(sql.create_database)
-        finally:
-            await conn.close()
-        conn = await asyncpg.connect(self.superuser_dsn(creds.database), timeout=5)
-        try:
-            for statement in sql.database:
-                await conn.execute(statement)
-        finally:
-            await conn.close()
+        await apply_bootstrap(
+            sql,
+            creds.database,
+            server_dsn=self.superuser_dsn(),
+            database_dsn=self.superuser_dsn(creds.database),
+        )
         if not creds.initialised:
             creds.initialised = True
             self.stack_credentials.save_database(creds, HA_DATABASE_SERVICE)

@@ -189,34 +189,18 @@ class TimescaleDB(Service):
 
     async def _grant(self, creds: DatabaseCredentials) -> None:
         """Database-level privileges, re-applied on every start (idempotent)."""
-        import asyncpg
-
-        port = self.settings.postgres_port
-        conn = await asyncpg.connect(creds.dsn(creds.superuser, port, creds.database), timeout=5)
-        try:
-            for statement in self._sql(creds).database:
-                await conn.execute(statement)
-        finally:
-            await conn.close()
+        dsn = creds.dsn(creds.superuser, self.settings.postgres_port, creds.database)
+        await apply_database_grants(self._sql(creds), dsn)
 
     async def _bootstrap(self, creds: DatabaseCredentials) -> None:
         """The roles with their generated passwords, the database, then its privileges."""
-        import asyncpg
-
-        sql = self._sql(creds)
         port = self.settings.postgres_port
-        conn = await asyncpg.connect(creds.dsn(creds.superuser, port, "postgres"), timeout=5)
-        try:
-            for statement in sql.roles:
-                await conn.execute(statement)
-            exists = await conn.fetchval(
-                "SELECT 1 FROM pg_database WHERE datname = $1", creds.database
-            )
-            if not exists:
-                await conn.execute(sql.create_database)
-        finally:
-            await conn.close()
-        await self._grant(creds)
+        await apply_bootstrap(
+            self._sql(creds),
+            creds.database,
+            server_dsn=creds.dsn(creds.superuser, port, "postgres"),
+            database_dsn=creds.dsn(creds.superuser, port, creds.database),
+        )
 
     def connection_info(self) -> dict[str, Any]:
         """The DSNs of the three roles (empty before the stack generated the passwords)."""
@@ -230,3 +214,34 @@ class TimescaleDB(Service):
             "admin_dsn": creds.dsn(ADMIN_ROLE, port),
             "grafana_dsn": creds.dsn(READONLY_ROLE, port),
         }
+
+
+async def apply_bootstrap(
+    sql: BootstrapSQL, database: str, *, server_dsn: str, database_dsn: str
+) -> None:
+    """ioc.db.roles' bootstrap as the superuser (idempotent): the roles, the database if it
+    is missing (through ``server_dsn``), then its privileges (through ``database_dsn``). The
+    single server and the HA primary (ioc.deploy.local.postgres_ha) both run it."""
+    import asyncpg
+
+    conn = await asyncpg.connect(server_dsn, timeout=5)
+    try:
+        for statement in sql.roles:
+            await conn.execute(statement)
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database):
+            await conn.execute(sql.create_database)
+    finally:
+        await conn.close()
+    await apply_database_grants(sql, database_dsn)
+
+
+async def apply_database_grants(sql: BootstrapSQL, database_dsn: str) -> None:
+    """The database-level statements of the bootstrap (privileges, extension), idempotent."""
+    import asyncpg
+
+    conn = await asyncpg.connect(database_dsn, timeout=5)
+    try:
+        for statement in sql.database:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
