@@ -120,12 +120,22 @@ def _iso(when: dt.datetime) -> str:
 
 
 class AlertmanagerClient:
-    """Alertmanager's silence API over aiohttp; :class:`Unavailable` when it is away."""
+    """Alertmanager's silence API over aiohttp, against the peers of one cluster; a request
+    goes to the peer that answered last and falls over to the next while one is away
+    (silences reach every peer by gossip). :class:`Unavailable` when none answers."""
 
-    def __init__(self, base_url: str, timeout_s: float = 5.0) -> None:
-        self.base_url = base_url.rstrip("/")
+    def __init__(self, base_urls: str | Sequence[str], timeout_s: float = 5.0) -> None:
+        urls = [base_urls] if isinstance(base_urls, str) else list(base_urls)
+        if not urls:
+            raise ValueError("AlertmanagerClient needs at least one URL")
+        self.base_urls = [u.rstrip("/") for u in urls]
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def base_url(self) -> str:
+        """The peer tried first (the one that answered last)."""
+        return self.base_urls[0]
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -133,20 +143,24 @@ class AlertmanagerClient:
         return self._session
 
     async def _request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        url = f"{self.base_url}{path}"
-        try:
-            async with self._http().request(method, url, json=body) as resp:
-                text = await resp.text()
-                try:
-                    data: Any = await resp.json(content_type=None) if text else None
-                except ValueError:
-                    data = text
-                return resp.status, data
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise Unavailable(
-                f"Alertmanager at {self.base_url} is unreachable ({type(exc).__name__}); "
-                "silences will be retried"
-            ) from None
+        failures: list[str] = []
+        for index, base in enumerate(self.base_urls):
+            try:
+                async with self._http().request(method, f"{base}{path}", json=body) as resp:
+                    text = await resp.text()
+                    try:
+                        data: Any = await resp.json(content_type=None) if text else None
+                    except ValueError:
+                        data = text
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                failures.append(f"{base} ({type(exc).__name__})")
+                continue
+            if index:  # this peer answers: ask it first next time
+                self.base_urls.insert(0, self.base_urls.pop(index))
+            return resp.status, data
+        raise Unavailable(
+            f"Alertmanager is unreachable at {', '.join(failures)}; silences will be retried"
+        )
 
     async def create_silence(
         self,
