@@ -137,14 +137,14 @@ def compose() -> PrometheusConfig:
     def at(*ports: int) -> tuple[str, ...]:
         return tuple(f"{COMPOSE_HOST}:{port}" for port in ports)
 
-    alertmanager = "alertmanager:9093"
+    alertmanagers = ("alertmanager:9093", "alertmanager-2:9093")  # one gossip cluster
     return PrometheusConfig(
         stack="compose",
-        alertmanagers=(alertmanager,),
+        alertmanagers=alertmanagers,
         rule_files="/etc/prometheus/rules/*.yml",
         jobs=(
             ScrapeJob("prometheus", static=(TargetGroup(("localhost:9090",)),)),
-            ScrapeJob("alertmanager", static=(TargetGroup((alertmanager,)),)),
+            ScrapeJob("alertmanager", static=(TargetGroup(alertmanagers),)),
             ScrapeJob(
                 IOC_JOB,
                 static=(
