@@ -1,18 +1,24 @@
 """The bootstrap step and the check that workers make instead of it.
 
 Bootstrap (``ioc bootstrap``, ``ioc run``, a deployment's one-shot job, the tests) runs as
-the schema owner: versioned migrations, every Kafka topic the contract declares, and the
-scenario's topology in the database. Workers run as the runtime role only (``ioc_app``, no
-DDL): they :func:`verify` that bootstrap happened for their release and scenario and, if not,
-stop with one line saying what to run.
+the schema owner: versioned migrations, every Kafka topic the contract declares, each
+service's Kafka ACLs (ioc.contract.access), and the scenario's topology in the database.
+Workers run as the runtime role only (``ioc_app``, no DDL): they :func:`verify` that
+bootstrap happened for their release and scenario and, if not, stop with one line saying
+what to run.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from ioc.config import Settings
 from ioc.contract.topics import all_topics
 from ioc.contract.topology import Topology, load_scenario
 from ioc.errors import IocError
+
+if TYPE_CHECKING:
+    from asyncpg import Connection
 
 
 class NotBootstrapped(IocError):
@@ -24,11 +30,12 @@ async def bootstrap(settings: Settings, scenario: str) -> Topology:
     from ioc.db import connect
     from ioc.db.migrate import migrate
     from ioc.db.topology import store_topology
-    from ioc.kafka import ensure_topics
+    from ioc.kafka import ensure_acls, ensure_topics
 
     topology = load_scenario(scenario)
     await migrate(settings.admin_dsn(), settings.db_schema)
     await ensure_topics(settings)
+    await ensure_acls(settings)  # each service's user: its topics and groups only
     conn = await connect(settings.admin_dsn())
     try:
         await conn.execute(f"SET search_path TO {settings.db_schema}, public")
@@ -38,26 +45,46 @@ async def bootstrap(settings: Settings, scenario: str) -> Topology:
     return topology
 
 
+async def _check_schema_version(conn: Connection, schema: str, todo: str) -> None:
+    from ioc.db.migrate import load_migrations
+
+    needed = max(m.version for m in load_migrations())
+    have: int | None = None
+    if await conn.fetchval("SELECT to_regclass($1)", f"{schema}.schema_migrations"):
+        have = await conn.fetchval(f"SELECT max(version) FROM {schema}.schema_migrations")
+    if have is None or have < needed:
+        at = "has no migrations" if have is None else f"is at migration {have:04d}"
+        raise NotBootstrapped(
+            f"database schema {schema} {at}, this release needs {needed:04d}: {todo}"
+        )
+
+
+async def verify_schema(settings: Settings) -> None:
+    """As the runtime role: the schema is at this release's version. The services that only
+    need the schema (pager, operations service) check this instead of migrating: they run as
+    the runtime role, which cannot change the schema (least privilege)."""
+    from ioc.db import connect
+
+    conn = await connect(settings.database_dsn())
+    try:
+        await _check_schema_version(
+            conn, settings.db_schema, "run `ioc bootstrap` (or `ioc db migrate`)"
+        )
+    finally:
+        await conn.close()
+
+
 async def verify(settings: Settings, topology: Topology) -> None:
     """As the runtime role: schema at this release's version, topology loaded, topics made."""
     from ioc.db import connect
     from ioc.db.feeds import missing_feed_tables
-    from ioc.db.migrate import load_migrations
     from ioc.kafka import admin_client
 
     todo = f"run `ioc bootstrap --scenario {topology.name}`"
     schema = settings.db_schema
-    needed = max(m.version for m in load_migrations())
     conn = await connect(settings.database_dsn())
     try:
-        have: int | None = None
-        if await conn.fetchval("SELECT to_regclass($1)", f"{schema}.schema_migrations"):
-            have = await conn.fetchval(f"SELECT max(version) FROM {schema}.schema_migrations")
-        if have is None or have < needed:
-            at = "has no migrations" if have is None else f"is at migration {have:04d}"
-            raise NotBootstrapped(
-                f"database schema {schema} {at}, this release needs {needed:04d}: {todo}"
-            )
+        await _check_schema_version(conn, schema, todo)
         stored = {r["id"] for r in await conn.fetch(f"SELECT id FROM {schema}.devices")}
         missing_tables = await missing_feed_tables(conn, schema)
         if missing_tables:  # a feed registered (IOC_EXTRA_FEEDS) after the last bootstrap
@@ -80,7 +107,13 @@ async def verify(settings: Settings, topology: Topology) -> None:
         await admin.close()
     absent = [settings.topic(t.name) for t in all_topics() if settings.topic(t.name) not in present]
     if absent:
-        raise NotBootstrapped(f"Kafka topics missing: {', '.join(absent)}: {todo}")
+        # a topic the user may not describe is left out of the metadata: bootstrap grants it
+        who = (
+            f" (or not visible to {settings.kafka_sasl_username})"
+            if settings.kafka_sasl_username
+            else ""
+        )
+        raise NotBootstrapped(f"Kafka topics missing{who}: {', '.join(absent)}: {todo}")
 
 
 def _check_private(settings: Settings, what: str) -> None:
@@ -106,12 +139,20 @@ async def drop_schema(settings: Settings) -> None:
 
 
 async def drop_namespace(settings: Settings) -> None:
-    """Undo :func:`bootstrap` for a private namespace (tests, benchmarks): its schema and
-    every topic with its prefix. The default namespace (no prefix, schema ``ioc``) is refused."""
-    from ioc.kafka import admin_client, delete_topics
-
+    """Undo :func:`bootstrap` for a private namespace (tests, benchmarks): its schema, every
+    topic with its prefix and the services' ACLs on them. The default namespace (no prefix,
+    schema ``ioc``) is refused."""
     _check_private(settings, "the namespace")
     await drop_schema(settings)
+    await drop_kafka_namespace(settings)
+
+
+async def drop_kafka_namespace(settings: Settings) -> None:
+    """The Kafka half of :func:`drop_namespace`: the prefix's topics and ACLs."""
+    from ioc.kafka import admin_client, delete_topics, drop_acls
+
+    _check_private(settings, "the namespace")
+    await drop_acls(settings)
     admin = await admin_client(settings)
     try:
         mine = [t for t in await admin.list_topics() if t.startswith(settings.kafka_topic_prefix)]

@@ -7,13 +7,21 @@ names the environment variable, so a typo never surfaces later as a connection t
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ioc.errors import ConfigError
@@ -74,6 +82,12 @@ class Settings(BaseSettings):
     """Ports of the replicated local cluster: node n (1-based) listens on this + n
     (PLAINTEXT), + 10 + n (SASL_PLAINTEXT) and + 20 + n (controller)."""
     kafka_cluster_heap: str = Field("512m", pattern=r"^\d+[mg]$")
+    kafka_plaintext: bool = True
+    """The local stack's Kafka keeps its client PLAINTEXT listener (and PROXIED), where
+    anonymous clients are super users: the development shortcut. False: clients have only the
+    SASL_PLAINTEXT (SCRAM) listeners, the brokers authenticate to each other too, and the
+    Kafka client settings default to SASL_PLAINTEXT, SCRAM-SHA-512, user ``ioc`` and those
+    listeners (each overridable by its own variable)."""
 
     # --- Kafka (ioc.kafka_clients turns these into each client's configuration) ----------
     kafka_bootstrap_servers: str | None = None
@@ -174,6 +188,28 @@ class Settings(BaseSettings):
                 data = {**data, "kafka_replication_factor": 3}
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _sasl_when_plaintext_off(cls, data: Any) -> Any:
+        """With the PLAINTEXT listener off, the Kafka client settings not given explicitly
+        default to the admin user over SCRAM (bootstrap: :attr:`bootstrap_servers`)."""
+        if not isinstance(data, dict) or "kafka_plaintext" not in data:
+            return data
+        try:
+            plaintext = TypeAdapter(bool).validate_python(data["kafka_plaintext"])
+        except ValidationError:
+            return data  # the field's own validation names the variable
+        if plaintext:
+            return data
+        from ioc.contract.access import ADMIN_USER
+
+        defaults = {
+            "kafka_security_protocol": "SASL_PLAINTEXT",
+            "kafka_sasl_mechanism": "SCRAM-SHA-512",
+            "kafka_sasl_username": ADMIN_USER,
+        }
+        return {**defaults, **data}
+
     @field_validator("kafka_bootstrap_servers")
     @classmethod
     def _check_bootstrap(cls, value: str | None) -> str | None:
@@ -223,6 +259,8 @@ class Settings(BaseSettings):
             if self.kafka_sasl_username and self.kafka_sasl_password is None:
                 # the local stack's generated SCRAM users, like database_dsn() does
                 stack_user = self.stack_kafka_users().get(self.kafka_sasl_username)
+                if stack_user is None and not self.kafka_plaintext:
+                    stack_user = self._generate_stack_kafka_password(self.kafka_sasl_username)
                 if stack_user is not None:
                     self.kafka_sasl_password = SecretStr(stack_user)
             if not self.kafka_sasl_username or self.kafka_sasl_password is None:
@@ -232,6 +270,19 @@ class Settings(BaseSettings):
                     f"{self.kafka_security_protocol}"
                 )
         return self
+
+    def _generate_stack_kafka_password(self, user: str) -> str | None:
+        """With the PLAINTEXT listener off the local stack's SCRAM users are the only way in,
+        so a first ``ioc stack up`` (which seeds them into the broker) needs their passwords
+        before the stack ever ran: generated here as the stack would (mode 0600, once)."""
+        from ioc.deploy.local.credentials import KAFKA_SCRAM_USERS
+
+        if user not in KAFKA_SCRAM_USERS:
+            return None
+        try:
+            return self.stack_credentials().ensure_kafka().users.get(user)
+        except (OSError, ConfigError):
+            return None  # the usual "required" error follows
 
     # --- derived values ------------------------------------------------------------------------
     def stack_credentials(self) -> StackCredentials:
@@ -257,6 +308,47 @@ class Settings(BaseSettings):
             return {}
         return dict(kafka.users) if kafka else {}
 
+    def for_kafka_service(self, service: str) -> Settings:
+        """These settings with Kafka as ``service``'s own user
+        (:data:`ioc.contract.access.SERVICE_USERS`: ``worker``, ``simulator``, ``ops``,
+        ``pager``), whose ACLs allow only its topics and groups; each long-running process
+        calls this at its entry point (tools, bootstrap and tests stay the admin).
+
+        Switched only over SASL, when the user is the local stack's admin (the default, or
+        ``ioc`` written by a parent process) with the stack's password, and the stack has a
+        password for the service's user; otherwise these settings unchanged (a deployment
+        that sets ``IOC_KAFKA_SASL_USERNAME`` per service, or plaintext)."""
+        from ioc.contract.access import ADMIN_USER, SERVICE_USERS
+
+        if service not in SERVICE_USERS:
+            raise ConfigError(
+                f"no Kafka user for service {service!r}; one of {', '.join(SERVICE_USERS)}"
+            )
+        if not self.kafka_security_protocol.startswith("SASL_"):
+            return self
+        if self.kafka_sasl_username not in (None, ADMIN_USER):
+            return self  # chosen explicitly
+        stack = self.stack_kafka_users()
+        given = self.kafka_sasl_password
+        if given is not None and given.get_secret_value() != stack.get(ADMIN_USER):
+            return self  # the admin of another cluster, not the local stack's
+        password = stack.get(SERVICE_USERS[service])
+        if password is None:
+            logging.getLogger(__name__).warning(
+                "the local stack has no Kafka user %s (stack started by an older release?): "
+                "%s runs as %s; `ioc stack up` creates it",
+                SERVICE_USERS[service],
+                service,
+                self.kafka_sasl_username,
+            )
+            return self
+        return self.model_copy(
+            update={
+                "kafka_sasl_username": SERVICE_USERS[service],
+                "kafka_sasl_password": SecretStr(password),
+            }
+        )
+
     def with_kafka_brokers(self, brokers: int) -> Settings:
         """These settings against the local stack's ``brokers``-node Kafka (1: the single
         broker), topics replicated as in :meth:`_replicas_follow_brokers`."""
@@ -274,6 +366,8 @@ class Settings(BaseSettings):
     def bootstrap_servers(self) -> str:
         if self.kafka_bootstrap_servers:
             return self.kafka_bootstrap_servers
+        if not self.kafka_plaintext:  # the local stack has no PLAINTEXT listener then
+            return self.sasl_bootstrap_servers
         if self.kafka_brokers > 1:
             nodes = range(1, self.kafka_brokers + 1)
             return ",".join(f"127.0.0.1:{self.kafka_node_ports(n)[0]}" for n in nodes)

@@ -234,7 +234,7 @@ def run_main_job(
 
     try:
         summary = run_simulation(
-            settings,
+            settings.for_kafka_service("simulator"),  # its own Kafka user, as `ioc simulate`
             SimConfig(
                 scenario=scenario,
                 mode="realtime",

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from ioc.bootstrap import NotBootstrapped, verify
+from ioc.bootstrap import NotBootstrapped, verify, verify_schema
 from ioc.config import Settings
 from ioc.contract.topology import load_scenario
 from tests.support.processes import ioc_command, ioc_env
@@ -32,6 +32,9 @@ def test_bootstrap_then_verify_as_the_runtime_role(namespace: Settings) -> None:
     topology = load_scenario("demo")
     with pytest.raises(NotBootstrapped):
         asyncio.run(verify(namespace, topology))
+    # the pager's and the operations service's start check: they no longer migrate (no DDL)
+    with pytest.raises(NotBootstrapped, match=r"has no migrations.*run `ioc bootstrap`"):
+        asyncio.run(verify_schema(namespace))
     proc = subprocess.run(
         ioc_command("bootstrap", "--scenario", "demo"),
         env=ioc_env(namespace),
@@ -42,5 +45,6 @@ def test_bootstrap_then_verify_as_the_runtime_role(namespace: Settings) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "scenario demo" in proc.stdout
     asyncio.run(verify(namespace, topology))  # the runtime role sees all it needs
+    asyncio.run(verify_schema(namespace))
     with pytest.raises(NotBootstrapped, match="devices of scenario yen-bai-2022"):
         asyncio.run(verify(namespace, load_scenario("yen-bai-2022")))

@@ -1,5 +1,6 @@
-"""Kafka authentication: the stack's SASL/SCRAM listener refuses anonymous clients and wrong
-passwords, and the whole pipeline (topic tooling, simulator, Faust worker) runs through it
+"""Kafka authentication and authorization: the stack's SASL/SCRAM listener refuses anonymous
+clients and wrong passwords, the broker's authorizer refuses a service user what no ACL
+allows, and the whole pipeline (topic tooling, simulator, Faust worker) runs through SCRAM
 from configuration alone."""
 
 from __future__ import annotations
@@ -7,18 +8,21 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from pydantic import SecretStr
 
 from ioc.bootstrap import bootstrap
 from ioc.config import Settings
+from ioc.contract.access import SERVICE_USERS
 from ioc.deploy.local.stack import KAFKA_SASL_MECHANISM, KAFKA_USER
-from ioc.kafka_clients import aiokafka_common, librdkafka_admin
+from ioc.kafka_clients import aiokafka_common, librdkafka_admin, librdkafka_common
 from ioc.simulators.run import SimConfig, run_simulation
 from tests.support.db import landed
 from tests.support.processes import Worker
@@ -99,3 +103,69 @@ def test_pipeline_runs_end_to_end_over_scram(namespace: Settings, tmp_path: Path
         assert secure.kafka_sasl_password.get_secret_value() not in log, "secret logged"
     finally:
         worker.stop()
+
+
+def produce_one(settings: Settings, topic: str) -> str | None:
+    """Write one record; the error's name, or None once it is acknowledged."""
+    producer = Producer({**librdkafka_common(settings), "message.timeout.ms": 10000})
+    outcome: list[str | None] = []
+    producer.produce(
+        topic, b"x", on_delivery=lambda err, _m: outcome.append(err.name() if err else None)
+    )
+    producer.flush(15)
+    return outcome[0] if outcome else "not delivered"
+
+
+def read_one(settings: Settings, topic: str) -> str:
+    """Read partition 0 from its start in a consumer group of its own: the record's value,
+    or the first error's name."""
+    consumer = Consumer(
+        {**librdkafka_common(settings), "group.id": f"{topic}-reader", "enable.auto.commit": False}
+    )
+    try:
+        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        for _ in range(30):
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            error = message.error()
+            if error is None:
+                return bytes(message.value() or b"").decode()
+            return str(error.name())
+        return "nothing read"
+    finally:
+        consumer.close()
+
+
+def describe(settings: Settings, topic: str) -> str | None:
+    """The topic's metadata as this user sees it: the error's name, or None."""
+    metadata = AdminClient(librdkafka_admin(settings)).list_topics(topic, timeout=10)
+    error = metadata.topics[topic].error
+    return error.name() if error is not None else None
+
+
+def test_a_service_user_without_acls_is_refused_and_the_admin_is_not(
+    base_settings: Settings, stack: object
+) -> None:
+    """The StandardAuthorizer denies what no ACL allows (allow.everyone.if.no.acl.found=false):
+    a service user on a topic no ACL names may neither write nor read it; the admin, a super
+    user, may. The topic is outside every namespace prefix, so no bootstrap grant covers it."""
+    admin = sasl(base_settings)
+    user = SERVICE_USERS["simulator"]
+    password = base_settings.stack_kafka_users().get(user)
+    assert password, f"the stack has no Kafka user {user}: run `ioc stack up`"
+    service = admin.model_copy(
+        update={"kafka_sasl_username": user, "kafka_sasl_password": SecretStr(password)}
+    )
+    topic = f"authz-probe-{uuid.uuid4().hex[:10]}"
+    tool = AdminClient(librdkafka_admin(admin))
+    tool.create_topics([NewTopic(topic, 1, 1)])[topic].result(timeout=20)
+    try:
+        assert (describe(admin, topic), produce_one(admin, topic)) == (None, None)
+        assert read_one(admin, topic) == "x"
+        # no ACL: the topic is hidden, writes are refused, and so is reading it in a group
+        assert describe(service, topic) == "TOPIC_AUTHORIZATION_FAILED"
+        assert produce_one(service, topic) == "TOPIC_AUTHORIZATION_FAILED"
+        assert read_one(service, topic) == "GROUP_AUTHORIZATION_FAILED"
+    finally:
+        tool.delete_topics([topic])[topic].result(timeout=20)

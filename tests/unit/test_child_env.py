@@ -33,6 +33,7 @@ SAMPLE: dict[str, Any] = {
     "kafka_brokers": 3,
     "kafka_cluster_port": 29100,
     "kafka_cluster_heap": "256m",
+    "kafka_plaintext": False,
     "kafka_bootstrap_servers": "k1.example:9093,k2.example:9093",
     "kafka_security_protocol": "SASL_SSL",
     "kafka_sasl_mechanism": "SCRAM-SHA-512",

@@ -10,7 +10,7 @@ from ioc.kafka_clients import aiokafka_common
 
 
 def test_defaults_point_at_the_local_stack(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in ("IOC_KAFKA_BOOTSTRAP_SERVERS", "IOC_KAFKA_PORT"):
+    for key in ("IOC_KAFKA_BOOTSTRAP_SERVERS", "IOC_KAFKA_PORT", "IOC_KAFKA_PLAINTEXT"):
         monkeypatch.delenv(key, raising=False)
     settings = load_settings()
     assert settings.bootstrap_servers == "127.0.0.1:19092"

@@ -105,8 +105,8 @@ async def test_pager_and_ops_pool_on_the_settings_dsn(
     """The pager and the operations service build their pools from ``database_dsn()`` like
     the workers: in HA mode they reconnect to the promoted node (asyncpg's pool replaces a
     connection that died with a new one, through the same multi-host DSN)."""
+    import ioc.bootstrap
     import ioc.db
-    import ioc.db.migrate
     from ioc.contract.topology import load_scenario
     from ioc.services import pager
     from ioc.services.ops import app
@@ -116,11 +116,11 @@ async def test_pager_and_ops_pool_on_the_settings_dsn(
     async def fake_pool(dsn: str, *args: Any, **kwargs: Any) -> None:
         raise _Reached(dsn)
 
-    async def no_migrate(*args: Any, **kwargs: Any) -> None:
+    async def schema_ok(*args: Any, **kwargs: Any) -> None:
         return None
 
     monkeypatch.setattr(ioc.db, "create_pool", fake_pool)
-    monkeypatch.setattr(ioc.db.migrate, "migrate", no_migrate)
+    monkeypatch.setattr(ioc.bootstrap, "verify_schema", schema_ok)
     for start in (pager.serve(settings), app.build(settings, load_scenario("demo"))):
         with pytest.raises(_Reached) as reached:
             await start

@@ -26,7 +26,10 @@ def test_compose_kafka_offers_sasl_ssl_with_scram() -> None:
     assert "kafka-users" in compose["services"] and "kafka-certs" in compose["services"]
 
 
-def test_local_broker_has_a_scram_listener() -> None:
-    props = (DEPLOY / "local" / "kafka" / "server.properties").read_text()
-    assert "SASL_PLAINTEXT://127.0.0.1:$sasl_port" in props
-    assert "sasl.enabled.mechanisms=SCRAM-SHA-512" in props
+def test_local_brokers_have_a_scram_listener_and_deny_without_acls() -> None:
+    # the listeners themselves: tests/unit/test_kafka_security.py (rendered, both modes)
+    for name in ("server.properties", "cluster.properties"):
+        props = (DEPLOY / "local" / "kafka" / name).read_text()
+        assert "sasl.enabled.mechanisms=SCRAM-SHA-512" in props
+        assert "allow.everyone.if.no.acl.found=false" in props
+        assert "authorizer.class.name=$authorizer" in props

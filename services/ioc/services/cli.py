@@ -44,6 +44,7 @@ def cmd_pager(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.port:
         settings = settings.model_copy(update={"pager_port": args.port})
+    settings = settings.for_kafka_service("pager")  # its own Kafka user: reads incidents
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(settings))
     return 0

@@ -568,12 +568,12 @@ class Pager:
 
 
 async def serve(settings: Settings, host: str = "127.0.0.1") -> None:
+    from ioc.bootstrap import verify_schema
     from ioc.db import create_pool
-    from ioc.db.migrate import migrate
     from ioc.observability import serve_metrics
 
     dispatcher = Dispatcher.from_settings(settings)
-    await migrate(settings.admin_dsn(), settings.db_schema)
+    await verify_schema(settings)  # runtime role: no DDL (bootstrap migrates)
     server_settings = {
         "search_path": f"{settings.db_schema},public",
         "application_name": "ioc-pager",

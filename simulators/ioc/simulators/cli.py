@@ -49,7 +49,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         workers=args.workers,
         progress=not args.quiet,
     )
-    summary = run_simulation(settings, cfg)
+    summary = run_simulation(settings.for_kafka_service("simulator"), cfg)
     print(summary.render())
     if args.summary_json:
         with open(args.summary_json, "w", encoding="utf-8") as fh:

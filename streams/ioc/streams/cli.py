@@ -21,6 +21,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from ioc.observability import serve_metrics
     from ioc.streams.app import StreamOptions, build_app
 
+    settings = settings.for_kafka_service("worker")  # its own Kafka user: its topics only
     topology = load_scenario(args.scenario or settings.scenario)
     asyncio.run(verify(settings, topology))  # workers run as the runtime role: no DDL here
     port = serve_metrics(

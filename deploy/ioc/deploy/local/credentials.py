@@ -3,7 +3,8 @@
 Everything under ``IOC_STACK_DIR``, never in the repository, each file mode 0600:
 
 =============================  ===============================================================
-``kafka/credentials.json``     the SCRAM users of the broker's SASL listener and passwords
+``kafka/credentials.json``     the broker's SCRAM users (ioc.contract.access.KAFKA_USERS and the
+                               inter-broker user) and the controller listener's PLAIN user
 ``timescaledb/credentials.json``  the superuser's and every role's password (ioc.db.roles)
 ``pager.token``                the bearer token Alertmanager sends to ``ioc pager``
 =============================  ===============================================================
@@ -27,12 +28,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from ioc.contract.access import ADMIN_USER, KAFKA_USERS
 from ioc.db.roles import DATABASE, ROLES, SUPERUSER
 from ioc.errors import ConfigError
 
 LOOPBACK = "127.0.0.1"
-KAFKA_USER = "ioc"
+KAFKA_USER = ADMIN_USER
 KAFKA_SASL_MECHANISM = "SCRAM-SHA-512"
+KAFKA_BROKER_USER = "ioc-broker"
+"""The brokers' own SCRAM user (inter-broker traffic when the PLAINTEXT listener is off)."""
+KAFKA_CONTROLLER_USER = "ioc-controller"
+"""The KRaft controller listener's user: SASL/PLAIN from a static JAAS entry (the controller
+listener cannot use SCRAM, whose credentials live in the metadata it serves)."""
+KAFKA_SCRAM_USERS: tuple[str, ...] = (*KAFKA_USERS, KAFKA_BROKER_USER)
+"""Every SCRAM user the local broker has: the project's principals and the broker's own."""
 HA_DATABASE_SERVICE = "postgres-ha"
 """Where the replicated database (``ioc stack up --database ha``) keeps its credentials."""
 
@@ -87,28 +96,57 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data
 
 
+def _passwords(doc: dict[str, Any], key: str) -> dict[str, str]:
+    users = doc.get(key, {})
+    if not isinstance(users, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in users.items()
+    ):
+        raise ValueError(f"{key} must map names to passwords")
+    return dict(users)
+
+
 @dataclass(frozen=True)
 class KafkaCredentials:
-    """The broker's SCRAM users, name -> password."""
+    """The broker's SCRAM users (name -> password) and the controller listener's PLAIN
+    users (the same, kept apart: they must never get a SCRAM credential)."""
 
     users: dict[str, str]
     mechanism: str = KAFKA_SASL_MECHANISM
+    controller_users: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def generate(cls) -> KafkaCredentials:
-        return cls(users={KAFKA_USER: new_password()})
+        return cls(users={}).completed()
+
+    def completed(self) -> KafkaCredentials:
+        """These credentials with a new password for every user they lack (a file written
+        before a user was added to :data:`KAFKA_SCRAM_USERS`); existing passwords are kept."""
+        users = {u: self.users.get(u) or new_password() for u in KAFKA_SCRAM_USERS}
+        controller = {
+            u: self.controller_users.get(u) or new_password() for u in (KAFKA_CONTROLLER_USER,)
+        }
+        return KafkaCredentials(
+            users={**self.users, **users},
+            mechanism=self.mechanism,
+            controller_users={**self.controller_users, **controller},
+        )
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> KafkaCredentials:
-        users = doc["users"]
-        if not isinstance(users, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in users.items()
-        ):
-            raise ValueError("users must map names to passwords")
-        return cls(users=dict(users), mechanism=str(doc.get("mechanism", KAFKA_SASL_MECHANISM)))
+        if "users" not in doc:
+            raise KeyError("users")
+        return cls(
+            users=_passwords(doc, "users"),
+            mechanism=str(doc.get("mechanism", KAFKA_SASL_MECHANISM)),
+            controller_users=_passwords(doc, "controller_users"),
+        )
 
     def document(self) -> dict[str, Any]:
-        return {"mechanism": self.mechanism, "users": self.users}
+        return {
+            "mechanism": self.mechanism,
+            "users": self.users,
+            "controller_users": self.controller_users,
+        }
 
 
 @dataclass
@@ -208,12 +246,13 @@ class StackCredentials:
             raise CredentialsError(f"unexpected content in {self.kafka_path}: {exc}") from exc
 
     def ensure_kafka(self) -> KafkaCredentials:
-        """The SCRAM users, generated and written on first use."""
+        """The Kafka users, generated and written on first use; users missing from an older
+        file are added to it (the others keep their passwords)."""
         creds = self.kafka()
-        if creds is None:
-            creds = KafkaCredentials.generate()
-            write_private(self.kafka_path, json.dumps(creds.document(), indent=2))
-        return creds
+        complete = KafkaCredentials.generate() if creds is None else creds.completed()
+        if complete != creds:
+            write_private(self.kafka_path, json.dumps(complete.document(), indent=2))
+        return complete
 
     # --- database ---------------------------------------------------------------------------
     def database(self, service: str = "timescaledb") -> DatabaseCredentials | None:

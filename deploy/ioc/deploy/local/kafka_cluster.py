@@ -18,28 +18,34 @@ from pathlib import Path
 from typing import Any
 
 from ioc.config import Settings
-from ioc.deploy.local.kafka_broker import Kafka
+from ioc.deploy.local.credentials import KafkaCredentials, StackCredentials
+from ioc.deploy.local.kafka_broker import Kafka, listener_properties, render_private
 from ioc.deploy.local.process import Progress
-from ioc.deploy.local.service import Health, render
+from ioc.deploy.local.service import Health
 from ioc.kafka_clients import librdkafka_admin
 
 CLUSTER_DIR = "kafka-cluster"
+CONTROLLER_SECURITY = frozenset(
+    {"listener.security.protocol.map", "sasl.mechanism.controller.protocol"}
+)
+"""Properties whose change must reach every node at once (see :meth:`KafkaNode.up`)."""
 
 
 def node_settings(settings: Settings, node: int) -> Settings:
     """``settings`` as seen from one node: its ports in place of the single broker's, and a
-    PLAINTEXT bootstrap of that node alone (for its probe and its SCRAM set-up)."""
+    bootstrap of that node alone (its endpoint; its probe and SCRAM set-up go through
+    :meth:`Kafka.admin_settings`: PLAINTEXT, or SCRAM as ``ioc`` with PLAINTEXT off)."""
     port, sasl_port, controller_port = settings.kafka_node_ports(node)
-    return settings.model_copy(
-        update={
-            "kafka_port": port,
-            "kafka_sasl_port": sasl_port,
-            "kafka_controller_port": controller_port,
-            "kafka_heap": settings.kafka_cluster_heap,
-            "kafka_bootstrap_servers": f"127.0.0.1:{port}",
-            "kafka_security_protocol": "PLAINTEXT",
-        }
-    )
+    update: dict[str, Any] = {
+        "kafka_port": port,
+        "kafka_sasl_port": sasl_port,
+        "kafka_controller_port": controller_port,
+        "kafka_heap": settings.kafka_cluster_heap,
+        "kafka_bootstrap_servers": f"127.0.0.1:{port if settings.kafka_plaintext else sasl_port}",
+    }
+    if settings.kafka_plaintext:
+        update["kafka_security_protocol"] = "PLAINTEXT"
+    return settings.model_copy(update=update)
 
 
 def cluster_nodes(settings: Settings) -> list[KafkaNode]:
@@ -47,25 +53,34 @@ def cluster_nodes(settings: Settings) -> list[KafkaNode]:
     return [KafkaNode(settings, n) for n in range(1, settings.kafka_brokers + 1)]
 
 
-def render_node_config(settings: Settings, node: int, dest: Path, data_dir: Path) -> None:
-    """Node ``node``'s server.properties (the cluster's settings, not the node's view)."""
+def render_node_config(
+    settings: Settings,
+    node: int,
+    dest: Path,
+    data_dir: Path,
+    creds: KafkaCredentials | None = None,
+) -> None:
+    """Node ``node``'s server.properties (the cluster's settings, not the node's view), mode
+    0600; ``creds``: the stack's Kafka users (default: read, or generated, from its dir)."""
     voters = ",".join(
         f"{n}@127.0.0.1:{settings.kafka_node_ports(n)[2]}"
         for n in range(1, settings.kafka_brokers + 1)
     )
     port, sasl_port, controller_port = settings.kafka_node_ports(node)
     replicas = min(3, settings.kafka_brokers)
-    render(
+    if creds is None:
+        creds = StackCredentials(settings.stack_dir).ensure_kafka()
+    render_private(
         "kafka/cluster.properties",
         dest,
         node_id=node,
         voters=voters,
-        port=port,
-        sasl_port=sasl_port,
-        controller_port=controller_port,
         data_dir=data_dir,
         replication_factor=replicas,
         min_insync=max(1, replicas - 1),
+        **listener_properties(
+            settings, creds, port=port, sasl_port=sasl_port, controller_port=controller_port
+        ),
     )
 
 
@@ -120,7 +135,13 @@ class KafkaNode(Kafka):
             broker.install(progress)
 
     def _render_config(self, dest: Path) -> None:
-        render_node_config(self.cluster_settings, self.node, dest, self.data_dir)
+        render_node_config(
+            self.cluster_settings,
+            self.node,
+            dest,
+            self.data_dir,
+            self.stack_credentials.ensure_kafka(),
+        )
 
     def launch(self, progress: Progress) -> None:
         """Install if missing and start if stopped, without waiting for readiness."""
@@ -133,7 +154,15 @@ class KafkaNode(Kafka):
             self.start()
 
     def up(self, progress: Progress) -> Health:
-        for node in cluster_nodes(self.cluster_settings):
+        nodes = cluster_nodes(self.cluster_settings)
+        # A controller listener's security (IOC_KAFKA_PLAINTEXT switched) must change on every
+        # voter at once: a node restarted alone could not reach the others' quorum.
+        running = [n for n in nodes if n.pid() is not None]
+        if any(CONTROLLER_SECURITY & n.config_changes() for n in running):
+            progress("[kafka] controller security changed: restarting every node")
+            for node in running:
+                node.stop()
+        for node in nodes:
             node.launch(progress)
         return super().up(progress)
 
@@ -143,10 +172,10 @@ class KafkaNode(Kafka):
         from confluent_kafka.admin import AdminClient
 
         try:
-            metadata = AdminClient(librdkafka_admin(self.settings, "ioc-stack")).list_topics(
-                timeout=4
-            )
+            admin = AdminClient(librdkafka_admin(self.admin_settings(), "ioc-stack"))
+            metadata = admin.list_topics(timeout=4)
         except Exception as exc:  # any failure here means "not ready yet"
+            self._refuse_locked_out()
             return False, f"metadata: {type(exc).__name__}: {exc}", {}
         brokers = sorted(metadata.brokers)
         partitions = [

@@ -163,7 +163,7 @@ async def build(settings: Settings, topology: Topology) -> OpsContext:
     try:
         from ioc.services.ops.alertmanager import AlertmanagerClient
 
-        parts["alertmanager"] = AlertmanagerClient(settings.alertmanager_url)
+        parts["alertmanager"] = AlertmanagerClient(settings.alertmanager_urls)
     except ImportError as exc:
         parts["alertmanager"] = _Missing("Alertmanager client", str(exc))
     try:
@@ -775,16 +775,17 @@ def render_openapi(document: dict[str, Any]) -> str:
 
 
 async def serve(settings: Settings, host: str = "127.0.0.1") -> None:
-    """Migrate, load the scenario, build, then serve the API with the Silencer and the
-    Escalator running beside it, and metrics on ``ops_port + 1``."""
+    """Check the schema (as the runtime role: bootstrap migrates), load the scenario, build,
+    then serve the API with the Silencer and the Escalator running beside it, and metrics on
+    ``ops_port + 1``."""
     import uvicorn
 
+    from ioc.bootstrap import verify_schema
     from ioc.contract.topology import load_scenario
-    from ioc.db.migrate import migrate
     from ioc.errors import IocError
     from ioc.observability import serve_metrics
 
-    await migrate(settings.admin_dsn(), settings.db_schema)
+    await verify_schema(settings)  # runtime role: no DDL (bootstrap migrates)
     topology = load_scenario(settings.scenario)
     ctx = await build(settings, topology)
     app = create_app(ctx)

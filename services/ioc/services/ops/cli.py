@@ -26,6 +26,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.port:
         settings = settings.model_copy(update={"ops_port": args.port})
+    settings = settings.for_kafka_service("ops")  # its own Kafka user: commands, incidents
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(settings))
     return 0
