@@ -11,7 +11,13 @@ import copy
 from collections.abc import Sequence
 from typing import Any
 
-from ioc.alerting.rules import CONSEQUENCES, FLAPPING, INHIBITED_BY_ISOLATION
+from ioc.alerting.rules import (
+    CONSEQUENCES,
+    FLAPPING,
+    INHIBITED_BY_ISOLATION,
+    STALLED_DATA,
+    UNREACHABLE,
+)
 from ioc.contract.thresholds import CRITICAL, INFO, NONE, WARNING
 
 CRITICAL_GROUP_WAIT = "0s"
@@ -116,6 +122,15 @@ def alertmanager_document(pager_url: str | Sequence[str], token_file: str) -> di
                 for source in ("SiteIsolated", FLAPPING)
                 for scope in ("region", "province")
             ),
+            # A worker that cannot reach its broker or database stops the data: its page
+            # covers the stale, stalled and lagging feeds that follow. No label to compare
+            # (the cause is per worker, the consequences per feed); the workers share one
+            # broker and one database, and the cause keeps firing 30 s after it clears
+            # (keep_firing_for) so the consequences resolve under it rather than page after.
+            {
+                "source_matchers": [f'alertname=~"{"|".join(UNREACHABLE)}"'],
+                "target_matchers": [f'alertname=~"{"|".join(STALLED_DATA)}"'],
+            },
             # When data is stale, device and pipeline symptoms follow from it.
             {
                 "source_matchers": ['alertname="DataStale"'],

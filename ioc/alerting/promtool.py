@@ -1,6 +1,7 @@
 """``promtool test rules`` cases, generated from the rules' examples.
 
-Every alert fires exactly at its ``for:`` boundary and not one evaluation before; every
+Every alert fires exactly at its ``for:`` boundary and not one evaluation before (and one with
+``keep_firing_for`` resolves exactly that long after its condition stops holding); every
 recording rule records the expected samples from its example input; a healthy province fires
 nothing but the Watchdog.
 """
@@ -63,6 +64,18 @@ def _alert_case(alert: Alert, th: Thresholds) -> dict[str, Any]:
                 "exp_alerts": [],
             }
         )
+    if alert.keep_firing_s and alert.example.ends_s is not None:
+        # keep_firing_for: still firing one evaluation before it has passed since the
+        # condition stopped holding, resolved when it has
+        resolves_at = alert.example.ends_s + alert.keep_firing_s
+        cases += [
+            {
+                "eval_time": f"{resolves_at - th.evaluation_interval_s}s",
+                "alertname": alert.name,
+                "exp_alerts": [{"exp_labels": labels, "exp_annotations": annotations}],
+            },
+            {"eval_time": f"{resolves_at}s", "alertname": alert.name, "exp_alerts": []},
+        ]
     return {
         "name": f"{alert.name} fires at its for: boundary",
         "interval": alert.example.interval,
@@ -111,6 +124,11 @@ def _quiet_case(th: Thresholds) -> dict[str, Any]:
         f'{m.DB_WRITE_ERRORS.series}{{feed="camera",instance="w1"}}': "0+0x40",
         f'{m.PARTITION_STALLED.series}{{feed="camera",partition="0",instance="w1"}}': "0+0x40",
         f'{m.DLQ_SEND_ERRORS.series}{{feed="camera",instance="w1"}}': "0+0x40",
+        **{
+            f'{m.DEPENDENCY_UP.series}{{worker="w1",dependency="{dep}",instance="w1"}}': "1+0x40"
+            for dep in (m.DEPENDENCY_KAFKA, m.DEPENDENCY_DATABASE)
+        },
+        f'{m.KAFKA_RTT.series}{{worker="w1",instance="w1"}}': "0.004+0x40",
     }
     return {
         "name": "healthy province: only the Watchdog",

@@ -121,6 +121,7 @@ class Example:
     values: dict[str, str] = field(default_factory=dict)  # "{{ $value ... }}" -> rendered
     starts_s: int = 0  # when the condition starts to hold (counter examples: after a flat 10m)
     interval: str = "5s"  # sample spacing of the input series
+    ends_s: int | None = None  # when it stops holding (the keep_firing_for boundary is tested)
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,7 @@ class Alert:
     description: str
     example: Example
     extra_labels: dict[str, str] = field(default_factory=dict)
+    keep_firing_s: int = 0
 
     @property
     def runbook(self) -> str:
@@ -152,6 +154,8 @@ class Alert:
         rule: dict[str, Any] = {"alert": self.name, "expr": self.expr}
         if self.for_s:
             rule["for"] = f"{self.for_s}s"
+        if self.keep_firing_s:
+            rule["keep_firing_for"] = f"{self.keep_firing_s}s"
         rule["labels"] = {"severity": self.severity, "domain": self.domain, **self.extra_labels}
         rule["annotations"] = {
             "summary": self.summary,
@@ -498,7 +502,12 @@ def alerts(th: Thresholds = THRESHOLDS) -> tuple[Alert, ...]:
 
     def policy(name: str) -> dict[str, Any]:
         p = th.alerts[name]
-        return {"name": name, "for_s": p.for_s, "severity": p.severity}
+        return {
+            "name": name,
+            "for_s": p.for_s,
+            "severity": p.severity,
+            "keep_firing_s": p.keep_firing_s,
+        }
 
     ratio_low = 0.5 if th.camera_online_ratio_min > 0.5 else th.camera_online_ratio_min / 2
     stale = th.data_stale_s * 4
@@ -797,6 +806,7 @@ def alerts(th: Thresholds = THRESHOLDS) -> tuple[Alert, ...]:
                 interval="1m",
             ),
         ),
+        *dependency_alerts(th),
         *vconf_alerts(th),
         Alert(
             **policy("Watchdog"),
@@ -810,9 +820,113 @@ def alerts(th: Thresholds = THRESHOLDS) -> tuple[Alert, ...]:
     )
 
 
+def _humanize(value: float) -> str:
+    """Prometheus's ``humanize`` for values from a thousandth up to a thousand."""
+    if not 0.001 <= value < 1000:
+        raise ValueError(f"example value {value}: add this range to _humanize")
+    return f"{value * 1000:.4g}m" if value < 1 else f"{value:.4g}"
+
+
+def dependency_alerts(th: Thresholds = THRESHOLDS) -> tuple[Alert, ...]:
+    """A stream worker that cannot reach Kafka or the database (its own probes, every 5 s:
+    ``ioc.streams.dependencies``), and slow round trips to the brokers."""
+    timeout = duration_text(th.dependency_probe_timeout_s)
+    worker = "worker-1"
+    out: list[Alert] = []
+    for name, dependency, text in (
+        (
+            "StreamWorkerCannotReachKafka",
+            m.DEPENDENCY_KAFKA,
+            "Stream worker {{ $labels.worker }} gets no answer from the Kafka brokers (a "
+            f"metadata request on its feed consumer every 5 s, given up after {timeout}): the "
+            "network "
+            "between them is cut or dropping everything, the brokers are down, or they refuse "
+            "its connection (listener, credentials). It reads and commits nothing meanwhile; "
+            "the data waits in Kafka and nothing is lost. DataStale, PartitionStalled and "
+            "ConsumerLagGrowing that follow are inhibited while this fires.",
+        ),
+        (
+            "StreamWorkerCannotReachDatabase",
+            m.DEPENDENCY_DATABASE,
+            "Stream worker {{ $labels.worker }} gets no answer to SELECT 1 from TimescaleDB (on "
+            f"a connection of its own every 5 s, given up after {timeout}): the database is "
+            "down or "
+            "restarting, the network between them is cut, or it refuses connections "
+            "(max_connections, credentials). Its batch writes wait or are retried and its "
+            "offsets stay uncommitted: nothing is lost, nothing lands. A write to a partitioned "
+            "database hangs rather than fails, so DatabaseWritesFailing comes late or never; "
+            "DataStale, PartitionStalled and ConsumerLagGrowing that follow are inhibited while "
+            "this fires.",
+        ),
+    ):
+        policy = th.alerts[name]
+        starts = th.evaluation_interval_s * 2
+        # the condition holds past the for: boundary, then the probe answers again
+        ends = starts + policy.for_s + th.evaluation_interval_s * 4
+        samples = ends // th.evaluation_interval_s
+        out.append(
+            Alert(
+                name=name,
+                expr=f"{_max(m.DEPENDENCY_UP, _sel(dependency=dependency))} == 0",
+                for_s=policy.for_s,
+                severity=policy.severity,
+                domain="pipeline",
+                summary=f"Stream worker {{{{ $labels.worker }}}} cannot reach "
+                f"{'Kafka' if dependency == m.DEPENDENCY_KAFKA else 'the database'}",
+                description=text,
+                example=Example(
+                    {
+                        f'{m.DEPENDENCY_UP.series}{{worker="{worker}",dependency="{dependency}",'
+                        f'instance="w1"}}': f"1x{starts // th.evaluation_interval_s - 1} "
+                        f"0x{samples - starts // th.evaluation_interval_s - 1} 1x40"
+                    },
+                    {"worker": worker, "dependency": dependency},
+                    starts_s=starts,
+                    ends_s=ends,
+                    interval=f"{th.evaluation_interval_s}s",
+                ),
+                keep_firing_s=policy.keep_firing_s,
+            )
+        )
+    policy = th.alerts["KafkaLatencyHigh"]
+    slow = th.kafka_rtt_max_s * 2
+    out.append(
+        Alert(
+            name="KafkaLatencyHigh",
+            expr=f"{_max(m.KAFKA_RTT)} > {num(th.kafka_rtt_max_s)}",
+            for_s=policy.for_s,
+            severity=policy.severity,
+            domain="pipeline",
+            summary="Kafka round trips from stream worker {{ $labels.worker }} take "
+            "{{ $value | humanize }}s (99th percentile)",
+            description="The 99th percentile round trip of the worker's requests to its "
+            "consumer group's coordinator (heartbeats and offset commits, over librdkafka's 5 s "
+            "statistics "
+            f"window) is above {num(round(th.kafka_rtt_max_s * 1000, 6))} ms: the network to "
+            "the brokers is slow (latency, retransmissions) or a broker is overloaded (request "
+            "queue, GC pauses, disk). Data still flows but slower: lag and freshness follow, "
+            "and a slower coordinator risks session timeouts and rebalances.",
+            example=Example(
+                {f'{m.KAFKA_RTT.series}{{worker="{worker}",instance="w1"}}': f"{num(slow)}+0x40"},
+                {"worker": worker},
+                {"{{ $value | humanize }}": _humanize(slow)},
+            ),
+        )
+    )
+    return tuple(out)
+
+
 CONSEQUENCES = ("CameraOnlineRatioLow", "TelehealthSessionsDropping")
 """Unit-level alerts that an isolated or flapping node in the same region (district) or
 province explains: inhibited while it is open (ioc.alerting.alertmanager)."""
+
+UNREACHABLE = ("StreamWorkerCannotReachKafka", "StreamWorkerCannotReachDatabase")
+"""A worker that cannot reach its broker or database: the root cause of the data alerts in
+:data:`STALLED_DATA`, which Alertmanager inhibits while one of these fires."""
+STALLED_DATA = ("DataStale", "PartitionStalled", "ConsumerLagGrowing")
+"""Data that stopped moving, whatever the cause; they clear once the backlog is in, which the
+root cause's ``keep_firing_for`` covers. (Not the write- and send-error alerts: their 2 min
+windows outlast the cause, so they would page when its inhibition ends.)"""
 
 ALERTS: tuple[Alert, ...] = alerts()
 RECORDINGS: tuple[Recording, ...] = recordings()

@@ -103,6 +103,25 @@ LAST_WRITE = MetricSpec(
     ("feed",),
 )
 WORKER_UP = MetricSpec("ioc_worker_up", "gauge", "1 while a stream worker runs", ("worker",))
+DEPENDENCY_UP = MetricSpec(
+    "ioc_worker_dependency_up",
+    "gauge",
+    "1 while the stream worker's latest probe of a dependency (kafka: a metadata request on "
+    "its feed consumer; database: SELECT 1 on a connection of its own) was answered within "
+    "Thresholds.dependency_probe_timeout_s, 0 when it was not; probed every 5 s",
+    ("worker", "dependency"),
+)
+DEPENDENCY_KAFKA: Final = "kafka"
+DEPENDENCY_DATABASE: Final = "database"
+"""The ``dependency`` label values of :data:`DEPENDENCY_UP`."""
+KAFKA_RTT = MetricSpec(
+    "ioc_worker_kafka_rtt_seconds",
+    "gauge",
+    "p99 round trip of the stream worker's group-coordinator requests (heartbeats, offset "
+    "commits) over librdkafka's last statistics interval; absent when none completed (fetches "
+    "are left out: they wait at the broker for data)",
+    ("worker",),
+)
 ROLLUP_SECONDS = MetricSpec(
     "ioc_rollup_seconds",
     "histogram",
@@ -310,6 +329,8 @@ ALL_METRICS: Final = (
     EVENT_FRESHNESS,
     LAST_WRITE,
     WORKER_UP,
+    DEPENDENCY_UP,
+    KAFKA_RTT,
     ROLLUP_SECONDS,
     EVALUATION_SECONDS,
     SHARD_LEADER,

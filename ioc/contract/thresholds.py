@@ -34,6 +34,9 @@ class AlertPolicy:
 
     for_s: int
     severity: str
+    keep_firing_s: int = 0
+    """How long it stays firing after its condition stops holding (``keep_firing_for``): a root
+    cause outlasts the consequences it inhibits, which clear only once the backlog is in."""
 
 
 HEARTBEAT_TIMEOUT_MS: Final[dict[str, int]] = {}
@@ -67,6 +70,12 @@ def _alert_policies() -> Mapping[str, AlertPolicy]:
             "DatabaseWritesFailing": AlertPolicy(60, CRITICAL),
             "DeadLetterSendFailing": AlertPolicy(60, CRITICAL),
             "DatabaseWritesSlow": AlertPolicy(60, WARNING),
+            # A worker that cannot reach its broker or database does no work: as critical as
+            # a missing worker, after a few failed probes (a restart or a switchover is
+            # shorter); it inhibits the data alerts that follow from it (docs/alerting.md).
+            "StreamWorkerCannotReachKafka": AlertPolicy(15, CRITICAL, keep_firing_s=30),
+            "StreamWorkerCannotReachDatabase": AlertPolicy(15, CRITICAL, keep_firing_s=30),
+            "KafkaLatencyHigh": AlertPolicy(60, WARNING),
             "PortalSyncSilent": AlertPolicy(60, WARNING),
             "PortalOnTimeRateLow": AlertPolicy(300, WARNING),
             "PortalPaymentsFailing": AlertPolicy(120, WARNING),
@@ -151,6 +160,13 @@ class Thresholds:
     db_write_max_s: float = 1
     """DatabaseWritesSlow when the ``db_write_quantile`` batch write time is above it."""
     db_write_window_s: int = 120
+    dependency_probe_timeout_s: float = 3.0
+    """A stream worker probes the broker (a metadata request on its feed consumer) and the
+    database (``SELECT 1`` on a connection of its own) every 5 s; no answer within this long:
+    unreachable (``ioc_worker_dependency_up`` 0, StreamWorkerCannotReach*)."""
+    kafka_rtt_max_s: float = 0.25
+    """KafkaLatencyHigh when the p99 round trip of a worker's group-coordinator requests
+    (heartbeats, offset commits) is above it."""
     portal_ontime_min: float = 0.9
     """PortalOnTimeRateLow when a unit resolves fewer of its dossiers on time than this over
     the last ``portal_ontime_days`` (Vietnam-time days, today included)."""

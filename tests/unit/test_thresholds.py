@@ -98,6 +98,8 @@ SENTINEL_VALUES: dict[str, Any] = {
     "db_write_quantile": 0.97,
     "db_write_max_s": 1.7,
     "db_write_window_s": 240,
+    "dependency_probe_timeout_s": 3.5,
+    "kafka_rtt_max_s": 0.31,
     "alerts": MappingProxyType(
         {
             name: AlertPolicy(p.for_s + 7, OTHER_SEVERITY[p.severity])

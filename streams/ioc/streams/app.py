@@ -11,7 +11,8 @@
   ``incident_lifecycle`` agent (Faust group ``ioc-streams``) turns them and operators'
   commands into incidents, with open incidents in a Faust table whose changelog survives a
   rebalance, and publishes ``ioc.incidents.v1`` (:mod:`ioc.streams.incidents`).
-- **Timers**: rollups (every worker helps), retention (shard leader), health gauges.
+- **Timers**: rollups (every worker helps), retention (shard leader), health gauges, and the
+  broker and database probes (:mod:`ioc.streams.dependencies`).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from ioc.contract.topology import Topology
 from ioc.kafka_clients import faust_broker, faust_idempotent_producer
 from ioc.observability import gauge, histogram
 from ioc.streams.consumer import FeedConsumer, StallClock
+from ioc.streams.dependencies import PROBE_EVERY_S, DependencyProbes, KafkaStats
 from ioc.streams.evaluator import Evaluator
 from ioc.streams.incidents import IncidentAgent, Send, TransientError
 from ioc.streams.leader import ShardLeader
@@ -223,8 +225,21 @@ def build_app(
         batch_size=options.batch_size,
         batch_within_s=options.batch_within_s,
         client_id=options.worker_name,
+        on_stats=KafkaStats(options.worker_name),
     )
     pipeline.feeds = feeds
+    probes = DependencyProbes(
+        feeds,
+        settings.database_dsn(),
+        options.worker_name,
+        overridden(settings.thresholds).dependency_probe_timeout_s,
+    )
+
+    @app.timer(PROBE_EVERY_S)
+    async def dependencies() -> None:
+        """Broker and database reachability, on a timer of its own: neither a write that
+        hangs nor the health gauges wait for it (ioc.streams.dependencies)."""
+        await probes.run_once()
 
     @app.task
     async def consume_feeds() -> None:
@@ -339,8 +354,9 @@ def build_app(
         now_ms = time.time() * 1000
         for feed, newest in processor.newest_event_ms.items():
             pipeline.freshness.labels(feed).set(max(0.0, (now_ms - newest) / 1000.0))
+        # off the event loop: the Kafka client may be waiting on the broker (feeds.lag_soon)
+        lags = await feeds.lag_soon(processor.positions)
         now = time.monotonic()
-        lags = feeds.lag(processor.positions)
         for (feed, partition), lag in lags.items():
             pipeline.lag.labels(feed, str(partition)).set(lag)
             position = processor.positions.get((feeds.topic_of[feed], partition), -1)

@@ -20,7 +20,9 @@ offsets are committed in order, only for rounds that landed and every round befo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -62,6 +64,11 @@ CONSUMER_TUNING: dict[str, Any] = {
 }
 
 
+STATS_INTERVAL_MS = 5_000
+"""librdkafka's statistics interval when ``on_stats`` is given (ioc.streams.dependencies: the
+coordinator round-trip window); the JSON is parsed once per interval, off the message path."""
+
+
 class _InFlight:
     """One round of writes (every feed of one ``consume``) and the offsets it completes."""
 
@@ -83,6 +90,7 @@ class FeedConsumer:
         batch_within_s: float = 0.5,
         max_in_flight: int = 3,
         client_id: str = "ioc-worker",
+        on_stats: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
         self._ready = ready
@@ -96,6 +104,12 @@ class FeedConsumer:
         self._in_flight: deque[_InFlight] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._committer: ThreadPoolExecutor | None = None  # made by run(), per run
+        self.on_stats = on_stats  # librdkafka's stats_cb, every STATS_INTERVAL_MS, in consume()
+        # held while a probe (reachable()) or close() uses the client: never both at once
+        self._client_lock = threading.Lock()
+        self._probe: asyncio.Future[bool | None] | None = None
+        self._lag_call: asyncio.Future[dict[tuple[str, int], int]] | None = None
+        self._last_lag: dict[tuple[str, int], int] = {}
 
     # -- the loop -----------------------------------------------------------------------
     async def run(self) -> None:
@@ -103,8 +117,15 @@ class FeedConsumer:
         loop = self._loop = asyncio.get_running_loop()
         poller = ThreadPoolExecutor(1, thread_name_prefix="ioc-feed-poll")
         committer = self._committer = ThreadPoolExecutor(1, thread_name_prefix="ioc-feed-commit")
+        stats: dict[str, Any] = {}
+        if self.on_stats is not None:
+            stats = {"statistics.interval.ms": STATS_INTERVAL_MS, "stats_cb": self.on_stats}
         conf = librdkafka_consumer(
-            self.settings, consumer_group(self.settings), self.client_id, **CONSUMER_TUNING
+            self.settings,
+            consumer_group(self.settings),
+            self.client_id,
+            **CONSUMER_TUNING,
+            **stats,
         )
         rdkafka_log: LibrdkafkaLog = conf["logger"]
         consumer = Consumer(conf)
@@ -135,10 +156,48 @@ class FeedConsumer:
             self.consumer = None
             # close() after the consume() in progress returns (same thread, FIFO); it
             # leaves the group so the partitions move at once.
-            await asyncio.shield(loop.run_in_executor(poller, consumer.close))
+            await asyncio.shield(loop.run_in_executor(poller, self._close, consumer))
             rdkafka_log.flush()
             poller.shutdown(wait=False)
             committer.shutdown(wait=False)
+
+    def _close(self, consumer: Consumer) -> None:
+        with self._client_lock:  # not under a probe's feet
+            consumer.close()
+
+    # -- off the event loop ------------------------------------------------------------------
+    # confluent-kafka runs one call at a time per client: any call (assignment(), a metadata
+    # request) waits behind a synchronous commit, which waits on the broker up to
+    # socket.timeout.ms (60 s) when the network is cut. So the event loop never calls the
+    # client itself: it asks a thread and waits a bounded time.
+
+    async def reachable(self, timeout: float) -> bool | None:
+        """Whether a broker answers a metadata request for a feed topic within ``timeout``
+        (ioc.streams.dependencies), asked on this consumer (its own connections) from another
+        thread, so neither a consume loop held up by the database nor a commit waiting on the
+        broker hides it; None while there is no consumer to ask. A probe still waiting from
+        the round before is waited for, not doubled."""
+        consumer = self.consumer
+        if consumer is None:
+            return None
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.ensure_future(
+                asyncio.to_thread(self._metadata_answers, consumer, timeout)
+            )
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._probe), timeout)
+        except TimeoutError:
+            return False  # the client is stuck behind a request the broker does not answer
+
+    def _metadata_answers(self, consumer: Consumer, timeout: float) -> bool | None:
+        with self._client_lock:
+            if self.consumer is not consumer:  # closed (or closing) meanwhile
+                return None
+            try:
+                consumer.list_topics(next(iter(self.feed_of)), timeout=timeout)
+            except (KafkaException, RuntimeError):
+                return False
+            return True
 
     def _prepare(
         self, processor: FeedProcessor, messages: list[Any]
@@ -237,6 +296,17 @@ class FeedConsumer:
         log.info("assigned %d feed partitions", len(partitions))
 
     # -- metrics ------------------------------------------------------------------------
+    async def lag_soon(
+        self, positions: dict[tuple[str, int], int], timeout: float = 1.0
+    ) -> dict[tuple[str, int], int]:
+        """:meth:`lag` on a thread, waited for up to ``timeout``; the last answer when the
+        client is busy waiting on the broker (its partitions then look stalled, as they are)."""
+        if self._lag_call is None or self._lag_call.done():
+            self._lag_call = asyncio.ensure_future(asyncio.to_thread(self.lag, dict(positions)))
+        with contextlib.suppress(TimeoutError):
+            self._last_lag = await asyncio.wait_for(asyncio.shield(self._lag_call), timeout)
+        return self._last_lag
+
     def lag(self, positions: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
         """Messages behind the high-water mark per (feed, partition) this worker owns."""
         consumer = self.consumer
