@@ -154,12 +154,14 @@ class FeedConsumer:
                 in_flight.task.cancel()
             self._in_flight.clear()
             self.consumer = None
+            # A commit in flight uses the client on the committer's thread: let it finish
+            # (bounded by the client's socket timeout) before the client is destroyed.
+            await asyncio.shield(loop.run_in_executor(None, committer.shutdown, True))
             # close() after the consume() in progress returns (same thread, FIFO); it
             # leaves the group so the partitions move at once.
             await asyncio.shield(loop.run_in_executor(poller, self._close, consumer))
             rdkafka_log.flush()
             poller.shutdown(wait=False)
-            committer.shutdown(wait=False)
 
     def _close(self, consumer: Consumer) -> None:
         with self._client_lock:  # not under a probe's feet
@@ -313,21 +315,24 @@ class FeedConsumer:
         out: dict[tuple[str, int], int] = {}
         if consumer is None:
             return out
-        try:
-            assignment = consumer.assignment()
-        except (KafkaException, RuntimeError):
-            return out
-        for tp in assignment:
-            if tp.topic not in self.feed_of:
-                continue
+        with self._client_lock:  # a thread (lag_soon): never while close() destroys it
+            if self.consumer is not consumer:  # closed (or closing) meanwhile
+                return out
             try:
-                _low, high = consumer.get_watermark_offsets(tp, cached=True)
+                assignment = consumer.assignment()
             except (KafkaException, RuntimeError):
-                continue
-            if high < 0:
-                continue
-            done = positions.get((tp.topic, tp.partition), -1)
-            out[(self.feed_of[tp.topic], tp.partition)] = max(0, high - done - 1)
+                return out
+            for tp in assignment:
+                if tp.topic not in self.feed_of:
+                    continue
+                try:
+                    _low, high = consumer.get_watermark_offsets(tp, cached=True)
+                except (KafkaException, RuntimeError):
+                    continue
+                if high < 0:
+                    continue
+                done = positions.get((tp.topic, tp.partition), -1)
+                out[(self.feed_of[tp.topic], tp.partition)] = max(0, high - done - 1)
         return out
 
 
