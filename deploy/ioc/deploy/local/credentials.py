@@ -110,9 +110,9 @@ class KafkaCredentials:
     """The broker's SCRAM users (name -> password) and the controller listener's PLAIN
     users (the same, kept apart: they must never get a SCRAM credential)."""
 
-    users: dict[str, str]
+    users: dict[str, str] = field(repr=False)  # passwords: never in a repr or a log
     mechanism: str = KAFKA_SASL_MECHANISM
-    controller_users: dict[str, str] = field(default_factory=dict)
+    controller_users: dict[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
     def generate(cls) -> KafkaCredentials:
@@ -154,8 +154,8 @@ class DatabaseCredentials:
     """The stack's database: the superuser's and each role's password, and whether the roles
     and the database have been created (``initialised``)."""
 
-    superuser_password: str
-    roles: dict[str, str]
+    superuser_password: str = field(repr=False)  # passwords: never in a repr or a log
+    roles: dict[str, str] = field(repr=False)
     database: str = DATABASE
     superuser: str = SUPERUSER
     initialised: bool = False

@@ -322,7 +322,9 @@ def _asyncpg_transient() -> tuple[type[Exception], ...]:
 
     return (
         asyncpg.PostgresConnectionError,
-        asyncpg.CannotConnectNowError,
+        # 57P01 admin shutdown (a keeper restarting PostgreSQL mid-statement), 57P03 cannot
+        # connect now, crash shutdown: all operator interventions
+        asyncpg.exceptions.OperatorInterventionError,
         asyncpg.InterfaceError,
     )
 

@@ -144,7 +144,7 @@ class AlertmanagerClient:
 
     async def _request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         failures: list[str] = []
-        for index, base in enumerate(self.base_urls):
+        for base in list(self.base_urls):  # a copy: concurrent requests reorder the list
             try:
                 async with self._http().request(method, f"{base}{path}", json=body) as resp:
                     text = await resp.text()
@@ -155,8 +155,9 @@ class AlertmanagerClient:
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 failures.append(f"{base} ({type(exc).__name__})")
                 continue
-            if index:  # this peer answers: ask it first next time
-                self.base_urls.insert(0, self.base_urls.pop(index))
+            if self.base_urls[0] != base:  # this peer answers: ask it first next time
+                self.base_urls.remove(base)
+                self.base_urls.insert(0, base)
             return resp.status, data
         raise Unavailable(
             f"Alertmanager is unreachable at {', '.join(failures)}; silences will be retried"
