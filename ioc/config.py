@@ -259,10 +259,10 @@ class Settings(BaseSettings):
             if self.kafka_sasl_username and self.kafka_sasl_password is None:
                 # the local stack's generated SCRAM users, like database_dsn() does
                 stack_user = self.stack_kafka_users().get(self.kafka_sasl_username)
-                if stack_user is None and not self.kafka_plaintext:
-                    stack_user = self._generate_stack_kafka_password(self.kafka_sasl_username)
                 if stack_user is not None:
                     self.kafka_sasl_password = SecretStr(stack_user)
+            if self._password_from_a_stack_not_up_yet():
+                return self  # ioc.kafka_clients reads it once `ioc stack up` generated it
             if not self.kafka_sasl_username or self.kafka_sasl_password is None:
                 raise ValueError(
                     f"{ENV_PREFIX}KAFKA_SASL_USERNAME and {ENV_PREFIX}KAFKA_SASL_PASSWORD are "
@@ -271,18 +271,18 @@ class Settings(BaseSettings):
                 )
         return self
 
-    def _generate_stack_kafka_password(self, user: str) -> str | None:
+    def _password_from_a_stack_not_up_yet(self) -> bool:
         """With the PLAINTEXT listener off the local stack's SCRAM users are the only way in,
-        so a first ``ioc stack up`` (which seeds them into the broker) needs their passwords
-        before the stack ever ran: generated here as the stack would (mode 0600, once)."""
+        and before the first ``ioc stack up`` their passwords do not exist yet. Validation
+        only reads (no side effects): the stack generates them, and the Kafka clients read
+        them when they connect (:func:`ioc.kafka_clients.sasl_password`)."""
         from ioc.deploy.local.credentials import KAFKA_SCRAM_USERS
 
-        if user not in KAFKA_SCRAM_USERS:
-            return None
-        try:
-            return self.stack_credentials().ensure_kafka().users.get(user)
-        except (OSError, ConfigError):
-            return None  # the usual "required" error follows
+        return (
+            not self.kafka_plaintext
+            and self.kafka_sasl_password is None
+            and self.kafka_sasl_username in KAFKA_SCRAM_USERS
+        )
 
     # --- derived values ------------------------------------------------------------------------
     def stack_credentials(self) -> StackCredentials:

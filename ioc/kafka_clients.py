@@ -61,14 +61,27 @@ def _sasl(settings: Settings) -> tuple[str, str, str] | None:
     """(mechanism, username, password) for the SASL protocols; None for the others."""
     if not settings.kafka_security_protocol.startswith("SASL_"):
         return None
-    mechanism, user, password = (
-        settings.kafka_sasl_mechanism,
-        settings.kafka_sasl_username,
-        settings.kafka_sasl_password,
-    )
-    # Settings refuses a SASL protocol without all three.
-    assert mechanism is not None and user is not None and password is not None
-    return mechanism, user, password.get_secret_value()
+    mechanism, user = settings.kafka_sasl_mechanism, settings.kafka_sasl_username
+    # Settings refuses a SASL protocol without a mechanism or a user.
+    assert mechanism is not None and user is not None
+    return mechanism, user, sasl_password(settings)
+
+
+def sasl_password(settings: Settings) -> str:
+    """The SASL password: the settings', or the local stack's for its own users when the
+    settings were loaded before ``ioc stack up`` generated it (PLAINTEXT off)."""
+    if settings.kafka_sasl_password is not None:
+        return settings.kafka_sasl_password.get_secret_value()
+    user = settings.kafka_sasl_username or ""
+    password = settings.stack_kafka_users().get(user)
+    if password is None:
+        from ioc.errors import ConfigError
+
+        raise ConfigError(
+            f"no password for Kafka user {user!r}: set IOC_KAFKA_SASL_PASSWORD, or run "
+            "`ioc stack up` to generate the local stack's"
+        )
+    return password
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:

@@ -51,6 +51,14 @@ def ioc_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def service_env(settings: Settings, service: str) -> dict[str, str]:
+    """:func:`ioc_env` for a long-running ``service`` (``worker``, ``pager``, ``ops``): its own
+    Kafka user instead of the admin (:meth:`Settings.for_kafka_service`) and no admin DSN,
+    so neither admin credential reaches its environment (least privilege)."""
+    own = settings.for_kafka_service(service).model_copy(update={"db_admin_dsn": None})
+    return ioc_env(own)
+
+
 def http_ok(url: str, timeout: float = 2.0) -> bool:
     """Whether ``url`` answers at all (any HTTP status below 400)."""
     try:
@@ -229,7 +237,7 @@ class WorkerProcess(Process):
         argv = ioc_command(
             "worker", "--scenario", scenario, "--metrics-port", str(metrics_port), "--name", name
         )
-        super().__init__(argv, log, env=ioc_env(settings), name=name)
+        super().__init__(argv, log, env=service_env(settings, "worker"), name=name)
         self.settings, self.scenario, self.metrics_port = settings, scenario, metrics_port
 
     def metrics_url(self) -> str | None:

@@ -19,7 +19,14 @@ from typing import Any
 
 from ioc.config import ENV_PREFIX, Settings
 from ioc.errors import IocError
-from ioc.processes import Process, WorkerProcess, http_ok, ioc_command, ioc_env, stop_all
+from ioc.processes import (
+    Process,
+    WorkerProcess,
+    http_ok,
+    ioc_command,
+    service_env,
+    stop_all,
+)
 
 WEEKLY_CRON = "0 2 * * 0"
 """The default scenario's weekly maintenance: Sundays 02:00 Vietnam time..."""
@@ -96,7 +103,8 @@ def start_service(
     if http_ok(health_url):
         _say(f"[{name}] already running at {health_url.rsplit('/', 1)[0]}; using it")
         return None
-    proc = Process(ioc_command(*argv), log_dir / f"{name}.log", env=ioc_env(settings), name=name)
+    env = service_env(settings, argv[0])  # `ioc pager ...` / `ioc ops serve`: own Kafka user
+    proc = Process(ioc_command(*argv), log_dir / f"{name}.log", env=env, name=name)
     proc.start()
     try:
         proc.wait_http(health_url, timeout=60)

@@ -22,6 +22,8 @@ from ioc.deploy.local.credentials import (
 )
 from ioc.deploy.local.kafka_broker import AUTHORIZER, Kafka, changed_properties
 from ioc.deploy.local.kafka_cluster import CONTROLLER_SECURITY, render_node_config
+from ioc.errors import ConfigError
+from ioc.kafka_clients import librdkafka_common
 from ioc.processes import ioc_env
 
 
@@ -126,10 +128,15 @@ def test_plaintext_off_defaults_the_clients_to_scram_as_the_admin(
 ) -> None:
     assert load_settings().kafka_security_protocol == "PLAINTEXT"  # on by default
     clean_env.setenv("IOC_KAFKA_PLAINTEXT", "false")
-    settings = load_settings()  # no stack yet: its users are generated (0600), as it would
-    creds = settings.stack_credentials().kafka()
-    assert creds is not None
+    settings = load_settings()  # no stack yet: loading writes nothing (no side effects)
+    assert settings.stack_credentials().kafka() is None
+    assert settings.kafka_sasl_password is None  # not generated yet: read when connecting
+    with pytest.raises(ConfigError, match=r"no password for Kafka user 'ioc'.*ioc stack up"):
+        librdkafka_common(settings)
+    creds = settings.stack_credentials().ensure_kafka()  # what `ioc stack up` does first
     assert stat.S_IMODE(settings.stack_credentials_path("kafka").stat().st_mode) == 0o600
+    assert librdkafka_common(settings)["sasl.password"] == creds.users[ADMIN_USER]
+    settings = load_settings()  # loaded after the stack generated them: read at load
     assert settings.kafka_security_protocol == "SASL_PLAINTEXT"
     assert settings.kafka_sasl_mechanism == "SCRAM-SHA-512"
     assert settings.kafka_sasl_username == ADMIN_USER
@@ -155,6 +162,8 @@ def test_explicit_kafka_variables_win_over_the_plaintext_off_defaults(
     clean_env.setenv("IOC_KAFKA_PLAINTEXT", "0")
     clean_env.setenv("IOC_KAFKA_SASL_USERNAME", "ioc-worker")
     clean_env.setenv("IOC_KAFKA_BOOTSTRAP_SERVERS", "k1.example:9093")
+    assert load_settings().kafka_sasl_password is None  # the stack has not generated it yet
+    load_settings().stack_credentials().ensure_kafka()  # `ioc stack up`
     settings = load_settings()
     users = settings.stack_kafka_users()
     assert settings.kafka_sasl_username == "ioc-worker"

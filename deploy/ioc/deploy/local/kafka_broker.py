@@ -222,8 +222,8 @@ class Kafka(Service):
         return True
 
     def after_ready(self, progress: Progress) -> None:
-        """Create the SCRAM users the SASL listener lacks (idempotent): every user of the
-        credentials file, through PLAINTEXT when on, else as ``ioc`` over SASL."""
+        """Set every SCRAM user of the credentials file to its password (idempotent),
+        through PLAINTEXT when on, else as ``ioc`` over SASL."""
         # Public API of confluent_kafka.admin (since 2.2); its __init__ re-exports the SCRAM
         # classes from a private module without `__all__`, which mypy's no-implicit-reexport
         # does not accept: hence the ignore.
@@ -247,16 +247,17 @@ class Kafka(Service):
                     missing.append(user)
         except Exception:
             missing = list(users)
-        if not missing:
-            return
+        # Every user is upserted, not only the missing ones: a credential the broker holds
+        # with an older password (credentials file regenerated) is set back to the file's.
         mechanism = ScramMechanism[KAFKA_SASL_MECHANISM.replace("-", "_")]  # SCRAM_SHA_512
         info = ScramCredentialInfo(mechanism, SCRAM_ITERATIONS)
         futures = admin.alter_user_scram_credentials(
-            [UserScramCredentialUpsertion(u, info, users[u].encode()) for u in missing]
+            [UserScramCredentialUpsertion(u, info, users[u].encode()) for u in users]
         )
         for future in futures.values():
             future.result(timeout=30)
-        progress(f"  SCRAM users created for the SASL listener: {', '.join(missing)}")
+        if missing:
+            progress(f"  SCRAM users created for the SASL listener: {', '.join(missing)}")
 
     def cluster_id(self) -> str:
         """The KRaft cluster id to format the storage with: a new one for a single node (a
