@@ -64,16 +64,6 @@ SAMPLE: dict[str, Any] = {
 }
 
 
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
-    """No IOC_ variable and no .env: only what a test sets reaches Settings."""
-    for key in list(os.environ):
-        if key.upper().startswith(ENV_PREFIX):
-            monkeypatch.delenv(key)
-    monkeypatch.chdir(tmp_path)
-    return monkeypatch
-
-
 def fields(settings: Settings) -> dict[str, Any]:
     """Every field, secrets revealed (SecretStr compares by value, but shows no difference)."""
     return {

@@ -3,7 +3,6 @@ the producers' durability settings."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -25,16 +24,6 @@ from ioc.kafka_clients import (
 from ioc.processes import ioc_env
 
 CLUSTER = "127.0.0.1:19101,127.0.0.1:19102,127.0.0.1:19103"
-
-
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
-    for key in list(os.environ):
-        if key.upper().startswith(ENV_PREFIX):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("IOC_STACK_DIR", str(tmp_path / "stack"))
-    monkeypatch.chdir(tmp_path)
-    return monkeypatch
 
 
 def test_one_broker_is_the_default_and_three_switch_every_client(

@@ -5,7 +5,6 @@ restart a mode switch needs."""
 from __future__ import annotations
 
 import json
-import os
 import stat
 from pathlib import Path
 
@@ -25,16 +24,6 @@ from ioc.deploy.local.kafka_cluster import CONTROLLER_SECURITY, render_node_conf
 from ioc.errors import ConfigError
 from ioc.kafka_clients import librdkafka_common
 from ioc.processes import ioc_env
-
-
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
-    for key in list(os.environ):
-        if key.upper().startswith(ENV_PREFIX):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("IOC_STACK_DIR", str(tmp_path / "stack"))
-    monkeypatch.chdir(tmp_path)
-    return monkeypatch
 
 
 def properties(path: Path) -> dict[str, str]:
