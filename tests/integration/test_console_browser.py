@@ -37,7 +37,8 @@ from ioc.services.ops.audit import Where
 from ioc.services.ops.common import VN_TZ, OpsContext
 from ioc.services.ops.console import csrf_token
 from ioc.services.ops.models import Role, TokenIn
-from tests.support.browser import chromium, free_port, no_horizontal_scroll, rendering_fonts
+from tests.support.browser import chromium, no_horizontal_scroll, rendering_fonts
+from tests.support.ports import free_ports
 
 SCENARIO = "yen-bai-2022"  # the default scenario
 IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
@@ -179,7 +180,7 @@ async def console(namespace: Settings) -> AsyncIterator[tuple[str, OpsContext]]:
     """The operations app on a free port (base URL of the console, the context)."""
     topology: Topology = await bootstrap(namespace, SCENARIO)
     ctx = await build(namespace, topology)
-    port = free_port()
+    port = free_ports()
     app = create_app(ctx, apply_wait_s=0.5)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")

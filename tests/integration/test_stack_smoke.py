@@ -17,6 +17,7 @@ from ioc.db.migrate import current_version, load_migrations, migrate
 from ioc.deploy.local.stack import Stack
 from ioc.kafka import ensure_topics
 from ioc.kafka_clients import aiokafka_common
+from tests.support.ports import free_ports
 
 
 def test_stack_status_reports_all_services_healthy(
@@ -132,25 +133,6 @@ async def test_kafka_to_hypertable_round_trip(namespace: Settings) -> None:
     assert is_hyper == 1
 
 
-def _port_pair() -> int:
-    """A free port whose next one is free too (the services serve /metrics on port + 1)."""
-    import socket
-
-    for _ in range(100):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            port: int = a.getsockname()[1]
-        if port >= 65535:
-            continue
-        try:
-            with socket.socket() as b:
-                b.bind(("127.0.0.1", port + 1))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no free pair of ports")
-
-
 def test_main_job_runs_the_scenario_for_its_duration(
     namespace: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -161,7 +143,7 @@ def test_main_job_runs_the_scenario_for_its_duration(
 
     # the pager keeps its port: the shared Alertmanager is configured for it at `stack up`
     # (a pager already answering there is used as it is)
-    settings = namespace.model_copy(update={"ops_port": _port_pair(), "ops_url": None})
+    settings = namespace.model_copy(update={"ops_port": free_ports(2), "ops_url": None})
     options = RunOptions(fault_flags=["device_dark:camera#0@0+2"], seed=5)
     started = time.monotonic()
     assert run_main_job(settings, scenario="demo", duration=3, options=options) == 0

@@ -7,7 +7,6 @@ system's chromium (:func:`ioc.deploy.local.browser.ensure_chromium`) with
 
 from __future__ import annotations
 
-import socket
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -64,10 +63,3 @@ async def rendering_fonts(page: Page, selector: str) -> list[dict[str, Any]]:
         return fonts
     finally:
         await cdp.detach()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
