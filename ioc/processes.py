@@ -172,9 +172,11 @@ class Process:
         deadline = time.monotonic() + timeout
         while True:
             if not self.alive():
-                raise ProcessError(
-                    f"{self.name} exited (status {self.returncode}) before it was {what}; "
-                    f"see {self.log_path}"
+                lines = [line for line in self.log_text().splitlines() if line.strip()]
+                said = f" ({lines[-1].strip()[:300]})" if lines else ""
+                raise ProcessError(  # its last line usually names the cause (CI shows no log)
+                    f"{self.name} exited (status {self.returncode}) before it was {what}"
+                    f"{said}; see {self.log_path}"
                 )
             if ready():
                 return

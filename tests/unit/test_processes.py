@@ -85,8 +85,13 @@ def test_kill_and_restart_keep_one_log(tmp_path: Path) -> None:
 
 
 def test_readiness_fails_fast_when_it_exits_or_never_serves(tmp_path: Path) -> None:
-    crashing = python("raise SystemExit(3)", tmp_path / "crash.log", name="crasher").start()
-    with pytest.raises(ProcessError, match=r"crasher exited \(status 3\).*crash\.log"):
+    code = "import sys; print('ioc: error: cannot serve metrics', file=sys.stderr); sys.exit(3)"
+    crashing = python(code, tmp_path / "crash.log", name="crasher").start()
+    # its last words are in the message: CI prints the error, not the log file
+    with pytest.raises(
+        ProcessError,
+        match=r"crasher exited \(status 3\) .*\(ioc: error: cannot serve metrics\).*crash\.log",
+    ):
         crashing.wait_http("http://127.0.0.1:1/metrics", timeout=30)
     silent = python(SLEEPER, tmp_path / "silent.log", name="silent").start()
     try:
