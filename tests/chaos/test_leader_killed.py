@@ -25,7 +25,7 @@ from ioc.contract import tables as t
 from ioc.contract.topology import load_scenario
 from ioc.services.incidents import read_incident_events
 from ioc.simulators.run import SimConfig, Summary, run_simulation
-from tests.support.db import query
+from tests.support.db import query, wait_incidents_resolved
 from tests.support.metrics import max_metric
 from tests.support.processes import Worker
 from tests.support.wait import wait_for
@@ -85,16 +85,9 @@ def test_killing_the_leader_mid_round_moves_the_shard_and_loses_nothing(
         summary: Summary = result["summary"]
         assert summary.errors == 0
 
-        def resolved() -> bool:
-            rows = query(
-                namespace,
-                "SELECT count(*) AS n FROM incidents WHERE status = 'resolved' "
-                "AND kind IN ('device-down', 'site-isolated')",
-            )
-            count: int = rows[0]["n"]
-            return count >= 2
-
-        wait_for(resolved, 90, what=f"both incidents resolved ({survivor.log_tail()})")
+        wait_incidents_resolved(
+            namespace, ("device-down", "site-isolated"), 2, 90, f"({survivor.log_tail()})"
+        )
     finally:
         for worker in workers:
             worker.stop()

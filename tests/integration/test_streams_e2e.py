@@ -16,7 +16,7 @@ from ioc.contract import tables as t
 from ioc.contract.topology import load_scenario
 from ioc.services.incidents import read_incident_events, send_command
 from ioc.simulators.run import SimConfig, Summary, run_simulation
-from tests.support.db import landed, query
+from tests.support.db import landed, query, wait_incidents_resolved
 from tests.support.processes import Worker
 from tests.support.reconcile import assert_accounting, reconcile
 from tests.support.wait import wait_for
@@ -152,16 +152,9 @@ def test_yen_bai_outages_produce_one_incident_each_with_the_right_root_cause(
         fault_start = {f["target"]: f["start_ms"] for f in summary.faults}
         assert summary.errors == 0
 
-        def settled() -> bool:
-            rows = query(
-                namespace,
-                "SELECT count(*) AS n FROM incidents WHERE kind IN "
-                "('device-down', 'site-isolated') AND status = 'resolved'",
-            )
-            resolved: int = rows[0]["n"]
-            return resolved >= 2
-
-        wait_for(settled, 60, what=f"incidents resolved ({worker.log_tail()})")
+        wait_incidents_resolved(
+            namespace, ("device-down", "site-isolated"), 2, 60, f"({worker.log_tail()})"
+        )
         incidents = query(
             namespace,
             "SELECT * FROM incidents WHERE kind IN "

@@ -35,3 +35,23 @@ def query(settings: Settings, sql: str, *args: object) -> list[Any]:
 def landed(settings: Settings) -> int:
     """Rows in the namespace's raw tables."""
     return int(query(settings, RAW_ROWS_SQL)[0]["n"])
+
+
+def wait_incidents_resolved(
+    settings: Settings, kinds: tuple[str, ...], at_least: int, timeout: float, what: str
+) -> int:
+    """Poll until ``at_least`` incidents of ``kinds`` are resolved (the faults of a run are
+    over and the worker has judged them); their number. ``what`` says whose log to read."""
+    from tests.support.wait import wait_for
+
+    def resolved() -> int | None:
+        rows = query(
+            settings,
+            "SELECT count(*) AS n FROM incidents WHERE status = 'resolved' AND kind = ANY($1)",
+            list(kinds),
+        )
+        count: int = rows[0]["n"]
+        return count if count >= at_least else None
+
+    awaited = f"{at_least} {'/'.join(kinds)} incidents resolved {what}"
+    return wait_for(resolved, timeout, what=awaited)
