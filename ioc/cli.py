@@ -274,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", help="built-in generator spec name or a spec YAML file (generate:)")
     p.add_argument("--out", help="file (default stdout)")
     p.set_defaults(handler=cmd_scenario_generate)
+    from ioc.inventory.cli import add_inventory_commands
+
+    add_inventory_commands(sub)  # import, history, template (docs/inventory.md)
 
     run = sub.add_parser("run", help="the main job: stack, schema, topics and the pipeline")
     run.add_argument("--scenario", help="built-in scenario name or a YAML file")
