@@ -227,6 +227,15 @@ def default_sender(topology: Topology) -> str:
     return f"ioc.{topology.name}@{topology.top_units()[0]}"
 
 
+def check_cap_options(sender: str, status: str) -> str:
+    """CAP's rules for ``sender`` (no spaces, commas, ``<`` or ``&``) and ``status``."""
+    if not sender or any(c in sender for c in " \t\n,<&"):
+        raise ExchangeError(f"CAP sender {sender!r}: must be non-empty, without spaces, , < or &")
+    if status not in CAP_STATUSES:
+        raise ExchangeError(f"CAP status {status!r}: one of {', '.join(CAP_STATUSES)}")
+    return sender
+
+
 def to_cap(
     event: IncidentEvent,
     topology: Topology,
@@ -238,11 +247,7 @@ def to_cap(
     """The CAP 1.2 ``<alert>`` of one step. ``opened``: the incident's opening (needed by every
     step after ``opened``, which references its message)."""
     f = _check(event, topology, opened)
-    sender = sender or default_sender(topology)
-    if not sender or any(c in sender for c in " \t\n,<&"):
-        raise ExchangeError(f"CAP sender {sender!r}: must be non-empty, without spaces, , < or &")
-    if status not in CAP_STATUSES:
-        raise ExchangeError(f"CAP status {status!r}: one of {', '.join(CAP_STATUSES)}")
+    sender = check_cap_options(sender or default_sender(topology), status)
     resolved = event.status == "resolved"
     alert = ET.Element(f"{{{CAP_NS}}}alert")
 
@@ -316,8 +321,13 @@ def to_cap_xml(
     sender: str | None = None,
     status: str = "Actual",
 ) -> bytes:
-    """:func:`to_cap` as an indented UTF-8 document with its XML declaration."""
-    alert = to_cap(event, topology, opened=opened, sender=sender, status=status)
+    """:func:`to_cap` as a document (:func:`cap_document`)."""
+    return cap_document(to_cap(event, topology, opened=opened, sender=sender, status=status))
+
+
+def cap_document(alert: ET.Element) -> bytes:
+    """An ``<alert>`` as an indented UTF-8 document with its XML declaration, CAP's
+    namespace the default one."""
     ET.register_namespace("", CAP_NS)
     ET.indent(alert)
     return ET.tostring(alert, encoding="utf-8", xml_declaration=True) + b"\n"
@@ -430,3 +440,53 @@ def _address(f: _Facts) -> dict[str, str]:
     if len(chain) >= 3:
         address["district"] = chain[1]
     return address
+
+
+# --- a stream of events ---------------------------------------------------------------------------
+
+
+@dataclass
+class Exported:
+    """What an export of a stream produced: CAP documents by identifier (every step), NGSI-LD
+    entities by id (each incident's latest state), and one ``incident N.seq: problem`` line
+    per step that could not be exported (never dropped silently)."""
+
+    cap: dict[str, bytes]
+    ngsi_ld: dict[str, dict[str, Any]]
+    errors: list[str]
+
+
+def export_events(
+    events: Iterable[IncidentEvent],
+    topology: Topology,
+    *,
+    formats: tuple[str, ...] = ("cap", "ngsi-ld"),
+    since_ms: int | None = None,
+    incident_id: int | None = None,
+    sender: str | None = None,
+    status: str = "Actual",
+) -> Exported:
+    """Export the steps of ``events`` (in topic order) at or after ``since_ms``; earlier steps
+    still supply each incident's opening, which later messages reference."""
+    if "cap" in formats:
+        check_cap_options(sender or default_sender(topology), status)
+    steps = list(events)
+    opened = opened_events(steps)
+    out = Exported({}, {}, [])
+    for e in steps:
+        if incident_id is not None and e.incident_id != incident_id:
+            continue
+        if since_ms is not None and e.at_ms < since_ms:
+            continue
+        first = opened.get(e.incident_id)
+        try:
+            if "cap" in formats:
+                alert = to_cap(e, topology, opened=first, sender=sender, status=status)
+                identifier = alert.findtext(f"{{{CAP_NS}}}identifier") or ""
+                out.cap[identifier] = cap_document(alert)
+            if "ngsi-ld" in formats:
+                entity = to_ngsi_ld(e, topology, opened=first)
+                out.ngsi_ld[entity["id"]] = entity
+        except ExchangeError as exc:
+            out.errors.append(str(exc))
+    return out

@@ -303,6 +303,73 @@ def cmd_incidents_events(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_incidents_export(args: argparse.Namespace, settings: Settings) -> int:
+    """``ioc.incidents.v1`` from its beginning (like ``events``: the openings that updates
+    reference are there), the steps since ``--since`` as CAP 1.2 files or NGSI-LD entities."""
+    from ioc.contract.exchange.mapping import export_events
+    from ioc.contract.topology import load_scenario
+    from ioc.services.incidents import read_incident_events
+
+    since = parse_when(args.since, "--since") if args.since else None
+    out = Path(args.out) if args.out else None
+    topology = load_scenario(settings.scenario)
+    log = asyncio.run(read_incident_events(settings))
+    done = export_events(
+        log.events,
+        topology,
+        formats=(args.format,),
+        since_ms=int(since.timestamp() * 1000) if since else None,
+        incident_id=args.id,
+        sender=args.sender,
+        status=args.cap_status,
+    )
+    written = write_export(done.cap, done.ngsi_ld, args.format, out)
+    for line in done.errors:
+        print(f"ioc incidents export: {line}", file=sys.stderr)
+    if log.undecodable:
+        print(
+            f"ioc incidents export: {log.undecodable} undecodable record(s) on the topic skipped",
+            file=sys.stderr,
+        )
+    print(f"{written} exported, {len(done.errors)} refused", file=sys.stderr)
+    return 1 if done.errors else 0
+
+
+def write_export(
+    cap: dict[str, bytes], ngsi_ld: dict[str, Any], fmt: str, out: Path | None
+) -> int:
+    """CAP: one file per message in the folder ``out`` (``<identifier>.xml``), or the one
+    message on stdout; NGSI-LD: a JSON array of entities (an NGSI-LD batch upsert body) in the
+    file ``out`` or on stdout. Returns how many documents were written."""
+    if fmt == "cap":
+        if out is None:
+            if len(cap) > 1:
+                raise UsageError(
+                    f"{len(cap)} CAP messages: give --out DIR (one file each), or narrow with "
+                    "an incident id and --since"
+                )
+            for body in cap.values():
+                sys.stdout.write(body.decode("utf-8"))
+            return len(cap)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            for identifier, body in cap.items():
+                (out / f"{identifier}.xml").write_bytes(body)
+        except OSError as exc:
+            raise UsageError(f"--out {out}: cannot write ({exc.strerror})") from None
+        return len(cap)
+    text = json.dumps(list(ngsi_ld.values()), indent=2, ensure_ascii=False) + "\n"
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"--out {out}: cannot write ({exc.strerror})") from None
+    return len(ngsi_ld)
+
+
 # --- maintenance -----------------------------------------------------------------------------
 
 
@@ -431,6 +498,25 @@ def register_operations(sub: Any) -> None:
     p = isub.add_parser("events", help="the raw incident events on Kafka (ioc.incidents.v1)")
     p.add_argument("id", type=_positive_id, nargs="?", help="only this incident")
     p.set_defaults(handler=cmd_incidents_events)
+    p = isub.add_parser(
+        "export",
+        help="incident steps as OASIS CAP 1.2 or NGSI-LD Alert (from ioc.incidents.v1)",
+        description="Every step since --since (default: all the topic keeps, 30 days) as a CAP "
+        "1.2 alert (one file per step in --out DIR) or the incidents' NGSI-LD Alert entities "
+        "(a JSON array). docs/exchange.md",
+    )
+    p.add_argument("id", type=_positive_id, nargs="?", help="only this incident")
+    p.add_argument("--format", choices=("cap", "ngsi-ld"), default="cap")
+    p.add_argument("--since", metavar="WHEN", help="steps at or after (ISO 8601, VN time)")
+    p.add_argument("--out", metavar="PATH", help="CAP: a folder; NGSI-LD: a file (default stdout)")
+    p.add_argument("--sender", help="CAP sender (default ioc.<scenario>@<province code>)")
+    p.add_argument(
+        "--cap-status",
+        choices=("Actual", "Exercise", "System", "Test", "Draft"),
+        default="Actual",
+        help="CAP status: Exercise or Test for a simulated province",
+    )
+    p.set_defaults(handler=cmd_incidents_export)
 
     maint = sub.add_parser("maintenance", help="maintenance windows (alerting suppressed)")
     msub = maint.add_subparsers(dest="maintenance_command", required=True, metavar="ACTION")
