@@ -18,4 +18,12 @@ from ioc.contract.exchange.mapping import (
     to_ngsi_ld,
 )
 
-__all__ = ["CAP_NS", "ExchangeError", "Opened", "opened_events", "to_cap", "to_cap_xml", "to_ngsi_ld"]
+__all__ = [
+    "CAP_NS",
+    "ExchangeError",
+    "Opened",
+    "opened_events",
+    "to_cap",
+    "to_cap_xml",
+    "to_ngsi_ld",
+]

@@ -118,6 +118,9 @@ STATUS_VI: Final[dict[str, str]] = {
     "resolved": "đã khắc phục",
 }
 
+SENDER_NAME_VI: Final = "Trung tâm Giám sát, điều hành đô thị thông minh"
+"""What a provincial IOC is called in Vietnamese; the province's name follows."""
+
 CAP_STATUSES: Final = ("Actual", "Exercise", "System", "Test", "Draft")
 
 
@@ -201,17 +204,17 @@ def _cap_time(ms: int) -> str:
 
 
 def _utc(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
+    return (
+        datetime.fromtimestamp(ms / 1000, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
     )
 
 
 def opened_events(events: Iterable[IncidentEvent]) -> dict[int, Opened]:
     """Each incident's opening, from a stream of its events (the references of updates)."""
     return {
-        e.incident_id: Opened(e.incident_id, e.seq, e.at_ms)
-        for e in events
-        if e.event == "opened"
+        e.incident_id: Opened(e.incident_id, e.seq, e.at_ms) for e in events if e.event == "opened"
     }
 
 
@@ -287,7 +290,7 @@ def to_cap(
         sub(info, "severity", severity)
         sub(info, "certainty", "Observed")
         sub(info, "onset", _cap_time(f.opened_ms))
-        sub(info, "senderName", f"Trung tâm Giám sát, điều hành đô thị thông minh {f.province_name}")
+        sub(info, "senderName", f"{SENDER_NAME_VI} {f.province_name}")
         sub(info, "headline", headline)
         sub(info, "description", description)
         for value_name, value in (
@@ -330,7 +333,8 @@ def cap_document(alert: ET.Element) -> bytes:
     namespace the default one."""
     ET.register_namespace("", CAP_NS)
     ET.indent(alert)
-    return ET.tostring(alert, encoding="utf-8", xml_declaration=True) + b"\n"
+    body: bytes = ET.tostring(alert, encoding="utf-8", xml_declaration=True)
+    return body + b"\n"
 
 
 def _cap_categories(event: IncidentEvent, f: _Facts) -> list[str]:
@@ -349,7 +353,8 @@ def _traffic_camera(f: _Facts) -> bool:
 def _headline_vi(f: _Facts) -> str:
     event_vi = KIND_EVENT[f.event.kind][0]
     cls = CLASS_NAME_VI[f.device.device_class]
-    return f"{event_vi}: {cls} {f.event.root_device} tại {f.site_name} ({STATUS_VI[f.event.status]})"
+    status = STATUS_VI[f.event.status]
+    return f"{event_vi}: {cls} {f.event.root_device} tại {f.site_name} ({status})"
 
 
 def _description_vi(f: _Facts) -> str:

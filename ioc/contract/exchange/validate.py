@@ -75,7 +75,9 @@ def ngsi_ld_errors(entity: dict[str, Any]) -> list[str]:
 def check_cap(document: bytes) -> None:
     errors = cap_errors(document)
     if errors:
-        raise ExchangeError(f"CAP 1.2: {errors[0]}" + (f" (+{len(errors) - 1})" if errors[1:] else ""))
+        raise ExchangeError(
+            f"CAP 1.2: {errors[0]}" + (f" (+{len(errors) - 1})" if errors[1:] else "")
+        )
 
 
 def check_ngsi_ld(entity: dict[str, Any]) -> None:

@@ -335,9 +335,7 @@ def cmd_incidents_export(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if done.errors else 0
 
 
-def write_export(
-    cap: dict[str, bytes], ngsi_ld: dict[str, Any], fmt: str, out: Path | None
-) -> int:
+def write_export(cap: dict[str, bytes], ngsi_ld: dict[str, Any], fmt: str, out: Path | None) -> int:
     """CAP: one file per message in the folder ``out`` (``<identifier>.xml``), or the one
     message on stdout; NGSI-LD: a JSON array of entities (an NGSI-LD batch upsert body) in the
     file ``out`` or on stdout. Returns how many documents were written."""
