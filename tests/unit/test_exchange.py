@@ -20,6 +20,7 @@ from ioc.contract.events import IncidentEvent
 from ioc.contract.exchange import mapping as x
 from ioc.contract.exchange.validate import cap_errors, check_cap, check_ngsi_ld, ngsi_ld_errors
 from ioc.contract.topology import Topology, load_scenario
+from ioc.services.ops.models import IncidentDetail
 
 NS = {"cap": x.CAP_NS}
 OPENED_MS = 1_764_140_000_123  # 2025-11-26 13:53:20.123 +07:00
@@ -325,3 +326,99 @@ def test_cli_writes_one_cap_file_per_step_and_an_ngsi_ld_array(
     entities = json.loads(capsys.readouterr().out)
     assert [e["id"] for e in entities] == ["urn:ngsi-ld:Alert:99:42"]
     assert "Phường" in json.dumps(entities, ensure_ascii=False)
+
+
+# --- the operations service's side (no database: a stored incident built by hand) -------------
+
+
+def _detail(topology: Topology, steps: list[tuple[str, str]]) -> IncidentDetail:
+    from datetime import UTC, datetime, timedelta
+
+    from ioc.services.ops.models import AffectedDevice, TimelineStep
+
+    opened = datetime.fromtimestamp(OPENED_MS / 1000, UTC)
+    root = "nn-991-001"
+    behind = topology.devices_behind(root)
+    return IncidentDetail(
+        id=42,
+        kind=t.INCIDENT_SITE_ISOLATED,
+        severity="critical",
+        status=steps[-1][1],
+        title=f"Site isolated: node {root} is down",
+        root_device=root,
+        device_class="netnode",
+        domain="network",
+        unit_code="991-001",
+        unit_name="Phường Đại Châu",
+        site_id=topology.devices[root].site,
+        opened_at=opened,
+        acknowledged_at=None,
+        acknowledged_by=None,
+        assigned_to=None,
+        resolved_at=None,
+        affected_count=1 + len(behind),
+        affected=[
+            AffectedDevice(
+                device_id=d,
+                device_class=None,
+                site_id=None,
+                site_name=None,
+                unit_code=None,
+                unit_name=None,
+                state=None,
+                state_since=None,
+            )
+            for d in [root, *behind]
+        ],
+        timeline=[
+            TimelineStep(
+                seq=n,
+                event=step,
+                status=status,
+                at=opened + timedelta(minutes=n - 1),
+                actor="op-an",
+                note="ghi chú nội bộ",
+                assigned_to=None,
+            )
+            for n, (step, status) in enumerate(steps, 1)
+        ],
+        comments=[],
+        acknowledgements=[],
+        pages=[],
+        state_changes=[],
+        silences=[],
+        escalations=[],
+    )
+
+
+def test_a_stored_incident_exports_its_latest_step_or_the_one_asked_for(demo: Topology) -> None:
+    from ioc.services.ops import exchange as ops_exchange
+    from ioc.services.ops.common import Conflict, NotFound
+
+    detail = _detail(demo, [("opened", "open"), ("acknowledged", "acknowledged"), LIFECYCLE[-1]])
+    doc = ops_exchange.cap_xml(demo, detail, None)
+    check_cap(doc)
+    alert = ET.fromstring(doc)
+    assert alert.findtext("cap:identifier", namespaces=NS) == "ioc-99-42-3"
+    assert alert.findtext("cap:references", namespaces=NS) == (
+        "ioc.demo@99,ioc-99-42-1,2025-11-26T13:53:20+07:00"
+    )
+    assert b"op-an" not in doc and "ghi chú".encode() not in doc
+    first = ET.fromstring(ops_exchange.cap_xml(demo, detail, 1))
+    assert first.findtext("cap:msgType", namespaces=NS) == "Alert"
+
+    entity = ops_exchange.ngsi_ld(demo, detail, None).model_dump(
+        mode="json", by_alias=True, exclude_none=True
+    )
+    check_ngsi_ld(entity)
+    assert entity["@context"] == list(x.NGSI_LD_CONTEXT) and entity["validTo"]
+    assert entity["data"]["affected"] == demo.devices_behind("nn-991-001")
+
+    with pytest.raises(NotFound, match=re.escape("incident 42 has no step 9 (it has 1..3)")):
+        ops_exchange.cap_xml(demo, detail, 9)
+    odd = detail.model_copy(update={"root_device": "nn-elsewhere"})
+    with pytest.raises(Conflict, match="root device 'nn-elsewhere' is not in scenario demo"):
+        ops_exchange.ngsi_ld(demo, odd, None)
+    unknown_step = _detail(demo, [("opened", "open"), ("reopened", "open")])
+    with pytest.raises(Conflict, match=re.escape("incident 42.2: cannot be exported")):
+        ops_exchange.cap_xml(demo, unknown_step, None)

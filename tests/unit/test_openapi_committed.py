@@ -19,6 +19,8 @@ def test_document_covers_the_api() -> None:
     for path in (
         "/api/v1/incidents",
         "/api/v1/incidents/{incident_id}/acknowledge",
+        "/api/v1/incidents/{incident_id}/cap.xml",
+        "/api/v1/incidents/{incident_id}/ngsi-ld",
         "/api/v1/tokens",
         "/api/v1/audit",
         "/healthz",

@@ -402,6 +402,7 @@ def create_app(ctx: OpsContext, *, apply_wait_s: float = APPLY_WAIT_S) -> FastAP
     app.state.apply_wait_s = apply_wait_s
     _install_errors(app)
     _incident_routes(app)
+    _exchange_routes(app)
     _token_and_audit_routes(app)
     _maintenance_routes(app)
     _sla_routes(app)
@@ -531,6 +532,57 @@ def _incident_routes(app: FastAPI) -> None:
         """Resolve by hand, with a reason (``note``). Resolved incidents are never
         reopened: a recurrence opens a new incident."""
         return await run(request, principal, incident_id, "resolve", body.note)
+
+
+def _exchange_routes(app: FastAPI) -> None:
+    """An incident in the open formats peers import (docs/exchange.md)."""
+    from ioc.services.ops import exchange
+
+    Step = Annotated[
+        int | None, Query(ge=1, le=MAX_ID, description="that step (default: the latest)")
+    ]
+
+    @app.get(
+        f"{API}/incidents/{{incident_id}}/cap.xml",
+        response_class=Response,
+        responses={
+            200: {
+                "content": {exchange.CAP_MEDIA_TYPE: {"schema": {"type": "string"}}},
+                "description": "an OASIS CAP 1.2 alert",
+            }
+        },
+        tags=["incidents", "exchange"],
+    )
+    async def cap_xml(
+        request: Request, principal: Viewer, incident_id: IncidentId, seq: Step = None
+    ) -> Response:
+        """One step of the incident as an OASIS CAP 1.2 ``<alert>``: ``opened`` is an
+        Alert, later steps Updates referencing it, ``resolved`` an AllClear Update. 409 if
+        the incident cannot be mapped (the reason says why)."""
+        ctx = _ctx(request)
+        detail = await queries.get_incident(ctx, incident_id, principal)
+        body = exchange.cap_xml(ctx.topology, detail, seq)
+        return Response(body, media_type=f"{exchange.CAP_MEDIA_TYPE}; charset=utf-8")
+
+    @app.get(
+        f"{API}/incidents/{{incident_id}}/ngsi-ld",
+        response_model=exchange.NgsiLdAlert,
+        response_model_by_alias=True,
+        response_model_exclude_none=True,
+        response_class=exchange.LdJsonResponse,
+        tags=["incidents", "exchange"],
+    )
+    async def ngsi_ld(
+        request: Request, principal: Viewer, incident_id: IncidentId, seq: Step = None
+    ) -> Response:
+        """The incident as a Smart Data Models NGSI-LD ``Alert`` entity (keyValues with
+        ``@context``), as of its latest step or ``seq``."""
+        ctx = _ctx(request)
+        detail = await queries.get_incident(ctx, incident_id, principal)
+        entity = exchange.ngsi_ld(ctx.topology, detail, seq)
+        return exchange.LdJsonResponse(
+            entity.model_dump(mode="json", by_alias=True, exclude_none=True)
+        )
 
 
 def _token_and_audit_routes(app: FastAPI) -> None:
