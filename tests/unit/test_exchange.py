@@ -205,6 +205,7 @@ def test_vietnamese_text_round_trips(demo: Topology) -> None:
     assert en.findtext("cap:language", namespaces=NS) == "en-US"
     area = "Phường Quang Cát, Demo City, Demo"
     assert vi.findtext("cap:area/cap:areaDesc", namespaces=NS) == area
+    assert vi.findtext("cap:area/cap:geocode/cap:value", namespaces=NS) == "991-002"
     assert vi.findtext("cap:event", namespaces=NS) == "Thiết bị mất kết nối"
     assert "camera giám sát cam-991-003" in (vi.findtext("cap:headline", namespaces=NS) or "")
     entity = x.to_ngsi_ld(e, demo)

@@ -135,6 +135,8 @@ class _Facts:
     device: Device
     site_name: str
     site_kind: str
+    unit_code: str
+    """The incident's unit (as the agent recorded it), else the root device's site's."""
     unit_chain: list[str]
     """Unit names, the incident's unit first, the province last."""
     radius_km: float
@@ -184,6 +186,7 @@ def _check(event: IncidentEvent, topology: Topology, opened: Opened | None) -> _
         device=device,
         site_name=site.name,
         site_kind=site.kind,
+        unit_code=unit,
         unit_chain=[topology.units[code].name for code in chain],
         radius_km=math.ceil(radius * 10) / 10,
         opened_ms=opened_ms,
@@ -312,7 +315,7 @@ def to_cap(
         sub(area, "circle", f"{f.device.lat:.5f},{f.device.lon:.5f} {f.radius_km:.1f}")
         geocode = sub(area, "geocode")
         sub(geocode, "valueName", "ioc:unitCode")
-        sub(geocode, "value", event.unit_code or topology.sites[f.device.site].unit)
+        sub(geocode, "value", f.unit_code)
     return alert
 
 
@@ -340,10 +343,9 @@ def cap_document(alert: ET.Element) -> bytes:
 def _cap_categories(event: IncidentEvent, f: _Facts) -> list[str]:
     if event.kind == t.INCIDENT_SECURITY:
         return ["Security"]
-    categories = list(CAP_CATEGORIES[f.device.device_class])
-    if f.device.device_class == "camera" and _traffic_camera(f):
-        categories = ["Infra", "Transport"]
-    return categories
+    if _traffic_camera(f):
+        return ["Infra", "Transport"]
+    return list(CAP_CATEGORIES[f.device.device_class])
 
 
 def _traffic_camera(f: _Facts) -> bool:
