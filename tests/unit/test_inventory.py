@@ -50,6 +50,22 @@ def _ioc(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
     return code, captured.out, captured.err
 
 
+def _import_demo(
+    capsys: pytest.CaptureFixture[str], source: Path, tmp_path: Path
+) -> tuple[int, str, str]:
+    """``ioc inventory import SOURCE --base demo --out tmp_path/x.yaml``."""
+    return _ioc(
+        capsys,
+        "inventory",
+        "import",
+        str(source),
+        "--base",
+        "demo",
+        "--out",
+        str(tmp_path / "x.yaml"),
+    )
+
+
 def read(path: Path) -> Sheet:
     sheet = read_sheet(path)
     assert sheet is not None
@@ -332,16 +348,7 @@ def test_header_problems_are_on_row_1(
     columns: list[str], problem: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     source = _write(tmp_path / "inv.csv", _rows(), columns)
-    code, _, err = _ioc(
-        capsys,
-        "inventory",
-        "import",
-        str(source),
-        "--base",
-        "demo",
-        "--out",
-        str(tmp_path / "x.yaml"),
-    )
+    code, _, err = _import_demo(capsys, source, tmp_path)
     assert code == 2
     assert any(line.startswith(f"{source}:1: {problem}") for line in _problems(err)), err
 
@@ -425,16 +432,7 @@ def test_a_file_that_is_not_utf8_says_how_to_save_it(
 ) -> None:
     source = tmp_path / "inv.csv"
     source.write_bytes(csv_text(COLUMNS, _rows()).encode("utf-16"))
-    code, _, err = _ioc(
-        capsys,
-        "inventory",
-        "import",
-        str(source),
-        "--base",
-        "demo",
-        "--out",
-        str(tmp_path / "x.yaml"),
-    )
+    code, _, err = _import_demo(capsys, source, tmp_path)
     assert code == 2
     assert err.strip().splitlines() == [
         f"ioc: error: {source}: not UTF-8 text (byte 0): save it from Excel as "
