@@ -22,7 +22,7 @@ from ioc.contract.exchange import CAP_NS
 from ioc.contract.exchange.validate import check_cap, check_ngsi_ld
 from ioc.contract.topics import INCIDENT_EVENTS
 from ioc.kafka_clients import aiokafka_common
-from tests.support.ops_server import ADMIN_TOKEN, OpsService, ops_service
+from tests.support.ops_server import ADMIN_TOKEN, OpsService, ops_service, store_incident
 
 NS = {"cap": CAP_NS}
 OPENED = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
@@ -30,37 +30,26 @@ ROOT = "nn-991-001"
 
 
 async def _stored_incident(svc: OpsService) -> int:
-    """A site-isolated node, opened, acknowledged, resolved (rows as the agent writes them)."""
-    device = svc.topology.devices[ROOT]
-    steps = [
-        ("opened", "open", "ioc", "down", OPENED),
-        ("acknowledged", "acknowledged", "op-an", "đã cử đội", OPENED + timedelta(minutes=5)),
-        ("resolved", "resolved", "ioc", "up", OPENED + timedelta(hours=1)),
-    ]
-    async with svc.ctx.pool.acquire() as conn:
-        incident_id: int = await conn.fetchval(
-            "INSERT INTO incidents (kind, severity, status, title, root_device, device_class, "
-            "unit_code, site_id, opened_at, acknowledged_at, acknowledged_by, resolved_at, "
-            "affected) VALUES ('site-isolated', 'critical', 'resolved', $1, $2, 'netnode', $3, "
-            "$4, $5, $6, 'op-an', $7, $8) RETURNING id",
-            f"Site isolated: node {ROOT} is down",
-            ROOT,
-            svc.topology.unit_of_device[ROOT],
-            device.site,
-            OPENED,
-            steps[1][4],
-            steps[2][4],
-            svc.topology.devices_behind(ROOT),
-        )
-        await conn.executemany(
-            "INSERT INTO incident_events (incident_id, seq, event, status, at, actor, note, "
-            "published) VALUES ($1, $2, $3, $4, $5, $6, $7, true)",
-            [
-                (incident_id, n, step, status, at, actor, note)
-                for n, (step, status, actor, note, at) in enumerate(steps, 1)
-            ],
-        )
-    return incident_id
+    """A site-isolated node, opened, acknowledged with a note, resolved."""
+    acknowledged = OPENED + timedelta(minutes=5)
+    resolved = OPENED + timedelta(hours=1)
+    return await store_incident(
+        svc,
+        ROOT,
+        "site-isolated",
+        "critical",
+        "resolved",
+        f"Site isolated: node {ROOT} is down",
+        OPENED,
+        affected=svc.topology.devices_behind(ROOT),
+        acknowledged_by="op-an",
+        resolved=resolved,
+        steps=[
+            ("opened", "open", "ioc", "down", OPENED),
+            ("acknowledged", "acknowledged", "op-an", "đã cử đội", acknowledged),
+            ("resolved", "resolved", "ioc", "up", resolved),
+        ],
+    )
 
 
 async def test_api_serves_a_stored_incident_as_cap_and_ngsi_ld(namespace: Settings) -> None:

@@ -21,78 +21,16 @@ from ioc.contract.topics import DEVICE_EVENTS, INCIDENT_EVENTS
 from ioc.kafka_clients import aiokafka_common
 from ioc.services.ops.actions import REOPENING_RULE
 from ioc.streams.incidents import IncidentAgent
-from tests.support.ops_server import ADMIN_TOKEN, OpsService, ops_service
+from tests.support.ops_server import ADMIN_TOKEN, OpsService, ops_service, store_incident
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 INJECTION = "'; DROP TABLE incidents; --"
 
 
-async def _incident(
-    svc: OpsService,
-    root: str,
-    kind: str,
-    severity: str,
-    status: str,
-    title: str,
-    opened: datetime,
-    *,
-    affected: list[str] | None = None,
-    acknowledged_by: str | None = None,
-    resolved: datetime | None = None,
-) -> int:
-    topo = svc.topology
-    device = topo.devices[root]
-    async with svc.ctx.pool.acquire() as conn:
-        incident_id: int = await conn.fetchval(
-            "INSERT INTO incidents (kind, severity, status, title, root_device, device_class, "
-            "unit_code, site_id, opened_at, acknowledged_at, acknowledged_by, resolved_at, "
-            "affected) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
-            "RETURNING id",
-            kind,
-            severity,
-            status,
-            title,
-            root,
-            device.device_class,
-            topo.unit_of_device[root],
-            device.site,
-            opened,
-            opened + timedelta(minutes=5) if acknowledged_by else None,
-            acknowledged_by,
-            resolved,
-            affected or [root],
-        )
-        steps = [("opened", "open", "ioc", "down", opened)]
-        if acknowledged_by:
-            steps.append(
-                ("acknowledged", "acknowledged", acknowledged_by, "", opened + timedelta(minutes=5))
-            )
-            steps.append(
-                (
-                    "commented",
-                    "acknowledged",
-                    acknowledged_by,
-                    "đã cử đội",
-                    opened + timedelta(minutes=6),
-                )
-            )
-        if resolved:
-            steps.append(("resolved", "resolved", "ioc", "up", resolved))
-        await conn.executemany(
-            "INSERT INTO incident_events (incident_id, seq, event, status, at, actor, note, "
-            "published) VALUES ($1, $2, $3, $4, $5, $6, $7, true)",
-            [
-                (incident_id, n, event, st, at, actor, note)
-                for n, (event, st, actor, note, at) in enumerate(steps, 1)
-            ],
-        )
-    return incident_id
-
-
 async def _seed(svc: OpsService) -> dict[str, int]:
     """Three incidents: a camera in commune 991-001 (critical, open), a node outage in
     district 992 (acknowledged), a camera in commune 991-002 resolved three days ago."""
-    cam = await _incident(
+    cam = await store_incident(
         svc,
         "cam-991-001",
         "device-down",
@@ -101,7 +39,7 @@ async def _seed(svc: OpsService) -> dict[str, int]:
         "Camera cam-991-001 mất tín hiệu",
         NOW - timedelta(hours=2),
     )
-    node = await _incident(
+    node = await store_incident(
         svc,
         "nn-992",
         "site-isolated",
@@ -112,7 +50,7 @@ async def _seed(svc: OpsService) -> dict[str, int]:
         affected=svc.topology.devices_behind("nn-992"),
         acknowledged_by="op-an",
     )
-    old = await _incident(
+    old = await store_incident(
         svc,
         "cam-991-003",
         "device-down",

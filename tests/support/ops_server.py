@@ -5,9 +5,10 @@ client's address), in the test's own event loop so the asyncpg pool stays on one
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import uvicorn
 from fastapi import FastAPI
@@ -71,3 +72,67 @@ async def ops_service(
             yield OpsService(settings, topology, ctx, app, url)
     finally:
         await close(ctx)
+
+
+Step = tuple[str, str, str, str, datetime]
+"""One ``incident_events`` row: (event, status, actor, note, at)."""
+
+
+async def store_incident(
+    svc: OpsService,
+    root: str,
+    kind: str,
+    severity: str,
+    status: str,
+    title: str,
+    opened: datetime,
+    *,
+    affected: list[str] | None = None,
+    acknowledged_by: str | None = None,
+    resolved: datetime | None = None,
+    steps: Sequence[Step] | None = None,
+) -> int:
+    """An incident and its history stored as the incident agent writes them (acknowledged 5
+    minutes after ``opened`` when ``acknowledged_by``); returns its id. ``steps`` are its
+    ``incident_events`` rows; by default: opened, acknowledged and commented on when
+    ``acknowledged_by``, resolved when ``resolved``."""
+    topo = svc.topology
+    device = topo.devices[root]
+    acknowledged = opened + timedelta(minutes=5) if acknowledged_by else None
+    if steps is None:
+        steps = [("opened", "open", "ioc", "down", opened)]
+        if acknowledged_by and acknowledged:
+            steps.append(("acknowledged", "acknowledged", acknowledged_by, "", acknowledged))
+            note_at = acknowledged + timedelta(minutes=1)
+            steps.append(("commented", "acknowledged", acknowledged_by, "đã cử đội", note_at))
+        if resolved:
+            steps.append(("resolved", "resolved", "ioc", "up", resolved))
+    async with svc.ctx.pool.acquire() as conn:
+        incident_id: int = await conn.fetchval(
+            "INSERT INTO incidents (kind, severity, status, title, root_device, device_class, "
+            "unit_code, site_id, opened_at, acknowledged_at, acknowledged_by, resolved_at, "
+            "affected) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
+            "RETURNING id",
+            kind,
+            severity,
+            status,
+            title,
+            root,
+            device.device_class,
+            topo.unit_of_device[root],
+            device.site,
+            opened,
+            acknowledged,
+            acknowledged_by,
+            resolved,
+            affected or [root],
+        )
+        await conn.executemany(
+            "INSERT INTO incident_events (incident_id, seq, event, status, at, actor, note, "
+            "published) VALUES ($1, $2, $3, $4, $5, $6, $7, true)",
+            [
+                (incident_id, n, event, st, at, actor, note)
+                for n, (event, st, actor, note, at) in enumerate(steps, 1)
+            ],
+        )
+    return incident_id
