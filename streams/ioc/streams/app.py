@@ -29,6 +29,7 @@ import asyncpg
 import faust
 import msgspec
 
+from ioc import memory
 from ioc.config import Settings
 from ioc.contract import events as ev
 from ioc.contract import metrics as m
@@ -68,6 +69,8 @@ class StreamOptions:
     retention_every_s: float = 600.0
     raw_retention_days: int = 7
     rollup_retention_days: int = 90
+    memory_trim_every_s: float = 30.0
+    """How often freed heap goes back to the operating system (ioc.memory; 0: never)."""
     worker_name: str = field(default_factory=lambda: f"worker-{os.getpid()}")
 
 
@@ -340,6 +343,13 @@ def build_app(
             log.debug("retention enforced by %s", how)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("retention round skipped: %s", exc)
+
+    if options.memory_trim_every_s > 0:
+
+        @app.timer(options.memory_trim_every_s)
+        async def release_memory() -> None:
+            """After a catch-up, hand the drained buffers' pages back (ioc.memory)."""
+            await asyncio.to_thread(memory.trim)
 
     @app.timer(5.0)
     async def health() -> None:

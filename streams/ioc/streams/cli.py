@@ -35,7 +35,10 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     gauge(m.STREAM_WORKERS_DESIRED).set(settings.workers_desired)  # StreamWorkerDown's target
     name = args.name or f"worker-{os.getpid()}"
     options = StreamOptions(
-        batch_size=args.batch_size, worker_name=name, rollup_settle_s=args.rollup_settle_s
+        batch_size=args.batch_size,
+        worker_name=name,
+        rollup_settle_s=args.rollup_settle_s,
+        memory_trim_every_s=args.memory_trim_every_s,
     )
     app, _pipeline = build_app(settings, topology, options)
     log.info(
@@ -121,6 +124,12 @@ def register(sub: Any) -> None:
         type=float,
         default=15.0,
         help="recompute a minute's rollups once it has been dirty this long (default 15)",
+    )
+    p.add_argument(
+        "--memory-trim-every-s",
+        type=float,
+        default=30.0,
+        help="hand freed heap back to the OS this often (0: never; default 30)",
     )
     p.add_argument("--loglevel", default="WARNING", help="Faust log level")
     p.set_defaults(handler=cmd_worker)

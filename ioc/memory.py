@@ -1,0 +1,37 @@
+"""Handing freed heap back to the operating system (glibc's allocator).
+
+Why: a worker catching up a backlog (after a broker or database outage) fills librdkafka's
+prefetch queue and the batches in flight. librdkafka's threads and the thread that polls it
+allocate from glibc arenas of their own (up to 8 per core), and glibc keeps the freed pages of
+those arenas mapped: the hour's soak measured RSS stepping up by 50-240 MiB at each catch-up
+and never coming down (docs/performance.md). A periodic ``malloc_trim(0)`` (:func:`trim`, which
+releases free pages inside every arena's heaps, not only at their top) gives that memory back
+once the backlog is drained; fewer arenas (``MALLOC_ARENA_MAX=2``) did not, in the same
+reproduction. A no-op where the C library is not glibc."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+
+
+@functools.cache
+def _glibc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        libc = ctypes.CDLL(name)
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        return None
+    return libc
+
+
+def trim() -> bool:
+    """Return the allocator's free pages to the operating system; whether any were. It walks
+    every arena under its lock (140 ms for 480 MiB of holes, measured): call it off the event
+    loop."""
+    libc = _glibc()
+    return bool(libc.malloc_trim(0)) if libc is not None else False
