@@ -109,7 +109,14 @@ class Settings(BaseSettings):
     db_schema: str = "ioc"
 
     # --- processes ---------------------------------------------------------------------------
+    bind_host: str = Field("127.0.0.1", min_length=1)
+    """The address the product's own HTTP servers listen on (every /metrics, the pager's
+    webhook, the operations service): loopback on a shared host; ``0.0.0.0`` in a container,
+    where Prometheus and Alertmanager reach them by service name (the image sets it)."""
     metrics_port: int = Field(9464, ge=0, le=65535)
+    simulator_metrics_port: int = Field(0, ge=0, le=65535)
+    """Where ``ioc simulate`` serves /metrics: 0, any free port (the local stack's Prometheus
+    finds it through file_sd); a fixed one where Prometheus lists it (compose)."""
     workers_desired: int = Field(1, ge=0)
     """How many stream workers this deployment runs (``ioc run --workers N`` sets it): each
     worker exports it, and StreamWorkerDown fires while fewer are up, so a worker killed or
@@ -133,6 +140,10 @@ class Settings(BaseSettings):
     pager_max_body_bytes: int = Field(1_048_576, ge=1024, le=64 * 1_048_576)
     ops_port: int = Field(9490, ge=1024, le=65535)
     """The operations service (``ioc ops serve``): API, OpenAPI document and console."""
+    alertmanager_peer_urls: str | None = None
+    """Comma-separated base URLs of every Alertmanager peer the pager (resolutions) and the
+    operations service (silences) talk to, e.g. ``http://alertmanager:9093,http://alertmanager-2:9093``.
+    Unset: the local stack's two (``alertmanager_port``, ``alertmanager_peer_port``)."""
     ops_url: str | None = None
     """Where the CLI finds the operations service. Unset: http://127.0.0.1:{ops_port}."""
     ops_token: SecretStr | None = None
@@ -227,6 +238,21 @@ class Settings(BaseSettings):
         if not _TOPIC_PREFIX.match(value):
             raise ValueError(f"only letters, digits, '.', '_' and '-' are allowed, got {value!r}")
         return value
+
+    @field_validator("alertmanager_peer_urls")
+    @classmethod
+    def _check_alertmanager_urls(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        urls = [u.strip() for u in value.split(",") if u.strip()]
+        bad = [
+            u
+            for u in urls
+            if urlsplit(u).scheme not in ("http", "https") or not urlsplit(u).hostname
+        ]
+        if not urls or bad:
+            raise ValueError(f"expected http://host:port[,http://host:port...], got {value!r}")
+        return ",".join(urls)
 
     @field_validator("db_schema")
     @classmethod
@@ -397,7 +423,12 @@ class Settings(BaseSettings):
 
     @property
     def alertmanager_urls(self) -> list[str]:
-        """Both peers of the local Alertmanager cluster (Prometheus notifies each)."""
+        """Every Alertmanager peer (Prometheus notifies each): ``alertmanager_peer_urls``,
+        else both peers of the local stack's cluster."""
+        if self.alertmanager_peer_urls:
+            return [
+                u.strip().rstrip("/") for u in self.alertmanager_peer_urls.split(",") if u.strip()
+            ]
         return [self.alertmanager_url, f"http://127.0.0.1:{self.alertmanager_peer_port}"]
 
     @property

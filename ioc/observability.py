@@ -91,8 +91,10 @@ def _free_port() -> int:
         return port
 
 
-def serve_metrics(settings: Settings, service: str, port: int, host: str = "127.0.0.1") -> int:
-    """Serve /metrics on ``port`` (0: any free port); returns the port."""
+def serve_metrics(settings: Settings, service: str, port: int, host: str | None = None) -> int:
+    """Serve /metrics on ``port`` (0: any free port) at ``host`` (default
+    ``IOC_BIND_HOST``); returns the port."""
+    host = host or settings.bind_host
     port = port or _free_port()
     try:
         _start_http_server(port, addr=host)

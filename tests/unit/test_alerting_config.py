@@ -175,8 +175,24 @@ def _matches(labels: dict[str, str], name: str, op: str, value: str) -> bool:
     return hit if op == "=~" else not hit
 
 
+def _relabelled(labels: dict[str, str], rules: list[dict[str, Any]]) -> dict[str, str]:
+    """Prometheus' ``replace`` relabelling (the only action the generated configs use), then
+    the ``__meta_`` labels dropped, as Prometheus does after relabelling."""
+    labels = dict(labels)
+    for rule in rules:
+        assert rule.get("action", "replace") == "replace", rule
+        value = rule.get("separator", ";").join(labels.get(s, "") for s in rule["source_labels"])
+        match = re.fullmatch(rule.get("regex", "(.*)"), value)
+        if match:
+            labels[rule["target_label"]] = match.expand(
+                re.sub(r"\$\{?(\d+)\}?", r"\\g<\1>", rule.get("replacement", "$1"))
+            )
+    return {k: v for k, v in labels.items() if not k.startswith("__")}
+
+
 def _scraped_targets(config: dict[str, Any], file_sd_dir: Path) -> list[dict[str, str]]:
-    """The label sets of every target a config scrapes (file_sd: the files in file_sd_dir)."""
+    """The label sets of every target a config scrapes (file_sd: the files in file_sd_dir;
+    dns_sd: one target per name, as Docker's DNS answers with every replica of a service)."""
     found = []
     for job in config["scrape_configs"]:
         groups = list(job.get("static_configs", []))
@@ -185,11 +201,16 @@ def _scraped_targets(config: dict[str, Any], file_sd_dir: Path) -> list[dict[str
                 assert Path(pattern).parent == file_sd_dir, pattern
                 for path in sorted(file_sd_dir.glob(Path(pattern).name)):
                     groups += json.loads(path.read_text())
+        for dns in job.get("dns_sd_configs", []):
+            assert dns["type"] == "A", dns
+            groups += [
+                {"targets": [f"{name}:{dns['port']}"], "labels": {"__meta_dns_name": name}}
+                for name in dns["names"]
+            ]
         for group in groups:
             for target in group["targets"]:
-                found.append(
-                    {"job": job["job_name"], "instance": target, **group.get("labels", {})}
-                )
+                labels = {"job": job["job_name"], "instance": target, **group.get("labels", {})}
+                found.append(_relabelled(labels, job.get("relabel_configs", [])))
     return found
 
 

@@ -83,3 +83,28 @@ def test_cli_prints_one_line_for_unreachable_database(
     assert "database postgresql://u@127.0.0.1:1/ioc is unreachable" in err
     assert len(err.splitlines()) == 1
     assert ":p@" not in err
+
+
+def test_servers_listen_on_loopback_unless_told(clean_env: pytest.MonkeyPatch) -> None:
+    assert load_settings().bind_host == "127.0.0.1"
+    clean_env.setenv("IOC_BIND_HOST", "0.0.0.0")  # the image's (deploy/image/Dockerfile)
+    assert load_settings().bind_host == "0.0.0.0"
+
+
+def test_alertmanager_peers_are_the_local_stacks_unless_listed(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().alertmanager_urls == [
+        "http://127.0.0.1:19094",
+        "http://127.0.0.1:19150",
+    ]
+    clean_env.setenv(
+        "IOC_ALERTMANAGER_PEER_URLS", " http://alertmanager:9093/, http://alertmanager-2:9093"
+    )
+    assert load_settings().alertmanager_urls == [
+        "http://alertmanager:9093",
+        "http://alertmanager-2:9093",
+    ]
+    clean_env.setenv("IOC_ALERTMANAGER_PEER_URLS", "alertmanager:9093")
+    with pytest.raises(ConfigError, match="IOC_ALERTMANAGER_PEER_URLS"):
+        load_settings()

@@ -567,11 +567,12 @@ class Pager:
                 conn.terminate()
 
 
-async def serve(settings: Settings, host: str = "127.0.0.1") -> None:
+async def serve(settings: Settings, host: str | None = None) -> None:
     from ioc.bootstrap import verify_schema
     from ioc.db import create_pool
     from ioc.observability import serve_metrics
 
+    host = host or settings.bind_host  # IOC_BIND_HOST: loopback, or 0.0.0.0 in a container
     dispatcher = Dispatcher.from_settings(settings)
     await verify_schema(settings)  # runtime role: no DDL (bootstrap migrates)
     server_settings = {

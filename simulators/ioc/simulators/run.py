@@ -349,7 +349,7 @@ class _Exported:
             self.sent_counter = counter(m.SIM_SENT)
             self.error_counter = counter(m.SIM_ERRORS)
             try:
-                serve_metrics(settings, "simulator", 0)
+                serve_metrics(settings, "simulator", settings.simulator_metrics_port)
             except IocError:
                 self.enabled = False
 

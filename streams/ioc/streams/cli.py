@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import socket
 from typing import Any
 
 from ioc.config import Settings
@@ -115,7 +116,13 @@ def register(sub: Any) -> None:
         default=None,
         help="Prometheus /metrics port (default IOC_METRICS_PORT; 0 = any free)",
     )
-    p.add_argument("--name", help="worker name in metrics and logs")
+    p.add_argument(
+        "--name",
+        # in a container every worker is pid 1: the host name (the container's id) tells
+        # the replicas apart in metrics and logs
+        default=f"worker-{socket.gethostname()}-{os.getpid()}",
+        help="worker name in metrics and logs (default worker-HOST-PID)",
+    )
     p.add_argument(
         "--batch-size", type=int, default=10_000, help="max messages per consume() batch"
     )

@@ -826,10 +826,10 @@ def render_openapi(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
-async def serve(settings: Settings, host: str = "127.0.0.1") -> None:
+async def serve(settings: Settings, host: str | None = None) -> None:
     """Check the schema (as the runtime role: bootstrap migrates), load the scenario, build,
     then serve the API with the Silencer and the Escalator running beside it, and metrics on
-    ``ops_port + 1``."""
+    ``ops_port + 1``, at ``host`` (default ``IOC_BIND_HOST``)."""
     import uvicorn
 
     from ioc.bootstrap import verify_schema
@@ -837,6 +837,7 @@ async def serve(settings: Settings, host: str = "127.0.0.1") -> None:
     from ioc.errors import IocError
     from ioc.observability import serve_metrics
 
+    host = host or settings.bind_host  # IOC_BIND_HOST: loopback, or 0.0.0.0 in a container
     await verify_schema(settings)  # runtime role: no DDL (bootstrap migrates)
     topology = load_scenario(settings.scenario)
     ctx = await build(settings, topology)
