@@ -13,6 +13,7 @@ from typing import Any
 def registrars() -> list[Callable[[Any], None]]:
     from ioc.dashboards import cli as dashboards_cli
     from ioc.services import cli as services_cli
+    from ioc.services.collect import cli as collect_cli
     from ioc.simulators import cli as simulators_cli
     from ioc.streams import cli as streams_cli
     from ioc.streams import deadletter_cli
@@ -22,5 +23,6 @@ def registrars() -> list[Callable[[Any], None]]:
         streams_cli.register,
         deadletter_cli.register,
         services_cli.register,
+        collect_cli.register,
         dashboards_cli.register,
     ]

@@ -18,7 +18,7 @@ What each process does on Kafka, read from its code:
   it skips the CreateTopics request when its producer's metadata already lists the topic,
   which is not always so at start; refused, the request fails the worker, allowed, it gets
   "topic already exists" (bootstrap created them). Hence Create on those two names only.
-- simulator (``ioc simulate``, :mod:`ioc.simulators.sinks`): an idempotent producer to the
+- simulator (``ioc simulate``, :mod:`ioc.sinks`): an idempotent producer to the
   feed topics and the fault log; its admin client only lists topics (metadata).
 - ops (``ioc ops serve``, :mod:`ioc.services.incidents`): writes operator commands to the
   device events, reads the incident events without a consumer group (``group_id=None``,

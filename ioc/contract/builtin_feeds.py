@@ -13,7 +13,7 @@ from typing import Final
 
 from ioc.contract import schemas as s
 from ioc.contract import tables as t
-from ioc.contract.feeds import Aggregate, Feed, FeedSpec
+from ioc.contract.feeds import Aggregate, Collection, Feed, FeedSpec
 from ioc.contract.portal import FEED as PORTAL
 from ioc.contract.soc import FEED as SOC
 from ioc.contract.thresholds import CRITICAL, INFO, WARNING
@@ -203,6 +203,13 @@ NETNODE: Final = FeedSpec(
     ),
     behaviour="ioc.simulators.behaviour:NetnodeSim",
     tables_from_migrations=True,
+    # A probe every 5 s keeps three results inside the 15 s heartbeat timeout; 2 s covers a
+    # commune link's worst round trip with a wide margin (docs/collectors.md).
+    collection=Collection(
+        interval_s=MappingProxyType({"netnode.probe": 5.0, "netnode.counters": 15.0}),
+        timeout_s=2.0,
+        echoes=3,
+    ),
 )
 
 BUILTIN_FEEDS: Final = (CAMERA, TELEHEALTH, NETNODE, VCONF, PORTAL, SOC)

@@ -66,6 +66,42 @@ class Aggregate:
 
 
 @dataclass(frozen=True)
+class Collection:
+    """How the collectors of real sources (``ioc collect``, docs/collectors.md) poll a feed's
+    devices: the one place their schedule is set, so no collector holds its own constants.
+
+    ``interval_s`` gives, per message kind the collectors produce, the seconds between two
+    rounds (the simulators use the same periods, ``ioc.simulators.behaviour``); ``timeout_s``
+    is how long one request to one device may take before it counts as lost (an ICMP echo, an
+    SNMP get); ``echoes`` is how many ICMP echo requests a probe sends to a device per round
+    (its loss is the share of them unanswered)."""
+
+    interval_s: Mapping[str, float]
+    timeout_s: float
+    echoes: int = 3
+
+    def __post_init__(self) -> None:
+        if not self.interval_s:
+            raise FeedError("collection: interval_s names no message kind")
+        for kind, seconds in self.interval_s.items():
+            if not 1.0 <= seconds <= 3600.0:
+                raise FeedError(f"collection: interval of {kind} must be 1..3600 s")
+            if not 0.05 <= self.timeout_s < seconds:
+                raise FeedError(
+                    f"collection: timeout {self.timeout_s} s must be >= 0.05 s and shorter "
+                    f"than the interval of {kind} ({seconds} s)"
+                )
+        if not 1 <= self.echoes <= 20:
+            raise FeedError("collection: echoes must be 1..20")
+
+    def interval(self, kind: str) -> float:
+        try:
+            return self.interval_s[kind]
+        except KeyError:
+            raise FeedError(f"collection: no interval for {kind!r}") from None
+
+
+@dataclass(frozen=True)
 class FeedSpec:
     """Everything about one feed that generic code needs (docs/adding-a-feed.md)."""
 
@@ -120,6 +156,8 @@ class FeedSpec:
     """Raw-table columns holding personal or sensitive data (the SOC's addresses): the
     read-only (Grafana) role may select every other column of ``raw_<name>`` but not these
     (:func:`ioc.db.feeds.restrict_private_columns`); show them through an aggregate view."""
+    collection: Collection | None = None
+    """How ``ioc collect`` polls the real devices of this feed (None: no collector)."""
 
     @property
     def cls(self) -> str:
@@ -201,6 +239,10 @@ def _check(new: FeedSpec) -> None:
             raise FeedError(f"feed {new.name!r}: kind {kind!r} must start with {new.name!r}.")
         if kind in known:
             raise FeedError(f"feed {new.name!r}: kind {kind!r} belongs to another feed")
+    if new.collection is not None:
+        for kind in new.collection.interval_s:
+            if kind not in new.kinds():
+                raise FeedError(f"feed {new.name!r}: collection names {kind!r}, not its kind")
     taken = {t.name for t in (*topics.FEED_TOPICS.values(), *topics.ALL_TOPICS)}
     if new.topic.name in taken:
         raise FeedError(f"feed {new.name!r}: topic {new.topic.name} is taken")

@@ -315,6 +315,42 @@ SIM_ERRORS = MetricSpec(
     "ioc_simulator_delivery_errors", "counter", "Records Kafka refused to the simulators"
 )
 
+# --- collectors of real sources (ioc collect) ---
+COLLECT_REQUESTS = MetricSpec(
+    "ioc_collector_requests",
+    "counter",
+    "Requests a collector sent to devices (ICMP echo requests; SNMP gets later)",
+    ("protocol",),
+)
+COLLECT_REPLIES = MetricSpec(
+    "ioc_collector_replies",
+    "counter",
+    "Replies matched to a collector's requests",
+    ("protocol",),
+)
+COLLECT_TIMEOUTS = MetricSpec(
+    "ioc_collector_timeouts",
+    "counter",
+    "Requests that got no reply within the feed's collection timeout (or an ICMP error)",
+    ("protocol",),
+)
+COLLECT_ROUND_SECONDS = MetricSpec(
+    "ioc_collector_round_seconds",
+    "histogram",
+    "Time from the start of a collection round to the last target's result, per message kind",
+    ("kind",),
+    (0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 15, 30, 60),
+)
+COLLECT_TARGETS = MetricSpec(
+    "ioc_collector_targets",
+    "gauge",
+    "Targets this collector (its shard) polls",
+    ("protocol",),
+)
+COLLECT_MESSAGES = MetricSpec(
+    "ioc_collector_messages", "counter", "Messages a collector produced", ("kind",)
+)
+
 ALL_METRICS: Final = (
     EVENTS_CONSUMED,
     EVENTS_WRITTEN,
@@ -363,4 +399,10 @@ ALL_METRICS: Final = (
     OPS_REQUEST_SECONDS,
     SIM_SENT,
     SIM_ERRORS,
+    COLLECT_REQUESTS,
+    COLLECT_REPLIES,
+    COLLECT_TIMEOUTS,
+    COLLECT_ROUND_SECONDS,
+    COLLECT_TARGETS,
+    COLLECT_MESSAGES,
 )

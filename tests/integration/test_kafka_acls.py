@@ -174,7 +174,7 @@ def namespace_grants(admin: Settings) -> list[AclGrant]:
 
 async def test_each_service_user_does_its_job_and_nothing_else(admin: Settings) -> None:
     """One namespace for every check (topics and ACLs take seconds to make)."""
-    from ioc.simulators.sinks import KafkaSink
+    from ioc.sinks import KafkaSink
     from ioc.streams.consumer import consumer_group
 
     assert sorted(namespace_grants(admin)) == kafka_acls(admin.kafka_topic_prefix)

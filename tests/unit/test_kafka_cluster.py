@@ -187,7 +187,7 @@ class _StuckProducer:
 
 
 def test_a_simulator_run_counts_what_it_could_not_deliver() -> None:
-    from ioc.simulators.sinks import KafkaSink
+    from ioc.sinks import KafkaSink
 
     sink = KafkaSink.__new__(KafkaSink)  # no broker: only flush's accounting
     sink.producer = _StuckProducer()  # type: ignore[assignment]

@@ -423,9 +423,18 @@ class TelehealthSim(DeviceSim):
         return out
 
 
+def _collection_periods(feed: str) -> dict[str, int]:
+    """A feed's report periods in ms, from its declaration's ``collection``: the simulated
+    devices report as often as ``ioc collect`` polls the real ones."""
+    collection = feeds.spec(feed).collection
+    if collection is None:
+        raise IocError(f"feed {feed} declares no collection")
+    return {kind: round(seconds * 1000) for kind, seconds in collection.interval_s.items()}
+
+
 class NetnodeSim(DeviceSim):
     device_class = Feed.NETNODE
-    periods: ClassVar[Mapping[str, int]] = {"netnode.probe": 5_000, "netnode.counters": 15_000}
+    periods: ClassVar[Mapping[str, int]] = _collection_periods(Feed.NETNODE)
 
     def __init__(self, device: Device, region: str, seed: int, start_ms: int) -> None:
         super().__init__(device, region, seed, start_ms)

@@ -27,7 +27,7 @@ from ioc.simulators.background import BACKGROUND_PREFIX, DEFAULT_HORIZON_S, back
 from ioc.simulators.behaviour import natural_rate
 from ioc.simulators.engine import Simulator, Stats
 from ioc.simulators.faults import FaultPlan, load_plan, resolve_targets
-from ioc.simulators.sinks import FileSink, KafkaSink, Sink
+from ioc.sinks import FileSink, KafkaSink, Sink
 
 
 @dataclass

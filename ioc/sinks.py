@@ -1,15 +1,20 @@
-"""Where simulated records go: Kafka (librdkafka, for throughput) or a JSONL file.
+"""Where produced feed records go: Kafka (librdkafka, for throughput) or a JSONL file.
 
-The simulator uses confluent-kafka rather than aiokafka: librdkafka batches, compresses and
-sends from its own C threads, so the Python side only formats messages and the GIL is not
-the ceiling of load mode.
+Shared by every producer of feed messages: the simulators (``ioc simulate``) and the
+collectors of real sources (``ioc collect``, :mod:`ioc.services.collect`). It lives in the
+core because the runtime components may not import the simulators
+(tests/unit/test_dependencies.py).
+
+confluent-kafka rather than aiokafka: librdkafka batches, compresses and sends from its own C
+threads, so the Python side only formats messages and the GIL is not the ceiling of load
+mode.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import orjson
 
@@ -17,14 +22,27 @@ from ioc.config import Settings
 from ioc.contract.topics import FAULT_LOG, FEED_TOPICS
 from ioc.errors import ServiceUnavailable
 from ioc.kafka_clients import LibrdkafkaLog, librdkafka_admin, librdkafka_producer
-from ioc.simulators.engine import Out
+
+
+class Record(Protocol):
+    """What a sink sends: the feed (a registered feed or ``faults``), the Kafka key (the
+    device id) and the encoded message. The simulators' ``Out`` is one."""
+
+    @property
+    def feed(self) -> str: ...
+
+    @property
+    def key(self) -> bytes: ...
+
+    @property
+    def value(self) -> bytes: ...
 
 
 class Sink:
     errors = 0
     sent = 0
 
-    def send(self, record: Out) -> None:
+    def send(self, record: Record) -> None:
         raise NotImplementedError
 
     def poll(self) -> None:
@@ -49,6 +67,7 @@ def topic_names(settings: Settings) -> dict[str, str]:
 
 
 CLIENT_ID = "ioc-simulator"
+"""The default librdkafka ``client.id``; a collector passes its own."""
 
 PRODUCER_TUNING: dict[str, Any] = {
     # idempotent, acks=all, batched and compressed
@@ -67,7 +86,9 @@ PRODUCER_TUNING: dict[str, Any] = {
 
 
 class KafkaSink(Sink):
-    def __init__(self, settings: Settings, sample_every: int = 97) -> None:
+    def __init__(
+        self, settings: Settings, sample_every: int = 97, client_id: str = CLIENT_ID
+    ) -> None:
         from confluent_kafka import KafkaException, Producer
         from confluent_kafka.admin import AdminClient
 
@@ -75,7 +96,7 @@ class KafkaSink(Sink):
         # Fail fast with one clear line if the broker is not there (the admin client's
         # librdkafka lines are not served: the failure is that line).
         try:
-            admin = AdminClient(librdkafka_admin(settings, CLIENT_ID))
+            admin = AdminClient(librdkafka_admin(settings, client_id))
             metadata = admin.list_topics(timeout=10)
         except KafkaException as exc:
             raise ServiceUnavailable(
@@ -88,7 +109,7 @@ class KafkaSink(Sink):
             raise ServiceUnavailable(
                 f"topics {', '.join(missing)} do not exist; run `ioc topics create`"
             )
-        conf = librdkafka_producer(settings, CLIENT_ID, **PRODUCER_TUNING)
+        conf = librdkafka_producer(settings, client_id, **PRODUCER_TUNING)
         self.rdkafka_log: LibrdkafkaLog = conf["logger"]
         self.producer = Producer(conf)
         self.sample_every = sample_every
@@ -111,7 +132,7 @@ class KafkaSink(Sink):
             if latency is not None:
                 self._latencies.append(latency * 1000.0)
 
-    def send(self, record: Out) -> None:
+    def send(self, record: Record) -> None:
         self._count += 1
         callback = (
             self._on_delivery_sampled if self._count % self.sample_every == 0 else self._on_delivery
@@ -160,7 +181,7 @@ class FileSink(Sink):
         self.path = path
         self.fh: IO[bytes] = path.open("wb")
 
-    def send(self, record: Out) -> None:
+    def send(self, record: Record) -> None:
         self.fh.write(
             orjson.dumps(
                 {
