@@ -84,15 +84,8 @@ class AdminUnit:
 
     def abolished(self, on: dt.date | None = None) -> bool:
         """Ended before ``on`` (default today): ``valid_to`` is the last day it existed.
-        Unit pickers hide the :meth:`superseded` ones unless asked."""
+        Unit pickers list the units not abolished unless asked for the others."""
         return self.valid_to is not None and self.valid_to < (on or today())
-
-    def superseded(self, on: dt.date | None = None) -> bool:
-        """Abolished in a merger: ended before ``on`` and merged into a unit of this scenario,
-        under which its history is found. Unit pickers hide these (and what lies below them)
-        unless asked; a unit that ended without a successor (a scenario of a past year, such
-        as yen-bai-2022) stays listed, or a picker would offer nothing."""
-        return self.merged_into is not None and self.abolished(on)
 
 
 @dataclass(frozen=True)
@@ -207,21 +200,12 @@ class Topology:
     def unit_list(
         self, include_abolished: bool = False, on: dt.date | None = None
     ) -> list[AdminUnit]:
-        """The units a picker offers, top tier first, by code: all but those superseded by a
-        merger on ``on`` (and what lies below them), and those too when asked."""
+        """The units a picker offers, top tier first, by code: today's (those not abolished
+        on ``on``), and the abolished ones too when asked."""
         return sorted(
-            (u for u in self.units.values() if include_abolished or not self._superseded(u, on)),
+            (u for u in self.units.values() if include_abolished or not u.abolished(on)),
             key=lambda u: (u.level, u.code),
         )
-
-    def _superseded(self, unit: AdminUnit, on: dt.date | None) -> bool:
-        """``unit`` or a unit above it was merged into another by ``on``."""
-        code: str | None = unit.code
-        while code is not None:
-            if self.units[code].superseded(on):
-                return True
-            code = self.units[code].parent
-        return False
 
     def counts(self) -> dict[str, int]:
         result: dict[str, int] = {f"units_{name}": 0 for name in self.levels}

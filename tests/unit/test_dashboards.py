@@ -196,7 +196,7 @@ def test_saved_model_refuses_unknown_keys() -> None:
 
 def test_unit_pickers_list_todays_units_unless_asked_for_the_abolished() -> None:
     """Every dashboard with a unit picker has the toggle before it (its query reads it), off
-    by default; the picker hides units merged into another before today (Vietnam time)."""
+    by default; the picker keeps units whose valid_to is today or later (Vietnam time)."""
     pickers = 0
     for name in BUILDERS:
         variables = load(name)["templating"]["list"]
@@ -210,7 +210,7 @@ def test_unit_pickers_list_todays_units_unless_asked_for_the_abolished() -> None
         assert toggle["current"]["value"] == "hide", name
         query = variables[names.index("unit")]["query"]
         assert (
-            "WHERE u.merged_into IS NULL OR u.valid_to >= unit_today() OR '$abolished' = 'show'"
+            "WHERE u.valid_to IS NULL OR u.valid_to >= unit_today() OR '$abolished' = 'show'"
             in query
         ), name
     assert pickers >= 8

@@ -402,7 +402,7 @@ SELECT u.code AS __value,
          || CASE WHEN u.valid_to < unit_today() THEN ', until ' || u.valid_to ELSE '' END
          || ')' AS __text
 FROM admin_units u
-WHERE u.merged_into IS NULL OR u.valid_to >= unit_today()
+WHERE u.valid_to IS NULL OR u.valid_to >= unit_today()
    OR '${ABOLISHED_VARIABLE}' = '{ABOLISHED_SHOW}'
 ORDER BY u.level, u.code
 """

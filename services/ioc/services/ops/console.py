@@ -523,7 +523,7 @@ def _unit_options(
 
     def walk(code: str, depth: int) -> None:
         unit = topology.units[code]
-        if unit.superseded() and not include_abolished:
+        if unit.abolished() and not include_abolished:
             return
         until = f", ≤{unit.valid_to}" if unit.abolished() else ""
         out.append((code, f"{' ' * 3 * depth}{unit.name} ({code}{until})"))
@@ -935,7 +935,7 @@ async def sla_page(request: Request) -> Response:
     unit = request.query_params.get("unit") or ""
     # an abolished unit's report as it was: on request (?abolished=1), or when one is chosen
     chosen = ctx.topology.units.get(unit)
-    abolished = request.query_params.get("abolished") == "1" or bool(chosen and chosen.superseded())
+    abolished = request.query_params.get("abolished") == "1" or bool(chosen and chosen.abolished())
     units = _unit_options(ctx.topology, session.principal.unit_code, abolished)
     period = (request.query_params.get("period") or "").strip()
     report_html: str | None = None
