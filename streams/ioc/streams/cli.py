@@ -34,7 +34,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from ioc.observability import gauge
 
     gauge(m.STREAM_WORKERS_DESIRED).set(settings.workers_desired)  # StreamWorkerDown's target
-    name = args.name or f"worker-{os.getpid()}"
+    name = args.name  # default worker-HOST-PID (register())
     options = StreamOptions(
         batch_size=args.batch_size,
         worker_name=name,
