@@ -50,6 +50,7 @@ var types = map[gvk]func() any{
 	{"keda.sh/v1alpha1", "ScaledObject"}:           func() any { return &kedav1alpha1.ScaledObject{} },
 	{"keda.sh/v1alpha1", "TriggerAuthentication"}:  func() any { return &kedav1alpha1.TriggerAuthentication{} },
 	{"monitoring.coreos.com/v1", "PrometheusRule"}: func() any { return &monitoringv1.PrometheusRule{} },
+	{"monitoring.coreos.com/v1", "Alertmanager"}:   func() any { return &monitoringv1.Alertmanager{} },
 	{"monitoring.coreos.com/v1", "ServiceMonitor"}: func() any { return &monitoringv1.ServiceMonitor{} },
 	{"monitoring.coreos.com/v1", "PodMonitor"}:     func() any { return &monitoringv1.PodMonitor{} },
 	{"monitoring.coreos.com/v1alpha1", "AlertmanagerConfig"}: func() any {
