@@ -289,14 +289,10 @@ def structural_to_jsonschema(schema: dict[str, Any]) -> dict[str, Any]:
     for key, value in schema.items():
         if key in ("properties", "patternProperties"):
             out[key] = {k: structural_to_jsonschema(v) for k, v in value.items()}
-        elif key == "items" and isinstance(value, dict):
-            out[key] = structural_to_jsonschema(value)
-        elif key == "additionalProperties" and isinstance(value, dict):
+        elif key in ("items", "additionalProperties", "not") and isinstance(value, dict):
             out[key] = structural_to_jsonschema(value)
         elif key in ("allOf", "anyOf", "oneOf"):
             out[key] = [structural_to_jsonschema(v) for v in value]
-        elif key == "not" and isinstance(value, dict):
-            out[key] = structural_to_jsonschema(value)
         elif key.startswith("x-kubernetes-") or key in ("nullable", "format"):
             continue
         else:
