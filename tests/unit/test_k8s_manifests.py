@@ -197,6 +197,21 @@ def test_pods_run_as_the_images_non_root_user_with_limits_and_real_probes() -> N
     assert m.OPS.readiness == ("/healthz", "http")
 
 
+def test_bootstrap_runs_as_schema_owner_and_kafka_admin_the_services_never() -> None:
+    env = {
+        c["metadata"]["name"]: {e["name"]: e for e in container["env"]}
+        for c, container in containers()
+    }
+    assert {"IOC_DB_DSN", "IOC_DB_ADMIN_DSN"} <= env["ioc-bootstrap"].keys()
+    assert env["ioc-bootstrap"]["IOC_KAFKA_SASL_USERNAME"]["value"] == access.ADMIN_USER
+    for proc in m.PROCESSES:
+        variables = env[f"ioc-{proc.component}"]
+        assert "IOC_DB_ADMIN_DSN" not in variables
+        user = access.SERVICE_USERS[proc.kafka_service]
+        assert variables["IOC_KAFKA_SASL_USERNAME"]["value"] == user
+        assert variables["IOC_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == user
+
+
 def test_secrets_are_referenced_never_inlined() -> None:
     for _, container in containers():
         for env in container["env"]:
@@ -230,7 +245,13 @@ def test_network_policies_deny_by_default_and_open_what_each_process_serves() ->
     policies = {d["metadata"]["name"]: d["spec"] for d in by_kind("NetworkPolicy")}
     deny = policies["default-deny-ingress"]
     assert deny["podSelector"] == {} and deny["ingress"] == []
-    assert policies["ioc-default-deny-egress"]["egress"] == []
+    egress = policies["ioc-default-deny-egress"]
+    assert egress["egress"] == []
+    # only the product's pods: Strimzi copies a resource's labels to its pods, and the
+    # brokers, database instances and Alertmanagers must keep their own traffic
+    assert egress["podSelector"] == m.product_pods()
+    (components,) = egress["podSelector"]["matchExpressions"]
+    assert set(components["values"]) == {p.component for p in m.PROCESSES} | {"bootstrap"}
     for proc in m.PROCESSES:
         spec = policies[f"ioc-{proc.component}"]
         opened = {p["port"] for rule in spec["ingress"] for p in rule["ports"]}

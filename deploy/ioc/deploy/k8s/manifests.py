@@ -99,6 +99,21 @@ LABEL_PART_OF: Final = "app.kubernetes.io/part-of"
 LABEL_COMPONENT: Final = "app.kubernetes.io/component"
 LABEL_NAME: Final = "app.kubernetes.io/name"
 
+PRODUCT_COMPONENTS: Final = ("bootstrap", "worker", "pager", "ops")
+"""The product's own pods. Selected by component, not by ``part-of``: Strimzi copies a custom
+resource's labels to the pods it makes, and the egress policies must not catch the brokers."""
+
+
+def product_pods() -> Doc:
+    """A label selector of the product's pods (:data:`PRODUCT_COMPONENTS`)."""
+    return {
+        "matchLabels": {LABEL_PART_OF: PART_OF},
+        "matchExpressions": [
+            {"key": LABEL_COMPONENT, "operator": "In", "values": list(PRODUCT_COMPONENTS)}
+        ],
+    }
+
+
 _SETTINGS_DEFAULTS = Settings.model_fields
 
 
@@ -174,7 +189,7 @@ def kafka_documents(opts: Options) -> list[Doc]:
                         # As compose's SASL_SSL listener: every service its own SCRAM user.
                         "authentication": {"type": "scram-sha-512"},
                         "networkPolicyPeers": [
-                            {"podSelector": {"matchLabels": {LABEL_PART_OF: PART_OF}}},
+                            {"podSelector": product_pods()},
                             {"namespaceSelector": _ns_selector(KEDA_NAMESPACE)},
                         ],
                     }
@@ -411,11 +426,23 @@ def _secret_env(name: str, secret: str, key: str, optional: bool = False) -> Doc
     return {"name": name, "valueFrom": {"secretKeyRef": ref}}
 
 
+def _dsn_env(variable: str, role: str) -> list[Doc]:
+    password = f"DB_{role.upper()}_PASSWORD"  # not IOC_: no setting of that name
+    return [
+        _secret_env(password, role_secret(role), "password"),
+        {
+            "name": variable,
+            "value": f"postgresql://{role}:$({password})@{DB_HOST}:5432/{roles.DATABASE}",
+        },
+    ]
+
+
 def _process_env(
-    opts: Options, service: str, kafka_user: str, db_role: str, extra: list[Doc]
+    opts: Options, service: str, kafka_user: str, admin: bool, extra: list[Doc]
 ) -> list[Doc]:
     """The environment every process shares (compose's ``x-ioc-env``), with its own Kafka user
-    and database role; passwords only as Secret references. Kubernetes expands ``$(VAR)``
+    and the runtime database role (``admin``: the schema owner's DSN too, for bootstrap);
+    passwords only as Secret references. Kubernetes expands ``$(VAR)``
     from variables listed before it, so the DSN never holds the password in the manifest."""
     env: list[Doc] = [
         {"name": "IOC_SCENARIO", "value": opts.scenario},
@@ -430,12 +457,10 @@ def _process_env(
     ]
     if opts.topic_prefix:
         env.append({"name": "IOC_KAFKA_TOPIC_PREFIX", "value": opts.topic_prefix})
+    env += _dsn_env("IOC_DB_DSN", roles.RUNTIME_ROLE)
+    if admin:
+        env += _dsn_env("IOC_DB_ADMIN_DSN", roles.ADMIN_ROLE)
     env += [
-        _secret_env("DB_PASSWORD", role_secret(db_role), "password"),
-        {
-            "name": "IOC_DB_DSN" if db_role != roles.ADMIN_ROLE else "IOC_DB_ADMIN_DSN",
-            "value": f"postgresql://{db_role}:$(DB_PASSWORD)@{DB_HOST}:5432/{roles.DATABASE}",
-        },
         {"name": "IOC_ALERTMANAGER_PEER_URLS", "value": ",".join(alertmanager_urls())},
         *extra,
     ]
@@ -555,7 +580,7 @@ def _pod_spec(opts: Options, proc: Process, restart: str = "Always") -> Doc:
         "name": proc.component,
         "image": opts.image,
         "args": list(proc.args),
-        "env": _process_env(opts, proc.component, user, proc.db_role, extra),
+        "env": _process_env(opts, proc.component, user, proc.db_role == roles.ADMIN_ROLE, extra),
         "ports": [{"name": n, "containerPort": p, "protocol": "TCP"} for n, p in proc.ports],
         "resources": {
             "requests": {"cpu": proc.requests[0], "memory": proc.requests[1]},
@@ -778,7 +803,7 @@ def monitoring_documents(opts: Options) -> list[Doc]:
         "kind": "PodMonitor",
         "metadata": _meta("ioc"),
         "spec": {
-            "selector": {"matchLabels": {LABEL_PART_OF: PART_OF}},
+            "selector": product_pods(),
             "podMetricsEndpoints": [
                 {
                     "port": "metrics",
@@ -924,10 +949,11 @@ def _tcp(*ports: int) -> list[Doc]:
     return [{"protocol": "TCP", "port": p} for p in ports]
 
 
-def _policy(
-    name: str, selector: dict[str, str], ingress: list[Doc] | None, egress: list[Doc] | None
-) -> Doc:
-    spec: Doc = {"podSelector": {"matchLabels": selector} if selector else {}}
+def _policy(name: str, selector: Doc, ingress: list[Doc] | None, egress: list[Doc] | None) -> Doc:
+    """``selector``: labels to match, or a whole label selector (with ``matchLabels``)."""
+    if "matchLabels" not in selector:
+        selector = {"matchLabels": selector} if selector else {}
+    spec: Doc = {"podSelector": selector}
     types = []
     if ingress is not None:
         types.append("Ingress")
@@ -951,7 +977,6 @@ def network_policies(opts: Options) -> list[Doc]:
     adds its own policies for the brokers, restricted here by the listener's
     ``networkPolicyPeers``); egress is denied to the product's pods, which reach DNS, Kafka,
     the database and Alertmanager, and (pager, operations service) HTTPS for the channels."""
-    product = {LABEL_PART_OF: PART_OF}
     prometheus = _from_ns(MONITORING_NAMESPACE)
     dns = {
         "to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
@@ -969,7 +994,7 @@ def network_policies(opts: Options) -> list[Doc]:
     https = {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": _tcp(443, 465, 587)}
     docs = [
         _policy("default-deny-ingress", {}, [], None),
-        _policy("ioc-default-deny-egress", product, None, []),
+        _policy("ioc-default-deny-egress", product_pods(), None, []),
         _policy(
             "ioc-worker",
             _selector("worker"),
@@ -1027,7 +1052,7 @@ def network_policies(opts: Options) -> list[Doc]:
             [
                 {
                     "from": [
-                        _from_pods(product),
+                        {"podSelector": product_pods()},
                         _from_pods({"cnpg.io/cluster": DB_CLUSTER}),  # replication
                         _from_ns(MONITORING_NAMESPACE),  # Grafana (ioc_grafana), metrics 9187
                     ],
