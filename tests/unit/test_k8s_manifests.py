@@ -75,6 +75,17 @@ def test_committed_manifests_are_what_the_contract_generates(tmp_path: Path) -> 
     assert not stale, f"deploy/k8s/manifests is stale ({stale}): run `ioc deploy k8s`"
 
 
+def test_the_command_writes_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ioc.cli import main
+
+    assert main(["deploy", "k8s", "--out", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [p.name for p in FILES]
+    assert (tmp_path / "11-kafka-topics.yaml").read_text() == (
+        COMMITTED / "11-kafka-topics.yaml"
+    ).read_text()
+    assert "wrote" in capsys.readouterr().out
+
+
 def test_a_contract_change_makes_them_stale(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
