@@ -124,7 +124,13 @@ def test_kafka_is_kraft_with_node_pools_of_three() -> None:
     pools = {d["metadata"]["name"]: d["spec"] for d in by_kind("KafkaNodePool")}
     assert {tuple(p["roles"]) for p in pools.values()} == {("broker",), ("controller",)}
     assert all(p["replicas"] == 3 for p in pools.values())
-    assert kafka["spec"]["kafka"]["config"]["auto.create.topics.enable"] is False
+    config = kafka["spec"]["kafka"]["config"]
+    assert config["auto.create.topics.enable"] is False
+    # the brokers take what the producers send and what any topic allows
+    from ioc.sinks import PRODUCER_TUNING
+
+    largest = max(int(s.configs().get("max.message.bytes", 0)) for s in t.all_topics())
+    assert config["message.max.bytes"] >= max(PRODUCER_TUNING["message.max.bytes"], largest)
 
 
 def test_a_scram_user_per_service_with_the_acls_bootstrap_grants() -> None:

@@ -208,6 +208,7 @@ def kafka_documents(opts: Options) -> list[Doc]:
                     "transaction.state.log.replication.factor": KAFKA_REPLICAS,
                     "transaction.state.log.min.isr": KAFKA_MIN_ISR,
                     "message.max.bytes": _max_message_bytes(),
+                    "replica.fetch.max.bytes": _max_message_bytes(),
                 },
             },
             "entityOperator": {"topicOperator": {}, "userOperator": {}},
@@ -245,10 +246,17 @@ def kafka_documents(opts: Options) -> list[Doc]:
     return [kafka, *pools]
 
 
+LOCAL_BROKER_PROPERTIES: Final = Path(__file__).resolve().parents[1] / "local" / "kafka"
+
+
 def _max_message_bytes() -> int:
-    """The largest ``max.message.bytes`` any topic declares: the broker must accept it."""
-    sizes = [int(s.configs().get("max.message.bytes", 0)) for s in t.all_topics()]
-    return max([1_048_588, *sizes])
+    """The local stack's broker ``message.max.bytes`` (its server.properties, as compose's):
+    the simulators' producer batches up to 2 MB (ioc.sinks), above Kafka's 1 MiB default."""
+    for line in (LOCAL_BROKER_PROPERTIES / "server.properties").read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "message.max.bytes":
+            return int(value)
+    raise AssertionError("message.max.bytes is not in the local stack's server.properties")
 
 
 def topic_documents(opts: Options) -> list[Doc]:
