@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import copy
 import re
+import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -247,6 +249,26 @@ def test_monitoring_is_the_generated_rules_and_routing() -> None:
     am = one("Alertmanager", m.ALERTMANAGER)["spec"]
     assert am["configSecret"] == m.ALERTMANAGER_CONFIG_SECRET
     assert m.PAGER_TOKEN_SECRET in am["secrets"]
+
+
+@pytest.mark.skipif(
+    shutil.which("amtool") is None or shutil.which("promtool") is None,
+    reason="no amtool/promtool (Debian's prometheus-alertmanager and prometheus, as the stack)",
+)
+def test_alertmanager_and_prometheus_accept_the_generated_config(tmp_path: Path) -> None:
+    config = tmp_path / "alertmanager.yaml"
+    secret = one("Secret", m.ALERTMANAGER_CONFIG_SECRET)
+    config.write_text(secret["stringData"]["alertmanager.yaml"])
+    checked = subprocess.run(
+        ["amtool", "check-config", str(config)], capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text(yaml.safe_dump(one("PrometheusRule", "ioc-alerts")["spec"]))
+    checked = subprocess.run(
+        ["promtool", "check", "rules", str(rules_file)], capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_dashboards_are_the_committed_json_for_the_sidecar() -> None:
