@@ -8,7 +8,7 @@ BIN     = $(VENV)/bin
 IOC     = $(BIN)/ioc
 PYTEST_ARGS ?=
 
-.PHONY: install run stack stack-down status test chaos unit integration lint typecheck fmt dashboards bench bench-venv clean
+.PHONY: install run stack stack-down status test chaos unit integration lint typecheck fmt dashboards k8s bench bench-venv clean
 
 # Debian's chromium for the console's browser test (apt-get as root; never a download by
 # Playwright): a cheap check once it is there.
@@ -68,6 +68,11 @@ chaos: install stack
 
 unit: install
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+## regenerate the Kubernetes manifests (deploy/k8s/manifests) from the contract; the unit
+## tests fail while the committed ones are stale and validate them offline
+k8s: install
+	$(IOC) deploy k8s
 
 ## benchmarks (print their figures; results in bench/results/)
 bench: install stack bench-venv

@@ -12,6 +12,7 @@ from typing import Any
 
 def registrars() -> list[Callable[[Any], None]]:
     from ioc.dashboards import cli as dashboards_cli
+    from ioc.deploy.k8s import cli as k8s_cli
     from ioc.services import cli as services_cli
     from ioc.services.collect import cli as collect_cli
     from ioc.simulators import cli as simulators_cli
@@ -25,4 +26,5 @@ def registrars() -> list[Callable[[Any], None]]:
         services_cli.register,
         collect_cli.register,
         dashboards_cli.register,
+        k8s_cli.register,
     ]

@@ -59,8 +59,11 @@ class BootstrapSQL:
     database: list[str]
 
 
-def bootstrap_sql(password: Callable[[str], str], schema: str) -> BootstrapSQL:
+def bootstrap_sql(password: Callable[[str], str] | None, schema: str) -> BootstrapSQL:
     """The roles' bootstrap; ``password(role)`` is the SQL expression of a role's password.
+
+    ``password=None`` leaves passwords alone: where something else owns them (CloudNativePG's
+    managed roles set them from Secrets, ``ioc deploy k8s``), the SQL must not reset them.
 
     ``schema`` is where the read-only role looks for tables (Grafana's PostgreSQL datasource
     has no schema setting, so its role gets a ``search_path``).
@@ -74,7 +77,8 @@ def bootstrap_sql(password: Callable[[str], str], schema: str) -> BootstrapSQL:
             "  END IF;\n"
             "END $$;"
         )
-        roles.append(f"ALTER ROLE {role} {LOGIN_ATTRIBUTES} PASSWORD {password(role)};")
+        secret = "" if password is None else f" PASSWORD {password(role)}"
+        roles.append(f"ALTER ROLE {role} {LOGIN_ATTRIBUTES}{secret};")
     return BootstrapSQL(
         roles=roles,
         create_database=f"CREATE DATABASE {DATABASE} OWNER {ADMIN_ROLE};",
