@@ -1,0 +1,241 @@
+"""SNMP traps (linkDown / linkUp) received on a UDP port, turned into ``netnode.link`` at once
+(docs/collectors.md, "Traps").
+
+A node that loses a link says so in a trap seconds before the next poll would notice. The
+receiver decodes SNMPv1 and SNMPv2c notifications itself (pyasn1's BER decoder through
+pysnmp's protocol modules): every datagram gets an outcome, counted in
+``ioc_collector_traps_total{outcome}`` and, once per (outcome, source), logged, so a
+malformed packet, a stranger or an unknown trap is visible and never a crash.
+
+The node is the trap's source address (or the ``snmpTrapAddress.0`` a forwarder adds); its
+community must be the one of the node's SNMP profile. The interface is the trap's ``ifIndex``
+varbind, named as the polls name it (:class:`ioc.services.collect.snmp.Tracker`), which also
+keeps a change that a trap reported from being reported again by the next poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from ioc.contract import metrics as m
+from ioc.contract import schemas as s
+from ioc.observability import counter
+from ioc.services.collect.snmp import Profile, Tracker, link_message
+
+log = logging.getLogger(__name__)
+
+SNMP_TRAP_OID: Final = (1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0)
+SNMP_TRAP_ADDRESS: Final = (1, 3, 6, 1, 6, 3, 18, 1, 3, 0)
+LINK_DOWN: Final = (1, 3, 6, 1, 6, 3, 1, 1, 5, 3)
+LINK_UP: Final = (1, 3, 6, 1, 6, 3, 1, 1, 5, 4)
+IF_INDEX: Final = (1, 3, 6, 1, 2, 1, 2, 2, 1, 1)
+TRAPS: Final[dict[tuple[int, ...], s.LinkState]] = {LINK_DOWN: "down", LINK_UP: "up"}
+V1_GENERIC: Final[dict[int, s.LinkState]] = {2: "down", 3: "up"}
+"""SNMPv1 generic-trap numbers of linkDown and linkUp."""
+
+OUTCOMES: Final = (
+    "link",
+    "repeated",
+    "malformed",
+    "unsupported",
+    "unknown_source",
+    "bad_community",
+    "unknown_trap",
+    "no_interface",
+)
+"""Values of ``ioc_collector_traps_total{outcome}``: ``link`` became a message, ``repeated``
+restated the link state already reported; the others are why a trap was not used
+(``unsupported``: SNMPv3 or an inform, not handled yet)."""
+
+
+@dataclass(frozen=True)
+class Trap:
+    """A decoded notification: what the receiver needs of it."""
+
+    version: str
+    community: bytes
+    trap: tuple[int, ...] | None
+    """The notification's OID (v2c ``snmpTrapOID.0``; v1 mapped from linkDown/linkUp)."""
+    if_index: int | None
+    agent: str | None
+    """The address a forwarder says the trap came from (``snmpTrapAddress.0``), if any."""
+
+
+class TrapError(Exception):
+    """A datagram that is not a usable trap; ``outcome`` is one of :data:`OUTCOMES`."""
+
+    def __init__(self, outcome: str, detail: str) -> None:
+        super().__init__(f"{outcome}: {detail}")
+        self.outcome = outcome
+        self.detail = detail
+
+
+def _ip(value: Any) -> str | None:
+    raw = value.asOctets() if hasattr(value, "asOctets") else None
+    if isinstance(raw, bytes) and len(raw) == 4:
+        return ".".join(str(b) for b in raw)
+    return None
+
+
+def decode(data: bytes) -> Trap:
+    """The trap in one UDP datagram; raises :class:`TrapError` for anything else."""
+    from pyasn1.codec.ber import decoder
+    from pyasn1.error import PyAsn1Error
+    from pysnmp.proto import api
+
+    try:
+        version = int(api.decodeMessageVersion(data))
+    except Exception as exc:  # pyasn1 raises its own errors and, on garbage, others
+        raise TrapError("malformed", f"not an SNMP message ({type(exc).__name__})") from None
+    module = api.PROTOCOL_MODULES.get(version)
+    if module is None:
+        raise TrapError("unsupported", f"SNMP version number {version}")
+    try:
+        message, _ = decoder.decode(data, asn1Spec=module.Message())
+        community = bytes(module.apiMessage.get_community(message))
+        pdu = module.apiMessage.get_pdu(message)
+    except (PyAsn1Error, ValueError, TypeError, KeyError) as exc:
+        raise TrapError("malformed", f"undecodable ({type(exc).__name__})") from None
+    if version == api.SNMP_VERSION_1:
+        if not pdu.isSameTypeWith(module.TrapPDU()):
+            raise TrapError("unsupported", f"SNMPv1 {pdu.__class__.__name__}")
+        generic = int(module.apiTrapPDU.get_generic_trap(pdu))
+        state = V1_GENERIC.get(generic)
+        trap = None if state is None else (LINK_DOWN if state == "down" else LINK_UP)
+        varbinds = module.apiTrapPDU.get_varbinds(pdu)
+        agent = _ip(module.apiTrapPDU.get_agent_address(pdu))
+        return Trap("1", community, trap, _if_index(varbinds), agent)
+    if not pdu.isSameTypeWith(module.SNMPv2TrapPDU()):
+        raise TrapError("unsupported", f"SNMPv2c {pdu.__class__.__name__}")
+    varbinds = module.apiPDU.get_varbinds(pdu)
+    trap_oid: tuple[int, ...] | None = None
+    agent = None
+    for oid, value in varbinds:
+        key = tuple(oid)
+        if key == SNMP_TRAP_OID:
+            try:
+                trap_oid = tuple(value)
+            except TypeError:
+                raise TrapError("malformed", "snmpTrapOID.0 is not an OID") from None
+        elif key == SNMP_TRAP_ADDRESS:
+            agent = _ip(value)
+    if trap_oid is None:
+        raise TrapError("malformed", "no snmpTrapOID.0")
+    return Trap("2c", community, trap_oid, _if_index(varbinds), agent)
+
+
+def _if_index(varbinds: Any) -> int | None:
+    for oid, value in varbinds:
+        key = tuple(oid)
+        if len(key) == len(IF_INDEX) + 1 and key[: len(IF_INDEX)] == IF_INDEX:
+            try:
+                return int(value)
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+Emit = Callable[[s.NetnodeLink], None]
+
+
+class TrapReceiver(asyncio.DatagramProtocol):
+    """The UDP endpoint: each datagram decoded, checked and, for a node's linkDown/linkUp,
+    sent as ``netnode.link`` through ``emit`` before the next datagram is read."""
+
+    def __init__(
+        self,
+        devices: Mapping[str, str],
+        profiles: Mapping[str, Profile],
+        tracker: Tracker,
+        seq: Callable[[str], int],
+        emit: Emit,
+        *,
+        registry: CollectorRegistry = REGISTRY,
+        clock_ms: Callable[[], int],
+    ) -> None:
+        self.devices = dict(devices)
+        """IPv4 address -> device id."""
+        self.profiles = dict(profiles)
+        """Device id -> its SNMP profile (the community a v2c trap must carry)."""
+        self.tracker = tracker
+        self.seq = seq
+        self.emit = emit
+        self.clock_ms = clock_ms
+        self._counter = counter(m.COLLECT_TRAPS, registry)
+        self.outcomes: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
+        self._logged: set[tuple[str, str]] = set()
+
+    def _count(self, outcome: str, source: str, detail: str = "") -> None:
+        self.outcomes[outcome] += 1
+        self._counter.labels(outcome).inc()
+        if outcome not in ("link", "repeated") and (outcome, source) not in self._logged:
+            self._logged.add((outcome, source))
+            log.warning(
+                "trap from %s not used: %s%s (counted; not logged again for this source)",
+                source,
+                outcome,
+                f" ({detail})" if detail else "",
+            )
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        source = str(addr[0])
+        try:
+            self.handle(data, source)
+        except Exception as exc:  # never let one datagram stop the receiver
+            self._count("malformed", source, f"{type(exc).__name__}: {exc}")
+
+    def handle(self, data: bytes, source: str) -> s.NetnodeLink | None:
+        """One datagram from ``source``: the message sent, or None (and its outcome counted)."""
+        ts_ms = self.clock_ms()
+        try:
+            trap = decode(data)
+        except TrapError as exc:
+            self._count(exc.outcome, source, exc.detail)
+            return None
+        address = trap.agent if trap.agent in self.devices else source
+        device_id = self.devices.get(address)
+        if device_id is None:
+            self._count("unknown_source", source)
+            return None
+        profile = self.profiles.get(device_id)
+        if profile is None or profile.community is None:
+            self._count("bad_community", source, "the node has no SNMPv2c profile")
+            return None
+        if trap.community != profile.community.get_secret_value().encode():
+            self._count("bad_community", source)  # the community itself is never logged
+            return None
+        state = TRAPS.get(trap.trap) if trap.trap is not None else None
+        if state is None:
+            self._count("unknown_trap", source, ".".join(map(str, trap.trap or ())))
+            return None
+        if trap.if_index is None:
+            self._count("no_interface", source, "no ifIndex varbind")
+            return None
+        if not self.tracker.trap_link(device_id, trap.if_index, state):
+            self._count("repeated", source)
+            return None
+        name = self.tracker.name(device_id, trap.if_index)
+        message = link_message(device_id, self.seq(device_id), ts_ms, name, state)
+        self.emit(message)
+        self._count("link", source)
+        return message
+
+    def error_received(self, exc: Exception) -> None:
+        log.warning("trap socket error: %s", exc)
+
+
+async def listen(
+    receiver: TrapReceiver, host: str, port: int
+) -> tuple[asyncio.DatagramTransport, int]:
+    """Bind the receiver on ``host:port`` (0: any free port); returns the transport and the
+    port bound."""
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(lambda: receiver, local_addr=(host, port))
+    bound = transport.get_extra_info("sockname")[1]
+    return transport, int(bound)
