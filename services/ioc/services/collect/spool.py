@@ -454,9 +454,7 @@ class SpoolingSink(Sink):
         self.spool.close()
 
 
-def default_directory(shard: int, shards: int) -> Path:
-    """``$IOC_STACK_DIR/../collector/spool-K-of-N``-like default: beside the stack's state,
-    one directory per shard (two collectors must never share one)."""
-    from ioc.config import default_stack_dir
-
-    return default_stack_dir().parent / "collector" / f"spool-{shard}-of-{shards}"
+def default_directory(stack_dir: Path, shard: int, shards: int) -> Path:
+    """``<stack dir>/collector/spool-K-of-N``: beside the local stack's state, one directory
+    per shard (two collectors must never share one)."""
+    return stack_dir / "collector" / f"spool-{shard}-of-{shards}"
