@@ -221,7 +221,7 @@ class SnmpCollector:
         self,
         targets: Sequence[snmp.SnmpTarget],
         sink: Sink,
-        poller: snmp.SnmpPoller,
+        poller: snmp.Poller,
         collection: Collection,
         sequences: Sequences,
         tracker: snmp.Tracker,

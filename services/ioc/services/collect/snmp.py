@@ -29,7 +29,7 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
@@ -472,6 +472,15 @@ def reason_of(indication: object) -> str:
     if name in _AUTH_ERRORS:
         return "auth"
     return "snmp_error"
+
+
+class Poller(Protocol):
+    """What a poll round needs of a poller (:class:`SnmpPoller`, or a fake in tests)."""
+
+    requests: int
+    replies: int
+
+    async def poll(self, target: SnmpTarget, clock_ms: Any) -> Sample: ...
 
 
 class SnmpPoller:

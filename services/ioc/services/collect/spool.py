@@ -120,10 +120,12 @@ class Spool:
         directory: Path,
         max_bytes: int,
         *,
-        segment_bytes: int = 1024 * 1024,
+        segment_bytes: int | None = None,
         segment_age_s: float = 5.0,
         on_drop: Callable[[int], None] = lambda n: None,
     ) -> None:
+        if segment_bytes is None:  # 1 MiB, or a quarter of a smaller spool
+            segment_bytes = max(1, min(1024 * 1024, max_bytes // 4))
         if max_bytes < 2 * segment_bytes:
             raise ValueError(f"spool of {max_bytes} bytes: at least two segments are needed")
         self.directory = directory
