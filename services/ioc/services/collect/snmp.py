@@ -499,9 +499,8 @@ class SnmpPoller:
         self.replies = 0
 
     def close(self) -> None:
-        dispatcher = getattr(self.engine, "transport_dispatcher", None)
-        if dispatcher is not None:
-            dispatcher.close_dispatcher()
+        """Close the engine's sockets (its transport dispatcher)."""
+        self.engine.close_dispatcher()
 
     def _auth(self, target: SnmpTarget) -> Any:
         from pysnmp.hlapi.v3arch import asyncio as hl
