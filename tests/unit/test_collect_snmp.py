@@ -144,6 +144,39 @@ def test_interfaces_from_a_walk() -> None:
     assert snmp.clean_name("\ud800", 9) == "if9"
 
 
+def test_merging_bulk_responses_ends_columns_and_refuses_loops() -> None:
+    from pysnmp.proto import rfc1902, rfc1905
+
+    oper, name = snmp.COLUMNS["oper"], snmp.COLUMNS["name"]
+    columns: dict[str, dict[int, Any]] = {"oper": {}, "name": {}}
+    cursors = {"oper": oper, "name": name}
+    ended = snmp.merge_bulk(
+        [
+            ((*oper, 1), rfc1902.Integer(1)),
+            ((*name, 1), rfc1902.OctetString(b"lo")),
+            ((*oper, 2), rfc1902.Integer(2)),
+            ((*snmp.COLUMNS["hc_in_octets"], 1), rfc1902.Counter64(5)),  # left its column
+            ((*snmp.COLUMNS["in_octets"], 1), rfc1902.Counter32(7)),  # oper's next: ended
+            ((1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 2, 1), rfc1902.Counter32(0)),
+        ],
+        ["oper", "name"],
+        columns,
+        cursors,
+    )
+    assert ended == {"oper", "name"}
+    assert columns == {"oper": {1: 1, 2: 2}, "name": {1: b"lo"}}
+    assert cursors["oper"] == (*oper, 2)
+    end = rfc1905.endOfMibView
+    assert snmp.merge_bulk([((*oper, 3), end)], ["oper"], columns, {"oper": oper}) == {"oper"}
+    assert snmp.merge_bulk([], ["oper"], columns, {"oper": oper}) == {"oper"}
+    with pytest.raises(snmp.PollFailed) as err:  # an agent going backwards would loop for ever
+        snmp.merge_bulk([((*oper, 1), rfc1902.Integer(1))], ["oper"], columns, {"oper": (*oper, 2)})
+    assert err.value.reason == "malformed"
+    assert snmp.reason_of(type("RequestTimedOut", (), {})()) == "timeout"
+    assert snmp.reason_of(type("WrongDigest", (), {})()) == "auth"
+    assert snmp.reason_of(object()) == "snmp_error"
+
+
 # --- rates from successive samples --------------------------------------------------------
 
 

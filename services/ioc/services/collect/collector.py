@@ -256,7 +256,13 @@ class SnmpCollector:
 
     async def _poll(self, target: snmp.SnmpTarget) -> list[s.Message]:
         try:
-            sample = await self.poller.poll(target, self.clock_ms)
+            try:
+                sample = await self.poller.poll(target, self.clock_ms)
+            except snmp.PollFailed:
+                raise
+            except Exception as exc:  # a bug or a library surprise: one node, one round
+                log.exception("%s: SNMP poll raised", target.device_id)
+                raise snmp.PollFailed("snmp_error", f"{type(exc).__name__}: {exc}") from None
         except snmp.PollFailed as exc:
             self._count_requests()
             self._errors.labels(snmp.SNMP, exc.reason).inc()

@@ -26,7 +26,7 @@ import math
 import os
 import stat
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
@@ -203,9 +203,10 @@ def clean_name(raw: str, index: int) -> str:
 
 
 def _int(value: Any) -> int | None:
+    """An SNMP value as an int; None for anything else (noSuchInstance, a string...)."""
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except Exception:  # pyasn1 raises its own errors for values without a number
         return None
 
 
@@ -545,7 +546,6 @@ class SnmpPoller:
     async def poll(self, target: SnmpTarget, clock_ms: Any) -> Sample:
         """Walk the node's interface table; raises :class:`PollFailed`."""
         from pysnmp.hlapi.v3arch.asyncio import ContextData, ObjectIdentity, ObjectType, bulk_cmd
-        from pysnmp.proto import rfc1905
 
         auth = self._auth(target)
         transport = await self._transport(target)
@@ -584,28 +584,12 @@ class SnmpPoller:
                     raise PollFailed("malformed", f"no sysUpTime.0 (got {oid})")
                 uptime = int(value)
                 values = values[1:]
-            width = len(names)
-            ended: set[str] = set()
-            for i, (raw_oid, value) in enumerate(values):
-                name = names[i % width]
-                if name in ended:
-                    continue
-                oid = tuple(raw_oid)
-                if isinstance(value, rfc1905.EndOfMibView) or (
-                    oid[: len(COLUMNS[name])] != COLUMNS[name]
-                ):
-                    ended.add(name)
-                    continue
-                if isinstance(value, rfc1905.NoSuchObject | rfc1905.NoSuchInstance):
-                    ended.add(name)
-                    continue
-                if oid <= cursors[name]:
-                    raise PollFailed("malformed", f"OID not increasing at {oid}")
-                if len(oid) == len(COLUMNS[name]) + 1:
-                    columns[name][oid[-1]] = value
-                cursors[name] = oid
-            if not values:
-                ended = set(names)
+            try:
+                ended = merge_bulk(values, names, columns, cursors)
+            except PollFailed:
+                raise
+            except Exception as exc:  # a response pysnmp decoded but we cannot read
+                raise PollFailed("malformed", f"{type(exc).__name__}: {exc}") from None
             for name in ended:
                 cursors.pop(name, None)
             if not cursors:
@@ -613,7 +597,46 @@ class SnmpPoller:
         else:
             raise PollFailed("walk_too_long", f"{MAX_WALK_REQUESTS} requests, table not ended")
         assert uptime is not None
-        return Sample(uptime, int(clock_ms()), interfaces(columns))
+        try:
+            rows = interfaces(columns)
+        except Exception as exc:  # a value of an unexpected type: the agent's fault
+            raise PollFailed("malformed", f"{type(exc).__name__}: {exc}") from None
+        return Sample(uptime, int(clock_ms()), rows)
+
+
+def merge_bulk(
+    values: Sequence[tuple[Any, Any]],
+    names: Sequence[str],
+    columns: dict[str, dict[int, Any]],
+    cursors: dict[str, Oid],
+) -> set[str]:
+    """Fold one GETBULK response (repetitions of ``names``' next OIDs, in request order)
+    into ``columns`` and move ``cursors``; returns the columns that ended: their next OID
+    left their subtree or the MIB view, or the response had nothing. An OID that does not
+    increase is a broken agent (:class:`PollFailed` ``malformed``), never a loop."""
+    from pysnmp.proto import rfc1905
+
+    if not values:
+        return set(names)
+    ended: set[str] = set()
+    for i, (raw_oid, value) in enumerate(values):
+        name = names[i % len(names)]
+        if name in ended:
+            continue
+        oid = tuple(int(x) for x in raw_oid)
+        prefix = COLUMNS[name]
+        if (
+            isinstance(value, rfc1905.EndOfMibView | rfc1905.NoSuchObject | rfc1905.NoSuchInstance)
+            or oid[: len(prefix)] != prefix
+        ):
+            ended.add(name)
+            continue
+        if oid <= cursors[name]:
+            raise PollFailed("malformed", f"OID not increasing at {'.'.join(map(str, oid))}")
+        if len(oid) == len(prefix) + 1:
+            columns[name][oid[-1]] = value
+        cursors[name] = oid
+    return ended
 
 
 def select(

@@ -35,6 +35,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from ioc.config import Settings
 from ioc.contract import metrics as m
+from ioc.errors import ServiceUnavailable
 from ioc.kafka_clients import LibrdkafkaLog, librdkafka_admin, librdkafka_producer
 from ioc.observability import counter, gauge
 from ioc.sinks import PRODUCER_TUNING, Record, Sink, topic_names
@@ -363,7 +364,7 @@ class SpoolingSink(Sink):
             from confluent_kafka.admin import AdminClient
 
             try:
-                AdminClient(librdkafka_admin(settings, client_id)).list_topics(timeout=5)
+                metadata = AdminClient(librdkafka_admin(settings, client_id)).list_topics(timeout=5)
             except KafkaException as exc:
                 log.warning(
                     "Kafka at %s does not answer (%s): records are spooled to %s until it does",
@@ -371,6 +372,15 @@ class SpoolingSink(Sink):
                     exc,
                     directory,
                 )
+            else:
+                # A broker that answers without the topics would refuse every record for good
+                # (auto-creation is off): say so now rather than count them as errors later.
+                missing = [t for t in self.topics.values() if t not in metadata.topics]
+                if missing:
+                    self.spool.close()
+                    raise ServiceUnavailable(
+                        f"topics {', '.join(missing)} do not exist; run `ioc topics create`"
+                    )
             conf = librdkafka_producer(settings, client_id, **PRODUCER_TUNING)
             self.rdkafka_log = conf["logger"]
             producer = Producer(conf)
