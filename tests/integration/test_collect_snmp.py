@@ -9,6 +9,8 @@ what ``ioc collect`` runs) into a private topic prefix, and the test reads its t
 
 - v2c and v3 polls land as ``netnode.counters``, and a ``linkDown`` sent with ``snmptrap``
   lands as ``netnode.link`` named like the polled interface;
+- a veth pair the test makes (root and ``ip``), taken down and up again, is seen by the polls
+  as ``netnode.link`` down then up (no trap: the agent's own table);
 - with the collector pointed at a closed port (the broker "down": the shared broker itself is
   never stopped), the messages stay in the disk spool; a collector started on the same spool
   with the real broker sends them first, then its own, each node's in sequence order.
@@ -22,11 +24,12 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +49,7 @@ from ioc.kafka_clients import aiokafka_common
 from ioc.services.collect import snmp
 from ioc.services.collect.cli import Plan, collect, plan_of
 from ioc.services.collect.spool import SpoolingSink
+from ioc.sinks import Record, Sink
 
 COLLECTION = Collection(
     interval_s={"netnode.probe": 5.0, "netnode.counters": 2.0}, timeout_s=1.0, echoes=1
@@ -403,3 +407,75 @@ def _free_tcp_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class MemorySink(Sink):
+    def __init__(self) -> None:
+        self.messages: list[s.Message] = []
+
+    def send(self, record: Record) -> None:
+        self.messages.append(s.decode(record.value, feed="netnode"))
+        self.sent += 1
+
+
+async def _ip(*args: str, check: bool = True) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        "ip", *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await proc.communicate()
+    assert proc.returncode == 0 or not check, f"ip {' '.join(args)}: {err.decode()}"
+
+
+async def _until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout} s: {what}")
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: makes a veth pair")
+@pytest.mark.skipif(shutil.which("ip") is None, reason="needs `ip` (iproute2)")
+async def test_an_interface_taken_down_and_up_is_seen_by_the_polls(
+    agent: Agent, tmp_path: Path
+) -> None:
+    scenario, node_a, _ = _scenario(tmp_path)
+    plan = await asyncio.to_thread(_plan, scenario, agent.credentials(tmp_path / "s.toml"), None)
+    plan.snmp = [t for t in plan.snmp if t.device_id == node_a]
+    tag = secrets.token_hex(3)
+    near, far = f"iocsa{tag}", f"iocsb{tag}"  # 11 characters: within IFNAMSIZ
+    sink = MemorySink()
+    stop = asyncio.Event()
+    await _ip("link", "add", near, "type", "veth", "peer", "name", far)
+    try:
+        await _ip("link", "set", near, "up")
+        await _ip("link", "set", far, "up")
+        task = asyncio.create_task(
+            collect(plan, sink, COLLECTION, stop, registry=CollectorRegistry())
+        )
+
+        def link(state: str) -> bool:
+            return any(
+                isinstance(x, s.NetnodeLink) and x.interface == far and x.state == state
+                for x in sink.messages
+            )
+
+        def counted() -> bool:
+            return any(
+                isinstance(x, s.NetnodeCounters) and x.interface == far for x in sink.messages
+            )
+
+        await _until(counted, 15, f"counters of {far}")  # two polls saw it up
+        await _ip("link", "set", far, "down")
+        await _until(lambda: link("down"), 15, f"{far} down")
+        await _ip("link", "set", far, "up")
+        await _until(lambda: link("up"), 15, f"{far} up again")
+        stop.set()
+        await asyncio.wait_for(task, 15)
+    finally:
+        stop.set()
+        await _ip("link", "del", near, check=False)
+    links = [x for x in sink.messages if isinstance(x, s.NetnodeLink) and x.interface == far]
+    assert [x.state for x in links] == ["down", "up"] and {x.device_id for x in links} == {node_a}
+    seqs = [x.seq for x in sink.messages]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
