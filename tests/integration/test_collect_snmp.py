@@ -217,21 +217,26 @@ async def _first_interface(agent: Agent) -> tuple[int, str]:
     pytest.skip("this host has no interface that is up besides the loopback")
 
 
-async def _send_link_down(agent: Agent, trap_port: int, if_index: int) -> None:
+async def _send_link(
+    agent: Agent, trap_port: int, if_index: int, trap: str = "3", inform: bool = False
+) -> None:
+    """``snmptrap`` a linkDown (trap 3) or linkUp (4); an inform (``-Ci``) fails unless the
+    receiver acknowledges it (net-snmp retries, then exits non-zero)."""
     proc = await asyncio.create_subprocess_exec(
         agent.snmptrap,
         "-v2c",
+        *(["-Ci", "-t", "1", "-r", "1"] if inform else []),
         "-c",
         agent.community,
         f"127.0.0.1:{trap_port}",
         "",
-        ".1.3.6.1.6.3.1.1.5.3",
+        f".1.3.6.1.6.3.1.1.5.{trap}",
         f".1.3.6.1.2.1.2.2.1.1.{if_index}",
         "i",
         str(if_index),
         f".1.3.6.1.2.1.2.2.1.8.{if_index}",
         "i",
-        "2",
+        "2" if trap == "3" else "1",
         env=QUIET,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -299,11 +304,12 @@ async def test_snmpd_v2c_v3_and_a_trap_into_kafka(
     port = await trap_port.wait()
     await asyncio.sleep(2.5)  # after the first round named the interfaces
     sent_at = time.time() * 1000
-    await _send_link_down(agent, port, if_index)
+    await _send_link(agent, port, if_index)
+    await _send_link(agent, port, if_index, trap="4", inform=True)  # acknowledged, or fails
     summary = await asyncio.wait_for(task, 30)
     await asyncio.to_thread(sink.flush, 30.0)
     sink.close()
-    assert summary.snmp_rounds == 3 and summary.traps["link"] == 1
+    assert summary.snmp_rounds == 3 and summary.traps["link"] == 2
     assert sink.errors == 0 and sink.spool.depth == 0
 
     messages = await _consume(topics, sink.sent)
@@ -315,13 +321,15 @@ async def test_snmpd_v2c_v3_and_a_trap_into_kafka(
     trap = [x for x in links if x.state == "down"]
     assert len(trap) == 1 and (trap[0].device_id, trap[0].interface) == (node_a, if_name)
     assert trap[0].ts_ms - sent_at < 2000  # at once, not at the next poll
+    informed = [x for x in links if x.state == "up" and x.ts_ms < trap[0].ts_ms + 2000]
+    assert [(x.device_id, x.interface) for x in informed] == [(node_a, if_name)]
 
     def value(spec: m.MetricSpec, **labels: str) -> float:
         return registry.get_sample_value(spec.series, labels) or 0.0
 
     assert value(m.COLLECT_REQUESTS, protocol="snmp") >= 6
     assert value(m.COLLECT_REPLIES, protocol="snmp") == value(m.COLLECT_REQUESTS, protocol="snmp")
-    assert value(m.COLLECT_TRAPS, outcome="link") == 1
+    assert value(m.COLLECT_TRAPS, outcome="link") == 2
     assert value(m.COLLECT_MESSAGES, kind="netnode.counters") == len(counters)
 
 
@@ -354,7 +362,7 @@ async def test_the_spool_survives_a_broker_outage(
     )
     port = await trap_port.wait()
     await asyncio.sleep(2.5)
-    await _send_link_down(agent, port, if_index)
+    await _send_link(agent, port, if_index)
     await asyncio.wait_for(task, 30)
     await asyncio.to_thread(down.flush, 1.0)
     assert down.sent == 0 and down.errors == 0

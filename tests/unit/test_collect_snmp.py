@@ -333,9 +333,10 @@ def v2c_trap(
     trap_oid: tuple[int, ...] | None,
     if_index: int | None = 3,
     community: str = "pub1ic",
+    inform: bool = False,
     **extra: Any,
 ) -> bytes:
-    pdu = V2.SNMPv2TrapPDU()
+    pdu = V2.InformRequestPDU() if inform else V2.SNMPv2TrapPDU()
     V2.apiTrapPDU.set_defaults(pdu)
     varbinds = [(V2.apiTrapPDU.sysUpTime, V2.TimeTicks(123))]
     if trap_oid is not None:
@@ -398,6 +399,51 @@ def test_decoding_traps() -> None:
         with pytest.raises(traps.TrapError) as err:
             traps.decode(bad)
         assert err.value.outcome == outcome
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, tuple[str, int]]] = []
+
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.sent.append((data, addr))
+
+
+def test_an_inform_is_acknowledged_with_its_request_id_and_varbinds() -> None:
+    from pyasn1.codec.ber import decoder
+
+    data = v2c_trap(traps.LINK_DOWN, inform=True)
+    trap = traps.decode(data)
+    assert trap.trap == traps.LINK_DOWN and trap.response is not None
+    request, _ = decoder.decode(data, asn1Spec=V2.Message())
+    reply, _ = decoder.decode(trap.response, asn1Spec=V2.Message())
+    request_pdu, reply_pdu = V2.apiMessage.get_pdu(request), V2.apiMessage.get_pdu(reply)
+    assert reply_pdu.isSameTypeWith(V2.ResponsePDU())
+    assert V2.apiPDU.get_request_id(reply_pdu) == V2.apiPDU.get_request_id(request_pdu)
+    assert V2.apiPDU.get_varbinds(reply_pdu) == V2.apiPDU.get_varbinds(request_pdu)
+
+    profile = snmp.Profile(version="2c", community=SecretStr("pub1ic"))
+    receiver = traps.TrapReceiver(
+        {"10.0.0.1": "nn-1"},
+        {"nn-1": profile},
+        snmp.Tracker(),
+        Sequences(1).next,
+        lambda message: None,
+        registry=CollectorRegistry(),
+        clock_ms=lambda: 1_795_000_000_000,
+    )
+    transport = FakeTransport()
+    receiver.connection_made(transport)  # type: ignore[arg-type]
+    receiver.datagram_received(data, ("10.0.0.1", 40000))
+    receiver.datagram_received(v2c_trap(traps.LINK_DOWN, inform=True), ("10.0.0.1", 40001))
+    receiver.datagram_received(  # a stranger's inform is not answered: no reflection
+        v2c_trap(traps.LINK_DOWN, inform=True), ("192.0.2.7", 40002)
+    )
+    receiver.datagram_received(  # nor one with a wrong community
+        v2c_trap(traps.LINK_DOWN, inform=True, community="guess"), ("10.0.0.1", 40003)
+    )
+    assert [addr for _, addr in transport.sent] == [("10.0.0.1", 40000), ("10.0.0.1", 40001)]
+    assert receiver.outcomes["link"] == 1 and receiver.outcomes["repeated"] == 1
 
 
 def test_the_receiver_turns_a_nodes_link_traps_into_messages(

@@ -51,7 +51,7 @@ OUTCOMES: Final = (
 )
 """Values of ``ioc_collector_traps_total{outcome}``: ``link`` became a message, ``repeated``
 restated the link state already reported; the others are why a trap was not used
-(``unsupported``: SNMPv3 or an inform, not handled yet)."""
+(``unsupported``: SNMPv3, not handled yet, or a PDU that is no notification)."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,8 @@ class Trap:
     if_index: int | None
     agent: str | None
     """The address a forwarder says the trap came from (``snmpTrapAddress.0``), if any."""
+    response: bytes | None = None
+    """For an SNMPv2c inform: the acknowledgement to send back (once the trap is accepted)."""
 
 
 class TrapError(Exception):
@@ -85,7 +87,7 @@ def _ip(value: Any) -> str | None:
 
 def decode(data: bytes) -> Trap:
     """The trap in one UDP datagram; raises :class:`TrapError` for anything else."""
-    from pyasn1.codec.ber import decoder
+    from pyasn1.codec.ber import decoder, encoder
     from pyasn1.error import PyAsn1Error
     from pysnmp.proto import api
 
@@ -111,7 +113,8 @@ def decode(data: bytes) -> Trap:
         varbinds = module.apiTrapPDU.get_varbinds(pdu)
         agent = _ip(module.apiTrapPDU.get_agent_address(pdu))
         return Trap("1", community, trap, _if_index(varbinds), agent)
-    if not pdu.isSameTypeWith(module.SNMPv2TrapPDU()):
+    inform = pdu.isSameTypeWith(module.InformRequestPDU())
+    if not inform and not pdu.isSameTypeWith(module.SNMPv2TrapPDU()):
         raise TrapError("unsupported", f"SNMPv2c {pdu.__class__.__name__}")
     varbinds = module.apiPDU.get_varbinds(pdu)
     trap_oid: tuple[int, ...] | None = None
@@ -127,7 +130,12 @@ def decode(data: bytes) -> Trap:
             agent = _ip(value)
     if trap_oid is None:
         raise TrapError("malformed", "no snmpTrapOID.0")
-    return Trap("2c", community, trap_oid, _if_index(varbinds), agent)
+    response = None
+    if inform:  # RFC 3416 4.2.7: a Response with the inform's request-id and varbinds
+        reply = module.apiMessage.get_response(message)
+        module.apiPDU.set_varbinds(module.apiMessage.get_pdu(reply), varbinds)
+        response = bytes(encoder.encode(reply))
+    return Trap("2c", community, trap_oid, _if_index(varbinds), agent, response)
 
 
 def _if_index(varbinds: Any) -> int | None:
@@ -170,6 +178,11 @@ class TrapReceiver(asyncio.DatagramProtocol):
         self._counter = counter(m.COLLECT_TRAPS, registry)
         self.outcomes: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
         self._logged: set[tuple[str, str]] = set()
+        self.transport: Any = None
+        """The socket's transport (``sendto`` answers informs), set when bound."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
 
     def _count(self, outcome: str, source: str, detail: str = "") -> None:
         self.outcomes[outcome] += 1
@@ -186,12 +199,16 @@ class TrapReceiver(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         source = str(addr[0])
         try:
-            self.handle(data, source)
+            self.handle(data, source, (source, int(addr[1])))
         except Exception as exc:  # never let one datagram stop the receiver
             self._count("malformed", source, f"{type(exc).__name__}: {exc}")
 
-    def handle(self, data: bytes, source: str) -> s.NetnodeLink | None:
-        """One datagram from ``source``: the message sent, or None (and its outcome counted)."""
+    def handle(
+        self, data: bytes, source: str, reply_to: tuple[str, int] | None = None
+    ) -> s.NetnodeLink | None:
+        """One datagram from ``source``: the message sent, or None (and its outcome counted).
+        An inform from a node with the right community is acknowledged to ``reply_to`` (never
+        a stranger's: no reflection), whatever it reports, so the node stops resending."""
         ts_ms = self.clock_ms()
         try:
             trap = decode(data)
@@ -210,6 +227,8 @@ class TrapReceiver(asyncio.DatagramProtocol):
         if trap.community != profile.community.get_secret_value().encode():
             self._count("bad_community", source)  # the community itself is never logged
             return None
+        if trap.response is not None and reply_to is not None and self.transport is not None:
+            self.transport.sendto(trap.response, reply_to)
         state = TRAPS.get(trap.trap) if trap.trap is not None else None
         if state is None:
             self._count("unknown_trap", source, ".".join(map(str, trap.trap or ())))
