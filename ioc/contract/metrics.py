@@ -350,6 +350,12 @@ COLLECT_TARGETS = MetricSpec(
 COLLECT_MESSAGES = MetricSpec(
     "ioc_collector_messages", "counter", "Messages a collector produced", ("kind",)
 )
+COLLECT_POLLS = MetricSpec(
+    "ioc_collector_polls",
+    "counter",
+    "Polls a collector started, one per target per round (an ICMP probe, an SNMP walk)",
+    ("protocol",),
+)
 COLLECT_ERRORS = MetricSpec(
     "ioc_collector_errors",
     "counter",
@@ -432,6 +438,7 @@ ALL_METRICS: Final = (
     COLLECT_ROUND_SECONDS,
     COLLECT_TARGETS,
     COLLECT_MESSAGES,
+    COLLECT_POLLS,
     COLLECT_ERRORS,
     COLLECT_TRAPS,
     COLLECT_SPOOL_RECORDS,

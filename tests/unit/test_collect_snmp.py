@@ -315,6 +315,7 @@ async def test_a_round_counts_failures_and_sends_the_others_messages(
     def value(spec: m.MetricSpec, **labels: str) -> float | None:
         return registry.get_sample_value(spec.series, labels)
 
+    assert value(m.COLLECT_POLLS, protocol="snmp") == 4
     assert value(m.COLLECT_REQUESTS, protocol="snmp") == 4
     assert value(m.COLLECT_REPLIES, protocol="snmp") == 2
     assert value(m.COLLECT_TIMEOUTS, protocol="snmp") == 2

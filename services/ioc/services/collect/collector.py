@@ -168,6 +168,7 @@ class Collector:
         self.sequences = sequences or Sequences(clock_ms())
         self.rounds = 0
         self.overruns = 0
+        self._polls = counter(m.COLLECT_POLLS, registry).labels(ICMP)
         self._requests = counter(m.COLLECT_REQUESTS, registry).labels(ICMP)
         self._replies = counter(m.COLLECT_REPLIES, registry).labels(ICMP)
         self._timeouts = counter(m.COLLECT_TIMEOUTS, registry).labels(ICMP)
@@ -177,6 +178,7 @@ class Collector:
 
     async def _probe(self, device_id: str, address: str) -> s.NetnodeProbe:
         ts_ms = self.clock_ms()
+        self._polls.inc()
         result = await self.engine.ping(address, self.collection.echoes, self.collection.timeout_s)
         message = probe_message(device_id, self.sequences.next(device_id), ts_ms, result)
         self.sink.send(produced(message))
@@ -240,6 +242,7 @@ class SnmpCollector:
         self.overruns = 0
         self._failing: dict[str, str] = {}
         self._seen = (0, 0)
+        self._polls = counter(m.COLLECT_POLLS, registry).labels(snmp.SNMP)
         self._requests = counter(m.COLLECT_REQUESTS, registry).labels(snmp.SNMP)
         self._replies = counter(m.COLLECT_REPLIES, registry).labels(snmp.SNMP)
         self._timeouts = counter(m.COLLECT_TIMEOUTS, registry).labels(snmp.SNMP)
@@ -255,6 +258,7 @@ class SnmpCollector:
         self._seen = (requests, replies)
 
     async def _poll(self, target: snmp.SnmpTarget) -> list[s.Message]:
+        self._polls.inc()
         try:
             try:
                 sample = await self.poller.poll(target, self.clock_ms)
