@@ -82,6 +82,8 @@ class Agent:
     auth_key: str
     priv_key: str
     snmptrap: str
+    engine_id: str = ""
+    """Node B's snmpEngineID as its v3 traps carry it (snmptrap ``-e``)."""
 
     def credentials(self, path: Path) -> Path:
         snmp.secure_write(
@@ -90,7 +92,8 @@ class Agent:
             f"port = {self.port}\n"
             f'[profiles.v3]\nversion = "3"\nuser = "{self.user}"\n'
             f'auth_key = "{self.auth_key}"\npriv_key = "{self.priv_key}"\n'
-            f'auth_protocol = "sha"\npriv_protocol = "aes"\nport = {self.port}\n',
+            f'auth_protocol = "sha"\npriv_protocol = "aes"\nport = {self.port}\n'
+            f'engine_id = "{self.engine_id}"\n',
         )
         return path
 
@@ -107,6 +110,7 @@ def agent(tmp_path: Path) -> Iterator[Agent]:
         auth_key=secrets.token_hex(8),
         priv_key=secrets.token_hex(8),
         snmptrap=tools["snmptrap"],
+        engine_id="80001f8880" + secrets.token_hex(6),
     )
     conf = tmp_path / "snmpd.conf"
     conf.write_text(
@@ -244,6 +248,39 @@ async def _send_link(
     assert proc.returncode == 0, err
 
 
+async def _send_v3_link_down(agent: Agent, trap_port: int, if_index: int) -> None:
+    """``snmptrap`` an SNMPv3 authPriv linkDown from node B (127.0.0.2), its user and engine."""
+    proc = await asyncio.create_subprocess_exec(
+        agent.snmptrap,
+        "--clientaddr=127.0.0.2",
+        "-v3",
+        "-l",
+        "authPriv",
+        "-e",
+        f"0x{agent.engine_id}",
+        "-u",
+        agent.user,
+        "-a",
+        "SHA",
+        "-A",
+        agent.auth_key,
+        "-x",
+        "AES",
+        "-X",
+        agent.priv_key,
+        f"127.0.0.1:{trap_port}",
+        "",
+        ".1.3.6.1.6.3.1.1.5.3",
+        f".1.3.6.1.2.1.2.2.1.1.{if_index}",
+        "i",
+        str(if_index),
+        env=QUIET,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await proc.communicate()
+    assert proc.returncode == 0, err
+
+
 async def _consume(settings: Settings, until: int, timeout: float = 60.0) -> list[s.Message]:
     """The netnode topic's messages, in partition order, once ``until`` arrived (and a little
     longer, to catch extras)."""
@@ -306,10 +343,11 @@ async def test_snmpd_v2c_v3_and_a_trap_into_kafka(
     sent_at = time.time() * 1000
     await _send_link(agent, port, if_index)
     await _send_link(agent, port, if_index, trap="4", inform=True)  # acknowledged, or fails
+    await _send_v3_link_down(agent, port, if_index)
     summary = await asyncio.wait_for(task, 30)
     await asyncio.to_thread(sink.flush, 30.0)
     sink.close()
-    assert summary.snmp_rounds == 3 and summary.traps["link"] == 2
+    assert summary.snmp_rounds == 3 and summary.traps["link"] == 3
     assert sink.errors == 0 and sink.spool.depth == 0
 
     messages = await _consume(topics, sink.sent)
@@ -318,18 +356,20 @@ async def test_snmpd_v2c_v3_and_a_trap_into_kafka(
     assert {x.device_id for x in counters} == {node_a, node_b}  # v2c and v3
     assert all(x.interval_s in (1, 2, 3) and x.capacity_bps >= 1 for x in counters)
     links = [x for x in messages if isinstance(x, s.NetnodeLink)]
-    trap = [x for x in links if x.state == "down"]
+    trap = [x for x in links if x.state == "down" and x.device_id == node_a]
     assert len(trap) == 1 and (trap[0].device_id, trap[0].interface) == (node_a, if_name)
     assert trap[0].ts_ms - sent_at < 2000  # at once, not at the next poll
     informed = [x for x in links if x.state == "up" and x.ts_ms < trap[0].ts_ms + 2000]
     assert [(x.device_id, x.interface) for x in informed] == [(node_a, if_name)]
+    v3 = [x for x in links if x.device_id == node_b and x.state == "down"]
+    assert [x.interface for x in v3] == [if_name] and v3[0].ts_ms - sent_at < 3000
 
     def value(spec: m.MetricSpec, **labels: str) -> float:
         return registry.get_sample_value(spec.series, labels) or 0.0
 
     assert value(m.COLLECT_REQUESTS, protocol="snmp") >= 6
     assert value(m.COLLECT_REPLIES, protocol="snmp") == value(m.COLLECT_REQUESTS, protocol="snmp")
-    assert value(m.COLLECT_TRAPS, outcome="link") == 2
+    assert value(m.COLLECT_TRAPS, outcome="link") == 3
     assert value(m.COLLECT_MESSAGES, kind="netnode.counters") == len(counters)
 
 

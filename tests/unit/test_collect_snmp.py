@@ -492,12 +492,68 @@ def test_the_receiver_turns_a_nodes_link_traps_into_messages(
         "unsupported": 1,
         "unknown_source": 1,
         "bad_community": 2,
+        "auth": 0,
         "unknown_trap": 1,
         "no_interface": 1,
     }
     for outcome, count in receiver.outcomes.items():
         assert registry.get_sample_value(m.COLLECT_TRAPS.series, {"outcome": outcome}) == count
     assert "guess" not in caplog.text and "pub1ic" not in caplog.text
+
+
+V3_LINK_DOWN = bytes.fromhex(
+    "3081b2020103301102044c0bfbc5020300ffe304010302010304363034040980001f8880aabbccdd0201010203"
+    "1e23860407696f6374726170040c1f053acbcace88d95c3c03860408be7256b8614c3c2304622e457cf80f23c0"
+    "a6343ae57efc5d1fbc1a8027752fba9c22257217f3aaa608b0f08fd4b39e5558ee9ba1f667233bba9b23d59628"
+    "8261854791761707fdc7fa7126a88846f9b403862a84e74121e16adbd84af4348433e5a6dfb0ad014e0ddbe065e3"
+)
+"""A linkDown for ifIndex 3, SNMPv3 authPriv (user ``ioctrap``, SHA ``authkey-0001``, AES
+``privkey-0001``, engine ``80001f8880aabbccdd``), as net-snmp's snmptrap sent it."""
+
+
+def _v3_receiver(**profile: Any) -> traps.TrapReceiver:
+    v3 = snmp.Profile.model_validate(
+        {
+            "version": "3",
+            "user": "ioctrap",
+            "auth_key": "authkey-0001",
+            "priv_key": "privkey-0001",
+            "engine_id": "0x80001f8880aabbccdd",
+            **profile,
+        }
+    )
+    return traps.TrapReceiver(
+        {"10.0.0.3": "nn-3"},
+        {"nn-3": v3},
+        snmp.Tracker(),
+        Sequences(1).next,
+        lambda message: None,
+        registry=CollectorRegistry(),
+        clock_ms=lambda: 1_795_000_000_000,
+    )
+
+
+def test_a_v3_trap_is_authenticated_and_decrypted_by_usm() -> None:
+    message = _v3_receiver().handle(V3_LINK_DOWN, "10.0.0.3")
+    assert message is not None and (message.device_id, message.state) == ("nn-3", "down")
+    assert message.interface == "if3"
+    stranger = _v3_receiver()
+    assert stranger.handle(V3_LINK_DOWN, "10.0.0.99") is None
+    assert stranger.outcomes["unknown_source"] == 1
+    for wrong in ({"priv_key": "privkey-0002"}, {"auth_key": "authkey-0002"}):
+        refused = _v3_receiver(**wrong)
+        assert refused.handle(V3_LINK_DOWN, "10.0.0.3") is None
+        assert refused.outcomes["auth"] == 1, wrong
+    other_engine = _v3_receiver(engine_id="80001f8880aabbccee")  # USM has no such user
+    assert other_engine.handle(V3_LINK_DOWN, "10.0.0.3") is None
+    assert other_engine.outcomes["auth"] == 1
+    no_engine = _v3_receiver(engine_id=None)
+    assert no_engine.handle(V3_LINK_DOWN, "10.0.0.3") is None
+    assert no_engine.outcomes["unsupported"] == 1
+    assert no_engine.handle(V3_LINK_DOWN[:40], "10.0.0.3") is None  # truncated: not v3 at all
+    assert no_engine.outcomes["malformed"] == 1
+    with pytest.raises(ValidationError, match="engine_id"):
+        _v3_receiver(engine_id="zz")
 
 
 # --- the spool --------------------------------------------------------------------------------

@@ -111,6 +111,9 @@ class Profile(BaseModel):
     auth_key: SecretStr | None = None
     priv_protocol: Literal["des", "aes", "aes192", "aes256"] = "aes"
     priv_key: SecretStr | None = None
+    engine_id: str | None = Field(None, pattern=r"^(0x)?([0-9A-Fa-f]{2}){5,32}$")
+    """v3: the node's snmpEngineID (hex), needed to receive its v3 traps (a trap's sender is
+    the authoritative engine, so the user's keys are localised to it)."""
 
     @model_validator(mode="after")
     def _complete(self) -> Profile:
@@ -441,6 +444,27 @@ def link_message(
 
 
 # --- the poller (pysnmp) ------------------------------------------------------------------
+def usm_protocols(profile: Profile) -> tuple[Any, Any]:
+    """pysnmp's USM authentication and privacy protocol ids of a v3 profile."""
+    from pysnmp.hlapi.v3arch import asyncio as hl
+
+    auth = {
+        "md5": hl.usmHMACMD5AuthProtocol,
+        "sha": hl.usmHMACSHAAuthProtocol,
+        "sha224": hl.usmHMAC128SHA224AuthProtocol,
+        "sha256": hl.usmHMAC192SHA256AuthProtocol,
+        "sha384": hl.usmHMAC256SHA384AuthProtocol,
+        "sha512": hl.usmHMAC384SHA512AuthProtocol,
+    }[profile.auth_protocol]
+    priv = {
+        "des": hl.usmDESPrivProtocol,
+        "aes": hl.usmAesCfb128Protocol,
+        "aes192": hl.usmAesCfb192Protocol,
+        "aes256": hl.usmAesCfb256Protocol,
+    }[profile.priv_protocol]
+    return auth, priv
+
+
 class PollFailed(Exception):
     """A poll that gave no sample; ``reason`` is one of :data:`REASONS`."""
 
@@ -510,20 +534,7 @@ class SnmpPoller:
         if p.version == "2c":
             assert p.community is not None
             return hl.CommunityData(p.community.get_secret_value(), mpModel=1)
-        auth = {
-            "md5": hl.usmHMACMD5AuthProtocol,
-            "sha": hl.usmHMACSHAAuthProtocol,
-            "sha224": hl.usmHMAC128SHA224AuthProtocol,
-            "sha256": hl.usmHMAC192SHA256AuthProtocol,
-            "sha384": hl.usmHMAC256SHA384AuthProtocol,
-            "sha512": hl.usmHMAC384SHA512AuthProtocol,
-        }[p.auth_protocol]
-        priv = {
-            "des": hl.usmDESPrivProtocol,
-            "aes": hl.usmAesCfb128Protocol,
-            "aes192": hl.usmAesCfb192Protocol,
-            "aes256": hl.usmAesCfb256Protocol,
-        }[p.priv_protocol]
+        auth, priv = usm_protocols(p)
         assert p.user and p.auth_key and p.priv_key
         return hl.UsmUserData(
             p.user,

@@ -3,14 +3,16 @@
 
 A node that loses a link says so in a trap seconds before the next poll would notice. The
 receiver decodes SNMPv1 and SNMPv2c notifications itself (pyasn1's BER decoder through
-pysnmp's protocol modules): every datagram gets an outcome, counted in
-``ioc_collector_traps_total{outcome}`` and, once per (outcome, source), logged, so a
-malformed packet, a stranger or an unknown trap is visible and never a crash.
+pysnmp's protocol modules) and hands SNMPv3 ones to a pysnmp engine that knows the USM users
+of the v3 profiles (authenticated and decrypted there): every datagram gets an outcome,
+counted in ``ioc_collector_traps_total{outcome}`` and, once per (outcome, source), logged, so
+a malformed packet, a stranger or an unknown trap is visible and never a crash.
 
-The node is the trap's source address (or the ``snmpTrapAddress.0`` a forwarder adds); its
-community must be the one of the node's SNMP profile. The interface is the trap's ``ifIndex``
-varbind, named as the polls name it (:class:`ioc.services.collect.snmp.Tracker`), which also
-keeps a change that a trap reported from being reported again by the next poll.
+The node is the trap's source address (or the ``snmpTrapAddress.0`` a forwarder adds); a v2c
+trap must carry the community of the node's SNMP profile, a v3 one come from its user and
+engine (``engine_id``). The interface is the trap's ``ifIndex`` varbind, named as the polls
+name it (:class:`ioc.services.collect.snmp.Tracker`), which also keeps a change that a trap
+reported from being reported again by the next poll.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from ioc.contract import metrics as m
 from ioc.contract import schemas as s
 from ioc.observability import counter
-from ioc.services.collect.snmp import Profile, Tracker, link_message
+from ioc.services.collect.snmp import Profile, Tracker, link_message, usm_protocols
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +48,14 @@ OUTCOMES: Final = (
     "unsupported",
     "unknown_source",
     "bad_community",
+    "auth",
     "unknown_trap",
     "no_interface",
 )
 """Values of ``ioc_collector_traps_total{outcome}``: ``link`` became a message, ``repeated``
 restated the link state already reported; the others are why a trap was not used
-(``unsupported``: SNMPv3, not handled yet, or a PDU that is no notification)."""
+(``unsupported``: a PDU that is no notification, or SNMPv3 without any v3 profile with an
+``engine_id``; ``auth``: an SNMPv3 trap USM refused, or whose engine is not its node's)."""
 
 
 @dataclass(frozen=True)
@@ -117,25 +121,41 @@ def decode(data: bytes) -> Trap:
     if not inform and not pdu.isSameTypeWith(module.SNMPv2TrapPDU()):
         raise TrapError("unsupported", f"SNMPv2c {pdu.__class__.__name__}")
     varbinds = module.apiPDU.get_varbinds(pdu)
+    trap_oid, if_index, agent = _notification(varbinds)
+    response = None
+    if inform:  # RFC 3416 4.2.7: a Response with the inform's request-id and varbinds
+        reply = module.apiMessage.get_response(message)
+        module.apiPDU.set_varbinds(module.apiMessage.get_pdu(reply), varbinds)
+        response = bytes(encoder.encode(reply))
+    return Trap("2c", community, trap_oid, if_index, agent, response)
+
+
+def _version(data: bytes) -> int | None:
+    """The SNMP version number of a message (0: v1, 1: v2c, 3: v3), None if it is none."""
+    from pysnmp.proto import api
+
+    try:
+        return int(api.decodeMessageVersion(data))
+    except Exception:
+        return None
+
+
+def _notification(varbinds: Any) -> tuple[tuple[int, ...], int | None, str | None]:
+    """(snmpTrapOID.0, ifIndex, snmpTrapAddress.0) of an SNMPv2 notification's varbinds."""
     trap_oid: tuple[int, ...] | None = None
     agent = None
     for oid, value in varbinds:
         key = tuple(oid)
         if key == SNMP_TRAP_OID:
             try:
-                trap_oid = tuple(value)
-            except TypeError:
+                trap_oid = tuple(int(x) for x in value)
+            except (TypeError, ValueError):
                 raise TrapError("malformed", "snmpTrapOID.0 is not an OID") from None
         elif key == SNMP_TRAP_ADDRESS:
             agent = _ip(value)
     if trap_oid is None:
         raise TrapError("malformed", "no snmpTrapOID.0")
-    response = None
-    if inform:  # RFC 3416 4.2.7: a Response with the inform's request-id and varbinds
-        reply = module.apiMessage.get_response(message)
-        module.apiPDU.set_varbinds(module.apiMessage.get_pdu(reply), varbinds)
-        response = bytes(encoder.encode(reply))
-    return Trap("2c", community, trap_oid, _if_index(varbinds), agent, response)
+    return trap_oid, _if_index(varbinds), agent
 
 
 def _if_index(varbinds: Any) -> int | None:
@@ -176,10 +196,15 @@ class TrapReceiver(asyncio.DatagramProtocol):
         self.emit = emit
         self.clock_ms = clock_ms
         self._counter = counter(m.COLLECT_TRAPS, registry)
+        for outcome in OUTCOMES:  # every outcome exported from the start, at 0
+            self._counter.labels(outcome)
         self.outcomes: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
         self._logged: set[tuple[str, str]] = set()
         self.transport: Any = None
         """The socket's transport (``sendto`` answers informs), set when bound."""
+        self._engine: Any = False  # the v3 engine: False until built, None when not needed
+        self._v3_last: tuple[str, str, list[Any]] | None = None
+        self._v3_usm: tuple[str, str] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
@@ -210,6 +235,8 @@ class TrapReceiver(asyncio.DatagramProtocol):
         An inform from a node with the right community is acknowledged to ``reply_to`` (never
         a stranger's: no reflection), whatever it reports, so the node stops resending."""
         ts_ms = self.clock_ms()
+        if _version(data) == 3:
+            return self._handle_v3(data, source, ts_ms)
         try:
             trap = decode(data)
         except TrapError as exc:
@@ -229,6 +256,111 @@ class TrapReceiver(asyncio.DatagramProtocol):
             return None
         if trap.response is not None and reply_to is not None and self.transport is not None:
             self.transport.sendto(trap.response, reply_to)
+        return self._link(device_id, trap, source, ts_ms)
+
+    def _v3_engine(self) -> Any:
+        """A pysnmp engine that knows the USM user of every v3 profile with an ``engine_id``
+        (keys localised to that node's engine), built once; None when there is none."""
+        if self._engine is not False:
+            return self._engine
+        from pysnmp.entity import config, engine
+        from pysnmp.entity.rfc3413 import ntfrcv
+        from pysnmp.proto import rfc1902
+
+        v3 = {
+            (p.user, p.engine_id.lower().removeprefix("0x")): p
+            for p in self.profiles.values()
+            if p.version == "3" and p.user and p.engine_id
+        }
+        if not v3:
+            self._engine = None
+            return None
+        snmp_engine = engine.SnmpEngine()
+        for (user, engine_id), profile in v3.items():
+            auth, priv = usm_protocols(profile)
+            assert profile.auth_key is not None and profile.priv_key is not None
+            config.add_v3_user(
+                snmp_engine,
+                user,
+                auth,
+                profile.auth_key.get_secret_value(),
+                priv,
+                profile.priv_key.get_secret_value(),
+                securityEngineId=rfc1902.OctetString(hexValue=engine_id),
+            )
+        ntfrcv.NotificationReceiver(snmp_engine, self._v3_received)
+        # The engine that authenticated the trap (USM's msgAuthoritativeEngineID): the
+        # notification callback sees only the context engine id, which senders set freely.
+        snmp_engine.observer.register_observer(self._usm_seen, "rfc3414.processIncomingMsg")
+        self._engine = snmp_engine
+        return snmp_engine
+
+    def _usm_seen(
+        self, snmp_engine: Any, execpoint: str, variables: dict[str, Any], cb_ctx: Any
+    ) -> None:
+        self._v3_usm = (bytes(variables["securityEngineId"]).hex(), str(variables["userName"]))
+
+    def _v3_received(
+        self,
+        snmp_engine: Any,
+        state_reference: Any,
+        context_engine_id: Any,
+        context_name: Any,
+        varbinds: Any,
+        cb_ctx: Any,
+    ) -> None:
+        if self._v3_usm is not None:
+            self._v3_last = (self._v3_usm[0], self._v3_usm[1], list(varbinds))
+
+    def _handle_v3(self, data: bytes, source: str, ts_ms: int) -> s.NetnodeLink | None:
+        """An SNMPv3 notification: USM (pysnmp's engine) authenticates and decrypts it; the
+        engine it came from must be the node's (its profile's ``engine_id``)."""
+        from pyasn1.codec.ber import decoder
+        from pysnmp.carrier.asyncio.dgram import udp
+        from pysnmp.proto.mpmod.rfc3412 import SNMPv3Message
+
+        try:  # a message USM never sees whole is malformed, not an authentication failure
+            decoder.decode(data, asn1Spec=SNMPv3Message())
+        except Exception as exc:
+            self._count("malformed", source, f"undecodable SNMPv3 ({type(exc).__name__})")
+            return None
+        snmp_engine = self._v3_engine()
+        if snmp_engine is None:
+            self._count("unsupported", source, "SNMPv3, and no v3 profile has an engine_id")
+            return None
+        self._v3_last = self._v3_usm = None
+        try:
+            snmp_engine.message_dispatcher.receive_message(
+                snmp_engine, udp.DOMAIN_NAME, (source, 0), data
+            )
+        except Exception as exc:  # an inform's acknowledgement has no transport: not sent
+            if self._v3_last is None:
+                self._count("malformed", source, f"{type(exc).__name__}: {exc}")
+                return None
+        if self._v3_last is None:
+            self._count("auth", source, "refused by USM (user, engine id, keys or time)")
+            return None
+        engine_id, user, varbinds = self._v3_last
+        try:
+            trap = Trap("3", b"", *_notification(varbinds))
+        except TrapError as exc:
+            self._count(exc.outcome, source, exc.detail)
+            return None
+        address = trap.agent if trap.agent in self.devices else source
+        device_id = self.devices.get(address)
+        if device_id is None:
+            self._count("unknown_source", source)
+            return None
+        profile = self.profiles.get(device_id)
+        wanted = (profile.engine_id or "").lower().removeprefix("0x") if profile else ""
+        if profile is None or profile.version != "3" or (wanted, profile.user) != (engine_id, user):
+            self._count("auth", source, "not the node's v3 user and engine")
+            return None
+        return self._link(device_id, trap, source, ts_ms)
+
+    def _link(self, device_id: str, trap: Trap, source: str, ts_ms: int) -> s.NetnodeLink | None:
+        """The accepted trap of a node as ``netnode.link``, unless it is no link trap or
+        repeats the state already reported."""
         state = TRAPS.get(trap.trap) if trap.trap is not None else None
         if state is None:
             self._count("unknown_trap", source, ".".join(map(str, trap.trap or ())))
