@@ -324,6 +324,28 @@ async def test_a_round_counts_failures_and_sends_the_others_messages(
     assert caplog.text.count("SNMP poll failed") == 1  # logged when it starts, not every round
 
 
+async def test_a_stop_starts_no_further_poll_of_the_round() -> None:
+    profile = snmp.Profile(version="2c", community=SecretStr("c"))
+    names = ("a", "b", "c")
+    poller = FakePoller({n: [_sample(0, i1=_row())] for n in names})
+    slow = Collection(interval_s={"netnode.probe": 5.0, "netnode.counters": 6.0}, timeout_s=0.1)
+    rounds = SnmpCollector(
+        [snmp.SnmpTarget(n, "10.0.0.1", profile) for n in names],
+        MemorySink(),
+        poller,
+        slow,
+        Sequences(1),
+        snmp.Tracker(),
+        registry=CollectorRegistry(),
+    )
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(0.3, stop.set)
+    started = asyncio.get_running_loop().time()
+    await rounds.run(stop)
+    assert asyncio.get_running_loop().time() - started < 1.5  # not the 5.9 s spread
+    assert poller.requests == 1 and rounds.rounds == 1
+
+
 # --- traps ------------------------------------------------------------------------------------
 
 V2 = api.PROTOCOL_MODULES[api.SNMP_VERSION_2C]

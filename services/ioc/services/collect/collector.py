@@ -97,10 +97,12 @@ async def spread_round(
     targets: Sequence[tuple[str, Callable[[], Awaitable[object]]]],
     spread: float,
     sink: Sink,
+    stop: asyncio.Event | None = None,
 ) -> list[object]:
     """Start each target's coroutine at its offset over ``spread`` seconds (serving the
     sink's reports between starts) and wait for them all: a slow target delays only
-    itself."""
+    itself. Once ``stop`` is set no further target starts (a stop does not wait out the
+    rest of a 15 s spread)."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     count = len(targets)
@@ -108,8 +110,14 @@ async def spread_round(
     for i, (_, start) in enumerate(targets):
         due = started + spread * i / count
         if due - loop.time() > 0.005:
-            await asyncio.sleep(due - loop.time())
+            if stop is None:
+                await asyncio.sleep(due - loop.time())
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=due - loop.time())
             sink.poll()
+        if stop is not None and stop.is_set():
+            break
         tasks.append(asyncio.ensure_future(start()))
     results = await asyncio.gather(*tasks)
     sink.poll()
@@ -168,6 +176,7 @@ class Collector:
         self.sequences = sequences or Sequences(clock_ms())
         self.rounds = 0
         self.overruns = 0
+        self._stop: asyncio.Event | None = None
         self._polls = counter(m.COLLECT_POLLS, registry).labels(ICMP)
         self._requests = counter(m.COLLECT_REQUESTS, registry).labels(ICMP)
         self._replies = counter(m.COLLECT_REPLIES, registry).labels(ICMP)
@@ -195,7 +204,7 @@ class Collector:
             (device_id, lambda d=device_id, a=address: self._probe(d, a))
             for device_id, address in self.addresses.items()
         ]
-        results = await spread_round(jobs, spread_s(self.collection), self.sink)
+        results = await spread_round(jobs, spread_s(self.collection), self.sink, self._stop)
         self._round_seconds.observe(asyncio.get_running_loop().time() - started)
         self.rounds += 1
         return [r for r in results if isinstance(r, s.NetnodeProbe)]
@@ -203,6 +212,7 @@ class Collector:
     async def run(self, stop: asyncio.Event, rounds: int | None = None) -> None:
         """Rounds at the feed's interval (on a fixed cadence: a late round does not shift
         the next ones) until ``stop`` is set or ``rounds`` were done."""
+        self._stop = stop
         self.overruns += await run_rounds(
             stop,
             self.collection.interval(PROBE),
@@ -240,6 +250,7 @@ class SnmpCollector:
         self.clock_ms = clock_ms
         self.rounds = 0
         self.overruns = 0
+        self._stop: asyncio.Event | None = None
         self._failing: dict[str, str] = {}
         self._seen = (0, 0)
         self._polls = counter(m.COLLECT_POLLS, registry).labels(snmp.SNMP)
@@ -298,12 +309,15 @@ class SnmpCollector:
         """One round: every target polled once, its messages sent when it is done."""
         started = asyncio.get_running_loop().time()
         jobs = [(t.device_id, lambda t=t: self._poll(t)) for t in self.targets]
-        results = await spread_round(jobs, spread_s(self.collection, snmp.COUNTERS), self.sink)
+        spread = spread_s(self.collection, snmp.COUNTERS)
+        results = await spread_round(jobs, spread, self.sink, self._stop)
         self._round_seconds.observe(asyncio.get_running_loop().time() - started)
         self.rounds += 1
         return [msg for r in results if isinstance(r, list) for msg in r]
 
     async def run(self, stop: asyncio.Event, rounds: int | None = None) -> None:
+        """Poll rounds at the feed's ``netnode.counters`` interval (see :func:`run_rounds`)."""
+        self._stop = stop
         self.overruns += await run_rounds(
             stop,
             self.collection.interval(snmp.COUNTERS),
