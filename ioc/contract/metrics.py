@@ -360,7 +360,8 @@ COLLECT_ERRORS = MetricSpec(
     "ioc_collector_errors",
     "counter",
     "Polls or samples a collector could not turn into messages, by reason (bounded set: "
-    "ioc.services.collect.snmp.REASONS)",
+    "ioc.services.collect.snmp.REASONS), and records its spool could not write "
+    '(protocol="spool", reason="write_failed")',
     ("protocol", "reason"),
 )
 COLLECT_TRAPS = MetricSpec(

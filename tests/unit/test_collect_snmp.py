@@ -735,6 +735,40 @@ def test_a_full_producer_queue_holds_the_record_for_the_next_pump(tmp_path: Path
     assert producer.delivered == [b"0", b"1", b"2", b"3"]
 
 
+class FailingWriter:
+    """A segment file on a full disk: every write fails."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def write(self, data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    def fileno(self) -> int:
+        return int(self.real.fileno())
+
+    def close(self) -> None:
+        self.real.close()
+
+
+def test_a_spool_that_cannot_be_written_is_bypassed_not_lost(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    producer = FakeProducer(up=False)
+    sink = _sink(tmp_path, producer)
+    sink.send(Rec(b"0"))
+    sink.spool._writer = FailingWriter(sink.spool._writer)  # type: ignore[assignment]
+    sink.send(Rec(b"1"))  # the disk is full: straight to librdkafka, counted
+    sink.send(Rec(b"2"))  # the next append opens a new segment: spooled again
+    producer.up = True
+    sink.poll()
+    sink.poll()
+    assert producer.delivered == [b"0", b"1", b"2"]
+    assert sink.bypassed == 1 and sink.errors == 0 and sink.sent == 3
+    assert [r.value for r in sink.spool.records()] == [b"2"] or sink.spool.depth == 0
+    assert "records bypass it" in caplog.text
+
+
 def test_a_refused_record_is_counted_not_kept(tmp_path: Path) -> None:
     producer = FakeProducer(up=False)
     sink = _sink(tmp_path, producer)

@@ -22,7 +22,9 @@ unacknowledged records are counted (``ioc_collector_spool_dropped_total``, alert
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import struct
 import time
 import zlib
@@ -196,7 +198,9 @@ class Spool:
             self._writer.close()
         number = self.segments[-1].number + 1 if self.segments else 1
         seg = Segment(number, self.directory / f"{number:012d}{SUFFIX}")
-        self._writer = seg.path.open("ab")
+        # Unbuffered: one write(2) per frame, so a failed write leaves nothing behind in a
+        # Python buffer and its partial frame can be cut off at once.
+        self._writer = seg.path.open("ab", buffering=0)
         self.segments.append(seg)
         self._collect()  # the segment closed by this roll may be fully acknowledged already
         return seg
@@ -220,8 +224,19 @@ class Spool:
         while self.size + len(frame) > self.max_bytes and self.segments[0] is not seg:
             self._drop_oldest()
         assert self._writer is not None
-        self._writer.write(frame)
-        self._writer.flush()
+        try:
+            written = self._writer.write(frame)
+            if written != len(frame):
+                raise OSError(f"short write ({written} of {len(frame)} bytes)")
+        except OSError:
+            # A full or failing disk: cut the partial frame off (the reader never meets it)
+            # and start a new segment at the next append.
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._writer.fileno(), seg.size)
+            with contextlib.suppress(OSError):
+                self._writer.close()
+            self._writer = None
+            raise
         seg.size += len(frame)
         seg.count += 1
         return seg.number, seg.count - 1
@@ -357,6 +372,9 @@ class SpoolingSink(Sink):
         self.window = window
         self.in_flight = 0
         self._held: tuple[RecordId, SpoolRecord] | None = None
+        self.bypassed = 0
+        self._bypassing = False
+        self._spool_errors = counter(m.COLLECT_ERRORS, registry).labels("spool", "write_failed")
         self.first_error: str | None = None
         self.rdkafka_log: LibrdkafkaLog | None = None
         if producer is None:
@@ -396,8 +414,44 @@ class SpoolingSink(Sink):
         return self.spool.dropped
 
     def send(self, record: Record) -> None:
-        self.spool.append(record.feed, record.key, record.value)
+        try:
+            self.spool.append(record.feed, record.key, record.value)
+        except OSError as exc:
+            self._bypass(record, exc)
+            return
+        if self._bypassing:
+            self._bypassing = False
+            log.info("the spool %s is written again", self.spool.directory)
         self._pump()
+
+    def _bypass(self, record: Record, exc: OSError) -> None:
+        """The spool cannot be written (disk full or failing): the record goes straight to
+        librdkafka's memory queue, counted and logged (once per failing spell), rather than
+        being lost; it is not kept across a restart and may overtake spooled records."""
+        self.bypassed += 1
+        self._spool_errors.inc()
+        if not self._bypassing:
+            log.error(
+                "cannot write the spool %s (%s): records bypass it", self.spool.directory, exc
+            )
+        self._bypassing = True
+        topic = self.topics.get(record.feed)
+        if topic is None:
+            self.errors += 1
+            return
+
+        def delivered(err: Any, msg: Any) -> None:
+            if err is None:
+                self.sent += 1
+            else:
+                self.errors += 1
+                self.first_error = self.first_error or str(err)
+
+        try:
+            self.producer.produce(topic, record.value, record.key, on_delivery=delivered)
+        except BufferError:
+            self.errors += 1
+            log.error("librdkafka's queue is full too: a record is lost (counted)")
 
     def _pump(self) -> None:
         while self.in_flight < self.window:
