@@ -800,4 +800,6 @@ def test_snmp_options_need_credentials(tmp_path: Path, capsys: pytest.CaptureFix
     assert "--protocols snmp needs --snmp-credentials" in capsys.readouterr().err
     assert main([*base, "--protocols", "ftp"]) == 2
     assert "unknown ftp" in capsys.readouterr().err
+    assert main([*base, "--spool-max-mb", "0"]) == 2
+    assert "at least 1" in capsys.readouterr().err
     assert os.path.exists(scenario)

@@ -248,6 +248,8 @@ def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
     unknown = [p for p in protocols if p not in PROTOCOLS]
     if unknown:
         raise IocError(f"--protocols: unknown {', '.join(unknown)} (known: icmp, snmp)")
+    if args.spool_max_mb < 1:
+        raise IocError(f"--spool-max-mb {args.spool_max_mb}: at least 1")
     plan, notes = plan_of(args, settings, protocols)
     for note in notes:
         log.warning("%s", note)
