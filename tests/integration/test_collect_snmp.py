@@ -83,7 +83,8 @@ class Agent:
     priv_key: str
     snmptrap: str
     engine_id: str = ""
-    """Node B's snmpEngineID as its v3 traps carry it (snmptrap ``-e``)."""
+    """snmpd's snmpEngineID, which its v3 traps carry (snmptrap ``-e``): the collector learns
+    it from node B's polls (it is not in the credentials)."""
 
     def credentials(self, path: Path) -> Path:
         snmp.secure_write(
@@ -92,8 +93,7 @@ class Agent:
             f"port = {self.port}\n"
             f'[profiles.v3]\nversion = "3"\nuser = "{self.user}"\n'
             f'auth_key = "{self.auth_key}"\npriv_key = "{self.priv_key}"\n'
-            f'auth_protocol = "sha"\npriv_protocol = "aes"\nport = {self.port}\n'
-            f'engine_id = "{self.engine_id}"\n',
+            f'auth_protocol = "sha"\npriv_protocol = "aes"\nport = {self.port}\n',
         )
         return path
 
@@ -110,7 +110,6 @@ def agent(tmp_path: Path) -> Iterator[Agent]:
         auth_key=secrets.token_hex(8),
         priv_key=secrets.token_hex(8),
         snmptrap=tools["snmptrap"],
-        engine_id="80001f8880" + secrets.token_hex(6),
     )
     conf = tmp_path / "snmpd.conf"
     conf.write_text(
@@ -206,7 +205,8 @@ def _plan(scenario: Path, credentials: Path, trap_port: int | None) -> Plan:
 
 async def _first_interface(agent: Agent) -> tuple[int, str]:
     """ifIndex and name of the agent's first interface that is up and not a loopback (a
-    linkDown trap for it is a change; for one already down it would be a repeat)."""
+    linkDown trap for it is a change; for one already down it would be a repeat); notes the
+    agent's engine id."""
     poller = snmp.SnmpPoller(1.0)
     try:
         profile = snmp.Profile.model_validate(
@@ -215,6 +215,8 @@ async def _first_interface(agent: Agent) -> tuple[int, str]:
         sample = await poller.poll(snmp.SnmpTarget("x", "127.0.0.1", profile), lambda: 0)
     finally:
         poller.close()
+    assert sample.engine_id, "snmpd answers snmpEngineID.0"
+    agent.engine_id = sample.engine_id
     for row in sorted(sample.rows.values(), key=lambda r: r.index):
         if row.type != snmp.SOFTWARE_LOOPBACK and row.oper == snmp.STATUS_UP:
             return row.index, row.name
@@ -249,7 +251,8 @@ async def _send_link(
 
 
 async def _send_v3_link_down(agent: Agent, trap_port: int, if_index: int) -> None:
-    """``snmptrap`` an SNMPv3 authPriv linkDown from node B (127.0.0.2), its user and engine."""
+    """``snmptrap`` an SNMPv3 authPriv linkDown from node B (127.0.0.2), with its user and
+    the agent's engine (as the agent itself would send it)."""
     proc = await asyncio.create_subprocess_exec(
         agent.snmptrap,
         "--clientaddr=127.0.0.2",

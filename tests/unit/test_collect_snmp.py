@@ -324,6 +324,34 @@ async def test_a_round_counts_failures_and_sends_the_others_messages(
     assert caplog.text.count("SNMP poll failed") == 1  # logged when it starts, not every round
 
 
+async def test_a_v3_nodes_engine_is_reported_once_per_change() -> None:
+    v3 = snmp.Profile(
+        version="3", user="u", auth_key=SecretStr("a" * 8), priv_key=SecretStr("p" * 8)
+    )
+    v2 = snmp.Profile(version="2c", community=SecretStr("c"))
+
+    def sample(engine: str) -> snmp.Sample:
+        return snmp.Sample(100, 1, {}, engine)
+
+    poller = FakePoller(
+        {"v3": [sample("aa" * 6), sample("aa" * 6), sample("bb" * 6)], "v2": [sample("cc" * 6)] * 3}
+    )
+    rounds = SnmpCollector(
+        [snmp.SnmpTarget("v3", "10.0.0.1", v3), snmp.SnmpTarget("v2", "10.0.0.2", v2)],
+        MemorySink(),
+        poller,
+        COLLECTION,
+        Sequences(1),
+        snmp.Tracker(),
+        registry=CollectorRegistry(),
+    )
+    seen: list[tuple[str, str]] = []
+    rounds.on_engine_id = lambda device, engine: seen.append((device, engine))
+    for _ in range(3):
+        await rounds.poll_round()
+    assert seen == [("v3", "aa" * 6), ("v3", "bb" * 6)]
+
+
 async def test_a_stop_starts_no_further_poll_of_the_round() -> None:
     profile = snmp.Profile(version="2c", community=SecretStr("c"))
     names = ("a", "b", "c")
@@ -576,6 +604,31 @@ def test_a_v3_trap_is_authenticated_and_decrypted_by_usm() -> None:
     assert no_engine.outcomes["malformed"] == 1
     with pytest.raises(ValidationError, match="engine_id"):
         _v3_receiver(engine_id="zz")
+
+
+def test_a_v3_nodes_engine_learnt_from_its_polls_admits_its_traps() -> None:
+    receiver = _v3_receiver(engine_id=None)
+    receiver.learn("nn-3", "80001f8880aabbccee")  # another engine: the trap is refused
+    assert receiver.handle(V3_LINK_DOWN, "10.0.0.3") is None
+    assert receiver.outcomes["auth"] == 1
+    receiver.learn("nn-3", "80001F8880AABBCCDD")  # the engine changed (re-learnt, any case)
+    message = receiver.handle(V3_LINK_DOWN, "10.0.0.3")
+    assert message is not None and message.state == "down"
+    receiver.learn("nn-unknown", "80001f8880aabbccdd")  # not a v3 node of ours: ignored
+    configured = _v3_receiver(engine_id="80001f8880aabbccdd")
+    configured.learn("nn-3", "80001f8880aabbccee")  # a configured engine id wins
+    assert configured.handle(V3_LINK_DOWN, "10.0.0.3") is not None
+
+
+def test_engine_ids_from_a_poll() -> None:
+    from pysnmp.proto import rfc1902
+
+    oid = (*snmp.ENGINE_ID, 0)
+    assert snmp.engine_id_of((oid, rfc1902.OctetString(hexValue="80001f8880aabbccdd"))) == (
+        "80001f8880aabbccdd"
+    )
+    assert snmp.engine_id_of((oid, rfc1902.OctetString(b"abc"))) is None  # too short
+    assert snmp.engine_id_of(((1, 3, 6, 1, 6, 3, 10, 2, 1, 2, 0), rfc1902.Integer(1))) is None
 
 
 # --- the spool --------------------------------------------------------------------------------

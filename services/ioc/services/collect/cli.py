@@ -123,6 +123,8 @@ async def collect(
                 registry=registry,
                 clock_ms=clock_ms,
             )
+            if plan.snmp:
+                polls.on_engine_id = receiver.learn  # v3 traps come from the polled engine
             transport, port = await traps.listen(receiver, plan.trap_host, plan.trap_port)
             stack.callback(transport.close)
             log.info(

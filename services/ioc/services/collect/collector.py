@@ -252,6 +252,10 @@ class SnmpCollector:
         self.overruns = 0
         self._stop: asyncio.Event | None = None
         self._failing: dict[str, str] = {}
+        self.on_engine_id: Callable[[str, str], None] | None = None
+        """Told (device id, snmpEngineID) when a v3 node's engine is first seen or changes:
+        the trap receiver's USM needs it for the node's v3 traps."""
+        self._engines: dict[str, str] = {}
         self._seen = (0, 0)
         self._polls = counter(m.COLLECT_POLLS, registry).labels(snmp.SNMP)
         self._requests = counter(m.COLLECT_REQUESTS, registry).labels(snmp.SNMP)
@@ -296,6 +300,14 @@ class SnmpCollector:
         self._count_requests()
         if self._failing.pop(target.device_id, None) is not None:
             log.info("%s: SNMP polls answer again", target.device_id)
+        if (
+            sample.engine_id
+            and target.profile.version == "3"
+            and self._engines.get(target.device_id) != sample.engine_id
+        ):
+            self._engines[target.device_id] = sample.engine_id
+            if self.on_engine_id is not None:
+                self.on_engine_id(target.device_id, sample.engine_id)
         outcome = self.tracker.update(target.device_id, sample, target.capacity_mbps)
         for reason in outcome.skipped:
             self._errors.labels(snmp.SNMP, reason).inc()

@@ -45,6 +45,8 @@ LINK: Final = "netnode.link"
 Oid = tuple[int, ...]
 SYS_UPTIME: Final[Oid] = (1, 3, 6, 1, 2, 1, 1, 3)
 """``sysUpTime`` without its ``.0``: a GETBULK non-repeater returns the successor."""
+ENGINE_ID: Final[Oid] = (1, 3, 6, 1, 6, 3, 10, 2, 1, 1)
+"""``snmpEngineID`` (SNMP-FRAMEWORK-MIB) without its ``.0``, the other non-repeater."""
 _IF: Final[Oid] = (1, 3, 6, 1, 2, 1, 2, 2, 1)
 _IFX: Final[Oid] = (1, 3, 6, 1, 2, 1, 31, 1, 1, 1)
 COLUMNS: Final[dict[str, Oid]] = {
@@ -197,6 +199,8 @@ class Sample:
     uptime_cs: int
     ts_ms: int
     rows: Mapping[int, IfRow]
+    engine_id: str | None = None
+    """The agent's ``snmpEngineID`` (hex), if it has one: the engine of its v3 traps."""
 
 
 def clean_name(raw: str, index: int) -> str:
@@ -563,10 +567,11 @@ class SnmpPoller:
         columns: dict[str, dict[int, Any]] = {name: {} for name in COLUMNS}
         cursors: dict[str, Oid] = dict(COLUMNS)
         uptime: int | None = None
+        engine_id: str | None = None
         for _ in range(MAX_WALK_REQUESTS):
             names = list(cursors)
             first = uptime is None
-            oids = ([SYS_UPTIME] if first else []) + [cursors[n] for n in names]
+            oids = ([SYS_UPTIME, ENGINE_ID] if first else []) + [cursors[n] for n in names]
             self.requests += 1
             try:
                 indication, status, index, varbinds = await bulk_cmd(
@@ -574,7 +579,7 @@ class SnmpPoller:
                     auth,
                     transport,
                     ContextData(),
-                    1 if first else 0,
+                    2 if first else 0,
                     MAX_REPETITIONS,
                     *(ObjectType(ObjectIdentity(o)) for o in oids),
                     lookupMib=False,
@@ -588,13 +593,14 @@ class SnmpPoller:
                 raise PollFailed("snmp_error", f"error-status {status} at index {index}")
             values = list(varbinds)
             if first:
-                if not values:
-                    raise PollFailed("malformed", "empty response")
+                if len(values) < 2:
+                    raise PollFailed("malformed", "no answer to sysUpTime and snmpEngineID")
                 oid, value = tuple(values[0][0]), values[0][1]
                 if oid != (*SYS_UPTIME, 0) or _int(value) is None:
                     raise PollFailed("malformed", f"no sysUpTime.0 (got {oid})")
                 uptime = int(value)
-                values = values[1:]
+                engine_id = engine_id_of(values[1])
+                values = values[2:]
             try:
                 ended = merge_bulk(values, names, columns, cursors)
             except PollFailed:
@@ -612,7 +618,20 @@ class SnmpPoller:
             rows = interfaces(columns)
         except Exception as exc:  # a value of an unexpected type: the agent's fault
             raise PollFailed("malformed", f"{type(exc).__name__}: {exc}") from None
-        return Sample(uptime, int(clock_ms()), rows)
+        return Sample(uptime, int(clock_ms()), rows, engine_id)
+
+
+def engine_id_of(varbind: tuple[Any, Any]) -> str | None:
+    """The hex ``snmpEngineID.0`` of a non-repeater's answer; None when the agent has none
+    (the answer is then some other OID) or it is not 5..32 octets (RFC 3411)."""
+    oid, value = varbind
+    try:
+        if tuple(int(x) for x in oid) != (*ENGINE_ID, 0):
+            return None
+        raw = value.asOctets() if hasattr(value, "asOctets") else bytes(value)
+    except Exception:
+        return None
+    return raw.hex() if isinstance(raw, bytes) and 5 <= len(raw) <= 32 else None
 
 
 def merge_bulk(

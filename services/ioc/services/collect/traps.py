@@ -54,8 +54,8 @@ OUTCOMES: Final = (
 )
 """Values of ``ioc_collector_traps_total{outcome}``: ``link`` became a message, ``repeated``
 restated the link state already reported; the others are why a trap was not used
-(``unsupported``: a PDU that is no notification, or SNMPv3 without any v3 profile with an
-``engine_id``; ``auth``: an SNMPv3 trap USM refused, or whose engine is not its node's)."""
+(``unsupported``: a PDU that is no notification, or SNMPv3 while no v3 node's engine is
+known; ``auth``: an SNMPv3 trap USM refused, or whose engine is not its node's)."""
 
 
 @dataclass(frozen=True)
@@ -205,6 +205,7 @@ class TrapReceiver(asyncio.DatagramProtocol):
         self._engine: Any = False  # the v3 engine: False until built, None when not needed
         self._v3_last: tuple[str, str, list[Any]] | None = None
         self._v3_usm: tuple[str, str] | None = None
+        self._learnt: dict[str, str] = {}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
@@ -263,37 +264,49 @@ class TrapReceiver(asyncio.DatagramProtocol):
         (keys localised to that node's engine), built once; None when there is none."""
         if self._engine is not False:
             return self._engine
-        from pysnmp.entity import config, engine
+        from pysnmp.entity import engine
         from pysnmp.entity.rfc3413 import ntfrcv
-        from pysnmp.proto import rfc1902
 
         v3 = {
-            (p.user, p.engine_id.lower().removeprefix("0x")): p
-            for p in self.profiles.values()
-            if p.version == "3" and p.user and p.engine_id
+            (p.user, engine_id): p
+            for device_id, p in self.profiles.items()
+            if p.version == "3" and p.user and (engine_id := self._engine_of(device_id))
         }
         if not v3:
             self._engine = None
             return None
         snmp_engine = engine.SnmpEngine()
         for (user, engine_id), profile in v3.items():
-            auth, priv = usm_protocols(profile)
-            assert profile.auth_key is not None and profile.priv_key is not None
-            config.add_v3_user(
-                snmp_engine,
-                user,
-                auth,
-                profile.auth_key.get_secret_value(),
-                priv,
-                profile.priv_key.get_secret_value(),
-                securityEngineId=rfc1902.OctetString(hexValue=engine_id),
-            )
+            _add_user(snmp_engine, user, engine_id, profile)
         ntfrcv.NotificationReceiver(snmp_engine, self._v3_received)
         # The engine that authenticated the trap (USM's msgAuthoritativeEngineID): the
         # notification callback sees only the context engine id, which senders set freely.
         snmp_engine.observer.register_observer(self._usm_seen, "rfc3414.processIncomingMsg")
         self._engine = snmp_engine
         return snmp_engine
+
+    def _engine_of(self, device_id: str) -> str | None:
+        """The node's v3 engine id: its profile's, else the one its polls reported."""
+        profile = self.profiles.get(device_id)
+        if profile is not None and profile.engine_id:
+            return profile.engine_id.lower().removeprefix("0x")
+        return self._learnt.get(device_id)
+
+    def learn(self, device_id: str, engine_id: str) -> None:
+        """A v3 node's ``snmpEngineID`` as its polls read it: its traps come from that
+        engine, so USM gets the node's user for it (a configured ``engine_id`` wins)."""
+        profile = self.profiles.get(device_id)
+        if profile is None or profile.version != "3" or profile.engine_id or not profile.user:
+            return
+        engine_id = engine_id.lower()
+        if self._learnt.get(device_id) == engine_id:
+            return
+        self._learnt[device_id] = engine_id
+        log.info("%s: SNMPv3 engine %s learnt from its polls, for its traps", device_id, engine_id)
+        if self._engine is not None and self._engine is not False:  # built: add the user
+            _add_user(self._engine, profile.user, engine_id, profile)
+        else:  # built with it at the next v3 trap
+            self._engine = False
 
     def _usm_seen(
         self, snmp_engine: Any, execpoint: str, variables: dict[str, Any], cb_ctx: Any
@@ -326,7 +339,7 @@ class TrapReceiver(asyncio.DatagramProtocol):
             return None
         snmp_engine = self._v3_engine()
         if snmp_engine is None:
-            self._count("unsupported", source, "SNMPv3, and no v3 profile has an engine_id")
+            self._count("unsupported", source, "SNMPv3, and no v3 node's engine is known yet")
             return None
         self._v3_last = self._v3_usm = None
         try:
@@ -352,7 +365,7 @@ class TrapReceiver(asyncio.DatagramProtocol):
             self._count("unknown_source", source)
             return None
         profile = self.profiles.get(device_id)
-        wanted = (profile.engine_id or "").lower().removeprefix("0x") if profile else ""
+        wanted = self._engine_of(device_id)
         if profile is None or profile.version != "3" or (wanted, profile.user) != (engine_id, user):
             self._count("auth", source, "not the node's v3 user and engine")
             return None
@@ -379,6 +392,24 @@ class TrapReceiver(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         log.warning("trap socket error: %s", exc)
+
+
+def _add_user(snmp_engine: Any, user: str, engine_id: str, profile: Profile) -> None:
+    """A v3 profile's USM user, its keys localised to ``engine_id`` (hex)."""
+    from pysnmp.entity import config
+    from pysnmp.proto import rfc1902
+
+    auth, priv = usm_protocols(profile)
+    assert profile.auth_key is not None and profile.priv_key is not None
+    config.add_v3_user(
+        snmp_engine,
+        user,
+        auth,
+        profile.auth_key.get_secret_value(),
+        priv,
+        profile.priv_key.get_secret_value(),
+        securityEngineId=rfc1902.OctetString(hexValue=engine_id),
+    )
 
 
 async def listen(
