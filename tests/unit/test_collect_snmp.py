@@ -705,6 +705,21 @@ def test_a_full_spool_drops_its_oldest_records_and_counts_them(
         Spool(tmp_path / "x", 100, segment_bytes=100)
 
 
+def test_a_late_ack_of_a_dropped_record_counts_for_nothing(tmp_path: Path) -> None:
+    frame = len(encode_frame("netnode", b"k", b"000"))
+    spool = Spool(tmp_path, 4 * frame, segment_bytes=2 * frame)
+    spool.append("netnode", b"k", b"000")
+    in_flight = spool.take()
+    assert in_flight is not None
+    for i in range(1, 6):  # the first segment is dropped while its record is in flight
+        spool.append("netnode", b"k", b"%03d" % i)
+    assert spool.dropped >= 1
+    assert _drain(spool) == [b"%03d" % i for i in range(2, 6)]
+    spool.append("netnode", b"k", b"006")  # a new segment, after every other one went
+    spool.ack(in_flight[0])  # the broker finally acknowledges the dropped record
+    assert spool.depth == 1 and [r.value for r in spool.records()][-1] == b"006"
+
+
 class FakeProducer:
     """librdkafka's Producer as the spooling sink uses it: the broker is up or not."""
 

@@ -148,6 +148,7 @@ class Spool:
         self._read_index = 0
         self._buffer: list[SpoolRecord] = []
         self._pending = b""
+        self._last_number = 0
         self._load()
 
     # --- opening -------------------------------------------------------------------------
@@ -196,7 +197,10 @@ class Spool:
     def _roll(self) -> Segment:
         if self._writer is not None:
             self._writer.close()
-        number = self.segments[-1].number + 1 if self.segments else 1
+        # Never reused within a process: a late acknowledgement of a dropped segment's record
+        # must not count for a new segment of the same number.
+        self._last_number = max([self._last_number, *(s.number for s in self.segments)]) + 1
+        number = self._last_number
         seg = Segment(number, self.directory / f"{number:012d}{SUFFIX}")
         # Unbuffered: one write(2) per frame, so a failed write leaves nothing behind in a
         # Python buffer and its partial frame can be cut off at once.
