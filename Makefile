@@ -11,9 +11,11 @@ PYTEST_ARGS ?=
 .PHONY: install run stack stack-down status test chaos unit integration lint typecheck fmt dashboards k8s bench bench-venv clean
 
 # Debian's chromium for the console's browser test (apt-get as root; never a download by
-# Playwright): a cheap check once it is there.
+# Playwright) and net-snmp's snmpd/snmptrap for the SNMP collector's tests: cheap checks once
+# they are there.
 install: $(VENV)/.installed
 	@$(BIN)/python -m ioc.deploy.local.browser
+	@$(BIN)/python -m ioc.deploy.local.snmp_peers
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

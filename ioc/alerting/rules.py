@@ -779,6 +779,26 @@ def alerts(th: Thresholds = THRESHOLDS) -> tuple[Alert, ...]:
             ),
         ),
         Alert(
+            **policy("CollectorSpoolDropping"),
+            expr=(
+                f"sum by (instance) (increase({m.COLLECT_SPOOL_DROPPED.series}"
+                f"[{window(th.write_errors_window_s)}])) > 0"
+            ),
+            domain="pipeline",
+            summary="Collector {{ $labels.instance }} drops records: its disk spool is full",
+            description="The collector at {{ $labels.instance }} cannot hand its records to "
+            "Kafka and its disk spool reached its bound (--spool-max-mb): it drops its oldest "
+            "records, which are lost (counted in ioc_collector_spool_dropped_total). Restore "
+            "the broker or the collector's access to it; give the spool more room to ride out "
+            "a longer outage.",
+            example=Example(
+                {f'{m.COLLECT_SPOOL_DROPPED.series}{{instance="c1"}}': "0x10 0+40x30"},
+                {"instance": "c1"},
+                starts_s=720,
+                interval="1m",
+            ),
+        ),
+        Alert(
             **policy("DatabaseWritesSlow"),
             expr=f"{db_write_quantile(write_q)} > {num(th.db_write_max_s)}",
             domain="pipeline",

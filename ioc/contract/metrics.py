@@ -319,7 +319,7 @@ SIM_ERRORS = MetricSpec(
 COLLECT_REQUESTS = MetricSpec(
     "ioc_collector_requests",
     "counter",
-    "Requests a collector sent to devices (ICMP echo requests; SNMP gets later)",
+    "Requests a collector sent to devices (ICMP echo requests, SNMP get/getbulk requests)",
     ("protocol",),
 )
 COLLECT_REPLIES = MetricSpec(
@@ -349,6 +349,40 @@ COLLECT_TARGETS = MetricSpec(
 )
 COLLECT_MESSAGES = MetricSpec(
     "ioc_collector_messages", "counter", "Messages a collector produced", ("kind",)
+)
+COLLECT_POLLS = MetricSpec(
+    "ioc_collector_polls",
+    "counter",
+    "Polls a collector started, one per target per round (an ICMP probe, an SNMP walk)",
+    ("protocol",),
+)
+COLLECT_ERRORS = MetricSpec(
+    "ioc_collector_errors",
+    "counter",
+    "Polls or samples a collector could not turn into messages, by reason (bounded set: "
+    "ioc.services.collect.snmp.REASONS), and records its spool could not write "
+    '(protocol="spool", reason="write_failed")',
+    ("protocol", "reason"),
+)
+COLLECT_TRAPS = MetricSpec(
+    "ioc_collector_traps",
+    "counter",
+    "SNMP notifications received, by outcome (link: turned into netnode.link; else the reason "
+    "it was not, ioc.services.collect.traps.OUTCOMES)",
+    ("outcome",),
+)
+COLLECT_SPOOL_RECORDS = MetricSpec(
+    "ioc_collector_spool_records",
+    "gauge",
+    "Records in the collector's disk spool not yet acknowledged by Kafka",
+)
+COLLECT_SPOOL_BYTES = MetricSpec(
+    "ioc_collector_spool_bytes", "gauge", "Bytes of the collector's disk spool"
+)
+COLLECT_SPOOL_DROPPED = MetricSpec(
+    "ioc_collector_spool_dropped",
+    "counter",
+    "Records the collector's full disk spool dropped (its oldest) before Kafka took them",
 )
 
 ALL_METRICS: Final = (
@@ -405,4 +439,10 @@ ALL_METRICS: Final = (
     COLLECT_ROUND_SECONDS,
     COLLECT_TARGETS,
     COLLECT_MESSAGES,
+    COLLECT_POLLS,
+    COLLECT_ERRORS,
+    COLLECT_TRAPS,
+    COLLECT_SPOOL_RECORDS,
+    COLLECT_SPOOL_BYTES,
+    COLLECT_SPOOL_DROPPED,
 )

@@ -70,6 +70,8 @@ def _alert_policies() -> Mapping[str, AlertPolicy]:
             "DatabaseWritesFailing": AlertPolicy(60, CRITICAL),
             "DeadLetterSendFailing": AlertPolicy(60, CRITICAL),
             "DatabaseWritesSlow": AlertPolicy(60, WARNING),
+            # Records a collector's full spool dropped are lost for good: page at once.
+            "CollectorSpoolDropping": AlertPolicy(0, CRITICAL),
             # A worker that cannot reach its broker or database does no work: as critical as
             # a missing worker, after a few failed probes (a restart or a switchover is
             # shorter); it inhibits the data alerts that follow from it (docs/alerting.md).

@@ -1,57 +1,174 @@
-"""``ioc collect``: probe the real network nodes of a scenario (docs/collectors.md)."""
+"""``ioc collect``: poll the real network nodes of a scenario over ICMP and SNMP, receive
+their traps, and produce the netnode feed's messages (docs/collectors.md)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
+
+from prometheus_client import REGISTRY, CollectorRegistry
 
 from ioc.config import Settings
+from ioc.contract.feeds import Collection
 from ioc.errors import IocError
 
 log = logging.getLogger(__name__)
 
 CLIENT_ID = "ioc-collector"
+PROTOCOLS: Final = ("icmp", "snmp")
+SINK_POLL_S: Final = 0.05
+"""How often delivery reports are served and the spool is pumped between rounds (traps
+arrive between them)."""
 
 
-async def _collect(
-    addresses: dict[str, str], sink: Any, duration: float | None, rounds: int | None
-) -> int:
-    from ioc.contract import feeds
-    from ioc.services.collect.collector import FEED, Collector
+@dataclass
+class Plan:
+    """What one collector does: its ICMP targets (device id -> IPv4), SNMP targets, and the
+    trap receiver's nodes (IPv4 -> device id, with each one's profile), if it listens."""
+
+    icmp: dict[str, str] = field(default_factory=dict)
+    snmp: list[Any] = field(default_factory=list)
+    trap_devices: dict[str, str] = field(default_factory=dict)
+    trap_profiles: dict[str, Any] = field(default_factory=dict)
+    trap_host: str = "0.0.0.0"
+    trap_port: int | None = None
+
+
+@dataclass
+class Summary:
+    probe_rounds: int = 0
+    snmp_rounds: int = 0
+    traps: dict[str, int] = field(default_factory=dict)
+
+
+async def collect(
+    plan: Plan,
+    sink: Any,
+    collection: Collection,
+    stop: asyncio.Event,
+    *,
+    rounds: int | None = None,
+    registry: CollectorRegistry = REGISTRY,
+    on_trap_port: Callable[[int], None] | None = None,
+    clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+) -> Summary:
+    """Run the plan until ``stop`` (or ``rounds`` rounds of each polling protocol), every part
+    sharing the sequence numbers, the sink and the link states."""
+    from ioc.services.collect import snmp, traps
+    from ioc.services.collect.collector import Collector, Sequences, SnmpCollector, produced
     from ioc.services.collect.icmp import IcmpEngine
 
-    collection = feeds.spec(FEED).collection
-    if collection is None:  # pragma: no cover - the built-in declaration has one
-        raise IocError(f"the {FEED} feed declares no collection")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    if duration is not None:
-        loop.call_later(duration, stop.set)
-    async with IcmpEngine() as engine:
-        collector = Collector(addresses, sink, engine, collection)
-        log.info(
-            "probing %d targets every %.1f s (timeout %.1f s, %d echoes, %s ICMP socket)",
-            len(addresses),
-            collection.interval("netnode.probe"),
-            collection.timeout_s,
-            collection.echoes,
-            "raw" if engine.raw else "datagram",
-        )
-        await collector.run(stop, rounds)
-    return collector.rounds
+    sequences = Sequences(clock_ms())
+    tracker = snmp.Tracker()
+    summary = Summary()
+    async with contextlib.AsyncExitStack() as stack:
+        jobs: list[asyncio.Future[Any]] = []
+        if plan.icmp:
+            engine = await stack.enter_async_context(IcmpEngine())
+            icmp = Collector(
+                plan.icmp,
+                sink,
+                engine,
+                collection,
+                registry=registry,
+                clock_ms=clock_ms,
+                sequences=sequences,
+            )
+            log.info(
+                "probing %d targets every %.1f s (timeout %.1f s, %d echoes, %s ICMP socket)",
+                len(plan.icmp),
+                collection.interval("netnode.probe"),
+                collection.timeout_s,
+                collection.echoes,
+                "raw" if engine.raw else "datagram",
+            )
+            jobs.append(asyncio.ensure_future(icmp.run(stop, rounds)))
+        poller: snmp.SnmpPoller | None = None
+        if plan.snmp:
+            poller = snmp.SnmpPoller(collection.timeout_s)
+            stack.callback(poller.close)
+            polls = SnmpCollector(
+                plan.snmp,
+                sink,
+                poller,
+                collection,
+                sequences,
+                tracker,
+                registry=registry,
+                clock_ms=clock_ms,
+            )
+            log.info(
+                "polling %d targets over SNMP every %.1f s (timeout %.1f s)",
+                len(plan.snmp),
+                collection.interval(snmp.COUNTERS),
+                collection.timeout_s,
+            )
+            jobs.append(asyncio.ensure_future(polls.run(stop, rounds)))
+        receiver: traps.TrapReceiver | None = None
+        if plan.trap_port is not None:
+            receiver = traps.TrapReceiver(
+                plan.trap_devices,
+                plan.trap_profiles,
+                tracker,
+                sequences.next,
+                lambda message: sink.send(produced(message)),
+                registry=registry,
+                clock_ms=clock_ms,
+            )
+            if plan.snmp:
+                polls.on_engine_id = receiver.learn  # v3 traps come from the polled engine
+            transport, port = await traps.listen(receiver, plan.trap_host, plan.trap_port)
+            stack.callback(transport.close)
+            log.info(
+                "receiving traps of %d nodes on %s:%d (udp)",
+                len(plan.trap_devices),
+                plan.trap_host,
+                port,
+            )
+            if on_trap_port is not None:
+                on_trap_port(port)
+
+        async def serve_sink() -> None:
+            while not stop.is_set():
+                sink.poll()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), SINK_POLL_S)
+
+        server = asyncio.ensure_future(serve_sink())
+        try:
+            if jobs:
+                await asyncio.gather(*jobs)
+                if rounds is not None:
+                    stop.set()
+            else:
+                await stop.wait()
+        finally:
+            stop.set()
+            await server
+        if plan.icmp:
+            summary.probe_rounds = icmp.rounds
+        if plan.snmp:
+            summary.snmp_rounds = polls.rounds
+        if receiver is not None:
+            summary.traps = dict(receiver.outcomes)
+    return summary
 
 
-def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
+def plan_of(
+    args: argparse.Namespace, settings: Settings, protocols: Sequence[str]
+) -> tuple[Plan, list[str]]:
+    """Targets of this collector's shard from the scenario, their addresses resolved, and
+    the SNMP profiles; returns the plan and lines for the log."""
     from ioc.contract.topology import load_scenario
-    from ioc.observability import serve_metrics
-    from ioc.services.collect import targets
-    from ioc.sinks import FileSink, KafkaSink, Sink
+    from ioc.services.collect import snmp, targets
 
     scenario = args.scenario or settings.scenario
     topology = load_scenario(scenario)
@@ -62,39 +179,110 @@ def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
             f"{args.shards}); addresses come from the inventory (ioc inventory import, "
             "docs/inventory.md)"
         )
+    notes: list[str] = []
     skipped = targets.without_address(topology)
     if skipped:
-        log.info("%d network nodes have no address and are not probed", len(skipped))
-    addresses, unresolved = asyncio.run(targets.resolve(chosen))
+        notes.append(f"{len(skipped)} network nodes have no address and are not polled")
+    everyone = targets.select(topology) if args.trap_port is not None else chosen
+    addresses, unresolved = asyncio.run(targets.resolve(everyone))
+    mine = {t.device_id for t in chosen}
+    unresolved = [d for d in unresolved if d in mine]
     if unresolved:
-        log.warning(
-            "%d targets have no IPv4 address and are not probed: %s",
-            len(unresolved),
-            ", ".join(unresolved[:10]) + (" ..." if len(unresolved) > 10 else ""),
+        notes.append(
+            f"{len(unresolved)} targets have no IPv4 address and are not polled: "
+            + ", ".join(unresolved[:10])
+            + (" ..." if len(unresolved) > 10 else "")
         )
-    if not addresses:
-        raise targets.TargetError("no target resolved to an IPv4 address")
+    plan = Plan(trap_host=args.trap_host, trap_port=args.trap_port)
+    if "icmp" in protocols:
+        plan.icmp = {d: a for d, a in addresses.items() if d in mine}
+    profiles: Mapping[str, snmp.Profile] = {}
+    if args.snmp_credentials:
+        profiles = snmp.load_profiles(Path(args.snmp_credentials))
+    attributes = {d.id: d.attributes for d in topology.devices_of("netnode")}
+    if profiles:
+        every, missing = snmp.select(
+            ((d, a, attributes.get(d, {})) for d, a in sorted(addresses.items())), profiles
+        )
+        if "snmp" in protocols:
+            plan.snmp = [t for t in every if t.device_id in mine]
+            lacking = [d for d in missing if d in mine]
+            if lacking:
+                notes.append(
+                    f"{len(lacking)} targets name an SNMP profile the credentials file lacks "
+                    "and are not polled over SNMP: " + ", ".join(lacking[:10])
+                )
+        if args.trap_port is not None:
+            plan.trap_profiles = {t.device_id: t.profile for t in every}
+    elif "snmp" in protocols and args.protocols:
+        raise IocError("--protocols snmp needs --snmp-credentials FILE")
+    if args.trap_port is not None:
+        if not profiles:
+            raise IocError("--trap-port needs --snmp-credentials FILE (the traps' communities)")
+        plan.trap_devices = {a: d for d, a in addresses.items() if d in plan.trap_profiles}
+    if not plan.icmp and not plan.snmp and plan.trap_port is None:
+        raise targets.TargetError("nothing to poll: no target resolved to an IPv4 address")
+    return plan, notes
+
+
+async def _main(plan: Plan, sink: Any, duration: float | None, rounds: int | None) -> Summary:
+    from ioc.contract import feeds
+    from ioc.services.collect.collector import FEED
+
+    collection = feeds.spec(FEED).collection
+    if collection is None:  # pragma: no cover - the built-in declaration has one
+        raise IocError(f"the {FEED} feed declares no collection")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if duration is not None:
+        loop.call_later(duration, stop.set)
+    return await collect(plan, sink, collection, stop, rounds=rounds)
+
+
+def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
+    from ioc.observability import serve_metrics
+    from ioc.services.collect.spool import SpoolingSink, default_directory
+    from ioc.sinks import FileSink, Sink
+
+    protocols = [p.strip() for p in (args.protocols or ",".join(PROTOCOLS)).split(",")]
+    unknown = [p for p in protocols if p not in PROTOCOLS]
+    if unknown:
+        raise IocError(f"--protocols: unknown {', '.join(unknown)} (known: icmp, snmp)")
+    if args.spool_max_mb < 1:
+        raise IocError(f"--spool-max-mb {args.spool_max_mb}: at least 1")
+    plan, notes = plan_of(args, settings, protocols)
+    for note in notes:
+        log.warning("%s", note)
     sink: Sink
     if args.out:
         sink = FileSink(settings, Path(args.out))
     else:
         # The simulators' Kafka user: it may write the feed topics (a collector's own user
         # is not created by the stack yet, docs/collectors.md).
-        sink = KafkaSink(
+        spool = Path(args.spool) if args.spool else None
+        sink = SpoolingSink(
             settings.for_kafka_service("simulator"),
+            spool or default_directory(settings.stack_dir, args.shard, args.shards),
+            max_bytes=args.spool_max_mb * 1024 * 1024,
             client_id=f"{CLIENT_ID}-{args.shard}-of-{args.shards}",
         )
     if args.metrics_port is not None:
         serve_metrics(settings, "collector", args.metrics_port)
     try:
-        rounds = asyncio.run(_collect(addresses, sink, args.duration, args.rounds))
+        summary = asyncio.run(_main(plan, sink, args.duration, args.rounds))
     finally:
-        sink.flush()
-        if isinstance(sink, FileSink):
+        sink.flush(args.flush_timeout)
+        if isinstance(sink, FileSink | SpoolingSink):
             sink.close()
+    spooled = f", {sink.spool.depth} still spooled" if isinstance(sink, SpoolingSink) else ""
+    dropped = f", {sink.dropped} dropped by a full spool" if isinstance(sink, SpoolingSink) else ""
     print(
-        f"collector shard {args.shard}/{args.shards}: {len(addresses)} targets, "
-        f"{rounds} rounds, {sink.sent} messages sent, {sink.errors} delivery errors"
+        f"collector shard {args.shard}/{args.shards}: {len(plan.icmp)} ICMP and "
+        f"{len(plan.snmp)} SNMP targets, {summary.probe_rounds} probe and "
+        f"{summary.snmp_rounds} SNMP rounds, {sum(summary.traps.values())} traps, "
+        f"{sink.sent} messages sent{spooled}{dropped}, {sink.errors} delivery errors"
     )
     return 0 if sink.errors == 0 else 1
 
@@ -102,16 +290,55 @@ def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "collect",
-        help="probe the scenario's real network nodes (ICMP) into the netnode feed",
-        description="Ping every network node with an inventory address at the netnode feed's "
-        "collection interval and produce netnode.probe messages to Kafka (or a file).",
+        help="poll the scenario's real network nodes (ICMP, SNMP, traps) into the netnode feed",
+        description="Ping every network node with an inventory address, poll its interfaces "
+        "over SNMP and receive its traps, at the netnode feed's collection intervals, and "
+        "produce netnode.probe, netnode.counters and netnode.link messages to Kafka (through "
+        "a disk spool) or a file.",
     )
     p.add_argument("--scenario", help="built-in scenario name or YAML file (default IOC_SCENARIO)")
     p.add_argument("--shard", type=int, default=0, help="this collector's shard, 0..N-1")
     p.add_argument("--shards", type=int, default=1, help="how many collectors split the targets")
+    p.add_argument(
+        "--protocols",
+        metavar="LIST",
+        help="icmp, snmp or icmp,snmp (default: icmp, and snmp with --snmp-credentials)",
+    )
+    p.add_argument(
+        "--snmp-credentials",
+        metavar="FILE.toml",
+        help="SNMP profiles ([profiles.NAME]: v2c community or v3 authPriv user and keys); "
+        "a node uses the one its snmp_profile attribute names, else 'default'",
+    )
+    p.add_argument(
+        "--trap-port",
+        type=int,
+        metavar="P",
+        help="receive SNMP traps (linkDown/linkUp) on this UDP port (162 is the standard one)",
+    )
+    p.add_argument("--trap-host", default="0.0.0.0", help="address the trap port binds")
     p.add_argument("--out", metavar="FILE.jsonl", help="write to a file instead of Kafka")
+    p.add_argument(
+        "--spool",
+        metavar="DIR",
+        help="the disk spool in front of Kafka (default: <stack dir>/collector/spool-K-of-N)",
+    )
+    p.add_argument(
+        "--spool-max-mb",
+        type=int,
+        default=256,
+        metavar="MB",
+        help="the spool's bound; when full its oldest records are dropped, counted (default 256)",
+    )
+    p.add_argument(
+        "--flush-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="at exit, wait this long for Kafka; the rest stays spooled for the next start",
+    )
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
-    p.add_argument("--rounds", type=int, help="stop after this many probe rounds")
+    p.add_argument("--rounds", type=int, help="stop after this many rounds of each protocol")
     p.add_argument(
         "--metrics-port",
         type=int,

@@ -8,9 +8,10 @@ Interval, timeout and echo count are the netnode feed's declaration
 (``FeedSpec.collection``, :mod:`ioc.contract.builtin_feeds`).
 
 The messages are the contract's (:class:`ioc.contract.schemas.NetnodeProbe`), keyed by device
-id, through the same sink as the simulators (:mod:`ioc.sinks`). SNMP (``netnode.counters``,
-``netnode.link``) will be another kind of round beside this one, sharing the sequence
-numbers and the sink.
+id, through the same sink as the simulators (:mod:`ioc.sinks`). SNMP polls
+(:class:`SnmpCollector`: ``netnode.counters`` and ``netnode.link``) are another kind of round
+beside this one, on the same cadence loop (:func:`run_rounds`), sharing the sequence numbers
+(:class:`Sequences`), the sink and the metrics.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, NamedTuple
 
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -28,6 +29,7 @@ from ioc.contract import metrics as m
 from ioc.contract import schemas as s
 from ioc.contract.feeds import Collection, Feed
 from ioc.observability import counter, gauge, histogram
+from ioc.services.collect import snmp
 from ioc.services.collect.icmp import ECHO_SPACING_S, IcmpEngine, PingResult
 from ioc.sinks import Sink
 
@@ -82,10 +84,74 @@ def produced(message: s.Message) -> Produced:
 
 
 def spread_s(collection: Collection, kind: str = PROBE) -> float:
-    """Seconds over which a round's probes start: the interval less one probe's longest
-    duration (its echo spacing and the timeout), never negative."""
-    longest = (collection.echoes - 1) * ECHO_SPACING_S + collection.timeout_s
+    """Seconds over which a round's requests start: the interval less one target's longest
+    duration (a probe: its echo spacing and the timeout; an SNMP poll: the timeout), never
+    negative."""
+    longest = collection.timeout_s
+    if kind == PROBE:
+        longest += (collection.echoes - 1) * ECHO_SPACING_S
     return max(0.0, collection.interval(kind) - longest)
+
+
+async def spread_round(
+    targets: Sequence[tuple[str, Callable[[], Awaitable[object]]]],
+    spread: float,
+    sink: Sink,
+    stop: asyncio.Event | None = None,
+) -> list[object]:
+    """Start each target's coroutine at its offset over ``spread`` seconds (serving the
+    sink's reports between starts) and wait for them all: a slow target delays only
+    itself. Once ``stop`` is set no further target starts (a stop does not wait out the
+    rest of a 15 s spread)."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    count = len(targets)
+    tasks: list[asyncio.Task[object]] = []
+    for i, (_, start) in enumerate(targets):
+        due = started + spread * i / count
+        if due - loop.time() > 0.005:
+            if stop is None:
+                await asyncio.sleep(due - loop.time())
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=due - loop.time())
+            sink.poll()
+        if stop is not None and stop.is_set():
+            break
+        tasks.append(asyncio.ensure_future(start()))
+    results = await asyncio.gather(*tasks)
+    sink.poll()
+    return list(results)
+
+
+async def run_rounds(
+    stop: asyncio.Event,
+    interval: float,
+    one_round: Callable[[], Awaitable[object]],
+    done: Callable[[], int],
+    rounds: int | None,
+    kind: str,
+) -> int:
+    """Rounds every ``interval`` seconds on a fixed cadence (a late round does not shift the
+    next ones; one that overruns its slot skips to the next free one, logged) until ``stop``
+    is set or ``rounds`` were done; returns the overruns."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    slot = 0
+    overruns = 0
+    while not stop.is_set() and (rounds is None or done() < rounds):
+        await one_round()
+        slot += 1
+        behind = int((loop.time() - start) // interval)
+        if behind >= slot:
+            overruns += behind - slot + 1
+            log.warning("%s round %d overran its %.1f s interval", kind, done(), interval)
+            slot = behind + 1
+        if rounds is not None and done() >= rounds:
+            break
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=start + slot * interval - loop.time())
+    return overruns
 
 
 class Collector:
@@ -100,15 +166,18 @@ class Collector:
         *,
         registry: CollectorRegistry = REGISTRY,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        sequences: Sequences | None = None,
     ) -> None:
         self.addresses = dict(sorted(addresses.items()))
         self.sink = sink
         self.engine = engine
         self.collection = collection
         self.clock_ms = clock_ms
-        self.sequences = Sequences(clock_ms())
+        self.sequences = sequences or Sequences(clock_ms())
         self.rounds = 0
         self.overruns = 0
+        self._stop: asyncio.Event | None = None
+        self._polls = counter(m.COLLECT_POLLS, registry).labels(ICMP)
         self._requests = counter(m.COLLECT_REQUESTS, registry).labels(ICMP)
         self._replies = counter(m.COLLECT_REPLIES, registry).labels(ICMP)
         self._timeouts = counter(m.COLLECT_TIMEOUTS, registry).labels(ICMP)
@@ -118,6 +187,7 @@ class Collector:
 
     async def _probe(self, device_id: str, address: str) -> s.NetnodeProbe:
         ts_ms = self.clock_ms()
+        self._polls.inc()
         result = await self.engine.ping(address, self.collection.echoes, self.collection.timeout_s)
         message = probe_message(device_id, self.sequences.next(device_id), ts_ms, result)
         self.sink.send(produced(message))
@@ -129,42 +199,145 @@ class Collector:
 
     async def probe_round(self) -> list[s.NetnodeProbe]:
         """One round: every target probed once, its message sent when it is done."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        spread = spread_s(self.collection)
-        count = len(self.addresses)
-        tasks: list[asyncio.Task[s.NetnodeProbe]] = []
-        for i, (device_id, address) in enumerate(self.addresses.items()):
-            due = started + spread * i / count
-            if due - loop.time() > 0.005:
-                await asyncio.sleep(due - loop.time())
-                self.sink.poll()
-            tasks.append(asyncio.create_task(self._probe(device_id, address)))
-        results = await asyncio.gather(*tasks)
-        self.sink.poll()
-        self._round_seconds.observe(loop.time() - started)
+        started = asyncio.get_running_loop().time()
+        jobs = [
+            (device_id, lambda d=device_id, a=address: self._probe(d, a))
+            for device_id, address in self.addresses.items()
+        ]
+        results = await spread_round(jobs, spread_s(self.collection), self.sink, self._stop)
+        self._round_seconds.observe(asyncio.get_running_loop().time() - started)
         self.rounds += 1
-        return results
+        return [r for r in results if isinstance(r, s.NetnodeProbe)]
 
     async def run(self, stop: asyncio.Event, rounds: int | None = None) -> None:
         """Rounds at the feed's interval (on a fixed cadence: a late round does not shift
         the next ones) until ``stop`` is set or ``rounds`` were done."""
-        loop = asyncio.get_running_loop()
-        interval = self.collection.interval(PROBE)
-        start = loop.time()
-        slot = 0
-        while not stop.is_set() and (rounds is None or self.rounds < rounds):
-            await self.probe_round()
-            slot += 1
-            behind = int((loop.time() - start) // interval)
-            if behind >= slot:  # the round overran its slot: skip to the next free one
-                self.overruns += behind - slot + 1
-                log.warning("probe round %d overran its %.1f s interval", self.rounds, interval)
-                slot = behind + 1
-            if rounds is not None and self.rounds >= rounds:
-                break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=start + slot * interval - loop.time())
+        self._stop = stop
+        self.overruns += await run_rounds(
+            stop,
+            self.collection.interval(PROBE),
+            self.probe_round,
+            lambda: self.rounds,
+            rounds,
+            PROBE,
+        )
+
+
+class SnmpCollector:
+    """SNMP poll rounds over ``targets`` into ``sink``: ``netnode.counters`` every
+    ``interval("netnode.counters")`` and ``netnode.link`` on a status change, with the
+    sequence numbers of the ICMP collector (``sequences``) and the link states the trap
+    receiver shares (``tracker``)."""
+
+    def __init__(
+        self,
+        targets: Sequence[snmp.SnmpTarget],
+        sink: Sink,
+        poller: snmp.Poller,
+        collection: Collection,
+        sequences: Sequences,
+        tracker: snmp.Tracker,
+        *,
+        registry: CollectorRegistry = REGISTRY,
+        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
+        self.targets = sorted(targets, key=lambda t: t.device_id)
+        self.sink = sink
+        self.poller = poller
+        self.collection = collection
+        self.sequences = sequences
+        self.tracker = tracker
+        self.clock_ms = clock_ms
+        self.rounds = 0
+        self.overruns = 0
+        self._stop: asyncio.Event | None = None
+        self._failing: dict[str, str] = {}
+        self.on_engine_id: Callable[[str, str], None] | None = None
+        """Told (device id, snmpEngineID) when a v3 node's engine is first seen or changes:
+        the trap receiver's USM needs it for the node's v3 traps."""
+        self._engines: dict[str, str] = {}
+        self._seen = (0, 0)
+        self._polls = counter(m.COLLECT_POLLS, registry).labels(snmp.SNMP)
+        self._requests = counter(m.COLLECT_REQUESTS, registry).labels(snmp.SNMP)
+        self._replies = counter(m.COLLECT_REPLIES, registry).labels(snmp.SNMP)
+        self._timeouts = counter(m.COLLECT_TIMEOUTS, registry).labels(snmp.SNMP)
+        self._errors = counter(m.COLLECT_ERRORS, registry)
+        self._round_seconds = histogram(m.COLLECT_ROUND_SECONDS, registry).labels(snmp.COUNTERS)
+        self._messages = counter(m.COLLECT_MESSAGES, registry)
+        gauge(m.COLLECT_TARGETS, registry).labels(snmp.SNMP).set(len(self.targets))
+
+    def _count_requests(self) -> None:
+        requests, replies = self.poller.requests, self.poller.replies
+        self._requests.inc(requests - self._seen[0])
+        self._replies.inc(replies - self._seen[1])
+        self._seen = (requests, replies)
+
+    async def _poll(self, target: snmp.SnmpTarget) -> list[s.Message]:
+        self._polls.inc()
+        try:
+            try:
+                sample = await self.poller.poll(target, self.clock_ms)
+            except snmp.PollFailed:
+                raise
+            except Exception as exc:  # a bug or a library surprise: one node, one round
+                log.exception("%s: SNMP poll raised", target.device_id)
+                raise snmp.PollFailed("snmp_error", f"{type(exc).__name__}: {exc}") from None
+        except snmp.PollFailed as exc:
+            self._count_requests()
+            self._errors.labels(snmp.SNMP, exc.reason).inc()
+            if exc.reason == "timeout":
+                self._timeouts.inc()
+            if self._failing.get(target.device_id) != exc.reason:
+                log.warning(
+                    "%s (%s:%d): SNMP poll failed: %s",
+                    target.device_id,
+                    target.address,
+                    target.profile.port,
+                    exc,
+                )
+            self._failing[target.device_id] = exc.reason
+            return []
+        self._count_requests()
+        if self._failing.pop(target.device_id, None) is not None:
+            log.info("%s: SNMP polls answer again", target.device_id)
+        if (
+            sample.engine_id
+            and target.profile.version == "3"
+            and self._engines.get(target.device_id) != sample.engine_id
+        ):
+            self._engines[target.device_id] = sample.engine_id
+            if self.on_engine_id is not None:
+                self.on_engine_id(target.device_id, sample.engine_id)
+        outcome = self.tracker.update(target.device_id, sample, target.capacity_mbps)
+        for reason in outcome.skipped:
+            self._errors.labels(snmp.SNMP, reason).inc()
+        messages = snmp.messages(target.device_id, sample.ts_ms, outcome, self.sequences.next)
+        for message in messages:
+            self.sink.send(produced(message))
+            self._messages.labels(message.kind).inc()
+        return list(messages)
+
+    async def poll_round(self) -> list[s.Message]:
+        """One round: every target polled once, its messages sent when it is done."""
+        started = asyncio.get_running_loop().time()
+        jobs = [(t.device_id, lambda t=t: self._poll(t)) for t in self.targets]
+        spread = spread_s(self.collection, snmp.COUNTERS)
+        results = await spread_round(jobs, spread, self.sink, self._stop)
+        self._round_seconds.observe(asyncio.get_running_loop().time() - started)
+        self.rounds += 1
+        return [msg for r in results if isinstance(r, list) for msg in r]
+
+    async def run(self, stop: asyncio.Event, rounds: int | None = None) -> None:
+        """Poll rounds at the feed's ``netnode.counters`` interval (see :func:`run_rounds`)."""
+        self._stop = stop
+        self.overruns += await run_rounds(
+            stop,
+            self.collection.interval(snmp.COUNTERS),
+            self.poll_round,
+            lambda: self.rounds,
+            rounds,
+            snmp.COUNTERS,
+        )
 
 
 FEED: Final = Feed.NETNODE
