@@ -94,6 +94,8 @@ def test_every_panel_query_returns_data(namespace: Settings, tmp_path: Path) -> 
             ),
         )
 
+        seen: dict[str, object] = {}
+
         async def ready() -> bool:
             conn = await connect(namespace.admin_dsn())
             try:
@@ -101,6 +103,19 @@ def test_every_panel_query_returns_data(namespace: Settings, tmp_path: Path) -> 
                 rollups = await conn.fetchval("SELECT count(*) FROM unit_rollup_camera_1m")
                 isolated = await conn.fetchval(
                     "SELECT count(*) FROM incidents WHERE kind = 'site-isolated'"
+                )
+                # where the incident path stopped, if it did: states judged, transitions
+                # recorded, transitions not yet relayed to Kafka, incidents of any kind
+                seen.update(
+                    rollups=rollups,
+                    states=dict(
+                        await conn.fetch("SELECT state, count(*) FROM device_state GROUP BY 1")
+                    ),
+                    intervals=await conn.fetchval("SELECT count(*) FROM device_state_intervals"),
+                    outbox=await conn.fetchval("SELECT count(*) FROM device_events_outbox"),
+                    incidents=dict(
+                        await conn.fetch("SELECT kind, count(*) FROM incidents GROUP BY 1")
+                    ),
                 )
                 # a maintenance window, so the SLA panels have one to exclude
                 await conn.execute(
@@ -115,7 +130,13 @@ def test_every_panel_query_returns_data(namespace: Settings, tmp_path: Path) -> 
             finally:
                 await conn.close()
 
-        wait_for(lambda: asyncio.run(ready()), 60, what="rollups and incidents")
+        try:
+            wait_for(lambda: asyncio.run(ready()), 60, what="rollups and incidents")
+        except AssertionError as exc:
+            log = (tmp_path / "worker.log").read_text(errors="replace").splitlines()[-15:]
+            raise AssertionError(
+                f"{exc}; last seen {seen}; worker log tail:\n" + "\n".join(log)
+            ) from None
         time.sleep(6)  # one more scrape of the leader's gauges
         asyncio.run(check_all(namespace, started))
     finally:
