@@ -37,8 +37,6 @@ from ioc.simulators.run import SimConfig, run_simulation
 
 ARENA_HEAP_KIB = 65536
 """glibc's per-thread arena heaps are mapped 64 MiB at a time (HEAP_MAX_SIZE on 64-bit)."""
-PYMALLOC_ARENA_KIB = 1024
-"""CPython 3.10+ maps its small-object allocator's arenas 1 MiB at a time (obmalloc)."""
 
 
 def rss_mib(pid: int) -> float:
@@ -49,9 +47,9 @@ def rss_mib(pid: int) -> float:
 
 
 def anonymous_mib(pid: int) -> dict[str, float]:
-    """Resident anonymous memory: in glibc's 64 MiB arena heaps, in CPython's 1 MiB arenas (a
-    mapping of exactly that size; other 1 MiB mappings are rare), elsewhere, in [heap]."""
-    where = {"arena_heaps": 0.0, "python_arenas": 0.0, "other_anonymous": 0.0, "main_heap": 0.0}
+    """Resident anonymous memory: in glibc's 64 MiB arena heaps, elsewhere (CPython's own 1 MiB
+    arenas among it: the kernel merges adjacent ones into one mapping), in [heap]."""
+    where = {"arena_heaps": 0.0, "other_anonymous": 0.0, "main_heap": 0.0}
     size_kib, name = 0, ""
     for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
         head = line.split()
@@ -63,9 +61,7 @@ def anonymous_mib(pid: int) -> dict[str, float]:
             if name == "[heap]":
                 where["main_heap"] += rss
             elif not name:
-                key = {ARENA_HEAP_KIB: "arena_heaps", PYMALLOC_ARENA_KIB: "python_arenas"}.get(
-                    size_kib, "other_anonymous"
-                )
+                key = "arena_heaps" if size_kib == ARENA_HEAP_KIB else "other_anonymous"
                 where[key] += rss
     return {k: round(v, 1) for k, v in where.items()}
 
@@ -78,6 +74,12 @@ def main() -> int:
     parser.add_argument("--every-s", type=float, default=130.0, help="a freeze this often, s")
     parser.add_argument("--trim-every-s", type=float, default=30.0, help="the worker's option")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the worker")
+    parser.add_argument(
+        "--worker-arg",
+        action="append",
+        default=[],
+        help="an `ioc worker` option, e.g. =--batch-size=2000",
+    )
     parser.add_argument("--out", type=Path, default=Path("/tmp/catchup_rss.json"))
     args = parser.parse_args()
     tag = f"rss{uuid.uuid4().hex[:6]}"
@@ -86,7 +88,7 @@ def main() -> int:
     )
     asyncio.run(bootstrap(settings, SCENARIO))
     proc = WorkerProcess(settings, SCENARIO, Path(f"/tmp/{tag}-worker.log"), "w0")
-    proc.argv += ["--memory-trim-every-s", str(args.trim_every_s)]
+    proc.argv += ["--memory-trim-every-s", str(args.trim_every_s), *args.worker_arg]
     assert proc.env is not None
     proc.env.update(kv.split("=", 1) for kv in args.env)
     duration = 40 + args.rounds * args.every_s
@@ -134,6 +136,7 @@ def main() -> int:
             "stop_s": args.stop_s,
             "trim_every_s": args.trim_every_s,
             "env": args.env,
+            "worker_args": args.worker_arg,
             "rss_before_mib": samples[0][1],
             "rss_peak_mib": max(s[1] for s in samples),
             "rss_after_each_drain_mib": [round(r, 1) for r in after_drain],
@@ -145,7 +148,8 @@ def main() -> int:
         asyncio.run(drop_namespace(settings))
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(
-        f"trim every {args.trim_every_s:g} s {' '.join(args.env)}: RSS {result['rss_before_mib']}"
+        f"trim every {args.trim_every_s:g} s {' '.join(args.env + args.worker_arg)}: RSS "
+        f"{result['rss_before_mib']}"
         f" MiB before, peak {result['rss_peak_mib']}, after each drain "
         f"{result['rss_after_each_drain_mib']}; anonymous at the end "
         f"{result['anonymous_at_end_mib']} -> {args.out}"
