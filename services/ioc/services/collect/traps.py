@@ -243,10 +243,8 @@ class TrapReceiver(asyncio.DatagramProtocol):
         except TrapError as exc:
             self._count(exc.outcome, source, exc.detail)
             return None
-        address = trap.agent if trap.agent in self.devices else source
-        device_id = self.devices.get(address)
+        device_id = self._device_of(trap, source)
         if device_id is None:
-            self._count("unknown_source", source)
             return None
         profile = self.profiles.get(device_id)
         if profile is None or profile.community is None:
@@ -325,6 +323,15 @@ class TrapReceiver(asyncio.DatagramProtocol):
         if self._v3_usm is not None:
             self._v3_last = (self._v3_usm[0], self._v3_usm[1], list(varbinds))
 
+    def _device_of(self, trap: Trap, source: str) -> str | None:
+        """The inventory device that sent ``trap``: by the agent address a v1 trap names, else
+        by the datagram's source; None (counted as ``unknown_source``) for a stranger."""
+        address = trap.agent if trap.agent in self.devices else source
+        device_id = self.devices.get(address)
+        if device_id is None:
+            self._count("unknown_source", source)
+        return device_id
+
     def _handle_v3(self, data: bytes, source: str, ts_ms: int) -> s.NetnodeLink | None:
         """An SNMPv3 notification: USM (pysnmp's engine) authenticates and decrypts it; the
         engine it came from must be the node's (its profile's ``engine_id``)."""
@@ -359,10 +366,8 @@ class TrapReceiver(asyncio.DatagramProtocol):
         except TrapError as exc:
             self._count(exc.outcome, source, exc.detail)
             return None
-        address = trap.agent if trap.agent in self.devices else source
-        device_id = self.devices.get(address)
+        device_id = self._device_of(trap, source)
         if device_id is None:
-            self._count("unknown_source", source)
             return None
         profile = self.profiles.get(device_id)
         wanted = self._engine_of(device_id)
