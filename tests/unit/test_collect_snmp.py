@@ -380,6 +380,15 @@ V2 = api.PROTOCOL_MODULES[api.SNMP_VERSION_2C]
 V1 = api.PROTOCOL_MODULES[api.SNMP_VERSION_1]
 
 
+def _message(version: Any, pdu: Any, community: str = "pub1ic") -> bytes:
+    """``pdu`` in a v1 or v2c message (``version``: V1 or V2) with ``community``, encoded."""
+    message = version.Message()
+    version.apiMessage.set_defaults(message)
+    version.apiMessage.set_community(message, community)
+    version.apiMessage.set_pdu(message, pdu)
+    return bytes(encoder.encode(message))
+
+
 def v2c_trap(
     trap_oid: tuple[int, ...] | None,
     if_index: int | None = 3,
@@ -397,11 +406,7 @@ def v2c_trap(
     if "agent" in extra:
         varbinds.append((traps.SNMP_TRAP_ADDRESS, V2.IpAddress(extra["agent"])))
     V2.apiTrapPDU.set_varbinds(pdu, varbinds)
-    message = V2.Message()
-    V2.apiMessage.set_defaults(message)
-    V2.apiMessage.set_community(message, community)
-    V2.apiMessage.set_pdu(message, pdu)
-    return bytes(encoder.encode(message))
+    return _message(V2, pdu, community)
 
 
 def v1_trap(generic: int, if_index: int = 3) -> bytes:
@@ -409,22 +414,14 @@ def v1_trap(generic: int, if_index: int = 3) -> bytes:
     V1.apiTrapPDU.set_defaults(pdu)
     V1.apiTrapPDU.set_generic_trap(pdu, generic)
     V1.apiTrapPDU.set_varbinds(pdu, [((*traps.IF_INDEX, if_index), V1.Integer(if_index))])
-    message = V1.Message()
-    V1.apiMessage.set_defaults(message)
-    V1.apiMessage.set_community(message, "pub1ic")
-    V1.apiMessage.set_pdu(message, pdu)
-    return bytes(encoder.encode(message))
+    return _message(V1, pdu)
 
 
 def v2c_get() -> bytes:
     pdu = V2.GetRequestPDU()
     V2.apiPDU.set_defaults(pdu)
     V2.apiPDU.set_varbinds(pdu, [((1, 3, 6, 1, 2, 1, 1, 3, 0), V2.Null(""))])
-    message = V2.Message()
-    V2.apiMessage.set_defaults(message)
-    V2.apiMessage.set_community(message, "pub1ic")
-    V2.apiMessage.set_pdu(message, pdu)
-    return bytes(encoder.encode(message))
+    return _message(V2, pdu)
 
 
 def test_decoding_traps() -> None:
