@@ -42,6 +42,13 @@ def default_stack_dir() -> Path:
     return Path(base) / "ioc" / "stack"
 
 
+def min_insync_replicas(replication_factor: int) -> int:
+    """``min.insync.replicas`` for ``replication_factor`` replicas: 2 of 3, so an ``acks=all``
+    write survives the loss of any one broker and still goes on with one down; 1 for fewer.
+    The one rule for the local stack's brokers and topics and the Kubernetes manifests."""
+    return max(1, min(2, replication_factor - 1))
+
+
 class Settings(BaseSettings):
     """Every knob of the product in one place; each field is ``IOC_<FIELD>`` in the env."""
 
@@ -409,9 +416,8 @@ class Settings(BaseSettings):
 
     @property
     def kafka_min_insync_replicas(self) -> int:
-        """``min.insync.replicas`` of the project's topics: 2 of 3 replicas, so an ``acks=all``
-        write survives the loss of any one broker and still goes on with one down."""
-        return max(1, min(2, self.kafka_replication_factor - 1))
+        """``min.insync.replicas`` of the project's topics (:func:`min_insync_replicas`)."""
+        return min_insync_replicas(self.kafka_replication_factor)
 
     @property
     def prometheus_url(self) -> str:

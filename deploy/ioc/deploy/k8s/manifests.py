@@ -31,7 +31,7 @@ import yaml
 from ioc.alerting import scrape
 from ioc.alerting.alertmanager import alertmanager_document
 from ioc.alerting.rules import rules_document
-from ioc.config import Settings
+from ioc.config import Settings, min_insync_replicas
 from ioc.contract import access
 from ioc.contract import topics as t
 from ioc.contract.thresholds import THRESHOLDS
@@ -50,7 +50,7 @@ KAFKA_VERSION: Final = "4.2.1"
 """The oldest Kafka the targeted Strimzi (1.2) supports: the local stack's 4.1 is no longer one
 of them; clients are wire-compatible across both."""
 KAFKA_REPLICAS: Final = 3
-KAFKA_MIN_ISR: Final = 2
+KAFKA_MIN_ISR: Final = min_insync_replicas(KAFKA_REPLICAS)
 KAFKA_TLS_PORT: Final = 9093
 KAFKA_BOOTSTRAP: Final = f"{KAFKA_CLUSTER}-kafka-bootstrap.{NAMESPACE}.svc:{KAFKA_TLS_PORT}"
 KAFKA_CA_SECRET: Final = f"{KAFKA_CLUSTER}-cluster-ca-cert"

@@ -17,7 +17,7 @@ from base64 import urlsafe_b64encode
 from pathlib import Path
 from typing import Any
 
-from ioc.config import Settings
+from ioc.config import Settings, min_insync_replicas
 from ioc.deploy.local.credentials import KafkaCredentials, StackCredentials
 from ioc.deploy.local.kafka_broker import Kafka, listener_properties, render_private
 from ioc.deploy.local.process import Progress
@@ -77,7 +77,7 @@ def render_node_config(
         voters=voters,
         data_dir=data_dir,
         replication_factor=replicas,
-        min_insync=max(1, replicas - 1),
+        min_insync=min_insync_replicas(replicas),
         **listener_properties(
             settings, creds, port=port, sasl_port=sasl_port, controller_port=controller_port
         ),
