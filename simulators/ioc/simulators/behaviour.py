@@ -153,11 +153,19 @@ class DeviceSim:
         raise NotImplementedError
 
 
+def _collection_periods(feed: str) -> dict[str, int]:
+    """A feed's report periods in ms, from its declaration's ``collection``: the simulated
+    devices report as often as ``ioc collect`` polls the real ones."""
+    collection = feeds.spec(feed).collection
+    if collection is None:
+        raise IocError(f"feed {feed} declares no collection")
+    return {kind: round(seconds * 1000) for kind, seconds in collection.interval_s.items()}
+
+
 class CameraSim(DeviceSim):
     device_class = Feed.CAMERA
     periods: ClassVar[Mapping[str, int]] = {
-        "camera.heartbeat": 5_000,
-        "camera.stream": 10_000,
+        **_collection_periods(Feed.CAMERA),  # heartbeat and stream, as the RTSP collector's
         "camera.traffic": 60_000,
     }
 
@@ -421,15 +429,6 @@ class TelehealthSim(DeviceSim):
                 )
             )
         return out
-
-
-def _collection_periods(feed: str) -> dict[str, int]:
-    """A feed's report periods in ms, from its declaration's ``collection``: the simulated
-    devices report as often as ``ioc collect`` polls the real ones."""
-    collection = feeds.spec(feed).collection
-    if collection is None:
-        raise IocError(f"feed {feed} declares no collection")
-    return {kind: round(seconds * 1000) for kind, seconds in collection.interval_s.items()}
 
 
 class NetnodeSim(DeviceSim):
