@@ -1,5 +1,6 @@
 """``ioc collect``: poll the real network nodes of a scenario over ICMP and SNMP, receive
-their traps, and produce the netnode feed's messages (docs/collectors.md)."""
+their traps, sample its cameras' streams over RTSP, and produce the netnode and camera feeds'
+messages (docs/collectors.md)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from ioc.errors import IocError
 log = logging.getLogger(__name__)
 
 CLIENT_ID = "ioc-collector"
-PROTOCOLS: Final = ("icmp", "snmp")
+PROTOCOLS: Final = ("icmp", "snmp", "rtsp")
 SINK_POLL_S: Final = 0.05
 """How often delivery reports are served and the spool is pumped between rounds (traps
 arrive between them)."""
@@ -31,11 +32,14 @@ arrive between them)."""
 
 @dataclass
 class Plan:
-    """What one collector does: its ICMP targets (device id -> IPv4), SNMP targets, and the
-    trap receiver's nodes (IPv4 -> device id, with each one's profile), if it listens."""
+    """What one collector does: its ICMP targets (device id -> IPv4), SNMP targets, the
+    trap receiver's nodes (IPv4 -> device id, with each one's profile), if it listens, and
+    its cameras (RTSP) with how many streams it decodes at once."""
 
     icmp: dict[str, str] = field(default_factory=dict)
     snmp: list[Any] = field(default_factory=list)
+    rtsp: list[Any] = field(default_factory=list)
+    rtsp_decoders: int = 4
     trap_devices: dict[str, str] = field(default_factory=dict)
     trap_profiles: dict[str, Any] = field(default_factory=dict)
     trap_host: str = "0.0.0.0"
@@ -46,6 +50,7 @@ class Plan:
 class Summary:
     probe_rounds: int = 0
     snmp_rounds: int = 0
+    stream_rounds: int = 0
     traps: dict[str, int] = field(default_factory=dict)
 
 
@@ -59,11 +64,19 @@ async def collect(
     registry: CollectorRegistry = REGISTRY,
     on_trap_port: Callable[[int], None] | None = None,
     clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    camera_collection: Collection | None = None,
 ) -> Summary:
     """Run the plan until ``stop`` (or ``rounds`` rounds of each polling protocol), every part
-    sharing the sequence numbers, the sink and the link states."""
-    from ioc.services.collect import snmp, traps
-    from ioc.services.collect.collector import Collector, Sequences, SnmpCollector, produced
+    sharing the sequence numbers, the sink and the link states. ``collection`` is the
+    netnode feed's schedule, ``camera_collection`` the camera feed's (for RTSP)."""
+    from ioc.services.collect import rtsp, snmp, traps
+    from ioc.services.collect.collector import (
+        Collector,
+        RtspCollector,
+        Sequences,
+        SnmpCollector,
+        produced,
+    )
     from ioc.services.collect.icmp import IcmpEngine
 
     sequences = Sequences(clock_ms())
@@ -112,6 +125,31 @@ async def collect(
                 collection.timeout_s,
             )
             jobs.append(asyncio.ensure_future(polls.run(stop, rounds)))
+        if plan.rtsp:
+            if camera_collection is None:
+                raise IocError("RTSP targets need the camera feed's collection")
+            cameras = RtspCollector(
+                plan.rtsp,
+                sink,
+                rtsp.Sampler(
+                    camera_collection.sample_s, camera_collection.timeout_s, plan.rtsp_decoders
+                ),
+                camera_collection,
+                sequences,
+                registry=registry,
+                clock_ms=clock_ms,
+            )
+            log.info(
+                "sampling %d camera streams every %.1f s (%.1f s of video, %d at a time), "
+                "RTSP heartbeat every %.1f s (timeout %.1f s)",
+                len(plan.rtsp),
+                camera_collection.interval(rtsp.STREAM),
+                camera_collection.sample_s,
+                plan.rtsp_decoders,
+                camera_collection.interval(rtsp.HEARTBEAT),
+                camera_collection.timeout_s,
+            )
+            jobs.append(asyncio.ensure_future(cameras.run(stop, rounds)))
         receiver: traps.TrapReceiver | None = None
         if plan.trap_port is not None:
             receiver = traps.TrapReceiver(
@@ -157,6 +195,8 @@ async def collect(
             summary.probe_rounds = icmp.rounds
         if plan.snmp:
             summary.snmp_rounds = polls.rounds
+        if plan.rtsp:
+            summary.stream_rounds = cameras.stream_rounds
         if receiver is not None:
             summary.traps = dict(receiver.outcomes)
     return summary
@@ -166,20 +206,21 @@ def plan_of(
     args: argparse.Namespace, settings: Settings, protocols: Sequence[str]
 ) -> tuple[Plan, list[str]]:
     """Targets of this collector's shard from the scenario, their addresses resolved, and
-    the SNMP profiles; returns the plan and lines for the log."""
+    the SNMP and RTSP profiles; returns the plan and lines for the log."""
     from ioc.contract.topology import load_scenario
     from ioc.services.collect import snmp, targets
 
     scenario = args.scenario or settings.scenario
     topology = load_scenario(scenario)
+    notes: list[str] = []
+    cameras = _cameras(args, topology, notes) if "rtsp" in protocols else []
     chosen = targets.select(topology, args.shard, args.shards)
-    if not chosen:
+    if not chosen and not cameras:
         raise targets.TargetError(
             f"no network node with an address in {scenario} (shard {args.shard} of "
             f"{args.shards}); addresses come from the inventory (ioc inventory import, "
             "docs/inventory.md)"
         )
-    notes: list[str] = []
     skipped = targets.without_address(topology)
     if skipped:
         notes.append(f"{len(skipped)} network nodes have no address and are not polled")
@@ -193,7 +234,12 @@ def plan_of(
             + ", ".join(unresolved[:10])
             + (" ..." if len(unresolved) > 10 else "")
         )
-    plan = Plan(trap_host=args.trap_host, trap_port=args.trap_port)
+    plan = Plan(
+        trap_host=args.trap_host,
+        trap_port=args.trap_port,
+        rtsp=cameras,
+        rtsp_decoders=args.rtsp_decoders,
+    )
     if "icmp" in protocols:
         plan.icmp = {d: a for d, a in addresses.items() if d in mine}
     profiles: Mapping[str, snmp.Profile] = {}
@@ -220,9 +266,35 @@ def plan_of(
         if not profiles:
             raise IocError("--trap-port needs --snmp-credentials FILE (the traps' communities)")
         plan.trap_devices = {a: d for d, a in addresses.items() if d in plan.trap_profiles}
-    if not plan.icmp and not plan.snmp and plan.trap_port is None:
+    if not plan.icmp and not plan.snmp and not plan.rtsp and plan.trap_port is None:
         raise targets.TargetError("nothing to poll: no target resolved to an IPv4 address")
     return plan, notes
+
+
+def _cameras(args: argparse.Namespace, topology: Any, notes: list[str]) -> list[Any]:
+    """This shard's cameras with an RTSP address, each with its credentials profile."""
+    from ioc.contract.feeds import Feed
+    from ioc.services.collect import rtsp, targets
+
+    profiles: dict[str, rtsp.Profile] = {}
+    if args.rtsp_credentials:
+        profiles = rtsp.load_profiles(Path(args.rtsp_credentials))
+    mine = [
+        (d.id, d.attributes)
+        for d in sorted(topology.devices_of(Feed.CAMERA), key=lambda d: d.id)
+        if targets.shard_of(d.id, args.shards) == args.shard
+    ]
+    cameras, no_url, no_profile = rtsp.select(mine, profiles)
+    if no_url and cameras:
+        notes.append(f"{len(no_url)} cameras have no rtsp:// address and are not sampled")
+    if no_profile:
+        notes.append(
+            f"{len(no_profile)} cameras name an RTSP profile the credentials file lacks and "
+            "are not sampled: " + ", ".join(no_profile[:10])
+        )
+    if cameras:
+        rtsp.ffmpeg_path()  # stop now, saying how to install it, rather than at each sample
+    return cameras
 
 
 async def _main(plan: Plan, sink: Any, duration: float | None, rounds: int | None) -> Summary:
@@ -230,15 +302,18 @@ async def _main(plan: Plan, sink: Any, duration: float | None, rounds: int | Non
     from ioc.services.collect.collector import FEED
 
     collection = feeds.spec(FEED).collection
-    if collection is None:  # pragma: no cover - the built-in declaration has one
-        raise IocError(f"the {FEED} feed declares no collection")
+    camera_collection = feeds.spec(feeds.Feed.CAMERA).collection
+    if collection is None or camera_collection is None:  # pragma: no cover - built-in ones
+        raise IocError("the netnode and camera feeds declare no collection")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     if duration is not None:
         loop.call_later(duration, stop.set)
-    return await collect(plan, sink, collection, stop, rounds=rounds)
+    return await collect(
+        plan, sink, collection, stop, rounds=rounds, camera_collection=camera_collection
+    )
 
 
 def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
@@ -249,7 +324,7 @@ def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
     protocols = [p.strip() for p in (args.protocols or ",".join(PROTOCOLS)).split(",")]
     unknown = [p for p in protocols if p not in PROTOCOLS]
     if unknown:
-        raise IocError(f"--protocols: unknown {', '.join(unknown)} (known: icmp, snmp)")
+        raise IocError(f"--protocols: unknown {', '.join(unknown)} (known: icmp, snmp, rtsp)")
     if args.spool_max_mb < 1:
         raise IocError(f"--spool-max-mb {args.spool_max_mb}: at least 1")
     plan, notes = plan_of(args, settings, protocols)
@@ -279,9 +354,10 @@ def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
     spooled = f", {sink.spool.depth} still spooled" if isinstance(sink, SpoolingSink) else ""
     dropped = f", {sink.dropped} dropped by a full spool" if isinstance(sink, SpoolingSink) else ""
     print(
-        f"collector shard {args.shard}/{args.shards}: {len(plan.icmp)} ICMP and "
-        f"{len(plan.snmp)} SNMP targets, {summary.probe_rounds} probe and "
-        f"{summary.snmp_rounds} SNMP rounds, {sum(summary.traps.values())} traps, "
+        f"collector shard {args.shard}/{args.shards}: {len(plan.icmp)} ICMP, "
+        f"{len(plan.snmp)} SNMP and {len(plan.rtsp)} RTSP targets, {summary.probe_rounds} "
+        f"probe, {summary.snmp_rounds} SNMP and {summary.stream_rounds} stream rounds, "
+        f"{sum(summary.traps.values())} traps, "
         f"{sink.sent} messages sent{spooled}{dropped}, {sink.errors} delivery errors"
     )
     return 0 if sink.errors == 0 else 1
@@ -290,11 +366,13 @@ def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "collect",
-        help="poll the scenario's real network nodes (ICMP, SNMP, traps) into the netnode feed",
+        help="poll the scenario's real network nodes (ICMP, SNMP, traps) and cameras (RTSP) "
+        "into the netnode and camera feeds",
         description="Ping every network node with an inventory address, poll its interfaces "
-        "over SNMP and receive its traps, at the netnode feed's collection intervals, and "
-        "produce netnode.probe, netnode.counters and netnode.link messages to Kafka (through "
-        "a disk spool) or a file.",
+        "over SNMP and receive its traps, and sample every camera's RTSP stream, at the feeds' "
+        "collection intervals, and produce netnode.probe, netnode.counters, netnode.link, "
+        "camera.stream and camera.heartbeat messages to Kafka (through a disk spool) or a "
+        "file.",
     )
     p.add_argument("--scenario", help="built-in scenario name or YAML file (default IOC_SCENARIO)")
     p.add_argument("--shard", type=int, default=0, help="this collector's shard, 0..N-1")
@@ -302,7 +380,21 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--protocols",
         metavar="LIST",
-        help="icmp, snmp or icmp,snmp (default: icmp, and snmp with --snmp-credentials)",
+        help="icmp, snmp, rtsp, comma-separated (default: icmp, rtsp, and snmp with "
+        "--snmp-credentials)",
+    )
+    p.add_argument(
+        "--rtsp-credentials",
+        metavar="FILE.toml",
+        help="RTSP profiles ([profiles.NAME]: user, password); a camera uses the one its "
+        "rtsp_profile attribute names, else 'default', else none",
+    )
+    p.add_argument(
+        "--rtsp-decoders",
+        type=int,
+        default=4,
+        metavar="N",
+        help="camera streams decoded at once (default 4; each is one ffmpeg on one core)",
     )
     p.add_argument(
         "--snmp-credentials",

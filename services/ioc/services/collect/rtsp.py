@@ -73,6 +73,7 @@ MIN_FRAMES: Final = 3
 """Fewer decoded frames than this in a sample judge nothing: ``no_frames``."""
 
 REASONS: Final = (
+    "unreachable",
     "refused",
     "timeout",
     "auth",
@@ -80,7 +81,9 @@ REASONS: Final = (
     "no_frames",
     "stream_error",
 )
-"""Why a sample gave no ``camera.stream`` (``ioc_collector_errors_total{protocol="rtsp"}``)."""
+"""Why a heartbeat gave no ``camera.heartbeat`` (``unreachable``: no RTSP answer to
+``OPTIONS``) or a sample no ``camera.stream`` (the others), counted in
+``ioc_collector_errors_total{protocol="rtsp",reason}``."""
 
 
 class RtspConfigError(IocError):
