@@ -11,11 +11,13 @@ PYTEST_ARGS ?=
 .PHONY: install run stack stack-down status test chaos unit integration lint typecheck fmt dashboards k8s bench bench-venv clean
 
 # Debian's chromium for the console's browser test (apt-get as root; never a download by
-# Playwright) and net-snmp's snmpd/snmptrap for the SNMP collector's tests: cheap checks once
-# they are there.
+# Playwright), net-snmp's snmpd/snmptrap for the SNMP collector's tests, and ffmpeg (the RTSP
+# collector's decoder) with GStreamer's RTSP server for its tests: cheap checks once they are
+# there.
 install: $(VENV)/.installed
 	@$(BIN)/python -m ioc.deploy.local.browser
 	@$(BIN)/python -m ioc.deploy.local.snmp_peers
+	@$(BIN)/python -m ioc.deploy.local.rtsp_peers
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
