@@ -355,7 +355,7 @@ class RtspCollector:
         self,
         cameras: Sequence[rtsp.Camera],
         sink: Sink,
-        sampler: rtsp.Sampler,
+        sampler: rtsp.StreamSampler,
         collection: Collection,
         sequences: Sequences,
         *,
@@ -376,7 +376,7 @@ class RtspCollector:
         self.last: dict[str, rtsp.Sample] = {}
         """Each camera's latest sample: its heartbeat's status."""
         self._up_since: dict[str, int] = {}
-        self._failing: dict[str, str] = {}
+        self._failing: dict[tuple[str, str], str] = {}
         self._stop: asyncio.Event | None = None
         self._polls = counter(m.COLLECT_POLLS, registry).labels(rtsp.RTSP)
         self._requests = counter(m.COLLECT_REQUESTS, registry).labels(rtsp.RTSP)
@@ -391,16 +391,17 @@ class RtspCollector:
         self.sink.send(produced(message))
         self._messages.labels(message.kind).inc()
 
-    def _note(self, camera: rtsp.Camera, reason: str | None, detail: str = "") -> None:
-        """Log a camera's failure when it starts or changes, and its recovery: not every
-        round."""
+    def _note(self, camera: rtsp.Camera, kind: str, reason: str | None, detail: str = "") -> None:
+        """Log a camera's failure of one ``kind`` (heartbeat, stream) when it starts or
+        changes, and its recovery: not every round."""
+        key = (camera.device_id, kind)
         if reason is None:
-            if self._failing.pop(camera.device_id, None) is not None:
-                log.info("%s: RTSP stream answers again", camera.device_id)
+            if self._failing.pop(key, None) is not None:
+                log.info("%s: %s answers again", camera.device_id, kind)
             return
-        if self._failing.get(camera.device_id) != reason:
-            log.warning("%s (%s): %s %s", camera.device_id, camera.url, reason, detail)
-        self._failing[camera.device_id] = reason
+        if self._failing.get(key) != reason:
+            log.warning("%s (%s): %s: %s %s", camera.device_id, camera.url, kind, reason, detail)
+        self._failing[key] = reason
 
     async def _heartbeat(self, camera: rtsp.Camera) -> s.CameraHeartbeat | None:
         ts_ms = self.clock_ms()
@@ -410,9 +411,10 @@ class RtspCollector:
             self._timeouts.inc()
             self._errors.labels(rtsp.RTSP, "unreachable").inc()
             self._up_since.pop(camera.device_id, None)
-            self._note(camera, "unreachable", "(no RTSP answer to OPTIONS)")
+            self._note(camera, rtsp.HEARTBEAT, "unreachable", "(no RTSP answer to OPTIONS)")
             return None
         self._replies.inc()
+        self._note(camera, rtsp.HEARTBEAT, None)
         since = self._up_since.setdefault(camera.device_id, ts_ms)
         message = s.CameraHeartbeat(
             v=s.SCHEMA_VERSION,
@@ -437,9 +439,9 @@ class RtspCollector:
             self._errors.labels(rtsp.RTSP, sample.reason).inc()
             if sample.reason == "timeout":
                 self._timeouts.inc()
-            self._note(camera, sample.reason, sample.detail)
+            self._note(camera, rtsp.STREAM, sample.reason, sample.detail)
             return None
-        self._note(camera, None)
+        self._note(camera, rtsp.STREAM, None)
         # the event time is the sample's end, when its measures are known
         message = rtsp.stream_message(
             camera.device_id, self.sequences.next(camera.device_id), self.clock_ms(), sample

@@ -43,7 +43,7 @@ import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
@@ -443,14 +443,30 @@ def ffmpeg_command(
     ]
 
 
+class StreamSampler(Protocol):
+    """What the collector's rounds need of a sampler (tests script one)."""
+
+    async def sample(self, camera: Camera) -> Sample: ...
+
+
 class Sampler:
     """Samples cameras' streams with ffmpeg, at most ``decoders`` at a time (the cameras'
-    sessions and our CPU are the limits; the rest wait their turn)."""
+    sessions and our CPU are the limits; the rest wait their turn). A sample that has not
+    ended ``slack_s`` after its timeout and window is killed."""
 
-    def __init__(self, sample_s: float, timeout_s: float, decoders: int = 4) -> None:
+    def __init__(
+        self,
+        sample_s: float,
+        timeout_s: float,
+        decoders: int = 4,
+        *,
+        ffmpeg: str | None = None,
+        slack_s: float = 2.0,
+    ) -> None:
         self.sample_s = sample_s
         self.timeout_s = timeout_s
-        self.ffmpeg = ffmpeg_path()
+        self.ffmpeg = ffmpeg or ffmpeg_path()
+        self.slack_s = slack_s
         self._slots = asyncio.Semaphore(max(1, decoders))
 
     async def sample(self, camera: Camera) -> Sample:
@@ -498,7 +514,7 @@ class Sampler:
                 if len(errors) < 8192:
                     errors.extend(chunk[: 8192 - len(errors)])
 
-        deadline = self.timeout_s + self.sample_s + 2.0
+        deadline = self.timeout_s + self.sample_s + self.slack_s
         timed_out = False
         try:
             await asyncio.wait_for(
