@@ -213,6 +213,11 @@ def test_judge_and_the_stream_message_round_trip_through_the_contract() -> None:
         ("method DESCRIBE failed: 404 Not Found", "not_found"),
         ("Connection to tcp://10.0.0.1:554 failed: Connection timed out", "timeout"),
         ("No route to host", "refused"),
+        (
+            "Connection to tcp://10.0.0.1:14010?timeout=3000000 failed: Connection refused",
+            "refused",
+        ),
+        ("tcp://10.0.0.1:4040?timeout=3000000: Invalid data found", "stream_error"),
         ("Invalid data found when processing input", "stream_error"),
         ("", "stream_error"),
     ],

@@ -72,15 +72,14 @@ def main() -> int:
     user, password = os.environ.get("RTSP_TEST_USER"), os.environ.get("RTSP_TEST_PASSWORD")
     if user and password:
         auth = GstRtspServer.RTSPAuth()
-        token = GstRtspServer.RTSPToken.new_empty()
-        token.get_structure().set_value("media.factory.role", "camera")
+        token = GstRtspServer.RTSPToken()
+        token.set_string("media.factory.role", "camera")
         auth.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), token)
         server.set_auth(auth)
-        factory.add_role_from_structure(
-            Gst.Structure.new_from_string(
-                "camera, media.factory.access=(boolean)true, media.factory.construct=(boolean)true"
-            )
-        )
+        permissions = GstRtspServer.RTSPPermissions()
+        permissions.add_permission_for_role("camera", "media.factory.access", True)
+        permissions.add_permission_for_role("camera", "media.factory.construct", True)
+        factory.set_permissions(permissions)
     server.get_mount_points().add_factory(args.path, factory)
     if server.attach(None) == 0:
         print("error: cannot listen", file=sys.stderr, flush=True)

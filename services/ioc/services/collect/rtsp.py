@@ -326,17 +326,16 @@ def judge(frames: FrameStats, packets: PacketStats) -> Sample:
 
 
 _REASONS_OF_TEXT: Final = (
-    ("401", "auth"),
-    ("unauthorized", "auth"),
-    ("403", "auth"),
-    ("404", "not_found"),
-    ("not found", "not_found"),
+    ("401 unauthorized", "auth"),
+    ("403 forbidden", "auth"),
+    ("404 not found", "not_found"),
     ("connection refused", "refused"),
     ("no route to host", "refused"),
     ("network is unreachable", "refused"),
     ("timed out", "timeout"),
-    ("timeout", "timeout"),
 )
+"""Texts of ffmpeg's errors, whole words: a bare ``401`` could be a port, and every
+connection error names the socket's ``?timeout=`` option."""
 
 
 def failure_reason(stderr: str) -> str:
