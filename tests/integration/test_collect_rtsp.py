@@ -28,19 +28,14 @@ skips, saying why.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
-import os
-import secrets
 import socket
-import subprocess
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-import yaml
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 
@@ -49,13 +44,15 @@ from ioc.contract import metrics as m
 from ioc.contract import schemas as s
 from ioc.contract.feeds import Collection, Feed
 from ioc.contract.topics import FEED_TOPICS, all_topics
-from ioc.contract.topology import load_scenario
 from ioc.kafka import ensure_topics
 from ioc.kafka_clients import aiokafka_common
-from ioc.services.collect.cli import Plan, collect, plan_of
+from ioc.services.collect.cli import Plan, collect
 from ioc.services.collect.snmp import secure_write
 from ioc.services.collect.spool import SpoolingSink
 from ioc.sinks import Record, Sink
+from tests.support.rtsp_camera import Camera, camera, rtsp_plan, scenario_with_cameras
+
+__all__ = ["camera"]  # the fixture
 
 COLLECTION = Collection(
     interval_s={"camera.heartbeat": 2.0, "camera.stream": 4.0},
@@ -65,59 +62,6 @@ COLLECTION = Collection(
 """Quicker than the feed's (5 s, 10 s, 2 s of video) so the test stays short; the same code."""
 NETNODE = Collection(interval_s={"netnode.probe": 5.0}, timeout_s=1.0, echoes=1)
 PHASE_S = 20.0
-
-
-class Camera:
-    """The test camera: GStreamer's RTSP server, driven through its stdin."""
-
-    def __init__(self, command: list[str], user: str, password: str) -> None:
-        self.proc = subprocess.Popen(
-            [*command, "--width", "160", "--height", "120", "--fps", "10"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "RTSP_TEST_USER": user, "RTSP_TEST_PASSWORD": password},
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().split()
-        if line[:1] != ["ready"]:
-            self.stop()
-            pytest.fail(f"the RTSP server did not start: {self.proc.stderr}")
-        self.port = int(line[1])
-
-    def set(self, mode: str) -> None:
-        """``live``, ``freeze`` or ``black``, acknowledged by the server."""
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(f"{mode}\n")
-        self.proc.stdin.flush()
-        assert self.proc.stdout.readline().strip() == f"ok {mode}"
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-@pytest.fixture
-def camera() -> Iterator[tuple[Camera, str, str]]:
-    from ioc.deploy.local.process import StackError
-    from ioc.deploy.local.rtsp_peers import ensure_rtsp_peers
-
-    try:
-        command = ensure_rtsp_peers()
-    except StackError as exc:
-        pytest.skip(str(exc))
-    user, password = "viewer", f"pw-{secrets.token_hex(8)}"
-    cam = Camera(command, user, password)
-    try:
-        yield cam, user, password
-    finally:
-        cam.stop()
 
 
 class Tee(Sink):
@@ -146,33 +90,22 @@ def _free_tcp_port() -> int:
 
 def _plan(tmp_path: Path, port: int, user: str, password: str) -> tuple[Plan, list[str]]:
     """Three demo cameras: the right credentials, a wrong password, a closed port."""
-    topo = load_scenario("demo")
-    good, wrong, closed = sorted(topo.devices_of(Feed.CAMERA), key=lambda d: d.id)[:3]
-    good.attributes["address"] = f"rtsp://127.0.0.1:{port}/cam"
-    wrong.attributes["address"] = f"rtsp://127.0.0.1:{port}/cam"
-    wrong.attributes["rtsp_profile"] = "wrong"
-    closed.attributes["address"] = f"rtsp://127.0.0.1:{_free_tcp_port()}/cam"
     scenario = tmp_path / "province.yaml"
-    scenario.write_text(yaml.safe_dump(topo.to_document(), allow_unicode=True))
+    ids = scenario_with_cameras(
+        scenario,
+        [
+            (f"rtsp://127.0.0.1:{port}/cam", None),
+            (f"rtsp://127.0.0.1:{port}/cam", "wrong"),
+            (f"rtsp://127.0.0.1:{_free_tcp_port()}/cam", None),
+        ],
+    )
     credentials = tmp_path / "rtsp.toml"
     secure_write(
         credentials,
         f'[profiles.default]\nuser = "{user}"\npassword = "{password}"\n'
         f'[profiles.wrong]\nuser = "{user}"\npassword = "not-{password}"\n',
     )
-    args = argparse.Namespace(
-        scenario=str(scenario),
-        shard=0,
-        shards=1,
-        trap_port=None,
-        trap_host="127.0.0.1",
-        snmp_credentials=None,
-        rtsp_credentials=str(credentials),
-        rtsp_decoders=2,
-        protocols="rtsp",
-    )
-    plan, _ = plan_of(args, Settings(), ["rtsp"])
-    return plan, [good.id, wrong.id, closed.id]
+    return rtsp_plan(scenario, credentials), ids
 
 
 @pytest.fixture
