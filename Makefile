@@ -91,6 +91,11 @@ bench-burst: install stack
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/burst.py
 
+## cameras one RTSP collector samples per interval (bench/results/collect_rtsp.json); not in CI
+.PHONY: bench-rtsp
+bench-rtsp: install
+	$(BIN)/python bench/collect_rtsp.py --out bench/results/collect_rtsp.json
+
 ## an hour at 20,000 events/s with a fault every 5 minutes (bench/results/soak.json); not in CI
 .PHONY: soak
 soak: install stack
