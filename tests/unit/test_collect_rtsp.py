@@ -123,6 +123,16 @@ def test_a_still_picture_is_frozen_even_with_coding_noise() -> None:
     noisy[100] = 121
     assert rtsp.mafd(frame(120, spot=8), bytes(noisy)) < rtsp.FROZEN_MAFD
     assert stats([frame(120, spot=8), bytes(noisy)] * 5).frozen
+    # noise of a level or two over the whole frame: still frozen
+    grain = bytes(v + (i % 7 == 0) - (i % 11 == 0) for i, v in enumerate(frame(120)))
+    mean, largest = rtsp.difference(frame(120), grain)
+    assert mean < rtsp.FROZEN_MAFD and largest < rtsp.MOVED_PIXEL
+    assert stats([frame(120), grain] * 5).frozen
+    # a still scene whose clock ticks (a few pixels change a lot): live, whatever the mean
+    tick = bytearray(frame(120, spot=8))
+    tick[3000:3004] = b"\xff" * 4
+    assert rtsp.mafd(frame(120, spot=8), bytes(tick)) < rtsp.FROZEN_MAFD
+    assert not stats([frame(120, spot=8)] * 5 + [bytes(tick)] * 5).frozen
     # one change in the window is a live picture
     assert not stats([frame(120, spot=8)] * 5 + [frame(120, spot=30)] * 5).frozen
     assert not stats([frame(120)] * (rtsp.MIN_FRAMES - 1)).frozen

@@ -12,8 +12,11 @@ a second pipe: timestamp and size). From those, pure code here (tested without v
 
 - ``fps`` and ``dropped_frames`` from the packets' timestamps (a gap of k frame intervals is
   k-1 frames lost), ``bitrate_kbps`` from their sizes: what the camera sent, not metadata;
-- ``frozen``: every pair of consecutive decoded frames differs by less than
-  :data:`FROZEN_MAFD` (mean absolute luma difference, ffmpeg ``freezedetect``'s -60 dB);
+- ``frozen``: no pair of consecutive decoded frames differs, neither on the whole (mean
+  absolute luma difference under :data:`FROZEN_MAFD`, ffmpeg ``freezedetect``'s -60 dB) nor
+  anywhere (no pixel changed by :data:`MOVED_PIXEL` or more): shrinking averages the sensor's
+  noise away, so a still but live scene is told from a frozen one by its small local changes
+  (the camera's on-screen clock, a distant car);
 - ``black``: at least :data:`BLACK_FRAMES` of the frames are black (98 % of the pixels at
   most 10 % above video black, ``blackdetect``'s defaults). A black picture is reported as
   black, not frozen, as the simulator does.
@@ -65,6 +68,9 @@ go black, 3 KiB each through the pipe."""
 FROZEN_MAFD: Final = 0.255
 """Mean absolute luma difference (0..255) under which two frames are the same picture:
 ffmpeg ``freezedetect``'s default noise, -60 dB of the range."""
+MOVED_PIXEL: Final = 8
+"""A pixel of the 64x48 frame that changed by this much (of 255) is a change in the picture,
+whatever the mean: coding noise left after shrinking stays within a few levels."""
 BLACK_LUMA: Final = 16 + round(0.10 * 219)
 """A pixel at most 10 % above video black (limited range, 16..235) is black."""
 BLACK_PIXELS: Final = 0.98
@@ -193,7 +199,13 @@ _BLACK_TABLE: Final = bytes(1 if v <= BLACK_LUMA else 0 for v in range(256))
 
 def mafd(a: bytes, b: bytes) -> float:
     """Mean absolute difference of two grey frames of one size (0..255)."""
-    return sum(map(abs, map(int.__sub__, a, b))) / max(1, len(a))
+    return difference(a, b)[0]
+
+
+def difference(a: bytes, b: bytes) -> tuple[float, int]:
+    """Mean and largest absolute difference of two grey frames of one size (0..255)."""
+    diffs = list(map(abs, map(int.__sub__, a, b)))
+    return sum(diffs) / max(1, len(diffs)), max(diffs, default=0)
 
 
 def is_black(frame: bytes) -> bool:
@@ -216,9 +228,9 @@ class FrameStats:
         if is_black(frame):
             self.black_frames += 1
         if self._last is not None:
-            diff = mafd(self._last, frame)
-            self.max_mafd = max(self.max_mafd, diff)
-            if diff >= FROZEN_MAFD:
+            mean, largest = difference(self._last, frame)
+            self.max_mafd = max(self.max_mafd, mean)
+            if mean >= FROZEN_MAFD or largest >= MOVED_PIXEL:
                 self.moving_pairs += 1
         self._last = frame
 
