@@ -4,6 +4,7 @@ plumbing on a fake ffmpeg (the real peer: tests/integration/test_collect_rtsp.py
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import sys
@@ -13,14 +14,18 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
+from ioc.config import Settings
 from ioc.contract import feeds
 from ioc.contract import metrics as m
 from ioc.contract import schemas as s
 from ioc.contract.feeds import Collection, Feed, FeedError
+from ioc.errors import IocError
 from ioc.services.collect import rtsp
+from ioc.services.collect.cli import plan_of
 from ioc.services.collect.collector import RtspCollector, Sequences
 from ioc.services.collect.snmp import secure_write
 from ioc.sinks import Record, Sink
+from tests.support.rtsp_camera import scenario_with_cameras
 
 PROFILE = rtsp.Profile(user="viewer", password=SecretStr("s3cr:t/p@ss"))
 
@@ -55,7 +60,9 @@ def test_stream_urls_from_inventory_addresses() -> None:
     for address in ("10.9.0.7", "http://cam/s1", "rtsp:///nohost", ""):
         assert rtsp.stream_url(address) is None
     cam = rtsp.Camera("c", "rtsp://cam.example/s1")
-    assert (cam.host, cam.port) == ("cam.example", 554)
+    assert (cam.host, cam.port, cam.tls) == ("cam.example", 554, False)
+    tls = rtsp.Camera("c", "rtsps://cam.example/s1")
+    assert (tls.port, tls.tls) == (322, True)
 
 
 def test_select_cameras_with_their_profiles() -> None:
@@ -448,3 +455,74 @@ async def test_options_reads_the_status_of_an_rtsp_answer() -> None:
     port = server.sockets[0].getsockname()[1]
     async with server:
         assert await rtsp.rtsp_options(rtsp.Camera("c", f"rtsp://127.0.0.1:{port}/s"), 1.0) == 401
+
+
+# --- the plan from the inventory ------------------------------------------------------------
+
+
+def _args(scenario: Path, credentials: Path | None, shards: int = 1) -> argparse.Namespace:
+    return argparse.Namespace(
+        scenario=str(scenario),
+        shard=0,
+        shards=shards,
+        trap_port=None,
+        trap_host="127.0.0.1",
+        snmp_credentials=None,
+        rtsp_credentials=None if credentials is None else str(credentials),
+        rtsp_decoders=3,
+        protocols="rtsp",
+    )
+
+
+def test_the_plan_takes_the_cameras_with_an_rtsp_address_and_a_known_profile(
+    tmp_path: Path,
+) -> None:
+    scenario = tmp_path / "province.yaml"
+    ids = scenario_with_cameras(
+        scenario,
+        [
+            ("rtsp://10.0.0.1/a", None),
+            ("rtsp://admin:leaked@10.0.0.2/b", "hik"),
+            ("10.0.0.3", None),
+            ("rtsp://10.0.0.4/d", "default"),
+        ],
+    )
+    credentials = tmp_path / "rtsp.toml"
+    secure_write(credentials, '[profiles.default]\nuser = "viewer"\npassword = "pw1"\n')
+    plan, notes = plan_of(_args(scenario, credentials), Settings(), ["rtsp"])
+    assert [(c.device_id, c.url) for c in plan.rtsp] == [
+        (ids[0], "rtsp://10.0.0.1/a"),
+        (ids[3], "rtsp://10.0.0.4/d"),
+    ]
+    assert all(c.profile is not None and c.profile.user == "viewer" for c in plan.rtsp)
+    assert plan.rtsp_decoders == 3 and not plan.icmp and not plan.snmp
+    assert any("1 cameras name an RTSP profile" in n and ids[1] in n for n in notes)
+    assert any("have no rtsp:// address" in n for n in notes)
+    assert "leaked" not in repr(plan) and "pw1" not in repr(plan)
+    # the shards split the cameras as they split the nodes: each in exactly one
+    halves = [
+        {c.device_id for c in plan_of(args, Settings(), ["rtsp"])[0].rtsp}
+        for args in (_args(scenario, credentials, 2), _shard1(scenario, credentials))
+    ]
+    assert halves[0] | halves[1] == {ids[0], ids[3]} and not halves[0] & halves[1]
+
+
+def _shard1(scenario: Path, credentials: Path) -> argparse.Namespace:
+    args = _args(scenario, credentials, 2)
+    args.shard = 1
+    return args
+
+
+def test_without_ffmpeg_the_collector_stops_saying_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scenario = tmp_path / "province.yaml"
+    scenario_with_cameras(scenario, [("rtsp://10.0.0.1/a", None)])
+    monkeypatch.setattr("ioc.services.collect.rtsp.shutil.which", lambda name: None)
+    with pytest.raises(rtsp.RtspConfigError, match="apt-get install -y ffmpeg"):
+        plan_of(_args(scenario, None), Settings(), ["rtsp"])
+
+
+def test_a_scenario_without_addresses_has_nothing_to_sample(tmp_path: Path) -> None:
+    with pytest.raises(IocError, match="nor a camera with an rtsp:// address"):
+        plan_of(_args(Path("demo"), None), Settings(), ["rtsp"])

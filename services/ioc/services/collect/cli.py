@@ -216,8 +216,9 @@ def plan_of(
     cameras = _cameras(args, topology, notes) if "rtsp" in protocols else []
     chosen = targets.select(topology, args.shard, args.shards)
     if not chosen and not cameras:
+        camera = " nor a camera with an rtsp:// address" if "rtsp" in protocols else ""
         raise targets.TargetError(
-            f"no network node with an address in {scenario} (shard {args.shard} of "
+            f"no network node with an address{camera} in {scenario} (shard {args.shard} of "
             f"{args.shards}); addresses come from the inventory (ioc inventory import, "
             "docs/inventory.md)"
         )

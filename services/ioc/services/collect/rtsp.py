@@ -39,6 +39,7 @@ import logging
 import os
 import re
 import shutil
+import ssl
 import stat
 import statistics
 import tomllib
@@ -58,7 +59,7 @@ log = logging.getLogger(__name__)
 RTSP: Final = "rtsp"
 STREAM: Final = "camera.stream"
 HEARTBEAT: Final = "camera.heartbeat"
-DEFAULT_PORT: Final = 554
+DEFAULT_PORTS: Final = {"rtsp": 554, "rtsps": 322}
 
 WIDTH: Final = 64
 HEIGHT: Final = 48
@@ -146,7 +147,12 @@ class Camera:
 
     @property
     def port(self) -> int:
-        return urllib.parse.urlsplit(self.url).port or DEFAULT_PORT
+        parts = urllib.parse.urlsplit(self.url)
+        return parts.port or DEFAULT_PORTS.get(parts.scheme, DEFAULT_PORTS["rtsp"])
+
+    @property
+    def tls(self) -> bool:
+        return urllib.parse.urlsplit(self.url).scheme == "rtsps"
 
     def secret_url(self) -> str:
         """The URL with the profile's user and password, for ffmpeg only: never log it."""
@@ -551,20 +557,32 @@ class Sampler:
         return sample
 
 
+def _heartbeat_tls() -> ssl.SSLContext:
+    """TLS for an ``rtsps://`` camera's heartbeat, without certificate checks: cameras carry
+    self-signed certificates, and ``OPTIONS`` sends no credentials, so there is nothing to
+    protect; it only asks whether the camera answers."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 async def rtsp_options(camera: Camera, timeout_s: float) -> int | None:
     """Send one RTSP ``OPTIONS`` to the camera; its status code, or None when it does not
     answer in RTSP within ``timeout_s`` (refused, unreachable, silent, not RTSP)."""
     writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout(timeout_s):
-            reader, writer = await asyncio.open_connection(camera.host, camera.port)
+            reader, writer = await asyncio.open_connection(
+                camera.host, camera.port, ssl=_heartbeat_tls() if camera.tls else None
+            )
             writer.write(
                 f"OPTIONS {camera.url} RTSP/1.0\r\nCSeq: 1\r\n"
                 "User-Agent: ioc-collector\r\n\r\n".encode()
             )
             await writer.drain()
             line = await reader.readline()
-    except (OSError, TimeoutError, UnicodeError):
+    except (OSError, TimeoutError, UnicodeError):  # ssl.SSLError is an OSError
         return None
     finally:
         if writer is not None:
