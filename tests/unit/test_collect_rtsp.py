@@ -252,6 +252,12 @@ def test_heartbeat_status_follows_the_last_sample() -> None:
     assert rtsp.heartbeat_status(rtsp.Sample(False, "not_found")) == "fault"
 
 
+def test_the_round_estimate_behind_the_capacity_warning() -> None:
+    assert rtsp.round_estimate_s(4, 4, 2.0) == pytest.approx(3.5)
+    assert rtsp.round_estimate_s(12, 4, 2.0) == pytest.approx(10.5)  # the benchmark's overrun
+    assert rtsp.round_estimate_s(0, 4, 2.0) == 0
+
+
 def test_the_camera_feed_declares_the_schedule_the_collector_and_simulator_share() -> None:
     from ioc.simulators.behaviour import CameraSim
 

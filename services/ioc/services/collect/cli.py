@@ -149,6 +149,19 @@ async def collect(
                 camera_collection.interval(rtsp.HEARTBEAT),
                 camera_collection.timeout_s,
             )
+            estimate = rtsp.round_estimate_s(
+                len(plan.rtsp), plan.rtsp_decoders, camera_collection.sample_s
+            )
+            if estimate > camera_collection.interval(rtsp.STREAM):
+                log.warning(
+                    "%d cameras with %d decoders take about %.0f s per stream round, more "
+                    "than its %.0f s interval: rounds will overrun; add --rtsp-decoders where "
+                    "the cores allow, or shards (docs/performance.md)",
+                    len(plan.rtsp),
+                    plan.rtsp_decoders,
+                    estimate,
+                    camera_collection.interval(rtsp.STREAM),
+                )
             jobs.append(asyncio.ensure_future(cameras.run(stop, rounds)))
         receiver: traps.TrapReceiver | None = None
         if plan.trap_port is not None:

@@ -76,6 +76,9 @@ BLACK_LUMA: Final = 16 + round(0.10 * 219)
 """A pixel at most 10 % above video black (limited range, 16..235) is black."""
 BLACK_PIXELS: Final = 0.98
 BLACK_FRAMES: Final = 0.9
+OPENING_S: Final = 1.5
+"""What a sample takes beyond its video, measured (bench/collect_rtsp.py): the RTSP exchange
+and the wait for the first key frame. Only for the capacity warning at start."""
 MIN_FRAMES: Final = 3
 """Fewer decoded frames than this in a sample judge nothing: ``no_frames``."""
 
@@ -404,6 +407,11 @@ def heartbeat_status(last: Sample | None) -> s.Status:
 
 
 # --- the sampler (ffmpeg) and the heartbeat (RTSP OPTIONS) ---------------------------------
+def round_estimate_s(cameras: int, decoders: int, sample_s: float) -> float:
+    """About how long a stream round of ``cameras`` takes with ``decoders`` at a time."""
+    return -(-cameras // max(1, decoders)) * (sample_s + OPENING_S)
+
+
 def ffmpeg_path() -> str:
     """Where ``ffmpeg`` is, or :class:`RtspConfigError` with the command that installs it."""
     path = shutil.which("ffmpeg")
