@@ -236,7 +236,7 @@ def plan_of(
             "docs/inventory.md)"
         )
     skipped = targets.without_address(topology)
-    if skipped:
+    if skipped and ({"icmp", "snmp"} & set(protocols) or args.trap_port is not None):
         notes.append(f"{len(skipped)} network nodes have no address and are not polled")
     everyone = targets.select(topology) if args.trap_port is not None else chosen
     addresses, unresolved = asyncio.run(targets.resolve(everyone))
