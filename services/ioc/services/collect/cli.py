@@ -248,12 +248,9 @@ def plan_of(
             + ", ".join(unresolved[:10])
             + (" ..." if len(unresolved) > 10 else "")
         )
-    plan = Plan(
-        trap_host=args.trap_host,
-        trap_port=args.trap_port,
-        rtsp=cameras,
-        rtsp_decoders=args.rtsp_decoders,
-    )
+    plan = Plan(trap_host=args.trap_host, trap_port=args.trap_port, rtsp=cameras)
+    if cameras:
+        plan.rtsp_decoders = args.rtsp_decoders
     if "icmp" in protocols:
         plan.icmp = {d: a for d, a in addresses.items() if d in mine}
     profiles: Mapping[str, snmp.Profile] = {}
