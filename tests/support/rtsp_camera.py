@@ -22,20 +22,22 @@ from ioc.services.collect.cli import Plan, plan_of
 class Camera:
     """The test camera: GStreamer's RTSP server, driven through its stdin."""
 
-    def __init__(self, command: list[str], user: str, password: str) -> None:
-        self.proc = subprocess.Popen(
-            [*command, "--width", "160", "--height", "120", "--fps", "10"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "RTSP_TEST_USER": user, "RTSP_TEST_PASSWORD": password},
-        )
+    def __init__(self, command: list[str], user: str, password: str, log: Path) -> None:
+        # GStreamer's warnings go to a file: an unread pipe would fill and stall the server
+        with log.open("w") as err:
+            self.proc = subprocess.Popen(
+                [*command, "--width", "160", "--height", "120", "--fps", "10"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+                env={**os.environ, "RTSP_TEST_USER": user, "RTSP_TEST_PASSWORD": password},
+            )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().split()
         if line[:1] != ["ready"]:
             self.stop()
-            pytest.fail(f"the RTSP server did not start: {self.proc.stderr}")
+            pytest.fail(f"the RTSP server did not start: {log.read_text()[-2000:]}")
         self.port = int(line[1])
 
     def set(self, mode: str) -> None:
@@ -53,10 +55,13 @@ class Camera:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                pipe.close()
 
 
 @pytest.fixture
-def camera() -> Iterator[tuple[Camera, str, str]]:
+def camera(tmp_path: Path) -> Iterator[tuple[Camera, str, str]]:
     from ioc.deploy.local.process import StackError
     from ioc.deploy.local.rtsp_peers import ensure_rtsp_peers
 
@@ -65,7 +70,7 @@ def camera() -> Iterator[tuple[Camera, str, str]]:
     except StackError as exc:
         pytest.skip(str(exc))
     user, password = "viewer", f"pw-{secrets.token_hex(8)}"
-    cam = Camera(command, user, password)
+    cam = Camera(command, user, password, tmp_path / "rtsp-server.log")
     try:
         yield cam, user, password
     finally:
