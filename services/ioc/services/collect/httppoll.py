@@ -21,6 +21,7 @@ never logged, never in the scenario.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import time
 import urllib.parse
@@ -97,8 +98,8 @@ class Profile(BaseModel):
         if self.token is not None:
             return {"Authorization": f"Bearer {self.token.get_secret_value()}"}
         if self.username and self.password is not None:
-            basic = aiohttp.BasicAuth(self.username, self.password.get_secret_value())
-            return {"Authorization": basic.encode()}
+            pair = f"{self.username}:{self.password.get_secret_value()}".encode()
+            return {"Authorization": f"Basic {base64.b64encode(pair).decode()}"}
         return {}
 
 
