@@ -15,6 +15,11 @@ topic prefix through the disk spool, and the test reads the telehealth and vconf
 - the answering station's message is sent as soon as it answered, whatever the slow one does,
   and the servers never see more than two requests at once;
 - the password is sent (the server checks it) and never logged.
+
+The fetcher alone (no Kafka) against the same server: a chunked body over the limit is
+refused as ``too_large``, a redirect is not followed (``http_status``: credentials go to the
+inventory's URL only), a bearer token is sent, and five slow requests with two slots run two
+at a time, each with its own full timeout.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import yaml
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
 
 from ioc.adapters.jitsi import format_colibri_time
 from ioc.config import Settings
@@ -47,7 +53,7 @@ from ioc.contract.topics import FEED_TOPICS, all_topics
 from ioc.contract.topology import load_scenario
 from ioc.kafka import ensure_topics
 from ioc.kafka_clients import aiokafka_common
-from ioc.services.collect import snmp
+from ioc.services.collect import httppoll, snmp
 from ioc.services.collect.cli import Plan, collect, plan_of
 from ioc.services.collect.spool import SpoolingSink
 from ioc.sinks import Record, Sink
@@ -177,6 +183,22 @@ async def peers() -> AsyncIterator[Peers]:
     async def garbage(request: web.Request) -> web.Response:
         return web.Response(text="<html><body>It works!</body></html>", content_type="text/html")
 
+    async def big(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()  # chunked: no Content-Length to refuse it by
+        await response.prepare(request)
+        for _ in range(40):
+            await response.write(b" " * 64 * 1024)
+        await response.write_eof()
+        return response
+
+    async def moved(request: web.Request) -> web.Response:
+        raise web.HTTPFound("/ok/status")
+
+    async def token(request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {state.password}":
+            return web.Response(status=403)
+        return web.json_response({"time": _now_iso(), "state": "ok"})
+
     bridge = web.Application(middlewares=[_counted(state)])
     bridge.router.add_get("/colibri/stats", colibri)
     stations = web.Application(middlewares=[_counted(state)])
@@ -184,6 +206,9 @@ async def peers() -> AsyncIterator[Peers]:
     stations.router.add_get("/slow/status", slow)
     stations.router.add_get("/broken/status", broken)
     stations.router.add_get("/garbage/status", garbage)
+    stations.router.add_get("/big/status", big)
+    stations.router.add_get("/moved/status", moved)
+    stations.router.add_get("/token/status", token)
     bridge_runner, state.bridge_port = await _serve(bridge)
     station_runner, state.station_port = await _serve(stations)
     try:
@@ -362,3 +387,36 @@ async def test_stations_and_a_bridge_polled_over_http_into_kafka(
     assert value(m.COLLECT_REPLIES, protocol="http") == 4 * ROUNDS  # ok, bridge, 500, garbage
     assert value(m.COLLECT_MESSAGES, kind="vconf.bridge") == ROUNDS
     assert caplog.text.count("HTTP poll failed") == 4  # once per failing station
+
+
+async def test_the_fetcher_bounds_bodies_and_requests_and_follows_no_redirect(
+    peers: Peers,
+) -> None:
+    base = f"http://127.0.0.1:{peers.station_port}"
+    token = httppoll.Profile(token=SecretStr(peers.password))
+
+    def target(path: str, profile: httppoll.Profile | None = None) -> httppoll.HttpTarget:
+        return httppoll.HttpTarget("th-x", "telehealth", f"{base}{path}", profile)
+
+    async def outcome(fetcher: httppoll.Fetcher, t: httppoll.HttpTarget) -> str:
+        try:
+            await fetcher.get(t, TIMEOUT_S)
+        except httppoll.PollFailed as exc:
+            return exc.reason
+        return "ok"
+
+    async with httppoll.Fetcher(concurrency=SLOTS) as fetcher:
+        assert await outcome(fetcher, target("/big/status")) == "too_large"
+        assert await outcome(fetcher, target("/moved/status")) == "http_status"  # not followed
+        assert await outcome(fetcher, target("/token/status")) == "auth"
+        assert await outcome(fetcher, target("/token/status", token)) == "ok"
+        # five slow requests at once: two in flight at a time, each with its own timeout
+        peers.most_in_flight = 0
+        started = time.monotonic()
+        results = await asyncio.gather(
+            *(outcome(fetcher, target("/slow/status")) for _ in range(5))
+        )
+        elapsed = time.monotonic() - started
+    assert results == ["timeout"] * 5
+    assert peers.most_in_flight == SLOTS
+    assert 3 * TIMEOUT_S <= elapsed < 3 * TIMEOUT_S + 1.0  # three waves of two

@@ -252,8 +252,10 @@ class Fetcher:
         async with self._slots:
             try:
                 async with asyncio.timeout(timeout_s):
+                    # No redirects: the credentials go to the inventory's URL and nowhere
+                    # else; a 3xx is an http_status failure naming the status.
                     async with self._session.get(
-                        target.url, headers=headers, ssl=verify
+                        target.url, headers=headers, ssl=verify, allow_redirects=False
                     ) as response:
                         status = response.status
                         if status in (401, 403):
@@ -263,10 +265,7 @@ class Fetcher:
                         size = response.content_length or 0
                         if size > self.max_body:
                             raise PollFailed("too_large", f"{size} bytes", replied=True)
-                        body = await response.content.read(self.max_body + 1)
-                        if len(body) > self.max_body:
-                            raise PollFailed("too_large", f"over {self.max_body} B", replied=True)
-                        return body
+                        return await self._body(response)
             except TimeoutError:
                 raise PollFailed("timeout", f"no answer within {timeout_s:g} s") from None
             except aiohttp.ClientConnectionError as exc:
@@ -274,6 +273,17 @@ class Fetcher:
                 raise PollFailed("connect", _describe(exc)) from None
             except aiohttp.ClientError as exc:  # not HTTP, a broken response
                 raise PollFailed("protocol", _describe(exc)) from None
+
+    async def _body(self, response: aiohttp.ClientResponse) -> bytes:
+        """The whole body, read up to ``max_body`` bytes (a chunked answer has no length)."""
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > self.max_body:
+                raise PollFailed("too_large", f"over {self.max_body} bytes", replied=True)
+            chunks.append(chunk)
+        return b"".join(chunks)
 
 
 def _describe(exc: BaseException) -> str:
