@@ -151,7 +151,6 @@ TELEHEALTH: Final = FeedSpec(
     collection=Collection(
         interval_s=MappingProxyType({"telehealth.heartbeat": 5.0, "telehealth.quality": 5.0}),
         timeout_s=3.0,
-        echoes=1,
     ),
 )
 

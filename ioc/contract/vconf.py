@@ -217,7 +217,5 @@ FEED: Final = FeedSpec(
     # ``ioc collect`` polls each bridge's /colibri/stats over HTTP every 5 s (the simulated
     # bridges report as often); a bridge in the data centre that takes 2 s is not answering.
     # Points and the calendar push their reports: nothing to poll.
-    collection=Collection(
-        interval_s=MappingProxyType({"vconf.bridge": 5.0}), timeout_s=2.0, echoes=1
-    ),
+    collection=Collection(interval_s=MappingProxyType({"vconf.bridge": 5.0}), timeout_s=2.0),
 )

@@ -186,6 +186,7 @@ def test_the_simulator_sees_sessions_from_their_start() -> None:
         ("10.1.2.3", Feed.VCONF, "http://10.1.2.3:8080/colibri/stats"),
         ("https://jvb1.example/colibri/stats", Feed.VCONF, "https://jvb1.example/colibri/stats"),
         ("https://jvb1.example", Feed.VCONF, "https://jvb1.example/colibri/stats"),
+        ("https://jvb1.example/", Feed.VCONF, "https://jvb1.example/colibri/stats"),
         (
             "http://10.0.0.9:9000/api/v1/health",
             Feed.TELEHEALTH,

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 CLIENT_ID = "ioc-collector"
 PROTOCOLS: Final = ("icmp", "snmp", "http")
+HTTP_CONCURRENCY: Final = 256
+"""HTTP requests in flight at most, by default (``--http-concurrency``)."""
 SINK_POLL_S: Final = 0.05
 """How often delivery reports are served and the spool is pumped between rounds (traps
 arrive between them)."""
@@ -39,7 +41,7 @@ class Plan:
     icmp: dict[str, str] = field(default_factory=dict)
     snmp: list[Any] = field(default_factory=list)
     http: list[Any] = field(default_factory=list)
-    http_concurrency: int = 256
+    http_concurrency: int = HTTP_CONCURRENCY
     trap_devices: dict[str, str] = field(default_factory=dict)
     trap_profiles: dict[str, Any] = field(default_factory=dict)
     trap_host: str = "0.0.0.0"
@@ -220,7 +222,7 @@ def plan_of(
     plan = Plan(trap_host=args.trap_host, trap_port=args.trap_port)
     http_credentials = getattr(args, "http_credentials", None)
     if "http" in protocols:
-        plan.http_concurrency = getattr(args, "http_concurrency", httppoll.DEFAULT_CONCURRENCY)
+        plan.http_concurrency = getattr(args, "http_concurrency", HTTP_CONCURRENCY)
         http_profiles = httppoll.load_profiles(Path(http_credentials)) if http_credentials else {}
         selection = httppoll.select(topology, args.shard, args.shards, http_profiles)
         plan.http = selection.targets
@@ -407,9 +409,10 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--http-concurrency",
         type=int,
-        default=256,
+        default=HTTP_CONCURRENCY,
         metavar="N",
-        help="HTTP requests in flight at most (default 256); each has the feed's timeout",
+        help=f"HTTP requests in flight at most (default {HTTP_CONCURRENCY}); each has the "
+        "feed's timeout",
     )
     p.add_argument("--out", metavar="FILE.jsonl", help="write to a file instead of Kafka")
     p.add_argument(

@@ -65,7 +65,6 @@ REASONS: Final = ("timeout", "connect", "protocol", "http_status", "auth", "too_
 """Values of the ``reason`` label of ``ioc_collector_errors{protocol="http"}``."""
 MAX_BODY: Final = 1024 * 1024
 """A status document is a few KiB; a larger body is refused (``too_large``), not read."""
-DEFAULT_CONCURRENCY: Final = 256
 PROFILE_ATTRIBUTE: Final = "http_profile"
 DEFAULT_PROFILE: Final = "default"
 
@@ -130,7 +129,8 @@ def url_of(address: str, feed: str) -> str | None:
             return None
         if parts.username or parts.password:
             return None
-        return urllib.parse.urlunsplit(parts._replace(path=parts.path or PATHS[feed]))
+        path = parts.path if parts.path not in ("", "/") else PATHS[feed]
+        return urllib.parse.urlunsplit(parts._replace(path=path))
     host = host_of(text)
     if host is None:
         return None
@@ -214,7 +214,7 @@ class Fetcher:
     """GETs over one aiohttp session, at most ``concurrency`` at once; each request (connect,
     send, headers and body) bounded by its own timeout, which starts once it holds a slot."""
 
-    def __init__(self, concurrency: int = DEFAULT_CONCURRENCY, max_body: int = MAX_BODY) -> None:
+    def __init__(self, concurrency: int, max_body: int = MAX_BODY) -> None:
         if concurrency < 1:
             raise IocError(f"HTTP concurrency {concurrency}: at least 1")
         self.concurrency = concurrency
