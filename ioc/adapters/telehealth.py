@@ -273,9 +273,10 @@ class StationAdapter:
     def _remember(
         self, device_id: str, sessions: list[_Session], ended: list[dict[str, Any]]
     ) -> None:
-        self._stations[device_id] = _Station(
-            {x.session_id: x.peer for x in sessions}, {str(e["id"]) for e in ended}
-        )
+        active = {x.session_id: x.peer for x in sessions}
+        # an entry also still listed as active was not reported: it is, once it leaves the list
+        reported = {str(e["id"]) for e in ended} - active.keys()
+        self._stations[device_id] = _Station(active, reported)
 
     # --- validation and numbering --------------------------------------------------------------
 

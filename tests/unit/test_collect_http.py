@@ -128,6 +128,17 @@ def test_ended_entries_are_reported_once_while_the_station_keeps_listing_them() 
     assert [x.kind for x in second] == ["telehealth.heartbeat"]
 
 
+def test_a_session_listed_both_active_and_ended_is_reported_when_it_leaves() -> None:
+    adapter = StationAdapter()
+    adapter.status("th-1", status(sessions=[session("a")]))
+    gone = [{"id": "a", "ended": T0, "outcome": "dropped", "reason": "network"}]
+    both = adapter.status("th-1", status(sessions=[session("a")], ended=gone))
+    assert not [x for x in both if isinstance(x, s.TelehealthSession)]  # still listed
+    after = adapter.status("th-1", status(ended=gone))
+    events = [(x.event, x.reason) for x in after if isinstance(x, s.TelehealthSession)]
+    assert events == [("dropped", "network")]
+
+
 @pytest.mark.parametrize(
     ("payload", "problem"),
     [
