@@ -4,10 +4,12 @@ HTTP peers: tests/integration/test_collect_http.py)."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import orjson
 import pytest
@@ -18,6 +20,7 @@ from pydantic import SecretStr, ValidationError
 from ioc.adapters.jitsi import AdapterError
 from ioc.adapters.telehealth import VANISHED, StationAdapter
 from ioc.cli import main
+from ioc.config import Settings
 from ioc.contract import feeds
 from ioc.contract import metrics as m
 from ioc.contract import schemas as s
@@ -25,6 +28,7 @@ from ioc.contract import vconf as vc
 from ioc.contract.feeds import Collection, Feed
 from ioc.contract.topology import Topology, load_scenario
 from ioc.services.collect import httppoll, snmp
+from ioc.services.collect.cli import plan_of
 from ioc.services.collect.collector import Sequences
 from ioc.services.collect.targets import shard_of
 from ioc.sinks import Record, Sink
@@ -456,3 +460,29 @@ def test_collect_http_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main([*base, "--protocols", "http", "--rounds", "1"]) == 0
     assert "1 HTTP targets" in capsys.readouterr().out
     assert Path(out).read_text() == ""
+
+
+def test_one_plan_holds_the_nodes_and_the_stations_and_bridges() -> None:
+    stations, bridges, _ = _stations_and_bridges()
+    topo = load_scenario("demo")
+    node = sorted(d.id for d in topo.devices_of("netnode"))[0]
+    addresses = {node: "127.0.0.1", stations[0]: "127.0.0.2", bridges[0]: "127.0.0.3:8443"}
+    args = argparse.Namespace(
+        scenario="demo",
+        shard=0,
+        shards=1,
+        trap_port=None,
+        trap_host="0.0.0.0",
+        snmp_credentials=None,
+        http_credentials=None,
+        http_concurrency=7,
+        protocols=None,
+    )
+    with mock.patch("ioc.contract.topology.load_scenario", return_value=_topology(addresses)):
+        plan, notes = plan_of(args, Settings(), ["icmp", "http"])
+    assert plan.icmp == {node: "127.0.0.1"} and plan.http_concurrency == 7
+    assert {(t.device_id, t.url) for t in plan.http} == {
+        (stations[0], "http://127.0.0.2/status"),
+        (bridges[0], "http://127.0.0.3:8443/colibri/stats"),
+    }
+    assert any("stations or bridges have no address" in n for n in notes)
