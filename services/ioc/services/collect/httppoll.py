@@ -287,8 +287,8 @@ class Fetcher:
 
 
 def _describe(exc: BaseException) -> str:
-    """An exception for the log: its type and message (aiohttp's name the URL, which never
-    holds a credential: :func:`url_of` refuses one)."""
+    """An exception for the log: its type and message (aiohttp's messages name the URL,
+    which holds no credential: :func:`url_of` refuses one)."""
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
