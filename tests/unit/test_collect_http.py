@@ -143,6 +143,16 @@ def test_a_session_listed_both_active_and_ended_is_reported_when_it_leaves() -> 
     assert events == [("dropped", "network")]
 
 
+def test_a_stations_memory_is_its_last_document() -> None:
+    adapter = StationAdapter()
+    for i in range(200):  # a busy day: sessions come and go, the station lists the last few
+        sessions = [session(f"s{i}"), session(f"s{i + 1}")]
+        ended = [{"id": f"s{j}", "ended": T0, "outcome": "completed"} for j in range(i - 3, i)]
+        adapter.status("th-1", status(sessions=sessions, ended=ended))
+    station = adapter._stations["th-1"]
+    assert len(station.active) == 2 and len(station.reported) <= 3
+
+
 @pytest.mark.parametrize(
     ("payload", "problem"),
     [
