@@ -73,8 +73,8 @@ class Collection:
     ``interval_s`` gives, per message kind the collectors produce, the seconds between two
     rounds (the simulators use the same periods, ``ioc.simulators.behaviour``); ``timeout_s``
     is how long one request to one device may take before it counts as lost (an ICMP echo, an
-    SNMP get); ``echoes`` is how many ICMP echo requests a probe sends to a device per round
-    (its loss is the share of them unanswered)."""
+    SNMP get, an HTTP GET); ``echoes`` is how many ICMP echo requests a probe sends to a device
+    per round (its loss is the share of them unanswered; ICMP only)."""
 
     interval_s: Mapping[str, float]
     timeout_s: float

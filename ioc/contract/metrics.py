@@ -319,7 +319,8 @@ SIM_ERRORS = MetricSpec(
 COLLECT_REQUESTS = MetricSpec(
     "ioc_collector_requests",
     "counter",
-    "Requests a collector sent to devices (ICMP echo requests, SNMP get/getbulk requests)",
+    "Requests a collector sent to devices (ICMP echo requests, SNMP get/getbulk requests, "
+    "HTTP GETs)",
     ("protocol",),
 )
 COLLECT_REPLIES = MetricSpec(
@@ -353,14 +354,16 @@ COLLECT_MESSAGES = MetricSpec(
 COLLECT_POLLS = MetricSpec(
     "ioc_collector_polls",
     "counter",
-    "Polls a collector started, one per target per round (an ICMP probe, an SNMP walk)",
+    "Polls a collector started, one per target per round (an ICMP probe, an SNMP walk, an "
+    "HTTP GET)",
     ("protocol",),
 )
 COLLECT_ERRORS = MetricSpec(
     "ioc_collector_errors",
     "counter",
-    "Polls or samples a collector could not turn into messages, by reason (bounded set: "
-    "ioc.services.collect.snmp.REASONS), and records its spool could not write "
+    "Polls or samples a collector could not turn into messages, by reason (bounded sets: "
+    "ioc.services.collect.snmp.REASONS, ioc.services.collect.httppoll.REASONS), and records "
+    "its spool could not write "
     '(protocol="spool", reason="write_failed")',
     ("protocol", "reason"),
 )

@@ -117,7 +117,9 @@ def test_collect_without_addresses_says_where_they_come_from(
 ) -> None:
     code = main(["collect", "--scenario", "demo", "--out", str(tmp_path / "o.jsonl")])
     assert code == 2
-    assert "no network node with an address in demo" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no network node nor telehealth station or video bridge with an address in demo" in err
+    assert "ioc inventory import" in err
 
 
 # --- ICMP packets ---------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """``ioc collect``: poll the real network nodes of a scenario over ICMP and SNMP, receive
-their traps, and produce the netnode feed's messages (docs/collectors.md)."""
+their traps, poll its telehealth stations and video bridges over HTTP, and produce the feeds'
+messages (docs/collectors.md)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ from ioc.errors import IocError
 log = logging.getLogger(__name__)
 
 CLIENT_ID = "ioc-collector"
-PROTOCOLS: Final = ("icmp", "snmp")
+PROTOCOLS: Final = ("icmp", "snmp", "http")
+HTTP_CONCURRENCY: Final = 256
+"""HTTP requests in flight at most, by default (``--http-concurrency``)."""
 SINK_POLL_S: Final = 0.05
 """How often delivery reports are served and the spool is pumped between rounds (traps
 arrive between them)."""
@@ -31,11 +34,14 @@ arrive between them)."""
 
 @dataclass
 class Plan:
-    """What one collector does: its ICMP targets (device id -> IPv4), SNMP targets, and the
-    trap receiver's nodes (IPv4 -> device id, with each one's profile), if it listens."""
+    """What one collector does: its ICMP targets (device id -> IPv4), SNMP targets, the trap
+    receiver's nodes (IPv4 -> device id, with each one's profile), if it listens, and its HTTP
+    targets (telehealth stations, video bridges) with the bound on requests in flight."""
 
     icmp: dict[str, str] = field(default_factory=dict)
     snmp: list[Any] = field(default_factory=list)
+    http: list[Any] = field(default_factory=list)
+    http_concurrency: int = HTTP_CONCURRENCY
     trap_devices: dict[str, str] = field(default_factory=dict)
     trap_profiles: dict[str, Any] = field(default_factory=dict)
     trap_host: str = "0.0.0.0"
@@ -46,6 +52,8 @@ class Plan:
 class Summary:
     probe_rounds: int = 0
     snmp_rounds: int = 0
+    http_rounds: dict[str, int] = field(default_factory=dict)
+    """Per HTTP-polled feed (telehealth, vconf)."""
     traps: dict[str, int] = field(default_factory=dict)
 
 
@@ -59,10 +67,15 @@ async def collect(
     registry: CollectorRegistry = REGISTRY,
     on_trap_port: Callable[[int], None] | None = None,
     clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    collections: Mapping[str, Collection] | None = None,
 ) -> Summary:
     """Run the plan until ``stop`` (or ``rounds`` rounds of each polling protocol), every part
-    sharing the sequence numbers, the sink and the link states."""
-    from ioc.services.collect import snmp, traps
+    sharing the sequence numbers, the sink and the link states. ``collection`` is the netnode
+    feed's schedule; the HTTP-polled feeds' come from ``collections`` or their declarations."""
+    from ioc.contract import feeds
+    from ioc.contract import metrics as m
+    from ioc.observability import gauge
+    from ioc.services.collect import httppoll, snmp, traps
     from ioc.services.collect.collector import Collector, Sequences, SnmpCollector, produced
     from ioc.services.collect.icmp import IcmpEngine
 
@@ -112,6 +125,36 @@ async def collect(
                 collection.timeout_s,
             )
             jobs.append(asyncio.ensure_future(polls.run(stop, rounds)))
+        http: list[httppoll.HttpCollector] = []
+        if plan.http:
+            fetcher = await stack.enter_async_context(httppoll.Fetcher(plan.http_concurrency))
+            mapper = httppoll.Mapper(sequences.next)
+            gauge(m.COLLECT_TARGETS, registry).labels(httppoll.HTTP).set(len(plan.http))
+            for feed, group in httppoll.by_feed(plan.http).items():
+                schedule = (collections or {}).get(feed) or feeds.spec(feed).collection
+                if schedule is None:  # pragma: no cover - the built-in declarations have one
+                    raise IocError(f"the {feed} feed declares no collection")
+                http_poller = httppoll.HttpCollector(
+                    feed,
+                    group,
+                    sink,
+                    fetcher,
+                    mapper,
+                    schedule,
+                    registry=registry,
+                    clock_ms=clock_ms,
+                )
+                http.append(http_poller)
+                log.info(
+                    "polling %d %s targets over HTTP every %.1f s (timeout %.1f s, at most %d "
+                    "requests in flight)",
+                    len(group),
+                    feed,
+                    schedule.interval(http_poller.kind),
+                    schedule.timeout_s,
+                    plan.http_concurrency,
+                )
+                jobs.append(asyncio.ensure_future(http_poller.run(stop, rounds)))
         receiver: traps.TrapReceiver | None = None
         if plan.trap_port is not None:
             receiver = traps.TrapReceiver(
@@ -157,6 +200,7 @@ async def collect(
             summary.probe_rounds = icmp.rounds
         if plan.snmp:
             summary.snmp_rounds = polls.rounds
+        summary.http_rounds = {p.feed: p.rounds for p in http}
         if receiver is not None:
             summary.traps = dict(receiver.outcomes)
     return summary
@@ -165,23 +209,54 @@ async def collect(
 def plan_of(
     args: argparse.Namespace, settings: Settings, protocols: Sequence[str]
 ) -> tuple[Plan, list[str]]:
-    """Targets of this collector's shard from the scenario, their addresses resolved, and
-    the SNMP profiles; returns the plan and lines for the log."""
+    """Targets of this collector's shard from the scenario (network nodes with their
+    addresses resolved, telehealth stations and video bridges with their URLs), the SNMP and
+    HTTP profiles; returns the plan and lines for the log."""
     from ioc.contract.topology import load_scenario
-    from ioc.services.collect import snmp, targets
+    from ioc.services.collect import httppoll, snmp, targets
 
     scenario = args.scenario or settings.scenario
     topology = load_scenario(scenario)
     chosen = targets.select(topology, args.shard, args.shards)
-    if not chosen:
+    notes: list[str] = []
+    plan = Plan(trap_host=args.trap_host, trap_port=args.trap_port)
+    http_credentials = getattr(args, "http_credentials", None)
+    if "http" in protocols:
+        plan.http_concurrency = getattr(args, "http_concurrency", HTTP_CONCURRENCY)
+        http_profiles = httppoll.load_profiles(Path(http_credentials)) if http_credentials else {}
+        selection = httppoll.select(topology, args.shard, args.shards, http_profiles)
+        plan.http = selection.targets
+        if selection.bad_address:
+            notes.append(
+                f"{len(selection.bad_address)} stations or bridges have an address that is no "
+                "http(s) URL or host (or carries credentials: use --http-credentials) and are "
+                "not polled: " + _some(selection.bad_address)
+            )
+        if selection.no_profile:
+            notes.append(
+                f"{len(selection.no_profile)} stations or bridges name an HTTP profile the "
+                "credentials file lacks and are not polled: " + _some(selection.no_profile)
+            )
+        if selection.no_address and (selection.targets or args.protocols):
+            notes.append(
+                f"{len(selection.no_address)} stations or bridges have no address and are not "
+                "polled"
+            )
+    elif http_credentials:
+        raise IocError("--http-credentials without http in --protocols")
+    polls_nodes = bool({"icmp", "snmp"} & set(protocols)) or args.trap_port is not None
+    if not (chosen and polls_nodes) and not plan.http:
+        wanted = [
+            *(["network node"] if polls_nodes else []),
+            *(["telehealth station or video bridge"] if "http" in protocols else []),
+        ]
         raise targets.TargetError(
-            f"no network node with an address in {scenario} (shard {args.shard} of "
+            f"no {' nor '.join(wanted)} with an address in {scenario} (shard {args.shard} of "
             f"{args.shards}); addresses come from the inventory (ioc inventory import, "
             "docs/inventory.md)"
         )
-    notes: list[str] = []
     skipped = targets.without_address(topology)
-    if skipped:
+    if skipped and chosen:
         notes.append(f"{len(skipped)} network nodes have no address and are not polled")
     everyone = targets.select(topology) if args.trap_port is not None else chosen
     addresses, unresolved = asyncio.run(targets.resolve(everyone))
@@ -190,10 +265,8 @@ def plan_of(
     if unresolved:
         notes.append(
             f"{len(unresolved)} targets have no IPv4 address and are not polled: "
-            + ", ".join(unresolved[:10])
-            + (" ..." if len(unresolved) > 10 else "")
+            + _some(unresolved)
         )
-    plan = Plan(trap_host=args.trap_host, trap_port=args.trap_port)
     if "icmp" in protocols:
         plan.icmp = {d: a for d, a in addresses.items() if d in mine}
     profiles: Mapping[str, snmp.Profile] = {}
@@ -210,7 +283,7 @@ def plan_of(
             if lacking:
                 notes.append(
                     f"{len(lacking)} targets name an SNMP profile the credentials file lacks "
-                    "and are not polled over SNMP: " + ", ".join(lacking[:10])
+                    "and are not polled over SNMP: " + _some(lacking)
                 )
         if args.trap_port is not None:
             plan.trap_profiles = {t.device_id: t.profile for t in every}
@@ -220,9 +293,14 @@ def plan_of(
         if not profiles:
             raise IocError("--trap-port needs --snmp-credentials FILE (the traps' communities)")
         plan.trap_devices = {a: d for d, a in addresses.items() if d in plan.trap_profiles}
-    if not plan.icmp and not plan.snmp and plan.trap_port is None:
+    if not plan.icmp and not plan.snmp and plan.trap_port is None and not plan.http:
         raise targets.TargetError("nothing to poll: no target resolved to an IPv4 address")
     return plan, notes
+
+
+def _some(ids: Sequence[str]) -> str:
+    """The first ids of a list, for a log line."""
+    return ", ".join(ids[:10]) + (" ..." if len(ids) > 10 else "")
 
 
 async def _main(plan: Plan, sink: Any, duration: float | None, rounds: int | None) -> Summary:
@@ -249,9 +327,11 @@ def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
     protocols = [p.strip() for p in (args.protocols or ",".join(PROTOCOLS)).split(",")]
     unknown = [p for p in protocols if p not in PROTOCOLS]
     if unknown:
-        raise IocError(f"--protocols: unknown {', '.join(unknown)} (known: icmp, snmp)")
+        raise IocError(f"--protocols: unknown {', '.join(unknown)} (known: {', '.join(PROTOCOLS)})")
     if args.spool_max_mb < 1:
         raise IocError(f"--spool-max-mb {args.spool_max_mb}: at least 1")
+    if args.http_concurrency < 1:
+        raise IocError(f"--http-concurrency {args.http_concurrency}: at least 1")
     plan, notes = plan_of(args, settings, protocols)
     for note in notes:
         log.warning("%s", note)
@@ -279,9 +359,10 @@ def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
     spooled = f", {sink.spool.depth} still spooled" if isinstance(sink, SpoolingSink) else ""
     dropped = f", {sink.dropped} dropped by a full spool" if isinstance(sink, SpoolingSink) else ""
     print(
-        f"collector shard {args.shard}/{args.shards}: {len(plan.icmp)} ICMP and "
-        f"{len(plan.snmp)} SNMP targets, {summary.probe_rounds} probe and "
-        f"{summary.snmp_rounds} SNMP rounds, {sum(summary.traps.values())} traps, "
+        f"collector shard {args.shard}/{args.shards}: {len(plan.icmp)} ICMP, "
+        f"{len(plan.snmp)} SNMP and {len(plan.http)} HTTP targets, {summary.probe_rounds} "
+        f"probe, {summary.snmp_rounds} SNMP and {max(summary.http_rounds.values(), default=0)} "
+        f"HTTP rounds, {sum(summary.traps.values())} traps, "
         f"{sink.sent} messages sent{spooled}{dropped}, {sink.errors} delivery errors"
     )
     return 0 if sink.errors == 0 else 1
@@ -290,11 +371,12 @@ def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "collect",
-        help="poll the scenario's real network nodes (ICMP, SNMP, traps) into the netnode feed",
+        help="poll the scenario's real network nodes (ICMP, SNMP, traps), telehealth stations "
+        "and video bridges (HTTP) into their feeds",
         description="Ping every network node with an inventory address, poll its interfaces "
-        "over SNMP and receive its traps, at the netnode feed's collection intervals, and "
-        "produce netnode.probe, netnode.counters and netnode.link messages to Kafka (through "
-        "a disk spool) or a file.",
+        "over SNMP and receive its traps, poll every telehealth station's HTTP status and every "
+        "video bridge's /colibri/stats, at the feeds' collection intervals, and produce the "
+        "netnode, telehealth and vconf messages to Kafka (through a disk spool) or a file.",
     )
     p.add_argument("--scenario", help="built-in scenario name or YAML file (default IOC_SCENARIO)")
     p.add_argument("--shard", type=int, default=0, help="this collector's shard, 0..N-1")
@@ -302,7 +384,8 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--protocols",
         metavar="LIST",
-        help="icmp, snmp or icmp,snmp (default: icmp, and snmp with --snmp-credentials)",
+        help="a list of icmp, snmp, http (default: icmp and http, and snmp with "
+        "--snmp-credentials)",
     )
     p.add_argument(
         "--snmp-credentials",
@@ -317,6 +400,20 @@ def register(sub: Any) -> None:
         help="receive SNMP traps (linkDown/linkUp) on this UDP port (162 is the standard one)",
     )
     p.add_argument("--trap-host", default="0.0.0.0", help="address the trap port binds")
+    p.add_argument(
+        "--http-credentials",
+        metavar="FILE.toml",
+        help="HTTP profiles ([profiles.NAME]: username and password, or token); a station or "
+        "bridge uses the one its http_profile attribute names, else 'default', else none",
+    )
+    p.add_argument(
+        "--http-concurrency",
+        type=int,
+        default=HTTP_CONCURRENCY,
+        metavar="N",
+        help=f"HTTP requests in flight at most (default {HTTP_CONCURRENCY}); each has the "
+        "feed's timeout",
+    )
     p.add_argument("--out", metavar="FILE.jsonl", help="write to a file instead of Kafka")
     p.add_argument(
         "--spool",
