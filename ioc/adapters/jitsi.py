@@ -30,6 +30,7 @@ clear message, for the collector to dead-letter), never anything else.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -158,11 +159,16 @@ class JitsiAdapter:
     """Maps native payloads to ``vconf`` messages; keeps per-device sequence numbers and the
     previous cumulative counters of each bridge point."""
 
-    def __init__(self) -> None:
+    def __init__(self, next_seq: Callable[[str], int] | None = None) -> None:
+        """``next_seq``: a collector's own per-device numbering (``ioc collect`` continues
+        above a previous run's numbers); by default each device counts from 1."""
         self._seq: dict[str, int] = {}
         self._counters: dict[str, _Counters] = {}
+        self._next_seq = next_seq
 
     def next_seq(self, device_id: str) -> int:
+        if self._next_seq is not None:
+            return self._next_seq(device_id)
         seq = self._seq.get(device_id, 0) + 1
         self._seq[device_id] = seq
         return seq

@@ -154,6 +154,13 @@ TELEHEALTH: Final = FeedSpec(
     ),
     behaviour="ioc.simulators.behaviour:TelehealthSim",
     tables_from_migrations=True,
+    # One HTTP status poll every 5 s gives the heartbeat and each session's quality (three
+    # inside the 15 s heartbeat timeout); 3 s covers a commune station's uplink, and a station
+    # slower than that is as good as silent (docs/collectors.md).
+    collection=Collection(
+        interval_s=MappingProxyType({"telehealth.heartbeat": 5.0, "telehealth.quality": 5.0}),
+        timeout_s=3.0,
+    ),
 )
 
 NETNODE: Final = FeedSpec(

@@ -73,9 +73,10 @@ class Collection:
     ``interval_s`` gives, per message kind the collectors produce, the seconds between two
     rounds (the simulators use the same periods, ``ioc.simulators.behaviour``); ``timeout_s``
     is how long one request to one device may take before it counts as lost (an ICMP echo, an
-    SNMP get, opening an RTSP stream); ``echoes`` is how many ICMP echo requests a probe sends
-    to a device per round (its loss is the share of them unanswered); ``sample_s`` is how many
-    seconds of a video stream are decoded per sample (0: the feed samples no video)."""
+    SNMP get, an HTTP GET, opening an RTSP stream); ``echoes`` is how many ICMP echo requests
+    a probe sends to a device per round (its loss is the share of them unanswered; ICMP only);
+    ``sample_s`` is how many seconds of a video stream are decoded per sample (0: the feed
+    samples no video; RTSP only)."""
 
     interval_s: Mapping[str, float]
     timeout_s: float

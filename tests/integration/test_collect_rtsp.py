@@ -176,7 +176,7 @@ async def test_live_frozen_black_and_stopped_camera_into_kafka(
     stop = asyncio.Event()
     caplog.set_level(logging.INFO)
     task = asyncio.create_task(
-        collect(plan, sink, NETNODE, stop, registry=registry, camera_collection=COLLECTION)
+        collect(plan, sink, NETNODE, stop, registry=registry, collections={Feed.CAMERA: COLLECTION})
     )
     try:
         live = await _until(sink, good, 0, lambda x: not x.frozen and not x.black)

@@ -68,7 +68,7 @@ class Collecting:
                 netnode,
                 self._stop,
                 registry=CollectorRegistry(),
-                camera_collection=self.collection,
+                collections={Feed.CAMERA: self.collection},
             )
 
         asyncio.run(main())

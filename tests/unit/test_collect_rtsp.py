@@ -530,5 +530,5 @@ def test_without_ffmpeg_the_collector_stops_saying_how_to_install_it(
 
 
 def test_a_scenario_without_addresses_has_nothing_to_sample(tmp_path: Path) -> None:
-    with pytest.raises(IocError, match="nor a camera with an rtsp:// address"):
+    with pytest.raises(IocError, match="no camera with an address in demo"):
         plan_of(_args(Path("demo"), None), Settings(), ["rtsp"])

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 from ioc.config import Settings
 from ioc.streams.consumer import FeedConsumer, Offsets, _InFlight
-from ioc.streams.processor import FeedProcessor, KafkaRecord, Prepared
+from ioc.streams.processor import FeedProcessor, KafkaRecord, Prepared, Record
 
 
 class _RecordingConsumer(FeedConsumer):
@@ -98,12 +98,16 @@ class _Message:
     def value(self) -> bytes:
         return b"v"
 
+    def timestamp(self) -> tuple[int, int]:
+        return (1, 1_700_000_000_000 + self._where[2])  # TIMESTAMP_CREATE_TIME
+
 
 class _Processor(FeedProcessor):
     """Records what _prepare hands over; validates nothing."""
 
     def __init__(self) -> None:  # no topology, pool or metrics: only prepare() is called
         self.calls: list[tuple[str, int, dict[tuple[str, int], int]]] = []
+        self.sources: list[Callable[[int], KafkaRecord]] = []
 
     def prepare(
         self,
@@ -114,6 +118,7 @@ class _Processor(FeedProcessor):
         positions: dict[tuple[str, int], int],
     ) -> Prepared:
         self.calls.append((feed, len(values), positions))
+        self.sources.append(source)
         return Prepared(feed=feed, count=len(values), batch=None, valid=[])
 
 
@@ -135,3 +140,6 @@ def test_prepare_groups_by_feed_and_tracks_the_last_offset_of_each_partition() -
         ("camera", 3, {(camera, 0): 8, (camera, 1): 3}),
         ("netnode", 2, {(netnode, 2): 41}),
     ]
+    # a dead letter's source, from what the round keeps instead of the client's messages
+    assert processor.sources[0](2) == Record(camera, 0, 8, b"k", b"v", 1_700_000_000_008)
+    assert processor.sources[1](0) == Record(netnode, 2, 40, b"k", b"v", 1_700_000_000_040)

@@ -144,6 +144,17 @@ def test_batch_marks_each_minute_once() -> None:
     assert len(batch.rows) == 6 and batch.newest_ts_ms == msgs[-1].ts_ms
 
 
+def test_batch_rows_are_made_on_each_read_and_skip_in_batch_duplicates() -> None:
+    """The COPY reads the rows; a retry (or the replay path's staging COPY) reads them again."""
+    msgs: list[s.Message] = [
+        s.CameraHeartbeat(v=1, device_id="c", seq=i, ts_ms=NOW + i, status="ok", uptime_s=1)
+        for i in (1, 2, 2)
+    ]
+    batch = Batch.build("camera", msgs, "camera")
+    first, again = list(batch.rows), list(batch.rows)
+    assert first == again == [raw_row(msgs[0]), raw_row(msgs[1])] and len(batch.rows) == 2
+
+
 class FakePool:
     """Stands in for asyncpg (pure logic only: the real writer is tested on the stack)."""
 

@@ -9,6 +9,7 @@ minutes. Every random draw comes from the device's own ``random.Random`` seeded 
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 import math
 import random
@@ -16,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ioc.adapters.telehealth import StationAdapter
 from ioc.contract import feeds
 from ioc.contract import schemas as s
 from ioc.contract.feeds import Feed
@@ -153,7 +155,7 @@ class DeviceSim:
         raise NotImplementedError
 
 
-def _collection_periods(feed: str) -> dict[str, int]:
+def collection_periods(feed: str) -> dict[str, int]:
     """A feed's report periods in ms, from its declaration's ``collection``: the simulated
     devices report as often as ``ioc collect`` polls the real ones."""
     collection = feeds.spec(feed).collection
@@ -165,7 +167,7 @@ def _collection_periods(feed: str) -> dict[str, int]:
 class CameraSim(DeviceSim):
     device_class = Feed.CAMERA
     periods: ClassVar[Mapping[str, int]] = {
-        **_collection_periods(Feed.CAMERA),  # heartbeat and stream, as the RTSP collector's
+        **collection_periods(Feed.CAMERA),  # heartbeat and stream, as the RTSP collector's
         "camera.traffic": 60_000,
     }
 
@@ -291,14 +293,24 @@ class _Session:
     session_id: str
     end_ms: int
     video_height: int
+    started_ms: int
+    peer: str
+
+
+def _iso(ts_ms: int) -> str:
+    """A station's clock as its status document writes it (Vietnam time, with its offset)."""
+    when = dt.datetime.fromtimestamp(ts_ms / 1000, dt.timezone(dt.timedelta(seconds=VN_OFFSET_S)))
+    return when.isoformat(timespec="milliseconds")
 
 
 class TelehealthSim(DeviceSim):
+    """A telehealth station. It builds the status document a real station serves
+    (``GET /status``, :mod:`ioc.adapters.telehealth`) and maps it with the adapter
+    ``ioc collect`` uses: session events and the heartbeat from one, the media quality from
+    another (the two kinds have their own schedules, the feed's ``collection``)."""
+
     device_class = Feed.TELEHEALTH
-    periods: ClassVar[Mapping[str, int]] = {
-        "telehealth.heartbeat": 5_000,
-        "telehealth.quality": 5_000,
-    }
+    periods: ClassVar[Mapping[str, int]] = collection_periods(Feed.TELEHEALTH)
 
     def __init__(self, device: Device, region: str, seed: int, start_ms: int) -> None:
         super().__init__(device, region, seed, start_ms)
@@ -318,11 +330,14 @@ class TelehealthSim(DeviceSim):
         self.waiting = 0
         self.counter = 0
         self.last_tick_ms = start_ms
+        # The simulator sees every session from its start: no baseline poll to skip.
+        self.adapter = StationAdapter(baseline=False, next_seq=lambda _: self.next_seq())
 
-    def _tick_sessions(self, ts_ms: int, cond: Conditions) -> list[s.Message]:
-        """Advance session lifecycles to ``ts_ms``; returns lifecycle events."""
+    def _tick_sessions(self, ts_ms: int, cond: Conditions) -> list[dict[str, Any]]:
+        """Advance session lifecycles to ``ts_ms``; returns the sessions that ended, as the
+        status document's ``ended`` entries."""
         rng = self.rng
-        out: list[s.Message] = []
+        ended: list[dict[str, Any]] = []
         dt_ms = max(0, ts_ms - self.last_tick_ms)
         self.last_tick_ms = ts_ms
         hour, weekday = local_hour(ts_ms), is_weekday(ts_ms)
@@ -335,74 +350,57 @@ class TelehealthSim(DeviceSim):
                 drop_p = 0.03 * dt_ms / 5000
             if rng.random() < drop_p:
                 self.sessions.remove(sess)
-                out.append(
-                    s.TelehealthSession(
-                        v=1,
-                        device_id=self.id,
-                        seq=self.next_seq(),
-                        ts_ms=ts_ms,
-                        session_id=sess.session_id,
-                        event="dropped",
-                        reason="network" if not cond.session_drops else "media_timeout",
-                    )
+                reason = "network" if not cond.session_drops else "media_timeout"
+                ended.append(
+                    {"id": sess.session_id, "ended": _iso(ts_ms), "outcome": "dropped"}
+                    | {"reason": reason}
                 )
             elif ts_ms >= sess.end_ms:
                 self.sessions.remove(sess)
-                out.append(
-                    s.TelehealthSession(
-                        v=1,
-                        device_id=self.id,
-                        seq=self.next_seq(),
-                        ts_ms=ts_ms,
-                        session_id=sess.session_id,
-                        event="end",
-                    )
-                )
+                ended.append({"id": sess.session_id, "ended": _iso(ts_ms), "outcome": "completed"})
         start_p = self.sessions_per_hour * demand * dt_ms / 3_600_000
         if len(self.sessions) < self.max_sessions and rng.random() < start_p:
             self.counter += 1
-            sess = _Session(
-                f"{self.id}-s{self.counter}",
-                ts_ms + rng.randint(8, 25) * 60_000,
-                rng.choice((480, 720, 720, 1080)),
-            )
-            self.sessions.append(sess)
             peer = "provincial-hospital" if "hosp" not in self.id else "central-hospital"
-            out.append(
-                s.TelehealthSession(
-                    v=1,
-                    device_id=self.id,
-                    seq=self.next_seq(),
-                    ts_ms=ts_ms,
-                    session_id=sess.session_id,
-                    event="start",
-                    peer_site=peer,
+            self.sessions.append(
+                _Session(
+                    f"{self.id}-s{self.counter}",
+                    ts_ms + rng.randint(8, 25) * 60_000,
+                    rng.choice((480, 720, 720, 1080)),
+                    ts_ms,
+                    peer,
                 )
             )
         target = int(6 * demand * self.sessions_per_hour)
         self.waiting = max(
             0, self.waiting + (1 if self.waiting < target else -1) * (rng.random() < 0.3)
         )
-        return out
+        return ended
+
+    def _document(
+        self, ts_ms: int, state: str, media: list[dict[str, Any]] | None, ended: list[Any]
+    ) -> dict[str, Any]:
+        sessions = [
+            {"id": x.session_id, "peer": x.peer, "started": _iso(x.started_ms)}
+            | ({"media": media[i]} if media is not None else {})
+            for i, x in enumerate(self.sessions)
+        ]
+        return {
+            "time": _iso(ts_ms),
+            "state": state,
+            "queue": {"waiting": self.waiting},
+            "sessions": sessions,
+            "ended": ended,
+        }
 
     def emit(self, kind: str, ts_ms: int, period_ms: int, cond: Conditions) -> list[s.Message]:
         rng = self.rng
         if kind == "telehealth.heartbeat":
-            out = self._tick_sessions(ts_ms, cond)
-            status: s.Status = "ok" if cond.extra_loss_pct < 5 else "degraded"
-            out.append(
-                s.TelehealthHeartbeat(
-                    v=1,
-                    device_id=self.id,
-                    seq=self.next_seq(),
-                    ts_ms=ts_ms,
-                    status=status,
-                    waiting_patients=self.waiting,
-                    active_sessions=len(self.sessions),
-                )
-            )
-            return out
-        out = []
+            ended = self._tick_sessions(ts_ms, cond)
+            state = "ok" if cond.extra_loss_pct < 5 else "degraded"
+            doc = self._document(ts_ms, state, None, ended)
+            return self.adapter.events_and_heartbeat(self.id, doc)
+        media = []
         for sess in self.sessions:
             loss = min(
                 100.0,
@@ -415,25 +413,20 @@ class TelehealthSim(DeviceSim):
             )
             jitter = abs(rng.gauss(3.0, 1.5)) + rtt * 0.08 + loss * 2
             height = sess.video_height if loss < 3 else (480 if loss < 8 else 240)
-            out.append(
-                s.TelehealthQuality(
-                    v=1,
-                    device_id=self.id,
-                    seq=self.next_seq(),
-                    ts_ms=ts_ms,
-                    session_id=sess.session_id,
-                    rtt_ms=round(min(rtt, 600_000.0), 1),
-                    jitter_ms=round(min(jitter, 600_000.0), 1),
-                    loss_pct=round(loss, 2),
-                    video_height=height,
-                )
+            media.append(
+                {
+                    "rtt_ms": round(min(rtt, 600_000.0), 1),
+                    "jitter_ms": round(min(jitter, 600_000.0), 1),
+                    "loss_pct": round(loss, 2),
+                    "video_height": height,
+                }
             )
-        return out
+        return self.adapter.quality(self.id, self._document(ts_ms, "ok", media, []))
 
 
 class NetnodeSim(DeviceSim):
     device_class = Feed.NETNODE
-    periods: ClassVar[Mapping[str, int]] = _collection_periods(Feed.NETNODE)
+    periods: ClassVar[Mapping[str, int]] = collection_periods(Feed.NETNODE)
 
     def __init__(self, device: Device, region: str, seed: int, start_ms: int) -> None:
         super().__init__(device, region, seed, start_ms)

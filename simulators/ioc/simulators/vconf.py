@@ -38,7 +38,7 @@ from ioc.contract import schemas as s
 from ioc.contract import vconf as vc
 from ioc.contract.feeds import Feed
 from ioc.contract.topology import Device, Topology
-from ioc.simulators.behaviour import VN_OFFSET_S, Conditions, DeviceSim
+from ioc.simulators.behaviour import VN_OFFSET_S, Conditions, DeviceSim, collection_periods
 from ioc.simulators.faults import Fault, FaultPlan
 
 VN: Final = dt.timezone(dt.timedelta(seconds=VN_OFFSET_S))
@@ -504,7 +504,8 @@ class VconfSim(DeviceSim):
 class BridgeSim(VconfSim):
     """An MCU: its ``/colibri/stats`` every 5 s."""
 
-    periods: ClassVar[Mapping[str, int]] = {"vconf.bridge": 5_000}
+    periods: ClassVar[Mapping[str, int]] = collection_periods(Feed.VCONF)
+    """As often as ``ioc collect`` polls a real bridge (the feed's ``collection``)."""
 
 
 class BookingSim(VconfSim):

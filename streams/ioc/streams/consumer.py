@@ -23,10 +23,10 @@ import asyncio
 import contextlib
 import logging
 import threading
+from array import array
 from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -143,6 +143,7 @@ class FeedConsumer:
                     await self._finish(0)
                     continue
                 prepared, offsets = self._prepare(processor, messages)
+                del messages  # freed now, not when the next consume() returns
                 await self._finish(self.max_in_flight - 1)  # commits what landed meanwhile
                 if prepared:
                     task = asyncio.ensure_future(self._write(processor, prepared))
@@ -204,26 +205,33 @@ class FeedConsumer:
     def _prepare(
         self, processor: FeedProcessor, messages: list[Any]
     ) -> tuple[list[Prepared], Offsets]:
-        by_topic: dict[str, list[Any]] = {}
+        """Validate one ``consume``'s messages per topic. What the rounds in flight keep of
+        them is their keys, values and positions (:class:`Sources`), not the client's message
+        objects: those and their topic strings were a third of a round's Python heap."""
+        by_topic: dict[str, Sources] = {}
         offsets: Offsets = {}
         for msg in messages:
             if msg.error() is not None:
                 self._on_error(msg.error())
                 continue
             topic = msg.topic()
-            by_topic.setdefault(topic, []).append(msg)
-            offsets[(topic, msg.partition())] = msg.offset() + 1
+            sources = by_topic.get(topic)
+            if sources is None:
+                sources = by_topic[topic] = Sources(topic)
+            partition, offset = msg.partition(), msg.offset()
+            sources.keys.append(msg.key())
+            sources.values.append(msg.value())
+            sources.partitions.append(partition)
+            sources.offsets.append(offset)
+            sources.timestamps.append(msg.timestamp()[1])
+            offsets[(topic, partition)] = offset + 1
         prepared = []
-        for topic, msgs in by_topic.items():
+        for topic, sources in by_topic.items():
             # the last offset read per partition: one before the next one to read
             positions = {tp: next_ - 1 for tp, next_ in offsets.items() if tp[0] == topic}
             prepared.append(
                 processor.prepare(
-                    self.feed_of[topic],
-                    [msg.value() for msg in msgs],
-                    [msg.key() for msg in msgs],
-                    partial(_record, msgs),
-                    positions,
+                    self.feed_of[topic], sources.values, sources.keys, sources.record, positions
                 )
             )
         return prepared, offsets
@@ -358,8 +366,29 @@ class StallClock:
         return gone
 
 
-def _record(messages: list[Any], i: int) -> Record:
-    """A dead letter's source (only invalid messages are turned into Records)."""
-    msg = messages[i]
-    _kind, timestamp = msg.timestamp()
-    return Record(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(), timestamp)
+class Sources:
+    """Where each value of one topic's batch came from: enough to dead-letter any of them.
+
+    Positions are kept in arrays of machine integers (no object per offset), and only the
+    messages that are dead-lettered become :class:`Record` objects."""
+
+    __slots__ = ("keys", "offsets", "partitions", "timestamps", "topic", "values")
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self.keys: list[bytes | None] = []
+        self.values: list[bytes | None] = []
+        self.partitions = array("i")
+        self.offsets = array("q")
+        self.timestamps = array("q")
+
+    def record(self, i: int) -> Record:
+        """The ``i``-th message as a dead letter's source."""
+        return Record(
+            self.topic,
+            self.partitions[i],
+            self.offsets[i],
+            self.keys[i],
+            self.values[i],
+            self.timestamps[i],
+        )

@@ -6,6 +6,7 @@ Pure functions (no I/O), so the hot path is unit-tested without a database.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,19 +109,39 @@ def minute_of(ts_ms: int) -> int:
     return ts_ms - ts_ms % 60_000
 
 
+class Rows:
+    """A batch's raw rows, made one at a time as the COPY reads them (and again on a retry).
+
+    Why not a list: a catch-up holds several 10,000-message rounds in flight, and a tuple and a
+    datetime per message were about a fifth of their Python heap. That heap is what a worker
+    keeps after a backlog is drained: CPython cannot give back an arena in which a single
+    object survives (docs/performance.md, "Where the rest goes")."""
+
+    __slots__ = ("messages",)
+
+    def __init__(self, messages: list[s.Message]) -> None:
+        self.messages = messages
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return map(raw_row, self.messages)
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+
 @dataclass
 class Batch:
     """One feed's validated messages of a batch, shaped for the writer."""
 
     feed: str
-    rows: list[tuple[Any, ...]]
+    rows: Rows
     last_seen: dict[str, LastSeen]
     minutes: set[int]
     newest_ts_ms: int = 0
 
     @classmethod
     def build(cls, feed: str, messages: list[s.Message], device_class: str) -> Batch:
-        rows: list[tuple[Any, ...]] = []
+        unique: list[s.Message] = []
         seen: set[tuple[str, int, int]] = set()
         last: dict[str, LastSeen] = {}
         minutes: set[int] = set()
@@ -130,11 +151,11 @@ class Batch:
             if key in seen:  # a duplicate within the batch: the primary key would reject it
                 continue
             seen.add(key)
-            rows.append(raw_row(m))
+            unique.append(m)
             entry = last.get(m.device_id)
             if entry is None:
                 entry = last[m.device_id] = LastSeen(m.device_id, device_class)
             entry.add(m)
             minutes.add(minute_of(m.ts_ms))
             newest = max(newest, m.ts_ms)
-        return cls(feed, rows, last, minutes, newest)
+        return cls(feed, Rows(unique), last, minutes, newest)

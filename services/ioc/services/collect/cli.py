@@ -1,6 +1,6 @@
 """``ioc collect``: poll the real network nodes of a scenario over ICMP and SNMP, receive
-their traps, sample its cameras' streams over RTSP, and produce the netnode and camera feeds'
-messages (docs/collectors.md)."""
+their traps, poll its telehealth stations and video bridges over HTTP, sample its cameras'
+streams over RTSP, and produce the feeds' messages (docs/collectors.md)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,11 @@ from ioc.errors import IocError
 log = logging.getLogger(__name__)
 
 CLIENT_ID = "ioc-collector"
-PROTOCOLS: Final = ("icmp", "snmp", "rtsp")
+PROTOCOLS: Final = ("icmp", "snmp", "http", "rtsp")
+HTTP_CONCURRENCY: Final = 256
+"""HTTP requests in flight at most, by default (``--http-concurrency``)."""
+RTSP_DECODERS: Final = 4
+"""Camera streams decoded at once, by default (``--rtsp-decoders``): one ffmpeg each."""
 SINK_POLL_S: Final = 0.05
 """How often delivery reports are served and the spool is pumped between rounds (traps
 arrive between them)."""
@@ -32,14 +36,17 @@ arrive between them)."""
 
 @dataclass
 class Plan:
-    """What one collector does: its ICMP targets (device id -> IPv4), SNMP targets, the
-    trap receiver's nodes (IPv4 -> device id, with each one's profile), if it listens, and
-    its cameras (RTSP) with how many streams it decodes at once."""
+    """What one collector does: its ICMP targets (device id -> IPv4), SNMP targets, the trap
+    receiver's nodes (IPv4 -> device id, with each one's profile), if it listens, its HTTP
+    targets (telehealth stations, video bridges) with the bound on requests in flight, and its
+    cameras (RTSP) with how many streams it decodes at once."""
 
     icmp: dict[str, str] = field(default_factory=dict)
     snmp: list[Any] = field(default_factory=list)
+    http: list[Any] = field(default_factory=list)
+    http_concurrency: int = HTTP_CONCURRENCY
     rtsp: list[Any] = field(default_factory=list)
-    rtsp_decoders: int = 4
+    rtsp_decoders: int = RTSP_DECODERS
     trap_devices: dict[str, str] = field(default_factory=dict)
     trap_profiles: dict[str, Any] = field(default_factory=dict)
     trap_host: str = "0.0.0.0"
@@ -50,7 +57,10 @@ class Plan:
 class Summary:
     probe_rounds: int = 0
     snmp_rounds: int = 0
+    http_rounds: dict[str, int] = field(default_factory=dict)
+    """Per HTTP-polled feed (telehealth, vconf)."""
     stream_rounds: int = 0
+    """RTSP stream samples of every camera (the heartbeat rounds run beside them)."""
     traps: dict[str, int] = field(default_factory=dict)
 
 
@@ -64,12 +74,16 @@ async def collect(
     registry: CollectorRegistry = REGISTRY,
     on_trap_port: Callable[[int], None] | None = None,
     clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
-    camera_collection: Collection | None = None,
+    collections: Mapping[str, Collection] | None = None,
 ) -> Summary:
     """Run the plan until ``stop`` (or ``rounds`` rounds of each polling protocol), every part
-    sharing the sequence numbers, the sink and the link states. ``collection`` is the
-    netnode feed's schedule, ``camera_collection`` the camera feed's (for RTSP)."""
-    from ioc.services.collect import rtsp, snmp, traps
+    sharing the sequence numbers, the sink and the link states. ``collection`` is the netnode
+    feed's schedule; the HTTP-polled feeds' and the cameras' come from ``collections`` or their
+    declarations."""
+    from ioc.contract import feeds
+    from ioc.contract import metrics as m
+    from ioc.observability import gauge
+    from ioc.services.collect import httppoll, rtsp, snmp, traps
     from ioc.services.collect.collector import (
         Collector,
         RtspCollector,
@@ -125,16 +139,47 @@ async def collect(
                 collection.timeout_s,
             )
             jobs.append(asyncio.ensure_future(polls.run(stop, rounds)))
+        http: list[httppoll.HttpCollector] = []
+        if plan.http:
+            fetcher = await stack.enter_async_context(httppoll.Fetcher(plan.http_concurrency))
+            mapper = httppoll.Mapper(sequences.next)
+            gauge(m.COLLECT_TARGETS, registry).labels(httppoll.HTTP).set(len(plan.http))
+            for feed, group in httppoll.by_feed(plan.http).items():
+                schedule = (collections or {}).get(feed) or feeds.spec(feed).collection
+                if schedule is None:  # pragma: no cover - the built-in declarations have one
+                    raise IocError(f"the {feed} feed declares no collection")
+                http_poller = httppoll.HttpCollector(
+                    feed,
+                    group,
+                    sink,
+                    fetcher,
+                    mapper,
+                    schedule,
+                    registry=registry,
+                    clock_ms=clock_ms,
+                )
+                http.append(http_poller)
+                log.info(
+                    "polling %d %s targets over HTTP every %.1f s (timeout %.1f s, at most %d "
+                    "requests in flight)",
+                    len(group),
+                    feed,
+                    schedule.interval(http_poller.kind),
+                    schedule.timeout_s,
+                    plan.http_concurrency,
+                )
+                jobs.append(asyncio.ensure_future(http_poller.run(stop, rounds)))
         if plan.rtsp:
-            if camera_collection is None:
-                raise IocError("RTSP targets need the camera feed's collection")
+            schedule = (collections or {}).get(feeds.Feed.CAMERA) or feeds.spec(
+                feeds.Feed.CAMERA
+            ).collection
+            if schedule is None:  # pragma: no cover - the built-in declaration has one
+                raise IocError("the camera feed declares no collection")
             cameras = RtspCollector(
                 plan.rtsp,
                 sink,
-                rtsp.Sampler(
-                    camera_collection.sample_s, camera_collection.timeout_s, plan.rtsp_decoders
-                ),
-                camera_collection,
+                rtsp.Sampler(schedule.sample_s, schedule.timeout_s, plan.rtsp_decoders),
+                schedule,
                 sequences,
                 registry=registry,
                 clock_ms=clock_ms,
@@ -143,16 +188,14 @@ async def collect(
                 "sampling %d camera streams every %.1f s (%.1f s of video, %d at a time), "
                 "RTSP heartbeat every %.1f s (timeout %.1f s)",
                 len(plan.rtsp),
-                camera_collection.interval(rtsp.STREAM),
-                camera_collection.sample_s,
+                schedule.interval(rtsp.STREAM),
+                schedule.sample_s,
                 plan.rtsp_decoders,
-                camera_collection.interval(rtsp.HEARTBEAT),
-                camera_collection.timeout_s,
+                schedule.interval(rtsp.HEARTBEAT),
+                schedule.timeout_s,
             )
-            estimate = rtsp.round_estimate_s(
-                len(plan.rtsp), plan.rtsp_decoders, camera_collection.sample_s
-            )
-            if estimate > camera_collection.interval(rtsp.STREAM):
+            estimate = rtsp.round_estimate_s(len(plan.rtsp), plan.rtsp_decoders, schedule.sample_s)
+            if estimate > schedule.interval(rtsp.STREAM):
                 log.warning(
                     "%d cameras with %d decoders take about %.0f s per stream round, more "
                     "than its %.0f s interval: rounds will overrun; add --rtsp-decoders where "
@@ -160,7 +203,7 @@ async def collect(
                     len(plan.rtsp),
                     plan.rtsp_decoders,
                     estimate,
-                    camera_collection.interval(rtsp.STREAM),
+                    schedule.interval(rtsp.STREAM),
                 )
             jobs.append(asyncio.ensure_future(cameras.run(stop, rounds)))
         receiver: traps.TrapReceiver | None = None
@@ -208,6 +251,7 @@ async def collect(
             summary.probe_rounds = icmp.rounds
         if plan.snmp:
             summary.snmp_rounds = polls.rounds
+        summary.http_rounds = {p.feed: p.rounds for p in http}
         if plan.rtsp:
             summary.stream_rounds = cameras.stream_rounds
         if receiver is not None:
@@ -218,25 +262,62 @@ async def collect(
 def plan_of(
     args: argparse.Namespace, settings: Settings, protocols: Sequence[str]
 ) -> tuple[Plan, list[str]]:
-    """Targets of this collector's shard from the scenario, their addresses resolved, and
-    the SNMP and RTSP profiles; returns the plan and lines for the log."""
+    """Targets of this collector's shard from the scenario (network nodes with their
+    addresses resolved, telehealth stations and video bridges with their URLs, cameras with
+    their stream URLs), the SNMP, HTTP and RTSP profiles; returns the plan and lines for the
+    log."""
     from ioc.contract.topology import load_scenario
-    from ioc.services.collect import snmp, targets
+    from ioc.services.collect import httppoll, snmp, targets
 
     scenario = args.scenario or settings.scenario
     topology = load_scenario(scenario)
-    notes: list[str] = []
-    cameras = _cameras(args, topology, notes) if "rtsp" in protocols else []
     chosen = targets.select(topology, args.shard, args.shards)
-    if not chosen and not cameras:
-        camera = " nor a camera with an rtsp:// address" if "rtsp" in protocols else ""
+    notes: list[str] = []
+    plan = Plan(trap_host=args.trap_host, trap_port=args.trap_port)
+    http_credentials = getattr(args, "http_credentials", None)
+    if "http" in protocols:
+        plan.http_concurrency = getattr(args, "http_concurrency", HTTP_CONCURRENCY)
+        http_profiles = httppoll.load_profiles(Path(http_credentials)) if http_credentials else {}
+        selection = httppoll.select(topology, args.shard, args.shards, http_profiles)
+        plan.http = selection.targets
+        if selection.bad_address:
+            notes.append(
+                f"{len(selection.bad_address)} stations or bridges have an address that is no "
+                "http(s) URL or host (or carries credentials: use --http-credentials) and are "
+                "not polled: " + _some(selection.bad_address)
+            )
+        if selection.no_profile:
+            notes.append(
+                f"{len(selection.no_profile)} stations or bridges name an HTTP profile the "
+                "credentials file lacks and are not polled: " + _some(selection.no_profile)
+            )
+        if selection.no_address and (selection.targets or args.protocols):
+            notes.append(
+                f"{len(selection.no_address)} stations or bridges have no address and are not "
+                "polled"
+            )
+    elif http_credentials:
+        raise IocError("--http-credentials without http in --protocols")
+    if "rtsp" in protocols:
+        plan.rtsp = _cameras(args, topology, notes)
+        if plan.rtsp:
+            plan.rtsp_decoders = getattr(args, "rtsp_decoders", RTSP_DECODERS)
+    elif getattr(args, "rtsp_credentials", None):
+        raise IocError("--rtsp-credentials without rtsp in --protocols")
+    polls_nodes = bool({"icmp", "snmp"} & set(protocols)) or args.trap_port is not None
+    if not (chosen and polls_nodes) and not plan.http and not plan.rtsp:
+        wanted = [
+            *(["network node"] if polls_nodes else []),
+            *(["telehealth station or video bridge"] if "http" in protocols else []),
+            *(["camera"] if "rtsp" in protocols else []),
+        ]
         raise targets.TargetError(
-            f"no network node with an address{camera} in {scenario} (shard {args.shard} of "
+            f"no {' nor '.join(wanted)} with an address in {scenario} (shard {args.shard} of "
             f"{args.shards}); addresses come from the inventory (ioc inventory import, "
             "docs/inventory.md)"
         )
     skipped = targets.without_address(topology)
-    if skipped and ({"icmp", "snmp"} & set(protocols) or args.trap_port is not None):
+    if skipped and chosen:
         notes.append(f"{len(skipped)} network nodes have no address and are not polled")
     everyone = targets.select(topology) if args.trap_port is not None else chosen
     addresses, unresolved = asyncio.run(targets.resolve(everyone))
@@ -245,12 +326,8 @@ def plan_of(
     if unresolved:
         notes.append(
             f"{len(unresolved)} targets have no IPv4 address and are not polled: "
-            + ", ".join(unresolved[:10])
-            + (" ..." if len(unresolved) > 10 else "")
+            + _some(unresolved)
         )
-    plan = Plan(trap_host=args.trap_host, trap_port=args.trap_port, rtsp=cameras)
-    if cameras:
-        plan.rtsp_decoders = args.rtsp_decoders
     if "icmp" in protocols:
         plan.icmp = {d: a for d, a in addresses.items() if d in mine}
     profiles: Mapping[str, snmp.Profile] = {}
@@ -267,7 +344,7 @@ def plan_of(
             if lacking:
                 notes.append(
                     f"{len(lacking)} targets name an SNMP profile the credentials file lacks "
-                    "and are not polled over SNMP: " + ", ".join(lacking[:10])
+                    "and are not polled over SNMP: " + _some(lacking)
                 )
         if args.trap_port is not None:
             plan.trap_profiles = {t.device_id: t.profile for t in every}
@@ -277,9 +354,14 @@ def plan_of(
         if not profiles:
             raise IocError("--trap-port needs --snmp-credentials FILE (the traps' communities)")
         plan.trap_devices = {a: d for d, a in addresses.items() if d in plan.trap_profiles}
-    if not plan.icmp and not plan.snmp and not plan.rtsp and plan.trap_port is None:
+    if not plan.icmp and not plan.snmp and plan.trap_port is None and not (plan.http or plan.rtsp):
         raise targets.TargetError("nothing to poll: no target resolved to an IPv4 address")
     return plan, notes
+
+
+def _some(ids: Sequence[str]) -> str:
+    """The first ids of a list, for a log line."""
+    return ", ".join(ids[:10]) + (" ..." if len(ids) > 10 else "")
 
 
 def _cameras(args: argparse.Namespace, topology: Any, notes: list[str]) -> list[Any]:
@@ -287,21 +369,20 @@ def _cameras(args: argparse.Namespace, topology: Any, notes: list[str]) -> list[
     from ioc.contract.feeds import Feed
     from ioc.services.collect import rtsp, targets
 
-    profiles: dict[str, rtsp.Profile] = {}
-    if args.rtsp_credentials:
-        profiles = rtsp.load_profiles(Path(args.rtsp_credentials))
+    credentials = getattr(args, "rtsp_credentials", None)
+    profiles = rtsp.load_profiles(Path(credentials)) if credentials else {}
     mine = [
         (d.id, d.attributes)
         for d in sorted(topology.devices_of(Feed.CAMERA), key=lambda d: d.id)
         if targets.shard_of(d.id, args.shards) == args.shard
     ]
     cameras, no_url, no_profile = rtsp.select(mine, profiles)
-    if no_url and cameras:
+    if no_url and (cameras or args.protocols):
         notes.append(f"{len(no_url)} cameras have no rtsp:// address and are not sampled")
     if no_profile:
         notes.append(
             f"{len(no_profile)} cameras name an RTSP profile the credentials file lacks and "
-            "are not sampled: " + ", ".join(no_profile[:10])
+            "are not sampled: " + _some(no_profile)
         )
     if cameras:
         rtsp.ffmpeg_path()  # stop now, saying how to install it, rather than at each sample
@@ -313,18 +394,15 @@ async def _main(plan: Plan, sink: Any, duration: float | None, rounds: int | Non
     from ioc.services.collect.collector import FEED
 
     collection = feeds.spec(FEED).collection
-    camera_collection = feeds.spec(feeds.Feed.CAMERA).collection
-    if collection is None or camera_collection is None:  # pragma: no cover - built-in ones
-        raise IocError("the netnode and camera feeds declare no collection")
+    if collection is None:  # pragma: no cover - the built-in declaration has one
+        raise IocError(f"the {FEED} feed declares no collection")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     if duration is not None:
         loop.call_later(duration, stop.set)
-    return await collect(
-        plan, sink, collection, stop, rounds=rounds, camera_collection=camera_collection
-    )
+    return await collect(plan, sink, collection, stop, rounds=rounds)
 
 
 def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
@@ -335,9 +413,13 @@ def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
     protocols = [p.strip() for p in (args.protocols or ",".join(PROTOCOLS)).split(",")]
     unknown = [p for p in protocols if p not in PROTOCOLS]
     if unknown:
-        raise IocError(f"--protocols: unknown {', '.join(unknown)} (known: icmp, snmp, rtsp)")
+        raise IocError(f"--protocols: unknown {', '.join(unknown)} (known: {', '.join(PROTOCOLS)})")
     if args.spool_max_mb < 1:
         raise IocError(f"--spool-max-mb {args.spool_max_mb}: at least 1")
+    if args.http_concurrency < 1:
+        raise IocError(f"--http-concurrency {args.http_concurrency}: at least 1")
+    if args.rtsp_decoders < 1:
+        raise IocError(f"--rtsp-decoders {args.rtsp_decoders}: at least 1")
     plan, notes = plan_of(args, settings, protocols)
     for note in notes:
         log.warning("%s", note)
@@ -366,8 +448,9 @@ def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
     dropped = f", {sink.dropped} dropped by a full spool" if isinstance(sink, SpoolingSink) else ""
     print(
         f"collector shard {args.shard}/{args.shards}: {len(plan.icmp)} ICMP, "
-        f"{len(plan.snmp)} SNMP and {len(plan.rtsp)} RTSP targets, {summary.probe_rounds} "
-        f"probe, {summary.snmp_rounds} SNMP and {summary.stream_rounds} stream rounds, "
+        f"{len(plan.snmp)} SNMP, {len(plan.rtsp)} RTSP and {len(plan.http)} HTTP targets, "
+        f"{summary.probe_rounds} probe, {summary.snmp_rounds} SNMP, {summary.stream_rounds} "
+        f"stream and {max(summary.http_rounds.values(), default=0)} HTTP rounds, "
         f"{sum(summary.traps.values())} traps, "
         f"{sink.sent} messages sent{spooled}{dropped}, {sink.errors} delivery errors"
     )
@@ -377,13 +460,13 @@ def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "collect",
-        help="poll the scenario's real network nodes (ICMP, SNMP, traps) and cameras (RTSP) "
-        "into the netnode and camera feeds",
+        help="poll the scenario's real network nodes (ICMP, SNMP, traps), telehealth stations "
+        "and video bridges (HTTP) and cameras (RTSP) into their feeds",
         description="Ping every network node with an inventory address, poll its interfaces "
-        "over SNMP and receive its traps, and sample every camera's RTSP stream, at the feeds' "
-        "collection intervals, and produce netnode.probe, netnode.counters, netnode.link, "
-        "camera.stream and camera.heartbeat messages to Kafka (through a disk spool) or a "
-        "file.",
+        "over SNMP and receive its traps, poll every telehealth station's HTTP status and every "
+        "video bridge's /colibri/stats, sample every camera's RTSP stream, at the feeds' "
+        "collection intervals, and produce the netnode, telehealth, vconf and camera messages "
+        "to Kafka (through a disk spool) or a file.",
     )
     p.add_argument("--scenario", help="built-in scenario name or YAML file (default IOC_SCENARIO)")
     p.add_argument("--shard", type=int, default=0, help="this collector's shard, 0..N-1")
@@ -391,21 +474,8 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--protocols",
         metavar="LIST",
-        help="icmp, snmp, rtsp, comma-separated (default: icmp, rtsp, and snmp with "
+        help="a list of icmp, snmp, http, rtsp (default: icmp, http and rtsp, and snmp with "
         "--snmp-credentials)",
-    )
-    p.add_argument(
-        "--rtsp-credentials",
-        metavar="FILE.toml",
-        help="RTSP profiles ([profiles.NAME]: user, password); a camera uses the one its "
-        "rtsp_profile attribute names, else 'default', else none",
-    )
-    p.add_argument(
-        "--rtsp-decoders",
-        type=int,
-        default=4,
-        metavar="N",
-        help="camera streams decoded at once (default 4; each is one ffmpeg on one core)",
     )
     p.add_argument(
         "--snmp-credentials",
@@ -420,6 +490,34 @@ def register(sub: Any) -> None:
         help="receive SNMP traps (linkDown/linkUp) on this UDP port (162 is the standard one)",
     )
     p.add_argument("--trap-host", default="0.0.0.0", help="address the trap port binds")
+    p.add_argument(
+        "--http-credentials",
+        metavar="FILE.toml",
+        help="HTTP profiles ([profiles.NAME]: username and password, or token); a station or "
+        "bridge uses the one its http_profile attribute names, else 'default', else none",
+    )
+    p.add_argument(
+        "--http-concurrency",
+        type=int,
+        default=HTTP_CONCURRENCY,
+        metavar="N",
+        help=f"HTTP requests in flight at most (default {HTTP_CONCURRENCY}); each has the "
+        "feed's timeout",
+    )
+    p.add_argument(
+        "--rtsp-credentials",
+        metavar="FILE.toml",
+        help="RTSP profiles ([profiles.NAME]: user, password); a camera uses the one its "
+        "rtsp_profile attribute names, else 'default', else none",
+    )
+    p.add_argument(
+        "--rtsp-decoders",
+        type=int,
+        default=RTSP_DECODERS,
+        metavar="N",
+        help=f"camera streams decoded at once (default {RTSP_DECODERS}; each is one ffmpeg on "
+        "one core)",
+    )
     p.add_argument("--out", metavar="FILE.jsonl", help="write to a file instead of Kafka")
     p.add_argument(
         "--spool",

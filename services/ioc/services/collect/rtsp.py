@@ -40,19 +40,18 @@ import os
 import re
 import shutil
 import ssl
-import stat
 import statistics
-import tomllib
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from ioc.contract import schemas as s
 from ioc.errors import IocError
+from ioc.services.collect import profiles
 
 log = logging.getLogger(__name__)
 
@@ -112,27 +111,7 @@ class Profile(BaseModel):
 def load_profiles(path: Path) -> dict[str, Profile]:
     """The ``[profiles.NAME]`` tables of a TOML credentials file (a file others may read is
     used, with a warning: it holds secrets)."""
-    try:
-        mode = path.stat().st_mode
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise RtspConfigError(f"RTSP credentials {path}: {exc}") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("RTSP credentials %s can be read by others: chmod 600 it", path)
-    tables = data.get("profiles")
-    if not isinstance(tables, dict) or not tables:
-        raise RtspConfigError(f"RTSP credentials {path}: no [profiles.NAME] table")
-    profiles: dict[str, Profile] = {}
-    for name, table in tables.items():
-        try:
-            profiles[name] = Profile.model_validate(table)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'profile'}: {e['msg']}"
-                for e in exc.errors()
-            )
-            raise RtspConfigError(f"RTSP credentials {path}, profile {name}: {problems}") from None
-    return profiles
+    return profiles.load_profiles(path, Profile, "RTSP credentials", RtspConfigError)
 
 
 @dataclass(frozen=True)

@@ -24,17 +24,16 @@ from __future__ import annotations
 import logging
 import math
 import os
-import stat
-import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from ioc.contract import schemas as s
 from ioc.errors import IocError
+from ioc.services.collect import profiles
 
 log = logging.getLogger(__name__)
 
@@ -138,27 +137,7 @@ DEFAULT_PROFILE: Final = "default"
 def load_profiles(path: Path) -> dict[str, Profile]:
     """The ``[profiles.NAME]`` tables of a TOML credentials file. A file others may read is
     used, with a warning: it holds secrets."""
-    try:
-        mode = path.stat().st_mode
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise SnmpConfigError(f"SNMP credentials {path}: {exc}") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("SNMP credentials %s can be read by others: chmod 600 it", path)
-    tables = data.get("profiles")
-    if not isinstance(tables, dict) or not tables:
-        raise SnmpConfigError(f"SNMP credentials {path}: no [profiles.NAME] table")
-    profiles: dict[str, Profile] = {}
-    for name, table in tables.items():
-        try:
-            profiles[name] = Profile.model_validate(table)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'profile'}: {e['msg']}"
-                for e in exc.errors()
-            )
-            raise SnmpConfigError(f"SNMP credentials {path}, profile {name}: {problems}") from None
-    return profiles
+    return profiles.load_profiles(path, Profile, "SNMP credentials", SnmpConfigError)
 
 
 @dataclass(frozen=True)
