@@ -158,7 +158,7 @@ def stream_url(address: str) -> str | None:
 
 
 def select(
-    cameras: Iterable[tuple[str, Mapping[str, object]]], profiles: Mapping[str, Profile]
+    cameras: Iterable[tuple[str, Mapping[str, object]]], credentials: Mapping[str, Profile]
 ) -> tuple[list[Camera], list[str], list[str]]:
     """(device id, attributes) of cameras -> the ones to sample, the ids without an RTSP
     address, and the ids whose ``rtsp_profile`` the credentials lack. A camera uses the
@@ -173,10 +173,10 @@ def select(
             no_url.append(device_id)
             continue
         named = attributes.get("rtsp_profile")
-        if named is not None and str(named) not in profiles:
+        if named is not None and str(named) not in credentials:
             no_profile.append(device_id)
             continue
-        profile = profiles.get(str(named) if named is not None else "default")
+        profile = credentials.get(str(named) if named is not None else "default")
         chosen.append(Camera(device_id, url, profile))
     return chosen, no_url, no_profile
 
