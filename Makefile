@@ -11,11 +11,13 @@ PYTEST_ARGS ?=
 .PHONY: install run stack stack-down status test chaos unit integration lint typecheck fmt dashboards k8s bench bench-venv clean
 
 # Debian's chromium for the console's browser test (apt-get as root; never a download by
-# Playwright) and net-snmp's snmpd/snmptrap for the SNMP collector's tests: cheap checks once
-# they are there.
+# Playwright), net-snmp's snmpd/snmptrap for the SNMP collector's tests, and ffmpeg (the RTSP
+# collector's decoder) with GStreamer's RTSP server for its tests: cheap checks once they are
+# there.
 install: $(VENV)/.installed
 	@$(BIN)/python -m ioc.deploy.local.browser
 	@$(BIN)/python -m ioc.deploy.local.snmp_peers
+	@$(BIN)/python -m ioc.deploy.local.rtsp_peers
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -88,6 +90,11 @@ bench: install stack bench-venv
 bench-burst: install stack
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/burst.py
+
+## cameras one RTSP collector samples per interval (bench/results/collect_rtsp.json); not in CI
+.PHONY: bench-rtsp
+bench-rtsp: install
+	$(BIN)/python bench/collect_rtsp.py --out bench/results/collect_rtsp.json
 
 ## an hour at 20,000 events/s with a fault every 5 minutes (bench/results/soak.json); not in CI
 .PHONY: soak

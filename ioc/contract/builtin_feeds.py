@@ -75,6 +75,15 @@ CAMERA: Final = FeedSpec(
     ),
     behaviour="ioc.simulators.behaviour:CameraSim",
     tables_from_migrations=True,
+    # The RTSP collector (docs/collectors.md): a cheap RTSP OPTIONS every 5 s is the
+    # heartbeat (three inside the 15 s timeout); 2 s of decoded video every 10 s is the
+    # stream's health, as often as the simulator reports it, so a frozen picture is seen
+    # within the same bounds. 3 s covers a camera's RTSP answer and first frame.
+    collection=Collection(
+        interval_s=MappingProxyType({"camera.heartbeat": 5.0, "camera.stream": 10.0}),
+        timeout_s=3.0,
+        sample_s=2.0,
+    ),
 )
 
 TELEHEALTH: Final = FeedSpec(

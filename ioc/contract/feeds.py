@@ -73,12 +73,15 @@ class Collection:
     ``interval_s`` gives, per message kind the collectors produce, the seconds between two
     rounds (the simulators use the same periods, ``ioc.simulators.behaviour``); ``timeout_s``
     is how long one request to one device may take before it counts as lost (an ICMP echo, an
-    SNMP get, an HTTP GET); ``echoes`` is how many ICMP echo requests a probe sends to a device
-    per round (its loss is the share of them unanswered; ICMP only)."""
+    SNMP get, an HTTP GET, opening an RTSP stream); ``echoes`` is how many ICMP echo requests
+    a probe sends to a device per round (its loss is the share of them unanswered; ICMP only);
+    ``sample_s`` is how many seconds of a video stream are decoded per sample (0: the feed
+    samples no video; RTSP only)."""
 
     interval_s: Mapping[str, float]
     timeout_s: float
     echoes: int = 3
+    sample_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.interval_s:
@@ -93,6 +96,14 @@ class Collection:
                 )
         if not 1 <= self.echoes <= 20:
             raise FeedError("collection: echoes must be 1..20")
+        if not 0.0 <= self.sample_s <= 60.0:
+            raise FeedError("collection: sample_s must be 0..60 s")
+        longest = max(self.interval_s.values())
+        if self.sample_s and self.sample_s + self.timeout_s >= longest:
+            raise FeedError(
+                f"collection: a sample ({self.sample_s} s) and its timeout ({self.timeout_s} s) "
+                f"must fit in the longest interval, the sampled kind's ({longest} s)"
+            )
 
     def interval(self, kind: str) -> float:
         try:

@@ -320,7 +320,7 @@ COLLECT_REQUESTS = MetricSpec(
     "ioc_collector_requests",
     "counter",
     "Requests a collector sent to devices (ICMP echo requests, SNMP get/getbulk requests, "
-    "HTTP GETs)",
+    "HTTP GETs, RTSP OPTIONS)",
     ("protocol",),
 )
 COLLECT_REPLIES = MetricSpec(
@@ -355,15 +355,15 @@ COLLECT_POLLS = MetricSpec(
     "ioc_collector_polls",
     "counter",
     "Polls a collector started, one per target per round (an ICMP probe, an SNMP walk, an "
-    "HTTP GET)",
+    "HTTP GET, an RTSP stream sample)",
     ("protocol",),
 )
 COLLECT_ERRORS = MetricSpec(
     "ioc_collector_errors",
     "counter",
     "Polls or samples a collector could not turn into messages, by reason (bounded sets: "
-    "ioc.services.collect.snmp.REASONS, ioc.services.collect.httppoll.REASONS), and records "
-    "its spool could not write "
+    "ioc.services.collect.snmp.REASONS, ioc.services.collect.httppoll.REASONS, "
+    "ioc.services.collect.rtsp.REASONS), and records its spool could not write "
     '(protocol="spool", reason="write_failed")',
     ("protocol", "reason"),
 )

@@ -118,7 +118,10 @@ def test_collect_without_addresses_says_where_they_come_from(
     code = main(["collect", "--scenario", "demo", "--out", str(tmp_path / "o.jsonl")])
     assert code == 2
     err = capsys.readouterr().err
-    assert "no network node nor telehealth station or video bridge with an address in demo" in err
+    assert (
+        "no network node nor telehealth station or video bridge nor camera with an address "
+        "in demo" in err
+    )
     assert "ioc inventory import" in err
 
 

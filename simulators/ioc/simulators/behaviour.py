@@ -155,11 +155,19 @@ class DeviceSim:
         raise NotImplementedError
 
 
+def collection_periods(feed: str) -> dict[str, int]:
+    """A feed's report periods in ms, from its declaration's ``collection``: the simulated
+    devices report as often as ``ioc collect`` polls the real ones."""
+    collection = feeds.spec(feed).collection
+    if collection is None:
+        raise IocError(f"feed {feed} declares no collection")
+    return {kind: round(seconds * 1000) for kind, seconds in collection.interval_s.items()}
+
+
 class CameraSim(DeviceSim):
     device_class = Feed.CAMERA
     periods: ClassVar[Mapping[str, int]] = {
-        "camera.heartbeat": 5_000,
-        "camera.stream": 10_000,
+        **collection_periods(Feed.CAMERA),  # heartbeat and stream, as the RTSP collector's
         "camera.traffic": 60_000,
     }
 
@@ -293,15 +301,6 @@ def _iso(ts_ms: int) -> str:
     """A station's clock as its status document writes it (Vietnam time, with its offset)."""
     when = dt.datetime.fromtimestamp(ts_ms / 1000, dt.timezone(dt.timedelta(seconds=VN_OFFSET_S)))
     return when.isoformat(timespec="milliseconds")
-
-
-def collection_periods(feed: str) -> dict[str, int]:
-    """A feed's report periods in ms, from its declaration's ``collection``: the simulated
-    devices report as often as ``ioc collect`` polls the real ones."""
-    collection = feeds.spec(feed).collection
-    if collection is None:
-        raise IocError(f"feed {feed} declares no collection")
-    return {kind: round(seconds * 1000) for kind, seconds in collection.interval_s.items()}
 
 
 class TelehealthSim(DeviceSim):

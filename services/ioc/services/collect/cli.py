@@ -1,6 +1,6 @@
 """``ioc collect``: poll the real network nodes of a scenario over ICMP and SNMP, receive
-their traps, poll its telehealth stations and video bridges over HTTP, and produce the feeds'
-messages (docs/collectors.md)."""
+their traps, poll its telehealth stations and video bridges over HTTP, sample its cameras'
+streams over RTSP, and produce the feeds' messages (docs/collectors.md)."""
 
 from __future__ import annotations
 
@@ -24,9 +24,11 @@ from ioc.errors import IocError
 log = logging.getLogger(__name__)
 
 CLIENT_ID = "ioc-collector"
-PROTOCOLS: Final = ("icmp", "snmp", "http")
+PROTOCOLS: Final = ("icmp", "snmp", "http", "rtsp")
 HTTP_CONCURRENCY: Final = 256
 """HTTP requests in flight at most, by default (``--http-concurrency``)."""
+RTSP_DECODERS: Final = 4
+"""Camera streams decoded at once, by default (``--rtsp-decoders``): one ffmpeg each."""
 SINK_POLL_S: Final = 0.05
 """How often delivery reports are served and the spool is pumped between rounds (traps
 arrive between them)."""
@@ -35,13 +37,16 @@ arrive between them)."""
 @dataclass
 class Plan:
     """What one collector does: its ICMP targets (device id -> IPv4), SNMP targets, the trap
-    receiver's nodes (IPv4 -> device id, with each one's profile), if it listens, and its HTTP
-    targets (telehealth stations, video bridges) with the bound on requests in flight."""
+    receiver's nodes (IPv4 -> device id, with each one's profile), if it listens, its HTTP
+    targets (telehealth stations, video bridges) with the bound on requests in flight, and its
+    cameras (RTSP) with how many streams it decodes at once."""
 
     icmp: dict[str, str] = field(default_factory=dict)
     snmp: list[Any] = field(default_factory=list)
     http: list[Any] = field(default_factory=list)
     http_concurrency: int = HTTP_CONCURRENCY
+    rtsp: list[Any] = field(default_factory=list)
+    rtsp_decoders: int = RTSP_DECODERS
     trap_devices: dict[str, str] = field(default_factory=dict)
     trap_profiles: dict[str, Any] = field(default_factory=dict)
     trap_host: str = "0.0.0.0"
@@ -54,6 +59,8 @@ class Summary:
     snmp_rounds: int = 0
     http_rounds: dict[str, int] = field(default_factory=dict)
     """Per HTTP-polled feed (telehealth, vconf)."""
+    stream_rounds: int = 0
+    """RTSP stream samples of every camera (the heartbeat rounds run beside them)."""
     traps: dict[str, int] = field(default_factory=dict)
 
 
@@ -71,12 +78,19 @@ async def collect(
 ) -> Summary:
     """Run the plan until ``stop`` (or ``rounds`` rounds of each polling protocol), every part
     sharing the sequence numbers, the sink and the link states. ``collection`` is the netnode
-    feed's schedule; the HTTP-polled feeds' come from ``collections`` or their declarations."""
+    feed's schedule; the HTTP-polled feeds' and the cameras' come from ``collections`` or their
+    declarations."""
     from ioc.contract import feeds
     from ioc.contract import metrics as m
     from ioc.observability import gauge
-    from ioc.services.collect import httppoll, snmp, traps
-    from ioc.services.collect.collector import Collector, Sequences, SnmpCollector, produced
+    from ioc.services.collect import httppoll, rtsp, snmp, traps
+    from ioc.services.collect.collector import (
+        Collector,
+        RtspCollector,
+        Sequences,
+        SnmpCollector,
+        produced,
+    )
     from ioc.services.collect.icmp import IcmpEngine
 
     sequences = Sequences(clock_ms())
@@ -155,6 +169,43 @@ async def collect(
                     plan.http_concurrency,
                 )
                 jobs.append(asyncio.ensure_future(http_poller.run(stop, rounds)))
+        if plan.rtsp:
+            schedule = (collections or {}).get(feeds.Feed.CAMERA) or feeds.spec(
+                feeds.Feed.CAMERA
+            ).collection
+            if schedule is None:  # pragma: no cover - the built-in declaration has one
+                raise IocError("the camera feed declares no collection")
+            cameras = RtspCollector(
+                plan.rtsp,
+                sink,
+                rtsp.Sampler(schedule.sample_s, schedule.timeout_s, plan.rtsp_decoders),
+                schedule,
+                sequences,
+                registry=registry,
+                clock_ms=clock_ms,
+            )
+            log.info(
+                "sampling %d camera streams every %.1f s (%.1f s of video, %d at a time), "
+                "RTSP heartbeat every %.1f s (timeout %.1f s)",
+                len(plan.rtsp),
+                schedule.interval(rtsp.STREAM),
+                schedule.sample_s,
+                plan.rtsp_decoders,
+                schedule.interval(rtsp.HEARTBEAT),
+                schedule.timeout_s,
+            )
+            estimate = rtsp.round_estimate_s(len(plan.rtsp), plan.rtsp_decoders, schedule.sample_s)
+            if estimate > schedule.interval(rtsp.STREAM):
+                log.warning(
+                    "%d cameras with %d decoders take about %.0f s per stream round, more "
+                    "than its %.0f s interval: rounds will overrun; add --rtsp-decoders where "
+                    "the cores allow, or shards (docs/performance.md)",
+                    len(plan.rtsp),
+                    plan.rtsp_decoders,
+                    estimate,
+                    schedule.interval(rtsp.STREAM),
+                )
+            jobs.append(asyncio.ensure_future(cameras.run(stop, rounds)))
         receiver: traps.TrapReceiver | None = None
         if plan.trap_port is not None:
             receiver = traps.TrapReceiver(
@@ -201,6 +252,8 @@ async def collect(
         if plan.snmp:
             summary.snmp_rounds = polls.rounds
         summary.http_rounds = {p.feed: p.rounds for p in http}
+        if plan.rtsp:
+            summary.stream_rounds = cameras.stream_rounds
         if receiver is not None:
             summary.traps = dict(receiver.outcomes)
     return summary
@@ -210,8 +263,9 @@ def plan_of(
     args: argparse.Namespace, settings: Settings, protocols: Sequence[str]
 ) -> tuple[Plan, list[str]]:
     """Targets of this collector's shard from the scenario (network nodes with their
-    addresses resolved, telehealth stations and video bridges with their URLs), the SNMP and
-    HTTP profiles; returns the plan and lines for the log."""
+    addresses resolved, telehealth stations and video bridges with their URLs, cameras with
+    their stream URLs), the SNMP, HTTP and RTSP profiles; returns the plan and lines for the
+    log."""
     from ioc.contract.topology import load_scenario
     from ioc.services.collect import httppoll, snmp, targets
 
@@ -244,11 +298,18 @@ def plan_of(
             )
     elif http_credentials:
         raise IocError("--http-credentials without http in --protocols")
+    if "rtsp" in protocols:
+        plan.rtsp = _cameras(args, topology, notes)
+        if plan.rtsp:
+            plan.rtsp_decoders = getattr(args, "rtsp_decoders", RTSP_DECODERS)
+    elif getattr(args, "rtsp_credentials", None):
+        raise IocError("--rtsp-credentials without rtsp in --protocols")
     polls_nodes = bool({"icmp", "snmp"} & set(protocols)) or args.trap_port is not None
-    if not (chosen and polls_nodes) and not plan.http:
+    if not (chosen and polls_nodes) and not plan.http and not plan.rtsp:
         wanted = [
             *(["network node"] if polls_nodes else []),
             *(["telehealth station or video bridge"] if "http" in protocols else []),
+            *(["camera"] if "rtsp" in protocols else []),
         ]
         raise targets.TargetError(
             f"no {' nor '.join(wanted)} with an address in {scenario} (shard {args.shard} of "
@@ -293,7 +354,7 @@ def plan_of(
         if not profiles:
             raise IocError("--trap-port needs --snmp-credentials FILE (the traps' communities)")
         plan.trap_devices = {a: d for d, a in addresses.items() if d in plan.trap_profiles}
-    if not plan.icmp and not plan.snmp and plan.trap_port is None and not plan.http:
+    if not plan.icmp and not plan.snmp and plan.trap_port is None and not (plan.http or plan.rtsp):
         raise targets.TargetError("nothing to poll: no target resolved to an IPv4 address")
     return plan, notes
 
@@ -301,6 +362,31 @@ def plan_of(
 def _some(ids: Sequence[str]) -> str:
     """The first ids of a list, for a log line."""
     return ", ".join(ids[:10]) + (" ..." if len(ids) > 10 else "")
+
+
+def _cameras(args: argparse.Namespace, topology: Any, notes: list[str]) -> list[Any]:
+    """This shard's cameras with an RTSP address, each with its credentials profile."""
+    from ioc.contract.feeds import Feed
+    from ioc.services.collect import rtsp, targets
+
+    credentials = getattr(args, "rtsp_credentials", None)
+    profiles = rtsp.load_profiles(Path(credentials)) if credentials else {}
+    mine = [
+        (d.id, d.attributes)
+        for d in sorted(topology.devices_of(Feed.CAMERA), key=lambda d: d.id)
+        if targets.shard_of(d.id, args.shards) == args.shard
+    ]
+    cameras, no_url, no_profile = rtsp.select(mine, profiles)
+    if no_url and (cameras or args.protocols):
+        notes.append(f"{len(no_url)} cameras have no rtsp:// address and are not sampled")
+    if no_profile:
+        notes.append(
+            f"{len(no_profile)} cameras name an RTSP profile the credentials file lacks and "
+            "are not sampled: " + _some(no_profile)
+        )
+    if cameras:
+        rtsp.ffmpeg_path()  # stop now, saying how to install it, rather than at each sample
+    return cameras
 
 
 async def _main(plan: Plan, sink: Any, duration: float | None, rounds: int | None) -> Summary:
@@ -332,6 +418,8 @@ def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
         raise IocError(f"--spool-max-mb {args.spool_max_mb}: at least 1")
     if args.http_concurrency < 1:
         raise IocError(f"--http-concurrency {args.http_concurrency}: at least 1")
+    if args.rtsp_decoders < 1:
+        raise IocError(f"--rtsp-decoders {args.rtsp_decoders}: at least 1")
     plan, notes = plan_of(args, settings, protocols)
     for note in notes:
         log.warning("%s", note)
@@ -360,9 +448,10 @@ def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
     dropped = f", {sink.dropped} dropped by a full spool" if isinstance(sink, SpoolingSink) else ""
     print(
         f"collector shard {args.shard}/{args.shards}: {len(plan.icmp)} ICMP, "
-        f"{len(plan.snmp)} SNMP and {len(plan.http)} HTTP targets, {summary.probe_rounds} "
-        f"probe, {summary.snmp_rounds} SNMP and {max(summary.http_rounds.values(), default=0)} "
-        f"HTTP rounds, {sum(summary.traps.values())} traps, "
+        f"{len(plan.snmp)} SNMP, {len(plan.rtsp)} RTSP and {len(plan.http)} HTTP targets, "
+        f"{summary.probe_rounds} probe, {summary.snmp_rounds} SNMP, {summary.stream_rounds} "
+        f"stream and {max(summary.http_rounds.values(), default=0)} HTTP rounds, "
+        f"{sum(summary.traps.values())} traps, "
         f"{sink.sent} messages sent{spooled}{dropped}, {sink.errors} delivery errors"
     )
     return 0 if sink.errors == 0 else 1
@@ -372,11 +461,12 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "collect",
         help="poll the scenario's real network nodes (ICMP, SNMP, traps), telehealth stations "
-        "and video bridges (HTTP) into their feeds",
+        "and video bridges (HTTP) and cameras (RTSP) into their feeds",
         description="Ping every network node with an inventory address, poll its interfaces "
         "over SNMP and receive its traps, poll every telehealth station's HTTP status and every "
-        "video bridge's /colibri/stats, at the feeds' collection intervals, and produce the "
-        "netnode, telehealth and vconf messages to Kafka (through a disk spool) or a file.",
+        "video bridge's /colibri/stats, sample every camera's RTSP stream, at the feeds' "
+        "collection intervals, and produce the netnode, telehealth, vconf and camera messages "
+        "to Kafka (through a disk spool) or a file.",
     )
     p.add_argument("--scenario", help="built-in scenario name or YAML file (default IOC_SCENARIO)")
     p.add_argument("--shard", type=int, default=0, help="this collector's shard, 0..N-1")
@@ -384,7 +474,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--protocols",
         metavar="LIST",
-        help="a list of icmp, snmp, http (default: icmp and http, and snmp with "
+        help="a list of icmp, snmp, http, rtsp (default: icmp, http and rtsp, and snmp with "
         "--snmp-credentials)",
     )
     p.add_argument(
@@ -413,6 +503,20 @@ def register(sub: Any) -> None:
         metavar="N",
         help=f"HTTP requests in flight at most (default {HTTP_CONCURRENCY}); each has the "
         "feed's timeout",
+    )
+    p.add_argument(
+        "--rtsp-credentials",
+        metavar="FILE.toml",
+        help="RTSP profiles ([profiles.NAME]: user, password); a camera uses the one its "
+        "rtsp_profile attribute names, else 'default', else none",
+    )
+    p.add_argument(
+        "--rtsp-decoders",
+        type=int,
+        default=RTSP_DECODERS,
+        metavar="N",
+        help=f"camera streams decoded at once (default {RTSP_DECODERS}; each is one ffmpeg on "
+        "one core)",
     )
     p.add_argument("--out", metavar="FILE.jsonl", help="write to a file instead of Kafka")
     p.add_argument(

@@ -29,7 +29,7 @@ from ioc.contract import metrics as m
 from ioc.contract import schemas as s
 from ioc.contract.feeds import Collection, Feed
 from ioc.observability import counter, gauge, histogram
-from ioc.services.collect import snmp
+from ioc.services.collect import rtsp, snmp
 from ioc.services.collect.icmp import ECHO_SPACING_S, IcmpEngine, PingResult
 from ioc.sinks import Sink
 
@@ -341,3 +341,157 @@ class SnmpCollector:
 
 
 FEED: Final = Feed.NETNODE
+
+
+class RtspCollector:
+    """Cameras over RTSP into ``sink``: an ``OPTIONS`` heartbeat every
+    ``interval("camera.heartbeat")`` (``camera.heartbeat`` when the camera answers, with the
+    status of its last sample) and a stream sample every ``interval("camera.stream")``
+    (``camera.stream`` when it decoded). A camera that does not answer gets no message and a
+    counted reason, never an exception: the workers then judge it down after the camera
+    feed's heartbeat timeout, as for a silent simulated camera."""
+
+    def __init__(
+        self,
+        cameras: Sequence[rtsp.Camera],
+        sink: Sink,
+        sampler: rtsp.StreamSampler,
+        collection: Collection,
+        sequences: Sequences,
+        *,
+        options: Callable[[rtsp.Camera, float], Awaitable[int | None]] = rtsp.rtsp_options,
+        registry: CollectorRegistry = REGISTRY,
+        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
+        self.cameras = sorted(cameras, key=lambda c: c.device_id)
+        self.sink = sink
+        self.sampler = sampler
+        self.collection = collection
+        self.sequences = sequences
+        self.options = options
+        self.clock_ms = clock_ms
+        self.stream_rounds = 0
+        self.heartbeat_rounds = 0
+        self.overruns = 0
+        self.last: dict[str, rtsp.Sample] = {}
+        """Each camera's latest sample: its heartbeat's status."""
+        self._up_since: dict[str, int] = {}
+        self._failing: dict[tuple[str, str], str] = {}
+        self._stop: asyncio.Event | None = None
+        self._polls = counter(m.COLLECT_POLLS, registry).labels(rtsp.RTSP)
+        self._requests = counter(m.COLLECT_REQUESTS, registry).labels(rtsp.RTSP)
+        self._replies = counter(m.COLLECT_REPLIES, registry).labels(rtsp.RTSP)
+        self._timeouts = counter(m.COLLECT_TIMEOUTS, registry).labels(rtsp.RTSP)
+        self._errors = counter(m.COLLECT_ERRORS, registry)
+        self._round_seconds = histogram(m.COLLECT_ROUND_SECONDS, registry)
+        self._messages = counter(m.COLLECT_MESSAGES, registry)
+        gauge(m.COLLECT_TARGETS, registry).labels(rtsp.RTSP).set(len(self.cameras))
+
+    def _send(self, message: s.Message) -> None:
+        self.sink.send(produced(message))
+        self._messages.labels(message.kind).inc()
+
+    def _note(self, camera: rtsp.Camera, kind: str, reason: str | None, detail: str = "") -> None:
+        """Log a camera's failure of one ``kind`` (heartbeat, stream) when it starts or
+        changes, and its recovery: not every round."""
+        key = (camera.device_id, kind)
+        if reason is None:
+            if self._failing.pop(key, None) is not None:
+                log.info("%s: %s answers again", camera.device_id, kind)
+            return
+        if self._failing.get(key) != reason:
+            log.warning("%s (%s): %s: %s %s", camera.device_id, camera.url, kind, reason, detail)
+        self._failing[key] = reason
+
+    async def _heartbeat(self, camera: rtsp.Camera) -> s.CameraHeartbeat | None:
+        ts_ms = self.clock_ms()
+        self._requests.inc()
+        status = await self.options(camera, self.collection.timeout_s)
+        if status is None:
+            self._timeouts.inc()
+            self._errors.labels(rtsp.RTSP, "unreachable").inc()
+            self._up_since.pop(camera.device_id, None)
+            self._note(camera, rtsp.HEARTBEAT, "unreachable", "(no RTSP answer to OPTIONS)")
+            return None
+        self._replies.inc()
+        self._note(camera, rtsp.HEARTBEAT, None)
+        since = self._up_since.setdefault(camera.device_id, ts_ms)
+        message = s.CameraHeartbeat(
+            v=s.SCHEMA_VERSION,
+            device_id=camera.device_id,
+            seq=self.sequences.next(camera.device_id),
+            ts_ms=ts_ms,
+            status=rtsp.heartbeat_status(self.last.get(camera.device_id)),
+            uptime_s=(ts_ms - since) // 1000,
+        )
+        self._send(message)
+        return message
+
+    async def _sample(self, camera: rtsp.Camera) -> s.CameraStream | None:
+        self._polls.inc()
+        try:
+            sample = await self.sampler.sample(camera)
+        except Exception as exc:  # a bug or a system surprise: one camera, one round
+            log.exception("%s: RTSP sample raised", camera.device_id)
+            sample = rtsp.Sample(False, "stream_error", type(exc).__name__)
+        self.last[camera.device_id] = sample
+        if not sample.ok:
+            self._errors.labels(rtsp.RTSP, sample.reason).inc()
+            if sample.reason == "timeout":
+                self._timeouts.inc()
+            self._note(camera, rtsp.STREAM, sample.reason, sample.detail)
+            return None
+        self._note(camera, rtsp.STREAM, None)
+        # the event time is the sample's end, when its measures are known
+        message = rtsp.stream_message(
+            camera.device_id, self.sequences.next(camera.device_id), self.clock_ms(), sample
+        )
+        self._send(message)
+        return message
+
+    async def heartbeat_round(self) -> list[s.CameraHeartbeat]:
+        """One round: every camera asked ``OPTIONS`` once, its heartbeat sent when it answers."""
+        started = asyncio.get_running_loop().time()
+        jobs = [(c.device_id, lambda c=c: self._heartbeat(c)) for c in self.cameras]
+        spread = max(0.0, self.collection.interval(rtsp.HEARTBEAT) - self.collection.timeout_s)
+        results = await spread_round(jobs, spread, self.sink, self._stop)
+        self._round_seconds.labels(rtsp.HEARTBEAT).observe(
+            asyncio.get_running_loop().time() - started
+        )
+        self.heartbeat_rounds += 1
+        return [r for r in results if isinstance(r, s.CameraHeartbeat)]
+
+    async def stream_round(self) -> list[s.CameraStream]:
+        """One round: every camera's stream sampled once (a few decoders at a time)."""
+        started = asyncio.get_running_loop().time()
+        jobs = [(c.device_id, lambda c=c: self._sample(c)) for c in self.cameras]
+        longest = self.collection.sample_s + self.collection.timeout_s
+        spread = max(0.0, self.collection.interval(rtsp.STREAM) - longest)
+        results = await spread_round(jobs, spread, self.sink, self._stop)
+        self._round_seconds.labels(rtsp.STREAM).observe(asyncio.get_running_loop().time() - started)
+        self.stream_rounds += 1
+        return [r for r in results if isinstance(r, s.CameraStream)]
+
+    async def run(self, stop: asyncio.Event, rounds: int | None = None) -> None:
+        """Heartbeat and stream rounds, each at the camera feed's interval (see
+        :func:`run_rounds`), until ``stop`` or ``rounds`` of each."""
+        self._stop = stop
+        overruns = await asyncio.gather(
+            run_rounds(
+                stop,
+                self.collection.interval(rtsp.HEARTBEAT),
+                self.heartbeat_round,
+                lambda: self.heartbeat_rounds,
+                rounds,
+                rtsp.HEARTBEAT,
+            ),
+            run_rounds(
+                stop,
+                self.collection.interval(rtsp.STREAM),
+                self.stream_round,
+                lambda: self.stream_rounds,
+                rounds,
+                rtsp.STREAM,
+            ),
+        )
+        self.overruns += sum(overruns)

@@ -1,6 +1,7 @@
-"""Credentials files of the collectors (``--snmp-credentials``, ``--http-credentials``): one
-TOML table per profile, ``[profiles.NAME]``, validated by the protocol's model, whose secrets
-are ``SecretStr``. One loader, so both files are read, checked and reported alike."""
+"""Credentials files of the collectors (``--snmp-credentials``, ``--http-credentials``,
+``--rtsp-credentials``): one TOML table per profile, ``[profiles.NAME]``, validated by the
+protocol's model, whose secrets are ``SecretStr``. One loader, so every file is read, checked
+and reported alike."""
 
 from __future__ import annotations
 
