@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 
 from ioc.config import Settings
-from ioc.streams.consumer import FeedConsumer, Offsets, _InFlight
+from ioc.streams.consumer import FeedConsumer, Offsets, Packed, _InFlight
 from ioc.streams.processor import FeedProcessor, KafkaRecord, Prepared, Record
 
 
@@ -143,3 +143,11 @@ def test_prepare_groups_by_feed_and_tracks_the_last_offset_of_each_partition() -
     # a dead letter's source, from what the round keeps instead of the client's messages
     assert processor.sources[0](2) == Record(camera, 0, 8, b"k", b"v", 1_700_000_000_008)
     assert processor.sources[1](0) == Record(netnode, 2, 40, b"k", b"v", 1_700_000_000_040)
+
+
+def test_packed_keeps_each_byte_string_none_and_empty_apart() -> None:
+    items: list[bytes | None] = [b"abc", None, b"", b"de", None, b"\x00f"]
+    packed = Packed(items)
+    assert len(packed) == len(items)
+    assert [packed[i] for i in range(len(items))] == items
+    assert len(Packed([])) == 0

@@ -27,6 +27,7 @@ from array import array
 from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from itertools import accumulate
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -206,32 +207,35 @@ class FeedConsumer:
         self, processor: FeedProcessor, messages: list[Any]
     ) -> tuple[list[Prepared], Offsets]:
         """Validate one ``consume``'s messages per topic. What the rounds in flight keep of
-        them is their keys, values and positions (:class:`Sources`), not the client's message
-        objects: those and their topic strings were a third of a round's Python heap."""
-        by_topic: dict[str, Sources] = {}
+        them is :class:`Sources`, not the client's message objects."""
+        by_topic: dict[str, Batched] = {}
         offsets: Offsets = {}
         for msg in messages:
             if msg.error() is not None:
                 self._on_error(msg.error())
                 continue
             topic = msg.topic()
-            sources = by_topic.get(topic)
-            if sources is None:
-                sources = by_topic[topic] = Sources(topic)
+            batched = by_topic.get(topic)
+            if batched is None:
+                batched = by_topic[topic] = Batched(topic)
             partition, offset = msg.partition(), msg.offset()
-            sources.keys.append(msg.key())
-            sources.values.append(msg.value())
-            sources.partitions.append(partition)
-            sources.offsets.append(offset)
-            sources.timestamps.append(msg.timestamp()[1])
+            batched.keys.append(msg.key())
+            batched.values.append(msg.value())
+            batched.partitions.append(partition)
+            batched.offsets.append(offset)
+            batched.timestamps.append(msg.timestamp()[1])
             offsets[(topic, partition)] = offset + 1
         prepared = []
-        for topic, sources in by_topic.items():
+        for topic, batched in by_topic.items():
             # the last offset read per partition: one before the next one to read
             positions = {tp: next_ - 1 for tp, next_ in offsets.items() if tp[0] == topic}
             prepared.append(
                 processor.prepare(
-                    self.feed_of[topic], sources.values, sources.keys, sources.record, positions
+                    self.feed_of[topic],
+                    batched.values,
+                    batched.keys,
+                    batched.sources().record,
+                    positions,
                 )
             )
         return prepared, offsets
@@ -366,11 +370,35 @@ class StallClock:
         return gone
 
 
-class Sources:
-    """Where each value of one topic's batch came from: enough to dead-letter any of them.
+class Packed:
+    """Byte strings (or None) of one round in one buffer.
 
-    Positions are kept in arrays of machine integers (no object per offset), and only the
-    messages that are dead-lettered become :class:`Record` objects."""
+    A round in flight keeps every message's key and value for its dead letters (a record the
+    database refuses is only found while writing). As a list they are two small objects per
+    message in CPython's arenas, and what a catch-up's rounds hold there is what the worker
+    keeps after it (docs/performance.md); one buffer is one allocation, freed whole."""
+
+    __slots__ = ("buffer", "lengths", "starts")
+
+    def __init__(self, items: list[bytes | None]) -> None:
+        self.buffer = b"".join(filter(None, items))
+        self.lengths = array("q", [-1 if b is None else len(b) for b in items])  # -1: None
+        self.starts = array("q", accumulate((n if n > 0 else 0 for n in self.lengths), initial=0))
+
+    def __getitem__(self, i: int) -> bytes | None:
+        n = self.lengths[i]
+        if n < 0:
+            return None
+        start = self.starts[i]
+        return self.buffer[start : start + n]
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+
+class Batched:
+    """One topic's messages of a ``consume``, as read: what validation needs (keys, values)
+    and where each came from."""
 
     __slots__ = ("keys", "offsets", "partitions", "timestamps", "topic", "values")
 
@@ -381,6 +409,25 @@ class Sources:
         self.partitions = array("i")
         self.offsets = array("q")
         self.timestamps = array("q")
+
+    def sources(self) -> Sources:
+        return Sources(self)
+
+
+class Sources:
+    """Where each value of one topic's round came from: enough to dead-letter any of them,
+    without the client's message objects (those and a topic string per message were a third
+    of a round's Python heap). Only dead-lettered messages become :class:`Record` objects."""
+
+    __slots__ = ("keys", "offsets", "partitions", "timestamps", "topic", "values")
+
+    def __init__(self, batched: Batched) -> None:
+        self.topic = batched.topic
+        self.keys = Packed(batched.keys)
+        self.values = Packed(batched.values)
+        self.partitions = batched.partitions
+        self.offsets = batched.offsets
+        self.timestamps = batched.timestamps
 
     def record(self, i: int) -> Record:
         """The ``i``-th message as a dead letter's source."""
