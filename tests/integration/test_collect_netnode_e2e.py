@@ -127,7 +127,7 @@ def test_an_interface_down_isolates_the_site_and_pages_within_the_simulated_boun
         str(tmp_path / "spool"),
     ).start()
     try:
-        pager.wait_http(f"http://127.0.0.1:{namespace.pager_port}/healthz", 60)
+        pager.wait_http(f"http://127.0.0.1:{namespace.pager_port}/healthz", 120)
         wait_for(
             lambda: _state(namespace, node) == t.STATE_UP,
             60,
