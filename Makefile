@@ -96,6 +96,12 @@ bench-burst: install stack
 bench-rtsp: install
 	$(BIN)/python bench/collect_rtsp.py --out bench/results/collect_rtsp.json
 
+## network nodes one collector polls per interval over ICMP and SNMP (bench/results/collect_targets.json); root, not in CI
+.PHONY: bench-targets
+bench-targets: install
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python bench/collect_targets.py --out bench/results/collect_targets.json
+
 ## an hour at 20,000 events/s with a fault every 5 minutes (bench/results/soak.json); not in CI
 .PHONY: soak
 soak: install stack

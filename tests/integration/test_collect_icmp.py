@@ -10,14 +10,8 @@ the veth are removed in a ``finally``.
 
 from __future__ import annotations
 
-import os
-import secrets
-import shutil
-import subprocess
 import time
-from collections.abc import Iterator
 
-import pytest
 from prometheus_client import CollectorRegistry
 
 from ioc.contract import metrics as m
@@ -26,62 +20,15 @@ from ioc.contract.feeds import Collection
 from ioc.services.collect.collector import Collector
 from ioc.services.collect.icmp import IcmpEngine
 from ioc.sinks import Record, Sink
+from tests.support.netns import NEEDS_ROOT_AND_IP, Peer, peer
 
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: network namespaces, raw ICMP"),
-    pytest.mark.skipif(shutil.which("ip") is None, reason="needs `ip` (iproute2)"),
-]
+__all__ = ["peer"]  # the fixture
+
+pytestmark = NEEDS_ROOT_AND_IP
 
 COLLECTION = Collection(
     interval_s={"netnode.probe": 2.0, "netnode.counters": 15.0}, timeout_s=1.0, echoes=2
 )
-
-
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
-
-
-class Peer:
-    def __init__(self) -> None:
-        tag = secrets.token_hex(3)
-        self.netns = f"ioccol{tag}"
-        self.host_if = f"vch{tag}"
-        self.peer_if = f"vcn{tag}"
-        octet = secrets.randbelow(200) + 20
-        self.host_ip = f"10.249.{octet}.1"
-        self.peer_ip = f"10.249.{octet}.2"
-        self.silent_ip = f"10.249.{octet}.5"  # in the subnet, nobody answers
-
-    def up(self) -> None:
-        _ip("netns", "add", self.netns)
-        _ip("link", "add", self.host_if, "type", "veth", "peer", "name", self.peer_if)
-        _ip("link", "set", self.peer_if, "netns", self.netns)
-        _ip("addr", "add", f"{self.host_ip}/29", "dev", self.host_if)
-        _ip("link", "set", self.host_if, "up")
-        _ip("-n", self.netns, "addr", "add", f"{self.peer_ip}/29", "dev", self.peer_if)
-        _ip("-n", self.netns, "link", "set", "lo", "up")
-        _ip("-n", self.netns, "link", "set", self.peer_if, "up")
-
-    def cut(self) -> None:
-        """The node's interface goes down, inside its namespace."""
-        _ip("-n", self.netns, "link", "set", self.peer_if, "down")
-
-    def remove(self) -> None:
-        subprocess.run(["ip", "link", "del", self.host_if], capture_output=True)
-        subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
-
-
-@pytest.fixture
-def peer() -> Iterator[Peer]:
-    made = Peer()
-    try:
-        try:
-            made.up()
-        except subprocess.CalledProcessError as exc:
-            pytest.skip(f"cannot make a network namespace here: {exc.stderr.strip()}")
-        yield made
-    finally:
-        made.remove()
 
 
 class ListSink(Sink):
