@@ -17,7 +17,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr, ValidationError
 
-from ioc.adapters.jitsi import AdapterError
+from ioc.adapters.native import AdapterError
 from ioc.adapters.telehealth import VANISHED, StationAdapter
 from ioc.cli import main
 from ioc.config import Settings

@@ -35,7 +35,8 @@ import aiohttp
 from prometheus_client import REGISTRY, CollectorRegistry
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
-from ioc.adapters.jitsi import AdapterError, JitsiAdapter
+from ioc.adapters.jitsi import JitsiAdapter
+from ioc.adapters.native import AdapterError
 from ioc.adapters.telehealth import StationAdapter
 from ioc.contract import metrics as m
 from ioc.contract import schemas as s
