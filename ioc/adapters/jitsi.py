@@ -34,9 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-import msgspec
-import orjson
-
+from ioc.adapters.native import AdapterError, Sequencer, document, iso_time, number, validated
 from ioc.contract import schemas as s
 from ioc.contract import vconf as vc
 
@@ -63,36 +61,11 @@ ERRORS: Final[dict[str, str]] = {
 M = TypeVar("M", bound=s.Message)
 
 
-class AdapterError(ValueError):
-    """A native payload that cannot be mapped; the message says what is wrong."""
-
-
 @dataclass
 class _Counters:
     packets_received: int = 0
     packets_lost: int = 0
     freezes: int = 0
-
-
-def _doc(payload: dict[str, Any] | bytes | str, what: str) -> dict[str, Any]:
-    if isinstance(payload, dict):
-        return payload
-    try:
-        doc = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        raise AdapterError(f"{what}: not JSON ({exc})") from None
-    if not isinstance(doc, dict):
-        raise AdapterError(f"{what}: expected a JSON object, got {type(doc).__name__}")
-    return doc
-
-
-def _number(doc: dict[str, Any], key: str, what: str, default: float | None = None) -> float:
-    value = doc.get(key, default)
-    if value is None:
-        raise AdapterError(f"{what}: '{key}' is missing")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise AdapterError(f"{what}: '{key}' must be a number, got {value!r:.40}")
-    return float(value)
 
 
 def _text(doc: dict[str, Any], key: str, what: str) -> str:
@@ -105,14 +78,6 @@ def _text(doc: dict[str, Any], key: str, what: str) -> str:
 def _optional_text(doc: dict[str, Any], key: str) -> str | None:
     value = doc.get(key)
     return value if isinstance(value, str) and value else None
-
-
-def _build(kind: type[M], fields: dict[str, Any], what: str) -> M:
-    """The contract message, validated exactly as the workers will (ranges, lengths)."""
-    try:
-        return msgspec.convert(fields, kind)
-    except msgspec.ValidationError as exc:
-        raise AdapterError(f"{what}: {exc}") from None
 
 
 def colibri_time(value: Any) -> int:
@@ -134,22 +99,9 @@ def format_colibri_time(ts_ms: int) -> str:
     return moment.strftime(COLIBRI_TIME)[:-3]
 
 
-def iso_time(value: Any, what: str) -> int:
-    """An ISO 8601 time with its offset (``2026-11-30T08:00:00+07:00``) -> epoch ms."""
-    if not isinstance(value, str):
-        raise AdapterError(f"{what}: expected an ISO 8601 time, got {value!r:.40}")
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise AdapterError(f"{what}: {value!r:.40} is not an ISO 8601 time") from None
-    if parsed.tzinfo is None:
-        raise AdapterError(f"{what}: {value!r:.40} has no UTC offset")
-    return int(parsed.timestamp() * 1000)
-
-
 def _epoch_ms(doc: dict[str, Any], what: str) -> int:
     """WebRTC's ``timestamp``: epoch milliseconds (a DOMHighResTimeStamp, may be fractional)."""
-    ms = _number(doc, "timestamp", what)
+    ms = number(doc, "timestamp", what)
     if not 0 <= ms <= s.MAX_EPOCH_MS:
         raise AdapterError(f"{what}: 'timestamp' {ms} is not epoch milliseconds")
     return int(ms)
@@ -162,16 +114,8 @@ class JitsiAdapter:
     def __init__(self, next_seq: Callable[[str], int] | None = None) -> None:
         """``next_seq``: a collector's own per-device numbering (``ioc collect`` continues
         above a previous run's numbers); by default each device counts from 1."""
-        self._seq: dict[str, int] = {}
         self._counters: dict[str, _Counters] = {}
-        self._next_seq = next_seq
-
-    def next_seq(self, device_id: str) -> int:
-        if self._next_seq is not None:
-            return self._next_seq(device_id)
-        seq = self._seq.get(device_id, 0) + 1
-        self._seq[device_id] = seq
-        return seq
+        self.next_seq = next_seq or Sequencer().next
 
     def _envelope(self, device_id: str, ts_ms: int) -> dict[str, Any]:
         return {"v": s.SCHEMA_VERSION, "device_id": device_id, "ts_ms": ts_ms}
@@ -179,8 +123,8 @@ class JitsiAdapter:
     def _finish(self, kind: type[M], fields: dict[str, Any], what: str) -> M:
         """Validate first, then number: a refused payload does not consume a sequence number
         (the stream's sequence stays gapless)."""
-        _build(kind, {**fields, "seq": 1}, what)
-        return _build(kind, {**fields, "seq": self.next_seq(fields["device_id"])}, what)
+        validated(kind, {**fields, "seq": 1}, what)
+        return validated(kind, {**fields, "seq": self.next_seq(fields["device_id"])}, what)
 
     # --- the bridge ---------------------------------------------------------------------------
 
@@ -188,23 +132,23 @@ class JitsiAdapter:
         self, device_id: str, payload: dict[str, Any] | bytes | str, licensed_ports: int | None
     ) -> vc.VconfBridge:
         what = f"colibri stats of {device_id}"
-        doc = _doc(payload, what)
-        participants = int(_number(doc, "participants", what))
+        doc = document(payload, what)
+        participants = int(number(doc, "participants", what))
         ports = doc.get("licensed_ports", licensed_ports)
         fields = {
             **self._envelope(device_id, colibri_time(doc.get("current_timestamp"))),
-            "conferences": int(_number(doc, "conferences", what)),
+            "conferences": int(number(doc, "conferences", what)),
             "participants": participants,
-            "largest_conference": int(_number(doc, "largest_conference", what, 0)),
-            "endpoints_sending_video": int(_number(doc, "endpoints_sending_video", what, 0)),
-            "stress_level": _number(doc, "stress_level", what, 0.0),
+            "largest_conference": int(number(doc, "largest_conference", what, 0)),
+            "endpoints_sending_video": int(number(doc, "endpoints_sending_video", what, 0)),
+            "stress_level": number(doc, "stress_level", what, 0.0),
             "ports_used": participants,
             "ports_licensed": ports,
-            "download_bps": _number(doc, "bit_rate_download", what) * 1000.0,
-            "upload_bps": _number(doc, "bit_rate_upload", what) * 1000.0,
-            "conferences_failed": int(_number(doc, "total_failed_conferences", what, 0)),
+            "download_bps": number(doc, "bit_rate_download", what) * 1000.0,
+            "upload_bps": number(doc, "bit_rate_upload", what) * 1000.0,
+            "conferences_failed": int(number(doc, "total_failed_conferences", what, 0)),
             "conferences_partially_failed": int(
-                _number(doc, "total_partially_failed_conferences", what, 0)
+                number(doc, "total_partially_failed_conferences", what, 0)
             ),
         }
         return self._finish(vc.VconfBridge, fields, what)
@@ -218,7 +162,7 @@ class JitsiAdapter:
         previous report (cumulative counters; a counter that went back means the peer
         connection was re-created, and the interval starts from zero)."""
         what = f"WebRTC stats of {device_id}"
-        doc = _doc(payload, what)
+        doc = document(payload, what)
         ts_ms = _epoch_ms(doc, what)
         conference = _optional_text(doc, "conference")
         stats = doc.get("stats", [])
@@ -242,9 +186,9 @@ class JitsiAdapter:
         audio = next((x for x in inbound if x.get("kind") == "audio"), None)
         if audio is None and video is None:
             raise AdapterError(f"{what}: in conference {conference} but no inbound-rtp stats")
-        received = sum(int(_number(x, "packetsReceived", what, 0)) for x in inbound)
-        lost = sum(int(_number(x, "packetsLost", what, 0)) for x in inbound)
-        freezes = int(_number(video, "freezeCount", what, 0)) if video else 0
+        received = sum(int(number(x, "packetsReceived", what, 0)) for x in inbound)
+        lost = sum(int(number(x, "packetsLost", what, 0)) for x in inbound)
+        freezes = int(number(video, "freezeCount", what, 0)) if video else 0
         if received < previous.packets_received or lost < previous.packets_lost:
             previous = _Counters()  # a new peer connection: counters restarted
         d_received = received - previous.packets_received
@@ -255,10 +199,10 @@ class JitsiAdapter:
         assert main is not None
         fps = video.get("framesPerSecond") if video else None
         fields |= {
-            "rtt_ms": round(_number(pair, "currentRoundTripTime", what) * 1000.0, 2)
+            "rtt_ms": round(number(pair, "currentRoundTripTime", what) * 1000.0, 2)
             if pair
             else None,
-            "jitter_ms": round(_number(main, "jitter", what, 0.0) * 1000.0, 2),
+            "jitter_ms": round(number(main, "jitter", what, 0.0) * 1000.0, 2),
             "loss_pct": round(100.0 * d_lost / total, 2) if total > 0 else 0.0,
             "fps": float(fps)
             if isinstance(fps, int | float) and not isinstance(fps, bool)
@@ -276,7 +220,7 @@ class JitsiAdapter:
     ) -> vc.VconfJoin:
         """``conference.joined`` / ``conference.left`` / ``conference.failed`` (with ``error``)."""
         what = f"conference event of {device_id}"
-        doc = _doc(payload, what)
+        doc = document(payload, what)
         name = doc.get("event")
         event = JOIN_EVENTS.get(name) if isinstance(name, str) else None
         if event is None:
@@ -301,10 +245,10 @@ class JitsiAdapter:
     ) -> vc.VconfCalendar:
         """The calendar's sync status (``{"dtstamp": ISO 8601, "events": N}``): its heartbeat."""
         what = f"calendar sync of {device_id}"
-        doc = _doc(payload, what)
+        doc = document(payload, what)
         fields = {
             **self._envelope(device_id, iso_time(doc.get("dtstamp"), f"{what}: dtstamp")),
-            "upcoming_meetings": int(_number(doc, "events", what)),
+            "upcoming_meetings": int(number(doc, "events", what)),
         }
         return self._finish(vc.VconfCalendar, fields, what)
 
@@ -313,7 +257,7 @@ class JitsiAdapter:
     ) -> vc.VconfMeeting:
         """A calendar event (re-)announced by the booking system; ``dtstamp`` is when."""
         what = f"booking event of {device_id}"
-        doc = _doc(payload, what)
+        doc = document(payload, what)
         status = doc.get("status")
         if status not in ("CONFIRMED", "TENTATIVE", "CANCELLED"):
             raise AdapterError(f"{what}: 'status' {status!r:.40} is not CONFIRMED or CANCELLED")
@@ -326,8 +270,8 @@ class JitsiAdapter:
             "title": _text(doc, "summary", what)[:128],
             "scope_unit": _text(attendees, "unit", what),
             "starts_at_ms": iso_time(doc.get("dtstart"), f"{what}: dtstart"),
-            "duration_s": int(_number(doc, "duration_minutes", what) * 60),
-            "expected_points": int(_number(attendees, "points", what)),
+            "duration_s": int(number(doc, "duration_minutes", what) * 60),
+            "expected_points": int(number(attendees, "points", what)),
             "status": "cancelled" if status == "CANCELLED" else "scheduled",
             "bridge_id": _optional_text(doc, "location"),
         }

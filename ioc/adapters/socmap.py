@@ -3,11 +3,11 @@
 :class:`SiteMap` maps a Wazuh agent name, a Suricata sensor name or an address onto the
 ``soc`` sensor of a site (ioc/contract/soc.py), from the topology's address plan: each sensor
 device's attributes hold its site's ``subnet`` (``10.15.4.0/24``), its Wazuh ``agents`` and
-its IDS ``sensor`` name. :class:`Sequencer` numbers each sensor's messages (one counter per
-device, shared by the Wazuh and the Suricata adapter, as one collector would). Bad native
-input raises :class:`AdapterError`: a ``ValueError`` with a clear message, for the collector
-to dead-letter, never anything else.
-"""
+its IDS ``sensor`` name. :func:`build` numbers each sensor's messages with a
+:class:`~ioc.adapters.native.Sequencer` (one counter per device, shared by the Wazuh and the
+Suricata adapter, as one collector would). Bad native input raises
+:class:`~ioc.adapters.native.AdapterError`, for the collector to dead-letter, never anything
+else."""
 
 from __future__ import annotations
 
@@ -17,17 +17,13 @@ from collections.abc import Iterable
 from typing import Any, TypeVar
 
 import msgspec
-import orjson
 
+from ioc.adapters.native import AdapterError, Sequencer, validated
 from ioc.contract import schemas as s
 from ioc.contract.feeds import Feed
 from ioc.contract.topology import Device, Topology
 
 M = TypeVar("M", bound=s.Message)
-
-
-class AdapterError(ValueError):
-    """A native payload the adapter cannot map (the message says why)."""
 
 
 class SiteMap:
@@ -62,30 +58,6 @@ class SiteMap:
             if ip.version == net.version and ip in net:
                 return dev_id
         return None
-
-
-class Sequencer:
-    """The per-device sequence counter (from 1), shared by the adapters of one collector."""
-
-    def __init__(self) -> None:
-        self.last: dict[str, int] = {}
-
-    def next(self, device_id: str) -> int:
-        self.last[device_id] = n = self.last.get(device_id, 0) + 1
-        return n
-
-
-def document(payload: dict[str, Any] | bytes | str, what: str) -> dict[str, Any]:
-    """A JSON object from a line of ``alerts.json`` / ``eve.json`` (or the parsed dict)."""
-    if isinstance(payload, dict):
-        return payload
-    try:
-        doc = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        raise AdapterError(f"{what}: not JSON ({exc})") from None
-    if not isinstance(doc, dict):
-        raise AdapterError(f"{what}: expected a JSON object, got {type(doc).__name__}")
-    return doc
 
 
 def section(doc: dict[str, Any], key: str, what: str) -> dict[str, Any]:
@@ -146,8 +118,5 @@ def format_timestamp(ts_ms: int, micros: bool = False) -> str:
 def build(kind: type[M], fields: dict[str, Any], what: str, sequencer: Sequencer) -> M:
     """The contract message, validated like the workers will (bounds, patterns), numbered
     only once it is valid (a refused payload leaves no gap in the device's sequence)."""
-    try:
-        message = msgspec.convert({"v": s.SCHEMA_VERSION, "seq": 1, **fields}, kind)
-    except msgspec.ValidationError as exc:
-        raise AdapterError(f"{what}: {exc}") from None
+    message = validated(kind, {"v": s.SCHEMA_VERSION, "seq": 1, **fields}, what)
     return msgspec.structs.replace(message, seq=sequencer.next(message.device_id))

@@ -20,13 +20,11 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from ioc.adapters.native import AdapterError, Sequencer, document
 from ioc.adapters.socmap import (
-    AdapterError,
-    Sequencer,
     SiteMap,
     address,
     build,
-    document,
     integer,
     section,
     text,

@@ -28,7 +28,7 @@ it, e.g. it restarted). A collector's first poll of a station is its baseline (w
 progress is not a start it saw), unless ``baseline=False`` (the simulator sees every session
 from its birth). Memory per station is bounded by the size of its document.
 
-Bad input raises :class:`~ioc.adapters.jitsi.AdapterError` (a ``ValueError`` with a clear
+Bad input raises :class:`~ioc.adapters.native.AdapterError` (a ``ValueError`` with a clear
 message), never anything else; a refused document changes no state.
 """
 
@@ -40,7 +40,7 @@ from typing import Any, Final, Literal, TypeVar
 
 import msgspec
 
-from ioc.adapters.jitsi import AdapterError, _build, _doc, _number, iso_time
+from ioc.adapters.native import AdapterError, Sequencer, document, iso_time, number, validated
 from ioc.contract import schemas as s
 
 STATES: Final = ("ok", "degraded", "fault")
@@ -101,14 +101,7 @@ class StationAdapter:
     ) -> None:
         self.baseline = baseline
         self._stations: dict[str, _Station] = {}
-        self._seq: dict[str, int] = {}
-        self._next_seq = next_seq
-
-    def next_seq(self, device_id: str) -> int:
-        if self._next_seq is not None:
-            return self._next_seq(device_id)
-        self._seq[device_id] = n = self._seq.get(device_id, 0) + 1
-        return n
+        self.next_seq = next_seq or Sequencer().next
 
     def status(self, device_id: str, payload: dict[str, Any] | bytes | str) -> list[s.Message]:
         """One poll: the session events since the previous one, the heartbeat, and a quality
@@ -118,7 +111,7 @@ class StationAdapter:
         heartbeat = self._heartbeat(device_id, doc, ts_ms, len(sessions))
         quality = self._quality(device_id, ts_ms, sessions)
         self._remember(device_id, sessions, ended)
-        return [*self._number(events), *self._number([heartbeat]), *self._number(quality)]
+        return [*self._numbered(events), *self._numbered([heartbeat]), *self._numbered(quality)]
 
     def events_and_heartbeat(
         self, device_id: str, payload: dict[str, Any] | bytes | str
@@ -128,12 +121,12 @@ class StationAdapter:
         events = self._events(device_id, ts_ms, sessions, ended)
         heartbeat = self._heartbeat(device_id, doc, ts_ms, len(sessions))
         self._remember(device_id, sessions, ended)
-        return [*self._number(events), *self._number([heartbeat])]
+        return [*self._numbered(events), *self._numbered([heartbeat])]
 
     def quality(self, device_id: str, payload: dict[str, Any] | bytes | str) -> list[s.Message]:
         """Only the quality samples of a document (no session state read or changed)."""
         _, ts_ms, sessions, _ = self._parse(device_id, payload)
-        return self._number(self._quality(device_id, ts_ms, sessions))
+        return self._numbered(self._quality(device_id, ts_ms, sessions))
 
     # --- mapping ------------------------------------------------------------------------------
 
@@ -141,7 +134,7 @@ class StationAdapter:
         self, device_id: str, payload: dict[str, Any] | bytes | str
     ) -> tuple[dict[str, Any], int, list[_Session], list[dict[str, Any]]]:
         what = f"station status of {device_id}"
-        doc = _doc(payload, what)
+        doc = document(payload, what)
         ts_ms = iso_time(doc.get("time"), f"{what}: time")
         sessions: list[_Session] = []
         for entry in _list(doc, "sessions", what, 100):
@@ -182,7 +175,7 @@ class StationAdapter:
             "device_id": device_id,
             "ts_ms": ts_ms,
             "status": state,
-            "waiting_patients": int(_number(queue, "waiting", what, 0)),
+            "waiting_patients": int(number(queue, "waiting", what, 0)),
             "active_sessions": active,
         }
         return self._valid(s.TelehealthHeartbeat, fields, what)
@@ -262,10 +255,10 @@ class StationAdapter:
                 "device_id": device_id,
                 "ts_ms": ts_ms,
                 "session_id": x.session_id,
-                "rtt_ms": _number(x.media, "rtt_ms", what),
-                "jitter_ms": _number(x.media, "jitter_ms", what),
-                "loss_pct": _number(x.media, "loss_pct", what),
-                "video_height": int(_number(x.media, "video_height", what, 0)),
+                "rtt_ms": number(x.media, "rtt_ms", what),
+                "jitter_ms": number(x.media, "jitter_ms", what),
+                "loss_pct": number(x.media, "loss_pct", what),
+                "video_height": int(number(x.media, "video_height", what, 0)),
             }
             out.append(self._valid(s.TelehealthQuality, fields, what))
         return out
@@ -284,7 +277,7 @@ class StationAdapter:
     def _valid(kind: type[M], fields: dict[str, Any], what: str) -> M:
         """Validated exactly as the workers will, numbered later (a refused document leaves
         no gap in the station's sequence)."""
-        return _build(kind, {"v": s.SCHEMA_VERSION, "seq": 1, **fields}, what)
+        return validated(kind, {"v": s.SCHEMA_VERSION, "seq": 1, **fields}, what)
 
-    def _number(self, messages: Sequence[s.Message]) -> list[s.Message]:
+    def _numbered(self, messages: Sequence[s.Message]) -> list[s.Message]:
         return [msgspec.structs.replace(m, seq=self.next_seq(m.device_id)) for m in messages]

@@ -24,12 +24,10 @@ at a time, each with its own full timeout.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import logging
 import secrets
-import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -39,7 +37,6 @@ from typing import Any
 import pytest
 import yaml
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
@@ -49,14 +46,14 @@ from ioc.contract import metrics as m
 from ioc.contract import schemas as s
 from ioc.contract import vconf as vc
 from ioc.contract.feeds import Collection
-from ioc.contract.topics import FEED_TOPICS, all_topics
+from ioc.contract.topics import all_topics
 from ioc.contract.topology import load_scenario
 from ioc.kafka import ensure_topics
-from ioc.kafka_clients import aiokafka_common
 from ioc.services.collect import httppoll, snmp
-from ioc.services.collect.cli import Plan, collect, plan_of
+from ioc.services.collect.cli import Plan, collect
 from ioc.services.collect.spool import SpoolingSink
 from ioc.sinks import Record, Sink
+from tests.support.collect import closed_port, collect_plan, read_back
 
 TIMEOUT_S = 0.6
 INTERVAL_S = 2.0
@@ -218,12 +215,6 @@ async def peers() -> AsyncIterator[Peers]:
         await station_runner.cleanup()
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _scenario(tmp_path: Path, urls: dict[str, str]) -> tuple[Path, dict[str, str]]:
     """The Yen Bai scenario with five stations and one bridge at the stubs' addresses; returns
     the file and (stub name -> device id)."""
@@ -241,19 +232,7 @@ def _scenario(tmp_path: Path, urls: dict[str, str]) -> tuple[Path, dict[str, str
 
 
 def _plan(scenario: Path, credentials: Path) -> Plan:
-    args = argparse.Namespace(
-        scenario=str(scenario),
-        shard=0,
-        shards=1,
-        trap_port=None,
-        trap_host="127.0.0.1",
-        snmp_credentials=None,
-        http_credentials=str(credentials),
-        http_concurrency=SLOTS,
-        protocols="http",
-    )
-    plan, _ = plan_of(args, Settings(), ["http"])
-    return plan
+    return collect_plan(scenario, "http", http_credentials=str(credentials), http_concurrency=SLOTS)
 
 
 class TimedSink(Sink):
@@ -271,32 +250,6 @@ class TimedSink(Sink):
         self.inner.poll()
 
 
-async def _consume(settings: Settings, feeds: list[str], until: int) -> list[s.Message]:
-    """The feeds' messages, once ``until`` arrived (and a little longer, to catch extras)."""
-    topic_feed = {settings.topic(FEED_TOPICS[f].name): f for f in feeds}
-    consumer = AIOKafkaConsumer(
-        *topic_feed,
-        **aiokafka_common(settings),
-        group_id=f"{settings.db_schema}-http-check",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    out: list[s.Message] = []
-    try:
-        deadline = time.monotonic() + 60
-        while len(out) < until and time.monotonic() < deadline:
-            for tp, records in (await consumer.getmany(timeout_ms=500)).items():
-                feed = topic_feed[tp.topic]
-                out += [s.decode(r.value, feed=feed, key=r.key) for r in records]
-        for tp, records in (await consumer.getmany(timeout_ms=1500)).items():
-            feed = topic_feed[tp.topic]
-            out += [s.decode(r.value, feed=feed, key=r.key) for r in records]
-    finally:
-        await consumer.stop()
-    return out
-
-
 @pytest.fixture
 async def topics(namespace: Settings) -> AsyncIterator[Settings]:
     await ensure_topics(namespace, all_topics())
@@ -306,7 +259,7 @@ async def topics(namespace: Settings) -> AsyncIterator[Settings]:
 async def test_stations_and_a_bridge_polled_over_http_into_kafka(
     peers: Peers, topics: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    scenario, ids = _scenario(tmp_path, peers.urls(_closed_port()))
+    scenario, ids = _scenario(tmp_path, peers.urls(closed_port()))
     credentials = tmp_path / "http.toml"
     snmp.secure_write(
         credentials,
@@ -344,7 +297,7 @@ async def test_stations_and_a_bridge_polled_over_http_into_kafka(
     assert peers.refused == 0 and peers.most_in_flight <= SLOTS
     assert peers.password not in caplog.text
 
-    messages = await _consume(topics, ["telehealth", "vconf"], spooling.sent)
+    messages = await read_back(topics, ["telehealth", "vconf"], spooling.sent, "http")
     assert len(messages) == spooling.sent
     by_device: dict[str, list[s.Message]] = {}
     for message in messages:

@@ -30,26 +30,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 
 from ioc.config import Settings
 from ioc.contract import metrics as m
 from ioc.contract import schemas as s
 from ioc.contract.feeds import Collection, Feed
-from ioc.contract.topics import FEED_TOPICS, all_topics
+from ioc.contract.topics import all_topics
 from ioc.kafka import ensure_topics
-from ioc.kafka_clients import aiokafka_common
 from ioc.services.collect.cli import Plan, collect
 from ioc.services.collect.snmp import secure_write
 from ioc.services.collect.spool import SpoolingSink
 from ioc.sinks import Record, Sink
+from tests.support.collect import closed_port, read_back
 from tests.support.rtsp_camera import Camera, camera, rtsp_plan, scenario_with_cameras
 
 __all__ = ["camera"]  # the fixture
@@ -82,12 +80,6 @@ class Tee(Sink):
         self.inner.flush(timeout)
 
 
-def _free_tcp_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _plan(tmp_path: Path, port: int, user: str, password: str) -> tuple[Plan, list[str]]:
     """Three demo cameras: the right credentials, a wrong password, a closed port."""
     scenario = tmp_path / "province.yaml"
@@ -96,7 +88,7 @@ def _plan(tmp_path: Path, port: int, user: str, password: str) -> tuple[Plan, li
         [
             (f"rtsp://127.0.0.1:{port}/cam", None),
             (f"rtsp://127.0.0.1:{port}/cam", "wrong"),
-            (f"rtsp://127.0.0.1:{_free_tcp_port()}/cam", None),
+            (f"rtsp://127.0.0.1:{closed_port()}/cam", None),
         ],
     )
     credentials = tmp_path / "rtsp.toml"
@@ -131,28 +123,6 @@ async def _until(
                 return x
         await asyncio.sleep(0.2)
     pytest.fail(f"no camera.stream of {device} after {after_ms}")
-
-
-async def _consume(settings: Settings, until: int, timeout: float = 30.0) -> list[s.Message]:
-    consumer = AIOKafkaConsumer(
-        settings.topic(FEED_TOPICS[Feed.CAMERA].name),
-        **aiokafka_common(settings),
-        group_id=f"{settings.db_schema}-rtsp-check",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    out: list[s.Message] = []
-    try:
-        deadline = time.monotonic() + timeout
-        while len(out) < until and time.monotonic() < deadline:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                out += [s.decode(r.value, feed=Feed.CAMERA, key=r.key) for r in records]
-        for records in (await consumer.getmany(timeout_ms=1500)).values():
-            out += [s.decode(r.value, feed=Feed.CAMERA, key=r.key) for r in records]
-    finally:
-        await consumer.stop()
-    return out
 
 
 def _now_ms() -> int:
@@ -239,7 +209,7 @@ async def test_live_frozen_black_and_stopped_camera_into_kafka(
     assert password not in caplog.text and "401 Unauthorized" in caplog.text
 
     assert sink.inner.errors == 0 and sink.inner.spool.depth == 0
-    read = await _consume(topics, len(sink.messages))
+    read = await read_back(topics, [Feed.CAMERA], len(sink.messages), "rtsp", 30.0)
     assert sorted(read, key=lambda x: (x.device_id, x.seq)) == sorted(
         sink.messages, key=lambda x: (x.device_id, x.seq)
     )

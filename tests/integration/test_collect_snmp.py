@@ -35,21 +35,20 @@ from pathlib import Path
 
 import pytest
 import yaml
-from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 
 from ioc.config import Settings
 from ioc.contract import metrics as m
 from ioc.contract import schemas as s
 from ioc.contract.feeds import Collection
-from ioc.contract.topics import FEED_TOPICS, all_topics
+from ioc.contract.topics import all_topics
 from ioc.contract.topology import load_scenario
 from ioc.kafka import ensure_topics
-from ioc.kafka_clients import aiokafka_common
 from ioc.services.collect import snmp
-from ioc.services.collect.cli import Plan, collect, plan_of
+from ioc.services.collect.cli import Plan, collect
 from ioc.services.collect.spool import SpoolingSink
 from ioc.sinks import Record, Sink
+from tests.support.collect import closed_port, collect_plan, read_back
 
 COLLECTION = Collection(
     interval_s={"netnode.probe": 5.0, "netnode.counters": 2.0}, timeout_s=1.0, echoes=1
@@ -188,19 +187,7 @@ def _scenario(tmp_path: Path) -> tuple[Path, str, str]:
 
 
 def _plan(scenario: Path, credentials: Path, trap_port: int | None) -> Plan:
-    import argparse
-
-    args = argparse.Namespace(
-        scenario=str(scenario),
-        shard=0,
-        shards=1,
-        trap_port=trap_port,
-        trap_host="127.0.0.1",
-        snmp_credentials=str(credentials),
-        protocols="snmp",
-    )
-    plan, _ = plan_of(args, Settings(), ["snmp"])
-    return plan
+    return collect_plan(scenario, "snmp", trap_port=trap_port, snmp_credentials=str(credentials))
 
 
 async def _first_interface(agent: Agent) -> tuple[int, str]:
@@ -284,31 +271,6 @@ async def _send_v3_link_down(agent: Agent, trap_port: int, if_index: int) -> Non
     assert proc.returncode == 0, err
 
 
-async def _consume(settings: Settings, until: int, timeout: float = 60.0) -> list[s.Message]:
-    """The netnode topic's messages, in partition order, once ``until`` arrived (and a little
-    longer, to catch extras)."""
-    consumer = AIOKafkaConsumer(
-        settings.topic(FEED_TOPICS["netnode"].name),
-        **aiokafka_common(settings),
-        group_id=f"{settings.db_schema}-snmp-check",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    out: list[s.Message] = []
-    try:
-        deadline = time.monotonic() + timeout
-        while len(out) < until and time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=500)
-            for records in batches.values():
-                out += [s.decode(r.value, feed="netnode", key=r.key) for r in records]
-        for records in (await consumer.getmany(timeout_ms=1500)).values():
-            out += [s.decode(r.value, feed="netnode", key=r.key) for r in records]
-    finally:
-        await consumer.stop()
-    return out
-
-
 @pytest.fixture
 async def topics(namespace: Settings) -> AsyncIterator[Settings]:
     await ensure_topics(namespace, all_topics())
@@ -353,7 +315,7 @@ async def test_snmpd_v2c_v3_and_a_trap_into_kafka(
     assert summary.snmp_rounds == 3 and summary.traps["link"] == 3
     assert sink.errors == 0 and sink.spool.depth == 0
 
-    messages = await _consume(topics, sink.sent)
+    messages = await read_back(topics, ["netnode"], sink.sent, "snmp")
     assert len(messages) == sink.sent
     counters = [x for x in messages if isinstance(x, s.NetnodeCounters)]
     assert {x.device_id for x in counters} == {node_a, node_b}  # v2c and v3
@@ -389,7 +351,7 @@ async def test_the_spool_survives_a_broker_outage(
     if_index, _ = await _first_interface(agent)
 
     # 1. The broker is "down": the collector points at a port where nothing listens.
-    closed = topics.model_copy(update={"kafka_bootstrap_servers": f"127.0.0.1:{_free_tcp_port()}"})
+    closed = topics.model_copy(update={"kafka_bootstrap_servers": f"127.0.0.1:{closed_port()}"})
     registry = CollectorRegistry()
     down = await asyncio.to_thread(
         SpoolingSink, closed, spool, client_id="ioc-collector-test", registry=registry
@@ -433,7 +395,7 @@ async def test_the_spool_survives_a_broker_outage(
     await asyncio.to_thread(up.flush, 30.0)
     up.close()
     assert summary.snmp_rounds == 2 and up.errors == 0 and up.spool.depth == 0
-    messages = await _consume(topics, up.sent)
+    messages = await read_back(topics, ["netnode"], up.sent, "snmp")
     assert len(messages) == up.sent > len(spooled)
     assert messages.count(spooled[0]) == 1 and all(x in messages for x in spooled)
     for node in (node_a, node_b):  # a node's messages are one partition: in order
@@ -456,12 +418,6 @@ class TrapPort:
     async def wait(self) -> int:
         await self._event.wait()
         return self.port
-
-
-def _free_tcp_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class MemorySink(Sink):

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import secrets
 import subprocess
@@ -13,10 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ioc.config import Settings
 from ioc.contract.feeds import Feed
 from ioc.contract.topology import load_scenario
-from ioc.services.collect.cli import Plan, plan_of
+from ioc.services.collect.cli import Plan
+from tests.support.collect import collect_plan
 
 
 class Camera:
@@ -92,16 +91,4 @@ def scenario_with_cameras(path: Path, cameras: list[tuple[str, str | None]]) -> 
 
 def rtsp_plan(scenario: Path, credentials: Path, decoders: int = 2) -> Plan:
     """What ``ioc collect --protocols rtsp --rtsp-credentials FILE`` would do here."""
-    args = argparse.Namespace(
-        scenario=str(scenario),
-        shard=0,
-        shards=1,
-        trap_port=None,
-        trap_host="127.0.0.1",
-        snmp_credentials=None,
-        rtsp_credentials=str(credentials),
-        rtsp_decoders=decoders,
-        protocols="rtsp",
-    )
-    made, _ = plan_of(args, Settings(), ["rtsp"])
-    return made
+    return collect_plan(scenario, "rtsp", rtsp_credentials=str(credentials), rtsp_decoders=decoders)

@@ -38,7 +38,7 @@ from ioc.services.collect.targets import (
     shard_of,
     without_address,
 )
-from ioc.sinks import Record, Sink
+from tests.support.collect import RecordingSink
 
 # --- targets and shards -------------------------------------------------------------------
 
@@ -356,14 +356,6 @@ def test_a_collection_names_only_the_feeds_own_kinds() -> None:
         pass
 
 
-class ListSink(Sink):
-    def __init__(self) -> None:
-        self.records: list[Record] = []
-
-    def send(self, record: Record) -> None:
-        self.records.append(record)
-
-
 class ScriptedEngine(IcmpEngine):
     """Answers from a table instead of the network: address -> (delay s, rtt s or None)."""
 
@@ -379,7 +371,7 @@ class ScriptedEngine(IcmpEngine):
 
 async def test_a_round_sends_each_result_when_it_is_ready() -> None:
     collection = Collection(interval_s={"netnode.probe": 1.0}, timeout_s=0.3, echoes=2)
-    sink = ListSink()
+    sink = RecordingSink()
     engine = ScriptedEngine({"10.0.0.1": (0.25, None), "10.0.0.2": (0.0, 0.004)})
     collector = Collector(
         {"nn-slow": "10.0.0.1", "nn-fast": "10.0.0.2"},
@@ -396,7 +388,7 @@ async def test_a_round_sends_each_result_when_it_is_ready() -> None:
 
 async def test_rounds_keep_their_cadence_and_stop() -> None:
     collection = Collection(interval_s={"netnode.probe": 1.0}, timeout_s=0.1, echoes=1)
-    sink = ListSink()
+    sink = RecordingSink()
     collector = Collector(
         {"nn-1": "10.0.0.1"},
         sink,

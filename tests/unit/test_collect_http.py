@@ -17,7 +17,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr, ValidationError
 
-from ioc.adapters.jitsi import AdapterError
+from ioc.adapters.native import AdapterError
 from ioc.adapters.telehealth import VANISHED, StationAdapter
 from ioc.cli import main
 from ioc.config import Settings
@@ -31,7 +31,7 @@ from ioc.services.collect import httppoll, snmp
 from ioc.services.collect.cli import plan_of
 from ioc.services.collect.collector import Sequences
 from ioc.services.collect.targets import shard_of
-from ioc.sinks import Record, Sink
+from tests.support.collect import RecordingSink
 
 T0 = "2026-11-30T08:00:00.000+07:00"
 T0_MS = 1_796_000_400_000
@@ -305,15 +305,6 @@ def test_http_profiles_send_their_secret_and_never_show_it(tmp_path: Path) -> No
 # --- poll rounds ------------------------------------------------------------------------------
 
 
-class MemorySink(Sink):
-    def __init__(self) -> None:
-        self.records: list[Record] = []
-
-    def send(self, record: Record) -> None:
-        self.records.append(record)
-        self.sent += 1
-
-
 class ScriptedFetcher(httppoll.Fetcher):
     """Answers from a script: device id -> bodies or failures, in turn."""
 
@@ -343,11 +334,29 @@ COLIBRI = {
 FAST = Collection(interval_s={"telehealth.heartbeat": 1.0}, timeout_s=0.3, echoes=1)
 
 
+def _station_rounds(
+    targets: list[httppoll.HttpTarget],
+    sink: RecordingSink,
+    fetcher: ScriptedFetcher,
+    registry: CollectorRegistry | None = None,
+) -> httppoll.HttpCollector:
+    """Telehealth poll rounds on the quick schedule (a fresh registry unless given one)."""
+    return httppoll.HttpCollector(
+        "telehealth",
+        targets,
+        sink,
+        fetcher,
+        httppoll.Mapper(Sequences(1).next),
+        FAST,
+        registry=CollectorRegistry() if registry is None else registry,
+    )
+
+
 async def test_a_round_maps_what_answers_and_counts_each_failure_once_in_the_log(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     registry = CollectorRegistry()
-    sink = MemorySink()
+    sink = RecordingSink()
     targets = [
         httppoll.HttpTarget(name, "telehealth", f"http://{name}/status")
         for name in ("ok", "mute", "broken", "garbage")
@@ -360,15 +369,7 @@ async def test_a_round_maps_what_answers_and_counts_each_failure_once_in_the_log
             "garbage": [b"\x00\xffnot json"] * 2,
         }
     )
-    rounds = httppoll.HttpCollector(
-        "telehealth",
-        targets,
-        sink,
-        fetcher,
-        httppoll.Mapper(Sequences(1).next),
-        FAST,
-        registry=registry,
-    )
+    rounds = _station_rounds(targets, sink, fetcher, registry)
     with caplog.at_level(logging.WARNING):
         await rounds.run(asyncio.Event(), rounds=2)
     sent = [s.decode(r.value, feed="telehealth") for r in sink.records]
@@ -391,7 +392,7 @@ async def test_a_round_maps_what_answers_and_counts_each_failure_once_in_the_log
 
 
 async def test_a_bridge_is_mapped_by_the_jitsi_adapter_with_the_collectors_numbers() -> None:
-    sink = MemorySink()
+    sink = RecordingSink()
     target = httppoll.HttpTarget("vc-mcu-1", "vconf", "http://jvb/colibri/stats", None, 250)
     fetcher = ScriptedFetcher({"vc-mcu-1": [orjson.dumps(COLIBRI)]})
     schedule = feeds.spec(Feed.VCONF).collection
@@ -419,18 +420,10 @@ async def test_a_poll_that_raises_costs_one_device_one_round() -> None:
                 raise RuntimeError("library surprise")
             return await super().get(target, timeout_s)
 
-    sink = MemorySink()
+    sink = RecordingSink()
     fetcher = Exploding({"ok": [orjson.dumps(status())]})
     targets = [httppoll.HttpTarget(d, "telehealth", f"http://{d}/") for d in ("bug", "ok")]
-    rounds = httppoll.HttpCollector(
-        "telehealth",
-        targets,
-        sink,
-        fetcher,
-        httppoll.Mapper(Sequences(1).next),
-        FAST,
-        registry=CollectorRegistry(),
-    )
+    rounds = _station_rounds(targets, sink, fetcher)
     assert [x.device_id for x in await rounds.poll_round()] == ["ok"]
     assert rounds.failing == {"bug": "protocol"}
 

@@ -24,7 +24,7 @@ from ioc.services.collect import rtsp
 from ioc.services.collect.cli import plan_of
 from ioc.services.collect.collector import RtspCollector, Sequences
 from ioc.services.collect.snmp import secure_write
-from ioc.sinks import Record, Sink
+from tests.support.collect import RecordingSink
 from tests.support.rtsp_camera import scenario_with_cameras
 
 PROFILE = rtsp.Profile(user="viewer", password=SecretStr("s3cr:t/p@ss"))
@@ -274,18 +274,6 @@ def test_the_camera_feed_declares_the_schedule_the_collector_and_simulator_share
 # --- the rounds -----------------------------------------------------------------------------
 
 
-class MemorySink(Sink):
-    def __init__(self) -> None:
-        self.records: list[Record] = []
-
-    def send(self, record: Record) -> None:
-        self.records.append(record)
-        self.sent += 1
-
-    def messages(self) -> list[s.Message]:
-        return [s.decode(r.value, feed=Feed.CAMERA) for r in self.records]
-
-
 class ScriptedSampler:
     def __init__(self, script: dict[str, list[rtsp.Sample]]) -> None:
         self.script = script
@@ -305,7 +293,7 @@ async def test_rounds_send_heartbeats_and_streams_and_count_what_failed(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     registry = CollectorRegistry()
-    sink = MemorySink()
+    sink = RecordingSink()
     cameras = [
         rtsp.Camera("cam-live", "rtsp://10.0.0.1/s"),
         rtsp.Camera("cam-dark", "rtsp://10.0.0.2/s"),
@@ -337,7 +325,7 @@ async def test_rounds_send_heartbeats_and_streams_and_count_what_failed(
         for _ in range(2):
             await rounds.stream_round()
             await rounds.heartbeat_round()
-    got = sink.messages()
+    got = sink.messages(Feed.CAMERA)
     streams = [x for x in got if isinstance(x, s.CameraStream)]
     beats = [x for x in got if isinstance(x, s.CameraHeartbeat)]
     assert [(x.device_id, x.frozen) for x in streams] == [("cam-live", False), ("cam-live", True)]
@@ -378,7 +366,7 @@ async def test_run_keeps_both_cadences_and_a_sampler_bug_is_one_cameras_failure(
     async def options(camera: rtsp.Camera, timeout_s: float) -> int | None:
         return 401  # the RTSP service answers: a heartbeat, even without credentials
 
-    sink = MemorySink()
+    sink = RecordingSink()
     rounds = RtspCollector(
         [rtsp.Camera("cam", "rtsp://10.0.0.1/s")],
         sink,
@@ -391,7 +379,7 @@ async def test_run_keeps_both_cadences_and_a_sampler_bug_is_one_cameras_failure(
     await rounds.run(asyncio.Event(), rounds=2)
     assert (rounds.stream_rounds, rounds.heartbeat_rounds) == (2, 2)
     assert rounds.last["cam"].reason == "stream_error"
-    assert [type(x).__name__ for x in sink.messages()] == ["CameraHeartbeat"] * 2
+    assert [type(x).__name__ for x in sink.messages(Feed.CAMERA)] == ["CameraHeartbeat"] * 2
 
 
 # --- the sampler on a fake ffmpeg -----------------------------------------------------------

@@ -24,7 +24,7 @@ from ioc.contract.feeds import Collection
 from ioc.services.collect import snmp, traps
 from ioc.services.collect.collector import Sequences, SnmpCollector
 from ioc.services.collect.spool import Spool, SpoolingSink, decode_frames, encode_frame
-from ioc.sinks import Record, Sink
+from tests.support.collect import RecordingSink
 
 # --- credentials ----------------------------------------------------------------------------
 
@@ -252,15 +252,6 @@ def test_messages_are_the_contracts() -> None:
 # --- the poll round -------------------------------------------------------------------------
 
 
-class MemorySink(Sink):
-    def __init__(self) -> None:
-        self.records: list[Record] = []
-
-    def send(self, record: Record) -> None:
-        self.records.append(record)
-        self.sent += 1
-
-
 class FakePoller:
     """Answers from a script: device id -> samples or failures, in turn."""
 
@@ -287,7 +278,7 @@ async def test_a_round_counts_failures_and_sends_the_others_messages(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     registry = CollectorRegistry()
-    sink = MemorySink()
+    sink = RecordingSink()
     profile = snmp.Profile(version="2c", community=SecretStr("c"))
     targets = [
         snmp.SnmpTarget("ok", "10.0.0.1", profile),
@@ -338,7 +329,7 @@ async def test_a_v3_nodes_engine_is_reported_once_per_change() -> None:
     )
     rounds = SnmpCollector(
         [snmp.SnmpTarget("v3", "10.0.0.1", v3), snmp.SnmpTarget("v2", "10.0.0.2", v2)],
-        MemorySink(),
+        RecordingSink(),
         poller,
         COLLECTION,
         Sequences(1),
@@ -359,7 +350,7 @@ async def test_a_stop_starts_no_further_poll_of_the_round() -> None:
     slow = Collection(interval_s={"netnode.probe": 5.0, "netnode.counters": 6.0}, timeout_s=0.1)
     rounds = SnmpCollector(
         [snmp.SnmpTarget(n, "10.0.0.1", profile) for n in names],
-        MemorySink(),
+        RecordingSink(),
         poller,
         slow,
         Sequences(1),

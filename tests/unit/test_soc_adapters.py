@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from ioc.adapters.socmap import AdapterError, Sequencer, SiteMap, format_timestamp, timestamp
+from ioc.adapters.native import AdapterError, Sequencer
+from ioc.adapters.socmap import SiteMap, format_timestamp, timestamp
 from ioc.adapters.suricata import SuricataAdapter
 from ioc.adapters.wazuh import WazuhAdapter, category_of
 from ioc.contract import schemas as s

@@ -9,7 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
-from ioc.adapters.jitsi import AdapterError, JitsiAdapter, colibri_time, format_colibri_time
+from ioc.adapters.jitsi import JitsiAdapter, colibri_time, format_colibri_time
+from ioc.adapters.native import AdapterError
 from ioc.contract import schemas as s
 from ioc.contract import vconf as vc
 

@@ -25,7 +25,8 @@ import random
 from collections.abc import Mapping
 from typing import Any, ClassVar, Final
 
-from ioc.adapters.socmap import Sequencer, SiteMap, format_timestamp
+from ioc.adapters.native import Sequencer
+from ioc.adapters.socmap import SiteMap, format_timestamp
 from ioc.adapters.suricata import SuricataAdapter
 from ioc.adapters.wazuh import WazuhAdapter
 from ioc.contract import schemas as s

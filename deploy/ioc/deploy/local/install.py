@@ -12,12 +12,27 @@ import shutil
 import time
 from pathlib import Path
 
+from ioc.config import default_stack_dir
 from ioc.deploy.local.process import Progress, StackError, as_root, run_step
 
 DEBIAN_SUITE = "trixie"
 DEBIAN_MIRROR = os.environ.get("IOC_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 
 _apt_updated = False
+
+
+def install_peers(missing: list[str], needed_by: str, log_name: str) -> None:
+    """Install the ``missing`` Debian packages of a tool the tests use (as root, logged to
+    the stack's ``logs/log_name``); not root or no apt-get: :class:`StackError` saying what
+    ``needed_by`` needs and the one command to run."""
+    if not missing:
+        return
+    command = f"apt-get install -y --no-install-recommends {' '.join(missing)}"
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise StackError(f"{needed_by}: run `sudo {command}`")
+    log = default_stack_dir() / "logs" / log_name
+    log.parent.mkdir(parents=True, exist_ok=True)
+    apt_install(missing, log, print)
 
 
 def apt_install(

@@ -6,22 +6,20 @@ with GStreamer's RTSP server (:mod:`ioc.deploy.local.rtsp_server`, run by Debian
 ``/usr/bin/python3`` with ``python3-gi``; tests/integration/test_collect_rtsp.py).
 ``make install`` runs this module once (``python -m ioc.deploy.local.rtsp_peers``), as it
 does for the SNMP peers: it installs the packages that are missing (as root, with the
-stack's ``apt_install``), or says in one line what to run; the tests call
+stack's ``install_peers``), or says in one line what to run; the tests call
 :func:`ensure_rtsp_peers` too. A package counts as present when dpkg says it is installed,
 so a second run costs one ``dpkg-query``.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Final
 
-from ioc.config import default_stack_dir
-from ioc.deploy.local.install import apt_install
+from ioc.deploy.local.install import install_peers
 from ioc.deploy.local.process import StackError
 
 DECODER: Final = ("ffmpeg",)
@@ -63,12 +61,7 @@ def ensure_rtsp_peers(packages: tuple[str, ...] = DECODER + TEST_CAMERA) -> list
     :class:`StackError` with the one command to run."""
     missing = missing_packages(packages)
     if missing:
-        command = f"apt-get install -y --no-install-recommends {' '.join(missing)}"
-        if os.geteuid() != 0 or shutil.which("apt-get") is None:
-            raise StackError(f"the RTSP collector and its tests need: run `sudo {command}`")
-        log = default_stack_dir() / "logs" / "rtsp-install.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        apt_install(missing, log, print)
+        install_peers(missing, "the RTSP collector and its tests need", "rtsp-install.log")
         still = missing_packages(packages)
         if still:
             raise StackError(f"{', '.join(still)} still missing after apt-get install")

@@ -5,19 +5,17 @@ net-snmp's agent on loopback with a generated configuration and send traps with 
 ``snmptrap`` (tests/integration/test_collect_snmp.py). ``make install`` runs this module once
 (``python -m ioc.deploy.local.snmp_peers``), as it does for the console's browser: it installs
 the Debian packages ``snmpd`` and ``snmp`` when they are missing (as root, with the stack's
-``apt_install``), or says in one line what to run. The tests call :func:`ensure_snmp_tools`
+``install_peers``), or says in one line what to run. The tests call :func:`ensure_snmp_tools`
 too, so a fresh machine gets them either way.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path
 
-from ioc.config import default_stack_dir
-from ioc.deploy.local.install import apt_install
+from ioc.deploy.local.install import install_peers
 from ioc.deploy.local.process import StackError
 
 PACKAGES = {"snmpd": "snmpd", "snmptrap": "snmp"}
@@ -28,13 +26,7 @@ def ensure_snmp_tools() -> dict[str, str]:
     """Command -> path of ``snmpd`` and ``snmptrap``, installed with apt-get first when we are
     root. Not root and missing: :class:`StackError` with the one command to run."""
     missing = sorted({pkg for cmd, pkg in PACKAGES.items() if _which(cmd) is None})
-    if missing:
-        command = f"apt-get install -y --no-install-recommends {' '.join(missing)}"
-        if os.geteuid() != 0 or shutil.which("apt-get") is None:
-            raise StackError(f"the SNMP collector's tests need net-snmp: run `sudo {command}`")
-        log = default_stack_dir() / "logs" / "snmp-install.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        apt_install(missing, log, print)
+    install_peers(missing, "the SNMP collector's tests need net-snmp", "snmp-install.log")
     found = {cmd: _which(cmd) for cmd in PACKAGES}
     absent = [cmd for cmd, path in found.items() if path is None]
     if absent:

@@ -10,7 +10,7 @@ Interval, timeout and echo count are the netnode feed's declaration
 The messages are the contract's (:class:`ioc.contract.schemas.NetnodeProbe`), keyed by device
 id, through the same sink as the simulators (:mod:`ioc.sinks`). SNMP polls
 (:class:`SnmpCollector`: ``netnode.counters`` and ``netnode.link``) are another kind of round
-beside this one, on the same cadence loop (:func:`run_rounds`), sharing the sequence numbers
+beside this one, on the same cadence (:class:`Rounds`), sharing the sequence numbers
 (:class:`Sequences`), the sink and the metrics.
 """
 
@@ -85,11 +85,13 @@ def produced(message: s.Message) -> Produced:
 
 def spread_s(collection: Collection, kind: str = PROBE) -> float:
     """Seconds over which a round's requests start: the interval less one target's longest
-    duration (a probe: its echo spacing and the timeout; an SNMP poll: the timeout), never
-    negative."""
+    duration (a probe: its echo spacing and the timeout; a stream sample: its video and the
+    timeout; an SNMP or HTTP poll, an RTSP heartbeat: the timeout), never negative."""
     longest = collection.timeout_s
     if kind == PROBE:
         longest += (collection.echoes - 1) * ECHO_SPACING_S
+    elif kind == rtsp.STREAM:
+        longest += collection.sample_s
     return max(0.0, collection.interval(kind) - longest)
 
 
@@ -154,6 +156,49 @@ async def run_rounds(
     return overruns
 
 
+class Rounds:
+    """One kind of round (``netnode.probe``, ``netnode.counters``, ``camera.stream``...) of a
+    collector: each round spread over the targets (:func:`spread_round`), timed into
+    ``ioc_collector_round_seconds{kind}`` and counted, and the rounds run on their fixed
+    cadence (:func:`run_rounds`). Every collector's rounds go through here, so they time,
+    count and stop alike."""
+
+    def __init__(self, kind: str, registry: CollectorRegistry) -> None:
+        self.kind = kind
+        self.done = 0
+        self.overruns = 0
+        self._stop: asyncio.Event | None = None
+        self._seconds = histogram(m.COLLECT_ROUND_SECONDS, registry).labels(kind)
+
+    async def round(
+        self,
+        jobs: Sequence[tuple[str, Callable[[], Awaitable[object]]]],
+        spread: float,
+        sink: Sink,
+    ) -> list[object]:
+        """One round of ``jobs`` (id, coroutine) over ``spread`` seconds; their results."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        results = await spread_round(jobs, spread, sink, self._stop)
+        self._seconds.observe(loop.time() - started)
+        self.done += 1
+        return results
+
+    async def run(
+        self,
+        stop: asyncio.Event,
+        interval: float,
+        one_round: Callable[[], Awaitable[object]],
+        rounds: int | None,
+    ) -> None:
+        """``one_round`` every ``interval`` seconds until ``stop`` or ``rounds`` were done;
+        a stop also ends a round's spread early."""
+        self._stop = stop
+        self.overruns += await run_rounds(
+            stop, interval, one_round, lambda: self.done, rounds, self.kind
+        )
+
+
 class Collector:
     """Probe rounds over ``addresses`` (device id -> IPv4 address) into ``sink``."""
 
@@ -174,16 +219,21 @@ class Collector:
         self.collection = collection
         self.clock_ms = clock_ms
         self.sequences = sequences or Sequences(clock_ms())
-        self.rounds = 0
-        self.overruns = 0
-        self._stop: asyncio.Event | None = None
+        self.probes = Rounds(PROBE, registry)
         self._polls = counter(m.COLLECT_POLLS, registry).labels(ICMP)
         self._requests = counter(m.COLLECT_REQUESTS, registry).labels(ICMP)
         self._replies = counter(m.COLLECT_REPLIES, registry).labels(ICMP)
         self._timeouts = counter(m.COLLECT_TIMEOUTS, registry).labels(ICMP)
-        self._round_seconds = histogram(m.COLLECT_ROUND_SECONDS, registry).labels(PROBE)
         self._messages = counter(m.COLLECT_MESSAGES, registry).labels(PROBE)
         gauge(m.COLLECT_TARGETS, registry).labels(ICMP).set(len(self.addresses))
+
+    @property
+    def rounds(self) -> int:
+        return self.probes.done
+
+    @property
+    def overruns(self) -> int:
+        return self.probes.overruns
 
     async def _probe(self, device_id: str, address: str) -> s.NetnodeProbe:
         ts_ms = self.clock_ms()
@@ -199,28 +249,17 @@ class Collector:
 
     async def probe_round(self) -> list[s.NetnodeProbe]:
         """One round: every target probed once, its message sent when it is done."""
-        started = asyncio.get_running_loop().time()
         jobs = [
             (device_id, lambda d=device_id, a=address: self._probe(d, a))
             for device_id, address in self.addresses.items()
         ]
-        results = await spread_round(jobs, spread_s(self.collection), self.sink, self._stop)
-        self._round_seconds.observe(asyncio.get_running_loop().time() - started)
-        self.rounds += 1
+        results = await self.probes.round(jobs, spread_s(self.collection), self.sink)
         return [r for r in results if isinstance(r, s.NetnodeProbe)]
 
     async def run(self, stop: asyncio.Event, rounds: int | None = None) -> None:
         """Rounds at the feed's interval (on a fixed cadence: a late round does not shift
         the next ones) until ``stop`` is set or ``rounds`` were done."""
-        self._stop = stop
-        self.overruns += await run_rounds(
-            stop,
-            self.collection.interval(PROBE),
-            self.probe_round,
-            lambda: self.rounds,
-            rounds,
-            PROBE,
-        )
+        await self.probes.run(stop, self.collection.interval(PROBE), self.probe_round, rounds)
 
 
 class SnmpCollector:
@@ -248,9 +287,7 @@ class SnmpCollector:
         self.sequences = sequences
         self.tracker = tracker
         self.clock_ms = clock_ms
-        self.rounds = 0
-        self.overruns = 0
-        self._stop: asyncio.Event | None = None
+        self.polls = Rounds(snmp.COUNTERS, registry)
         self._failing: dict[str, str] = {}
         self.on_engine_id: Callable[[str, str], None] | None = None
         """Told (device id, snmpEngineID) when a v3 node's engine is first seen or changes:
@@ -262,9 +299,16 @@ class SnmpCollector:
         self._replies = counter(m.COLLECT_REPLIES, registry).labels(snmp.SNMP)
         self._timeouts = counter(m.COLLECT_TIMEOUTS, registry).labels(snmp.SNMP)
         self._errors = counter(m.COLLECT_ERRORS, registry)
-        self._round_seconds = histogram(m.COLLECT_ROUND_SECONDS, registry).labels(snmp.COUNTERS)
         self._messages = counter(m.COLLECT_MESSAGES, registry)
         gauge(m.COLLECT_TARGETS, registry).labels(snmp.SNMP).set(len(self.targets))
+
+    @property
+    def rounds(self) -> int:
+        return self.polls.done
+
+    @property
+    def overruns(self) -> int:
+        return self.polls.overruns
 
     def _count_requests(self) -> None:
         requests, replies = self.poller.requests, self.poller.replies
@@ -319,25 +363,15 @@ class SnmpCollector:
 
     async def poll_round(self) -> list[s.Message]:
         """One round: every target polled once, its messages sent when it is done."""
-        started = asyncio.get_running_loop().time()
         jobs = [(t.device_id, lambda t=t: self._poll(t)) for t in self.targets]
         spread = spread_s(self.collection, snmp.COUNTERS)
-        results = await spread_round(jobs, spread, self.sink, self._stop)
-        self._round_seconds.observe(asyncio.get_running_loop().time() - started)
-        self.rounds += 1
+        results = await self.polls.round(jobs, spread, self.sink)
         return [msg for r in results if isinstance(r, list) for msg in r]
 
     async def run(self, stop: asyncio.Event, rounds: int | None = None) -> None:
-        """Poll rounds at the feed's ``netnode.counters`` interval (see :func:`run_rounds`)."""
-        self._stop = stop
-        self.overruns += await run_rounds(
-            stop,
-            self.collection.interval(snmp.COUNTERS),
-            self.poll_round,
-            lambda: self.rounds,
-            rounds,
-            snmp.COUNTERS,
-        )
+        """Poll rounds at the feed's ``netnode.counters`` interval (see :class:`Rounds`)."""
+        interval = self.collection.interval(snmp.COUNTERS)
+        await self.polls.run(stop, interval, self.poll_round, rounds)
 
 
 FEED: Final = Feed.NETNODE
@@ -370,22 +404,31 @@ class RtspCollector:
         self.sequences = sequences
         self.options = options
         self.clock_ms = clock_ms
-        self.stream_rounds = 0
-        self.heartbeat_rounds = 0
-        self.overruns = 0
+        self.heartbeats = Rounds(rtsp.HEARTBEAT, registry)
+        self.streams = Rounds(rtsp.STREAM, registry)
         self.last: dict[str, rtsp.Sample] = {}
         """Each camera's latest sample: its heartbeat's status."""
         self._up_since: dict[str, int] = {}
         self._failing: dict[tuple[str, str], str] = {}
-        self._stop: asyncio.Event | None = None
         self._polls = counter(m.COLLECT_POLLS, registry).labels(rtsp.RTSP)
         self._requests = counter(m.COLLECT_REQUESTS, registry).labels(rtsp.RTSP)
         self._replies = counter(m.COLLECT_REPLIES, registry).labels(rtsp.RTSP)
         self._timeouts = counter(m.COLLECT_TIMEOUTS, registry).labels(rtsp.RTSP)
         self._errors = counter(m.COLLECT_ERRORS, registry)
-        self._round_seconds = histogram(m.COLLECT_ROUND_SECONDS, registry)
         self._messages = counter(m.COLLECT_MESSAGES, registry)
         gauge(m.COLLECT_TARGETS, registry).labels(rtsp.RTSP).set(len(self.cameras))
+
+    @property
+    def heartbeat_rounds(self) -> int:
+        return self.heartbeats.done
+
+    @property
+    def stream_rounds(self) -> int:
+        return self.streams.done
+
+    @property
+    def overruns(self) -> int:
+        return self.heartbeats.overruns + self.streams.overruns
 
     def _send(self, message: s.Message) -> None:
         self.sink.send(produced(message))
@@ -451,47 +494,26 @@ class RtspCollector:
 
     async def heartbeat_round(self) -> list[s.CameraHeartbeat]:
         """One round: every camera asked ``OPTIONS`` once, its heartbeat sent when it answers."""
-        started = asyncio.get_running_loop().time()
         jobs = [(c.device_id, lambda c=c: self._heartbeat(c)) for c in self.cameras]
-        spread = max(0.0, self.collection.interval(rtsp.HEARTBEAT) - self.collection.timeout_s)
-        results = await spread_round(jobs, spread, self.sink, self._stop)
-        self._round_seconds.labels(rtsp.HEARTBEAT).observe(
-            asyncio.get_running_loop().time() - started
-        )
-        self.heartbeat_rounds += 1
+        spread = spread_s(self.collection, rtsp.HEARTBEAT)
+        results = await self.heartbeats.round(jobs, spread, self.sink)
         return [r for r in results if isinstance(r, s.CameraHeartbeat)]
 
     async def stream_round(self) -> list[s.CameraStream]:
         """One round: every camera's stream sampled once (a few decoders at a time)."""
-        started = asyncio.get_running_loop().time()
         jobs = [(c.device_id, lambda c=c: self._sample(c)) for c in self.cameras]
-        longest = self.collection.sample_s + self.collection.timeout_s
-        spread = max(0.0, self.collection.interval(rtsp.STREAM) - longest)
-        results = await spread_round(jobs, spread, self.sink, self._stop)
-        self._round_seconds.labels(rtsp.STREAM).observe(asyncio.get_running_loop().time() - started)
-        self.stream_rounds += 1
+        spread = spread_s(self.collection, rtsp.STREAM)
+        results = await self.streams.round(jobs, spread, self.sink)
         return [r for r in results if isinstance(r, s.CameraStream)]
 
     async def run(self, stop: asyncio.Event, rounds: int | None = None) -> None:
         """Heartbeat and stream rounds, each at the camera feed's interval (see
-        :func:`run_rounds`), until ``stop`` or ``rounds`` of each."""
-        self._stop = stop
-        overruns = await asyncio.gather(
-            run_rounds(
-                stop,
-                self.collection.interval(rtsp.HEARTBEAT),
-                self.heartbeat_round,
-                lambda: self.heartbeat_rounds,
-                rounds,
-                rtsp.HEARTBEAT,
+        :class:`Rounds`), until ``stop`` or ``rounds`` of each."""
+        await asyncio.gather(
+            self.heartbeats.run(
+                stop, self.collection.interval(rtsp.HEARTBEAT), self.heartbeat_round, rounds
             ),
-            run_rounds(
-                stop,
-                self.collection.interval(rtsp.STREAM),
-                self.stream_round,
-                lambda: self.stream_rounds,
-                rounds,
-                rtsp.STREAM,
+            self.streams.run(
+                stop, self.collection.interval(rtsp.STREAM), self.stream_round, rounds
             ),
         )
-        self.overruns += sum(overruns)

@@ -35,7 +35,8 @@ import aiohttp
 from prometheus_client import REGISTRY, CollectorRegistry
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
-from ioc.adapters.jitsi import AdapterError, JitsiAdapter
+from ioc.adapters.jitsi import JitsiAdapter
+from ioc.adapters.native import AdapterError
 from ioc.adapters.telehealth import StationAdapter
 from ioc.contract import metrics as m
 from ioc.contract import schemas as s
@@ -43,8 +44,8 @@ from ioc.contract import vconf as vc
 from ioc.contract.feeds import Collection, Feed
 from ioc.contract.topology import Topology
 from ioc.errors import IocError
-from ioc.observability import counter, histogram
-from ioc.services.collect.collector import produced, run_rounds, spread_round, spread_s
+from ioc.observability import counter
+from ioc.services.collect.collector import Rounds, produced, spread_s
 from ioc.services.collect.profiles import load_profiles as load_toml_profiles
 from ioc.services.collect.targets import TargetError, host_of, shard_of
 from ioc.sinks import Sink
@@ -331,18 +332,23 @@ class HttpCollector:
         self.mapper = mapper
         self.collection = collection
         self.clock_ms = clock_ms
-        self.rounds = 0
-        self.overruns = 0
+        self.polls = Rounds(self.kind, registry)
         self.failing: dict[str, str] = {}
         """Device id -> the reason its last poll failed (logged on a change only)."""
-        self._stop: asyncio.Event | None = None
         self._polls = counter(m.COLLECT_POLLS, registry).labels(HTTP)
         self._requests = counter(m.COLLECT_REQUESTS, registry).labels(HTTP)
         self._replies = counter(m.COLLECT_REPLIES, registry).labels(HTTP)
         self._timeouts = counter(m.COLLECT_TIMEOUTS, registry).labels(HTTP)
         self._errors = counter(m.COLLECT_ERRORS, registry)
-        self._round_seconds = histogram(m.COLLECT_ROUND_SECONDS, registry).labels(self.kind)
         self._messages = counter(m.COLLECT_MESSAGES, registry)
+
+    @property
+    def rounds(self) -> int:
+        return self.polls.done
+
+    @property
+    def overruns(self) -> int:
+        return self.polls.overruns
 
     async def _poll(self, target: HttpTarget) -> list[s.Message]:
         self._polls.inc()
@@ -387,27 +393,13 @@ class HttpCollector:
 
     async def poll_round(self) -> list[s.Message]:
         """One round: every target polled once, its messages sent as soon as it answered."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
         jobs = [(t.device_id, lambda t=t: self._guarded(t)) for t in self.targets]
-        results = await spread_round(
-            jobs, spread_s(self.collection, self.kind), self.sink, self._stop
-        )
-        self._round_seconds.observe(loop.time() - started)
-        self.rounds += 1
+        results = await self.polls.round(jobs, spread_s(self.collection, self.kind), self.sink)
         return [msg for r in results if isinstance(r, list) for msg in r]
 
     async def run(self, stop: asyncio.Event, rounds: int | None = None) -> None:
-        """Rounds at the feed's interval on a fixed cadence (``collector.run_rounds``)."""
-        self._stop = stop
-        self.overruns += await run_rounds(
-            stop,
-            self.collection.interval(self.kind),
-            self.poll_round,
-            lambda: self.rounds,
-            rounds,
-            self.kind,
-        )
+        """Rounds at the feed's interval on a fixed cadence (``collector.Rounds``)."""
+        await self.polls.run(stop, self.collection.interval(self.kind), self.poll_round, rounds)
 
 
 def by_feed(targets: Iterable[HttpTarget]) -> dict[str, list[HttpTarget]]:
