@@ -79,6 +79,11 @@ def probe_message(device_id: str, seq: int, ts_ms: int, result: PingResult) -> s
     )
 
 
+def wall_clock_ms() -> int:
+    """Now, in epoch milliseconds: the collectors' default clock (tests pass their own)."""
+    return time.time_ns() // 1_000_000
+
+
 def produced(message: s.Message) -> Produced:
     return Produced(message.feed, message.device_id.encode(), s.encode(message))
 
@@ -210,7 +215,7 @@ class Collector:
         collection: Collection,
         *,
         registry: CollectorRegistry = REGISTRY,
-        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        clock_ms: Callable[[], int] = wall_clock_ms,
         sequences: Sequences | None = None,
     ) -> None:
         self.addresses = dict(sorted(addresses.items()))
@@ -278,7 +283,7 @@ class SnmpCollector:
         tracker: snmp.Tracker,
         *,
         registry: CollectorRegistry = REGISTRY,
-        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        clock_ms: Callable[[], int] = wall_clock_ms,
     ) -> None:
         self.targets = sorted(targets, key=lambda t: t.device_id)
         self.sink = sink
@@ -395,7 +400,7 @@ class RtspCollector:
         *,
         options: Callable[[rtsp.Camera, float], Awaitable[int | None]] = rtsp.rtsp_options,
         registry: CollectorRegistry = REGISTRY,
-        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        clock_ms: Callable[[], int] = wall_clock_ms,
     ) -> None:
         self.cameras = sorted(cameras, key=lambda c: c.device_id)
         self.sink = sink

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,7 +44,7 @@ from ioc.contract.feeds import Collection, Feed
 from ioc.contract.topology import Topology
 from ioc.errors import IocError
 from ioc.observability import counter
-from ioc.services.collect.collector import Rounds, produced, spread_s
+from ioc.services.collect.collector import Rounds, produced, spread_s, wall_clock_ms
 from ioc.services.collect.profiles import load_profiles as load_toml_profiles
 from ioc.services.collect.targets import TargetError, host_of, shard_of
 from ioc.sinks import Sink
@@ -322,7 +321,7 @@ class HttpCollector:
         collection: Collection,
         *,
         registry: CollectorRegistry = REGISTRY,
-        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        clock_ms: Callable[[], int] = wall_clock_ms,
     ) -> None:
         self.feed = feed
         self.kind = KINDS[feed]
