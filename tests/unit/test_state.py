@@ -19,6 +19,7 @@ class World:
         self.silent: set[str] = set()
         self.unreachable: set[str] = set()
         self.frozen: set[str] = set()
+        self.unprobed: set[str] = set()  # nodes nobody probes (no address in the inventory)
         self.facts: dict[str, Facts] = {d: Facts() for d in TOPO.devices}
         self.phase = {d: i * 700 % 5000 for i, d in enumerate(sorted(TOPO.devices))}
         self.reconnect_at: int | None = None  # devices behind a node come back 4 s after it
@@ -29,6 +30,8 @@ class World:
             if last_report < T0:
                 continue
             cls = TOPO.devices[dev_id].device_class
+            if cls == "netnode" and dev_id in self.unprobed:
+                continue
             if cls == "netnode":
                 f.probe_ts = last_report
                 f.probe_reachable = dev_id not in self.unreachable and not any(
@@ -226,6 +229,22 @@ def test_a_node_down_for_longer_than_the_confirmation_isolates_its_site() -> Non
     confirm = world.machine.th.node_down_confirm_ms
     assert confirm <= first.at_ms - (T0 + 61_000) <= confirm + 5000 + 1000
     assert list(wanted_incidents(TOPO, verdict)) == [(node, t.INCIDENT_SITE_ISOLATED)]
+
+
+def test_a_node_whose_upstream_nobody_probes_is_confirmed_without_waiting_for_it() -> None:
+    """The wait for an upstream node's verdict (``confirm_upstream_ms``) is for an upstream
+    that is probed: one without an address never answers, so waiting only delays the page."""
+    world = World()
+    world.unprobed.add("nn-992")
+    world.run(T0 + 5000, T0 + 60_000)
+    child = "nn-992-001"
+    world.unreachable.add(child)
+    verdict, transitions = world.run(T0 + 61_000, T0 + 100_000, step=1000)
+    first = next(tr for tr in transitions if tr.device_id == child)
+    assert first.new == t.STATE_DOWN
+    confirm = world.machine.th.node_down_confirm_ms
+    assert confirm <= first.at_ms - (T0 + 61_000) <= confirm + 5000 + 1000
+    assert verdict.states[child].state == t.STATE_DOWN
 
 
 def test_devices_behind_a_blip_are_not_blamed_when_it_ends() -> None:

@@ -220,7 +220,9 @@ class StateMachine:
                 if raw[up][0] == t.STATE_DOWN:
                     break
                 uf = facts.get(up)
-                if uf is None or uf.probe_ts is None or uf.probe_ts < since:
+                if uf is None or uf.probe_ts is None:
+                    continue  # never probed (no address in the inventory): no verdict comes
+                if uf.probe_ts < since:
                     pending.add(dev_id)  # no word from upstream since this node failed
                     break
         down_nodes = {
