@@ -18,7 +18,7 @@ from ioc.services.incidents import read_incident_events, send_command
 from ioc.simulators.run import SimConfig, Summary, run_simulation
 from tests.support.db import landed, query, wait_incidents_resolved
 from tests.support.processes import Worker
-from tests.support.reconcile import assert_accounting, reconcile
+from tests.support.reconcile import assert_accounting
 from tests.support.wait import wait_for
 
 
@@ -54,57 +54,6 @@ def _expected_lifecycles(settings: Settings) -> dict[int, list[str]]:
 def prepared(namespace: Settings) -> Settings:
     asyncio.run(bootstrap(namespace, "demo"))
     return namespace
-
-
-def test_worker_restart_loses_nothing_and_counts_nothing_twice(
-    namespace: Settings, tmp_path: Path
-) -> None:
-    """Sequence-number reconciliation across a SIGKILLed worker in the middle of the run."""
-    asyncio.run(bootstrap(namespace, "demo"))
-    worker = Worker(namespace, "demo", tmp_path / "worker.log").start()
-    replacement: Worker | None = None
-    try:
-        import threading
-
-        result: dict[str, Summary] = {}
-
-        def produce() -> None:
-            result["summary"] = run_simulation(
-                namespace,
-                SimConfig(
-                    scenario="demo",
-                    mode="rate",
-                    rate=1500,
-                    duration_s=24,
-                    progress=False,
-                    fault_flags=["duplicate:0.02", "malformed:0.01", "late:0.01"],
-                ),
-            )
-
-        thread = threading.Thread(target=produce)
-        thread.start()
-        time.sleep(10)
-        worker.kill()  # mid-batch, no chance to commit
-        replacement = Worker(namespace, "demo", tmp_path / "worker2.log", "w2").start()
-        thread.join()
-        summary = result["summary"]
-        valid = sum(summary.stats.valid_by_feed.values())
-
-        wait_for(
-            lambda: landed(namespace) >= valid, 120, what=f"{valid} rows ({replacement.log_tail()})"
-        )
-        time.sleep(3)
-        reconcile(namespace, summary, "worker SIGKILL mid-batch")
-        assert_accounting(replacement)
-        rows = query(
-            namespace,
-            " UNION ".join(f"SELECT DISTINCT device_id FROM {raw}" for raw in t.RAW.values()),
-        )
-        assert {r["device_id"] for r in rows} == set(load_scenario("demo").devices)
-    finally:
-        worker.stop()
-        if replacement is not None:
-            replacement.stop()
 
 
 def test_yen_bai_outages_produce_one_incident_each_with_the_right_root_cause(
