@@ -13,15 +13,28 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
 from ioc.bootstrap import bootstrap
 from ioc.config import Settings
+from ioc.contract import events as ev
+from ioc.contract.topics import DEVICE_EVENTS, STREAMS_APP_ID
 from ioc.dashboards.build import BUILDERS, GENERATED
 from ioc.dashboards.vconf import MEETING_PANELS
 from ioc.db import connect
 from ioc.deploy.local.stack import Stack
+from ioc.kafka_clients import aiokafka_common
 from ioc.simulators.run import SimConfig, run_simulation
 from tests.support.processes import Worker
 from tests.support.wait import wait_for
+
+NODE = "nn-992"
+NODE_DOWN_S = 40
+"""The node's cut must outlast its worst-case confirmation, or no site-isolated incident
+opens: its first failed probe, a round for the upstream node's verdict, a round to count the
+cut, ``node_down_confirm_ms`` (10 s), a round to confirm; up to ~27 s (docs/alerting.md,
+page latency budget). A 25 s cut missed it about once in 13 runs."""
 
 # Panels whose emptiness depends on chance, not on the simulation's guarantees.
 MAY_BE_EMPTY = {
@@ -76,6 +89,37 @@ def prom_query(url: str, expr: str, instant: bool) -> list[Any]:
     return result
 
 
+async def device_events_read(settings: Settings) -> dict[str, object]:
+    """Where the incident agent's input stands: the device-events partitions' end offsets,
+    what the agent's group committed, and the faulted node's transitions on the topic."""
+    topic = settings.topic(DEVICE_EVENTS.name)
+    tps = [TopicPartition(topic, p) for p in range(DEVICE_EVENTS.partitions)]
+    consumer = AIOKafkaConsumer(**aiokafka_common(settings), group_id=None)
+    admin = AIOKafkaAdminClient(**aiokafka_common(settings))
+    await consumer.start()
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(settings.topic(STREAMS_APP_ID))
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        node: list[str] = []
+        for tp in tps:
+            while await consumer.position(tp) < end[tp]:
+                for record in (await consumer.getmany(tp, timeout_ms=10_000)).get(tp, []):
+                    event = ev.decode_device_event(record.value or b"")
+                    if isinstance(event, ev.DeviceTransition) and event.device_id == NODE:
+                        node.append(f"{event.id}:{event.prev}->{event.new}")
+        return {
+            "end": [end[tp] for tp in tps],
+            "committed": [committed[tp].offset if tp in committed else None for tp in tps],
+            NODE: node,
+        }
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
 def test_every_panel_query_returns_data(namespace: Settings, tmp_path: Path) -> None:
     asyncio.run(bootstrap(namespace, "demo"))
     worker = Worker(namespace, "demo", tmp_path / "worker.log").start()
@@ -90,7 +134,7 @@ def test_every_panel_query_returns_data(namespace: Settings, tmp_path: Path) -> 
                 rate=300,
                 duration_s=75,
                 progress=False,
-                fault_flags=["node_down:nn-992@20+25", "malformed:0.02"],
+                fault_flags=[f"node_down:{NODE}@20+{NODE_DOWN_S}", "malformed:0.02"],
             ),
         )
 
@@ -116,6 +160,23 @@ def test_every_panel_query_returns_data(namespace: Settings, tmp_path: Path) -> 
                     incidents=dict(
                         await conn.fetch("SELECT kind, count(*) FROM incidents GROUP BY 1")
                     ),
+                    # the faulted node: what the state machine made of its probes
+                    node_intervals=[
+                        (r["state"], r["reason"], f"{r['start_ts']:%H:%M:%S}")
+                        for r in await conn.fetch(
+                            "SELECT state, reason, start_ts FROM device_state_intervals "
+                            "WHERE device_id = $1 ORDER BY start_ts",
+                            NODE,
+                        )
+                    ],
+                    node_unreachable=[
+                        f"{r['ts']:%H:%M:%S}"
+                        for r in await conn.fetch(
+                            "SELECT ts FROM raw_netnode WHERE device_id = $1 "
+                            "AND kind LIKE '%probe' AND NOT reachable ORDER BY ts",
+                            NODE,
+                        )
+                    ][::10],
                 )
                 # a maintenance window, so the SLA panels have one to exclude
                 await conn.execute(
@@ -134,8 +195,10 @@ def test_every_panel_query_returns_data(namespace: Settings, tmp_path: Path) -> 
             wait_for(lambda: asyncio.run(ready()), 60, what="rollups and incidents")
         except AssertionError as exc:
             log = (tmp_path / "worker.log").read_text(errors="replace").splitlines()[-15:]
+            events = asyncio.run(device_events_read(namespace))
             raise AssertionError(
-                f"{exc}; last seen {seen}; worker log tail:\n" + "\n".join(log)
+                f"{exc}; last seen {seen}; device events {events}; worker log tail:\n"
+                + "\n".join(log)
             ) from None
         time.sleep(6)  # one more scrape of the leader's gauges
         asyncio.run(check_all(namespace, started))
