@@ -29,10 +29,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn
+from zoneinfo import ZoneInfo
 
 import yaml
 
@@ -53,6 +55,15 @@ SITE_KINDS = (
     "health_station",
 )
 
+UNIT_DATES_TZ: Final = "Asia/Ho_Chi_Minh"
+"""Units' ``valid_from``/``valid_to`` are days in Vietnam time (the database's
+``current_unit`` and ``unit_lineage`` use the same zone)."""
+
+
+def today() -> dt.date:
+    """Today in Vietnam time: the day units' validity is judged on by default."""
+    return dt.datetime.now(ZoneInfo(UNIT_DATES_TZ)).date()
+
 
 class TopologyError(IocError):
     """A scenario file is malformed; the message is ``file:line: problem``."""
@@ -70,6 +81,18 @@ class AdminUnit:
     valid_from: dt.date | None = None
     valid_to: dt.date | None = None
     merged_into: str | None = None
+
+    def abolished(self, on: dt.date | None = None) -> bool:
+        """Ended before ``on`` (default today): ``valid_to`` is the last day it existed.
+        Unit pickers hide the :meth:`superseded` ones unless asked."""
+        return self.valid_to is not None and self.valid_to < (on or today())
+
+    def superseded(self, on: dt.date | None = None) -> bool:
+        """Abolished in a merger: ended before ``on`` and merged into a unit of this scenario,
+        under which its history is found. Unit pickers hide these (and what lies below them)
+        unless asked; a unit that ended without a successor (a scenario of a past year, such
+        as yen-bai-2022) stays listed, or a picker would offer nothing."""
+        return self.merged_into is not None and self.abolished(on)
 
 
 @dataclass(frozen=True)
@@ -166,18 +189,39 @@ class Topology:
         return chain
 
     def current_unit(self, code: str, on: dt.date | None = None) -> str:
-        """Map a (possibly historical) unit code onto the unit valid on ``on`` (default today)."""
-        on = on or dt.date.today()
+        """Map a (possibly historical) unit code onto the unit valid on ``on`` (default
+        today), following ``merged_into`` from every unit that had ended by then; the
+        database's ``current_unit(code)`` and view ``unit_lineage`` do the same in SQL."""
+        on = on or today()
         seen = set()
         while code in self.units and code not in seen:
             seen.add(code)
             unit = self.units[code]
-            if unit.valid_to is None or unit.valid_to >= on:
+            if not unit.abolished(on):
                 return code
             if unit.merged_into is None:
                 return code
             code = unit.merged_into
         return code
+
+    def unit_list(
+        self, include_abolished: bool = False, on: dt.date | None = None
+    ) -> list[AdminUnit]:
+        """The units a picker offers, top tier first, by code: all but those superseded by a
+        merger on ``on`` (and what lies below them), and those too when asked."""
+        return sorted(
+            (u for u in self.units.values() if include_abolished or not self._superseded(u, on)),
+            key=lambda u: (u.level, u.code),
+        )
+
+    def _superseded(self, unit: AdminUnit, on: dt.date | None) -> bool:
+        """``unit`` or a unit above it was merged into another by ``on``."""
+        code: str | None = unit.code
+        while code is not None:
+            if self.units[code].superseded(on):
+                return True
+            code = self.units[code].parent
+        return False
 
     def counts(self) -> dict[str, int]:
         result: dict[str, int] = {f"units_{name}": 0 for name in self.levels}
@@ -341,6 +385,45 @@ def _items(source: str, doc: dict[str, Any], key: str) -> list[Any]:
     return value
 
 
+def merger_problem(code: str, units: Mapping[str, AdminUnit], of: str = "scenario") -> str | None:
+    """What is wrong with unit ``code``'s ``merged_into``, or None.
+
+    A merger names the unit that exists today: not the unit itself, and not a unit that has
+    ended (has a ``valid_to``) itself, so history maps onto today's unit in one step and no
+    chain or loop of mergers can form (the database's ``current_unit`` and
+    :meth:`Topology.current_unit` still follow one, for units stored by an older scenario).
+    A unit merged into another says when it ended (``valid_to``)."""
+    unit = units[code]
+    target = unit.merged_into
+    if target is None:
+        return None
+    if target == code:
+        return f"merged_into {target!r} is the unit itself"
+    if target not in units:
+        return f"merged_into {target!r} is not a unit of this {of}"
+    if unit.valid_to is None:
+        return f"merged_into {target!r} without valid_to: give the last day {code!r} existed"
+    merged = units[target]
+    if merged.valid_to is None:
+        return None
+    chain = [code, target]
+    cursor = merged.merged_into
+    while cursor is not None and cursor not in chain and cursor in units:
+        chain.append(cursor)
+        cursor = units[cursor].merged_into
+    if cursor is not None and cursor in chain:
+        return f"merged_into {target!r} loops back: {' -> '.join([*chain, cursor])}"
+    successor = ""
+    if merged.merged_into is not None:
+        successor = f"; it was merged into {merged.merged_into!r}"
+        if units[chain[-1]].valid_to is None:
+            successor += f": point at {chain[-1]!r}"
+    return (
+        f"merged_into {target!r} is itself abolished (valid_to {merged.valid_to}){successor}; "
+        "a merger names a unit that exists today"
+    )
+
+
 def parse_topology(doc: Any, source: str) -> Topology:
     """Build and validate a topology from a parsed scenario document."""
     if not isinstance(doc, dict):
@@ -426,8 +509,9 @@ def parse_topology(doc: Any, source: str) -> Topology:
                     f"parent {unit.parent!r} is a {parent_unit.level_name}, "
                     f"expected a {levels[unit.level - 1]}"
                 )
-        if unit.merged_into is not None and unit.merged_into not in units:
-            r.fail(f"merged_into {unit.merged_into!r} is not a unit of this scenario")
+        problem = merger_problem(unit.code, units)
+        if problem is not None:
+            r.fail(problem)
 
     sites: dict[str, Site] = {}
     for i, item in enumerate(_items(source, doc, "sites")):

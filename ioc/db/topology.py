@@ -1,7 +1,9 @@
 """Store the province model (units, ancestors, sites, devices) in the database.
 
 Upserts by id, so every worker can load its scenario at start; devices removed from the
-scenario are kept (history refers to them) but nothing new arrives for them.
+scenario are kept (history refers to them) but nothing new arrives for them. Units keep their
+validity and the unit they were merged into (``merged_into``, migration 0010), which the
+database's ``current_unit`` and ``unit_lineage`` follow to roll history into today's units.
 """
 
 from __future__ import annotations
@@ -12,18 +14,52 @@ import asyncpg
 
 from ioc.contract.topology import Topology
 
+UNIT_COLUMNS = (
+    "code",
+    "name",
+    "level",
+    "level_name",
+    "parent_code",
+    "lat",
+    "lon",
+    "valid_from",
+    "valid_to",
+    "merged_into",
+)
+"""The columns of ``admin_units`` written, in order (``merged_into`` since migration 0010)."""
 
-async def store_topology(conn: asyncpg.Connection, topology: Topology) -> None:
+MERGED_INTO_MIGRATION = 10
+"""The migration that added ``admin_units.merged_into``."""
+
+
+def unit_upsert(schema_version: int | None = None) -> str:
+    """The upsert of one unit; for a schema before :data:`MERGED_INTO_MIGRATION` (the upgrade
+    test stores the previous release's topology with it) without ``merged_into``."""
+    columns = [
+        c
+        for c in UNIT_COLUMNS
+        if c != "merged_into" or schema_version is None or schema_version >= MERGED_INTO_MIGRATION
+    ]
+    values = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != "code")
+    return (
+        f"INSERT INTO admin_units ({', '.join(columns)}) VALUES ({values}) "
+        f"ON CONFLICT (code) DO UPDATE SET {updates}"
+    )
+
+
+async def store_topology(
+    conn: asyncpg.Connection, topology: Topology, schema_version: int | None = None
+) -> None:
+    """Upsert the topology; ``schema_version``: the schema's migration if older than this
+    release's (None: this release's)."""
     units = sorted(topology.units.values(), key=lambda u: u.level)
+    sql = unit_upsert(schema_version)
+    width = sql.count("$")
     async with conn.transaction():
+        # merged_into may name a unit inserted later in the batch: its foreign key is deferred
         await conn.executemany(
-            """INSERT INTO admin_units (code, name, level, level_name, parent_code, lat, lon,
-                                        valid_from, valid_to)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-               ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, level = EXCLUDED.level,
-                 level_name = EXCLUDED.level_name, parent_code = EXCLUDED.parent_code,
-                 lat = EXCLUDED.lat, lon = EXCLUDED.lon, valid_from = EXCLUDED.valid_from,
-                 valid_to = EXCLUDED.valid_to""",
+            sql,
             [
                 (
                     u.code,
@@ -35,7 +71,8 @@ async def store_topology(conn: asyncpg.Connection, topology: Topology) -> None:
                     u.lon,
                     u.valid_from,
                     u.valid_to,
-                )
+                    u.merged_into,
+                )[:width]
                 for u in units
             ],
         )

@@ -33,6 +33,7 @@ from ioc.contract.topology import (
     Device,
     Site,
     Topology,
+    merger_problem,
     parse_topology,
 )
 from ioc.inventory import InventoryError, Problems
@@ -397,6 +398,11 @@ def units_from_sheet(sheet: Sheet) -> Units:
         )
         for code, v in values.items()
     }
+    for code in units:  # mergers name a unit that exists today (the scenario's own rule)
+        problem = merger_problem(code, units, of="sheet")
+        if problem is not None:
+            rows[code][0].fail(problem)
+    out.raise_if_any(sheet.source)
     return Units(sheet.source, levels, units)
 
 

@@ -330,6 +330,8 @@ async def check_dashboard(settings: Settings, started: dt.datetime) -> None:
     try:
         await conn.execute(f"SET search_path TO {settings.db_schema}, public")
         for var in dash["templating"]["list"]:
+            if var["type"] == "custom":  # a fixed list (the abolished-units toggle): its first
+                variables.setdefault(var["name"], var["query"].split(",")[0].strip())
             if var["type"] == "query":
                 rows = await conn.fetch(expand_sql(var["query"], t0, t1, variables))
                 assert rows, var["name"]

@@ -270,6 +270,9 @@ async def _check_panels(run: Run) -> None:
         for var in dash["templating"]["list"]:
             if var["name"] == "unit":
                 continue
+            if var["type"] == "custom":  # a fixed list (the abolished-units toggle): its first
+                variables[var["name"]] = var["query"].split(",")[0].strip()
+                continue
             rows = await conn.fetch(expand_sql(var["query"], t0, t1, variables))
             assert rows, var["name"]
             variables[var["name"]] = str(rows[0][0])

@@ -192,3 +192,25 @@ def test_saved_model_refuses_unknown_keys() -> None:
     dash["panels"][0]["someFutureLegacyKey"] = 1
     with pytest.raises(ValueError, match="someFutureLegacyKey"):
         saved_model(dash)
+
+
+def test_unit_pickers_list_todays_units_unless_asked_for_the_abolished() -> None:
+    """Every dashboard with a unit picker has the toggle before it (its query reads it), off
+    by default; the picker hides units merged into another before today (Vietnam time)."""
+    pickers = 0
+    for name in BUILDERS:
+        variables = load(name)["templating"]["list"]
+        names = [v["name"] for v in variables]
+        if "unit" not in names:
+            continue
+        pickers += 1
+        toggle = variables[names.index("abolished")]
+        assert names.index("abolished") < names.index("unit"), name
+        assert toggle["type"] == "custom" and toggle["query"].split(",")[0] == "hide", name
+        assert toggle["current"]["value"] == "hide", name
+        query = variables[names.index("unit")]["query"]
+        assert (
+            "WHERE u.merged_into IS NULL OR u.valid_to >= unit_today() OR '$abolished' = 'show'"
+            in query
+        ), name
+    assert pickers >= 8

@@ -579,3 +579,27 @@ def test_units_from_a_units_file(tmp_path: Path, capsys: pytest.CaptureFixture[s
     out = tmp_path / "prov.yaml"
     _import(capsys, source, out, "--units", str(units))
     assert load_scenario(str(out)).units == load_scenario("demo").units
+
+
+def test_a_units_sheet_whose_merger_names_an_abolished_unit_is_refused(tmp_path: Path) -> None:
+    units = tmp_path / "units.csv"
+    write_csv(
+        units,
+        [*UNIT_HEADER, "merged_into"],
+        [
+            {"code": "15", "name": "Yên Bái", "level": "province", "lat": 21.7, "lon": 104.9},
+            {"code": "15-001", "name": "Xã A", "level": "commune", "parent": "15", "lat": 21.7,
+             "lon": 104.9, "valid_to": "2025-06-30", "merged_into": "15-002"},
+            {"code": "15-002", "name": "Xã B", "level": "commune", "parent": "15", "lat": 21.71,
+             "lon": 104.91, "valid_to": "2025-06-30"},
+            {"code": "15-003", "name": "Xã C", "level": "commune", "parent": "15", "lat": 21.72,
+             "lon": 104.92, "valid_to": "2025-06-30", "merged_into": "15-003"},
+        ],
+    )  # fmt: skip
+    with pytest.raises(InventoryError) as caught:
+        units_from_sheet(read(units))
+    assert caught.value.problems == [
+        f"{units}:3: merged_into '15-002' is itself abolished (valid_to 2025-06-30); "
+        "a merger names a unit that exists today",
+        f"{units}:5: merged_into '15-003' is the unit itself",
+    ]

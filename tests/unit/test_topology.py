@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ioc.contract.topology import TopologyError, builtin_scenarios, load_scenario, load_yaml
+from ioc.contract.topology import (
+    AdminUnit,
+    Topology,
+    TopologyError,
+    builtin_scenarios,
+    load_scenario,
+    load_yaml,
+    today,
+)
 from ioc.simulators.province import builtin_specs, generate, materialise
 
 
@@ -199,3 +207,130 @@ def test_upstream_loops_are_rejected(tmp_path: Path) -> None:
     path.write_text(text)
     with pytest.raises(TopologyError, match="loops"):
         load_scenario(str(path))
+
+
+# --- mergers: history across the 2025 reform -------------------------------------------------
+
+MERGERS = """\
+scenario: merged
+levels: [province, commune]
+units:
+  - {code: P, name: Province, level: province, lat: 21.0, lon: 105.0}
+  - {code: C1, name: Old commune, level: commune, parent: P, lat: 21.1, lon: 105.1,
+     valid_to: 2025-06-30, merged_into: C2}
+  - {code: C2, name: New commune, level: commune, parent: P, lat: 21.2, lon: 105.2,
+     valid_from: 2025-07-01}
+  - {code: C3, name: Older commune, level: commune, parent: P, lat: 21.3, lon: 105.3,
+     valid_to: 2010-12-31}
+sites:
+  - {id: s1, name: Core, kind: provincial_core, unit: P, lat: 21.0, lon: 105.0}
+devices:
+  - {id: core, class: netnode, site: s1}
+"""
+
+
+def _load(tmp_path: Path, text: str) -> Topology:
+    path = tmp_path / "merged.yaml"
+    path.write_text(text)
+    return load_scenario(str(path))
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "fragment"),
+    [
+        (  # into itself
+            "valid_to: 2025-06-30, merged_into: C2}",
+            "valid_to: 2025-06-30, merged_into: C1}",
+            5,
+            "merged_into 'C1' is the unit itself",
+        ),
+        (  # into a unit that ended itself, without a successor
+            "valid_to: 2025-06-30, merged_into: C2}",
+            "valid_to: 2025-06-30, merged_into: C3}",
+            5,
+            "merged_into 'C3' is itself abolished (valid_to 2010-12-31); a merger names a unit "
+            "that exists today",
+        ),
+        (  # a chain: C3 into C1, which was merged into C2: point at C2
+            "valid_to: 2010-12-31}",
+            "valid_to: 2010-12-31, merged_into: C1}",
+            9,
+            "merged_into 'C1' is itself abolished (valid_to 2025-06-30); it was merged into "
+            "'C2': point at 'C2'",
+        ),
+        (  # a loop of two
+            "valid_from: 2025-07-01}",
+            "valid_to: 2025-12-31, merged_into: C1}",
+            5,
+            "merged_into 'C2' loops back: C1 -> C2 -> C1",
+        ),
+        (  # a merger says when the unit ended
+            "valid_to: 2025-06-30, merged_into: C2}",
+            "merged_into: C2}",
+            5,
+            "merged_into 'C2' without valid_to: give the last day 'C1' existed",
+        ),
+        (
+            "valid_to: 2025-06-30, merged_into: C2}",
+            "valid_to: 2025-06-30, merged_into: C9}",
+            5,
+            "merged_into 'C9' is not a unit of this scenario",
+        ),
+    ],
+)
+def test_a_merger_names_a_unit_that_exists_today(
+    tmp_path: Path, old: str, new: str, line: int, fragment: str
+) -> None:
+    assert old in MERGERS
+    path = tmp_path / "bad.yaml"
+    path.write_text(MERGERS.replace(old, new, 1))
+    with pytest.raises(TopologyError) as info:
+        load_scenario(str(path))
+    message = str(info.value)
+    assert message.startswith(f"{path}:{line}: units["), message
+    assert fragment in message, message
+
+
+def test_abolished_units_and_the_mapping_onto_today(tmp_path: Path) -> None:
+    topo = _load(tmp_path, MERGERS)
+    assert not topo.units["C1"].abolished(dt.date(2025, 6, 30))  # its last day
+    assert topo.units["C1"].abolished(dt.date(2025, 7, 1))
+    assert not topo.units["C2"].abolished(dt.date(2000, 1, 1))  # not yet valid: not abolished
+    assert topo.current_unit("C1", dt.date(2025, 7, 1)) == "C2"
+    assert topo.current_unit("C3", dt.date(2025, 7, 1)) == "C3"  # ended, no successor
+    assert topo.current_unit("X9") == "X9"  # unknown codes map onto themselves
+    on = dt.date(2026, 1, 1)
+    # C1 was merged into C2: hidden; C3 ended without a successor: still offered
+    assert [u.code for u in topo.unit_list(on=on)] == ["P", "C2", "C3"]
+    assert topo.units["C1"].superseded(on) and not topo.units["C3"].superseded(on)
+    assert [u.code for u in topo.unit_list(include_abolished=True, on=on)] == [
+        "P",
+        "C1",
+        "C2",
+        "C3",
+    ]
+
+
+def test_units_stored_by_an_older_scenario_cannot_loop_the_mapping() -> None:
+    """Units are never deleted from the database, so a loop could meet old rows: the mapping
+    stops instead of spinning (the scenario itself refuses loops)."""
+    topo = Topology(
+        name="x",
+        levels=["commune"],
+        units={
+            code: AdminUnit(code, code, 0, "commune", None, 21.0, 105.0, None, end, into)
+            for code, end, into in [
+                ("A", dt.date(2020, 1, 1), "B"),
+                ("B", dt.date(2020, 1, 1), "A"),
+            ]
+        },
+        sites={},
+        devices={},
+    ).finalize()
+    assert topo.current_unit("A", dt.date(2026, 1, 1)) in {"A", "B"}
+
+
+def test_validity_is_judged_in_vietnam_time() -> None:
+    from zoneinfo import ZoneInfo
+
+    assert today() == dt.datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")).date()

@@ -13,7 +13,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
     return p.dashboard(
         "cameras",
         "Cameras",
-        templates=[p.unit_variable(), p.device_variable("camera")],
+        templates=[*p.unit_variables(), p.device_variable("camera")],
         description=("Camera network per unit (any level): online ratio, stream health, traffic."),
         panels=[
             p.stat(

@@ -119,7 +119,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
     return p.dashboard(
         "feeds",
         "Feeds",
-        templates=[p.unit_variable()],
+        templates=[*p.unit_variables()],
         description="Every registered feed, generated from its declaration (FeedSpec): "
         "throughput, devices by state, devices reporting and its unit rollup.",
         panels=[panel for spec in registry.specs() for panel in feed_panels(spec)],

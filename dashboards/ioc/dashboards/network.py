@@ -13,7 +13,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
     return p.dashboard(
         "network",
         "Network",
-        templates=[p.unit_variable(), p.device_variable("netnode")],
+        templates=[*p.unit_variables(), p.device_variable("netnode")],
         description=("The specialised data network of Party and State agencies."),
         panels=[
             p.stat(

@@ -390,16 +390,41 @@ def sql_variable(
     )
 
 
-UNIT_VARIABLE_SQL = """
+ABOLISHED_VARIABLE = "abolished"
+ABOLISHED_HIDE, ABOLISHED_SHOW = "hide", "show"
+"""The unit picker's toggle: today's units only (the default), or the units abolished in a
+merger too (``valid_to`` before today, Vietnam time; e.g. the districts and provinces of
+before 1 July 2025), to see their history as it was."""
+
+UNIT_VARIABLE_SQL = f"""
 SELECT u.code AS __value,
-       repeat('· ', u.level) || u.name || ' (' || u.level_name || ')' AS __text
-FROM admin_units u ORDER BY u.level, u.code
+       repeat('· ', u.level) || u.name || ' (' || u.level_name
+         || CASE WHEN u.valid_to < unit_today() THEN ', until ' || u.valid_to ELSE '' END
+         || ')' AS __text
+FROM admin_units u
+WHERE u.merged_into IS NULL OR u.valid_to >= unit_today()
+   OR '${ABOLISHED_VARIABLE}' = '{ABOLISHED_SHOW}'
+ORDER BY u.level, u.code
 """
 
 
-def unit_variable() -> g.Template:
-    """Every administrative unit at every level; panels aggregate below the chosen one."""
-    return sql_variable("unit", "Unit", UNIT_VARIABLE_SQL)
+def abolished_variable() -> g.Template:
+    return g.Template(
+        name=ABOLISHED_VARIABLE,
+        label="Abolished units",
+        type="custom",
+        query=f"{ABOLISHED_HIDE},{ABOLISHED_SHOW}",
+        default=ABOLISHED_HIDE,
+        includeAll=False,
+        multi=False,
+    )
+
+
+def unit_variables() -> list[g.Template]:
+    """The unit picker: every administrative unit of today at every level (panels aggregate
+    below the chosen one), and its toggle for the abolished ones (before it: the picker's
+    query reads it)."""
+    return [abolished_variable(), sql_variable("unit", "Unit", UNIT_VARIABLE_SQL)]
 
 
 def device_variable(device_class: str) -> g.Template:

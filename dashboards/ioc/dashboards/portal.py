@@ -58,7 +58,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
     dashboard = p.dashboard(
         "portal",
         "Public-service portal",
-        templates=[p.unit_variable(), period_variable(), p.device_variable(Feed.PORTAL)],
+        templates=[*p.unit_variables(), period_variable(), p.device_variable(Feed.PORTAL)],
         description="One-stop dossiers and online payments per receiving unit, as LGSP "
         "delivers them (late and in batches); KPIs by Vietnam-time day, month and quarter.",
         refresh="1m",

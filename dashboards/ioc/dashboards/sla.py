@@ -43,7 +43,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
         "sla",
         "Availability / SLA",
         templates=[
-            p.unit_variable(),
+            *p.unit_variables(),
             p.sql_variable("sla", "SLA object", SLA_VARIABLE_SQL),
         ],
         refresh="1m",

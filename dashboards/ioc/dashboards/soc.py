@@ -30,7 +30,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
     return p.dashboard(
         "soc",
         "Security operations",
-        templates=[p.unit_variable(), p.device_variable(Feed.SOC)],
+        templates=[*p.unit_variables(), p.device_variable(Feed.SOC)],
         description=(
             "High-level alerts of the provincial SOC (Wazuh, Suricata) on the sites they "
             "concern. The SOC is the system of record; addresses are shown aggregated only."

@@ -13,7 +13,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
     return p.dashboard(
         "telehealth",
         "Telehealth",
-        templates=[p.unit_variable(), p.device_variable("telehealth")],
+        templates=[*p.unit_variables(), p.device_variable("telehealth")],
         description=("Remote consultation from hospitals and commune health stations."),
         panels=[
             p.stat(

@@ -50,7 +50,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
     return p.dashboard(
         "vconf",
         "Video conference",
-        templates=[p.unit_variable(), p.device_variable(Feed.VCONF)],
+        templates=[*p.unit_variables(), p.device_variable(Feed.VCONF)],
         description=(
             "The provincial online meeting system: who has not joined a scheduled meeting and "
             "why, the bridges' load and licences, the points' media quality."

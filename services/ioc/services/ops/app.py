@@ -56,6 +56,7 @@ from ioc.services.ops.models import (
     TokenCreated,
     TokenIn,
     TokenOut,
+    UnitOut,
     When,
 )
 
@@ -406,6 +407,7 @@ def create_app(ctx: OpsContext, *, apply_wait_s: float = APPLY_WAIT_S) -> FastAP
     _token_and_audit_routes(app)
     _maintenance_routes(app)
     _sla_routes(app)
+    _unit_routes(app)
     _oncall_routes(app)
 
     @app.get("/healthz", response_model=Health, tags=["service"])
@@ -772,6 +774,19 @@ def _sla_routes(app: FastAPI) -> None:
             principal, _where(request), "sla.delete", f"sla:{sla_id}", 200
         )
         return await sla.delete_sla(_ctx(request), sla_id, principal.name, recorder)
+
+
+def _unit_routes(app: FastAPI) -> None:
+    from ioc.services.ops.units import list_units
+
+    @app.get(f"{API}/units", response_model=list[UnitOut], tags=["units"])
+    async def units(
+        request: Request, principal: Viewer, include_abolished: bool = False
+    ) -> list[UnitOut]:
+        """The scenario's administrative units the caller sees, top tier first: today's, and
+        with ``include_abolished=true`` also those that ended in a merger (the 2025 reform),
+        each with ``current``, today's unit its history rolls into."""
+        return list_units(_ctx(request).topology, principal, include_abolished)
 
 
 def _oncall_routes(app: FastAPI) -> None:

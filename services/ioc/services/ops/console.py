@@ -514,13 +514,19 @@ _SECURITY_HEADERS: Final = {
 }
 
 
-def _unit_options(topology: Topology, root: str | None) -> list[tuple[str, str]]:
-    """(code, indented name) of every unit, depth first; under ``root`` only if given."""
+def _unit_options(
+    topology: Topology, root: str | None, include_abolished: bool = False
+) -> list[tuple[str, str]]:
+    """(code, indented name) of every unit of today, depth first; under ``root`` only if
+    given; the units abolished in a merger (and what lies below them) too when asked."""
     out: list[tuple[str, str]] = []
 
     def walk(code: str, depth: int) -> None:
         unit = topology.units[code]
-        out.append((code, f"{' ' * 3 * depth}{unit.name} ({code})"))
+        if unit.superseded() and not include_abolished:
+            return
+        until = f", ≤{unit.valid_to}" if unit.abolished() else ""
+        out.append((code, f"{' ' * 3 * depth}{unit.name} ({code}{until})"))
         for child in sorted(topology.children.get(code, []), key=lambda c: topology.units[c].name):
             walk(child, depth + 1)
 
@@ -926,8 +932,11 @@ async def sla_page(request: Request) -> Response:
         return session
     lang = request_lang(request)
     ctx = _ctx(request)
-    units = _unit_options(ctx.topology, session.principal.unit_code)
     unit = request.query_params.get("unit") or ""
+    # an abolished unit's report as it was: on request (?abolished=1), or when one is chosen
+    chosen = ctx.topology.units.get(unit)
+    abolished = request.query_params.get("abolished") == "1" or bool(chosen and chosen.superseded())
+    units = _unit_options(ctx.topology, session.principal.unit_code, abolished)
     period = (request.query_params.get("period") or "").strip()
     report_html: str | None = None
     error: str | None = None

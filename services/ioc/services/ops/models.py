@@ -8,7 +8,7 @@ plain text, never interpreted.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -268,3 +268,19 @@ class ErrorOut(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "degraded"]
     database: bool
+
+
+class UnitOut(BaseModel):
+    """An administrative unit of the scenario, with its validity and today's unit."""
+
+    code: str
+    name: str
+    level: str = Field(description="the tier's name: province, district, commune...")
+    parent: str | None
+    valid_from: date | None = Field(description="first day it exists (Vietnam time)")
+    valid_to: date | None = Field(description="last day it exists; null: still exists")
+    merged_into: str | None = Field(description="the unit it was merged into when it ended")
+    abolished: bool = Field(description="ended before today")
+    current: str = Field(
+        description="today's unit its history rolls into (itself unless merged since)"
+    )
