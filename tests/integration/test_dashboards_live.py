@@ -34,7 +34,7 @@ NODE_DOWN_S = 40
 """The node's cut must outlast its worst-case confirmation, or no site-isolated incident
 opens: its first failed probe, a round for the upstream node's verdict, a round to count the
 cut, ``node_down_confirm_ms`` (10 s), a round to confirm; up to ~27 s (docs/alerting.md,
-page latency budget). A 25 s cut missed it about once in 13 runs."""
+page latency budget). A 25 s cut missed it in 2 of 18 runs after test_console_browser."""
 
 # Panels whose emptiness depends on chance, not on the simulation's guarantees.
 MAY_BE_EMPTY = {
