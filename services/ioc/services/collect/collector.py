@@ -161,6 +161,17 @@ async def run_rounds(
     return overruns
 
 
+class ProtocolCounters:
+    """The request counters every collector keeps for its protocol (``ioc_collector_polls``,
+    ``_requests``, ``_replies``, ``_timeouts``, each labelled ``protocol``)."""
+
+    def __init__(self, protocol: str, registry: CollectorRegistry) -> None:
+        self.polls = counter(m.COLLECT_POLLS, registry).labels(protocol)
+        self.requests = counter(m.COLLECT_REQUESTS, registry).labels(protocol)
+        self.replies = counter(m.COLLECT_REPLIES, registry).labels(protocol)
+        self.timeouts = counter(m.COLLECT_TIMEOUTS, registry).labels(protocol)
+
+
 class Rounds:
     """One kind of round (``netnode.probe``, ``netnode.counters``, ``camera.stream``...) of a
     collector: each round spread over the targets (:func:`spread_round`), timed into
@@ -225,10 +236,7 @@ class Collector:
         self.clock_ms = clock_ms
         self.sequences = sequences or Sequences(clock_ms())
         self.probes = Rounds(PROBE, registry)
-        self._polls = counter(m.COLLECT_POLLS, registry).labels(ICMP)
-        self._requests = counter(m.COLLECT_REQUESTS, registry).labels(ICMP)
-        self._replies = counter(m.COLLECT_REPLIES, registry).labels(ICMP)
-        self._timeouts = counter(m.COLLECT_TIMEOUTS, registry).labels(ICMP)
+        self.counts = ProtocolCounters(ICMP, registry)
         self._messages = counter(m.COLLECT_MESSAGES, registry).labels(PROBE)
         gauge(m.COLLECT_TARGETS, registry).labels(ICMP).set(len(self.addresses))
 
@@ -242,13 +250,13 @@ class Collector:
 
     async def _probe(self, device_id: str, address: str) -> s.NetnodeProbe:
         ts_ms = self.clock_ms()
-        self._polls.inc()
+        self.counts.polls.inc()
         result = await self.engine.ping(address, self.collection.echoes, self.collection.timeout_s)
         message = probe_message(device_id, self.sequences.next(device_id), ts_ms, result)
         self.sink.send(produced(message))
-        self._requests.inc(result.sent)
-        self._replies.inc(result.received)
-        self._timeouts.inc(result.sent - result.received)
+        self.counts.requests.inc(result.sent)
+        self.counts.replies.inc(result.received)
+        self.counts.timeouts.inc(result.sent - result.received)
         self._messages.inc()
         return message
 
@@ -299,10 +307,7 @@ class SnmpCollector:
         the trap receiver's USM needs it for the node's v3 traps."""
         self._engines: dict[str, str] = {}
         self._seen = (0, 0)
-        self._polls = counter(m.COLLECT_POLLS, registry).labels(snmp.SNMP)
-        self._requests = counter(m.COLLECT_REQUESTS, registry).labels(snmp.SNMP)
-        self._replies = counter(m.COLLECT_REPLIES, registry).labels(snmp.SNMP)
-        self._timeouts = counter(m.COLLECT_TIMEOUTS, registry).labels(snmp.SNMP)
+        self.counts = ProtocolCounters(snmp.SNMP, registry)
         self._errors = counter(m.COLLECT_ERRORS, registry)
         self._messages = counter(m.COLLECT_MESSAGES, registry)
         gauge(m.COLLECT_TARGETS, registry).labels(snmp.SNMP).set(len(self.targets))
@@ -317,12 +322,12 @@ class SnmpCollector:
 
     def _count_requests(self) -> None:
         requests, replies = self.poller.requests, self.poller.replies
-        self._requests.inc(requests - self._seen[0])
-        self._replies.inc(replies - self._seen[1])
+        self.counts.requests.inc(requests - self._seen[0])
+        self.counts.replies.inc(replies - self._seen[1])
         self._seen = (requests, replies)
 
     async def _poll(self, target: snmp.SnmpTarget) -> list[s.Message]:
-        self._polls.inc()
+        self.counts.polls.inc()
         try:
             try:
                 sample = await self.poller.poll(target, self.clock_ms)
@@ -335,7 +340,7 @@ class SnmpCollector:
             self._count_requests()
             self._errors.labels(snmp.SNMP, exc.reason).inc()
             if exc.reason == "timeout":
-                self._timeouts.inc()
+                self.counts.timeouts.inc()
             if self._failing.get(target.device_id) != exc.reason:
                 log.warning(
                     "%s (%s:%d): SNMP poll failed: %s",
@@ -415,10 +420,7 @@ class RtspCollector:
         """Each camera's latest sample: its heartbeat's status."""
         self._up_since: dict[str, int] = {}
         self._failing: dict[tuple[str, str], str] = {}
-        self._polls = counter(m.COLLECT_POLLS, registry).labels(rtsp.RTSP)
-        self._requests = counter(m.COLLECT_REQUESTS, registry).labels(rtsp.RTSP)
-        self._replies = counter(m.COLLECT_REPLIES, registry).labels(rtsp.RTSP)
-        self._timeouts = counter(m.COLLECT_TIMEOUTS, registry).labels(rtsp.RTSP)
+        self.counts = ProtocolCounters(rtsp.RTSP, registry)
         self._errors = counter(m.COLLECT_ERRORS, registry)
         self._messages = counter(m.COLLECT_MESSAGES, registry)
         gauge(m.COLLECT_TARGETS, registry).labels(rtsp.RTSP).set(len(self.cameras))
@@ -453,15 +455,15 @@ class RtspCollector:
 
     async def _heartbeat(self, camera: rtsp.Camera) -> s.CameraHeartbeat | None:
         ts_ms = self.clock_ms()
-        self._requests.inc()
+        self.counts.requests.inc()
         status = await self.options(camera, self.collection.timeout_s)
         if status is None:
-            self._timeouts.inc()
+            self.counts.timeouts.inc()
             self._errors.labels(rtsp.RTSP, "unreachable").inc()
             self._up_since.pop(camera.device_id, None)
             self._note(camera, rtsp.HEARTBEAT, "unreachable", "(no RTSP answer to OPTIONS)")
             return None
-        self._replies.inc()
+        self.counts.replies.inc()
         self._note(camera, rtsp.HEARTBEAT, None)
         since = self._up_since.setdefault(camera.device_id, ts_ms)
         message = s.CameraHeartbeat(
@@ -476,7 +478,7 @@ class RtspCollector:
         return message
 
     async def _sample(self, camera: rtsp.Camera) -> s.CameraStream | None:
-        self._polls.inc()
+        self.counts.polls.inc()
         try:
             sample = await self.sampler.sample(camera)
         except Exception as exc:  # a bug or a system surprise: one camera, one round
@@ -486,7 +488,7 @@ class RtspCollector:
         if not sample.ok:
             self._errors.labels(rtsp.RTSP, sample.reason).inc()
             if sample.reason == "timeout":
-                self._timeouts.inc()
+                self.counts.timeouts.inc()
             self._note(camera, rtsp.STREAM, sample.reason, sample.detail)
             return None
         self._note(camera, rtsp.STREAM, None)

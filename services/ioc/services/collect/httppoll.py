@@ -44,7 +44,13 @@ from ioc.contract.feeds import Collection, Feed
 from ioc.contract.topology import Topology
 from ioc.errors import IocError
 from ioc.observability import counter
-from ioc.services.collect.collector import Rounds, produced, spread_s, wall_clock_ms
+from ioc.services.collect.collector import (
+    ProtocolCounters,
+    Rounds,
+    produced,
+    spread_s,
+    wall_clock_ms,
+)
 from ioc.services.collect.profiles import load_profiles as load_toml_profiles
 from ioc.services.collect.targets import TargetError, host_of, shard_of
 from ioc.sinks import Sink
@@ -334,10 +340,7 @@ class HttpCollector:
         self.polls = Rounds(self.kind, registry)
         self.failing: dict[str, str] = {}
         """Device id -> the reason its last poll failed (logged on a change only)."""
-        self._polls = counter(m.COLLECT_POLLS, registry).labels(HTTP)
-        self._requests = counter(m.COLLECT_REQUESTS, registry).labels(HTTP)
-        self._replies = counter(m.COLLECT_REPLIES, registry).labels(HTTP)
-        self._timeouts = counter(m.COLLECT_TIMEOUTS, registry).labels(HTTP)
+        self.counts = ProtocolCounters(HTTP, registry)
         self._errors = counter(m.COLLECT_ERRORS, registry)
         self._messages = counter(m.COLLECT_MESSAGES, registry)
 
@@ -350,16 +353,16 @@ class HttpCollector:
         return self.polls.overruns
 
     async def _poll(self, target: HttpTarget) -> list[s.Message]:
-        self._polls.inc()
-        self._requests.inc()  # one GET per poll
+        self.counts.polls.inc()
+        self.counts.requests.inc()  # one GET per poll
         try:
             body = await self.fetcher.get(target, self.collection.timeout_s)
         except PollFailed as exc:
             if exc.replied:
-                self._replies.inc()
+                self.counts.replies.inc()
             self._failed(target, exc)
             return []
-        self._replies.inc()
+        self.counts.replies.inc()
         try:
             messages = self.mapper.messages(target, body)
         except AdapterError as exc:
@@ -375,7 +378,7 @@ class HttpCollector:
     def _failed(self, target: HttpTarget, exc: PollFailed) -> None:
         self._errors.labels(HTTP, exc.reason).inc()
         if exc.reason == "timeout":
-            self._timeouts.inc()
+            self.counts.timeouts.inc()
         if self.failing.get(target.device_id) != exc.reason:
             log.warning("%s (%s): HTTP poll failed: %s", target.device_id, target.url, exc)
         self.failing[target.device_id] = exc.reason
