@@ -26,6 +26,7 @@ from ioc.db import connect
 from ioc.deploy.local.stack import Stack
 from ioc.kafka_clients import aiokafka_common
 from ioc.simulators.run import SimConfig, run_simulation
+from tests.support.kafka import device_events
 from tests.support.processes import Worker
 from tests.support.wait import wait_for
 
@@ -100,24 +101,19 @@ async def device_events_read(settings: Settings) -> dict[str, object]:
     await admin.start()
     try:
         committed = await admin.list_consumer_group_offsets(settings.topic(STREAMS_APP_ID))
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)
-        node: list[str] = []
-        for tp in tps:
-            while await consumer.position(tp) < end[tp]:
-                for record in (await consumer.getmany(tp, timeout_ms=10_000)).get(tp, []):
-                    event = ev.decode_device_event(record.value or b"")
-                    if isinstance(event, ev.DeviceTransition) and event.device_id == NODE:
-                        node.append(f"{event.id}:{event.prev}->{event.new}")
-        return {
-            "end": [end[tp] for tp in tps],
-            "committed": [committed[tp].offset if tp in committed else None for tp in tps],
-            NODE: node,
-        }
     finally:
         await consumer.stop()
         await admin.close()
+    return {
+        "end": [end[tp] for tp in tps],
+        "committed": [committed[tp].offset if tp in committed else None for tp in tps],
+        NODE: [
+            f"{e.id}:{e.prev}->{e.new}"
+            for e in await device_events(settings)
+            if isinstance(e, ev.DeviceTransition) and e.device_id == NODE
+        ],
+    }
 
 
 def test_every_panel_query_returns_data(namespace: Settings, tmp_path: Path) -> None:

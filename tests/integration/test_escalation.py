@@ -15,13 +15,13 @@ from typing import Any
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from ioc.bootstrap import bootstrap
 from ioc.config import Settings
 from ioc.contract import events as ev
 from ioc.contract import tables as t
-from ioc.contract.topics import DEVICE_EVENTS, INCIDENT_EVENTS
+from ioc.contract.topics import INCIDENT_EVENTS
 from ioc.contract.topology import Topology
 from ioc.kafka_clients import aiokafka_common
 from ioc.services.channels import Contact, Delivery, Dispatcher, Page
@@ -31,6 +31,7 @@ from ioc.services.ops.escalation import ALERTNAME, Escalator
 from ioc.services.ops.oncall import parse_roster
 from ioc.streams.incidents import IncidentAgent
 from ioc.streams.writer import open_pool
+from tests.support.kafka import device_events
 
 ROSTER = """
 people:
@@ -131,27 +132,11 @@ async def open_incident(
 
 async def escalate_commands(settings: Settings) -> list[ev.IncidentCommand]:
     """The ``escalate`` commands on the device-events topic, from its beginning."""
-    topic = settings.topic(DEVICE_EVENTS.name)
-    consumer = AIOKafkaConsumer(
-        **aiokafka_common(settings), group_id=None, enable_auto_commit=False
-    )
-    await consumer.start()
-    out: list[ev.IncidentCommand] = []
-    try:
-        tps = [TopicPartition(topic, p) for p in range(DEVICE_EVENTS.partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        for tp in tps:
-            while await consumer.position(tp) < end[tp]:
-                batch = await consumer.getmany(tp, timeout_ms=10_000)
-                for record in batch.get(tp, []):
-                    event = ev.decode_device_event(record.value or b"")
-                    if isinstance(event, ev.IncidentCommand) and event.action == "escalate":
-                        out.append(event)
-    finally:
-        await consumer.stop()
-    return out
+    return [
+        e
+        for e in await device_events(settings)
+        if isinstance(e, ev.IncidentCommand) and e.action == "escalate"
+    ]
 
 
 async def test_an_ignored_critical_incident_escalates_once_per_level(world: World) -> None:

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from collections import Counter
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
 from ioc.config import Settings
 from ioc.contract import deadletter as dl
+from ioc.contract import events as ev
+from ioc.contract.topics import DEVICE_EVENTS
+from ioc.kafka_clients import aiokafka_common
 from ioc.streams.deadletter_cli import read_dead_letters
 
 
@@ -23,3 +28,26 @@ async def dlq_by_source(settings: Settings) -> dict[str, dl.DeadLetter]:
 async def dlq_count(settings: Settings) -> Counter[str]:
     """Dead letters by reason, one per source message."""
     return Counter(letter.reason for letter in (await dlq_by_source(settings)).values())
+
+
+async def device_events(settings: Settings) -> list[ev.DeviceEvent]:
+    """Every event on the namespace's device-events topic (transitions and operators'
+    commands) up to its end offsets when called, partition by partition."""
+    topic = settings.topic(DEVICE_EVENTS.name)
+    consumer = AIOKafkaConsumer(
+        **aiokafka_common(settings), group_id=None, enable_auto_commit=False
+    )
+    await consumer.start()
+    out: list[ev.DeviceEvent] = []
+    try:
+        tps = [TopicPartition(topic, p) for p in range(DEVICE_EVENTS.partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        for tp in tps:
+            while await consumer.position(tp) < end[tp]:
+                batch = await consumer.getmany(tp, timeout_ms=10_000)
+                out += [ev.decode_device_event(r.value or b"") for r in batch.get(tp, [])]
+    finally:
+        await consumer.stop()
+    return out
