@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -137,6 +138,66 @@ def process_figures(pid: int, db_port: int) -> tuple[float, int, int] | None:
         return rss, fds, db
     except psutil.Error:
         return None
+
+
+CPU_GROUPS = ("workers", "simulator", "kafka", "postgres")
+
+
+class CpuMeter:
+    """Where the 2 cores go, per sample interval: the workers (and their children), this
+    process (the simulator's thread and the harness), Kafka (every broker JVM) and PostgreSQL
+    (every backend), as cores busy; ``machine`` is the whole machine's busy cores. When the
+    asked rate is not reached, this says who took the CPU."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self.psutil = psutil
+        self.prev: dict[int, float] = {}
+        self.prev_t = time.monotonic()
+        self.prev_machine = self._machine_busy()
+
+    def _machine_busy(self) -> float:
+        t = self.psutil.cpu_times()
+        return float(
+            t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+        )
+
+    def _group_of(self, proc: Any, workers: set[int]) -> str | None:
+        if proc.pid in workers:
+            return "workers"
+        if proc.pid == os.getpid():
+            return "simulator"
+        name = proc.info.get("name") or ""
+        if name.startswith("postgres"):
+            return "postgres"
+        if name == "java" and "kafka.Kafka" in " ".join(proc.info.get("cmdline") or []):
+            return "kafka"
+        return None
+
+    def sample(self, worker_pids: list[int]) -> dict[str, float]:
+        psutil = self.psutil
+        workers: set[int] = set(worker_pids)
+        for pid in worker_pids:
+            with contextlib.suppress(psutil.Error):
+                workers.update(c.pid for c in psutil.Process(pid).children(recursive=True))
+        now: dict[int, float] = {}
+        used = dict.fromkeys(CPU_GROUPS, 0.0)
+        for proc in psutil.process_iter(["name", "cmdline", "cpu_times"]):
+            group = self._group_of(proc, workers)
+            times = proc.info.get("cpu_times")
+            if group is None or times is None:
+                continue
+            total = float(times.user + times.system)
+            now[proc.pid] = total
+            # a process first seen after the first sample started since: all its CPU is new
+            used[group] += total - self.prev.get(proc.pid, 0.0 if self.prev else total)
+        t, machine_busy = time.monotonic(), self._machine_busy()
+        span = max(t - self.prev_t, 1e-3)
+        cores = {k: round(max(v, 0.0) / span, 3) for k, v in used.items()}
+        cores["machine"] = round((machine_busy - self.prev_machine) / span, 3)
+        self.prev, self.prev_t, self.prev_machine = now, t, machine_busy
+        return cores
 
 
 class KafkaLag:
@@ -363,6 +424,7 @@ def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
             tracked.proc.wait_serving()
         time.sleep(10)  # join the group before load starts
         lag_monitor = KafkaLag(settings)
+        cpu_meter = CpuMeter()
         result: dict[str, Summary] = {}
         config = SimConfig(
             scenario=SCENARIO,
@@ -392,7 +454,7 @@ def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
         drained_at: float | None = None
         while True:
             t = pool.t0()
-            sample = take_sample(t, pool, settings, lag_monitor)
+            sample = take_sample(t, pool, settings, lag_monitor, cpu_meter)
             samples.append(sample)
             if t - last_note >= 30:
                 last_note = t
@@ -446,7 +508,9 @@ def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
     }
 
 
-def take_sample(t: float, pool: Pool, settings: Settings, lag: KafkaLag) -> dict[str, Any]:
+def take_sample(
+    t: float, pool: Pool, settings: Settings, lag: KafkaLag, cpu: CpuMeter
+) -> dict[str, Any]:
     alive = pool.alive()
     rss = fds = socks = 0
     worker_lag = 0.0
@@ -475,6 +539,7 @@ def take_sample(t: float, pool: Pool, settings: Settings, lag: KafkaLag) -> dict
         "fds": fds,
         "db_sockets": socks,
         "db_conns": db_worker_connections(settings),
+        "cpu": cpu.sample([tracked.proc.pid for tracked in alive]),
     }
 
 
@@ -596,7 +661,17 @@ def judge(soak: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     verdicts["pass"] = all(
         verdicts[k] for k in ("rss_ok", "fd_ok", "db_conn_ok", "lag_flat", "reconciled")
     )
+
+    def cpu_in(lo: float, hi: float) -> dict[str, float | None]:
+        picked = [s["cpu"] for s in samples if lo <= s["t"] < hi and s.get("cpu")]
+        return {k: median_of([c[k] for c in picked]) for k in (*CPU_GROUPS, "machine")}
+
     return {
+        "cpu_cores": {
+            "baseline": cpu_in(*base),
+            "final": cpu_in(*final),
+            "whole": cpu_in(args.warmup, prod_end),
+        },
         "baseline_window": list(base),
         "rss_baseline_window": [round(rss_base[0], 1), round(rss_base[1], 1)],
         "rss_baseline_settled": settled,
@@ -654,6 +729,14 @@ def report(result: dict[str, Any]) -> None:
             f"{w['fault']:>9} {w['at']:>6.0f} {w['fault_s']:>6.0f} {lag_max:>9} "
             f"{w['recovered_after_s']!s:>7} {lag_end:>8} {'yes' if w['flat'] else 'NO'}"
         )
+    cpu = result.get("cpu_cores") or {}
+    for label, key in (("before faults", "baseline"), ("last window", "final"), ("whole", "whole")):
+        figures = cpu.get(key) or {}
+        if any(v is not None for v in figures.values()):
+            print(
+                f"CPU cores busy, median, {label}: "
+                + ", ".join(f"{k} {v:.2f}" for k, v in figures.items() if v is not None)
+            )
     rb = result["rss_baseline_window"]
     print(
         f"\nRSS baseline {rb[0]:.0f}-{rb[1]:.0f} s ("
@@ -708,8 +791,11 @@ def plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     samples = result["samples"]
-    fig, axes = plt.subplots(4, 1, figsize=(12, 12), sharex=True)
-    rate_ax, lag_ax, rss_ax, fd_ax = axes
+    with_cpu = any(s.get("cpu") for s in samples)
+    fig, axes = plt.subplots(
+        5 if with_cpu else 4, 1, figsize=(12, 15 if with_cpu else 12), sharex=True
+    )
+    rate_ax, lag_ax, rss_ax, fd_ax = axes[:4]
     ts = [s["t"] for s in samples]
     produced = [
         (b["t"], (b["end_offsets"] - a["end_offsets"]) / (b["t"] - a["t"]))
@@ -747,7 +833,24 @@ def plot(result: dict[str, Any], path: Path) -> None:
     rss_ax.set_ylabel("worker RSS (MiB)")
     fd_ax.plot(ts, [s["db_conns"] for s in samples], "k", lw=0.8, label="db connections (server)")
     fd_ax.set_ylabel("open fds / connections")
-    fd_ax.set_xlabel("seconds since load start")
+    if with_cpu:
+        cpu_ax = axes[4]
+        timed = [s for s in samples if s.get("cpu")]
+        cpu_ax.stackplot(
+            [s["t"] for s in timed],
+            *[[s["cpu"][k] for s in timed] for k in CPU_GROUPS],
+            labels=list(CPU_GROUPS),
+            alpha=0.7,
+        )
+        cpu_ax.plot(
+            [s["t"] for s in timed],
+            [s["cpu"]["machine"] for s in timed],
+            "k",
+            lw=0.6,
+            label="machine",
+        )
+        cpu_ax.set_ylabel("cores busy")
+    axes[-1].set_xlabel("seconds since load start")
     for ax in axes:
         for f in result["faults"]:
             ax.axvspan(f["at"], f.get("done_at", f["at"]), color="orange", alpha=0.3)
