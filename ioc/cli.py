@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from ioc.config import Settings, load_settings
@@ -147,14 +148,14 @@ def cmd_scenario_export(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_scenario_generate(args: argparse.Namespace, settings: Settings) -> int:
     # The top-level CLI may reach the simulators; the contract and the workers never do.
-    from ioc.contract.topology import load_yaml, parse_topology
-    from ioc.simulators.province import materialise
+    from ioc.contract.topology import load_document, parse_topology
+    from ioc.simulators.province import materialise, write_scenario
 
-    text = materialise(args.spec)
+    fmt = "json" if args.out and args.out.endswith((".json", ".json.gz")) else "yaml"
+    text = materialise(args.spec, fmt)
     if args.out:
-        with open(args.out, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        topo = parse_topology(load_yaml(text, args.out), args.out)
+        write_scenario(text, Path(args.out))
+        topo = parse_topology(load_document(text, args.out), args.out)
         print(f"wrote {args.out}: {topo.counts()}", file=sys.stderr)
     else:
         print(text, end="")
@@ -272,7 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
         "explicit scenario",
     )
     p.add_argument("spec", help="built-in generator spec name or a spec YAML file (generate:)")
-    p.add_argument("--out", help="file (default stdout)")
+    p.add_argument(
+        "--out", help="file (default stdout); FILE.json or FILE.json.gz writes JSON (gzipped)"
+    )
     p.set_defaults(handler=cmd_scenario_generate)
     from ioc.inventory.cli import add_inventory_commands
 

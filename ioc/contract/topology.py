@@ -21,6 +21,10 @@ generator, so the workers depend on data, not on the simulators. A generator spe
 a ``generate:`` section) is not a topology: loading one says how to materialise it. Errors name
 the file, the line and the problem (:class:`TopologyError`).
 
+A scenario too large for YAML to load quickly (``national``: 34 provinces, ~100,000
+devices) is the same document as JSON, one unit, site or device per line, gzipped
+(``NAME.json.gz``): libyaml takes about a minute over it, ``json`` under a second.
+
 ``valid_from``/``valid_to`` and ``merged_into`` let history recorded against old units be
 re-mapped onto today's (:meth:`Topology.current_unit`).
 """
@@ -28,6 +32,8 @@ re-mapped onto today's (:meth:`Topology.current_unit`).
 from __future__ import annotations
 
 import datetime as dt
+import gzip
+import json
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -170,8 +176,13 @@ class Topology:
 
     def top_units(self) -> list[str]:
         """The top-level units (the province; several in a national scenario): the shards
-        of per-province singleton work."""
-        return sorted(code for code, unit in self.units.items() if unit.parent is None)
+        of per-province singleton work. A province merged into another is not one: its
+        history belongs to its successor and it has no devices."""
+        return sorted(
+            code
+            for code, unit in self.units.items()
+            if unit.parent is None and unit.merged_into is None
+        )
 
     def devices_of(self, device_class: str) -> list[Device]:
         return [d for d in self.devices.values() if d.device_class == device_class]
@@ -435,7 +446,10 @@ def parse_topology(doc: Any, source: str) -> Topology:
             f"with `ioc scenario generate {source} --out FILE` and use FILE"
         )
     top = _Reader(source, doc, "scenario")
-    top.unknown({"scenario", "description", "seed", "levels", "units", "sites", "devices"})
+    # "generated": where a JSON scenario came from (JSON has no comments for the header)
+    top.unknown(
+        {"scenario", "description", "seed", "levels", "units", "sites", "devices", "generated"}
+    )
     name = top.text("scenario")
     levels: list[str] = doc.get("levels")  # type: ignore[assignment]  # checked below
     if (
@@ -592,13 +606,17 @@ def parse_topology(doc: Any, source: str) -> Topology:
 
 
 def builtin_scenarios() -> dict[str, str]:
-    """Built-in scenario name -> its YAML text."""
+    """Built-in scenario name -> its text (YAML, or JSON for ``NAME.json.gz``)."""
     folder = resources.files("ioc.contract").joinpath("scenarios")
-    return {
-        entry.name.removesuffix(".yaml"): entry.read_text(encoding="utf-8")
-        for entry in folder.iterdir()
-        if entry.name.endswith(".yaml")
-    }
+    found: dict[str, str] = {}
+    for entry in folder.iterdir():
+        if entry.name.endswith(".yaml"):
+            found[entry.name.removesuffix(".yaml")] = entry.read_text(encoding="utf-8")
+        elif entry.name.endswith(".json.gz"):
+            found[entry.name.removesuffix(".json.gz")] = gzip.decompress(entry.read_bytes()).decode(
+                "utf-8"
+            )
+    return found
 
 
 def load_yaml(text: str, source: str) -> Any:
@@ -612,12 +630,24 @@ def load_yaml(text: str, source: str) -> Any:
         raise TopologyError(f"{source}: invalid YAML: {exc}") from None
 
 
+def load_document(text: str, source: str) -> Any:
+    """A scenario's text as a document: JSON when it is a JSON object (the large generated
+    scenarios), YAML otherwise (with line numbers for errors)."""
+    if text.lstrip().startswith("{"):
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            line = getattr(exc, "lineno", 0)
+            raise TopologyError(f"{source}:{line}: invalid JSON: {exc}") from None
+    return load_yaml(text, source)
+
+
 def load_scenario(name_or_path: str) -> Topology:
-    """A built-in scenario by name, or a scenario YAML file by path."""
+    """A built-in scenario by name, or a scenario file (YAML, JSON, ``.gz``) by path."""
     builtins = builtin_scenarios()
     if name_or_path in builtins:
         source = f"<built-in scenario {name_or_path}>"
-        return parse_topology(load_yaml(builtins[name_or_path], source), source)
+        return parse_topology(load_document(builtins[name_or_path], source), source)
     path = Path(name_or_path)
     if not path.exists():
         raise TopologyError(
@@ -625,7 +655,8 @@ def load_scenario(name_or_path: str) -> Topology:
             "nor an existing file"
         )
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        raw = path.read_bytes()
+        text = (gzip.decompress(raw) if path.suffix == ".gz" else raw).decode("utf-8")
+    except (OSError, UnicodeDecodeError, EOFError, gzip.BadGzipFile) as exc:
         raise TopologyError(f"{path}: cannot read: {exc}") from None
-    return parse_topology(load_yaml(text, str(path)), str(path))
+    return parse_topology(load_document(text, str(path)), str(path))

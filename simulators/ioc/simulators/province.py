@@ -20,6 +20,9 @@ district / province for hospitals). A node outage therefore explains everything 
 
 from __future__ import annotations
 
+import datetime as dt
+import gzip
+import json
 import math
 import random
 from importlib import resources
@@ -182,6 +185,8 @@ def generate(doc: dict[str, Any], source: str) -> dict[str, Any]:
     spec = doc["generate"]
     if not isinstance(spec, dict):
         raise GenerateError(f"{source}: 'generate' must be a mapping")
+    if "national" in spec:
+        return _generate_national(doc, spec["national"], source)
     seed = doc.get("seed", 0)
     rng = random.Random(seed)
     b = _Builder(rng)
@@ -271,7 +276,8 @@ def generate(doc: dict[str, Any], source: str) -> dict[str, Any]:
                 "communes": _need(spec, "communes", source, int),
                 "cameras": int(spec.get("cameras", 0)),
                 "agencies": 0,
-                "radius_deg": 0.35,
+                "radius_deg": float(spec.get("radius_deg", 0.35)),
+                "spread_cameras": bool(spec.get("spread_cameras", False)),
             }
         ]
     )
@@ -415,8 +421,9 @@ def generate(doc: dict[str, Any], source: str) -> dict[str, Any]:
         # Cameras: half at the district town (first commune), the rest at junctions and
         # town centres of other communes; urban districts spread over every ward.
         n_cams = int(dist.get("cameras", 0))
+        spread = urban or bool(dist.get("spread_cameras", False))
         for k in range(n_cams):
-            if urban or k % 2 == 1:
+            if spread or k % 2 == 1:
                 node, c_code, clat, clon = rng.choice(district_communes)
             else:
                 node, c_code, clat, clon = district_communes[0]
@@ -500,6 +507,86 @@ def generate(doc: dict[str, Any], source: str) -> dict[str, Any]:
     }
 
 
+def _generate_national(doc: dict[str, Any], nat: Any, source: str) -> dict[str, Any]:
+    """Many provinces in one scenario: each province is a two-tier province generated as
+    above (its own seed), and every pre-reform province merged into it stays as an abolished
+    unit (``old-NN``, ``valid_to`` the day before the reform, ``merged_into`` today's)."""
+    if not isinstance(nat, dict):
+        raise GenerateError(f"{source}: generate: 'national' must be a mapping")
+    seed = doc.get("seed", 0)
+    per: dict[str, Any] = nat.get("per_province") or {}
+    provinces = _need(nat, "provinces", source, list)
+    valid_from = str(_need(nat, "valid_from", source, (str, dt.date)))
+    existed_from = nat.get("existed_from")
+    try:
+        reform = dt.date.fromisoformat(valid_from)
+    except ValueError:
+        raise GenerateError(f"{source}: generate: national.valid_from {valid_from!r}") from None
+    ended = (reform - dt.timedelta(days=1)).isoformat()
+    before = {"valid_from": str(existed_from)} if existed_from else {}
+    telehealth = per.get("telehealth") or {}
+    soc_spec = dict(per.get("soc") or {})
+    soc_share = float(soc_spec.pop("commune_share", 0.0))
+    out: dict[str, list[dict[str, Any]]] = {"units": [], "sites": [], "devices": []}
+    codes: set[str] = set()
+    for i, prov in enumerate(provinces):
+        where = f"{source}: generate: national.provinces[{i}]"
+        if not isinstance(prov, dict):
+            raise GenerateError(f"{where}: must be a mapping")
+        code = str(_need(prov, "code", where, (str, int)))
+        if code in codes:
+            raise GenerateError(f"{where}: duplicate province code {code!r}")
+        codes.add(code)
+        communes = int(_need(prov, "communes", where, int))
+        spec = {
+            "levels": ["province", "commune"],
+            "valid_from": valid_from,
+            "province": {k: prov[k] for k in ("code", "name", "lat", "lon")},
+            "communes": communes,
+            "cameras": round(
+                float(prov.get("population_m", 0)) * per.get("cameras_per_million", 0)
+            ),
+            "spread_cameras": True,
+            "radius_deg": per.get("radius_deg", 0.35),
+            "network": per.get("network") or {},
+            "vconf": per.get("vconf"),
+            "soc": {**soc_spec, "communes": round(communes * soc_share)} if soc_spec else None,
+            "portal": per.get("portal"),
+            "telehealth": {
+                "provincial_hospital_stations": telehealth.get("provincial_hospital_stations", 0),
+                "commune_pilot_stations": round(
+                    communes * float(telehealth.get("commune_pilot_share", 0.0))
+                ),
+            },
+        }
+        one = generate({"seed": seed * 100 + i, "generate": spec}, where)
+        merged = prov.get("merged_from") or []
+        if not merged and before:
+            one["units"][0] |= before  # not merged: the same province since before the reform
+        for key in out:
+            out[key] += one[key]
+        for old in merged:
+            out["units"].append(
+                {
+                    "code": f"old-{old['code']}",
+                    "name": old["name"],
+                    "level": "province",
+                    "lat": old["lat"],
+                    "lon": old["lon"],
+                    **before,
+                    "valid_to": ended,
+                    "merged_into": code,
+                }
+            )
+    return {
+        "scenario": doc.get("scenario"),
+        "description": doc.get("description", ""),
+        "seed": seed,
+        "levels": ["province", "commune"],
+        **out,
+    }
+
+
 # --- generator specs and the explicit files they materialise into ---
 
 
@@ -543,8 +630,9 @@ def _flow(item: Any) -> str:
     return text.strip()
 
 
-def materialise(name_or_path: str) -> str:
-    """The explicit scenario YAML generated from a spec (a built-in name or a file).
+def materialise(name_or_path: str, fmt: str = "yaml") -> str:
+    """The explicit scenario generated from a spec (a built-in name or a file), as YAML or,
+    for the large ones, JSON (``fmt="json"``, loaded in a second where YAML takes a minute).
 
     The result is validated (it parses as a topology) and byte-for-byte reproducible: a
     header, the spec's own leading comments, then one line per unit, site and device.
@@ -567,9 +655,44 @@ def materialise(name_or_path: str) -> str:
         *(["#", *comments] if comments else []),
     ]
     top = {key: generated[key] for key in ("scenario", "description", "seed")}
+    if fmt == "json":
+        return _as_json(header, top, generated)
     body = yaml.safe_dump(top, allow_unicode=True, sort_keys=False, width=1 << 30)
     lines = [*header, body.rstrip("\n"), f"levels: {_flow(generated['levels'])}"]
     for key in ("units", "sites", "devices"):
         lines.append(f"{key}:")
         lines.extend(f"  - {_flow(item)}" for item in generated[key])
     return "\n".join(lines) + "\n"
+
+
+def _as_json(header: list[str], top: dict[str, Any], generated: dict[str, Any]) -> str:
+    """The JSON form: the header as ``generated`` (JSON has no comments), one item a line."""
+
+    def one(item: Any) -> str:
+        return json.dumps(item, ensure_ascii=False, separators=(",", ":"))
+
+    head = {"generated": [line.removeprefix("#").strip() for line in header], **top}
+    lines = ["{" + one(head)[1:-1] + ",", f'"levels":{one(generated["levels"])},']
+    keys = ("units", "sites", "devices")
+    for n, key in enumerate(keys):
+        items = generated[key]
+        lines.append(f'"{key}":[')
+        lines.extend(
+            one(item) + ("," if i < len(items) - 1 else "") for i, item in enumerate(items)
+        )
+        lines.append("]" + ("," if n < len(keys) - 1 else "}"))
+    return "\n".join(lines) + "\n"
+
+
+def write_scenario(text: str, out: Path) -> None:
+    """Write a materialised scenario; ``*.gz`` gzipped reproducibly (no name, no time in the
+    header), so a regenerated file only differs when its content does."""
+    data = text.encode("utf-8")
+    if out.suffix == ".gz":
+        with (
+            out.open("wb") as raw,
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
+        ):
+            gz.write(data)
+    else:
+        out.write_bytes(data)
