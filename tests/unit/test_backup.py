@@ -11,6 +11,7 @@ import pytest
 from ioc.cli import build_parser
 from ioc.deploy.local.backup import (
     ARCHIVE_SCRIPT,
+    BASE_BACKUPS,
     WAL_ARCHIVE,
     archive_options,
     cmd_backup,
@@ -40,7 +41,12 @@ def test_archive_script_copies_once_and_refuses_a_different_copy(tmp_path: Path)
     archive = tmp_path / "wal"
     archive.mkdir()
     script = tmp_path / "archive-wal"
-    script.write_text(text.replace(f"dir={WAL_ARCHIVE}", f"dir={archive}"))
+    (tmp_path / "base" / "20261127T000000Z").mkdir(parents=True)  # a base backup exists
+    script.write_text(
+        text.replace(f"dir={WAL_ARCHIVE}", f"dir={archive}").replace(
+            f"base={BASE_BACKUPS}", f"base={tmp_path / 'base'}"
+        )
+    )
     segment = tmp_path / "000000010000000000000001"
     segment.write_bytes(b"x" * 1000)
 
@@ -53,6 +59,41 @@ def test_archive_script_copies_once_and_refuses_a_different_copy(tmp_path: Path)
     segment.write_bytes(b"y" * 1000)
     assert run() != 0  # a different segment under the same name is never overwritten
     assert not list(archive.glob(".*.tmp"))
+
+
+def test_without_a_base_backup_the_archive_keeps_only_the_newest_segment(
+    tmp_path: Path,
+) -> None:
+    """Nothing can replay WAL older than the oldest base backup: with none (nor one being
+    taken) the archive would only fill the disk (60 GB in an hour of soak)."""
+    prepare_archive(tmp_path, os.getuid(), os.getgid())
+    text = (tmp_path / ARCHIVE_SCRIPT.lstrip("/")).read_text()
+    archive, base = tmp_path / "wal", tmp_path / "base"
+    archive.mkdir()
+    base.mkdir()
+    script = tmp_path / "archive-wal"
+    script.write_text(
+        text.replace(f"dir={WAL_ARCHIVE}", f"dir={archive}").replace(
+            f"base={BASE_BACKUPS}", f"base={base}"
+        )
+    )
+    (archive / "00000002.history").write_text("1\t0/3000000\tbefore a promotion\n")
+
+    def archive_segment(n: int) -> None:
+        segment = tmp_path / f"0000000100000000000000{n:02X}"
+        segment.write_bytes(bytes([n]) * 100)
+        assert subprocess.run(["sh", str(script), str(segment), segment.name]).returncode == 0
+
+    archive_segment(1)
+    archive_segment(2)
+    assert sorted(p.name for p in archive.iterdir()) == [
+        "000000010000000000000002",
+        "00000002.history",
+    ]
+    (base / "20261127T000000Z.partial").mkdir()  # a backup being taken: keep everything
+    archive_segment(3)
+    archive_segment(4)
+    assert len([p for p in archive.iterdir() if not p.name.endswith(".history")]) == 3
 
 
 @pytest.mark.parametrize(

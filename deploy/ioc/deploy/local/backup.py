@@ -51,6 +51,7 @@ set -eu
 src="$1"
 name="$2"
 dir={WAL_ARCHIVE}
+base={BASE_BACKUPS}
 if [ -f "$dir/$name" ]; then
     # archived before a crash lost PostgreSQL's .done marker: fine if identical
     exec cmp -s "$src" "$dir/$name"
@@ -59,6 +60,13 @@ cp "$src" "$dir/.$name.tmp"
 sync "$dir/.$name.tmp"
 mv "$dir/.$name.tmp" "$dir/$name"
 sync "$dir"
+# A restore starts from a base backup and replays WAL from its start on: with no base backup
+# (nor one being taken), no archived segment can ever be replayed. Keep only this one (and
+# the timeline histories), so a stack nobody backs up does not fill its disk: a one-hour
+# soak at 20,000 events/s archived 60 GB. With base backups, `ioc db backup --keep N` prunes.
+if [ -z "$(ls -A "$base")" ]; then
+    find "$dir" -maxdepth 1 -type f ! -name "$name" ! -name '*.history' ! -name '.*' -delete
+fi
 """
 
 _STAMP = re.compile(r"^\d{8}T\d{6}Z$")
