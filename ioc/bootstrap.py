@@ -26,9 +26,11 @@ class NotBootstrapped(IocError):
 
 
 async def bootstrap(settings: Settings, scenario: str) -> Topology:
-    """Migrations, topics and the scenario's topology in the database (all idempotent)."""
+    """Migrations, topics, the scenario's topology in the database and a viewer role per
+    province (all idempotent)."""
     from ioc.db import connect
     from ioc.db.migrate import migrate
+    from ioc.db.provinces import ensure_province_viewers
     from ioc.db.topology import store_topology
     from ioc.kafka import ensure_acls, ensure_topics
 
@@ -40,6 +42,7 @@ async def bootstrap(settings: Settings, scenario: str) -> Topology:
     try:
         await conn.execute(f"SET search_path TO {settings.db_schema}, public")
         await store_topology(conn, topology)
+        await ensure_province_viewers(conn, settings.db_schema, topology)
     finally:
         await conn.close()
     return topology
@@ -129,11 +132,13 @@ def _check_private(settings: Settings, what: str) -> None:
 async def drop_schema(settings: Settings) -> None:
     """Drop a private namespace's database schema (tests, benchmarks), with all its data."""
     from ioc.db import connect
+    from ioc.db.provinces import view_schema
 
     _check_private(settings, f"schema {settings.db_schema}")
     conn = await connect(settings.admin_dsn())
     try:
         await conn.execute(f"DROP SCHEMA IF EXISTS {settings.db_schema} CASCADE")
+        await conn.execute(f"DROP SCHEMA IF EXISTS {view_schema(settings.db_schema)} CASCADE")
     finally:
         await conn.close()
 

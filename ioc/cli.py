@@ -102,6 +102,27 @@ def cmd_db_compose_init(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_db_viewer_password(args: argparse.Namespace, settings: Settings) -> int:
+    """A new password for a province's viewer role, printed once (Grafana's datasource for
+    that province logs in with it); the database keeps only its hash."""
+    import secrets
+
+    from ioc.db import connect
+    from ioc.db.provinces import set_viewer_password
+
+    async def run() -> str:
+        conn = await connect(settings.admin_dsn())
+        try:
+            return await set_viewer_password(conn, args.province, password)
+        finally:
+            await conn.close()
+
+    password = secrets.token_urlsafe(24)
+    role = asyncio.run(run())
+    print(f"{role}\t{password}")
+    return 0
+
+
 def cmd_topics_create(args: argparse.Namespace, settings: Settings) -> int:
     from ioc.kafka import ensure_topics
 
@@ -242,6 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", help="file (default deploy/ioc/deploy/compose/initdb/01-ioc-roles.sh)")
     p.set_defaults(handler=cmd_db_compose_init)
+    p = db_sub.add_parser(
+        "viewer-password",
+        help="set a new password for a province's read-only role and print it (docs/security.md)",
+    )
+    p.add_argument("province", help="the province's unit code (a top unit of the scenario)")
+    p.set_defaults(handler=cmd_db_viewer_password)
     from ioc.deploy.local.backup import add_db_commands
 
     add_db_commands(db_sub)  # backup, backups, restore (docs/backup.md)

@@ -147,6 +147,20 @@ async def missing_feed_tables(conn: asyncpg.Connection, schema: str) -> list[str
     return [r["t"] for r in present]
 
 
+def public_columns() -> dict[str, list[str]]:
+    """Raw table with ``private_columns`` -> its other columns, in order (what read-only
+    roles may select)."""
+    return {
+        spec.raw_table: [
+            c.split(" ", 1)[0]
+            for c in raw_table_columns(spec)
+            if c.split(" ", 1)[0] not in spec.private_columns
+        ]
+        for spec in feeds.specs()
+        if spec.private_columns
+    }
+
+
 async def restrict_private_columns(conn: asyncpg.Connection, schema: str, role: str) -> list[str]:
     """Take the read-only ``role``'s SELECT on every raw table with ``private_columns`` back
     to its other columns (run after the schema-wide grants, which give it every table).
@@ -154,18 +168,11 @@ async def restrict_private_columns(conn: asyncpg.Connection, schema: str, role: 
     if not await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
         return []
     done: list[str] = []
-    for spec in feeds.specs():
-        if not spec.private_columns:
-            continue
-        table = f"{schema}.{spec.raw_table}"
+    for raw_table, public in public_columns().items():
+        table = f"{schema}.{raw_table}"
         if await conn.fetchval("SELECT to_regclass($1)", table) is None:
             continue
-        public = [
-            c.split(" ", 1)[0]
-            for c in raw_table_columns(spec)
-            if c.split(" ", 1)[0] not in spec.private_columns
-        ]
         await conn.execute(f"REVOKE SELECT ON {table} FROM {role}")
         await conn.execute(f"GRANT SELECT ({', '.join(public)}) ON {table} TO {role}")
-        done.append(spec.raw_table)
+        done.append(raw_table)
     return done

@@ -135,6 +135,11 @@ async def migrate(dsn: str, schema: str, upto: int | None = None) -> list[Migrat
 
             # after the grants: the read-only role loses the private columns again
             await restrict_private_columns(conn, schema, READONLY_ROLE)
+            from ioc.db.feeds import public_columns
+            from ioc.db.provinces import province_views
+
+            # each province's viewers: their rows only, the same columns as above
+            await province_views(conn, schema, public_columns())
             from ioc.db.features import apply_licensed_features
 
             await apply_licensed_features(conn, schema)

@@ -9,9 +9,13 @@ the same role names.
 
 | role | may |
 |---|---|
-| ``ioc_admin`` | own the database and the schema, run migrations |
+| ``ioc_admin`` | own the database and the schema, run migrations, create viewer roles |
 | ``ioc_app`` | read and write rows at run time, stage batches in temporary tables |
-| ``ioc_grafana`` | connect and read |
+| ``ioc_grafana`` | connect and read every province (the national room) |
+| ``ioc_province_viewer`` | nothing itself: the group of the provinces' viewer roles |
+
+Each province's viewer role (``ioc_view_<code>``, made per province by bootstrap,
+:mod:`ioc.db.provinces`) reads only its province's rows, through views.
 """
 
 from __future__ import annotations
@@ -25,8 +29,27 @@ ADMIN_ROLE = "ioc_admin"
 RUNTIME_ROLE = "ioc_app"
 READONLY_ROLE = "ioc_grafana"
 ROLES = (ADMIN_ROLE, RUNTIME_ROLE, READONLY_ROLE)
+"""The login roles with a password each."""
+PROVINCE_VIEWER_ROLE = "ioc_province_viewer"
+"""The group (no login) of every province's viewer role (ioc.db.provinces)."""
 
-LOGIN_ATTRIBUTES = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE"
+LOGIN_ATTRIBUTES = "LOGIN NOSUPERUSER NOCREATEDB NOBYPASSRLS"
+ROLE_ATTRIBUTES: dict[str, dict[str, bool]] = {
+    ADMIN_ROLE: {"createrole": True},
+    RUNTIME_ROLE: {"createrole": False},
+    READONLY_ROLE: {"createrole": False},
+}
+"""Per login role, beyond :data:`LOGIN_ATTRIBUTES` (CloudNativePG's managed roles declare the
+same, ``ioc deploy k8s``): the owner creates the provinces' viewer roles at bootstrap."""
+
+
+def role_attributes(role: str) -> str:
+    """``role``'s attributes as SQL (``LOGIN NOSUPERUSER NOCREATEDB NOBYPASSRLS CREATEROLE``)."""
+    flags = ROLE_ATTRIBUTES[role]
+    return " ".join(
+        [LOGIN_ATTRIBUTES] + [("" if on else "NO") + name.upper() for name, on in flags.items()]
+    )
+
 
 COMPOSE_PASSWORD_ENV = {
     ADMIN_ROLE: "IOC_ADMIN_PASSWORD",
@@ -78,7 +101,18 @@ def bootstrap_sql(password: Callable[[str], str] | None, schema: str) -> Bootstr
             "END $$;"
         )
         secret = "" if password is None else f" PASSWORD {password(role)}"
-        roles.append(f"ALTER ROLE {role} {LOGIN_ATTRIBUTES}{secret};")
+        roles.append(f"ALTER ROLE {role} {role_attributes(role)}{secret};")
+    roles += [
+        "DO $$ BEGIN\n"
+        "  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = "
+        f"{sql_literal(PROVINCE_VIEWER_ROLE)}) THEN\n"
+        f"    CREATE ROLE {PROVINCE_VIEWER_ROLE};\n"
+        "  END IF;\n"
+        "END $$;",
+        f"ALTER ROLE {PROVINCE_VIEWER_ROLE} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE;",
+        # the owner adds each province's viewer role to the group at bootstrap
+        f"GRANT {PROVINCE_VIEWER_ROLE} TO {ADMIN_ROLE} WITH ADMIN TRUE, INHERIT FALSE, SET FALSE;",
+    ]
     return BootstrapSQL(
         roles=roles,
         create_database=f"CREATE DATABASE {DATABASE} OWNER {ADMIN_ROLE};",
@@ -88,6 +122,7 @@ def bootstrap_sql(password: Callable[[str], str] | None, schema: str) -> Bootstr
             # The writer stages batches in temporary tables; Grafana only connects.
             f"GRANT CONNECT, TEMPORARY ON DATABASE {DATABASE} TO {RUNTIME_ROLE};",
             f"GRANT CONNECT ON DATABASE {DATABASE} TO {READONLY_ROLE};",
+            f"GRANT CONNECT ON DATABASE {DATABASE} TO {PROVINCE_VIEWER_ROLE};",
             f"ALTER ROLE {READONLY_ROLE} IN DATABASE {DATABASE} "
             f"SET search_path = {schema}, public;",
             "REVOKE CREATE ON SCHEMA public FROM PUBLIC;",

@@ -9,10 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from ioc.db import migrate
+from ioc.db.provinces import viewer_role
 from ioc.db.roles import (
+    ADMIN_ROLE,
     COMPOSE_INITDB,
     COMPOSE_PASSWORD_ENV,
     DATABASE,
+    PROVINCE_VIEWER_ROLE,
     READONLY_ROLE,
     ROLES,
     RUNTIME_ROLE,
@@ -65,13 +68,25 @@ def test_migrations_grant_to_the_same_roles() -> None:
 def test_passwords_are_sql_literals_and_every_role_is_created_then_aligned() -> None:
     sql = bootstrap_sql(lambda role: sql_literal(f"it's {role}"), "ioc")
     text = "\n".join(sql.roles)
+    attributes = {  # the owner creates the provinces' viewer roles
+        ADMIN_ROLE: "CREATEROLE",
+        RUNTIME_ROLE: "NOCREATEROLE",
+        READONLY_ROLE: "NOCREATEROLE",
+    }
     for role in ROLES:
         assert f"CREATE ROLE {role};" in text
         assert re.search(
-            rf"ALTER ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
+            rf"ALTER ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOBYPASSRLS {attributes[role]} "
             rf"PASSWORD 'it''s {role}';",
             text,
         )
+    # the viewers' group logs in as nobody; the owner may add members, not act as one
+    assert f"CREATE ROLE {PROVINCE_VIEWER_ROLE};" in text
+    assert f"ALTER ROLE {PROVINCE_VIEWER_ROLE} NOLOGIN " in text
+    assert (
+        f"GRANT {PROVINCE_VIEWER_ROLE} TO {ADMIN_ROLE} WITH ADMIN TRUE, INHERIT FALSE, SET FALSE;"
+        in text
+    )
     assert sql.create_database == f"CREATE DATABASE {DATABASE} OWNER ioc_admin;"
     assert "SUPERUSER" not in text.replace("NOSUPERUSER", "")
 
@@ -82,3 +97,9 @@ def test_readonly_role_searches_the_configured_schema() -> None:
         f"ALTER ROLE {READONLY_ROLE} IN DATABASE {DATABASE} SET search_path = t123, public;"
         in sql.database
     )
+
+
+def test_a_provinces_viewer_role_is_a_plain_identifier() -> None:
+    assert viewer_role("01") == "ioc_view_01"
+    assert viewer_role("old-15") == "ioc_view_old_15"
+    assert viewer_role("HN.1") == "ioc_view_hn_1"

@@ -407,7 +407,9 @@ def database_documents(opts: Options) -> list[Doc]:
                         "login": True,
                         "superuser": False,
                         "createdb": False,
-                        "createrole": False,
+                        # CREATEROLE, BYPASSRLS: what the roles' SQL gives them (the operator
+                        # reconciles the declared attributes, so they must agree)
+                        **roles.ROLE_ATTRIBUTES[role],
                         "passwordSecret": {"name": role_secret(role)},
                     }
                     for role in roles.ROLES

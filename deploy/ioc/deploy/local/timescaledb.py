@@ -179,18 +179,15 @@ class TimescaleDB(Service):
             creds.initialised = True
             self.stack_credentials.save_database(creds)
         else:
-            asyncio.run(self._grant(creds))
+            # every start: roles' attributes added by a later release (BYPASSRLS for the
+            # province isolation, CREATEROLE) reach a stack made before it
+            asyncio.run(self._bootstrap(creds))
 
     def _sql(self, creds: DatabaseCredentials) -> BootstrapSQL:
         """ioc.db.roles' bootstrap with this stack's passwords as SQL literals."""
         return bootstrap_sql(
             lambda role: sql_literal(creds.password(role)), self.settings.db_schema
         )
-
-    async def _grant(self, creds: DatabaseCredentials) -> None:
-        """Database-level privileges, re-applied on every start (idempotent)."""
-        dsn = creds.dsn(creds.superuser, self.settings.postgres_port, creds.database)
-        await apply_database_grants(self._sql(creds), dsn)
 
     async def _bootstrap(self, creds: DatabaseCredentials) -> None:
         """The roles with their generated passwords, the database, then its privileges."""
