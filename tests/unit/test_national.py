@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from ioc.contract.topology import Topology, TopologyError, builtin_scenarios, load_scenario
+from ioc.simulators.faults import FaultPlan
+from ioc.simulators.vconf import Schedule
 
 REFORM = dt.date(2025, 7, 1)
 
@@ -104,3 +106,14 @@ def test_the_json_form_loads_from_a_file_and_bad_json_says_where(tmp_path: Path)
     with pytest.raises(TopologyError, match=r"bad\.json:2: invalid JSON"):
         load_scenario(str(bad))
     assert text.startswith("#")  # the small built-ins stay YAML
+
+
+def test_every_province_holds_its_weekly_meeting_on_its_own_bridge(national: Topology) -> None:
+    monday = dt.datetime(2026, 11, 23, tzinfo=dt.timezone(dt.timedelta(hours=7)))
+    midnight_ms = int(monday.timestamp() * 1000)
+    schedule = Schedule(national, FaultPlan(), national.seed, midnight_ms)
+    weekly = [m for m in schedule._of_day(midnight_ms) if m.meeting_id.startswith("weekly-")]
+    assert sorted(m.scope_unit for m in weekly) == national.top_units()
+    for meeting in weekly:
+        bridge = meeting.bridge
+        assert national.ancestors(national.unit_of_device[bridge])[-1] == meeting.scope_unit

@@ -120,9 +120,20 @@ class Schedule:
         devices = sorted(topology.devices_of(Feed.VCONF), key=lambda d: d.id)
         self.mcus = [d.id for d in devices if d.attributes.get("role") == vc.ROLE_MCU]
         self.endpoints = [d.id for d in devices if d.attributes.get("role") == vc.ROLE_ENDPOINT]
-        self.top = topology.top_units()[0] if topology.top_units() else ""
+        # every province holds its own meetings on its own bridges (national: 34 of them)
+        self.tops = topology.top_units()
+        self.mcus_of: dict[str, list[str]] = {}
+        for mcu in self.mcus:
+            province = topology.ancestors(topology.unit_of_device[mcu])[-1]
+            self.mcus_of.setdefault(province, []).append(mcu)
         self.districts = (
-            sorted(topology.children.get(self.top, [])) if len(topology.levels) == 3 else []
+            [
+                (top, district)
+                for top in self.tops
+                for district in sorted(topology.children.get(top, []))
+            ]
+            if len(topology.levels) == 3
+            else []
         )
         self._points_under: dict[str, list[str]] = {}
         for ep in self.endpoints:
@@ -167,24 +178,24 @@ class Schedule:
         out: list[Meeting] = []
         tag = _day_tag(midnight_ms + 3600_000)
         weekday = dt.datetime.fromtimestamp((midnight_ms + 3600_000) / 1000, VN).weekday()
-        bridge = self.mcus[0] if self.mcus else ""
-        if weekday == 0 and self.top:
-            name = self.topology.units[self.top].name
+        for top in self.tops if weekday == 0 else []:
+            bridges = self.mcus_of.get(top) or self.mcus
             out.append(
                 Meeting(
-                    f"weekly-{self.top}-{tag}",
-                    f"{name} weekly meeting",
-                    self.top,
+                    f"weekly-{top}-{tag}",
+                    f"{self.topology.units[top].name} weekly meeting",
+                    top,
                     midnight_ms + 8 * 3600_000,
                     WEEKLY_DURATION_S,
-                    bridge,
+                    bridges[0] if bridges else "",
                 )
             )
         if weekday < 5:
-            for i, district in enumerate(self.districts):
+            for i, (top, district) in enumerate(self.districts):
                 rng = random.Random(f"{self.seed}/vconf/{district}/{tag}")
                 if rng.random() < 0.3:
-                    host = self.mcus[i % len(self.mcus)] if self.mcus else ""
+                    bridges = self.mcus_of.get(top) or self.mcus
+                    host = bridges[i % len(bridges)] if bridges else ""
                     out.append(
                         Meeting(
                             f"district-{district}-{tag}",
