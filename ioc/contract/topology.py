@@ -174,6 +174,11 @@ class Topology:
         chain = self.ancestors(self.unit_of_device[device_id])
         return chain[-2] if len(chain) >= 2 else chain[-1]
 
+    def root_units(self) -> list[str]:
+        """Every unit without a parent, abolished ones included (unit pickers walk from
+        these; :meth:`top_units` is today's provinces)."""
+        return sorted(code for code, unit in self.units.items() if unit.parent is None)
+
     def top_units(self) -> list[str]:
         """The top-level units (the province; several in a national scenario): the shards
         of per-province singleton work. A province merged into another is not one: its

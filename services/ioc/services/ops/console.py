@@ -530,7 +530,7 @@ def _unit_options(
         for child in sorted(topology.children.get(code, []), key=lambda c: topology.units[c].name):
             walk(child, depth + 1)
 
-    tops = [root] if root and root in topology.units else topology.top_units()
+    tops = [root] if root and root in topology.units else topology.root_units()
     for top in tops:
         walk(top, 0)
     return out
