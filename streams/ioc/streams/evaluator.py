@@ -171,36 +171,52 @@ class Evaluator:
         return verdict
 
     async def _write_transitions(self, conn: asyncpg.Connection, verdict: Verdict) -> None:
+        """The round's transitions as three set-based statements (one row per device: a
+        round moves each device at most once). Per-row statements took 72 s for the
+        100,000 transitions of a national scenario's first round."""
         if not verdict.transitions:
             return
-        rows = [(tr.device_id, tr.new, tr.reason, ts_of(tr.at_ms)) for tr in verdict.transitions]
-        await conn.executemany(
+        ids = [tr.device_id for tr in verdict.transitions]
+        states = [tr.new for tr in verdict.transitions]
+        reasons = [tr.reason for tr in verdict.transitions]
+        ats = [ts_of(tr.at_ms) for tr in verdict.transitions]
+        await conn.execute(
             f"""INSERT INTO {t.DEVICE_STATE} (device_id, state, reason, since)
-                VALUES ($1, $2, $3, $4)
+                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
                 ON CONFLICT (device_id) DO UPDATE SET state = EXCLUDED.state,
                   reason = EXCLUDED.reason, since = EXCLUDED.since, updated_at = now()""",
-            rows,
+            ids,
+            states,
+            reasons,
+            ats,
         )
-        await conn.executemany(
-            f"""UPDATE {t.DEVICE_STATE_INTERVALS} SET end_ts = $2
-                WHERE device_id = $1 AND end_ts IS NULL AND start_ts <= $2""",
-            [(r[0], r[3]) for r in rows],
+        await conn.execute(
+            f"""UPDATE {t.DEVICE_STATE_INTERVALS} i SET end_ts = n.at
+                FROM unnest($1::text[], $2::timestamptz[]) AS n (device_id, at)
+                WHERE i.device_id = n.device_id AND i.end_ts IS NULL AND i.start_ts <= n.at""",
+            ids,
+            ats,
         )
-        await conn.executemany(
+        await conn.execute(
             f"""INSERT INTO {t.DEVICE_STATE_INTERVALS} (device_id, state, reason, start_ts)
-                VALUES ($1, $2, $3, $4) ON CONFLICT (device_id, start_ts) DO UPDATE
+                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
+                ON CONFLICT (device_id, start_ts) DO UPDATE
                 SET state = EXCLUDED.state, reason = EXCLUDED.reason, end_ts = NULL""",
-            rows,
+            ids,
+            states,
+            reasons,
+            ats,
         )
 
     async def _outbox(self, conn: asyncpg.Connection, verdict: Verdict) -> None:
         """The round's transitions, for the incident agent, in the round's transaction: they
-        reach ``ioc.device-events.v1`` if and only if this round commits."""
+        reach ``ioc.device-events.v1`` if and only if this round commits (COPY: a national
+        scenario's first round has 100,000)."""
         if verdict.transitions:
-            await conn.executemany(
-                f"INSERT INTO {t.DEVICE_EVENTS_OUTBOX} "
-                f"(device_id, prev, new, reason, at_ts, since_ts) VALUES ($1, $2, $3, $4, $5, $6)",
-                [
+            await conn.copy_records_to_table(
+                t.DEVICE_EVENTS_OUTBOX,
+                columns=["device_id", "prev", "new", "reason", "at_ts", "since_ts"],
+                records=[
                     (
                         tr.device_id,
                         tr.old,
