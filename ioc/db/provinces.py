@@ -86,6 +86,8 @@ async def province_views(
     ``private``: tables whose views list only these (public) columns."""
     if not await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", PROVINCE_VIEWER_ROLE):
         return {}
+    if await conn.fetchval("SELECT to_regprocedure($1)", f"{schema}.viewer_units()") is None:
+        return {}  # a schema migrated only part of the way (migration 0011 makes these)
     views = view_schema(schema)
     rels = await conn.fetch(
         """SELECT c.relname, c.relkind::text AS kind,
