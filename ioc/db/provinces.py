@@ -108,7 +108,7 @@ async def province_views(
         if condition is None or name in NEVER:
             await conn.execute(f"DROP VIEW IF EXISTS {views}.{name}")
             continue
-        shown = ", ".join(private.get(name, columns))
+        shown = ", ".join('"' + c.replace('"', '""') + '"' for c in private.get(name, columns))
         body = (
             f"{views}.{name} WITH (security_barrier) AS "
             f"SELECT {shown} FROM {schema}.{name} WHERE {condition}"
