@@ -34,21 +34,14 @@ PROVINCE_VIEWER_ROLE = "ioc_province_viewer"
 """The group (no login) of every province's viewer role (ioc.db.provinces)."""
 
 LOGIN_ATTRIBUTES = "LOGIN NOSUPERUSER NOCREATEDB NOBYPASSRLS"
-ROLE_ATTRIBUTES: dict[str, dict[str, bool]] = {
-    ADMIN_ROLE: {"createrole": True},
-    RUNTIME_ROLE: {"createrole": False},
-    READONLY_ROLE: {"createrole": False},
-}
-"""Per login role, beyond :data:`LOGIN_ATTRIBUTES` (CloudNativePG's managed roles declare the
-same, ``ioc deploy k8s``): the owner creates the provinces' viewer roles at bootstrap."""
+CREATEROLE: frozenset[str] = frozenset({ADMIN_ROLE})
+"""The login roles with CREATEROLE (CloudNativePG's managed roles declare the same,
+``ioc deploy k8s``): the owner creates the provinces' viewer roles at bootstrap."""
 
 
 def role_attributes(role: str) -> str:
     """``role``'s attributes as SQL (``LOGIN NOSUPERUSER NOCREATEDB NOBYPASSRLS CREATEROLE``)."""
-    flags = ROLE_ATTRIBUTES[role]
-    return " ".join(
-        [LOGIN_ATTRIBUTES] + [("" if on else "NO") + name.upper() for name, on in flags.items()]
-    )
+    return f"{LOGIN_ATTRIBUTES} {'' if role in CREATEROLE else 'NO'}CREATEROLE"
 
 
 COMPOSE_PASSWORD_ENV = {
@@ -65,6 +58,16 @@ COMPOSE_INITDB = "compose/initdb/01-ioc-roles.sh"
 def sql_literal(value: str) -> str:
     """``value`` as a standard-conforming SQL string literal."""
     return "'" + value.replace("'", "''") + "'"
+
+
+def _create_if_missing(role: str) -> str:
+    return (
+        "DO $$ BEGIN\n"
+        f"  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {sql_literal(role)}) THEN\n"
+        f"    CREATE ROLE {role};\n"
+        "  END IF;\n"
+        "END $$;"
+    )
 
 
 @dataclass(frozen=True)
@@ -93,22 +96,11 @@ def bootstrap_sql(password: Callable[[str], str] | None, schema: str) -> Bootstr
     """
     roles: list[str] = []
     for role in ROLES:
-        roles.append(
-            "DO $$ BEGIN\n"
-            f"  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {sql_literal(role)}) THEN\n"
-            f"    CREATE ROLE {role};\n"
-            "  END IF;\n"
-            "END $$;"
-        )
+        roles.append(_create_if_missing(role))
         secret = "" if password is None else f" PASSWORD {password(role)}"
         roles.append(f"ALTER ROLE {role} {role_attributes(role)}{secret};")
     roles += [
-        "DO $$ BEGIN\n"
-        "  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = "
-        f"{sql_literal(PROVINCE_VIEWER_ROLE)}) THEN\n"
-        f"    CREATE ROLE {PROVINCE_VIEWER_ROLE};\n"
-        "  END IF;\n"
-        "END $$;",
+        _create_if_missing(PROVINCE_VIEWER_ROLE),
         f"ALTER ROLE {PROVINCE_VIEWER_ROLE} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE;",
         # the owner adds each province's viewer role to the group at bootstrap
         f"GRANT {PROVINCE_VIEWER_ROLE} TO {ADMIN_ROLE} WITH ADMIN TRUE, INHERIT FALSE, SET FALSE;",

@@ -407,9 +407,8 @@ def database_documents(opts: Options) -> list[Doc]:
                         "login": True,
                         "superuser": False,
                         "createdb": False,
-                        # CREATEROLE, BYPASSRLS: what the roles' SQL gives them (the operator
-                        # reconciles the declared attributes, so they must agree)
-                        **roles.ROLE_ATTRIBUTES[role],
+                        # as the roles' SQL says (the operator reconciles what is declared)
+                        "createrole": role in roles.CREATEROLE,
                         "passwordSecret": {"name": role_secret(role)},
                     }
                     for role in roles.ROLES

@@ -179,8 +179,8 @@ class TimescaleDB(Service):
             creds.initialised = True
             self.stack_credentials.save_database(creds)
         else:
-            # every start: roles' attributes added by a later release (BYPASSRLS for the
-            # province isolation, CREATEROLE) reach a stack made before it
+            # every start: roles and attributes added by a later release (the viewers'
+            # group, the owner's CREATEROLE) reach a stack made before it
             asyncio.run(self._bootstrap(creds))
 
     def _sql(self, creds: DatabaseCredentials) -> BootstrapSQL:
