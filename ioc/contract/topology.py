@@ -38,6 +38,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 from zoneinfo import ZoneInfo
@@ -610,18 +611,25 @@ def parse_topology(doc: Any, source: str) -> Topology:
     ).finalize()
 
 
+def _builtin_files() -> dict[str, Traversable]:
+    """Built-in scenario name -> its file (``NAME.yaml`` or ``NAME.json.gz``), unread."""
+    folder = resources.files("ioc.contract").joinpath("scenarios")
+    return {
+        entry.name.removesuffix(".yaml").removesuffix(".json.gz"): entry
+        for entry in folder.iterdir()
+        if entry.name.endswith((".yaml", ".json.gz"))
+    }
+
+
+def _read_builtin(entry: Traversable) -> str:
+    if entry.name.endswith(".gz"):
+        return gzip.decompress(entry.read_bytes()).decode("utf-8")
+    return entry.read_text(encoding="utf-8")
+
+
 def builtin_scenarios() -> dict[str, str]:
     """Built-in scenario name -> its text (YAML, or JSON for ``NAME.json.gz``)."""
-    folder = resources.files("ioc.contract").joinpath("scenarios")
-    found: dict[str, str] = {}
-    for entry in folder.iterdir():
-        if entry.name.endswith(".yaml"):
-            found[entry.name.removesuffix(".yaml")] = entry.read_text(encoding="utf-8")
-        elif entry.name.endswith(".json.gz"):
-            found[entry.name.removesuffix(".json.gz")] = gzip.decompress(entry.read_bytes()).decode(
-                "utf-8"
-            )
-    return found
+    return {name: _read_builtin(entry) for name, entry in _builtin_files().items()}
 
 
 def load_yaml(text: str, source: str) -> Any:
@@ -649,10 +657,11 @@ def load_document(text: str, source: str) -> Any:
 
 def load_scenario(name_or_path: str) -> Topology:
     """A built-in scenario by name, or a scenario file (YAML, JSON, ``.gz``) by path."""
-    builtins = builtin_scenarios()
+    builtins = _builtin_files()  # read only the one asked for: national is 25 MB of JSON
     if name_or_path in builtins:
         source = f"<built-in scenario {name_or_path}>"
-        return parse_topology(load_document(builtins[name_or_path], source), source)
+        text = _read_builtin(builtins[name_or_path])
+        return parse_topology(load_document(text, source), source)
     path = Path(name_or_path)
     if not path.exists():
         raise TopologyError(
