@@ -107,7 +107,8 @@ class Evaluator:
     async def facts(self, conn: asyncpg.Connection) -> tuple[dict[str, Facts], int | None]:
         rows = await conn.fetch(
             f"SELECT device_id, last_ts, probe_ts, probe_reachable, quality_ts, fps, frozen, "
-            f"rtt_ms, jitter_ms, loss_pct, sessions_active, updated_at FROM {t.DEVICE_LAST_SEEN}"
+            f"rtt_ms, jitter_ms, loss_pct, sessions_active, updated_at, probe_ok_ts, probe_fail_ts "
+            f"FROM {t.DEVICE_LAST_SEEN}"
         )
         facts: dict[str, Facts] = {}
         newest: int | None = None
@@ -124,6 +125,8 @@ class Evaluator:
                 r["loss_pct"],
                 r["sessions_active"],
                 seen_ms=_ms(r["updated_at"]),
+                probe_ok_ts=_ms(r["probe_ok_ts"]),
+                probe_fail_ts=_ms(r["probe_fail_ts"]),
             )
             facts[r["device_id"]] = f
             for value in (f.last_ts, f.probe_ts):

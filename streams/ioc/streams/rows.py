@@ -61,6 +61,8 @@ class LastSeen:
     last_seq: int = 0
     probe_ts: int | None = None
     probe_reachable: bool | None = None
+    probe_ok_ts: int | None = None  # the newest reachable and unreachable probe: a cut that
+    probe_fail_ts: int | None = None  # came and went between two rounds still shows
     quality_ts: int | None = None
     fps: float | None = None
     frozen: bool | None = None
@@ -71,6 +73,10 @@ class LastSeen:
 
     def add(self, m: s.Message) -> None:
         if isinstance(m, s.NetnodeProbe):
+            if m.reachable:
+                self.probe_ok_ts = max(self.probe_ok_ts or m.ts_ms, m.ts_ms)
+            else:
+                self.probe_fail_ts = max(self.probe_fail_ts or m.ts_ms, m.ts_ms)
             if self.probe_ts is None or m.ts_ms >= self.probe_ts:
                 self.probe_ts, self.probe_reachable = m.ts_ms, m.reachable
                 self.quality_ts, self.rtt_ms, self.loss_pct = m.ts_ms, m.rtt_ms, m.loss_pct
@@ -102,6 +108,8 @@ class LastSeen:
             self.jitter_ms,
             self.loss_pct,
             self.sessions_active,
+            ts_of(self.probe_ok_ts) if self.probe_ok_ts is not None else None,
+            ts_of(self.probe_fail_ts) if self.probe_fail_ts is not None else None,
         )
 
 

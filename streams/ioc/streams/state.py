@@ -62,6 +62,10 @@ class Facts:
     alert_ts: int | None = None
     alert_reason: str | None = None
     """A SOC sensor's newest critical, DDoS or scan alert and its reason (ioc.streams.soc)."""
+    probe_ok_ts: int | None = None
+    probe_fail_ts: int | None = None
+    """A node's newest reachable and unreachable probe: a cut that came and went between two
+    rounds shows in them, not in the newest probe (:meth:`StateMachine.unseen_cuts`)."""
 
 
 @dataclass
@@ -174,12 +178,19 @@ class StateMachine:
         self.raw_prev: dict[str, str] = {}
         self.failing_since: dict[str, int] = {}
         self.recovered: dict[str, int] = {}
+        self.probes_seen: dict[str, tuple[int, bool | None]] = {}
+        """Per node, its newest failed probe and whether its newest probe failed, last round."""
+        self.cuts_to_judge: dict[str, int] = {}
+        """Nodes with a new cut not yet counted or blamed upstream: its newest failed probe."""
+        self.looked = False
+        self.nodes = [d.id for d in topology.devices_of(Feed.NETNODE)]
 
     def restore(self, current: dict[str, Current], downs: dict[str, list[int]]) -> None:
         """Resume from the database after a restart or a leader change."""
         self.current = dict(current)
         self.downs = {dev: deque(times) for dev, times in downs.items()}
         self.raw_prev = {dev: cur.state for dev, cur in current.items()}
+        self.probes_seen, self.cuts_to_judge, self.looked = {}, {}, False
 
     def evaluate(
         self,
@@ -247,6 +258,7 @@ class StateMachine:
                     continue
             resolved[dev_id] = (state, reason)
 
+        blips = self.unseen_cuts(facts, resolved, pending, now_ms)
         transitions: list[Transition] = []
         outage = (t.STATE_DOWN, t.STATE_UNREACHABLE, t.STATE_FLAPPING)
         for dev_id, (state, _reason) in resolved.items():
@@ -276,6 +288,8 @@ class StateMachine:
                 # was never judged unreachable (a new leader held it while the node was down).
                 continue
             downs = self.downs.setdefault(dev_id, deque())
+            if dev_id in blips:
+                downs.append(now_ms)
             if topo.devices[dev_id].device_class == Feed.NETNODE and dev_id not in pending:
                 # a node's cut counts from when it was first seen, also while new outages are
                 # held (a new leader catching up): its confirmation is not delayed by the hold
@@ -307,7 +321,7 @@ class StateMachine:
                 if not (quiet and state == t.STATE_UP):
                     continue  # one state (and one incident) for the whole episode
             new_state = state
-            if state == t.STATE_DOWN and len(downs) >= th.flap_count:
+            if (state == t.STATE_DOWN or dev_id in blips) and len(downs) >= th.flap_count:
                 new_state = t.STATE_FLAPPING
                 reason = f"went down {len(downs)} times in {th.flap_window_ms // 60_000} min"
             elif (
@@ -341,3 +355,70 @@ class StateMachine:
         for node in root_causes:
             root_causes[node].sort()
         return Verdict(dict(self.current), transitions, root_causes)
+
+    def unseen_cuts(
+        self,
+        facts: dict[str, Facts],
+        resolved: dict[str, tuple[str, str]],
+        pending: AbstractSet[str],
+        now_ms: int,
+    ) -> set[str]:
+        """The nodes cut since the last round whose cut no round saw go down, to count
+        towards flapping.
+
+        A round sees a node's newest probe only: an 8 s cut between two rounds 5 s apart, or
+        one that ended while the node waited for its upstream node's verdict, left no down
+        state, and a flapping node was recognised cuts late. Its newest failed probe is newer
+        than last round's, and either its newest probe then was good or a good one came in
+        between: a new cut. A cut a round sees going down is counted there; one that an
+        upstream node's failed probes explain (from shortly before it on) is the upstream
+        node's.
+        """
+        first_look, self.looked = not self.looked, True
+        blips: set[str] = set()
+        for dev_id in self.nodes:
+            f = facts.get(dev_id)
+            fail = f.probe_fail_ts if f is not None else None
+            if f is not None and fail is not None:
+                seen_fail, seen_failing = self.probes_seen.get(dev_id, (0, None))
+                self.probes_seen[dev_id] = (fail, f.probe_reachable)
+                ok = f.probe_ok_ts
+                if (
+                    not first_look  # a start or a new leader: earlier cuts are history
+                    and fail > seen_fail
+                    and (seen_failing is not False or (ok is not None and seen_fail < ok < fail))
+                ):
+                    self.cuts_to_judge[dev_id] = fail
+            cut = self.cuts_to_judge.get(dev_id)
+            if cut is None or dev_id in pending:
+                continue  # nothing new, or waiting for the upstream node's verdict
+            state = resolved[dev_id][0]
+            if state == t.STATE_DOWN and self.raw_prev.get(dev_id) != t.STATE_DOWN:
+                del self.cuts_to_judge[dev_id]  # a round sees it go down: counted there
+                continue
+            blamed = state == t.STATE_UNREACHABLE or self._upstream_failed(
+                dev_id, cut, facts, now_ms
+            )
+            if blamed is None:
+                continue  # no word from upstream since: judged next round
+            del self.cuts_to_judge[dev_id]
+            if not blamed:
+                blips.add(dev_id)
+                self.recovered[dev_id] = now_ms  # the devices behind it were cut off too
+        return blips
+
+    def _upstream_failed(
+        self, dev_id: str, cut_ms: int, facts: dict[str, Facts], now_ms: int
+    ) -> bool | None:
+        """Whether an upstream node's probes failed from shortly before ``cut_ms`` on (None:
+        one has not been probed since, and the wait for its verdict is not over)."""
+        window = self.th.confirm_upstream_ms
+        for up in self.topology.upstream_chain(dev_id):
+            uf = facts.get(up)
+            if uf is None or uf.probe_ts is None:
+                continue  # never probed (no address in the inventory): no verdict comes
+            if uf.probe_fail_ts is not None and uf.probe_fail_ts >= cut_ms - window:
+                return True
+            if uf.probe_ts < cut_ms and now_ms - cut_ms < window:
+                return None
+        return False

@@ -35,16 +35,20 @@ def stage_of(feed: str) -> str:
 
 _LAST_SEEN_SQL = f"""
 INSERT INTO {DEVICE_LAST_SEEN} AS d (device_id, device_class, last_ts, last_seq, probe_ts,
-    probe_reachable, quality_ts, fps, frozen, rtt_ms, jitter_ms, loss_pct, sessions_active)
+    probe_reachable, quality_ts, fps, frozen, rtt_ms, jitter_ms, loss_pct, sessions_active,
+    probe_ok_ts, probe_fail_ts)
 SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bigint[],
     $5::timestamptz[], $6::boolean[], $7::timestamptz[], $8::real[], $9::boolean[],
-    $10::real[], $11::real[], $12::real[], $13::integer[])
+    $10::real[], $11::real[], $12::real[], $13::integer[], $14::timestamptz[],
+    $15::timestamptz[])
 ON CONFLICT (device_id) DO UPDATE SET
     last_ts = GREATEST(d.last_ts, EXCLUDED.last_ts),
     last_seq = GREATEST(d.last_seq, EXCLUDED.last_seq),
     probe_reachable = CASE WHEN EXCLUDED.probe_ts >= d.probe_ts OR d.probe_ts IS NULL
         THEN coalesce(EXCLUDED.probe_reachable, d.probe_reachable) ELSE d.probe_reachable END,
     probe_ts = GREATEST(d.probe_ts, EXCLUDED.probe_ts),
+    probe_ok_ts = GREATEST(d.probe_ok_ts, EXCLUDED.probe_ok_ts),
+    probe_fail_ts = GREATEST(d.probe_fail_ts, EXCLUDED.probe_fail_ts),
     fps = CASE WHEN EXCLUDED.quality_ts >= d.quality_ts OR d.quality_ts IS NULL
         THEN coalesce(EXCLUDED.fps, d.fps) ELSE d.fps END,
     frozen = CASE WHEN EXCLUDED.quality_ts >= d.quality_ts OR d.quality_ts IS NULL
