@@ -84,6 +84,13 @@ bench: install stack bench-venv
 	$(BIN)/python bench/simulator_load.py
 	$(BIN)/python bench/pipeline.py --baselines 1000000 --repeat 3 --sustain 300
 	$(BIN)/python bench/burst.py
+	$(BIN)/python bench/device_scale.py --worker
+
+## one evaluation round and its memory at 1k, 10k and 100k devices (bench/results/device_scale.json)
+.PHONY: bench-devices
+bench-devices: install stack
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python bench/device_scale.py --worker
 
 ## freshness per feed during the video-conference join burst (bench/results/burst.json)
 .PHONY: bench-burst

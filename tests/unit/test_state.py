@@ -276,6 +276,22 @@ def test_a_blip_behind_a_cut_upstream_node_is_the_upstream_node_s() -> None:
     assert flapping == {upstream}, seen
 
 
+def test_a_node_whose_probes_stopped_and_came_back_failing_is_down_once() -> None:
+    """Down because no probe came (the collector stopped), then probes again, failing: the
+    same outage, not a second cut counted towards flapping."""
+    world = World()
+    world.run(T0 + 5000, T0 + 60_000)
+    node = "nn-992-001"
+    world.unprobed.add(node)
+    world.unreachable.add(node)
+    world.run(T0 + 65_000, T0 + 100_000)
+    assert world.machine.current[node].state == t.STATE_DOWN
+    world.unprobed.discard(node)
+    _, transitions = world.run(T0 + 101_000, T0 + 140_000, step=1000)
+    assert not [tr for tr in transitions if tr.device_id == node]
+    assert len(world.machine.downs[node]) == 1
+
+
 def _cut_is_confirmed_in_time(world: World, node: str) -> Verdict:
     """Cut ``node`` after a minute of reports: its first transition is down, confirmed
     node_down_confirm_ms after its first failed probe (which arrives within 5 s)."""

@@ -10,6 +10,7 @@ leadership moves to another worker it restores from there (:meth:`Evaluator.new_
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -38,6 +39,23 @@ def _ms(value: dt.datetime | None) -> int | None:
     return None if value is None else int(value.timestamp() * 1000)
 
 
+def _epoch_ms(column: str) -> str:
+    return f"floor(extract(epoch FROM {column}) * 1000)::int8"
+
+
+_FACT_COLUMNS = [
+    {"seen_ms": "updated_at"}.get(f.name, f.name)
+    for f in dataclasses.fields(Facts)
+    if f.name not in ("alert_ts", "alert_reason")  # the last two: ioc.streams.soc fills them
+]
+_FACTS_SQL = (
+    "SELECT device_id, "
+    + ", ".join(_epoch_ms(c) if c.endswith(("_ts", "_at")) else c for c in _FACT_COLUMNS)
+    + f" FROM {t.DEVICE_LAST_SEEN}"
+)
+"""One row per device, its columns in :class:`Facts`' order (``Facts(*row[1:])``)."""
+
+
 class Evaluator:
     def __init__(
         self, topology: Topology, pool: asyncpg.Pool, thresholds: Thresholds | None = None
@@ -47,6 +65,19 @@ class Evaluator:
         self.machine = StateMachine(topology, thresholds)
         self.restored = False
         self.top_unit = {dev_id: topology.region_of(dev_id) for dev_id in topology.devices}
+        # per round the gauges walk every device: what they need of each is looked up once
+        self.class_unit = {
+            dev.id: (dev.device_class, self.top_unit[dev.id]) for dev in topology.devices.values()
+        }
+        self.telehealth = [d.id for d in topology.devices_of(Feed.TELEHEALTH)]
+        self.camera_unit = {
+            d.id: topology.unit_of_device[d.id] for d in topology.devices_of(Feed.CAMERA)
+        }
+        cameras_in: Counter[str] = Counter(self.camera_unit.values())
+        self.camera_totals: Counter[str] = Counter()
+        for unit, n in cameras_in.items():
+            for up in topology.ancestors(unit):
+                self.camera_totals[up] += n
         self.gauges = {
             spec.name: gauge(spec)
             for spec in (
@@ -105,36 +136,20 @@ class Evaluator:
         self.restored = True
 
     async def facts(self, conn: asyncpg.Connection) -> tuple[dict[str, Facts], int | None]:
-        rows = await conn.fetch(
-            f"SELECT device_id, last_ts, probe_ts, probe_reachable, quality_ts, fps, frozen, "
-            f"rtt_ms, jitter_ms, loss_pct, sessions_active, updated_at, probe_ok_ts, probe_fail_ts "
-            f"FROM {t.DEVICE_LAST_SEEN}"
-        )
+        """Every device's row of ``device_last_seen``, times as epoch ms computed by the
+        database (a national round reads 100,000 rows: a datetime per value was most of it)."""
+        rows = await conn.fetch(_FACTS_SQL)
         facts: dict[str, Facts] = {}
-        newest: int | None = None
+        newest = -1
         for r in rows:
-            f = Facts(
-                _ms(r["last_ts"]),
-                _ms(r["probe_ts"]),
-                r["probe_reachable"],
-                _ms(r["quality_ts"]),
-                r["fps"],
-                r["frozen"],
-                r["rtt_ms"],
-                r["jitter_ms"],
-                r["loss_pct"],
-                r["sessions_active"],
-                seen_ms=_ms(r["updated_at"]),
-                probe_ok_ts=_ms(r["probe_ok_ts"]),
-                probe_fail_ts=_ms(r["probe_fail_ts"]),
-            )
-            facts[r["device_id"]] = f
-            for value in (f.last_ts, f.probe_ts):
-                if value is not None and (newest is None or value > newest):
-                    newest = value
+            facts[r[0]] = f = Facts(*r[1:])
+            if f.last_ts is not None and f.last_ts > newest:
+                newest = f.last_ts
+            if f.probe_ts is not None and f.probe_ts > newest:
+                newest = f.probe_ts
         if self.topology.devices_of(Feed.SOC):  # sensors' recent alerts (ioc.streams.soc)
             await soc_alert_facts(conn, facts, self.machine.th)
-        return facts, newest
+        return facts, (newest if newest >= 0 else None)
 
     def new_term(self) -> None:
         """This worker became the shard's leader (again): restore the machine from the
@@ -273,12 +288,13 @@ class Evaluator:
 
     def _export(self, verdict: Verdict, facts: dict[str, Facts], open_incidents: list[Any]) -> None:
         topo, g = self.topology, self.gauges
-        by_state: Counter[tuple[str, str, str]] = Counter()
+        by_state: Counter[tuple[tuple[str, str], str]] = Counter()
+        class_unit = self.class_unit
         for dev_id, cur in verdict.states.items():
-            by_state[(topo.devices[dev_id].device_class, cur.state, self.top_unit[dev_id])] += 1
+            by_state[(class_unit[dev_id], cur.state)] += 1
         devices = g[m.DEVICES_BY_STATE.name]
         devices.clear()
-        for (cls, state, unit), n in by_state.items():
+        for ((cls, unit), state), n in by_state.items():
             devices.labels(cls, state, unit).set(n)
         incidents = g[m.OPEN_INCIDENTS.name]
         incidents.clear()
@@ -288,27 +304,30 @@ class Evaluator:
         for r in open_incidents:
             incidents.labels(r["kind"], r["severity"]).set(r["n"])
         sessions: Counter[str] = Counter()
-        for dev in topo.devices_of(Feed.TELEHEALTH):
-            f = facts.get(dev.id)
-            if f is not None and verdict.states[dev.id].state not in (
+        for dev_id in self.telehealth:
+            f = facts.get(dev_id)
+            if f is not None and verdict.states[dev_id].state not in (
                 t.STATE_DOWN,
                 t.STATE_UNREACHABLE,
             ):
-                sessions[self.top_unit[dev.id]] += f.sessions_active or 0
+                sessions[self.top_unit[dev_id]] += f.sessions_active or 0
         sess = g[m.TELEHEALTH_SESSIONS.name]
         sess.clear()
-        for unit in {self.top_unit[d.id] for d in topo.devices_of(Feed.TELEHEALTH)}:
+        for unit in {self.top_unit[dev_id] for dev_id in self.telehealth}:
             sess.labels(unit).set(sessions[unit])
-        cams_total: Counter[str] = Counter()
+        # online cameras counted per unit of their site, then rolled up the unit tree
+        online_in: Counter[str] = Counter()
+        states = verdict.states
+        for dev_id, unit in self.camera_unit.items():
+            if states[dev_id].state in (t.STATE_UP, t.STATE_DEGRADED):
+                online_in[unit] += 1
         cams_up: Counter[str] = Counter()
-        for dev in topo.devices_of(Feed.CAMERA):
-            online = verdict.states[dev.id].state in (t.STATE_UP, t.STATE_DEGRADED)
-            for unit in topo.ancestors(topo.unit_of_device[dev.id]):
-                cams_total[unit] += 1
-                cams_up[unit] += online
+        for unit, n in online_in.items():
+            for up in topo.ancestors(unit):
+                cams_up[up] += n
         ratio = g[m.CAMERA_ONLINE_RATIO.name]
         ratio.clear()
-        for unit, total in cams_total.items():
+        for unit, total in self.camera_totals.items():
             u = topo.units[unit]
             ratio.labels(unit, u.name, u.level_name).set(cams_up[unit] / total)
         down, isolated, degraded = (
@@ -321,7 +340,10 @@ class Evaluator:
         isolated.clear()
         flapping.clear()
         degraded.clear()
+        quiet = (t.STATE_UP, t.STATE_UNREACHABLE, t.STATE_UNKNOWN)
         for dev_id, cur in verdict.states.items():
+            if cur.state in quiet:
+                continue
             dev = topo.devices[dev_id]
             unit = topo.unit_of_device[dev_id]
             if cur.state == t.STATE_DOWN:

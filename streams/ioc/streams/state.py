@@ -42,7 +42,7 @@ from ioc.contract.topology import Topology
 __all__ = ["Current", "Facts", "StateMachine", "Thresholds", "Transition", "Verdict", "raw_state"]
 
 
-@dataclass
+@dataclass(slots=True)
 class Facts:
     """What ``device_last_seen`` says about one device (times in epoch ms)."""
 
@@ -56,16 +56,16 @@ class Facts:
     jitter_ms: float | None = None
     loss_pct: float | None = None
     sessions_active: int | None = None
+    probe_ok_ts: int | None = None
+    probe_fail_ts: int | None = None
+    """A node's newest reachable and unreachable probe: a cut that came and went between two
+    rounds shows in them, not in the newest probe (:meth:`StateMachine.unseen_cuts`)."""
     seen_ms: int | None = None
     """When its newest batch arrived (wall clock): the portal's liveness is arrival, not event
     time, since its events come hours late through LGSP (unset: ``last_ts`` stands in)."""
     alert_ts: int | None = None
     alert_reason: str | None = None
     """A SOC sensor's newest critical, DDoS or scan alert and its reason (ioc.streams.soc)."""
-    probe_ok_ts: int | None = None
-    probe_fail_ts: int | None = None
-    """A node's newest reachable and unreachable probe: a cut that came and went between two
-    rounds shows in them, not in the newest probe (:meth:`StateMachine.unseen_cuts`)."""
 
 
 @dataclass
@@ -167,6 +167,14 @@ def _liveness(last_ts: int, now_ms: int, timeout: int) -> tuple[str, str]:
     return t.STATE_UP, "heartbeat ok"
 
 
+_STEADY = frozenset((t.STATE_UP, t.STATE_DEGRADED, t.STATE_UNKNOWN, t.STATE_UNREACHABLE))
+"""States a device that keeps them passes a round in without a step of the state machine:
+not an outage to confirm or count (down), not an episode to close (flapping)."""
+
+_NO_DOWNS: deque[int] = deque(maxlen=0)
+"""The down-times of a device that has none (shared, and nothing can be appended)."""
+
+
 class StateMachine:
     """Holds current states and recent down-transitions; :meth:`evaluate` runs one round."""
 
@@ -178,12 +186,14 @@ class StateMachine:
         self.raw_prev: dict[str, str] = {}
         self.failing_since: dict[str, int] = {}
         self.recovered: dict[str, int] = {}
-        self.probes_seen: dict[str, tuple[int, bool | None]] = {}
-        """Per node, its newest failed probe and whether its newest probe failed, last round."""
-        self.cuts_to_judge: dict[str, int] = {}
-        """Nodes with a new cut not yet counted or blamed upstream: its newest failed probe."""
+        self.probes_seen: dict[str, tuple[int, int, bool | None]] = {}
+        """Per node, last round: its newest failed and good probe, whether the newest failed."""
+        self.cuts_to_judge: dict[str, tuple[int, bool]] = {}
+        """Nodes with a new cut not yet counted or blamed upstream: its newest failed probe,
+        and whether a good probe came since the last round, before it."""
         self.looked = False
         self.nodes = [d.id for d in topology.devices_of(Feed.NETNODE)]
+        self.sensors = frozenset(d.id for d in topology.devices_of(Feed.SOC))
 
     def restore(self, current: dict[str, Current], downs: dict[str, list[int]]) -> None:
         """Resume from the database after a restart or a leader change."""
@@ -213,11 +223,11 @@ class StateMachine:
         # A node whose probe failed while an upstream node has no newer probe yet may be
         # collateral damage of that upstream node: wait (briefly) for its verdict.
         pending: set[str] = set()
-        for dev_id, (state, _reason) in raw.items():
+        for dev_id in self.nodes:  # only nodes are probed (and fail probes)
+            state = raw[dev_id][0]
             f = facts.get(dev_id)
             if (
                 state != t.STATE_DOWN
-                or topo.devices[dev_id].device_class != Feed.NETNODE
                 or f is None
                 or f.probe_ts is None
                 or f.probe_reachable is not False
@@ -236,14 +246,11 @@ class StateMachine:
                 if uf.probe_ts < since:
                     pending.add(dev_id)  # no word from upstream since this node failed
                     break
-        down_nodes = {
-            d
-            for d, (state, _) in raw.items()
-            if state == t.STATE_DOWN and topo.devices[d].device_class == Feed.NETNODE
-        }
+        down_nodes = {d for d in self.nodes if raw[d][0] == t.STATE_DOWN}
         root_causes: dict[str, list[str]] = {}
-        resolved: dict[str, tuple[str, str]] = {}
-        for dev_id, (state, reason) in raw.items():
+        # no node down (most rounds): nothing is cut off, every device is as judged
+        resolved: dict[str, tuple[str, str]] = {} if down_nodes else raw
+        for dev_id, (state, reason) in raw.items() if down_nodes else ():
             if (
                 state in (t.STATE_DOWN, t.STATE_UNKNOWN)
                 or (state == t.STATE_DEGRADED and topo.devices[dev_id].upstream in down_nodes)
@@ -261,20 +268,31 @@ class StateMachine:
         blips = self.unseen_cuts(facts, resolved, pending, now_ms)
         transitions: list[Transition] = []
         outage = (t.STATE_DOWN, t.STATE_UNREACHABLE, t.STATE_FLAPPING)
-        for dev_id, (state, _reason) in resolved.items():
+        for dev_id in self.nodes:
+            state = resolved[dev_id][0]
             before = self.current.get(dev_id)
-            if (
-                topo.devices[dev_id].device_class == Feed.NETNODE
-                and state not in outage
-                and (
-                    (before is not None and before.state in outage)
-                    # a blip (down, not yet confirmed): the devices behind it were unreachable
-                    or self.raw_prev.get(dev_id) == t.STATE_DOWN
-                )
+            if state not in outage and (
+                (before is not None and before.state in outage)
+                # a blip (down, not yet confirmed): the devices behind it were unreachable
+                or self.raw_prev.get(dev_id) == t.STATE_DOWN
             ):
                 self.recovered[dev_id] = now_ms
+        current, downs_of, raw_prev = self.current, self.downs, self.raw_prev
         for dev_id, (state, reason) in resolved.items():
-            old = self.current.get(dev_id)
+            old = current.get(dev_id)
+            if (
+                old is not None
+                and old.state == state
+                and state in _STEADY
+                and dev_id not in downs_of
+                and dev_id not in blips
+                and (state != t.STATE_DEGRADED or dev_id not in self.sensors)
+            ):
+                # as it was, nothing to count (most devices, most rounds): what the steps
+                # below would do for it, without them
+                raw_prev[dev_id] = state
+                old.reason = reason
+                continue
             if (
                 state == t.STATE_DOWN
                 and (old is None or old.state != t.STATE_DOWN)
@@ -287,14 +305,14 @@ class StateMachine:
                 # Its path just came back: give it a heartbeat period to report. Also when it
                 # was never judged unreachable (a new leader held it while the node was down).
                 continue
-            downs = self.downs.setdefault(dev_id, deque())
+            downs = self.downs.get(dev_id, _NO_DOWNS)
             if dev_id in blips:
-                downs.append(now_ms)
+                downs = self._went_down(dev_id, now_ms)
             if topo.devices[dev_id].device_class == Feed.NETNODE and dev_id not in pending:
                 # a node's cut counts from when it was first seen, also while new outages are
                 # held (a new leader catching up): its confirmation is not delayed by the hold
                 if state == t.STATE_DOWN and self.raw_prev.get(dev_id) != t.STATE_DOWN:
-                    downs.append(now_ms)
+                    downs = self._went_down(dev_id, now_ms)
                 self.raw_prev[dev_id] = state
             if (
                 (
@@ -312,10 +330,13 @@ class StateMachine:
                     self.current[dev_id] = Current(t.STATE_UNKNOWN, "awaiting data", now_ms)
                 continue
             if state == t.STATE_DOWN and self.raw_prev.get(dev_id) != t.STATE_DOWN:
-                downs.append(now_ms)
+                downs = self._went_down(dev_id, now_ms)
             self.raw_prev[dev_id] = state
-            while downs and now_ms - downs[0] > th.flap_window_ms:
-                downs.popleft()
+            if downs:
+                while downs and now_ms - downs[0] > th.flap_window_ms:
+                    downs.popleft()
+                if not downs:  # a deque per device that ever went down would stay (100k)
+                    del self.downs[dev_id]
             if old is not None and old.state == t.STATE_FLAPPING:
                 quiet = not downs or now_ms - downs[-1] > th.flap_quiet_ms
                 if not (quiet and state == t.STATE_UP):
@@ -356,6 +377,13 @@ class StateMachine:
             root_causes[node].sort()
         return Verdict(dict(self.current), transitions, root_causes)
 
+    def _went_down(self, dev_id: str, at_ms: int) -> deque[int]:
+        downs = self.downs.get(dev_id)
+        if downs is None:
+            downs = self.downs[dev_id] = deque()
+        downs.append(at_ms)
+        return downs
+
     def unseen_cuts(
         self,
         facts: dict[str, Facts],
@@ -378,23 +406,27 @@ class StateMachine:
         blips: set[str] = set()
         for dev_id in self.nodes:
             f = facts.get(dev_id)
-            fail = f.probe_fail_ts if f is not None else None
-            if f is not None and fail is not None:
-                seen_fail, seen_failing = self.probes_seen.get(dev_id, (0, None))
-                self.probes_seen[dev_id] = (fail, f.probe_reachable)
-                ok = f.probe_ok_ts
+            if f is not None:
+                fail, ok = f.probe_fail_ts or 0, f.probe_ok_ts or 0
+                seen_fail, seen_ok, seen_failing = self.probes_seen.get(dev_id, (0, 0, None))
+                self.probes_seen[dev_id] = (fail, ok, f.probe_reachable)
+                came_back = seen_ok < ok < fail  # a good probe since last round, then a cut
                 if (
                     not first_look  # a start or a new leader: earlier cuts are history
                     and fail > seen_fail
-                    and (seen_failing is not False or (ok is not None and seen_fail < ok < fail))
+                    and (seen_failing is not False or came_back)
                 ):
-                    self.cuts_to_judge[dev_id] = fail
-            cut = self.cuts_to_judge.get(dev_id)
-            if cut is None or dev_id in pending:
+                    self.cuts_to_judge[dev_id] = (fail, came_back)
+            judge = self.cuts_to_judge.get(dev_id)
+            if judge is None or dev_id in pending:
                 continue  # nothing new, or waiting for the upstream node's verdict
+            cut, came_back = judge
             state = resolved[dev_id][0]
-            if state == t.STATE_DOWN and self.raw_prev.get(dev_id) != t.STATE_DOWN:
-                del self.cuts_to_judge[dev_id]  # a round sees it go down: counted there
+            if state == t.STATE_DOWN and (
+                self.raw_prev.get(dev_id) != t.STATE_DOWN  # a round sees it go down: counted
+                or not came_back  # down all along (its probes had stopped): the same outage
+            ):
+                del self.cuts_to_judge[dev_id]
                 continue
             blamed = state == t.STATE_UNREACHABLE or self._upstream_failed(
                 dev_id, cut, facts, now_ms
