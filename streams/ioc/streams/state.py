@@ -185,6 +185,8 @@ class StateMachine:
         self.downs: dict[str, deque[int]] = {}
         self.raw_prev: dict[str, str] = {}
         self.failing_since: dict[str, int] = {}
+        self.held_since: dict[str, int] = {}
+        """Nodes held for their upstream node's verdict: the round that first saw them down."""
         self.recovered: dict[str, int] = {}
         self.probes_seen: dict[str, tuple[int, int, bool | None]] = {}
         """Per node, last round: its newest failed and good probe, whether the newest failed."""
@@ -233,6 +235,7 @@ class StateMachine:
                 or f.probe_reachable is not False
             ):
                 self.failing_since.pop(dev_id, None)
+                self.held_since.pop(dev_id, None)
                 continue
             since = self.failing_since.setdefault(dev_id, f.probe_ts)
             if now_ms - since >= th.confirm_upstream_ms:
@@ -245,6 +248,7 @@ class StateMachine:
                     continue  # never probed (no address in the inventory): no verdict comes
                 if uf.probe_ts < since:
                     pending.add(dev_id)  # no word from upstream since this node failed
+                    self.held_since.setdefault(dev_id, now_ms)
                     break
         down_nodes = {d for d in self.nodes if raw[d][0] == t.STATE_DOWN}
         root_causes: dict[str, list[str]] = {}
@@ -312,7 +316,9 @@ class StateMachine:
                 # a node's cut counts from when it was first seen, also while new outages are
                 # held (a new leader catching up): its confirmation is not delayed by the hold
                 if state == t.STATE_DOWN and self.raw_prev.get(dev_id) != t.STATE_DOWN:
-                    downs = self._went_down(dev_id, now_ms)
+                    # seen by the round that held it for its upstream node's verdict: the
+                    # confirmation counts from then, not from the verdict (5 s on a page)
+                    downs = self._went_down(dev_id, self.held_since.pop(dev_id, now_ms))
                 self.raw_prev[dev_id] = state
             if (
                 (
