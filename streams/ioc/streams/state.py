@@ -185,8 +185,6 @@ class StateMachine:
         self.downs: dict[str, deque[int]] = {}
         self.raw_prev: dict[str, str] = {}
         self.failing_since: dict[str, int] = {}
-        self.held_since: dict[str, int] = {}
-        """Nodes held for their upstream node's verdict: the round that first saw them down."""
         self.recovered: dict[str, int] = {}
         self.probes_seen: dict[str, tuple[int, int, bool | None]] = {}
         """Per node, last round: its newest failed and good probe, whether the newest failed."""
@@ -235,7 +233,6 @@ class StateMachine:
                 or f.probe_reachable is not False
             ):
                 self.failing_since.pop(dev_id, None)
-                self.held_since.pop(dev_id, None)
                 continue
             since = self.failing_since.setdefault(dev_id, f.probe_ts)
             if now_ms - since >= th.confirm_upstream_ms:
@@ -248,7 +245,6 @@ class StateMachine:
                     continue  # never probed (no address in the inventory): no verdict comes
                 if uf.probe_ts < since:
                     pending.add(dev_id)  # no word from upstream since this node failed
-                    self.held_since.setdefault(dev_id, now_ms)
                     break
         down_nodes = {d for d in self.nodes if raw[d][0] == t.STATE_DOWN}
         root_causes: dict[str, list[str]] = {}
@@ -316,9 +312,7 @@ class StateMachine:
                 # a node's cut counts from when it was first seen, also while new outages are
                 # held (a new leader catching up): its confirmation is not delayed by the hold
                 if state == t.STATE_DOWN and self.raw_prev.get(dev_id) != t.STATE_DOWN:
-                    # seen by the round that held it for its upstream node's verdict: the
-                    # confirmation counts from then, not from the verdict (5 s on a page)
-                    downs = self._went_down(dev_id, self.held_since.pop(dev_id, now_ms))
+                    downs = self._went_down(dev_id, now_ms)
                 self.raw_prev[dev_id] = state
             if (
                 (
@@ -356,7 +350,7 @@ class StateMachine:
                 and topo.devices[dev_id].device_class == Feed.NETNODE
                 and (old is None or old.state not in outage)
                 and downs
-                and now_ms - downs[-1] < th.node_down_confirm_ms
+                and not self._cut_lasted(dev_id, facts.get(dev_id), now_ms, downs[-1])
             ):
                 # not confirmed yet: a blip if it comes back (counted above, for flapping)
                 if old is None:
@@ -382,6 +376,22 @@ class StateMachine:
         for node in root_causes:
             root_causes[node].sort()
         return Verdict(dict(self.current), transitions, root_causes)
+
+    def _cut_lasted(self, dev_id: str, f: Facts | None, now_ms: int, seen_ms: int) -> bool:
+        """Whether a node's cut has lasted ``node_down_confirm_ms``: an outage, not a blip.
+
+        While its probes fail, by the probes: the newest failed one is that long after the
+        first. Neither the rounds' phase nor the wait for the upstream node's verdict moves
+        that: a cut shorter than the confirmation is never confirmed (an 8 s cut shows as
+        failed probes for up to 13 s, so "down for 10 s at the rounds" confirmed some), and a
+        longer one is confirmed as soon as the probe that shows it arrives. Down without
+        probes (none for its timeout): from the round that saw it.
+        """
+        confirm = self.th.node_down_confirm_ms
+        first = self.failing_since.get(dev_id)
+        if f is not None and f.probe_reachable is False and first is not None:
+            return f.probe_fail_ts is not None and f.probe_fail_ts - first >= confirm
+        return now_ms - seen_ms >= confirm
 
     def _went_down(self, dev_id: str, at_ms: int) -> deque[int]:
         downs = self.downs.get(dev_id)
