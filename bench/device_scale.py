@@ -190,9 +190,10 @@ async def _report(settings: Settings, now_ms: int, silent: list[str]) -> float:
     )
     try:
         await conn.execute(
-            f"""UPDATE {t.DEVICE_LAST_SEEN} SET last_ts = $1, quality_ts = $1,
-                  probe_ts = CASE WHEN probe_ts IS NULL THEN NULL ELSE $1 END,
-                  probe_ok_ts = CASE WHEN probe_ok_ts IS NULL THEN NULL ELSE $1 END,
+            f"""UPDATE {t.DEVICE_LAST_SEEN} SET last_ts = $1::timestamptz,
+                  quality_ts = $1::timestamptz,
+                  probe_ts = CASE WHEN probe_ts IS NOT NULL THEN $1::timestamptz END,
+                  probe_ok_ts = CASE WHEN probe_ok_ts IS NOT NULL THEN $1::timestamptz END,
                   updated_at = now()
                 WHERE device_id <> ALL($2::text[])""",
             at,
