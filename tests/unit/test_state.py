@@ -322,6 +322,22 @@ def test_a_node_whose_probes_stopped_and_came_back_failing_is_down_once() -> Non
     assert len(world.machine.downs[node]) == 1
 
 
+def test_a_failing_node_whose_probes_then_stop_is_still_confirmed() -> None:
+    """Its failed probes stop growing their span (the collector stopped too): the outage is
+    confirmed by time, as for a node without probes, not held unconfirmed forever."""
+    world = World()
+    world.run(T0 + 5000, T0 + 60_000)
+    node = "nn-992"
+    world.unreachable.add(node)
+    now = T0 + 61_000
+    while world.facts[node].probe_reachable is not False:  # its first failed probe
+        world.advance(now)
+        now += 1000
+    world.unprobed.add(node)
+    _, transitions = world.run(now, now + 60_000, step=1000)
+    assert [tr.new for tr in transitions if tr.device_id == node] == [t.STATE_DOWN]
+
+
 def _cut_is_confirmed_in_time(world: World, node: str) -> Verdict:
     """Cut ``node`` after a minute of reports: its first transition is down, confirmed
     node_down_confirm_ms after its first failed probe (which arrives within 5 s)."""

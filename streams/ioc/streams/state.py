@@ -385,11 +385,17 @@ class StateMachine:
         that: a cut shorter than the confirmation is never confirmed (an 8 s cut shows as
         failed probes for up to 13 s, so "down for 10 s at the rounds" confirmed some), and a
         longer one is confirmed as soon as the probe that shows it arrives. Down without
-        probes (none for its timeout): from the round that saw it.
+        probes (none for its timeout, failing before or not): from the round that saw it.
         """
         confirm = self.th.node_down_confirm_ms
         first = self.failing_since.get(dev_id)
-        if f is not None and f.probe_reachable is False and first is not None:
+        if (
+            f is not None
+            and f.probe_reachable is False
+            and f.probe_ts is not None
+            and now_ms - f.probe_ts <= self.th.heartbeat_timeout_ms[Feed.NETNODE]
+            and first is not None
+        ):
             return f.probe_fail_ts is not None and f.probe_fail_ts - first >= confirm
         return now_ms - seen_ms >= confirm
 
