@@ -58,6 +58,29 @@ class World:
                 f.quality_ts = last_report
                 f.fps, f.frozen = 25.0, dev_id in self.frozen
 
+    def rounds(self, start: int, end: int, offset: int = 0, step: int = 1000) -> list[Transition]:
+        """Facts every ``step`` ms, a round every 5 s (the workers' period) ``offset`` ms of
+        event time after them: between two rounds the facts move as they do in the database."""
+        transitions: list[Transition] = []
+        for now in range(start, end, step):
+            self.report(now)
+            if (now - T0) % 5000 == 0:
+                transitions += self.machine.evaluate(self.facts, now + offset).transitions
+        return transitions
+
+    def flap(
+        self, node: str, start: int, cycles: int, offset: int = 0, step: int = 1000
+    ) -> list[Transition]:
+        """``node`` cut for 8 s every 16 s (the simulator's flapping fault) from ``start``."""
+        transitions: list[Transition] = []
+        for cycle in range(cycles):
+            at = start + cycle * 16_000
+            self.unreachable.add(node)
+            transitions += self.rounds(at, at + 8000, offset, step)
+            self.unreachable.discard(node)
+            transitions += self.rounds(at + 8000, at + 16_000, offset, step)
+        return transitions
+
     def run(self, start: int, end: int, step: int = 5000) -> tuple[Verdict, list[Transition]]:
         verdict = None
         transitions: list[Transition] = []
@@ -234,20 +257,11 @@ def test_a_cut_shorter_than_the_confirmation_is_never_an_outage_whatever_the_pha
     for cut_phase in range(0, 5000, 500):  # the cut against the node's probes
         for round_phase in range(0, 5000, 1000):  # the rounds against both
             world = World()
-            for now in range(T0 + 5000, T0 + 60_001, 1000):
-                world.report(now)
-                if (now - T0) % 5000 == 0:
-                    world.machine.evaluate(world.facts, now + round_phase)
+            world.rounds(T0 + 5000, T0 + 60_001, round_phase)
             start = T0 + 60_000 + cut_phase
-            seen: list[Transition] = []
-            for now in range(T0 + 60_250, T0 + 90_001, 250):
-                if now == start:
-                    world.unreachable.add(node)
-                elif now == start + 8000:
-                    world.unreachable.discard(node)
-                world.report(now)
-                if (now - T0) % 5000 == 0:
-                    seen += world.machine.evaluate(world.facts, now + round_phase).transitions
+            seen = world.rounds(T0 + 60_250, start, round_phase, step=250)
+            seen += world.flap(node, start, 1, round_phase, step=250)
+            seen += world.rounds(start + 16_000, T0 + 90_001, round_phase, step=250)
             if any(tr.device_id == node and tr.new == t.STATE_DOWN for tr in seen):
                 confirmed.append((cut_phase, round_phase))
     assert not confirmed, confirmed
@@ -262,20 +276,9 @@ def test_a_flapping_node_is_recognised_on_its_third_cut_whatever_the_rounds_miss
     late: list[tuple[int, int]] = []
     for offset in range(0, 5000, 250):
         world = World()
-        for now in range(T0 + 5000, T0 + 60_001, 1000):
-            world.report(now)
-            if (now - T0) % 5000 == 0:
-                world.machine.evaluate(world.facts, now + offset)
-        seen: list[Transition] = []
+        world.rounds(T0 + 5000, T0 + 60_001, offset)
         start = T0 + 60_000 + 1000  # off the probes' phase
-        for now in range(start, start + 6 * 16_000, 1000):
-            if (now - start) % 16_000 == 0:
-                world.unreachable.add(node)
-            elif (now - start) % 16_000 == 8000:
-                world.unreachable.discard(node)
-            world.report(now)
-            if (now - T0) % 5000 == 0:
-                seen += world.machine.evaluate(world.facts, now + offset).transitions
+        seen = world.flap(node, start, 6, offset)
         mine = [tr for tr in seen if tr.device_id == node]
         assert [tr.new for tr in mine] == [t.STATE_FLAPPING], (offset, mine)
         assert not [tr for tr in seen if tr.new == t.STATE_DOWN]
@@ -292,16 +295,7 @@ def test_a_blip_behind_a_cut_upstream_node_is_the_upstream_node_s() -> None:
     world.run(T0 + 5000, T0 + 60_000)
     upstream, child = "nn-992", "nn-992-001"
     assert upstream in TOPO.upstream_chain(child)
-    seen: list[Transition] = []
-    start = T0 + 60_000 + 1000
-    for now in range(start, start + 6 * 16_000, 1000):
-        if (now - start) % 16_000 == 0:
-            world.unreachable.add(upstream)
-        elif (now - start) % 16_000 == 8000:
-            world.unreachable.discard(upstream)
-        world.report(now)
-        if (now - T0) % 5000 == 0:
-            seen += world.machine.evaluate(world.facts, now).transitions
+    seen = world.flap(upstream, T0 + 60_000 + 1000, 6)
     flapping = {tr.device_id for tr in seen if tr.new == t.STATE_FLAPPING}
     assert flapping == {upstream}, seen
 
