@@ -350,7 +350,7 @@ class StateMachine:
                 and topo.devices[dev_id].device_class == Feed.NETNODE
                 and (old is None or old.state not in outage)
                 and downs
-                and not self._cut_lasted(dev_id, facts.get(dev_id), now_ms, downs[-1])
+                and now_ms - downs[-1] < th.node_down_confirm_ms
             ):
                 # not confirmed yet: a blip if it comes back (counted above, for flapping)
                 if old is None:
@@ -376,28 +376,6 @@ class StateMachine:
         for node in root_causes:
             root_causes[node].sort()
         return Verdict(dict(self.current), transitions, root_causes)
-
-    def _cut_lasted(self, dev_id: str, f: Facts | None, now_ms: int, seen_ms: int) -> bool:
-        """Whether a node's cut has lasted ``node_down_confirm_ms``: an outage, not a blip.
-
-        While its probes fail, by the probes: the newest failed one is that long after the
-        first. Neither the rounds' phase nor the wait for the upstream node's verdict moves
-        that: a cut shorter than the confirmation is never confirmed (an 8 s cut shows as
-        failed probes for up to 13 s, so "down for 10 s at the rounds" confirmed some), and a
-        longer one is confirmed as soon as the probe that shows it arrives. Down without
-        probes (none for its timeout, failing before or not): from the round that saw it.
-        """
-        confirm = self.th.node_down_confirm_ms
-        first = self.failing_since.get(dev_id)
-        if (
-            f is not None
-            and f.probe_reachable is False
-            and f.probe_ts is not None
-            and now_ms - f.probe_ts <= self.th.heartbeat_timeout_ms[Feed.NETNODE]
-            and first is not None
-        ):
-            return f.probe_fail_ts is not None and f.probe_fail_ts - first >= confirm
-        return now_ms - seen_ms >= confirm
 
     def _went_down(self, dev_id: str, at_ms: int) -> deque[int]:
         downs = self.downs.get(dev_id)
