@@ -293,7 +293,7 @@ def worker_rss(scenario: str, seconds: float) -> dict[str, Any]:
     worker = WorkerProcess(settings, scenario, log, "w0").start()
     try:
         worker.wait_serving(timeout=300)
-        peak = 0.0
+        peak = rss = 0.0
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             time.sleep(5)
