@@ -102,6 +102,8 @@ def test_last_seen_keeps_the_newest_facts_and_ignores_probes_for_liveness() -> N
     )  # late: must not win
     assert entry.probe_reachable is False and entry.probe_ts == NOW
     assert entry.last_ts is None  # the node itself said nothing
+    # the newest good and failed probe, whatever their order: a cut between rounds shows
+    assert (entry.probe_ok_ts, entry.probe_fail_ts) == (NOW - 5000, NOW)
     cam = LastSeen("c", "camera")
     cam.add(
         s.CameraStream(
