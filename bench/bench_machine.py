@@ -1,4 +1,5 @@
-"""What machine a benchmark ran on (written into every result file)."""
+"""What machine a benchmark ran on (written into every result file), and the small measures
+every benchmark takes the same way (percentiles, a process's memory from /proc)."""
 
 from __future__ import annotations
 
@@ -22,3 +23,19 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (``q`` in 0..1) of ``values``; None when there are none."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def status_mib(field: str = "VmRSS", pid: int | str = "self") -> float:
+    """A memory line of /proc/PID/status (``VmRSS``, ``VmHWM``, ...) in MiB; 0 if absent."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    return 0.0

@@ -42,7 +42,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench_machine import machine
+from bench_machine import machine, percentile
 
 from ioc.bootstrap import bootstrap, drop_namespace
 from ioc.config import Settings, load_settings
@@ -123,11 +123,9 @@ def worker_totals(worker: WorkerProcess) -> tuple[float, float]:
 
 
 def pct(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile, as bench/pipeline.py computes it."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
+    """Nearest-rank percentile, rounded to 10 ms."""
+    value = percentile(values, q)
+    return None if value is None else round(value, 2)
 
 
 async def vconf_counts(settings: Settings, start_ms: int) -> list[tuple[int, str, int]]:

@@ -28,6 +28,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench_machine import status_mib
 from soak import SCENARIO, KafkaLag
 
 from ioc.bootstrap import bootstrap, drop_namespace
@@ -40,10 +41,7 @@ ARENA_HEAP_KIB = 65536
 
 
 def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return status_mib("VmRSS", pid)
 
 
 def anonymous_mib(pid: int) -> dict[str, float]:

@@ -48,7 +48,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench_machine import machine
+from bench_machine import machine, status_mib
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
@@ -84,10 +84,7 @@ def cpu_s() -> float:
 
 
 def rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return status_mib("VmRSS")
 
 
 class Peers:

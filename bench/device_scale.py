@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from bench_machine import machine
+from bench_machine import machine, percentile, status_mib
 
 from ioc.bootstrap import bootstrap, drop_namespace
 from ioc.config import Settings, load_settings
@@ -52,20 +52,6 @@ STEP_MS = 5000
 SILENT_ROUNDS = 4
 """A churned device is silent this many rounds (20 s: past every built-in heartbeat timeout)."""
 PHASES = ("facts", "evaluate", "transitions", "outbox", "readiness", "export", "round")
-
-
-def _rss_mib() -> tuple[float, float]:
-    """(VmRSS, VmHWM) of this process, MiB."""
-    got = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(("VmRSS", "VmHWM")):
-            got[line.split(":")[0]] = int(line.split()[1]) / 1024
-    return round(got["VmRSS"], 1), round(got["VmHWM"], 1)
-
-
-def _p99(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
 
 
 def national_subset(devices: int, folder: Path) -> str:
@@ -250,12 +236,12 @@ async def one_size(size: str, scenario: str, rounds: int, churn: float) -> dict[
                 )
         finally:
             await pool.close()
-        rss, hwm = _rss_mib()
+        rss, hwm = round(status_mib("VmRSS"), 1), round(status_mib("VmHWM"), 1)
         steady = per_round[1:]
         figures = {
             phase: {
                 "median_s": round(statistics.median(r.get(phase, 0.0) for r in steady), 4),
-                "p99_s": round(_p99([r.get(phase, 0.0) for r in steady]), 4),
+                "p99_s": round(percentile([r.get(phase, 0.0) for r in steady], 0.99) or 0.0, 4),
             }
             for phase in PHASES
         }

@@ -34,7 +34,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench_machine import machine
+from bench_machine import machine, percentile
 
 from ioc.bootstrap import bootstrap, drop_namespace
 from ioc.config import Settings, load_settings
@@ -174,11 +174,9 @@ def run_point(rate: float, duration: float, workers: int, log_dir: Path) -> dict
             "freshness_p50_s": round(fresh_values[len(fresh_values) // 2], 2)
             if fresh_values
             else None,
-            "freshness_p99_s": round(
-                fresh_values[min(len(fresh_values) - 1, int(0.99 * len(fresh_values)))], 2
-            )
-            if fresh_values
-            else None,
+            "freshness_p99_s": None
+            if (p99 := percentile(fresh_values, 0.99)) is None
+            else round(p99, 2),
             "lag_growing": growing,
             "drain_s": round(drain_s, 1),
             "worker_cpu_per_s": [
