@@ -44,14 +44,25 @@ def wait_incidents_resolved(
     over and the worker has judged them); their number. ``what`` says whose log to read."""
     from tests.support.wait import wait_for
 
+    seen: list[str] = []
+
     def resolved() -> int | None:
         rows = query(
             settings,
-            "SELECT count(*) AS n FROM incidents WHERE status = 'resolved' AND kind = ANY($1)",
+            "SELECT id, root_device, kind, status, opened_at, resolved_at FROM incidents "
+            "WHERE kind = ANY($1) ORDER BY id",
             list(kinds),
         )
-        count: int = rows[0]["n"]
+        seen[:] = [
+            f"#{r['id']} {r['kind']} {r['root_device']} {r['status']} "
+            f"opened {r['opened_at']:%H:%M:%S} resolved {r['resolved_at'] or '-'}"
+            for r in rows
+        ]
+        count = sum(r["status"] == "resolved" for r in rows)
         return count if count >= at_least else None
 
     awaited = f"{at_least} {'/'.join(kinds)} incidents resolved {what}"
-    return wait_for(resolved, timeout, what=awaited)
+    try:
+        return wait_for(resolved, timeout, what=awaited)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; incidents: {seen or 'none'}") from None

@@ -46,7 +46,7 @@ from ioc.contract.topics import (
 from ioc.contract.topology import Topology
 from ioc.kafka_clients import faust_broker, faust_idempotent_producer
 from ioc.observability import gauge, histogram
-from ioc.streams.consumer import FeedConsumer, StallClock
+from ioc.streams.consumer import FeedBacklog, FeedConsumer, StallClock
 from ioc.streams.dependencies import PROBE_EVERY_S, DependencyProbes, KafkaStats
 from ioc.streams.evaluator import Evaluator
 from ioc.streams.incidents import IncidentAgent, Send, TransientError
@@ -158,6 +158,7 @@ class Pipeline:
                 self.processor = FeedProcessor(self.topology, self.pool, send)
                 th = overridden(self.settings.thresholds)
                 self.evaluator = Evaluator(self.topology, self.pool, th)
+                self.evaluator.backlog = FeedBacklog(self.settings)
                 self.portal_kpis = PortalKpis(self.topology, self.pool, th)
                 assert self.send_incident_event is not None
                 self.incidents = IncidentAgent(self.topology, self.pool, self.send_incident_event)
@@ -179,6 +180,12 @@ def build_app(
         web_enabled=False,
         autodiscover=False,
         consumer_auto_offset_reset="earliest",
+        # A SIGKILLed worker's device-event partitions wait for its session to expire: Faust's
+        # 60 s default kept incidents unopened and unresolved for a minute after a leader
+        # died (the feed consumer's is 10 s). aiokafka heartbeats from the event loop, which a
+        # national evaluation round holds for about 2 s: 15 s leaves room for that.
+        broker_session_timeout=15.0,
+        broker_heartbeat_interval=3.0,
         broker_commit_interval=1.0,
         broker_commit_every=10_000,
         topic_replication_factor=settings.kafka_replication_factor,

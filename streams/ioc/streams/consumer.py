@@ -28,16 +28,17 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from itertools import accumulate
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from ioc.config import Settings
 from ioc.contract.topics import FEED_TOPICS
-from ioc.kafka_clients import LibrdkafkaLog, librdkafka_consumer
+from ioc.kafka_clients import LibrdkafkaLog, librdkafka_admin, librdkafka_consumer
 from ioc.streams.processor import FeedProcessor, Prepared, Record
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 Offsets = dict[tuple[str, int], int]  # (topic, partition) -> next offset to read
 
@@ -438,4 +439,74 @@ class Sources:
             self.keys[i],
             self.values[i],
             self.timestamps[i],
+        )
+
+
+class FeedBacklog:
+    """Where every feed partition ends, and whether the feed group (whichever worker owns
+    each partition) has committed up to there: landed in the database, since offsets are
+    committed only after the write. The evaluator's hold after a takeover or a stall ends on
+    it (ioc.streams.evaluator). An admin client of its own: the feed consumer's client runs
+    one call at a time, and these asked of it slowed the very consume loop they measure."""
+
+    def __init__(self, settings: Settings, timeout: float = 2.0) -> None:
+        self.settings = settings
+        self.timeout = timeout
+        self.topics = [settings.topic(spec.name) for spec in FEED_TOPICS.values()]
+        self._admin: Any = None
+
+    async def backlog_marks(self) -> Offsets | None:
+        """Every feed partition's end now; None when the broker does not say in time."""
+        return await self._ask(self._marks)
+
+    async def backlog_landed(self, marks: Offsets) -> bool | None:
+        """Whether the group has committed every partition of ``marks`` up to its mark; None
+        when the broker does not say in time."""
+        return await self._ask(lambda admin: self._landed(admin, marks))
+
+    async def _ask(self, call: Callable[[Any], _T]) -> _T | None:
+        def answer() -> _T | None:
+            try:
+                if self._admin is None:
+                    from confluent_kafka.admin import AdminClient
+
+                    self._admin = AdminClient(librdkafka_admin(self.settings, "ioc-backlog"))
+                return call(self._admin)
+            except (KafkaException, RuntimeError, TimeoutError) as exc:
+                log.info("feed backlog not known: %s", exc or type(exc).__name__)
+                return None
+
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(answer), self.timeout + 1)
+        except TimeoutError:
+            return None
+
+    def _marks(self, admin: Any) -> Offsets:
+        from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
+
+        wanted: dict[TopicPartition, Any] = {}
+        for topic in self.topics:
+            meta = admin.list_topics(topic, timeout=self.timeout).topics[topic]
+            if meta.error is not None:
+                raise KafkaException(meta.error)
+            for partition in meta.partitions:
+                wanted[TopicPartition(topic, partition)] = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+        ends = admin.list_offsets(wanted, request_timeout=self.timeout)
+        return {
+            (tp.topic, tp.partition): future.result(self.timeout).offset
+            for tp, future in ends.items()
+        }
+
+    def _landed(self, admin: Any, marks: Offsets) -> bool:
+        from confluent_kafka import ConsumerGroupTopicPartitions
+
+        wanted = [TopicPartition(t, p) for (t, p), end in marks.items() if end > 0]
+        if not wanted:
+            return True  # nothing was produced: nothing to land
+        group = ConsumerGroupTopicPartitions(consumer_group(self.settings), wanted)
+        futures = admin.list_consumer_group_offsets([group], request_timeout=self.timeout)
+        committed = futures[group.group_id].result(self.timeout).topic_partitions
+        # no commit yet is OFFSET_INVALID (negative): not landed
+        return all(
+            tp.error is None and tp.offset >= marks[(tp.topic, tp.partition)] for tp in committed
         )

@@ -15,7 +15,7 @@ import datetime as dt
 import logging
 import time
 from collections import Counter
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -33,6 +33,20 @@ from ioc.streams.state import Current, Facts, StateMachine, Thresholds, Verdict
 from ioc.streams.vconf import ReadinessMonitor
 
 log = logging.getLogger(__name__)
+
+
+class Backlog(Protocol):
+    """Where the feeds stand in Kafka (:class:`ioc.streams.consumer.FeedConsumer`): None when
+    the broker does not say."""
+
+    async def backlog_marks(self) -> dict[tuple[str, int], int] | None:
+        """Every feed partition's end now."""
+
+    async def backlog_landed(self, marks: dict[tuple[str, int], int]) -> bool | None:
+        """Whether every feed partition has landed in the database up to ``marks``."""
+
+
+_NO_HOLD = -(2**62)
 
 
 def _ms(value: dt.datetime | None) -> int | None:
@@ -97,25 +111,65 @@ class Evaluator:
         self.events_published = counter(m.DEVICE_EVENTS_PUBLISHED)
         self._last: tuple[int, int] | None = None
         self._hold_from = 0
+        self.backlog: Backlog | None = None
+        """A hold ends as soon as all that was produced before it began has landed (else
+        after each held class's heartbeat timeout): set by the worker (ioc.streams.app)."""
+        self._marks: dict[tuple[str, int], int] | None = None
+        self._marks_wanted = False
+        self._held_at = 0.0
 
     def _catching_up(self, watermark: int, wall_ms: int) -> frozenset[str]:
-        """The device classes whose new outages are held: while event time runs faster than
-        the wall clock (backlog after a stall or a restart), each class until a full
-        heartbeat timeout of its own data has arrived (a slow feed's longer timeout does not
-        delay the outages of the others)."""
+        """The device classes whose new outages are held: in a new term (the previous
+        leader's partitions may not be consumed yet) and while event time runs faster than
+        the wall clock (backlog after a stall or a restart). Each class is held until what
+        was produced before the hold began has landed (:attr:`backlog`) or, failing word of
+        that, until a full heartbeat timeout of its own data has arrived (a slow feed's
+        longer timeout does not delay the outages of the others)."""
         slack = self.machine.th.catch_up_slack_ms
+        why = None
         if self._last is None:
-            self._hold_from = watermark
+            why = "first round of this term"
         else:
             last_watermark, last_wall = self._last
             if watermark - last_watermark > (wall_ms - last_wall) + slack:
-                self._hold_from = watermark
+                why = (
+                    f"event time ran {watermark - last_watermark} ms in "
+                    f"{wall_ms - last_wall} ms of wall clock (a backlog)"
+                )
+        if why is not None:
+            log.info("new outages held: %s", why)
+            self._hold_from = watermark
+            self._marks, self._marks_wanted = None, True
+            self._held_at = time.monotonic()
         self._last = (watermark, wall_ms)
-        return frozenset(
+        held = frozenset(
             cls
             for cls, timeout in self.machine.th.heartbeat_timeout_ms.items()
             if watermark < self._hold_from + timeout
         )
+        if not held:
+            self._marks, self._marks_wanted = None, False
+        return held
+
+    async def _end_hold_if_landed(self) -> None:
+        """Release a hold whose backlog has landed (before the round: it judges at once)."""
+        if self._marks is None or self.backlog is None:
+            return
+        if await self.backlog.backlog_landed(self._marks):
+            log.info(
+                "new outages judged again: the backlog landed after %.1f s",
+                time.monotonic() - self._held_at,
+            )
+            self._hold_from, self._marks = _NO_HOLD, None
+
+    async def _mark_backlog(self) -> None:
+        """Where the feeds end when a hold began (after the round: outside its transaction).
+        Taken a little after the hold began, they cover at least its backlog."""
+        if not self._marks_wanted or self.backlog is None:
+            return
+        marks = await self.backlog.backlog_marks()
+        if marks is not None:
+            self._marks, self._marks_wanted = marks, False
 
     async def restore(self, conn: asyncpg.Connection) -> None:
         rows = await conn.fetch(f"SELECT device_id, state, reason, since FROM {t.DEVICE_STATE}")
@@ -163,6 +217,7 @@ class Evaluator:
     ) -> Verdict | None:
         """One round, in one transaction (under ``leader``'s round lock when given).
         Returns the verdict, or None when no data has arrived yet or the round was skipped."""
+        await self._end_hold_if_landed()
         started = time.perf_counter()
         wall_ms = wall_ms if wall_ms is not None else int(time.time() * 1000)
         async with self.pool.acquire() as conn, conn.transaction():
@@ -187,6 +242,7 @@ class Evaluator:
         self._export(verdict, facts, open_incidents)
         self.vconf.export(readiness)
         self.eval_seconds.observe(time.perf_counter() - started)
+        await self._mark_backlog()
         return verdict
 
     async def _write_transitions(self, conn: asyncpg.Connection, verdict: Verdict) -> None:

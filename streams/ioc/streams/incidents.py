@@ -217,6 +217,7 @@ class IncidentAgent:
                 "ioc",
                 f"{tr.device_id} is {tr.new}",
             )
+            log.info("incident %s resolved: %s is %s", row["id"], tr.device_id, tr.new)
             touched.append(row["id"])
             touched += await corr.release(conn, value, _key(tr.device_id, row["kind"]), tr)
         if corr.is_member(value, tr.device_id):
