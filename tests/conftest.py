@@ -51,6 +51,11 @@ async def namespace(base_settings: Settings, stack: object) -> AsyncIterator[Set
     tag = f"t{uuid.uuid4().hex[:10]}"
     settings = base_settings.model_copy(update={"kafka_topic_prefix": f"{tag}.", "db_schema": tag})
     yield settings
+    from ioc.deploy.local.monitoring import prune_dead_targets
+
+    # a worker the test SIGKILLed left its scrape target: down, it would fire StreamWorkerDown
+    # in the tests after it whenever no worker is up
+    prune_dead_targets(settings.stack_dir / "prometheus" / "targets")
     if os.environ.get("IOC_TEST_KEEP_NAMESPACE"):  # to read what a failed test left behind
         print(f"namespace kept: schema and topic prefix {tag}")
         return

@@ -159,6 +159,20 @@ def _am_version(settings: Settings) -> str:
         return str(json.load(r)["versionInfo"]["version"])
 
 
+async def _first_outage(settings: Settings) -> dict[str, float]:
+    """Per device, when its first outage (down or flapping) began, in event time (epoch s)."""
+    conn = await connect(settings.admin_dsn())
+    try:
+        rows = await conn.fetch(
+            f"SELECT device_id, min(start_ts) AS at "
+            f"FROM {settings.db_schema}.device_state_intervals "
+            f"WHERE state IN ('down', 'flapping') GROUP BY device_id"
+        )
+    finally:
+        await conn.close()
+    return {r["device_id"]: r["at"].timestamp() for r in rows}
+
+
 def _pages(settings: Settings) -> list[Any]:
     """The namespace's pages with the path each came by (``receiver``: Alertmanager's
     receiver, or ``reconciled`` for a resolution the pager recorded itself)."""
@@ -170,7 +184,7 @@ async def _pages_with_receiver(settings: Settings) -> list[Any]:
     try:
         return list(
             await conn.fetch(
-                f"SELECT alertname, status, device_id, labels, received_at, receiver "
+                f"SELECT alertname, status, device_id, labels, starts_at, received_at, receiver "
                 f"FROM {settings.db_schema}.pages ORDER BY id"
             )
         )
@@ -236,7 +250,7 @@ def test_pages_mean_one_thing_each_and_come_in_time(namespace: Settings, tmp_pat
         _post(namespace, second.consequence, resolved=True)  # while its root inhibits it
         time.sleep(5)
         _post(namespace, first.consequence, resolved=True)  # no longer inhibited
-        # the root cause outlives the consequence's next flush (group_interval 30 s), so the
+        # the root cause outlives the consequence's next flush (group_interval 10 s), so the
         # consequence is inhibited when Alertmanager would send its resolution
         time.sleep(40)
         _post(namespace, second.root, resolved=True)
@@ -275,8 +289,13 @@ def test_pages_mean_one_thing_each_and_come_in_time(namespace: Settings, tmp_pat
 
         recorded = _pages(namespace)
         firing = [p for p in recorded if p["status"] == "firing"]
+        judged = asyncio.run(_first_outage(namespace))
         print("\npage latency: fault start (flapping: its third cut) -> page recorded at the pager")
-        print(f"{'class':<12} {'alert':<24} {'device':<16} {'severity':<9} {'latency':>8} budget")
+        print("(judged: the transition's event time; rule: the alert's activeAt in Prometheus)")
+        print(
+            f"{'class':<12} {'alert':<24} {'device':<16} {'severity':<9} "
+            f"{'judged':>7} {'rule':>6} {'latency':>8} budget"
+        )
         rows: list[tuple[str, str, str, str, float]] = [
             (cls, alert, dev, "", 0.0) for cls, (dev, alert) in DARK.items()
         ]
@@ -290,9 +309,12 @@ def test_pages_mean_one_thing_each_and_come_in_time(namespace: Settings, tmp_pat
             # flapping is recognisable from its third cut on, two periods after its first
             since = fault_wall + (2 * FLAP_PERIOD if alert == "DeviceFlapping" else 0)
             latency = got[0]["received_at"].timestamp() - since
+            rule = got[0]["starts_at"].timestamp() - since
+            seen = judged[dev] - since if dev in judged else float("nan")
             budget = BUDGET_S[severity]
             print(
-                f"{cls:<12} {alert:<24} {dev:<16} {severity:<9} {latency:>7.1f}s "
+                f"{cls:<12} {alert:<24} {dev:<16} {severity:<9} {seen:>6.1f}s {rule:>5.1f}s "
+                f"{latency:>7.1f}s "
                 f"<= {budget:.0f}s{'' if latency <= budget else '  OVER'}"
             )
             if latency > budget:

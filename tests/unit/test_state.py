@@ -252,19 +252,47 @@ def test_a_cut_shorter_than_the_confirmation_is_never_an_outage_whatever_the_pha
     """An 8 s cut shows as failed probes for up to 13 s (its last probe before the cut ended,
     then 5 s to the next). Confirming "down for 10 s at the rounds" made some of them
     outages (a critical page for a blip); the failed probes' own span never reaches 10 s."""
-    node = "nn-992"
-    confirmed: list[tuple[int, int]] = []
-    for cut_phase in range(0, 5000, 500):  # the cut against the node's probes
-        for round_phase in range(0, 5000, 1000):  # the rounds against both
+    confirmed: list[tuple[str, int, int]] = []
+    # a node, and one behind a probed node (its cut counts from the round that first saw it,
+    # not from the end of its wait for the upstream node's verdict)
+    for node in ("nn-992", "nn-992-001"):
+        for cut_phase in range(0, 5000, 500):  # the cut against the node's probes
+            for round_phase in range(0, 5000, 1000):  # the rounds against both
+                world = World()
+                world.rounds(T0 + 5000, T0 + 60_001, round_phase)
+                start = T0 + 60_000 + cut_phase
+                seen = world.rounds(T0 + 60_250, start, round_phase, step=250)
+                seen += world.flap(node, start, 1, round_phase, step=250)
+                seen += world.rounds(start + 16_000, T0 + 90_001, round_phase, step=250)
+                if any(tr.device_id == node and tr.new == t.STATE_DOWN for tr in seen):
+                    confirmed.append((node, cut_phase, round_phase))
+    assert not confirmed, confirmed
+
+
+def test_the_wait_for_the_upstream_verdict_does_not_delay_the_confirmation() -> None:
+    """A node behind a probed node waits (up to ``confirm_upstream_ms``) for that node's
+    next probe before it is blamed; its 10 s confirmation counts from the round that first
+    saw it fail, not from the end of that wait, which put SiteIsolated at 29-30 s of its
+    30 s budget. Whatever the phases: down at most a probe period, the confirmation and a
+    round after the cut."""
+    node = "nn-992-001"
+    confirm = StateMachine(TOPO).th.node_down_confirm_ms
+    slow: list[tuple[int, int, int]] = []
+    for cut_phase in range(0, 5000, 500):
+        for round_phase in range(0, 5000, 1000):
             world = World()
+            world.phase["nn-992"] = (world.phase[node] + 2500) % 5000  # out of phase
             world.rounds(T0 + 5000, T0 + 60_001, round_phase)
             start = T0 + 60_000 + cut_phase
-            seen = world.rounds(T0 + 60_250, start, round_phase, step=250)
-            seen += world.flap(node, start, 1, round_phase, step=250)
-            seen += world.rounds(start + 16_000, T0 + 90_001, round_phase, step=250)
-            if any(tr.device_id == node and tr.new == t.STATE_DOWN for tr in seen):
-                confirmed.append((cut_phase, round_phase))
-    assert not confirmed, confirmed
+            world.rounds(T0 + 60_250, start, round_phase, step=250)
+            world.unreachable.add(node)
+            seen = world.rounds(start, start + 40_000, round_phase, step=250)
+            down = next(tr for tr in seen if tr.device_id == node)
+            assert down.new == t.STATE_DOWN
+            took = down.at_ms - round_phase - start
+            if took > 5000 + confirm + 5000:
+                slow.append((cut_phase, round_phase, took))
+    assert not slow, slow
 
 
 def test_a_flapping_node_is_recognised_on_its_third_cut_whatever_the_rounds_missed() -> None:

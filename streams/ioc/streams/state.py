@@ -185,6 +185,9 @@ class StateMachine:
         self.downs: dict[str, deque[int]] = {}
         self.raw_prev: dict[str, str] = {}
         self.failing_since: dict[str, int] = {}
+        self.failing_seen: dict[str, int] = {}
+        """Per node failing now, the first round that saw it: its cut counts from there, also
+        when it then waited for its upstream node's verdict (up to ``confirm_upstream_ms``)."""
         self.recovered: dict[str, int] = {}
         self.probes_seen: dict[str, tuple[int, int, bool | None]] = {}
         """Per node, last round: its newest failed and good probe, whether the newest failed."""
@@ -201,6 +204,7 @@ class StateMachine:
         self.downs = {dev: deque(times) for dev, times in downs.items()}
         self.raw_prev = {dev: cur.state for dev, cur in current.items()}
         self.probes_seen, self.cuts_to_judge, self.looked = {}, {}, False
+        self.failing_since, self.failing_seen = {}, {}  # another leader may have judged since
 
     def evaluate(
         self,
@@ -233,8 +237,10 @@ class StateMachine:
                 or f.probe_reachable is not False
             ):
                 self.failing_since.pop(dev_id, None)
+                self.failing_seen.pop(dev_id, None)
                 continue
             since = self.failing_since.setdefault(dev_id, f.probe_ts)
+            self.failing_seen.setdefault(dev_id, now_ms)
             if now_ms - since >= th.confirm_upstream_ms:
                 continue
             for up in topo.upstream_chain(dev_id):
@@ -310,9 +316,10 @@ class StateMachine:
                 downs = self._went_down(dev_id, now_ms)
             if topo.devices[dev_id].device_class == Feed.NETNODE and dev_id not in pending:
                 # a node's cut counts from when it was first seen, also while new outages are
-                # held (a new leader catching up): its confirmation is not delayed by the hold
+                # held (a new leader catching up) or it waited for its upstream node's verdict:
+                # its confirmation is not delayed by either
                 if state == t.STATE_DOWN and self.raw_prev.get(dev_id) != t.STATE_DOWN:
-                    downs = self._went_down(dev_id, now_ms)
+                    downs = self._went_down(dev_id, self.failing_seen.get(dev_id, now_ms))
                 self.raw_prev[dev_id] = state
             if (
                 (
