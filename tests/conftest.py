@@ -44,6 +44,16 @@ def stack(base_settings: Settings) -> Iterator[Stack]:
 
 
 @pytest.fixture
+async def topics(namespace: Settings) -> Settings:
+    """The namespace with every topic of the contract created (no database bootstrap): for
+    tests that only produce to Kafka, as the collectors do."""
+    from ioc.kafka import ensure_topics
+
+    await ensure_topics(namespace)
+    return namespace
+
+
+@pytest.fixture
 async def namespace(base_settings: Settings, stack: object) -> AsyncIterator[Settings]:
     """Settings whose topics and schema are private to this test; cleaned up afterwards."""
     from ioc.bootstrap import drop_namespace

@@ -46,9 +46,7 @@ from ioc.contract import metrics as m
 from ioc.contract import schemas as s
 from ioc.contract import vconf as vc
 from ioc.contract.feeds import Collection
-from ioc.contract.topics import all_topics
 from ioc.contract.topology import load_scenario
-from ioc.kafka import ensure_topics
 from ioc.services.collect import httppoll, snmp
 from ioc.services.collect.cli import Plan, collect
 from ioc.services.collect.spool import SpoolingSink
@@ -248,12 +246,6 @@ class TimedSink(Sink):
 
     def poll(self) -> None:
         self.inner.poll()
-
-
-@pytest.fixture
-async def topics(namespace: Settings) -> AsyncIterator[Settings]:
-    await ensure_topics(namespace, all_topics())
-    yield namespace
 
 
 async def test_stations_and_a_bridge_polled_over_http_into_kafka(

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -41,8 +41,6 @@ from ioc.config import Settings
 from ioc.contract import metrics as m
 from ioc.contract import schemas as s
 from ioc.contract.feeds import Collection, Feed
-from ioc.contract.topics import all_topics
-from ioc.kafka import ensure_topics
 from ioc.services.collect.cli import Plan, collect
 from ioc.services.collect.snmp import secure_write
 from ioc.services.collect.spool import SpoolingSink
@@ -98,12 +96,6 @@ def _plan(tmp_path: Path, port: int, user: str, password: str) -> tuple[Plan, li
         f'[profiles.wrong]\nuser = "{user}"\npassword = "not-{password}"\n',
     )
     return rtsp_plan(scenario, credentials), ids
-
-
-@pytest.fixture
-async def topics(namespace: Settings) -> AsyncIterator[Settings]:
-    await ensure_topics(namespace, all_topics())
-    yield namespace
 
 
 async def _until(

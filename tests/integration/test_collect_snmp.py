@@ -29,7 +29,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,9 +41,7 @@ from ioc.config import Settings
 from ioc.contract import metrics as m
 from ioc.contract import schemas as s
 from ioc.contract.feeds import Collection
-from ioc.contract.topics import all_topics
 from ioc.contract.topology import load_scenario
-from ioc.kafka import ensure_topics
 from ioc.services.collect import snmp
 from ioc.services.collect.cli import Plan, collect
 from ioc.services.collect.spool import SpoolingSink
@@ -269,12 +267,6 @@ async def _send_v3_link_down(agent: Agent, trap_port: int, if_index: int) -> Non
     )
     _, err = await proc.communicate()
     assert proc.returncode == 0, err
-
-
-@pytest.fixture
-async def topics(namespace: Settings) -> AsyncIterator[Settings]:
-    await ensure_topics(namespace, all_topics())
-    yield namespace
 
 
 async def test_snmpd_v2c_v3_and_a_trap_into_kafka(

@@ -6,12 +6,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import re
 import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -26,6 +22,7 @@ from ioc.db import connect
 from ioc.deploy.local.stack import Stack
 from ioc.kafka_clients import aiokafka_common
 from ioc.simulators.run import SimConfig, run_simulation
+from tests.support.dashboards import expand_promql, expand_sql, prom_query, resolve_variables
 from tests.support.kafka import device_events
 from tests.support.processes import Worker
 from tests.support.wait import wait_for
@@ -49,45 +46,6 @@ MAY_BE_EMPTY = {
     "Latest alerts (no addresses)",
     "Source networks (aggregated: /24, /48)",
 }
-
-
-def expand_sql(sql: str, t0: dt.datetime, t1: dt.datetime, variables: dict[str, str]) -> str:
-    """Grafana's PostgreSQL macros and template variables, as Grafana expands them."""
-
-    def ts(value: dt.datetime) -> str:
-        return f"'{value.strftime('%Y-%m-%dT%H:%M:%SZ')}'"
-
-    sql = re.sub(
-        r"\$__timeFilter\(([^)]+)\)", lambda m: f"{m[1]} BETWEEN {ts(t0)} AND {ts(t1)}", sql
-    )
-    sql = sql.replace("$__timeFrom()", ts(t0)).replace("$__timeTo()", ts(t1))
-    sql = sql.replace("$__interval", "1m")
-    for name, value in variables.items():
-        sql = sql.replace(f"${name}", value)
-    assert "$" not in sql, sql
-    return sql
-
-
-def expand_promql(expr: str, variables: dict[str, str]) -> str:
-    expr = expr.replace("$__rate_interval", "1m").replace("$__interval", "15s")
-    for name, value in variables.items():
-        expr = expr.replace(f"${name}", value)
-    return expr
-
-
-def prom_query(url: str, expr: str, instant: bool) -> list[Any]:
-    now = time.time()
-    if instant:
-        q = urllib.parse.urlencode({"query": expr, "time": now})
-        path = f"/api/v1/query?{q}"
-    else:
-        q = urllib.parse.urlencode({"query": expr, "start": now - 600, "end": now, "step": 15})
-        path = f"/api/v1/query_range?{q}"
-    with urllib.request.urlopen(url + path, timeout=15) as resp:
-        body = json.loads(resp.read())
-    assert body["status"] == "success", (expr, body)
-    result: list[Any] = body["data"]["result"]
-    return result
 
 
 async def device_events_read(settings: Settings) -> dict[str, object]:
@@ -212,19 +170,7 @@ async def check_all(settings: Settings, started: dt.datetime) -> None:
         t0, t1 = started - dt.timedelta(minutes=5), dt.datetime.now(dt.UTC)
         for name in BUILDERS:
             dash = json.loads((GENERATED / f"ioc-{name}.json").read_text())
-            variables: dict[str, str] = {}
-            for var in dash["templating"]["list"]:
-                if var["type"] == "constant":  # e.g. the console's address: no query
-                    variables[var["name"]] = var["query"]
-                    continue
-                if var["type"] == "custom":  # a fixed list (the portal's KPI period): the first
-                    variables[var["name"]] = var["query"].split(",")[0].strip()
-                    continue
-                query = expand_sql(var["query"], t0, t1, variables)
-                rows = await conn.fetch(query)
-                assert rows, f"{name}: variable {var['name']} resolves to nothing"
-                first = rows[0]
-                variables[var["name"]] = str(first["__value"] if "__value" in first else first[0])
+            variables = await resolve_variables(conn, dash, t0, t1)
             # the province for unit panels, a device of its class for device panels
             if "unit" in variables:
                 variables["unit"] = "99"

@@ -43,7 +43,7 @@ from ioc.kafka_clients import aiokafka_common
 from ioc.simulators.behaviour import natural_rate
 from ioc.simulators.portal import lgsp_code
 from ioc.simulators.run import SimConfig, Summary, run_simulation
-from tests.integration.test_dashboards_live import expand_promql, expand_sql, prom_query
+from tests.support.dashboards import expand_promql, expand_sql, prom_query, resolve_variables
 from tests.support.db import query
 from tests.support.kafka import dlq_count
 from tests.support.processes import Worker, ioc_command, ioc_env
@@ -329,12 +329,7 @@ async def check_dashboard(settings: Settings, started: dt.datetime) -> None:
     variables = {"unit": "99", "period": c.KPI_VIEWS["day"], "device": OUTAGE_DESK}
     try:
         await conn.execute(f"SET search_path TO {settings.db_schema}, public")
-        for var in dash["templating"]["list"]:
-            if var["type"] == "custom":  # a fixed list (the abolished-units toggle): its first
-                variables.setdefault(var["name"], var["query"].split(",")[0].strip())
-            if var["type"] == "query":
-                rows = await conn.fetch(expand_sql(var["query"], t0, t1, variables))
-                assert rows, var["name"]
+        variables = await resolve_variables(conn, dash, t0, t1, variables)
         for panel in dash["panels"]:
             for target in panel.get("targets", []):
                 title = panel["title"]

@@ -34,7 +34,7 @@ from ioc.services.ops.sla import (
     render_pdf,
     sla_report,
 )
-from tests.integration.test_dashboards_live import expand_sql
+from tests.support.dashboards import expand_sql, resolve_variables
 
 PERIOD = "2026-10"
 UNIT = "991"
@@ -537,12 +537,7 @@ async def test_every_sla_panel_runs_on_the_seeded_month(
     conn = await connect(Stack(ctx.settings).timescaledb.connection_info()["grafana_dsn"])
     try:
         await conn.execute(f"SET search_path TO {ctx.settings.db_schema}, public")
-        variables: dict[str, str] = {}
-        for var in dash["templating"]["list"]:
-            if var["type"] == "custom":  # a fixed list (the abolished-units toggle): its first
-                variables[var["name"]] = var["query"].split(",")[0].strip()
-                continue
-            assert await conn.fetch(expand_sql(var["query"], T0, T1, variables)), var["name"]
+        variables = await resolve_variables(conn, dash, T0, T1)
         for panel in dash["panels"]:
             values = {**variables, "unit": UNIT, "sla": "0"}
             sql = expand_sql(panel["targets"][0]["rawSql"], T0, T1, values)

@@ -39,7 +39,7 @@ from ioc.contract.topology import load_scenario
 from ioc.db import connect
 from ioc.deploy.local.stack import Stack
 from ioc.simulators.run import SimConfig, Summary, run_simulation
-from tests.integration.test_dashboards_live import expand_promql, expand_sql, prom_query
+from tests.support.dashboards import expand_promql, expand_sql, prom_query, resolve_variables
 from tests.support.db import query
 from tests.support.processes import Worker
 from tests.support.reconcile import assert_accounting, reconcile
@@ -220,15 +220,7 @@ async def check_dashboard_and_privacy(settings: Settings, started: dt.datetime) 
         await conn.execute(f"SET search_path TO {settings.db_schema}, public")
         t0, t1 = started - dt.timedelta(minutes=5), dt.datetime.now(dt.UTC)
         dash = json.loads(DASHBOARD.read_text())
-        variables: dict[str, str] = {}
-        for var in dash["templating"]["list"]:
-            if var["type"] == "custom":  # a fixed list (the abolished-units toggle): its first
-                variables[var["name"]] = var["query"].split(",")[0].strip()
-                continue
-            rows = await conn.fetch(expand_sql(var["query"], t0, t1, variables))
-            assert rows, f"variable {var['name']} resolves to nothing"
-            first = rows[0]
-            variables[var["name"]] = str(first["__value"] if "__value" in first else first[0])
+        variables = await resolve_variables(conn, dash, t0, t1)
         variables["unit"] = "99"
         checked = 0
         for panel in dash["panels"]:

@@ -23,7 +23,7 @@ from ioc.dashboards.build import GENERATED
 from ioc.dashboards.panels import ABOLISHED_HIDE, ABOLISHED_SHOW, ABOLISHED_VARIABLE
 from ioc.db import connect
 from ioc.deploy.local.stack import Stack
-from tests.integration.test_dashboards_live import expand_sql
+from tests.support.dashboards import expand_sql
 from tests.support.ops_server import ADMIN_TOKEN, ops_service
 
 # Yen Bai and its commune come first, so their merged_into names a unit stored after them in

@@ -47,8 +47,8 @@ from ioc.dashboards.build import GENERATED
 from ioc.db import connect
 from ioc.deploy.local.stack import Stack
 from ioc.simulators.run import SimConfig, Summary, run_simulation
-from tests.integration.test_dashboards_live import expand_promql, expand_sql, prom_query
 from tests.support.alertmanager import expire_silences_of
+from tests.support.dashboards import expand_promql, expand_sql, prom_query, resolve_variables
 from tests.support.db import query
 from tests.support.processes import Worker
 from tests.support.reconcile import assert_accounting, reconcile
@@ -266,16 +266,7 @@ async def _check_panels(run: Run) -> None:
         await conn.execute(f"SET search_path TO {settings.db_schema}, public")
         t0, t1 = run.started - dt.timedelta(minutes=5), dt.datetime.now(dt.UTC)
         dash = json.loads((GENERATED / "ioc-vconf.json").read_text())
-        variables: dict[str, str] = {"unit": "99"}
-        for var in dash["templating"]["list"]:
-            if var["name"] == "unit":
-                continue
-            if var["type"] == "custom":  # a fixed list (the abolished-units toggle): its first
-                variables[var["name"]] = var["query"].split(",")[0].strip()
-                continue
-            rows = await conn.fetch(expand_sql(var["query"], t0, t1, variables))
-            assert rows, var["name"]
-            variables[var["name"]] = str(rows[0][0])
+        variables = await resolve_variables(conn, dash, t0, t1, {"unit": "99"})
         for panel in dash["panels"]:
             for target in panel.get("targets", []):
                 checked += 1
