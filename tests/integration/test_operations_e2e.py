@@ -2,8 +2,8 @@
 
 simulator -> Kafka -> worker (states, incident agent) -> Prometheus rules -> Alertmanager
 (routing, grouping, inhibition) -> `ioc pager`, and `ioc ops serve` (API, silencer,
-escalator) beside them. One run of about five minutes with a camera dark and three network
-nodes cut:
+escalator) beside them. One run of about three and a half minutes with a camera dark and
+three network nodes cut:
 
 - every outage pages once, within 90 s of the fault; no device behind a cut node pages (one
   page per root cause), and the camera's resolution comes from Alertmanager;
@@ -12,7 +12,7 @@ nodes cut:
   it is never escalated, and when it recovers the incident resolves, a resolved page is
   recorded (from the incident stream: Alertmanager sends none for a silenced alert), the
   silence is gone, and the audit log has each step;
-- B is left alone: it is escalated to the second level after the configured two minutes, and
+- B is left alone: it is escalated to the second level after the configured minute, and
   only once;
 - C goes down inside a maintenance window: no page, its intervals are recorded and the SLA
   report excludes the outage; after the window is cancelled the same outage pages.
@@ -39,7 +39,7 @@ from tests.support.processes import Worker, ioc_process
 SCENARIO = "yen-bai-2022"
 A, B, C = "nn-132-007", "nn-133-006", "nn-136-001"
 CAMERA = "cam-135-002"  # behind none of them
-ESCALATE_AFTER_MIN = 2
+ESCALATE_AFTER_MIN = 1
 
 ROSTER = f"""
 people:
@@ -186,14 +186,14 @@ async def test_acknowledge_escalate_and_maintain_on_the_live_stack(
                 SimConfig(
                     scenario=SCENARIO,
                     mode="realtime",
-                    duration_s=290,
+                    duration_s=200,
                     progress=False,
                     fault_flags=[
                         f"device_dark:{CAMERA}@20+60",
                         f"node_down:{A}@20+110",
-                        f"node_down:{B}@20+190",
+                        f"node_down:{B}@20+130",
                         f"node_down:{C}@20+60",
-                        f"node_down:{C}@170+80",
+                        f"node_down:{C}@115+70",
                     ],
                 ),
             )
@@ -235,7 +235,7 @@ async def test_acknowledge_escalate_and_maintain_on_the_live_stack(
         print(f"B escalated {time.monotonic() - started:.0f} s into the run")
 
         # --- C: cancel the window after its first outage; the second one pages ---
-        await until("C's first outage to pass", 160, lambda: _elapsed(started, 125))
+        await until("C's first outage to pass", 140, lambda: _elapsed(started, 100))
         cancelled = await operator.call("DELETE", f"/maintenance/{window_id}")
         assert cancelled["cancelled_at"], cancelled
         window_id = None

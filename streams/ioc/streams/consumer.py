@@ -30,11 +30,14 @@ from concurrent.futures import ThreadPoolExecutor
 from itertools import accumulate
 from typing import Any, TypeVar
 
+from aiokafka import AIOKafkaConsumer
+from aiokafka import TopicPartition as AioTopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from ioc.config import Settings
 from ioc.contract.topics import FEED_TOPICS
-from ioc.kafka_clients import LibrdkafkaLog, librdkafka_admin, librdkafka_consumer
+from ioc.kafka_clients import LibrdkafkaLog, aiokafka_common, librdkafka_consumer
 from ioc.streams.processor import FeedProcessor, Prepared, Record
 
 log = logging.getLogger(__name__)
@@ -446,14 +449,19 @@ class FeedBacklog:
     """Where every feed partition ends, and whether the feed group (whichever worker owns
     each partition) has committed up to there: landed in the database, since offsets are
     committed only after the write. The evaluator's hold after a takeover or a stall ends on
-    it (ioc.streams.evaluator). An admin client of its own: the feed consumer's client runs
-    one call at a time, and these asked of it slowed the very consume loop they measure."""
+    it (ioc.streams.evaluator).
+
+    aiokafka clients of its own, on the event loop: asked of the feed consumer's librdkafka
+    client, these calls slowed the consume loop they measure; librdkafka's admin client
+    aborted the worker (an assertion in rd_kafka_enq_once) when its requests timed out with
+    two of three brokers down. A call that fails or times out drops the clients, and the
+    next one starts afresh."""
 
     def __init__(self, settings: Settings, timeout: float = 2.0) -> None:
         self.settings = settings
         self.timeout = timeout
         self.topics = [settings.topic(spec.name) for spec in FEED_TOPICS.values()]
-        self._admin: Any = None
+        self._clients: tuple[AIOKafkaConsumer, AIOKafkaAdminClient] | None = None
 
     async def backlog_marks(self) -> Offsets | None:
         """Every feed partition's end now; None when the broker does not say in time."""
@@ -462,51 +470,58 @@ class FeedBacklog:
     async def backlog_landed(self, marks: Offsets) -> bool | None:
         """Whether the group has committed every partition of ``marks`` up to its mark; None
         when the broker does not say in time."""
-        return await self._ask(lambda admin: self._landed(admin, marks))
+        return await self._ask(lambda consumer, admin: self._landed(admin, marks))
 
-    async def _ask(self, call: Callable[[Any], _T]) -> _T | None:
-        def answer() -> _T | None:
-            try:
-                if self._admin is None:
-                    from confluent_kafka.admin import AdminClient
+    async def close(self) -> None:
+        clients, self._clients = self._clients, None
+        if clients is not None:
+            consumer, admin = clients
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+            with contextlib.suppress(Exception):
+                await admin.close()
 
-                    self._admin = AdminClient(librdkafka_admin(self.settings, "ioc-backlog"))
-                return call(self._admin)
-            except (KafkaException, RuntimeError, TimeoutError) as exc:
-                log.info("feed backlog not known: %s", exc or type(exc).__name__)
-                return None
+    async def _ask(
+        self, call: Callable[[AIOKafkaConsumer, AIOKafkaAdminClient], Awaitable[_T]]
+    ) -> _T | None:
+        async def answer() -> _T:
+            if self._clients is None:
+                common = aiokafka_common(self.settings)
+                consumer = AIOKafkaConsumer(
+                    **common, group_id=None, enable_auto_commit=False, client_id="ioc-backlog"
+                )
+                admin = AIOKafkaAdminClient(**common, client_id="ioc-backlog")
+                self._clients = (consumer, admin)
+                await consumer.start()
+                await admin.start()
+            return await call(*self._clients)
 
         try:
-            return await asyncio.wait_for(asyncio.to_thread(answer), self.timeout + 1)
-        except TimeoutError:
+            return await asyncio.wait_for(answer(), self.timeout)
+        except Exception as exc:  # the broker away or slow: no word, the hold times out
+            log.info("feed backlog not known: %s", exc or type(exc).__name__)
+            await self.close()
             return None
 
-    def _marks(self, admin: Any) -> Offsets:
-        from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
+    async def _marks(self, consumer: AIOKafkaConsumer, admin: AIOKafkaAdminClient) -> Offsets:
+        wanted: list[AioTopicPartition] = []
+        for topic in await admin.describe_topics(self.topics):
+            if topic["error_code"] != 0:
+                raise KafkaException(f"{topic['topic']}: error {topic['error_code']}")
+            name = topic["topic"]
+            wanted += [AioTopicPartition(name, p["partition"]) for p in topic["partitions"]]
+        ends = await consumer.end_offsets(wanted)
+        return {(tp.topic, tp.partition): end for tp, end in ends.items()}
 
-        wanted: dict[TopicPartition, Any] = {}
-        for topic in self.topics:
-            meta = admin.list_topics(topic, timeout=self.timeout).topics[topic]
-            if meta.error is not None:
-                raise KafkaException(meta.error)
-            for partition in meta.partitions:
-                wanted[TopicPartition(topic, partition)] = OffsetSpec.latest()  # type: ignore[no-untyped-call]
-        ends = admin.list_offsets(wanted, request_timeout=self.timeout)
-        return {
-            (tp.topic, tp.partition): future.result(self.timeout).offset
-            for tp, future in ends.items()
-        }
-
-    def _landed(self, admin: Any, marks: Offsets) -> bool:
-        from confluent_kafka import ConsumerGroupTopicPartitions
-
-        wanted = [TopicPartition(t, p) for (t, p), end in marks.items() if end > 0]
+    async def _landed(self, admin: AIOKafkaAdminClient, marks: Offsets) -> bool:
+        wanted = [AioTopicPartition(t, p) for (t, p), end in marks.items() if end > 0]
         if not wanted:
             return True  # nothing was produced: nothing to land
-        group = ConsumerGroupTopicPartitions(consumer_group(self.settings), wanted)
-        futures = admin.list_consumer_group_offsets([group], request_timeout=self.timeout)
-        committed = futures[group.group_id].result(self.timeout).topic_partitions
-        # no commit yet is OFFSET_INVALID (negative): not landed
+        committed = await admin.list_consumer_group_offsets(
+            consumer_group(self.settings), partitions=wanted
+        )
+        # a partition the group never committed has offset -1: not landed
         return all(
-            tp.error is None and tp.offset >= marks[(tp.topic, tp.partition)] for tp in committed
+            tp in committed and committed[tp].offset >= marks[(tp.topic, tp.partition)]
+            for tp in wanted
         )
