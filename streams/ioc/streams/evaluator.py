@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 
 class Backlog(Protocol):
-    """Where the feeds stand in Kafka (:class:`ioc.streams.consumer.FeedConsumer`): None when
+    """Where the feeds stand in Kafka (:class:`ioc.streams.consumer.FeedBacklog`): None when
     the broker does not say."""
 
     async def backlog_marks(self) -> dict[tuple[str, int], int] | None:
