@@ -38,7 +38,7 @@ from ioc.contract.topology import load_scenario
 from ioc.db import connect
 from ioc.simulators.run import SimConfig, Summary, run_simulation
 from tests.support.alertmanager import forget_pages_sent
-from tests.support.db import landed
+from tests.support.db import landed, query
 from tests.support.processes import Worker, ioc_process
 from tests.support.reconcile import assert_accounting, reconcile
 from tests.support.wait import wait_for
@@ -159,17 +159,13 @@ def _am_version(settings: Settings) -> str:
         return str(json.load(r)["versionInfo"]["version"])
 
 
-async def _first_outage(settings: Settings) -> dict[str, float]:
+def _first_outage(settings: Settings) -> dict[str, float]:
     """Per device, when its first outage (down or flapping) began, in event time (epoch s)."""
-    conn = await connect(settings.admin_dsn())
-    try:
-        rows = await conn.fetch(
-            f"SELECT device_id, min(start_ts) AS at "
-            f"FROM {settings.db_schema}.device_state_intervals "
-            f"WHERE state IN ('down', 'flapping') GROUP BY device_id"
-        )
-    finally:
-        await conn.close()
+    rows = query(
+        settings,
+        "SELECT device_id, min(start_ts) AS at FROM device_state_intervals "
+        "WHERE state IN ('down', 'flapping') GROUP BY device_id",
+    )
     return {r["device_id"]: r["at"].timestamp() for r in rows}
 
 
@@ -289,7 +285,7 @@ def test_pages_mean_one_thing_each_and_come_in_time(namespace: Settings, tmp_pat
 
         recorded = _pages(namespace)
         firing = [p for p in recorded if p["status"] == "firing"]
-        judged = asyncio.run(_first_outage(namespace))
+        judged = _first_outage(namespace)
         print("\npage latency: fault start (flapping: its third cut) -> page recorded at the pager")
         print("(judged: the transition's event time; rule: the alert's activeAt in Prometheus)")
         print(

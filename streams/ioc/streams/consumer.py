@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaConsumer
 from aiokafka import TopicPartition as AioTopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import for_code
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from ioc.config import Settings
@@ -507,7 +508,7 @@ class FeedBacklog:
         wanted: list[AioTopicPartition] = []
         for topic in await admin.describe_topics(self.topics):
             if topic["error_code"] != 0:
-                raise KafkaException(f"{topic['topic']}: error {topic['error_code']}")
+                raise for_code(topic["error_code"])(topic["topic"])
             name = topic["topic"]
             wanted += [AioTopicPartition(name, p["partition"]) for p in topic["partitions"]]
         ends = await consumer.end_offsets(wanted)
