@@ -29,12 +29,27 @@ def _value(name: str, labels: dict[str, str]) -> float | None:
 
 
 def test_gauges_match_a_plain_count_over_every_device() -> None:
+    """Three rounds, the later ones changing some devices (a series is set only when its
+    value changed): each round's gauges are the plain count of that round, and a series
+    whose count went to nothing is gone."""
     rng = random.Random(7)
-    states = {dev_id: Current(rng.choice(STATES), "link loss 9.0%", 0) for dev_id in TOPO.devices}
-    facts = {dev_id: Facts(sessions_active=rng.randint(0, 3)) for dev_id in TOPO.devices}
     evaluator = Evaluator(TOPO, cast(Any, None))
-    evaluator._export(Verdict(states, [], {}), facts, [])
+    states = {dev_id: Current(rng.choice(STATES), "link loss 9.0%", 0) for dev_id in TOPO.devices}
+    for round_no in range(3):
+        if round_no == 1:  # a few devices change
+            for dev_id in rng.sample(sorted(states), 40):
+                states[dev_id] = Current(rng.choice(STATES), "link loss 9.0%", 0)
+        if round_no == 2:  # no device flaps or is down any more: those series go
+            states = {
+                d: cur if cur.state in (t.STATE_UP, t.STATE_DEGRADED) else Current("up", "", 0)
+                for d, cur in states.items()
+            }
+        facts = {dev_id: Facts(sessions_active=rng.randint(0, 3)) for dev_id in TOPO.devices}
+        evaluator._export(Verdict(dict(states), [], {}), facts, [])
+        _check_gauges(states, facts)
 
+
+def _check_gauges(states: dict[str, Current], facts: dict[str, Facts]) -> None:
     by_state: Counter[tuple[str, str, str]] = Counter()
     for dev_id, cur in states.items():
         dev = TOPO.devices[dev_id]
@@ -42,6 +57,13 @@ def test_gauges_match_a_plain_count_over_every_device() -> None:
     for (cls, state, unit), n in by_state.items():
         labels = {"device_class": cls, "state": state, "unit": unit}
         assert _value(m.DEVICES_BY_STATE.name, labels) == n, labels
+    exported_states = {
+        (s.labels["device_class"], s.labels["state"], s.labels["unit"])
+        for metric in REGISTRY.collect()
+        if metric.name == m.DEVICES_BY_STATE.name
+        for s in metric.samples
+    }
+    assert exported_states == set(by_state)
 
     total: Counter[str] = Counter()
     online: Counter[str] = Counter()
@@ -75,9 +97,10 @@ def test_gauges_match_a_plain_count_over_every_device() -> None:
 
 def test_the_facts_query_reads_the_columns_in_the_order_of_facts() -> None:
     """``Facts(*row[1:])``: a field added to Facts in the middle would shift every value."""
-    columns = _FACTS_SQL.removeprefix("SELECT device_id, ").rsplit(" FROM ", 1)[0].split(", ")
+    select = _FACTS_SQL.removeprefix("SELECT device_id, ").rsplit(" FROM ", 1)[0]
+    columns = select.replace("date_part('epoch', ", "epoch_of(").split(", ")
     names = [f.name for f in dataclasses.fields(Facts)]
     assert names[-2:] == ["alert_ts", "alert_reason"]  # filled by ioc.streams.soc, not read
     expected = [{"seen_ms": "updated_at"}.get(n, n) for n in names[:-2]]
-    got = [c.split("extract(epoch FROM ")[-1].split(")")[0] for c in columns]
+    got = [c.split("epoch_of(")[-1].split(")")[0] for c in columns]
     assert got == expected

@@ -30,6 +30,7 @@ Every number (timeouts, quality thresholds, flapping window) comes from
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
@@ -93,50 +94,115 @@ class Verdict:
     root_causes: dict[str, list[str]]  # down node -> devices it cuts off
 
 
-def raw_state(device_class: str, f: Facts | None, now_ms: int, th: Thresholds) -> tuple[str, str]:
+Judge = Callable[[Facts | None, int], tuple[str, str]]
+"""A device class's raw-state rule: (facts, event time) -> (state, reason)."""
+
+_NEVER = (t.STATE_UNKNOWN, "never reported")
+_NO_PROBE = (t.STATE_UNKNOWN, "no probe result yet")
+_HEARTBEAT_OK = (t.STATE_UP, "heartbeat ok")
+_PROBE_OK = (t.STATE_UP, "probe ok")
+_CUT = (t.STATE_DOWN, "unreachable from the provincial core")
+_FROZEN = (t.STATE_DEGRADED, "frozen picture")
+
+
+def judge_for(device_class: str, th: Thresholds) -> Judge:
+    """The raw-state rule of ``device_class`` with its thresholds bound: a national round
+    judges 100,000 devices, so the class dispatch and threshold lookups happen once, here,
+    and an unchanged verdict is a shared tuple, not a new one."""
     timeout = th.heartbeat_timeout_ms[device_class]
+    max_age = th.quality_max_age_ms
+
+    def silent_for(silent: int) -> tuple[str, str]:
+        return t.STATE_DOWN, f"no report for {silent // 1000} s"
+
     if device_class == Feed.NETNODE:
-        if f is None or f.probe_ts is None:
-            return (
-                (t.STATE_UNKNOWN, "no probe result yet")
-                if f is None or (f.last_ts is None)
-                else _liveness(f.last_ts, now_ms, timeout)
-            )
-        if now_ms - f.probe_ts > timeout:
-            return t.STATE_DOWN, f"no probe result for {(now_ms - f.probe_ts) // 1000} s"
-        if f.probe_reachable is False:
-            return t.STATE_DOWN, "unreachable from the provincial core"
-        if f.loss_pct is not None and f.loss_pct > th.link_max_loss_pct:
-            return t.STATE_DEGRADED, f"link loss {f.loss_pct:.1f}%"
-        if f.rtt_ms is not None and f.rtt_ms > th.link_max_rtt_ms:
-            return t.STATE_DEGRADED, f"link latency {f.rtt_ms:.0f} ms"
-        return t.STATE_UP, "probe ok"
+        max_loss, max_rtt = th.link_max_loss_pct, th.link_max_rtt_ms
+
+        def node(f: Facts | None, now_ms: int) -> tuple[str, str]:
+            if f is None or f.probe_ts is None:
+                if f is None or f.last_ts is None:
+                    return _NO_PROBE
+                silent = now_ms - f.last_ts
+                return silent_for(silent) if silent > timeout else _HEARTBEAT_OK
+            if now_ms - f.probe_ts > timeout:
+                return t.STATE_DOWN, f"no probe result for {(now_ms - f.probe_ts) // 1000} s"
+            if f.probe_reachable is False:
+                return _CUT
+            if f.loss_pct is not None and f.loss_pct > max_loss:
+                return t.STATE_DEGRADED, f"link loss {f.loss_pct:.1f}%"
+            if f.rtt_ms is not None and f.rtt_ms > max_rtt:
+                return t.STATE_DEGRADED, f"link latency {f.rtt_ms:.0f} ms"
+            return _PROBE_OK
+
+        return node
     if device_class == Feed.PORTAL:
-        return _portal_state(f, now_ms, th)
-    if f is None or f.last_ts is None:
-        return t.STATE_UNKNOWN, "never reported"
-    state, reason = _liveness(f.last_ts, now_ms, timeout)
-    if state != t.STATE_UP:
-        return state, reason
-    fresh = f.quality_ts is not None and now_ms - f.quality_ts <= th.quality_max_age_ms
-    if device_class == Feed.CAMERA and fresh:
-        if f.frozen:
-            return t.STATE_DEGRADED, "frozen picture"
-        if f.fps is not None and f.fps < th.camera_min_fps:
-            return t.STATE_DEGRADED, f"fps collapsed to {f.fps:.1f}"
-    if device_class == Feed.TELEHEALTH and fresh and (f.sessions_active or 0) > 0:
-        if f.loss_pct is not None and f.loss_pct > th.telehealth_max_loss_pct:
-            return t.STATE_DEGRADED, f"session packet loss {f.loss_pct:.1f}%"
-        if f.jitter_ms is not None and f.jitter_ms > th.telehealth_max_jitter_ms:
-            return t.STATE_DEGRADED, f"session jitter {f.jitter_ms:.0f} ms"
-    if (
-        device_class == Feed.SOC
-        and f.alert_ts is not None
-        and f.alert_reason
-        and now_ms - f.alert_ts <= th.soc_alert_hold_ms
-    ):
-        return t.STATE_DEGRADED, f.alert_reason
-    return t.STATE_UP, "heartbeat ok"
+        return lambda f, now_ms: _portal_state(f, now_ms, th)
+    if device_class == Feed.CAMERA:
+        min_fps = th.camera_min_fps
+
+        def camera(f: Facts | None, now_ms: int) -> tuple[str, str]:
+            if f is None or f.last_ts is None:
+                return _NEVER
+            silent = now_ms - f.last_ts
+            if silent > timeout:
+                return silent_for(silent)
+            if f.quality_ts is not None and now_ms - f.quality_ts <= max_age:
+                if f.frozen:
+                    return _FROZEN
+                if f.fps is not None and f.fps < min_fps:
+                    return t.STATE_DEGRADED, f"fps collapsed to {f.fps:.1f}"
+            return _HEARTBEAT_OK
+
+        return camera
+    if device_class == Feed.TELEHEALTH:
+        max_loss, max_jitter = th.telehealth_max_loss_pct, th.telehealth_max_jitter_ms
+
+        def station(f: Facts | None, now_ms: int) -> tuple[str, str]:
+            if f is None or f.last_ts is None:
+                return _NEVER
+            silent = now_ms - f.last_ts
+            if silent > timeout:
+                return silent_for(silent)
+            if (
+                f.quality_ts is not None
+                and now_ms - f.quality_ts <= max_age
+                and (f.sessions_active or 0) > 0
+            ):
+                if f.loss_pct is not None and f.loss_pct > max_loss:
+                    return t.STATE_DEGRADED, f"session packet loss {f.loss_pct:.1f}%"
+                if f.jitter_ms is not None and f.jitter_ms > max_jitter:
+                    return t.STATE_DEGRADED, f"session jitter {f.jitter_ms:.0f} ms"
+            return _HEARTBEAT_OK
+
+        return station
+    if device_class == Feed.SOC:
+        hold = th.soc_alert_hold_ms
+
+        def sensor(f: Facts | None, now_ms: int) -> tuple[str, str]:
+            if f is None or f.last_ts is None:
+                return _NEVER
+            silent = now_ms - f.last_ts
+            if silent > timeout:
+                return silent_for(silent)
+            if f.alert_ts is not None and f.alert_reason and now_ms - f.alert_ts <= hold:
+                return t.STATE_DEGRADED, f.alert_reason
+            return _HEARTBEAT_OK
+
+        return sensor
+
+    def heartbeat(f: Facts | None, now_ms: int) -> tuple[str, str]:
+        """Any other class (a feed added by declaration): the heartbeat rule alone."""
+        if f is None or f.last_ts is None:
+            return _NEVER
+        silent = now_ms - f.last_ts
+        return silent_for(silent) if silent > timeout else _HEARTBEAT_OK
+
+    return heartbeat
+
+
+def raw_state(device_class: str, f: Facts | None, now_ms: int, th: Thresholds) -> tuple[str, str]:
+    """One device's raw state (the state machine binds each class's rule once: judge_for)."""
+    return judge_for(device_class, th)(f, now_ms)
 
 
 QUIET = "quiet"
@@ -158,13 +224,6 @@ def _portal_state(f: Facts | None, now_ms: int, th: Thresholds) -> tuple[str, st
         # not down (nights, weekends, a quiet hour), but cut off if its node is down
         return t.STATE_UP, f"{QUIET} for {quiet // 1000} s"
     return t.STATE_UP, "syncing"
-
-
-def _liveness(last_ts: int, now_ms: int, timeout: int) -> tuple[str, str]:
-    silent = now_ms - last_ts
-    if silent > timeout:
-        return t.STATE_DOWN, f"no report for {silent // 1000} s"
-    return t.STATE_UP, "heartbeat ok"
 
 
 _STEADY = frozenset((t.STATE_UP, t.STATE_DEGRADED, t.STATE_UNKNOWN, t.STATE_UNREACHABLE))
@@ -197,6 +256,12 @@ class StateMachine:
         self.looked = False
         self.nodes = [d.id for d in topology.devices_of(Feed.NETNODE)]
         self.sensors = frozenset(d.id for d in topology.devices_of(Feed.SOC))
+        classes = {d.device_class for d in topology.devices.values()}
+        rules = {cls: judge_for(cls, self.th) for cls in classes}
+        self.judges = [
+            (dev_id, rules[dev.device_class]) for dev_id, dev in topology.devices.items()
+        ]
+        """Every device, in the topology's order, with its class's raw-state rule."""
 
     def restore(self, current: dict[str, Current], downs: dict[str, list[int]]) -> None:
         """Resume from the database after a restart or a leader change."""
@@ -220,10 +285,8 @@ class StateMachine:
         of device classes still held (each class for its own heartbeat timeout).
         """
         topo, th = self.topology, self.th
-        raw = {
-            dev_id: raw_state(dev.device_class, facts.get(dev_id), now_ms, th)
-            for dev_id, dev in topo.devices.items()
-        }
+        fact = facts.get
+        raw = {dev_id: judge(fact(dev_id), now_ms) for dev_id, judge in self.judges}
         # A node whose probe failed while an upstream node has no newer probe yet may be
         # collateral damage of that upstream node: wait (briefly) for its verdict.
         pending: set[str] = set()
