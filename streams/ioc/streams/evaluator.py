@@ -16,7 +16,7 @@ import logging
 import time
 from collections import Counter
 from itertools import compress
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any, Protocol
 
 import asyncpg
@@ -73,6 +73,9 @@ _FACT_COLUMNS = [
     for f in dataclasses.fields(Facts)
     if f.name not in ("alert_ts", "alert_reason")  # the last two: ioc.streams.soc fills them
 ]
+_LAST_TS = itemgetter(1 + _FACT_COLUMNS.index("last_ts"))
+_PROBE_TS = itemgetter(1 + _FACT_COLUMNS.index("probe_ts"))
+"""A facts row's ``last_ts`` and ``probe_ts`` (epoch ms, None before any; never 0)."""
 _FACTS_SQL = (
     "SELECT device_id, "
     + ", ".join(_epoch_ms(c) if c.endswith(("_ts", "_at")) else c for c in _FACT_COLUMNS)
@@ -216,14 +219,12 @@ class Evaluator:
         """Every device's row of ``device_last_seen``, times as epoch ms computed by the
         database (a national round reads 100,000 rows: a datetime per value was most of it)."""
         rows = await conn.fetch(_FACTS_SQL)
-        facts: dict[str, Facts] = {}
-        newest = -1
-        for r in rows:
-            facts[r[0]] = f = Facts(*r[1:])
-            if f.last_ts is not None and f.last_ts > newest:
-                newest = f.last_ts
-            if f.probe_ts is not None and f.probe_ts > newest:
-                newest = f.probe_ts
+        facts = {r[0]: Facts(*r[1:]) for r in rows}
+        # the newest own report or probe, by C loops over the rows
+        newest = max(
+            max(filter(None, map(_LAST_TS, rows)), default=-1),
+            max(filter(None, map(_PROBE_TS, rows)), default=-1),
+        )
         if self.topology.devices_of(Feed.SOC):  # sensors' recent alerts (ioc.streams.soc)
             await soc_alert_facts(conn, facts, self.machine.th)
         return facts, (newest if newest >= 0 else None)
