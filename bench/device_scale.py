@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import gc
 import json
 import statistics
 import sys
@@ -51,7 +52,27 @@ RESULTS = Path(__file__).parent / "results"
 STEP_MS = 5000
 SILENT_ROUNDS = 4
 """A churned device is silent this many rounds (20 s: past every built-in heartbeat timeout)."""
-PHASES = ("facts", "evaluate", "transitions", "outbox", "readiness", "export", "round")
+PHASES = ("facts", "evaluate", "transitions", "outbox", "readiness", "export", "gc", "round")
+"""``gc``: the part of the round spent in CPython's cyclic garbage collector (any phase)."""
+
+
+class GcClock:
+    """Time spent in the cyclic garbage collector, and how many full collections, through
+    ``gc.callbacks``: a round allocates 100,000 facts, and a full collection walks every
+    object the process holds, wherever in the round it happens to fall."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.full = 0
+        self._started = 0.0
+        gc.callbacks.append(self._on)
+
+    def _on(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+            self.full += info.get("generation") == 2
 
 
 def national_subset(devices: int, folder: Path) -> str:
@@ -190,7 +211,9 @@ async def _report(settings: Settings, now_ms: int, silent: list[str]) -> float:
     return time.perf_counter() - started
 
 
-async def one_size(size: str, scenario: str, rounds: int, churn: float) -> dict[str, Any]:
+async def one_size(
+    size: str, scenario: str, rounds: int, churn: float, freeze: bool = True
+) -> dict[str, Any]:
     tag = f"dscale{uuid.uuid4().hex[:6]}"
     settings = load_settings().model_copy(
         update={"kafka_topic_prefix": f"{tag}.", "db_schema": tag}
@@ -211,7 +234,10 @@ async def one_size(size: str, scenario: str, rounds: int, churn: float) -> dict[
         transitions: list[int] = []
         try:
             evaluator = Evaluator(topo, pool)
+            evaluator.freeze_after_restore = freeze  # the worker's default: True
             phases = Phases(evaluator)
+            clock = GcClock()
+            full_collections: list[int] = []
             for r in range(rounds):
                 now_ms += STEP_MS
                 # cohort r is silent for rounds r..r+SILENT_ROUNDS-1, then reports again
@@ -222,9 +248,12 @@ async def one_size(size: str, scenario: str, rounds: int, churn: float) -> dict[
                 ]
                 await _report(settings, now_ms, silent)
                 phases.now = {}
+                gc_before, full_before = clock.seconds, clock.full
                 t0 = time.perf_counter()
                 verdict = await evaluator.run_once(wall_ms=now_ms)
                 phases.now["round"] = time.perf_counter() - t0
+                phases.now["gc"] = clock.seconds - gc_before
+                full_collections.append(clock.full - full_before)
                 per_round.append(dict(phases.now))
                 transitions.append(len(verdict.transitions) if verdict is not None else 0)
                 print(
@@ -256,6 +285,7 @@ async def one_size(size: str, scenario: str, rounds: int, churn: float) -> dict[
             "round_median_s": figures["round"]["median_s"],
             "round_p99_s": figures["round"]["p99_s"],
             "phases": figures,
+            "full_collections_per_round_median": statistics.median(full_collections[1:]),
             "process_rss_mib": rss,
             "process_hwm_mib": hwm,
         }
@@ -357,6 +387,11 @@ def main() -> int:
     parser.add_argument("--churn", type=float, default=0.005, help="share silent per cohort")
     parser.add_argument("--worker", action="store_true", help="also a real worker, idle")
     parser.add_argument("--worker-s", type=float, default=90.0)
+    parser.add_argument(
+        "--no-freeze",
+        action="store_true",
+        help="leave the long-lived objects to the cyclic collector (ioc.memory)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "device_scale.json")
     args = parser.parse_args()
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
@@ -364,7 +399,9 @@ def main() -> int:
         results = []
         for size in sizes:
             scenario = scenario_for(size, Path(folder))
-            results.append(asyncio.run(one_size(size, scenario, args.rounds, args.churn)))
+            results.append(
+                asyncio.run(one_size(size, scenario, args.rounds, args.churn, not args.no_freeze))
+            )
     result: dict[str, Any] = {
         "benchmark": "device_scale",
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -372,6 +409,7 @@ def main() -> int:
         "command": " ".join(["bench/device_scale.py", *sys.argv[1:]]),
         "rounds": args.rounds,
         "churn": args.churn,
+        "gc_freeze": not args.no_freeze,
         "sizes": results,
     }
     if args.worker:

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
+from ioc import memory
 from ioc.contract import events as ev
 from ioc.contract import metrics as m
 from ioc.contract import tables as t
@@ -142,6 +143,10 @@ class Evaluator:
         self._marks: dict[tuple[str, int], int] | None = None
         self._marks_wanted = False
         self._held_at = 0.0
+        self.freeze_after_restore = True
+        """Freeze what a restoring round built (:func:`ioc.memory.freeze_long_lived`): a
+        national round's full collections walked the whole topology (bench/device_scale.py
+        ``--no-freeze`` measures without)."""
 
     def _catching_up(self, watermark: int, wall_ms: int) -> frozenset[str]:
         """The device classes whose new outages are held: in a new term (the previous
@@ -247,7 +252,8 @@ class Evaluator:
             if leader is not None and not await leader.holds_round(conn):
                 log.info("another worker's round holds the shard; skipped")
                 return None
-            if not self.restored:
+            restoring = not self.restored
+            if restoring:
                 await self.restore(conn)
             facts, newest = await self.facts(conn)
             if newest is None:
@@ -264,6 +270,10 @@ class Evaluator:
             readiness = await self.vconf.collect(conn, now_ms, verdict)
         self._export(verdict, facts, open_incidents)
         self.vconf.export(readiness)
+        if restoring and self.freeze_after_restore:
+            # the state machine, its gauges' series and the topology now live as long as the
+            # term: out of the cyclic collector's full collections (ioc.memory)
+            memory.freeze_long_lived()
         self.eval_seconds.observe(time.perf_counter() - started)
         await self._mark_backlog()
         return verdict
