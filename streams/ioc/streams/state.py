@@ -137,32 +137,23 @@ def judge_for(device_class: str, th: Thresholds) -> Judge:
         return node
     if device_class == Feed.PORTAL:
         return lambda f, now_ms: _portal_state(f, now_ms, th)
+    quality: Callable[[Facts, int], tuple[str, str] | None] | None = None
     if device_class == Feed.CAMERA:
         min_fps = th.camera_min_fps
 
-        def camera(f: Facts | None, now_ms: int) -> tuple[str, str]:
-            if f is None or f.last_ts is None:
-                return _NEVER
-            silent = now_ms - f.last_ts
-            if silent > timeout:
-                return silent_for(silent)
+        def picture(f: Facts, now_ms: int) -> tuple[str, str] | None:
             if f.quality_ts is not None and now_ms - f.quality_ts <= max_age:
                 if f.frozen:
                     return _FROZEN
                 if f.fps is not None and f.fps < min_fps:
                     return t.STATE_DEGRADED, f"fps collapsed to {f.fps:.1f}"
-            return _HEARTBEAT_OK
+            return None
 
-        return camera
-    if device_class == Feed.TELEHEALTH:
+        quality = picture
+    elif device_class == Feed.TELEHEALTH:
         max_loss, max_jitter = th.telehealth_max_loss_pct, th.telehealth_max_jitter_ms
 
-        def station(f: Facts | None, now_ms: int) -> tuple[str, str]:
-            if f is None or f.last_ts is None:
-                return _NEVER
-            silent = now_ms - f.last_ts
-            if silent > timeout:
-                return silent_for(silent)
+        def session(f: Facts, now_ms: int) -> tuple[str, str] | None:
             if (
                 f.quality_ts is not None
                 and now_ms - f.quality_ts <= max_age
@@ -172,30 +163,30 @@ def judge_for(device_class: str, th: Thresholds) -> Judge:
                     return t.STATE_DEGRADED, f"session packet loss {f.loss_pct:.1f}%"
                 if f.jitter_ms is not None and f.jitter_ms > max_jitter:
                     return t.STATE_DEGRADED, f"session jitter {f.jitter_ms:.0f} ms"
-            return _HEARTBEAT_OK
+            return None
 
-        return station
-    if device_class == Feed.SOC:
+        quality = session
+    elif device_class == Feed.SOC:
         hold = th.soc_alert_hold_ms
 
-        def sensor(f: Facts | None, now_ms: int) -> tuple[str, str]:
-            if f is None or f.last_ts is None:
-                return _NEVER
-            silent = now_ms - f.last_ts
-            if silent > timeout:
-                return silent_for(silent)
+        def alerts(f: Facts, now_ms: int) -> tuple[str, str] | None:
             if f.alert_ts is not None and f.alert_reason and now_ms - f.alert_ts <= hold:
                 return t.STATE_DEGRADED, f.alert_reason
-            return _HEARTBEAT_OK
+            return None
 
-        return sensor
+        quality = alerts
 
     def heartbeat(f: Facts | None, now_ms: int) -> tuple[str, str]:
-        """Any other class (a feed added by declaration): the heartbeat rule alone."""
+        """Silent past the class's timeout: down; else its quality rule, if it has one (a
+        feed added by declaration has none)."""
         if f is None or f.last_ts is None:
             return _NEVER
         silent = now_ms - f.last_ts
-        return silent_for(silent) if silent > timeout else _HEARTBEAT_OK
+        if silent > timeout:
+            return silent_for(silent)
+        if quality is not None:
+            return quality(f, now_ms) or _HEARTBEAT_OK
+        return _HEARTBEAT_OK
 
     return heartbeat
 
