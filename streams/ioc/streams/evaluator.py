@@ -404,7 +404,7 @@ class Evaluator:
         by_state: dict[tuple[str, ...], float] = {}
         for (group, state), n in Counter(zip(self.group_of, every_state, strict=True)).items():
             by_state[self.group_keys[group][state]] = n
-        # the devices the per-device gauges below look at: not up (most), cut off or unknown
+        # the devices the per-device gauges below look at: down, flapping or degraded (few)
         notable = compress(
             zip(self.order, current, strict=True), map(_NOTABLE.__contains__, every_state)
         )
