@@ -67,6 +67,9 @@ class GcClock:
         self._started = 0.0
         gc.callbacks.append(self._on)
 
+    def close(self) -> None:
+        gc.callbacks.remove(self._on)
+
     def _on(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             self._started = time.perf_counter()
@@ -232,12 +235,12 @@ async def one_size(
         pool = await open_pool(settings.database_dsn(), settings.db_schema, size=2)
         per_round: list[dict[str, float]] = []
         transitions: list[int] = []
+        clock = GcClock()
+        full_collections: list[int] = []
         try:
             evaluator = Evaluator(topo, pool)
             evaluator.freeze_after_restore = freeze  # the worker's default: True
             phases = Phases(evaluator)
-            clock = GcClock()
-            full_collections: list[int] = []
             for r in range(rounds):
                 now_ms += STEP_MS
                 # cohort r is silent for rounds r..r+SILENT_ROUNDS-1, then reports again
@@ -264,6 +267,7 @@ async def one_size(
                     flush=True,
                 )
         finally:
+            clock.close()
             await pool.close()
         rss, hwm = round(status_mib("VmRSS"), 1), round(status_mib("VmHWM"), 1)
         steady = per_round[1:]

@@ -110,9 +110,12 @@ class Evaluator:
                 self.group_keys.append({s: (cls, s, top) for s in t.STATES})
             self.group_of.append(index)
         self.telehealth = [d.id for d in topology.devices_of(Feed.TELEHEALTH)]
-        self.cameras = [d.id for d in topology.devices_of(Feed.CAMERA)]
-        self.camera_unit = [topology.unit_of_device[d] for d in self.cameras]
-        """Per camera in ``cameras``, the unit of its site."""
+        cameras = [d.id for d in topology.devices_of(Feed.CAMERA)]
+        position = {dev_id: i for i, dev_id in enumerate(self.order)}
+        self.camera_at = [position[d] for d in cameras]
+        """Each camera's position in ``order`` (its state is read from the round's list)."""
+        self.camera_unit = [topology.unit_of_device[d] for d in cameras]
+        """Per camera, in the same order, the unit of its site."""
         self.camera_totals: Counter[str] = Counter()
         for unit, n in Counter(self.camera_unit).items():
             for up in topology.ancestors(unit):
@@ -424,7 +427,7 @@ class Evaluator:
                 sessions[(self.top_unit[dev_id],)] += f.sessions_active or 0
         self._publish(m.TELEHEALTH_SESSIONS, sessions)
         # online cameras counted per unit of their site, then rolled up the unit tree
-        online = map(_ONLINE.__contains__, map(state_of, map(states.__getitem__, self.cameras)))
+        online = map(_ONLINE.__contains__, map(every_state.__getitem__, self.camera_at))
         cams_up: Counter[str] = Counter()
         for unit, n in Counter(compress(self.camera_unit, online)).items():
             for up in topo.ancestors(unit):

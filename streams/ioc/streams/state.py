@@ -115,26 +115,6 @@ def judge_for(device_class: str, th: Thresholds) -> Judge:
     def silent_for(silent: int) -> tuple[str, str]:
         return t.STATE_DOWN, f"no report for {silent // 1000} s"
 
-    if device_class == Feed.NETNODE:
-        max_loss, max_rtt = th.link_max_loss_pct, th.link_max_rtt_ms
-
-        def node(f: Facts | None, now_ms: int) -> tuple[str, str]:
-            if f is None or f.probe_ts is None:
-                if f is None or f.last_ts is None:
-                    return _NO_PROBE
-                silent = now_ms - f.last_ts
-                return silent_for(silent) if silent > timeout else _HEARTBEAT_OK
-            if now_ms - f.probe_ts > timeout:
-                return t.STATE_DOWN, f"no probe result for {(now_ms - f.probe_ts) // 1000} s"
-            if f.probe_reachable is False:
-                return _CUT
-            if f.loss_pct is not None and f.loss_pct > max_loss:
-                return t.STATE_DEGRADED, f"link loss {f.loss_pct:.1f}%"
-            if f.rtt_ms is not None and f.rtt_ms > max_rtt:
-                return t.STATE_DEGRADED, f"link latency {f.rtt_ms:.0f} ms"
-            return _PROBE_OK
-
-        return node
     if device_class == Feed.PORTAL:
         return lambda f, now_ms: _portal_state(f, now_ms, th)
     quality: Callable[[Facts, int], tuple[str, str] | None] | None = None
@@ -178,7 +158,7 @@ def judge_for(device_class: str, th: Thresholds) -> Judge:
 
     def heartbeat(f: Facts | None, now_ms: int) -> tuple[str, str]:
         """Silent past the class's timeout: down; else its quality rule, if it has one (a
-        feed added by declaration has none)."""
+        node's probes are judged below; a feed added by declaration has none)."""
         if f is None or f.last_ts is None:
             return _NEVER
         silent = now_ms - f.last_ts
@@ -188,6 +168,23 @@ def judge_for(device_class: str, th: Thresholds) -> Judge:
             return quality(f, now_ms) or _HEARTBEAT_OK
         return _HEARTBEAT_OK
 
+    if device_class == Feed.NETNODE:
+        max_loss, max_rtt = th.link_max_loss_pct, th.link_max_rtt_ms
+
+        def node(f: Facts | None, now_ms: int) -> tuple[str, str]:
+            if f is None or f.probe_ts is None:  # no probe: its own reports, if any
+                return _NO_PROBE if f is None or f.last_ts is None else heartbeat(f, now_ms)
+            if now_ms - f.probe_ts > timeout:
+                return t.STATE_DOWN, f"no probe result for {(now_ms - f.probe_ts) // 1000} s"
+            if f.probe_reachable is False:
+                return _CUT
+            if f.loss_pct is not None and f.loss_pct > max_loss:
+                return t.STATE_DEGRADED, f"link loss {f.loss_pct:.1f}%"
+            if f.rtt_ms is not None and f.rtt_ms > max_rtt:
+                return t.STATE_DEGRADED, f"link latency {f.rtt_ms:.0f} ms"
+            return _PROBE_OK
+
+        return node
     return heartbeat
 
 
