@@ -52,8 +52,20 @@ RESULTS = Path(__file__).parent / "results"
 STEP_MS = 5000
 SILENT_ROUNDS = 4
 """A churned device is silent this many rounds (20 s: past every built-in heartbeat timeout)."""
-PHASES = ("facts", "evaluate", "transitions", "outbox", "readiness", "export", "gc", "round")
-"""``gc``: the part of the round spent in CPython's cyclic garbage collector (any phase)."""
+PHASES = (
+    "facts",
+    "evaluate",
+    "transitions",
+    "outbox",
+    "readiness",
+    "export",
+    "gc",
+    "gc_after",
+    "round",
+)
+"""``gc``: the part of the round spent in CPython's cyclic garbage collector (any phase);
+``gc_after``: collections between the round's end and the next round (the round pauses the
+collector, :func:`ioc.memory.collector_paused`: what it defers is counted here, not hidden)."""
 
 
 class GcClock:
@@ -237,6 +249,7 @@ async def one_size(
         transitions: list[int] = []
         clock = GcClock()
         full_collections: list[int] = []
+        gc_ended = 0.0
         try:
             evaluator = Evaluator(topo, pool)
             evaluator.freeze_after_restore = freeze  # the worker's default: True
@@ -249,6 +262,8 @@ async def one_size(
                     for c in range(max(0, r - SILENT_ROUNDS + 1), r + 1)
                     for i in range(cohort)
                 ]
+                if per_round:
+                    per_round[-1]["gc_after"] = clock.seconds - gc_ended
                 await _report(settings, now_ms, silent)
                 phases.now = {}
                 gc_before, full_before = clock.seconds, clock.full
@@ -256,6 +271,7 @@ async def one_size(
                 verdict = await evaluator.run_once(wall_ms=now_ms)
                 phases.now["round"] = time.perf_counter() - t0
                 phases.now["gc"] = clock.seconds - gc_before
+                gc_ended = clock.seconds
                 full_collections.append(clock.full - full_before)
                 per_round.append(dict(phases.now))
                 transitions.append(len(verdict.transitions) if verdict is not None else 0)

@@ -75,3 +75,46 @@ def test_freeze_keeps_the_long_lived_out_of_full_collections() -> None:
         [sys.executable, "-c", FREEZE_PROBE], capture_output=True, text=True, check=True
     ).stdout.split()
     assert out == ["True", "True", "True"]
+
+
+def test_collector_paused_nests_and_resumes_only_what_was_running() -> None:
+    """Overlapping rounds (two tasks) resume the collector when the last one ends; a
+    collector that was off before stays off."""
+    import gc
+
+    assert gc.isenabled()
+    try:
+        with memory.collector_paused():
+            assert not gc.isenabled()
+            with memory.collector_paused():
+                assert not gc.isenabled()
+            assert not gc.isenabled()  # the outer block still runs
+        assert gc.isenabled()
+        try:
+            with memory.collector_paused():
+                raise ValueError("a failed round")
+        except ValueError:
+            pass
+        assert gc.isenabled()
+        gc.disable()
+        with memory.collector_paused():
+            pass
+        assert not gc.isenabled()  # it was off before: not turned on behind the owner's back
+    finally:
+        gc.enable()
+
+
+async def test_a_round_runs_with_the_collector_paused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The evaluator's round pauses the collector around its body (and resumes it after)."""
+    import gc
+
+    from ioc.streams.evaluator import Evaluator
+
+    seen: list[bool] = []
+
+    async def body(self: Evaluator, wall_ms: int | None, leader: object) -> None:
+        seen.append(gc.isenabled())
+
+    monkeypatch.setattr(Evaluator, "_round", body)
+    assert await Evaluator.__new__(Evaluator).run_once(wall_ms=1) is None
+    assert seen == [False] and gc.isenabled()

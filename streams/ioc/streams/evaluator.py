@@ -247,7 +247,12 @@ class Evaluator:
         self, wall_ms: int | None = None, leader: ShardLeader | None = None
     ) -> Verdict | None:
         """One round, in one transaction (under ``leader``'s round lock when given).
-        Returns the verdict, or None when no data has arrived yet or the round was skipped."""
+        Returns the verdict, or None when no data has arrived yet or the round was skipped.
+        The cyclic collector waits for the round's end (:func:`ioc.memory.collector_paused`)."""
+        with memory.collector_paused():
+            return await self._round(wall_ms, leader)
+
+    async def _round(self, wall_ms: int | None, leader: ShardLeader | None) -> Verdict | None:
         await self._end_hold_if_landed()
         started = time.perf_counter()
         wall_ms = wall_ms if wall_ms is not None else int(time.time() * 1000)
