@@ -8,12 +8,17 @@ do (every device reporting; a rolling cohort of ``--churn`` of them silent for 2
 round has devices going down and coming back) and runs ``--rounds`` rounds of the real
 :meth:`Evaluator.run_once` 5 s of event time apart: the facts query, the state machine, the
 transitions (``device_state``, intervals, the outbox), the open-incident counts, the meeting
-readiness and the gauges. It reports each phase's median and p99 (the first round, when every
+readiness and the gauges. Every other round runs without the cyclic collector paused (the
+worker pauses it for its rounds, :func:`ioc.memory.collector_paused`; ``--no-compare``: none),
+so both are measured in one run, on the same data, interleaved. It reports each phase's median
+and p99 of the paused rounds, the unpaused rounds' round time beside (the first round, when every
 device goes from unknown to up, apart), and this process's RSS (topology, machine, evaluator:
 the evaluating part of a worker) after the rounds. ``--worker`` then starts a real ``ioc
-worker`` on the largest size, idle, and reads its RSS and its own round histogram.
+worker`` on ``national`` (every device reporting every 5 s), waits until its first round's
+100,000 device events are published, and reads its RSS and its own round histogram over
+``--worker-s``.
 
-    .venv/bin/python bench/device_scale.py [--sizes 1k,10k,100k] [--rounds 30]
+    .venv/bin/python bench/device_scale.py [--sizes 1k,10k,100k] [--rounds 41]
         [--worker] [--out bench/results/device_scale.json]
 
 Needs the stack (`ioc stack up`). Writes JSON + a plot (round time and RSS against devices).
@@ -227,8 +232,11 @@ async def _report(settings: Settings, now_ms: int, silent: list[str]) -> float:
 
 
 async def one_size(
-    size: str, scenario: str, rounds: int, churn: float, freeze: bool = True
+    size: str, scenario: str, rounds: int, churn: float, freeze: bool = True, compare: bool = True
 ) -> dict[str, Any]:
+    """``compare``: every other round runs without the collector paused (the worker's
+    default pauses it), so both are measured in the same run; the headline figures are the
+    paused rounds'."""
     tag = f"dscale{uuid.uuid4().hex[:6]}"
     settings = load_settings().model_copy(
         update={"kafka_topic_prefix": f"{tag}.", "db_schema": tag}
@@ -266,6 +274,7 @@ async def one_size(
                     per_round[-1]["gc_after"] = clock.seconds - gc_ended
                 await _report(settings, now_ms, silent)
                 phases.now = {}
+                evaluator.pause_collector = not (compare and r % 2 == 0)
                 gc_before, full_before = clock.seconds, clock.full
                 t0 = time.perf_counter()
                 verdict = await evaluator.run_once(wall_ms=now_ms)
@@ -286,7 +295,11 @@ async def one_size(
             clock.close()
             await pool.close()
         rss, hwm = round(status_mib("VmRSS"), 1), round(status_mib("VmHWM"), 1)
-        steady = per_round[1:]
+        # round 0 (every device unknown -> up) apart; odd rounds paused, even ones not
+        steady = [p for r, p in enumerate(per_round) if r > 0 and (not compare or r % 2 == 1)]
+        unpaused = [p for r, p in enumerate(per_round) if r > 0 and compare and r % 2 == 0]
+        for r, p in enumerate(per_round):
+            p["full_collections"] = full_collections[r]
         figures = {
             phase: {
                 "median_s": round(statistics.median(r.get(phase, 0.0) for r in steady), 4),
@@ -305,7 +318,20 @@ async def one_size(
             "round_median_s": figures["round"]["median_s"],
             "round_p99_s": figures["round"]["p99_s"],
             "phases": figures,
-            "full_collections_per_round_median": statistics.median(full_collections[1:]),
+            "full_collections_per_round_median": statistics.median(
+                p["full_collections"] for p in steady
+            ),
+            "without_collector_pause": {
+                "rounds": len(unpaused),
+                "round_median_s": round(statistics.median(p["round"] for p in unpaused), 4),
+                "round_p99_s": round(percentile([p["round"] for p in unpaused], 0.99) or 0.0, 4),
+                "gc_median_s": round(statistics.median(p["gc"] for p in unpaused), 4),
+                "full_collections_per_round_median": statistics.median(
+                    p["full_collections"] for p in unpaused
+                ),
+            }
+            if unpaused
+            else None,
             "process_rss_mib": rss,
             "process_hwm_mib": hwm,
         }
@@ -313,8 +339,28 @@ async def one_size(
         await drop_namespace(settings)
 
 
-def worker_rss(scenario: str, seconds: float) -> dict[str, Any]:
-    """A real worker on ``scenario`` (facts seeded, idle): its RSS and its rounds' histogram."""
+def _rounds(scrape: list[tuple[str, dict[str, str], float]]) -> dict[str, float]:
+    """The worker's round histogram (count, sum, the 1 s bucket) and its published events."""
+
+    def total(sample: str, **labels: str) -> float:
+        return sum(
+            v
+            for name, have, v in scrape
+            if name == sample and all(have.get(k) == x for k, x in labels.items())
+        )
+
+    return {
+        "count": total("ioc_state_evaluation_seconds_count"),
+        "sum": total("ioc_state_evaluation_seconds_sum"),
+        "within_1s": total("ioc_state_evaluation_seconds_bucket", le="1.0"),
+        "published": total("ioc_device_events_published_total"),
+    }
+
+
+def worker_rss(scenario: str, seconds: float, drain_max_s: float = 600.0) -> dict[str, Any]:
+    """A real worker on ``scenario`` (facts seeded, every device reporting every 5 s): its
+    RSS, and its own rounds over ``seconds`` once its first round's transitions (every
+    device from unknown to up: a device event each, through the incident agent) are out."""
     import psutil
 
     from ioc.processes import WorkerProcess, stop_all
@@ -327,33 +373,46 @@ def worker_rss(scenario: str, seconds: float) -> dict[str, Any]:
     asyncio.run(_seed(settings, topo, int(time.time() * 1000)))
     log = Path(tempfile.gettempdir()) / f"{tag}-worker.log"
     worker = WorkerProcess(settings, scenario, log, "w0").start()
+    peak = rss = 0.0
+
+    def tick() -> None:
+        nonlocal peak, rss
+        time.sleep(5)
+        proc = psutil.Process(worker.pid)
+        rss = sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]) / 2**20
+        peak = max(peak, rss)
+        asyncio.run(_report(settings, int(time.time() * 1000), []))
+
     try:
         worker.wait_serving(timeout=300)
-        peak = rss = 0.0
+        started = time.monotonic()
+        while time.monotonic() - started < drain_max_s:
+            tick()
+            drained = _rounds(worker.scrape())
+            print(
+                f"  worker: {drained['published']:,.0f} of {len(topo.devices):,} first-round "
+                f"events published, {drained['count']:.0f} rounds",
+                flush=True,
+            )
+            if drained["published"] >= len(topo.devices):
+                break
+        drain_s = time.monotonic() - started
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            time.sleep(5)
-            proc = psutil.Process(worker.pid)
-            rss = sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)])
-            peak = max(peak, rss / 2**20)
-            asyncio.run(_report(settings, int(time.time() * 1000), []))
-        scrape = worker.scrape()
-        count = sum(v for name, _l, v in scrape if name == "ioc_state_evaluation_seconds_count")
-        total = sum(v for name, _l, v in scrape if name == "ioc_state_evaluation_seconds_sum")
-        buckets = {
-            float(labels["le"]): v
-            for name, labels, v in scrape
-            if name == "ioc_state_evaluation_seconds_bucket"
-        }
-        under_1s = buckets.get(1.0, 0.0)
+            tick()
+        end = _rounds(worker.scrape())
+        rounds = end["count"] - drained["count"]
         return {
             "scenario": scenario,
             "seconds": seconds,
-            "rss_mib_last": round(rss / 2**20, 1),
+            "first_round_events_drained_s": round(drain_s),
+            "first_round_events_published": drained["published"],
+            "rounds_during_drain": drained["count"],
+            "rss_mib_last": round(rss, 1),
             "rss_mib_peak": round(peak, 1),
-            "rounds": count,
-            "round_mean_s": round(total / count, 3) if count else None,
-            "rounds_within_1s": under_1s,
+            "rounds": rounds,
+            "round_mean_s": round((end["sum"] - drained["sum"]) / rounds, 3) if rounds else None,
+            "rounds_within_1s": end["within_1s"] - drained["within_1s"],
         }
     finally:
         stop_all([worker])
@@ -376,6 +435,16 @@ def plot(result: dict[str, Any], path: Path) -> None:
             marker="o",
             linewidth=2.5 if phase == "round" else 1,
             label=f"{phase} p99",
+        )
+    unpaused = [(s["devices"], s["without_collector_pause"]) for s in sizes]
+    if all(u for _d, u in unpaused):
+        left.plot(
+            [d for d, _u in unpaused],
+            [u["round_p99_s"] for _d, u in unpaused],
+            marker="x",
+            linestyle=":",
+            color="black",
+            label="round p99, collector not paused",
         )
     left.axhline(1.0, color="red", linestyle="--", linewidth=1, label="goal: round p99 1 s")
     left.set_xscale("log")
@@ -403,14 +472,19 @@ def plot(result: dict[str, Any], path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1k,10k,100k")
-    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=41)
     parser.add_argument("--churn", type=float, default=0.005, help="share silent per cohort")
-    parser.add_argument("--worker", action="store_true", help="also a real worker, idle")
+    parser.add_argument("--worker", action="store_true", help="also a real national worker")
     parser.add_argument("--worker-s", type=float, default=90.0)
     parser.add_argument(
         "--no-freeze",
         action="store_true",
         help="leave the long-lived objects to the cyclic collector (ioc.memory)",
+    )
+    parser.add_argument(
+        "--no-compare",
+        action="store_true",
+        help="pause the collector every round (default: every other round without, compared)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "device_scale.json")
     args = parser.parse_args()
@@ -420,7 +494,16 @@ def main() -> int:
         for size in sizes:
             scenario = scenario_for(size, Path(folder))
             results.append(
-                asyncio.run(one_size(size, scenario, args.rounds, args.churn, not args.no_freeze))
+                asyncio.run(
+                    one_size(
+                        size,
+                        scenario,
+                        args.rounds,
+                        args.churn,
+                        freeze=not args.no_freeze,
+                        compare=not args.no_compare,
+                    )
+                )
             )
     result: dict[str, Any] = {
         "benchmark": "device_scale",
@@ -441,11 +524,17 @@ def main() -> int:
             result["worker"]["rss_mib_peak"] if "worker" in result else largest["process_rss_mib"]
         )
     print()
-    print(f"{'size':>5} {'devices':>8} {'first s':>8} {'median s':>9} {'p99 s':>7} {'RSS MiB':>8}")
+    print(
+        f"{'size':>5} {'devices':>8} {'first s':>8} {'median s':>9} {'p99 s':>7} {'RSS MiB':>8}"
+        "   without the pause: median s  p99 s"
+    )
     for s in results:
+        other = s["without_collector_pause"] or {}
         print(
             f"{s['size']:>5} {s['devices']:>8,} {s['first_round_s']:>8.2f} "
             f"{s['round_median_s']:>9.3f} {s['round_p99_s']:>7.3f} {s['process_rss_mib']:>8.0f}"
+            f"   {other.get('round_median_s', float('nan')):>25.3f}"
+            f" {other.get('round_p99_s', float('nan')):>6.3f}"
         )
     if "worker" in result:
         print(f"worker: {result['worker']}")

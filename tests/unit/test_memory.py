@@ -116,5 +116,9 @@ async def test_a_round_runs_with_the_collector_paused(monkeypatch: pytest.Monkey
         seen.append(gc.isenabled())
 
     monkeypatch.setattr(Evaluator, "_round", body)
-    assert await Evaluator.__new__(Evaluator).run_once(wall_ms=1) is None
-    assert seen == [False] and gc.isenabled()
+    evaluator = Evaluator.__new__(Evaluator)
+    evaluator.pause_collector = True  # the default (__init__ needs a topology and a pool)
+    assert await evaluator.run_once(wall_ms=1) is None
+    evaluator.pause_collector = False  # bench/device_scale.py's comparison rounds
+    assert await evaluator.run_once(wall_ms=1) is None
+    assert seen == [False, True] and gc.isenabled()

@@ -280,9 +280,15 @@ def build_app(
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("state evaluation skipped: %s", exc)
         try:
-            # what this and earlier rounds committed; the outbox keeps it until the broker has it
+            # what this and earlier rounds committed; the outbox keeps it until the broker has
+            # it. Batches for up to a round interval, the rest at the next tick: a flood of
+            # transitions (a national first round) must not hold the next rounds off
             await asyncio.wait_for(
-                pipeline.evaluator.publish(send_device_event, leader=pipeline.leader),
+                pipeline.evaluator.publish(
+                    send_device_event,
+                    leader=pipeline.leader,
+                    budget_s=options.evaluate_every_s,
+                ),
                 timeout=60,
             )
         except Exception as exc:  # the broker or the database away: the next round retries

@@ -146,6 +146,9 @@ class Evaluator:
         self._marks: dict[tuple[str, int], int] | None = None
         self._marks_wanted = False
         self._held_at = 0.0
+        self.pause_collector = True
+        """Run each round with the cyclic collector paused (:func:`ioc.memory.collector_paused`;
+        bench/device_scale.py compares rounds without)."""
         self.freeze_after_restore = True
         """Freeze what a restoring round built (:func:`ioc.memory.freeze_long_lived`): a
         national round's full collections walked the whole topology (bench/device_scale.py
@@ -233,7 +236,7 @@ class Evaluator:
             max(filter(None, map(_LAST_TS, rows)), default=-1),
             max(filter(None, map(_PROBE_TS, rows)), default=-1),
         )
-        if self.topology.devices_of(Feed.SOC):  # sensors' recent alerts (ioc.streams.soc)
+        if self.machine.sensors:  # SOC sensors: their recent alerts (ioc.streams.soc)
             await soc_alert_facts(conn, facts, self.machine.th)
         return facts, (newest if newest >= 0 else None)
 
@@ -249,6 +252,8 @@ class Evaluator:
         """One round, in one transaction (under ``leader``'s round lock when given).
         Returns the verdict, or None when no data has arrived yet or the round was skipped.
         The cyclic collector waits for the round's end (:func:`ioc.memory.collector_paused`)."""
+        if not self.pause_collector:
+            return await self._round(wall_ms, leader)
         with memory.collector_paused():
             return await self._round(wall_ms, leader)
 
@@ -345,12 +350,19 @@ class Evaluator:
                 ],
             )
 
-    async def publish(self, send: Send, leader: ShardLeader | None = None) -> int:
+    async def publish(
+        self, send: Send, leader: ShardLeader | None = None, budget_s: float | None = None
+    ) -> int:
         """Publish committed transitions in order and delete what the broker confirmed. Under
         the round lock, so two leaders never interleave; a crash after sending leaves rows that
-        the next publisher sends again, and the agent drops by id."""
+        the next publisher sends again, and the agent drops by id.
+
+        ``budget_s``: start no new batch after this long, and leave the rest in the outbox for
+        the next call: the worker publishes between rounds, and a national first round
+        (100,000 devices from unknown to up) would otherwise hold the rounds off for minutes."""
         sent = 0
-        while True:
+        deadline = None if budget_s is None else time.monotonic() + budget_s
+        while deadline is None or time.monotonic() < deadline:
             async with self.pool.acquire() as conn, conn.transaction():
                 if leader is not None and not await leader.holds_round(conn):
                     return sent
@@ -383,6 +395,7 @@ class Evaluator:
                 )
                 self.events_published.inc(len(rows))
                 sent += len(rows)
+        return sent
 
     def _publish(self, spec: m.MetricSpec, values: dict[tuple[str, ...], float]) -> None:
         """Make a gauge's series exactly ``values``. A series' child is kept from round to
