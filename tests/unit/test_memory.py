@@ -104,6 +104,24 @@ def test_collector_paused_nests_and_resumes_only_what_was_running() -> None:
         gc.enable()
 
 
+async def test_a_pause_ends_at_its_bound_even_if_the_block_has_not() -> None:
+    """A round stuck on an unanswering database does not keep the collector off."""
+    import asyncio
+    import gc
+
+    try:
+        with memory.collector_paused(longest_s=0.05):
+            assert not gc.isenabled()
+            await asyncio.sleep(0.2)
+            assert gc.isenabled()  # past the bound, still inside
+        assert gc.isenabled()
+        with memory.collector_paused(longest_s=5):  # ended in time: the timer is cancelled
+            pass
+        assert gc.isenabled()
+    finally:
+        gc.enable()
+
+
 async def test_a_round_runs_with_the_collector_paused(monkeypatch: pytest.MonkeyPatch) -> None:
     """The evaluator's round pauses the collector around its body (and resumes it after)."""
     import gc

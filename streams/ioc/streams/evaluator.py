@@ -50,6 +50,9 @@ class Backlog(Protocol):
 
 
 _NO_HOLD = -(2**62)
+ROUND_PAUSE_LONGEST_S = 30.0
+"""The collector is paused for a round at most this long (a national round takes about 1 s;
+one waiting on an unanswering database resumes it, :func:`ioc.memory.collector_paused`)."""
 
 
 _ONLINE = frozenset((t.STATE_UP, t.STATE_DEGRADED))
@@ -254,7 +257,7 @@ class Evaluator:
         The cyclic collector waits for the round's end (:func:`ioc.memory.collector_paused`)."""
         if not self.pause_collector:
             return await self._round(wall_ms, leader)
-        with memory.collector_paused():
+        with memory.collector_paused(longest_s=ROUND_PAUSE_LONGEST_S):
             return await self._round(wall_ms, leader)
 
     async def _round(self, wall_ms: int | None, leader: ShardLeader | None) -> Verdict | None:
