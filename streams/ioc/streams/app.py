@@ -46,6 +46,7 @@ from ioc.contract.topics import (
 from ioc.contract.topology import Topology
 from ioc.kafka_clients import faust_broker, faust_idempotent_producer
 from ioc.observability import gauge, histogram
+from ioc.streams import recovery_watch
 from ioc.streams.consumer import FeedBacklog, FeedConsumer, StallClock
 from ioc.streams.dependencies import PROBE_EVERY_S, DependencyProbes, KafkaStats
 from ioc.streams.evaluator import Evaluator
@@ -363,6 +364,14 @@ def build_app(
         async def release_memory() -> None:
             """After a catch-up, hand the drained buffers' pages back (ioc.memory)."""
             await asyncio.to_thread(memory.trim)
+
+    @app.timer(15.0)
+    async def watch_table_recovery() -> None:
+        """A recovery of the incident table that takes too long says what it waits for
+        (ioc.streams.recovery_watch): no incident opens until it ends."""
+        stuck = await recovery_watch.describe(app)
+        if stuck is not None:
+            log.warning("%s", stuck)
 
     @app.timer(5.0)
     async def health() -> None:
