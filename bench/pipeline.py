@@ -96,6 +96,96 @@ def proc_stats(pid: int) -> tuple[float, float]:
         return 0.0, 0.0
 
 
+def service_cpu_s(pid: int | None) -> float:
+    """CPU seconds of a stack service: the process, its live children and the children it
+    reaped (PostgreSQL's backends come and go), user + system; 0 without psutil."""
+    try:
+        import psutil
+    except ImportError:
+        return 0.0
+    if pid is None:
+        return 0.0
+    try:
+        proc = psutil.Process(pid)
+        own = proc.cpu_times()
+        live = 0.0
+        for child in proc.children(recursive=True):
+            try:
+                times = child.cpu_times()
+            except psutil.Error:  # a backend that ended meanwhile: its parent reaps it
+                continue
+            live += times.user + times.system
+        return float(own.user + own.system + own.children_user + own.children_system + live)
+    except psutil.Error:
+        return 0.0
+
+
+def stack_cpu_s(settings: Settings) -> dict[str, float]:
+    """CPU seconds so far of the broker(s), the database and this process (the load
+    generator runs in it, on a thread; the 2 s sampling is a small part)."""
+    from ioc.deploy.local.stack import Stack
+
+    services = Stack(settings).services
+    return {
+        "kafka": sum(
+            service_cpu_s(svc.pid()) for n, svc in services.items() if n.startswith("kafka")
+        ),
+        "postgresql": service_cpu_s(services["timescaledb"].pid()),
+        "load_generator": time.process_time(),
+    }
+
+
+async def disk_bytes(settings: Settings) -> dict[str, int]:
+    """Bytes the namespace holds on disk now: raw hypertables, the 1-minute rollups (device
+    and unit; the hourly and daily are views or continuous aggregates over them), and its
+    Kafka topics' log segments."""
+    from ioc.contract.tables import ROLLUP_DEVICE_1M, ROLLUP_UNIT_1M
+    from ioc.deploy.local.stack import Stack
+
+    conn = await connect(settings.admin_dsn())
+    try:
+        await conn.execute(f"SET search_path TO {settings.db_schema}, public")
+
+        async def size(table: str) -> int:
+            # a hypertable's bytes are in its chunks; a plain table's in itself
+            value = await conn.fetchval(
+                "SELECT coalesce(hypertable_size(c.oid), pg_total_relation_size(c.oid)) "
+                "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = $1 AND c.relname = $2",
+                settings.db_schema,
+                table,
+            )
+            return int(value or 0)
+
+        raw = sum([await size(t) for t in RAW.values()])
+        rollups = sum(
+            [await size(t) for t in [*ROLLUP_DEVICE_1M.values(), *ROLLUP_UNIT_1M.values()]]
+        )
+    finally:
+        await conn.close()
+    kafka = 0
+    for name, svc in Stack(settings).services.items():
+        data = getattr(svc, "data_dir", None)
+        if name.startswith("kafka") and isinstance(data, Path) and data.is_dir():
+            for part in data.glob(f"{settings.kafka_topic_prefix}*"):
+                kafka += sum(f.stat().st_size for f in part.glob("*.log"))
+    return {"raw": raw, "rollups": rollups, "kafka": kafka}
+
+
+def costs(
+    cpu0: dict[str, float], cpu1: dict[str, float], disk: dict[str, int], events: float
+) -> dict[str, Any]:
+    """Per 1,000 events: each component's CPU seconds; per event: bytes on disk."""
+    per = 1000 / events if events else 0.0
+    return {
+        "events": round(events),
+        "cpu_s_per_1000_events": {k: round((cpu1[k] - cpu0[k]) * per, 4) for k in cpu1},
+        "disk_bytes_per_event": {
+            k: round(v / events, 1) if events else None for k, v in disk.items()
+        },
+    }
+
+
 def run_point(rate: float, duration: float, workers: int, log_dir: Path) -> dict[str, Any]:
     tag = f"bench{uuid.uuid4().hex[:6]}"
     settings = load_settings().model_copy(
@@ -127,6 +217,7 @@ def run_point(rate: float, duration: float, workers: int, log_dir: Path) -> dict
         )
         started = time.time()
         cpu0 = [proc_stats(w.pid)[0] for w in procs]
+        stack0 = {**stack_cpu_s(settings), "worker": sum(cpu0)}
         thread.start()
         samples: list[tuple[float, float, float | None, float]] = []
         last_note = time.time()
@@ -154,6 +245,12 @@ def run_point(rate: float, duration: float, workers: int, log_dir: Path) -> dict
                 break
             time.sleep(1)
         drain_s = time.time() - drain_started
+        # the cost of what was produced: from the load's start until it had all landed
+        stack1 = {
+            **stack_cpu_s(settings),
+            "worker": sum(proc_stats(w.pid)[0] for w in procs),
+        }
+        cost = costs(stack0, stack1, asyncio.run(disk_bytes(settings)), produced)
         steady = [s for s in samples if s[0] >= 10]  # skip the first 10 s (warm-up)
         rates = [
             (b[1] - a[1]) / (b[0] - a[0]) for a, b in itertools.pairwise(steady) if b[0] > a[0]
@@ -183,6 +280,7 @@ def run_point(rate: float, duration: float, workers: int, log_dir: Path) -> dict
                 round((c[0] - c0) / summary.elapsed_s, 2) for c, c0 in zip(cpu1, cpu0, strict=False)
             ],
             "worker_rss_mib": [round(c[1]) for c in cpu1],
+            "cost": cost,
             "lag_median": round(statistics.median(lags)) if lags else None,
             "lag_max": round(max(lags)) if lags else None,
             "samples": [
@@ -215,13 +313,14 @@ def main() -> int:
     )
     parser.add_argument("--repeat", type=int, default=3, help="rounds of the baselines")
     parser.add_argument(
-        "--plot-only", action="store_true", help="redraw the plot from bench/results/pipeline.json"
+        "--plot-only", action="store_true", help="redraw the plot from the result JSON"
     )
+    parser.add_argument("--out", type=Path, default=RESULTS / "pipeline.json")
     args = parser.parse_args()
     if args.plot_only:
-        saved = json.loads((RESULTS / "pipeline.json").read_text())
+        saved = json.loads(args.out.read_text())
         extra = [saved["sustained"]] if saved.get("sustained") else []
-        plot(saved["points"] + extra, saved.get("baselines"))
+        plot(saved["points"] + extra, saved.get("baselines"), args.out)
         return 0
     log_dir = Path("bench/out")
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -260,6 +359,14 @@ def main() -> int:
         f"{best['workers']} worker(s) at {best['offered']:,.0f} offered for {best['duration_s']} s"
     )
     result["freshness_p99_s"] = best["freshness_p99_s"]
+    # issue 18 goal 6: cost per event at the sustained point (else the best point)
+    costed = sustained if sustained is not None else best
+    result["cost_per_event_from"] = (
+        f"{costed['workers']} worker(s) at {costed['offered']:,.0f} offered for "
+        f"{costed['duration_s']} s"
+    )
+    result["cpu_s_per_1000_events"] = costed["cost"]["cpu_s_per_1000_events"]
+    result["disk_bytes_per_event"] = costed["cost"]["disk_bytes_per_event"]
     result["lag_growing"] = best["lag_growing"]
     if "baselines" in result:
         b = result["baselines"]
@@ -269,8 +376,8 @@ def main() -> int:
         result["ratio_to_raw"] = b["ratio_to_raw"]
         result["ratio_to_quix"] = b.get("ratio_to_quix")
         result["scale_out_2w_over_1w"] = b.get("scale_out_2w_over_1w")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "pipeline.json").write_text(json.dumps(result, indent=2))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
     print(
         f"\n{'workers':>7} {'offered':>9} {'seconds':>7} {'achieved':>9} {'fresh p50':>9} "
         f"{'fresh p99':>9} {'lag':>8}"
@@ -293,8 +400,14 @@ def main() -> int:
             f"({result['quix_events_per_s']}); 2 workers / 1 worker "
             f"{result['scale_out_2w_over_1w']}"
         )
+    print(
+        f"cost ({result['cost_per_event_from']}): CPU s per 1,000 events "
+        + ", ".join(f"{k} {v}" for k, v in result["cpu_s_per_1000_events"].items())
+        + "; bytes on disk per event "
+        + ", ".join(f"{k} {v}" for k, v in result["disk_bytes_per_event"].items())
+    )
     try:
-        plot(points + ([sustained] if sustained else []), result.get("baselines"))
+        plot(points + ([sustained] if sustained else []), result.get("baselines"), args.out)
     except ImportError:
         print("(matplotlib not installed: no plot; pip install -e '.[bench]')")
     return 0
@@ -308,14 +421,20 @@ def announce(point: dict[str, Any], duration: float) -> dict[str, Any]:
         f"{point['freshness_p50_s']} s p99 {point['freshness_p99_s']} s, lag "
         f"{'GROWING' if point['lag_growing'] else 'bounded'} (median {point['lag_median']}), "
         f"drained in {point['drain_s']} s, worker CPU {point['worker_cpu_per_s']} cores, "
-        f"RSS {point['worker_rss_mib']} MiB",
+        f"RSS {point['worker_rss_mib']} MiB; CPU s per 1,000 events "
+        f"{point['cost']['cpu_s_per_1000_events']}, bytes per event "
+        f"{point['cost']['disk_bytes_per_event']}",
         file=sys.stderr,
         flush=True,
     )
     return point
 
 
-def plot(points: list[dict[str, Any]], baselines: dict[str, Any] | None = None) -> None:
+def plot(
+    points: list[dict[str, Any]],
+    baselines: dict[str, Any] | None = None,
+    out: Path = RESULTS / "pipeline.json",
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -367,7 +486,7 @@ def plot(points: list[dict[str, Any]], baselines: dict[str, Any] | None = None) 
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    path = RESULTS / "pipeline.png"
+    path = out.with_suffix(".png")
     fig.savefig(path, dpi=100)
     print(f"plot: {path}")
 
