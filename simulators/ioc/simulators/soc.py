@@ -21,6 +21,7 @@ fault on the same node (the plan lists both).
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import random
 from collections.abc import Mapping
 from typing import Any, ClassVar, Final
@@ -64,6 +65,9 @@ class SocSim(DeviceSim):
         self.suricata = SuricataAdapter(sites, sequencer)
         attrs = device.attributes
         self.subnet = ipaddress.ip_network(str(attrs.get("subnet", "10.0.0.0/24")), strict=False)
+        # the first 250 addresses, listed once (the same draws as listing the subnet's 254
+        # for every alert, which showed in the load generator's profile)
+        self.hosts = [str(h) for h in itertools.islice(self.subnet.hosts(), 250)]
         self.agents: list[str] = [str(a) for a in attrs.get("agents") or [f"wz-{device.id}"]]
         self.sensor = str(attrs.get("sensor") or f"ids-{device.id}")
         self.packets = self.rng.randint(10**6, 10**9)
@@ -84,8 +88,7 @@ class SocSim(DeviceSim):
     # --- native payloads ---
 
     def host(self) -> str:
-        hosts = list(self.subnet.hosts())
-        return str(hosts[self.rng.randrange(10, min(250, len(hosts)))])
+        return self.hosts[self.rng.randrange(10, len(self.hosts))]
 
     def attacker(self) -> str:
         return f"{self.rng.choice(ATTACKERS)}{self.rng.randint(2, 254)}"
