@@ -256,7 +256,6 @@ async def one_size(
         per_round: list[dict[str, float]] = []
         transitions: list[int] = []
         clock = GcClock()
-        full_collections: list[int] = []
         gc_ended = 0.0
         try:
             evaluator = Evaluator(topo, pool)
@@ -281,13 +280,17 @@ async def one_size(
                 phases.now["round"] = time.perf_counter() - t0
                 phases.now["gc"] = clock.seconds - gc_before
                 gc_ended = clock.seconds
-                full_collections.append(clock.full - full_before)
+                phases.now["full_collections"] = clock.full - full_before
                 per_round.append(dict(phases.now))
                 transitions.append(len(verdict.transitions) if verdict is not None else 0)
                 print(
                     f"  round {r + 1:>3}: {phases.now['round']:.3f} s "
                     f"({len(verdict.transitions) if verdict else 0} transitions; "
-                    + ", ".join(f"{k} {v:.3f}" for k, v in phases.now.items() if k != "round")
+                    + ", ".join(
+                        f"{k} {v:.3f}"
+                        for k, v in phases.now.items()
+                        if k not in ("round", "full_collections")
+                    )
                     + ")",
                     flush=True,
                 )
@@ -298,8 +301,6 @@ async def one_size(
         # round 0 (every device unknown -> up) apart; odd rounds paused, even ones not
         steady = [p for r, p in enumerate(per_round) if r > 0 and (not compare or r % 2 == 1)]
         unpaused = [p for r, p in enumerate(per_round) if r > 0 and compare and r % 2 == 0]
-        for r, p in enumerate(per_round):
-            p["full_collections"] = full_collections[r]
         figures = {
             phase: {
                 "median_s": round(statistics.median(r.get(phase, 0.0) for r in steady), 4),

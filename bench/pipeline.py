@@ -80,44 +80,31 @@ def worker_counters(workers: list[WorkerProcess]) -> tuple[float, float]:
     return written, lag
 
 
-def proc_stats(pid: int) -> tuple[float, float]:
-    """CPU seconds (user+system) and RSS MiB of a process and its children."""
+def proc_stats(pid: int | None) -> tuple[float, float]:
+    """CPU seconds (user + system) and RSS MiB of a process and its live children, the CPU
+    including the children it reaped (PostgreSQL's backends come and go); zeros without
+    psutil or the process."""
     try:
         import psutil
     except ImportError:
         return 0.0, 0.0
-    try:
-        proc = psutil.Process(pid)
-        procs = [proc, *proc.children(recursive=True)]
-        cpu = sum(p.cpu_times().user + p.cpu_times().system for p in procs)
-        rss = sum(p.memory_info().rss for p in procs) / 2**20
-        return cpu, rss
-    except psutil.Error:
-        return 0.0, 0.0
-
-
-def service_cpu_s(pid: int | None) -> float:
-    """CPU seconds of a stack service: the process, its live children and the children it
-    reaped (PostgreSQL's backends come and go), user + system; 0 without psutil."""
-    try:
-        import psutil
-    except ImportError:
-        return 0.0
     if pid is None:
-        return 0.0
+        return 0.0, 0.0
     try:
         proc = psutil.Process(pid)
         own = proc.cpu_times()
-        live = 0.0
+        cpu = own.user + own.system + own.children_user + own.children_system
+        rss = proc.memory_info().rss
         for child in proc.children(recursive=True):
             try:
-                times = child.cpu_times()
-            except psutil.Error:  # a backend that ended meanwhile: its parent reaps it
+                times, mem = child.cpu_times(), child.memory_info()
+            except psutil.Error:  # a child that ended meanwhile: its parent reaps it
                 continue
-            live += times.user + times.system
-        return float(own.user + own.system + own.children_user + own.children_system + live)
+            cpu += times.user + times.system
+            rss += mem.rss
+        return float(cpu), rss / 2**20
     except psutil.Error:
-        return 0.0
+        return 0.0, 0.0
 
 
 def stack_cpu_s(settings: Settings) -> dict[str, float]:
@@ -128,9 +115,9 @@ def stack_cpu_s(settings: Settings) -> dict[str, float]:
     services = Stack(settings).services
     return {
         "kafka": sum(
-            service_cpu_s(svc.pid()) for n, svc in services.items() if n.startswith("kafka")
+            proc_stats(svc.pid())[0] for n, svc in services.items() if n.startswith("kafka")
         ),
-        "postgresql": service_cpu_s(services["timescaledb"].pid()),
+        "postgresql": proc_stats(services["timescaledb"].pid())[0],
         "load_generator": time.process_time(),
     }
 

@@ -10,6 +10,7 @@ leadership moves to another worker it restores from there (:meth:`Evaluator.new_
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -255,9 +256,11 @@ class Evaluator:
         """One round, in one transaction (under ``leader``'s round lock when given).
         Returns the verdict, or None when no data has arrived yet or the round was skipped.
         The cyclic collector waits for the round's end (:func:`ioc.memory.collector_paused`)."""
-        if not self.pause_collector:
-            return await self._round(wall_ms, leader)
-        with memory.collector_paused(longest_s=ROUND_PAUSE_LONGEST_S):
+        with (
+            memory.collector_paused(longest_s=ROUND_PAUSE_LONGEST_S)
+            if self.pause_collector
+            else contextlib.nullcontext()
+        ):
             return await self._round(wall_ms, leader)
 
     async def _round(self, wall_ms: int | None, leader: ShardLeader | None) -> Verdict | None:
