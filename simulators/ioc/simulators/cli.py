@@ -48,6 +48,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         out=args.out,
         workers=args.workers,
         progress=not args.quiet,
+        replay_cycle_s=args.replay_cycle,
     )
     summary = run_simulation(settings.for_kafka_service("simulator"), cfg)
     print(summary.render())
@@ -96,6 +97,13 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--out", metavar="FILE.jsonl", help="write to a file instead of Kafka")
     p.add_argument("--workers", type=int, default=1, help="processes sharing the devices")
+    p.add_argument(
+        "--replay-cycle",
+        type=float,
+        metavar="SECONDS",
+        help="with --rate: simulate SECONDS once, then replay them shifted in time "
+        "(a load generator at a tenth of the CPU; no faults)",
+    )
     p.add_argument("--summary-json", metavar="FILE", help="also write the summary as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(handler=cmd_simulate)
