@@ -78,6 +78,12 @@ def main() -> int:
         default=[],
         help="an `ioc worker` option, e.g. =--batch-size=2000",
     )
+    parser.add_argument(
+        "--replay-cycle",
+        type=float,
+        default=10.0,
+        help="s of simulated load replayed (ioc.simulators.replay; 0: simulate all the way)",
+    )
     parser.add_argument("--out", type=Path, default=Path("/tmp/catchup_rss.json"))
     args = parser.parse_args()
     tag = f"rss{uuid.uuid4().hex[:6]}"
@@ -98,7 +104,12 @@ def main() -> int:
         time.sleep(10)  # in the group before the load starts
         lag = KafkaLag(settings)
         load = SimConfig(
-            scenario=SCENARIO, mode="rate", rate=args.rate, duration_s=duration, progress=False
+            scenario=SCENARIO,
+            mode="rate",
+            rate=args.rate,
+            duration_s=duration,
+            progress=False,
+            replay_cycle_s=args.replay_cycle or None,
         )
         producer = threading.Thread(target=run_simulation, args=(settings, load), daemon=True)
         t0 = time.monotonic()
