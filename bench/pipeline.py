@@ -173,7 +173,9 @@ def costs(
     }
 
 
-def run_point(rate: float, duration: float, workers: int, log_dir: Path) -> dict[str, Any]:
+def run_point(
+    rate: float, duration: float, workers: int, log_dir: Path, replay_cycle_s: float
+) -> dict[str, Any]:
     tag = f"bench{uuid.uuid4().hex[:6]}"
     settings = load_settings().model_copy(
         update={"kafka_topic_prefix": f"{tag}.", "db_schema": tag}
@@ -198,6 +200,7 @@ def run_point(rate: float, duration: float, workers: int, log_dir: Path) -> dict
                         duration_s=duration,
                         progress=False,
                         workers=1,
+                        replay_cycle_s=replay_cycle_s or None,
                     ),
                 ),
             )
@@ -300,6 +303,13 @@ def main() -> int:
     )
     parser.add_argument("--repeat", type=int, default=3, help="rounds of the baselines")
     parser.add_argument(
+        "--replay-cycle",
+        type=float,
+        default=10.0,
+        help="s of simulated load generated once and replayed (ioc.simulators.replay), so the "
+        "load generator leaves the cores to the pipeline; 0: simulate all the way",
+    )
+    parser.add_argument(
         "--plot-only", action="store_true", help="redraw the plot from the result JSON"
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "pipeline.json")
@@ -317,6 +327,9 @@ def main() -> int:
         "duration_s": args.duration,
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": machine(),
+        "load_generator": f"replay of a {args.replay_cycle:g} s simulated cycle"
+        if args.replay_cycle
+        else "the simulators in load mode",
     }
     if args.baselines:
         from baselines import measure
@@ -326,11 +339,18 @@ def main() -> int:
     points = []
     for workers in [int(w) for w in args.workers.split(",") if w]:
         for rate in [float(r) for r in args.rates.split(",") if r]:
-            points.append(announce(run_point(rate, args.duration, workers, log_dir), args.duration))
+            points.append(
+                announce(
+                    run_point(rate, args.duration, workers, log_dir, args.replay_cycle),
+                    args.duration,
+                )
+            )
     sustained = None
     if args.sustain:
         sustained = announce(
-            run_point(args.sustain_rate, args.sustain, args.sustain_workers, log_dir),
+            run_point(
+                args.sustain_rate, args.sustain, args.sustain_workers, log_dir, args.replay_cycle
+            ),
             args.sustain,
         )
         result["sustained"] = sustained

@@ -6,6 +6,7 @@ from collections import defaultdict
 
 import pytest
 
+from ioc.config import load_settings
 from ioc.contract import schemas as s
 from ioc.contract.topology import load_scenario
 from ioc.contract.vconf import VconfMeeting
@@ -13,6 +14,7 @@ from ioc.errors import IocError
 from ioc.simulators.engine import Out, Simulator
 from ioc.simulators.faults import FaultPlan, load_plan, resolve_targets
 from ioc.simulators.replay import ReplayCycle, epoch_fields
+from ioc.simulators.run import SimConfig, run_simulation
 
 START = 1_654_045_200_000  # 2022-06-01 08:00 +07:00
 TICK = 100
@@ -73,3 +75,13 @@ def test_refuses_what_it_cannot_repeat() -> None:
     plan = load_plan(None, ["malformed:0.5"])
     with pytest.raises(IocError, match="healthy cycle"):
         capture(plan=plan)
+
+
+@pytest.mark.parametrize(
+    ("mode", "flags"),
+    [("realtime", []), ("rate", ["duplicate:0.01"])],
+)
+def test_a_run_refuses_replay_outside_healthy_load_mode(mode: str, flags: list[str]) -> None:
+    cfg = SimConfig(scenario="demo", mode=mode, rate=1000.0, replay_cycle_s=10.0, fault_flags=flags)
+    with pytest.raises(IocError, match="--replay-cycle"):
+        run_simulation(load_settings(), cfg)
