@@ -120,23 +120,16 @@ def retention_days(raw_days: int, rollup_days: int) -> list[tuple[str, int]]:
 
 
 async def enforce_retention(pool: asyncpg.Pool, raw_days: int, rollup_days: int) -> str:
-    """Drop old chunks: a policy job where the licence has them, drop_chunks otherwise."""
+    """Drop old chunks: a policy job where the licence has them, drop_chunks otherwise.
+
+    Through ``drop_old_chunks`` (migration 0013), which runs as the tables' owner: the
+    runtime role owns nothing, and both need the owner."""
+    how = ""
     async with pool.acquire() as conn:
-        license_ = await conn.fetchval("SELECT current_setting('timescaledb.license', true)")
-        tables = retention_days(raw_days, rollup_days)
-        if license_ == "timescale":
-            for table, days in tables:
-                await conn.execute(
-                    "SELECT add_retention_policy($1::regclass, $2::interval, "
-                    "if_not_exists => true)",
-                    table,
-                    dt.timedelta(days=days),
-                )
-            return "policy"
-        for table, days in tables:
-            await conn.execute(
-                "SELECT drop_chunks($1::regclass, older_than => $2::interval)",
+        for table, days in retention_days(raw_days, rollup_days):
+            how = await conn.fetchval(
+                "SELECT drop_old_chunks($1::regclass, $2::interval)",
                 table,
                 dt.timedelta(days=days),
             )
-        return "drop_chunks"
+    return how
