@@ -56,15 +56,15 @@ CONSUMER_TUNING: dict[str, Any] = {
     "enable.auto.commit": False,
     "auto.offset.reset": "earliest",
     "partition.assignment.strategy": "range",
-    # The prefetch queue is what a catch-up fills: librdkafka's defaults (100,000 messages
-    # per partition) and 64 MiB let one worker reach 646 MiB RSS while draining a 850,000-event
-    # backlog (bench/catchup_rss.py, 20,000 ev/s); 8 MiB of queue (about five 10,000-message
-    # batches of ~160 B) and 8 MiB fetches keep the peak at 303 MiB, with the next batch
-    # still always waiting (docs/performance.md, "Catch-up peak").
-    "fetch.max.bytes": 8 * 1024 * 1024,
-    "max.partition.fetch.bytes": 1024 * 1024,
-    "queued.max.messages.kbytes": 8 * 1024,
-    "queued.min.messages": 20_000,
+    # The prefetch queue is what a catch-up fills, and these sizes are a trade-off measured
+    # with bench/catchup_rss.py (20,000 ev/s, 850,000-event backlogs, docs/performance.md,
+    # "Catch-up peak"): as here, peak RSS 640 MiB while draining at a median 32,900 ev/s;
+    # an 8 MiB queue, 20,000 queued messages and 8 MiB fetches halved the peak (303-311 MiB)
+    # but drained at 28,200 ev/s, which makes a catch-up under 20,000 ev/s of input about
+    # 1.5x longer. Kept for the drain rate until a middle setting is measured.
+    "fetch.max.bytes": 32 * 1024 * 1024,
+    "max.partition.fetch.bytes": 4 * 1024 * 1024,
+    "queued.max.messages.kbytes": 64 * 1024,
     # A database outage stalls the loop in the writer's retry; stay in the group
     # meanwhile instead of being evicted and rebalancing every 5 minutes.
     "max.poll.interval.ms": 30 * 60 * 1000,
