@@ -68,8 +68,7 @@ async def _grant(conn: asyncpg.Connection, schema: str) -> None:
                 GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {RUNTIME_ROLE};
             ALTER DEFAULT PRIVILEGES IN SCHEMA {schema}
                 GRANT USAGE, SELECT ON SEQUENCES TO {RUNTIME_ROLE};
-            GRANT EXECUTE ON FUNCTION {schema}.drop_old_chunks(regclass, interval)
-                TO {RUNTIME_ROLE};
+            GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {schema} TO {RUNTIME_ROLE};
         """)
     if READONLY_ROLE in roles:
         await conn.execute(f"""

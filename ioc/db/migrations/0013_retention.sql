@@ -4,7 +4,7 @@
 -- bound. This function runs as its owner (SECURITY DEFINER) and only does retention: on a
 -- hypertable of its own schema, keeping at least a day. EXECUTE is revoked from PUBLIC
 -- (provinces' viewers must not call it) and granted to the runtime role with the other
--- grants that follow every migration (ioc.db.migrate).
+-- grants that follow every migration (ioc.db.migrate: EXECUTE on the schema's functions).
 CREATE FUNCTION drop_old_chunks(hypertable regclass, keep interval) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path FROM CURRENT
