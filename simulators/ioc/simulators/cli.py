@@ -102,7 +102,7 @@ def register(sub: Any) -> None:
         type=float,
         metavar="SECONDS",
         help="with --rate: simulate SECONDS once, then replay them shifted in time "
-        "(a load generator at a tenth of the CPU; no faults)",
+        "(under a third of the CPU per event; no faults)",
     )
     p.add_argument("--summary-json", metavar="FILE", help="also write the summary as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")

@@ -8,8 +8,9 @@ then sends cycle after cycle of them with every epoch-millisecond field (``ts_ms
 field bounded by :data:`ioc.contract.schemas.MAX_EPOCH_MS`) moved forward by the cycle's
 length and every device's ``seq`` moved on by its count per cycle, so what arrives is still
 one contiguous, never-repeated sequence per device at wall-clock event times: the pipeline
-validates, lands, rolls up and reconciles it exactly like simulated load. About 1 us per
-event to re-encode (msgspec), plus the producer.
+validates, lands, rolls up and reconciles it exactly like simulated load. About 13 us of
+CPU per event in all (20,000 ev/s in 0.27 cores): half re-encoding (msgspec), half the
+producer.
 
 What it cannot do: faults and malformed input change from cycle to cycle, so a replay
 refuses them (the caller injects faults into the infrastructure instead), and the device

@@ -49,7 +49,7 @@ class SimConfig:
     tick_ms: int = 100
     replay_cycle_s: float | None = None
     """Load mode: simulate this many seconds once, then replay them shifted in time
-    (ioc.simulators.replay): a load generator at ~1/10 of the simulators' CPU per event."""
+    (ioc.simulators.replay): a load generator at under a third of the simulators' CPU per event."""
     speedup: float = 1.0  # set by run_simulation in load mode
 
 
