@@ -42,6 +42,7 @@ from ioc.contract import metrics as m
 from ioc.contract.tables import RAW
 from ioc.db import connect
 from ioc.processes import WorkerProcess, stop_all
+from ioc.simulators.replay import describe
 from ioc.simulators.run import SimConfig, Summary, run_simulation
 
 RESULTS = Path(__file__).parent / "results"
@@ -327,9 +328,7 @@ def main() -> int:
         "duration_s": args.duration,
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": machine(),
-        "load_generator": f"replay of a {args.replay_cycle:g} s simulated cycle"
-        if args.replay_cycle
-        else "the simulators in load mode",
+        "load_generator": describe(args.replay_cycle),
     }
     if args.baselines:
         from baselines import measure

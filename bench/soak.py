@@ -69,6 +69,7 @@ from ioc.contract.topics import FEED_TOPICS
 from ioc.db import connect
 from ioc.deploy.local.stack import Stack
 from ioc.processes import WorkerProcess, stop_all
+from ioc.simulators.replay import describe
 from ioc.simulators.run import SimConfig, Summary, run_simulation
 
 RESULTS = Path(__file__).parent / "results"
@@ -708,7 +709,7 @@ def report(result: dict[str, Any]) -> None:
         f"\nsoak: {result['duration_s']:.0f} s asked at {result['rate']:,.0f} ev/s, "
         f"{result['workers']} workers, a fault every {result['fault_every_s']:.0f} s"
     )
-    print(f"load generator: {result.get('load_generator', 'the simulators in load mode')}")
+    print(f"load generator: {result['load_generator']}")
     cap = result.get("capacity")
     reached = "reached" if v["rate_reached"] else "NOT REACHED"
     print(
@@ -880,15 +881,6 @@ def plot(result: dict[str, Any], path: Path) -> None:
     print(f"plot: {path}")
 
 
-def load_generator(replay_cycle_s: float | None) -> str:
-    if replay_cycle_s:
-        return (
-            f"replay: {replay_cycle_s:g} s of the simulators' load-mode output, generated "
-            "once and re-sent with times and sequence numbers moved on (ioc.simulators.replay)"
-        )
-    return "the simulators in load mode (ioc simulate --rate)"
-
-
 def assemble(soak: dict[str, Any], args: argparse.Namespace, date: str, command: str) -> Any:
     """The result document: the run's settings, its verdicts and every sample (enough for
     ``--report-only`` to judge it again)."""
@@ -906,7 +898,7 @@ def assemble(soak: dict[str, Any], args: argparse.Namespace, date: str, command:
         "rss_settle_faults": args.rss_settle,
         "sample_every_s": args.sample_every,
         "db_outage_s": args.db_outage,
-        "load_generator": soak.get("load_generator") or load_generator(args.replay_cycle),
+        "load_generator": soak.get("load_generator") or describe(args.replay_cycle),
         "capacity": capacity(),
         "summary": soak["summary"],
         "production_end_t": soak["production_end_t"],
@@ -953,6 +945,11 @@ def main() -> int:
         help="judge --out's samples again, print, rewrite it and its plot (no run)",
     )
     args = parser.parse_args()
+    if args.malformed and args.replay_cycle and not args.report_only:
+        parser.error(
+            "--malformed needs the simulators: add --replay-cycle 0 (a replay repeats "
+            "one healthy cycle)"
+        )
     # the broker's readiness check (aiokafka) logs every refused connection while it restarts
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     png = args.out.with_suffix(".png")
@@ -965,7 +962,7 @@ def main() -> int:
         soak |= {"faults": saved["faults"], "samples": saved["samples"]}
         soak["workers"] = saved["workers_raw"]
         # results before the replay generator existed were produced by the simulators
-        soak["load_generator"] = saved.get("load_generator", load_generator(None))
+        soak["load_generator"] = saved.get("load_generator", describe(None))
         result = assemble(soak, args, saved["date"], saved["command"])
     else:
         if args.warmup is None:

@@ -32,6 +32,16 @@ from ioc.errors import IocError
 from ioc.simulators.engine import Out, Simulator, Stats
 
 
+def describe(replay_cycle_s: float | None) -> str:
+    """What produced a benchmark's load, for its result file."""
+    if replay_cycle_s:
+        return (
+            f"replay: {replay_cycle_s:g} s of the simulators' load-mode output, generated once "
+            "and re-sent with times and sequence numbers moved on (ioc.simulators.replay)"
+        )
+    return "the simulators in load mode (ioc simulate --rate)"
+
+
 @cache
 def epoch_fields(cls: type[s.Message]) -> tuple[str, ...]:
     """The fields of a message type that hold epoch milliseconds (bounded by MAX_EPOCH_MS)."""
