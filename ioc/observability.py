@@ -27,21 +27,26 @@ from ioc.errors import IocError
 
 _C = TypeVar("_C", Counter, Gauge, Histogram)
 
-_collectors: dict[tuple[int, str], Counter | Gauge | Histogram] = {}
+_CACHE_ATTR = "_ioc_collectors"
 
 
 def _collector(
     spec: MetricSpec, registry: CollectorRegistry, cls: type[_C], make: Callable[[], _C]
 ) -> _C:
-    """The (process-wide, created once per registry) collector for ``spec``."""
+    """The collector for ``spec``, created once per registry. The cache lives on the registry
+    itself: keyed by ``id(registry)`` it outlived short-lived registries, and a new one that
+    reused a freed id got the old registry's collectors (and none of its own samples)."""
     kind = cls.__name__.lower()  # the spec's type: counter | gauge | histogram
     if spec.type != kind:
         raise TypeError(f"metric {spec.name} is a {spec.type}, not a {kind}")
-    key = (id(registry), spec.name)
-    existing = _collectors.get(key)
+    made_here: dict[str, Counter | Gauge | Histogram] | None = getattr(registry, _CACHE_ATTR, None)
+    if made_here is None:
+        made_here = {}
+        setattr(registry, _CACHE_ATTR, made_here)
+    existing = made_here.get(spec.name)
     if existing is None:
         made = make()
-        _collectors[key] = made
+        made_here[spec.name] = made
         return made
     if not isinstance(existing, cls):  # pragma: no cover - the type check above
         raise TypeError(f"metric {spec.name} was made as a {type(existing).__name__}")

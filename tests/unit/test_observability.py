@@ -50,3 +50,19 @@ def test_typed_collectors_record() -> None:
     assert registry.get_sample_value(m.EVENTS_CONSUMED.series, {"feed": "camera"}) == 3
     assert registry.get_sample_value(m.CONSUMER_LAG.name, {"feed": "camera", "partition": "0"}) == 7
     assert registry.get_sample_value(f"{m.BATCH_SIZE.name}_count", {"feed": "camera"}) == 1
+
+
+def test_a_new_registry_gets_its_own_collectors_even_at_a_freed_registrys_address() -> None:
+    """CPython reuses a freed object's address, so a cache keyed by ``id(registry)`` handed
+    a fresh registry the dead one's collectors: its samples went nowhere (a flaky unit test
+    in CI). Many short-lived registries in a row reuse addresses; each must count its own."""
+    seen: set[int] = set()
+    reused = False
+    for _ in range(200):
+        registry = CollectorRegistry()
+        reused = reused or id(registry) in seen
+        seen.add(id(registry))
+        counter(m.EVENTS_CONSUMED, registry).labels("camera").inc()
+        assert registry.get_sample_value(m.EVENTS_CONSUMED.series, {"feed": "camera"}) == 1
+        del registry
+    assert reused  # the situation the test is about did occur
