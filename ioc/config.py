@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from ioc.errors import ConfigError
 
 if TYPE_CHECKING:
+    from ioc.contract.history import Retention
     from ioc.deploy.local.credentials import StackCredentials
 
 ENV_PREFIX = "IOC_"
@@ -165,6 +166,25 @@ class Settings(BaseSettings):
     """Public address of the operator console, for the links in pages and what ``ioc run``
     prints (Grafana's links use the dashboards' ``console`` variable, set in provisioning).
     Unset: the operations service's own address."""
+    # --- history: retention of each tier and the hourly/daily rollups (docs/history.md) -------
+    raw_retention_days: int = Field(7, ge=1, le=3650)
+    """Days a feed's raw rows are kept, unless the feed declares its own
+    (``FeedSpec.raw_retention_days``; the portal's 400). Must cover every feed's accepted
+    lateness (7 days): a late hour is recomputed from them."""
+    rollup_1m_retention_days: int = Field(90, ge=1, le=3650)
+    """Days the 1-minute rollups are kept. The goal is 2, once the dashboards read the hourly
+    and daily tiers beyond that (docs/history.md, "Rollout")."""
+    rollup_1h_retention_days: int = Field(90, ge=1, le=3650)
+    """Days the hourly rollups are kept (at least the 1-minute tier's)."""
+    rollup_1d_retention_days: int = Field(400, ge=1, le=36500)
+    """Days the daily rollups are kept (at least the hourly tier's): a year's report."""
+    history_every_s: float = Field(60.0, ge=1.0, le=3600.0)
+    """How often the stream workers' shard leader rolls the marked hours and days."""
+    history_settle_s: float = Field(300.0, ge=0.0, le=86_400.0)
+    """An hour is rolled once it has been marked this long: the open hour about this often."""
+    history_day_settle_s: float = Field(1800.0, ge=0.0, le=86_400.0)
+    """The same for days."""
+
     scenario: str = "yen-bai-2022"
     thresholds: str = ""
     """JSON object of :class:`ioc.contract.thresholds.Thresholds` fields the stream workers'
@@ -185,6 +205,12 @@ class Settings(BaseSettings):
         except (ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
             raise ValueError(str(exc).removeprefix("IOC_THRESHOLDS: ")) from None
         return value
+
+    @model_validator(mode="after")
+    def _check_retention(self) -> Settings:
+        """Refused at load: a coarser tier kept shorter than a finer one leaves a hole."""
+        self.retention()
+        return self
 
     @field_validator("kafka_brokers")
     @classmethod
@@ -318,6 +344,17 @@ class Settings(BaseSettings):
         )
 
     # --- derived values ------------------------------------------------------------------------
+    def retention(self) -> Retention:
+        """The retention of every tier (:class:`ioc.contract.history.Retention`)."""
+        from ioc.contract.history import Retention
+
+        return Retention(
+            self.raw_retention_days,
+            self.rollup_1m_retention_days,
+            self.rollup_1h_retention_days,
+            self.rollup_1d_retention_days,
+        )
+
     def stack_credentials(self) -> StackCredentials:
         """The local stack's generated credentials (``ioc stack up``): their one owner."""
         from ioc.deploy.local.credentials import StackCredentials

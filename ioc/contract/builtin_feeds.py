@@ -63,12 +63,6 @@ CAMERA: Final = FeedSpec(
         _a("occupancy_pct_avg", _REAL, "sat_real(avg(r.occupancy_pct_avg))"),
         _a("incidents_opened", _INT, "sat_int4(coalesce(sum(r.incidents_opened), 0))"),
     ),
-    unit_hourly="max(cameras) AS cameras, avg(cameras_reporting)::real AS cameras_reporting_avg, "
-    "avg(fps_avg)::real AS fps_avg, sum(vehicles) AS vehicles, "
-    "avg(speed_kmh_avg)::real AS speed_kmh_avg, sum(incidents_opened) AS incidents_opened",
-    hourly_cagg="max(cameras) AS cameras, avg(cameras_reporting) AS cameras_reporting_avg, "
-    "avg(fps_avg) AS fps_avg, sum(vehicles) AS vehicles, "
-    "sum(incidents_opened) AS incidents_opened",
     heartbeat_timeout_ms=15_000,
     incident_severity=MappingProxyType(
         {t.INCIDENT_DEVICE_DOWN: WARNING, t.INCIDENT_FLAPPING: WARNING, t.INCIDENT_DEGRADED: INFO}
@@ -139,11 +133,6 @@ TELEHEALTH: Final = FeedSpec(
         ),
         _a("loss_pct_avg", _REAL, "sat_real(avg(r.loss_pct_avg))"),
     ),
-    unit_hourly="max(stations) AS stations, sum(sessions_started) AS sessions_started, "
-    "sum(sessions_dropped) AS sessions_dropped, max(rtt_ms_p95) AS rtt_ms_p95, "
-    "avg(loss_pct_avg)::real AS loss_pct_avg",
-    hourly_cagg="max(stations) AS stations, sum(sessions_started) AS sessions_started, "
-    "sum(sessions_dropped) AS sessions_dropped, max(rtt_ms_p95) AS rtt_ms_p95",
     heartbeat_timeout_ms=15_000,
     incident_severity=MappingProxyType(
         {
@@ -203,11 +192,6 @@ NETNODE: Final = FeedSpec(
         _a("out_bps", _DOUBLE, "coalesce(sum(r.out_bps_avg), 0)"),
         _a("errors", _BIGINT, "sat_int8(coalesce(sum(r.errors), 0))"),
     ),
-    unit_hourly="max(nodes) AS nodes, avg(nodes_reachable)::real AS nodes_reachable_avg, "
-    "avg(rtt_ms_avg)::real AS rtt_ms_avg, avg(loss_pct_avg)::real AS loss_pct_avg, "
-    "avg(in_bps) AS in_bps, avg(out_bps) AS out_bps, sum(errors) AS errors",
-    hourly_cagg="max(nodes) AS nodes, avg(nodes_reachable) AS nodes_reachable_avg, "
-    "avg(rtt_ms_avg) AS rtt_ms_avg, avg(loss_pct_avg) AS loss_pct_avg",
     heartbeat_timeout_ms=15_000,
     incident_severity=MappingProxyType(
         {

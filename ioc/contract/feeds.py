@@ -3,7 +3,8 @@ says everything generic code needs to carry it from Kafka to its rollups.
 
 A feed's declaration holds its message kinds (msgspec types, :mod:`ioc.contract.schemas`),
 its Kafka topic, its raw table (columns derived from the message fields), its 1-minute rollups
-per device and per administrative unit, its hourly/daily unit views, its heartbeat timeout
+per device and per administrative unit (and how each column combines into the hourly and
+daily tiers, docs/history.md), its heartbeat timeout
 and the severity of the incidents its devices open, and where its simulator behaviour lives.
 Everything else is derived from the registry (:func:`specs`): the per-feed dicts of
 :mod:`~ioc.contract.schemas` (decoders, ``FEED_OF_KIND``...), :mod:`~ioc.contract.topics`
@@ -54,15 +55,143 @@ class FeedError(IocError):
     """A feed declaration that cannot be registered, or an unknown feed."""
 
 
+ROLLUP_TYPES: Final = ("integer", "bigint", "real", "double precision")
+"""The SQL types a rollup column may have: the ones the coarser tiers know how to sum and
+average without overflow (ioc.streams.history)."""
+
+OVER_TIME: Final = ("sum", "max", "min", "avg")
+"""How a rollup column's finer buckets combine into a coarser one (hour from minutes, day from
+hours; docs/history.md): ``sum`` for counts and totals, ``max``/``min`` for extremes (and
+``max`` for percentiles: an upper bound), ``avg`` for means and for gauges such as devices
+reporting."""
+
+RESERVED_COLUMNS: Final = ("bucket", "device_id", "unit_code", "level", "minutes")
+"""Key and bookkeeping columns of the rollup tables: no aggregate may take these names."""
+
+
 @dataclass(frozen=True)
 class Aggregate:
     """One column of a rollup: its name, SQL type and the SQL expression that computes it
-    (over the raw rows of a device-minute, or over the device rollup ``r`` for a unit)."""
+    (over the raw rows of a device-minute, or over the device rollup ``r`` for a unit), and
+    how the hourly and daily tiers combine it over time (``over_time``, one of
+    :data:`OVER_TIME`; empty: inferred from ``expr`` by :func:`infer_over_time`)."""
 
     name: str
     type: str
     expr: str
     not_null: bool = False
+    over_time: str = ""
+
+    def __post_init__(self) -> None:
+        if self.over_time and self.over_time not in OVER_TIME:
+            raise FeedError(
+                f"aggregate {self.name!r}: over_time {self.over_time!r} is not one of "
+                f"{', '.join(OVER_TIME)}"
+            )
+
+
+class _Call:
+    """An SQL expression read as ``name(inner) rest`` (``rest``: what follows the call's
+    closing parenthesis, e.g. ``FILTER (WHERE ...)``); None when it does not start so."""
+
+    __slots__ = ("inner", "name", "rest")
+
+    def __init__(self, name: str, inner: str, rest: str) -> None:
+        self.name, self.inner, self.rest = name, inner, rest
+
+    @staticmethod
+    def read(expr: str) -> _Call | None:
+        head = re.match(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*\(", expr)
+        if head is None:
+            return None
+        depth, quoted = 0, False
+        for i in range(head.end() - 1, len(expr)):
+            char = expr[i]
+            if char == "'":
+                quoted = not quoted
+            elif quoted:
+                continue
+            elif char == "(":
+                depth += 1
+            elif char == ")":
+                depth -= 1
+                if depth == 0:
+                    return _Call(head[1].lower(), expr[head.end() : i], expr[i + 1 :].strip())
+        return None
+
+
+def _first_argument(args: str) -> str:
+    depth, quoted = 0, False
+    for i, char in enumerate(args):
+        if char == "'":
+            quoted = not quoted
+        elif not quoted and char == "(":
+            depth += 1
+        elif not quoted and char == ")":
+            depth -= 1
+        elif not quoted and char == "," and depth == 0:
+            return args[:i]
+    return args
+
+
+def _core(expr: str) -> str:
+    """``expr`` without the wrappers that do not change what it aggregates: the saturating
+    casts (``sat_int4``...) and ``coalesce(x, 0)``."""
+    while True:
+        call = _Call.read(expr)
+        if call is None or call.rest:
+            return expr.strip()
+        if call.name in ("sat_int4", "sat_int8", "sat_real"):
+            expr = call.inner
+        elif call.name == "coalesce":
+            expr = _first_argument(call.inner)
+        else:
+            return expr.strip()
+
+
+def infer_over_time(
+    expr: str, *, unit: bool = False, device_rules: Mapping[str, str] | None = None
+) -> str | None:
+    """How a rollup column combines over time, read from its expression; None when the
+    expression does not say (the declaration must then give ``over_time``).
+
+    Per device (over raw rows): a count or sum of events adds up (``sum``); ``max``, ``min``
+    and ``avg`` keep their meaning; a percentile becomes the ``max`` of the finer values,
+    which bounds the true percentile from above (docs/history.md). ``count(DISTINCT ...)`` is
+    neither a sum nor a max of its minutes: declare it.
+
+    Per unit (over the device rollup ``r``): ``count(*)`` is the unit's devices (``max``);
+    ``count(r.device_id)`` and any filtered count are devices in some condition, a gauge
+    (``avg``); ``sum(r.x)`` combines like the device column ``x`` it adds up
+    (``device_rules``): a sum of device counts is a count, a sum of device means a mean."""
+    core = _core(expr)
+    if re.match(r"^percentile_(cont|disc)\s*\(", core, re.IGNORECASE):
+        return "max"
+    call = _Call.read(core)
+    if call is None:
+        return None
+    filtered = call.rest.lower().startswith("filter")
+    if call.rest and not filtered:
+        return None
+    inner = call.inner.strip()
+    if call.name == "count":
+        if inner.lower().startswith("distinct"):
+            return None
+        if not unit:
+            return "sum"
+        return "max" if inner == "*" and not filtered else "avg"
+    if filtered:
+        return None
+    if call.name in ("max", "min", "avg"):
+        return call.name
+    if call.name == "sum":
+        if not unit:
+            return "sum"
+        column = re.fullmatch(r"r\.([a-z_][a-z0-9_]*)", inner)
+        if column is None or device_rules is None:
+            return None
+        return device_rules.get(column[1])
+    return None
 
 
 @dataclass(frozen=True)
@@ -133,10 +262,6 @@ class FeedSpec:
         default_factory=lambda: MappingProxyType({})
     )
     """(kind, field) -> raw column, where two kinds of the feed use one name differently."""
-    unit_hourly: str = ""
-    """Select list of the hourly and daily views over the unit rollup (empty: no views)."""
-    hourly_cagg: str = ""
-    """Select list of the hourly continuous aggregate (community licence only; empty: none)."""
     heartbeat_timeout_ms: int = 15_000
     """A device of this class silent for longer is down (ioc.streams.state)."""
     incident_severity: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
@@ -185,6 +310,42 @@ class FeedSpec:
     @property
     def unit_rollup_table(self) -> str:
         return f"unit_rollup_{self.name}_1m"
+
+    def device_table(self, tier: str) -> str:
+        """The device rollup of a tier (``1m``, ``1h``, ``1d``): ``rollup_<name>_<tier>``."""
+        return f"rollup_{self.name}_{tier}"
+
+    def unit_table(self, tier: str) -> str:
+        """The unit rollup of a tier: ``unit_rollup_<name>_<tier>``."""
+        return f"unit_rollup_{self.name}_{tier}"
+
+    def device_over_time(self) -> dict[str, str]:
+        """Device rollup column -> how it combines over time (``Aggregate.over_time``, else
+        :func:`infer_over_time`); FeedError names a column that says neither."""
+        rules: dict[str, str] = {}
+        for a in self.device_rollup:
+            rule = a.over_time or infer_over_time(a.expr)
+            if rule is None:
+                raise FeedError(
+                    f"feed {self.name!r}: device rollup column {a.name!r} ({a.expr}) does not "
+                    f"say how it combines over time: declare over_time ({', '.join(OVER_TIME)})"
+                )
+            rules[a.name] = rule
+        return rules
+
+    def unit_over_time(self) -> dict[str, str]:
+        """Unit rollup column -> how it combines over time, as :meth:`device_over_time`."""
+        device = self.device_over_time()
+        rules: dict[str, str] = {}
+        for a in self.unit_rollup:
+            rule = a.over_time or infer_over_time(a.expr, unit=True, device_rules=device)
+            if rule is None:
+                raise FeedError(
+                    f"feed {self.name!r}: unit rollup column {a.name!r} ({a.expr}) does not "
+                    f"say how it combines over time: declare over_time ({', '.join(OVER_TIME)})"
+                )
+            rules[a.name] = rule
+        return rules
 
     def kinds(self) -> tuple[str, ...]:
         return tuple(str(t.__struct_config__.tag) for t in self.messages)
@@ -244,6 +405,14 @@ def _check(new: FeedSpec) -> None:
         raise FeedError(f"feed {new.name!r} is registered already")
     if not new.messages or not new.device_rollup or not new.unit_rollup:
         raise FeedError(f"feed {new.name!r}: messages and both rollups are required")
+    for a in (*new.device_rollup, *new.unit_rollup):
+        if a.name in RESERVED_COLUMNS or a.type not in ROLLUP_TYPES:
+            raise FeedError(
+                f"feed {new.name!r}: rollup column {a.name!r} must not be one of "
+                f"{', '.join(RESERVED_COLUMNS)} and its type must be one of "
+                f"{', '.join(ROLLUP_TYPES)} (got {a.type!r})"
+            )
+    new.unit_over_time()  # every column says how the hourly and daily tiers combine it
     known = set(schemas.TYPE_OF_KIND)
     for kind in new.kinds():
         if not kind.startswith(f"{new.name}."):
@@ -349,8 +518,10 @@ def _derive() -> None:
     refill(tables.RAW, {f.name: f.raw_table for f in all_specs})
     refill(tables.ROLLUP_DEVICE_1M, {f.name: f.device_rollup_table for f in all_specs})
     refill(tables.ROLLUP_UNIT_1M, {f.name: f.unit_rollup_table for f in all_specs})
-    refill(tables.ROLLUP_UNIT_1H, {f.name: f"unit_rollup_{f.name}_1h" for f in all_specs})
-    refill(tables.ROLLUP_UNIT_1D, {f.name: f"unit_rollup_{f.name}_1d" for f in all_specs})
+    refill(tables.ROLLUP_DEVICE_1H, {f.name: f.device_table("1h") for f in all_specs})
+    refill(tables.ROLLUP_DEVICE_1D, {f.name: f.device_table("1d") for f in all_specs})
+    refill(tables.ROLLUP_UNIT_1H, {f.name: f.unit_table("1h") for f in all_specs})
+    refill(tables.ROLLUP_UNIT_1D, {f.name: f.unit_table("1d") for f in all_specs})
     refill(raw.RENAMED, {k: v for f in all_specs for k, v in f.renamed.items()})
     refill(raw.RAW_COLUMNS, {f.name: raw.columns_of(f.messages) for f in all_specs})
     refill(schemas.MAX_PAST_MS_OF_FEED, {f.name: f.max_lateness_ms for f in all_specs})

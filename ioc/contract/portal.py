@@ -253,7 +253,6 @@ FEED: Final = FeedSpec(
         Aggregate("desks_reporting", _INT, "sat_int4(count(r.device_id))", not_null=True),
         *(Aggregate(c, _INT, _sum(c), not_null=True) for c in COUNTS),
     ),
-    unit_hourly="max(desks) AS desks, " + ", ".join(f"sum({c})::bigint AS {c}" for c in COUNTS),
     heartbeat_timeout_ms=15_000,
     incident_severity=MappingProxyType({t.INCIDENT_DEVICE_DOWN: WARNING}),
     behaviour="ioc.simulators.portal:PortalSim",

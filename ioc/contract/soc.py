@@ -172,7 +172,9 @@ FEED: Final = FeedSpec(
         _a("other_alerts", "integer", _count("category IN ('policy', 'other')")),
         _a("wazuh_alerts", "integer", _count("source = 'wazuh'")),
         _a("suricata_alerts", "integer", _count("source = 'suricata'")),
-        _a("sources", "integer", "sat_int4(count(DISTINCT src_ip))"),
+        # distinct addresses do not add up over minutes: the busiest minute's count, a lower
+        # bound of the hour's (soc_sources_1h counts them exactly, from raw)
+        Aggregate("sources", "integer", "sat_int4(count(DISTINCT src_ip))", over_time="max"),
         _a("level_max", "integer", "max(level)"),
     ),
     unit_rollup=(
@@ -184,9 +186,6 @@ FEED: Final = FeedSpec(
         _a("sources", "integer", _sum("sources")),
         _a("level_max", "integer", "max(r.level_max)"),
     ),
-    unit_hourly="max(sensors) AS sensors, sum(alerts) AS alerts, "
-    + ", ".join(f"sum({c}) AS {c}" for c in (*SEVERITIES, *CATEGORIES[:6], "other_alerts"))
-    + ", max(level_max) AS level_max",
     heartbeat_timeout_ms=15_000,
     incident_severity=MappingProxyType(
         {

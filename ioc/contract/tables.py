@@ -12,15 +12,23 @@ from __future__ import annotations
 
 from typing import Final
 
-# Per-feed tables (raw hypertable, device and unit 1-minute rollups, hourly and daily unit
-# views), named from the feed: ``raw_<feed>``, ``rollup_<feed>_1m``, ``unit_rollup_<feed>_1m``,
-# ``unit_rollup_<feed>_1h``/``_1d``. Kept in step with the feed registry by ioc.contract.feeds.
+# Per-feed tables (raw hypertable, device and unit rollups in three tiers: 1 minute, 1 hour,
+# 1 day), named from the feed: ``raw_<feed>``, ``rollup_<feed>_1m``/``_1h``/``_1d``,
+# ``unit_rollup_<feed>_1m``/``_1h``/``_1d`` (docs/history.md). Kept in step with the feed
+# registry by ioc.contract.feeds.
 RAW: Final[dict[str, str]] = {}
 ROLLUP_DEVICE_1M: Final[dict[str, str]] = {}
+ROLLUP_DEVICE_1H: Final[dict[str, str]] = {}
+ROLLUP_DEVICE_1D: Final[dict[str, str]] = {}
 ROLLUP_UNIT_1M: Final[dict[str, str]] = {}
 ROLLUP_UNIT_1H: Final[dict[str, str]] = {}
 ROLLUP_UNIT_1D: Final[dict[str, str]] = {}
 ROLLUP_DIRTY: Final = "rollup_dirty"
+HISTORY_DIRTY: Final = "history_dirty"
+"""Hours and days whose rollups must be (re)rolled from the tier below (migration 0013)."""
+ROLLUP_TIERS: Final = "rollup_tiers"
+"""Each tier's bucket width and the retention the workers enforce (migration 0013); the SQL
+function ``rollup_tier(t0, t1, step)`` reads it to pick a dashboard panel's tier."""
 
 ADMIN_UNITS: Final = "admin_units"
 UNIT_ANCESTORS: Final = "unit_ancestors"

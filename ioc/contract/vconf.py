@@ -156,16 +156,19 @@ FEED: Final = FeedSpec(
         Aggregate("ports_licensed", _I, "min(ports_licensed)"),
         Aggregate("download_bps_avg", _D, "avg(download_bps)"),
         Aggregate("upload_bps_avg", _D, "avg(upload_bps)"),
+        # the bridge's cumulative counters, as the rise within the minute: minutes add up
         Aggregate(
             "conferences_failed",
             _B,
             "sat_int8(greatest(max(conferences_failed) - min(conferences_failed), 0))",
+            over_time="sum",
         ),
         Aggregate(
             "conferences_partially_failed",
             _B,
             "sat_int8(greatest(max(conferences_partially_failed) "
             "- min(conferences_partially_failed), 0))",
+            over_time="sum",
         ),
         Aggregate("in_meeting_samples", _I, "sat_int4(count(*) FILTER (WHERE in_meeting))"),
         Aggregate("rtt_ms_avg", _R, "sat_real(avg(rtt_ms))"),
@@ -205,10 +208,6 @@ FEED: Final = FeedSpec(
         Aggregate("join_failures", _I, "sat_int4(coalesce(sum(r.join_failures), 0))"),
         Aggregate("conferences_failed", _B, "sat_int8(coalesce(sum(r.conferences_failed), 0))"),
     ),
-    unit_hourly="max(devices) AS devices, max(points_in_meeting) AS points_in_meeting, "
-    "max(participants_max) AS participants_max, max(ports_used_max) AS ports_used_max, "
-    "avg(loss_pct_avg)::real AS loss_pct_avg, sum(freezes) AS freezes, "
-    "sum(join_failures) AS join_failures, sum(conferences_failed) AS conferences_failed",
     heartbeat_timeout_ms=20_000,
     incident_severity=MappingProxyType(
         {t.INCIDENT_DEVICE_DOWN: WARNING, t.INCIDENT_FLAPPING: WARNING}

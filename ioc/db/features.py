@@ -1,14 +1,16 @@
 """TimescaleDB features that depend on the licence, applied after the migrations.
 
 The Debian build of the local stack is the Apache-2 edition (no continuous aggregates,
-compression or policy jobs): there the hourly/daily rollups are the plain views of migration
-0002 and the workers enforce retention with ``drop_chunks``. Under the community licence
-(``timescaledb.license = timescale``, as in the official Docker images) this adds continuous
-aggregates beside the views and compression on the raw hypertables, and the workers register
-retention policies instead of dropping chunks themselves.
+compression or policy jobs). Under the community licence (``timescaledb.license =
+timescale``, as in the official Docker images) this adds compression on the raw hypertables,
+and the workers register retention policies for the raw tables instead of dropping chunks
+themselves.
 
-Continuous aggregates cannot be created inside a transaction, so this runs statement by
-statement, idempotently (``IF NOT EXISTS``), after the migrations have committed.
+The hourly and daily rollups are the project's own tables on both licences (migration 0013,
+docs/history.md): the hourly continuous aggregates this used to add beside the old views
+(``unit_rollup_<feed>_1h_cagg``) are dropped, since a refresh over a window whose 1-minute
+rows retention has dropped would empty them. Statement by statement, after the migrations
+have committed (no DDL on continuous aggregates inside a transaction).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import logging
 import asyncpg
 
 from ioc.contract import feeds
-from ioc.contract.tables import RAW, ROLLUP_UNIT_1M
+from ioc.contract.history import HOUR
+from ioc.contract.tables import RAW
 
 log = logging.getLogger(__name__)
 
@@ -35,25 +38,11 @@ async def apply_licensed_features(conn: asyncpg.Connection, schema: str) -> list
     applied: list[str] = []
     await conn.execute(f"SET search_path TO {schema}, public")
     for spec in feeds.specs():
-        feed, columns = spec.name, spec.hourly_cagg
-        if not columns:
-            continue
-        view = f"{ROLLUP_UNIT_1M[feed].removesuffix('_1m')}_1h_cagg"
+        view = f"{spec.unit_table(HOUR.name)}_cagg"  # what earlier releases created
         try:
-            await conn.execute(
-                f"CREATE MATERIALIZED VIEW IF NOT EXISTS {view} "
-                f"WITH (timescaledb.continuous) AS "
-                f"SELECT time_bucket('1 hour', bucket) AS bucket, unit_code, level, {columns} "
-                f"FROM {ROLLUP_UNIT_1M[feed]} GROUP BY 1, 2, 3 WITH NO DATA"
-            )
-            await conn.execute(
-                f"SELECT add_continuous_aggregate_policy('{view}', "
-                f"start_offset => interval '3 days', end_offset => interval '1 hour', "
-                f"schedule_interval => interval '15 minutes', if_not_exists => true)"
-            )
-            applied.append(view)
+            await conn.execute(f"DROP MATERIALIZED VIEW IF EXISTS {view}")
         except asyncpg.PostgresError as exc:
-            log.warning("continuous aggregate %s not created: %s", view, exc)
+            log.warning("continuous aggregate %s not dropped: %s", view, exc)
     for table in RAW.values():
         try:
             await conn.execute(

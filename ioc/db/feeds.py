@@ -1,12 +1,13 @@
 """A feed's tables, generated from its declaration (:class:`~ioc.contract.feeds.FeedSpec`).
 
-The built-in feeds' tables come from the versioned migrations (0002, 0004, 0005), which
-predate the declarations; a unit test checks that :func:`feed_ddl` of those declarations
-matches them. A feed declared later needs no migration file: :func:`ensure_feed_tables`
-creates its raw hypertable, its device and unit 1-minute rollups and its hourly/daily unit
-views, idempotently, every time the schema is migrated (``ioc bootstrap``), after the
-migrations (it uses their ``sat_*`` functions and topology tables), and widens the check on
-``devices.device_class`` (migration 0001) to the feed's device class.
+The built-in feeds' tables come from the versioned migrations (0002, 0004, 0005; their hourly
+and daily tiers from 0013), which predate the declarations; a unit test checks that
+:func:`feed_ddl` of those declarations matches them. A feed declared later needs no migration
+file: :func:`ensure_feed_tables` creates its raw hypertable, its device and unit rollups in
+every tier (1 minute, 1 hour, 1 day: docs/history.md), idempotently, every time the schema is
+migrated (``ioc bootstrap``), after the migrations (it uses their ``sat_*`` functions and
+topology tables), and widens the check on ``devices.device_class`` (migration 0001) to the
+feed's device class.
 
 What it does not do is change a feed's tables once they exist: a new column for an existing
 feed (a new message field, a new rollup aggregate) still needs a migration (``ALTER TABLE``).
@@ -20,11 +21,16 @@ import asyncpg
 
 from ioc.contract import feeds
 from ioc.contract.feeds import FeedSpec
+from ioc.contract.history import DAY, HOUR, MINUTE, ROLLED
 from ioc.contract.raw import column_types
 
 DEVICE_CLASS_CHECK = "devices_device_class_check"
 RAW_CHUNK = "6 hours"
-ROLLUP_CHUNK = "7 days"
+ROLLUP_CHUNK = "1 day"
+"""The 1-minute tier's chunks: about as long as it is kept (2 days), so retention drops it a
+day at a time (migration 0014 moves the built-in feeds' tables to it; they had 7 days)."""
+TIER_CHUNK = {HOUR.name: "7 days", DAY.name: "30 days"}
+"""Chunks of the hourly and daily tiers (kept 90 and 400 days by default)."""
 
 
 def _table(name: str, columns: list[str], key: str) -> str:
@@ -70,8 +76,35 @@ def unit_rollup_columns(spec: FeedSpec) -> list[str]:
     ]
 
 
+MINUTES_COLUMN = "minutes integer NOT NULL"
+"""Hourly and daily tiers: how many 1-minute rows the bucket was rolled from (its coverage,
+and the weight of its averages in the next tier)."""
+
+
+def tier_columns(spec: FeedSpec, tier: str, unit: bool) -> list[str]:
+    """Columns of a rolled tier's device or unit table: the 1-minute table's, with
+    ``minutes`` after the key (docs/history.md)."""
+    columns = unit_rollup_columns(spec) if unit else device_rollup_columns(spec)
+    key = 3 if unit else 2
+    return [*columns[:key], MINUTES_COLUMN, *columns[key:]]
+
+
+def tier_ddl(spec: FeedSpec) -> list[str]:
+    """The statements that create the feed's hourly and daily device and unit tables."""
+    statements: list[str] = []
+    for tier in ROLLED:
+        device, unit = spec.device_table(tier.name), spec.unit_table(tier.name)
+        statements += [
+            _table(device, tier_columns(spec, tier.name, unit=False), "device_id, bucket"),
+            _hypertable(device, "bucket", TIER_CHUNK[tier.name]),
+            _table(unit, tier_columns(spec, tier.name, unit=True), "unit_code, bucket"),
+            _hypertable(unit, "bucket", TIER_CHUNK[tier.name]),
+        ]
+    return statements
+
+
 def feed_ddl(spec: FeedSpec) -> list[str]:
-    """The statements that create the feed's tables and views if they do not exist."""
+    """The statements that create the feed's tables if they do not exist."""
     raw, device, unit = spec.raw_table, spec.device_rollup_table, spec.unit_rollup_table
     statements = [
         # A key starting with ts and no default (ts DESC) index: one B-tree per row serves
@@ -82,16 +115,19 @@ def feed_ddl(spec: FeedSpec) -> list[str]:
         _hypertable(device, "bucket", ROLLUP_CHUNK),
         _table(unit, unit_rollup_columns(spec), "unit_code, bucket"),
         _hypertable(unit, "bucket", ROLLUP_CHUNK),
+        *tier_ddl(spec),
     ]
-    if spec.unit_hourly:
-        for suffix, width in (("1h", "1 hour"), ("1d", "1 day")):
-            statements.append(
-                f"CREATE OR REPLACE VIEW unit_rollup_{spec.name}_{suffix} AS "
-                f"SELECT time_bucket('{width}', bucket) AS bucket, unit_code, level, "
-                f"{spec.unit_hourly} FROM {unit} GROUP BY 1, 2, 3"
-            )
     statements.extend(spec.extra_ddl)
     return statements
+
+
+def feed_tables(spec: FeedSpec) -> list[str]:
+    """Every table :func:`feed_ddl` creates: raw, then device and unit per tier."""
+    return [
+        spec.raw_table,
+        *(spec.device_table(t.name) for t in (MINUTE, *ROLLED)),
+        *(spec.unit_table(t.name) for t in (MINUTE, *ROLLED)),
+    ]
 
 
 def generated_feeds() -> list[FeedSpec]:
@@ -133,12 +169,8 @@ async def ensure_feed_tables(conn: asyncpg.Connection) -> list[str]:
 
 
 async def missing_feed_tables(conn: asyncpg.Connection, schema: str) -> list[str]:
-    """Raw and rollup tables of registered feeds that the schema lacks."""
-    wanted = [
-        table
-        for spec in feeds.specs()
-        for table in (spec.raw_table, spec.device_rollup_table, spec.unit_rollup_table)
-    ]
+    """Raw and rollup tables (every tier) of registered feeds that the schema lacks."""
+    wanted = [table for spec in feeds.specs() for table in feed_tables(spec)]
     present = await conn.fetch(
         "SELECT t FROM unnest($1::text[]) AS t WHERE to_regclass($2 || '.' || t) IS NULL",
         wanted,

@@ -65,7 +65,6 @@ FEED = FeedSpec(
         Aggregate("pm25_avg", "real", "sat_real(avg(r.pm25_avg))"),
         Aggregate("aqi_max", "integer", "max(r.aqi_max)"),
     ),
-    unit_hourly="max(sensors) AS sensors, avg(pm25_avg)::real AS pm25_avg, max(aqi_max) AS aqi_max",
     heartbeat_timeout_ms=30_000,
     incident_severity=MappingProxyType(
         {t.INCIDENT_DEVICE_DOWN: WARNING, t.INCIDENT_FLAPPING: INFO, t.INCIDENT_DEGRADED: INFO}

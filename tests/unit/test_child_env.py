@@ -62,6 +62,13 @@ SAMPLE: dict[str, Any] = {
     "ops_max_body_bytes": 2048,
     "oncall_file": Path("/etc/ioc/on call.yaml"),
     "console_url": "https://ioc.example/",
+    "raw_retention_days": 8,
+    "rollup_1m_retention_days": 2,
+    "rollup_1h_retention_days": 60,
+    "rollup_1d_retention_days": 500,
+    "history_every_s": 30.0,
+    "history_settle_s": 120.0,
+    "history_day_settle_s": 900.0,
     "scenario": "demo",
     "log_level": "DEBUG",
 }

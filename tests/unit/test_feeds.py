@@ -15,7 +15,9 @@ from ioc.contract.topology import TopologyError, load_scenario
 from ioc.db.feeds import (
     device_rollup_columns,
     feed_ddl,
+    feed_tables,
     raw_table_columns,
+    tier_columns,
     unit_rollup_columns,
 )
 from ioc.simulators.behaviour import sim_class
@@ -35,6 +37,7 @@ def test_the_builtin_feeds_are_the_enum_and_keep_their_names() -> None:
     assert tuple(Feed) == schemas.FEEDS
     assert {name: f"raw_{name}" for name in names} == tables.RAW
     assert tables.ROLLUP_UNIT_1D["netnode"] == "unit_rollup_netnode_1d"
+    assert tables.ROLLUP_DEVICE_1H["camera"] == "rollup_camera_1h"
     assert {k: v for k, v in topics.FEED_TOPICS.items() if k in names[:3]} == {
         "camera": topics.CAMERA,
         "telehealth": topics.TELEHEALTH,
@@ -47,40 +50,28 @@ def test_the_builtin_feeds_are_the_enum_and_keep_their_names() -> None:
 # --- the declarations reproduce the hand-written migrations ------------------------------
 
 
-def _migration_tables() -> dict[str, list[str]]:
-    """``CREATE TABLE`` column definitions of migration 0002, normalised."""
-    text = resources.files("ioc.db").joinpath("migrations/0002_telemetry.sql").read_text()
+def _migration_tables(*files: str) -> dict[str, list[str]]:
+    """``CREATE TABLE`` column definitions of the migrations, normalised."""
     found: dict[str, list[str]] = {}
-    for name, body in re.findall(r"CREATE TABLE (\w+) \((.*?)\n\);", text, re.S):
-        lines = [re.sub(r"\s+", " ", line.strip().rstrip(",")) for line in body.splitlines()]
-        found[name] = [line for line in lines if line and not line.startswith("PRIMARY KEY")]
+    for file in files or ("0002_telemetry.sql",):
+        text = resources.files("ioc.db").joinpath(f"migrations/{file}").read_text()
+        for name, body in re.findall(r"CREATE TABLE (\w+) \((.*?)\n\);", text, re.S):
+            lines = [re.sub(r"\s+", " ", line.strip().rstrip(",")) for line in body.splitlines()]
+            found[name] = [line for line in lines if line and not line.startswith("PRIMARY KEY")]
     return found
-
-
-def _migration_views() -> dict[str, str]:
-    text = resources.files("ioc.db").joinpath("migrations/0002_telemetry.sql").read_text()
-    return {
-        name: re.sub(r"\s+", " ", select.strip())
-        for name, select in re.findall(
-            r"CREATE VIEW (\w+) AS\s+SELECT time_bucket\('[^']+', bucket\) AS bucket, "
-            r"unit_code, level,\s+(.*?)\s+FROM",
-            text,
-            re.S,
-        )
-    }
 
 
 @pytest.mark.parametrize(
     "spec", [f for f in BUILTIN_FEEDS if f.tables_from_migrations], ids=lambda f: f.name
 )
 def test_generated_ddl_matches_the_migrations_of_the_builtin_feeds(spec: feeds.FeedSpec) -> None:
-    migrated = _migration_tables()
+    migrated = _migration_tables("0002_telemetry.sql", "0014_history_rollups.sql")
     assert raw_table_columns(spec) == migrated[spec.raw_table]
     assert device_rollup_columns(spec) == migrated[spec.device_rollup_table]
     assert unit_rollup_columns(spec) == migrated[spec.unit_rollup_table]
-    views = _migration_views()
-    for suffix in ("1h", "1d"):
-        assert re.sub(r"\s+", " ", spec.unit_hourly) == views[f"unit_rollup_{spec.name}_{suffix}"]
+    for tier in ("1h", "1d"):  # the hourly and daily tiers, migration 0014
+        assert tier_columns(spec, tier, unit=False) == migrated[spec.device_table(tier)]
+        assert tier_columns(spec, tier, unit=True) == migrated[spec.unit_table(tier)]
     assert spec.tables_from_migrations
 
 
@@ -93,6 +84,19 @@ def test_generated_ddl_is_idempotent_and_keys_raw_rows_by_time_first() -> None:
     )
     assert "PRIMARY KEY (ts, device_id, seq)" in statements[0]
     assert "create_default_indexes => false" in statements[1]
+    # every tier, per device and per unit; no views over the 1-minute rollups any more
+    created = re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", " ".join(statements))
+    assert sorted(created) == sorted(feed_tables(aq.FEED))
+    assert feed_tables(aq.FEED) == [
+        "raw_airquality",
+        "rollup_airquality_1m",
+        "rollup_airquality_1h",
+        "rollup_airquality_1d",
+        "unit_rollup_airquality_1m",
+        "unit_rollup_airquality_1h",
+        "unit_rollup_airquality_1d",
+    ]
+    assert not any("VIEW unit_rollup_" in s for s in statements)
 
 
 def test_rollup_sql_comes_from_the_declaration() -> None:

@@ -11,8 +11,9 @@
   ``incident_lifecycle`` agent (Faust group ``ioc-streams``) turns them and operators'
   commands into incidents, with open incidents in a Faust table whose changelog survives a
   rebalance, and publishes ``ioc.incidents.v1`` (:mod:`ioc.streams.incidents`).
-- **Timers**: rollups (every worker helps), retention (shard leader), health gauges, and the
-  broker and database probes (:mod:`ioc.streams.dependencies`).
+- **Timers**: 1-minute rollups (every worker helps), the hourly and daily rollups and
+  retention (shard leader; :mod:`ioc.streams.history`, docs/history.md), health gauges, and
+  the broker and database probes (:mod:`ioc.streams.dependencies`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from ioc.config import Settings
 from ioc.contract import events as ev
 from ioc.contract import metrics as m
 from ioc.contract.deadletter import PRODUCER_MAX_REQUEST_BYTES
+from ioc.contract.history import Retention
 from ioc.contract.thresholds import overridden
 from ioc.contract.topics import (
     DEAD_LETTER,
@@ -46,12 +48,12 @@ from ioc.contract.topics import (
 from ioc.contract.topology import Topology
 from ioc.kafka_clients import faust_broker, faust_idempotent_producer
 from ioc.observability import gauge, histogram
-from ioc.streams import recovery_watch
+from ioc.streams import history, recovery_watch
 from ioc.streams.consumer import FeedBacklog, FeedConsumer, StallClock
 from ioc.streams.dependencies import PROBE_EVERY_S, DependencyProbes, KafkaStats
 from ioc.streams.evaluator import Evaluator
 from ioc.streams.incidents import IncidentAgent, Send, TransientError
-from ioc.streams.leader import ShardLeader
+from ioc.streams.leader import ShardLeader, lock_key
 from ioc.streams.portal import PortalKpis
 from ioc.streams.processor import FeedProcessor, Record, dead_letter, dead_letter_key
 from ioc.streams.rollups import enforce_retention, recompute_dirty
@@ -68,8 +70,15 @@ class StreamOptions:
     rollup_every_s: float = 5.0
     rollup_settle_s: float = 15.0
     retention_every_s: float = 600.0
-    raw_retention_days: int = 7
-    rollup_retention_days: int = 90
+    retention: Retention = field(default_factory=Retention)
+    """Days each tier is kept (IOC_RAW_RETENTION_DAYS, IOC_ROLLUP_1M/1H/1D_RETENTION_DAYS)."""
+    history_every_s: float = 60.0
+    """How often the shard leader rolls the marked hours and days (IOC_HISTORY_EVERY_S)."""
+    history_settle_s: float = 300.0
+    """An hour is rolled once it has been marked this long, so an hour that keeps changing
+    (the open one) is rolled once per period (IOC_HISTORY_SETTLE_S)."""
+    history_day_settle_s: float = 1800.0
+    """The same for days (IOC_HISTORY_DAY_SETTLE_S)."""
     memory_trim_every_s: float = 30.0
     """How often freed heap goes back to the operating system (ioc.memory; 0: never)."""
     worker_name: str = field(default_factory=lambda: f"worker-{os.getpid()}")
@@ -344,6 +353,29 @@ def build_app(
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("rollup round skipped: %s", exc)
 
+    history_lock = lock_key(settings.db_schema, "*", "history")  # one roller per schema
+
+    @app.timer(options.history_every_s)
+    async def history_rollups() -> None:
+        """Hourly and daily rollups of the marked hours and days (ioc.streams.history), for
+        at most half a period per tick: the leader's other timers share its event loop."""
+        await pipeline.ready(dlq)
+        assert pipeline.pool is not None
+        if not await pipeline.lead():
+            return
+        try:
+            rolled = await history.roll_due(
+                pipeline.pool,
+                options.retention,
+                lock=history_lock,
+                hour_settle_s=options.history_settle_s,
+                day_settle_s=options.history_day_settle_s,
+                budget_s=options.history_every_s / 2,
+            )
+            log.debug("history: %d buckets rolled", rolled)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("history round skipped: %s", exc)
+
     @app.timer(options.retention_every_s)
     async def retention() -> None:
         await pipeline.ready(dlq)
@@ -351,9 +383,7 @@ def build_app(
         if not await pipeline.lead():
             return
         try:
-            how = await enforce_retention(
-                pipeline.pool, options.raw_retention_days, options.rollup_retention_days
-            )
+            how = await enforce_retention(pipeline.pool, options.retention)
             log.debug("retention enforced by %s", how)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("retention round skipped: %s", exc)

@@ -40,6 +40,10 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         worker_name=name,
         rollup_settle_s=args.rollup_settle_s,
         memory_trim_every_s=args.memory_trim_every_s,
+        retention=settings.retention(),
+        history_every_s=settings.history_every_s,
+        history_settle_s=settings.history_settle_s,
+        history_day_settle_s=settings.history_day_settle_s,
     )
     app, _pipeline = build_app(settings, topology, options)
     log.info(

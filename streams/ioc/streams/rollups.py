@@ -1,4 +1,4 @@
-"""1-minute rollups per device and per unit (every level), and raw-data retention.
+"""1-minute rollups per device and per unit (every level), and retention of every tier.
 
 The Apache-2 TimescaleDB build has no continuous aggregates or policy jobs, so the project
 keeps its own: writers mark the minutes they touch in ``rollup_dirty`` (in the same
@@ -7,7 +7,9 @@ recomputes them from the raw rows with ``INSERT ... ON CONFLICT DO UPDATE``. Rec
 raw makes rollups idempotent and correct under replays, late data and crashes. Sums and counts
 saturate at their columns' ranges (``sat_int4``/``sat_int8``/``sat_real``, migration 0005), so
 no combination of valid rows can make a minute impossible to roll up. What each rollup
-computes is the feed's declaration (``FeedSpec.device_rollup``/``unit_rollup``).
+computes is the feed's declaration (``FeedSpec.device_rollup``/``unit_rollup``). Each round
+marks the hours of the minutes it recomputed for the hourly and daily tiers
+(:mod:`ioc.streams.history`, docs/history.md).
 """
 
 from __future__ import annotations
@@ -20,7 +22,19 @@ from typing import Any
 import asyncpg
 
 from ioc.contract import feeds
-from ioc.contract.tables import RAW, ROLLUP_DEVICE_1M, ROLLUP_DIRTY, ROLLUP_UNIT_1M
+from ioc.contract.history import DAY_DAYS, HOUR, HOUR_DAYS, Retention
+from ioc.contract.tables import (
+    RAW,
+    ROLLUP_DEVICE_1D,
+    ROLLUP_DEVICE_1H,
+    ROLLUP_DEVICE_1M,
+    ROLLUP_DIRTY,
+    ROLLUP_TIERS,
+    ROLLUP_UNIT_1D,
+    ROLLUP_UNIT_1H,
+    ROLLUP_UNIT_1M,
+)
+from ioc.streams import history
 
 log = logging.getLogger(__name__)
 
@@ -107,29 +121,57 @@ async def recompute_dirty(
                 [r["feed"] for r in dirty],
                 [r["bucket"] for r in dirty],
             )
+            # last, so the hours' marks are held only for the commit: another worker's round
+            # marking the same hour waits that long, not for this whole round
+            await history.mark(conn, HOUR, [r["feed"] for r in dirty], [r["bucket"] for r in dirty])
     return len(dirty)
 
 
-def retention_days(raw_days: int, rollup_days: int) -> list[tuple[str, int]]:
+_TIER_TABLES: dict[str, tuple[dict[str, str], dict[str, str]]] = {
+    "1m": (ROLLUP_DEVICE_1M, ROLLUP_UNIT_1M),
+    "1h": (ROLLUP_DEVICE_1H, ROLLUP_UNIT_1H),
+    "1d": (ROLLUP_DEVICE_1D, ROLLUP_UNIT_1D),
+}
+
+
+def retention_days(
+    raw_days: int, rollup_days: int, hour_days: int = HOUR_DAYS, day_days: int = DAY_DAYS
+) -> list[tuple[str, int]]:
     """(table, days) for every raw and rollup table: a feed's raw rows are kept for its
-    ``FeedSpec.raw_retention_days`` where it declares one, ``raw_days`` otherwise."""
-    kept = {f.name: f.raw_retention_days for f in feeds.specs()}
-    return [(t, kept.get(feed) or raw_days) for feed, t in RAW.items()] + [
-        (t, rollup_days) for t in (*ROLLUP_DEVICE_1M.values(), *ROLLUP_UNIT_1M.values())
+    ``FeedSpec.raw_retention_days`` where it declares one, ``raw_days`` otherwise; each
+    rollup tier (``rollup_days``: the 1-minute one) for its own days."""
+    kept = Retention(raw_days, rollup_days, hour_days, day_days)
+    declared = {f.name: f.raw_retention_days for f in feeds.specs()}
+    raw = [(t, kept.raw_days_of(declared.get(feed))) for feed, t in RAW.items()]
+    return raw + [
+        (table, days)
+        for tier, days in kept.tier_days().items()
+        for level in _TIER_TABLES[tier]
+        for table in level.values()
     ]
 
 
-async def enforce_retention(pool: asyncpg.Pool, raw_days: int, rollup_days: int) -> str:
-    """Drop old chunks: a policy job where the licence has them, drop_chunks otherwise.
+async def enforce_retention(pool: asyncpg.Pool, retention: Retention) -> str:
+    """Drop old chunks of the raw tables and every rollup tier: a policy job where the licence
+    has them, drop_chunks otherwise. Then record each tier's retention in ``rollup_tiers``,
+    where ``rollup_tier()`` reads it.
 
     Through ``drop_old_chunks`` (migration 0013), which runs as the tables' owner: the
     runtime role owns nothing, and both need the owner."""
+    tables = retention_days(
+        retention.raw_days, retention.minute_days, retention.hour_days, retention.day_days
+    )
     how = ""
     async with pool.acquire() as conn:
-        for table, days in retention_days(raw_days, rollup_days):
+        for table, days in tables:
             how = await conn.fetchval(
                 "SELECT drop_old_chunks($1::regclass, $2::interval)",
                 table,
                 dt.timedelta(days=days),
             )
+        await conn.executemany(
+            f"UPDATE {ROLLUP_TIERS} SET kept = $2, updated_at = now() "
+            f"WHERE tier = $1 AND kept IS DISTINCT FROM $2",
+            [(tier, dt.timedelta(days=days)) for tier, days in retention.tier_days().items()],
+        )
     return how
