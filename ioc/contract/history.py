@@ -157,15 +157,16 @@ def tiered_sql(
     *,
     t0: str = "$__timeFrom()",
     t1: str = "$__timeTo()",
-    step: str | None = "'$__interval'",
+    step: str | None = "make_interval(secs => $__interval_ms / 1000.0)",
 ) -> str:
     """A FROM item for a Grafana panel: the rows of whichever tier ``rollup_tier`` picks for
     the panel's range, from ``tables`` (tier -> table, same columns), as ``select`` with
     ``where`` (which should hold ``$__timeFilter(bucket)``). Every branch but one has a
     condition without columns, so PostgreSQL skips it at run time (a one-time filter) and
     only the chosen tier's chunks are read. ``step`` None: a table or stat over the whole
-    range (:data:`TABLE_BUCKETS`)."""
-    how = "NULL" if step is None else f"{step}::interval"
+    range (:data:`TABLE_BUCKETS`). The step is Grafana's ``$__interval_ms`` rather than
+    ``$__interval``, whose unit letters PostgreSQL need not read alike."""
+    how = "NULL" if step is None else step
     branches = [
         f"SELECT {select} FROM {table} "
         f"WHERE rollup_tier({t0}::timestamptz, {t1}::timestamptz, {how}) = '{tier}' "

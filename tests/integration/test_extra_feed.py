@@ -81,7 +81,10 @@ def test_a_feed_declared_in_tests_flows_from_the_simulator_to_its_rollups(
     ]
     asyncio.run(bootstrap(namespace, scenario))  # idempotent
 
-    worker = Worker(namespace, scenario, tmp_path / "worker.log").start()
+    rolling = namespace.model_copy(  # the hourly tier within seconds (docs/history.md)
+        update={"history_every_s": 1.0, "history_settle_s": 0.0, "history_day_settle_s": 0.0}
+    )
+    worker = Worker(rolling, scenario, tmp_path / "worker.log").start()
     try:
         worker.wait_serving()
         summary = run_simulation(
@@ -123,6 +126,15 @@ def test_a_feed_declared_in_tests_flows_from_the_simulator_to_its_rollups(
             "SELECT level, max(sensors) AS sensors FROM unit_rollup_airquality_1m GROUP BY level",
         )
         assert {r["level"]: r["sensors"] for r in levels} == {0: 4, 1: 2}
+        # and the hourly tier the shard leader rolls from them: every report counted again
+        wait_for(
+            lambda: (
+                _count(namespace, "SELECT coalesce(sum(reports), 0) AS n FROM rollup_airquality_1h")
+                == sent
+            ),
+            60,
+            what=f"rollup_airquality_1h to count {sent} reports",
+        )
         assert _count(namespace, "SELECT count(*) AS n FROM unit_rollup_airquality_1h") > 0
 
         # the worker accounted for every record of the feed, under the feed's label

@@ -19,11 +19,14 @@ import pytest
 
 from ioc.bootstrap import bootstrap
 from ioc.config import Settings
+from ioc.contract.feeds import Feed
+from ioc.contract.history import DAY, HOUR
 from ioc.db import connect
 from ioc.db.provinces import set_viewer_password, view_schema, viewer_role
 from ioc.db.roles import PROVINCE_VIEWER_ROLE
 from ioc.deploy.local.credentials import dsn
 from ioc.deploy.local.stack import Stack
+from ioc.streams.history import roll_sql
 
 SCENARIO = """\
 scenario: two-provinces
@@ -84,6 +87,10 @@ async def _store_rows(settings: Settings) -> None:
                 for unit, level in (("10", 0), ("10-001", 1), ("15", 0), ("20", 0), ("20-001", 1))
             ],
         )
+        # their hours and days, as the shard leader's history round rolls them
+        for when in (NOW, NOW - dt.timedelta(days=600)):
+            await app.execute(roll_sql(Feed.CAMERA, HOUR, unit=True), HOUR.bucket_of(when))
+            await app.execute(roll_sql(Feed.CAMERA, DAY, unit=True), DAY.bucket_of(when))
     finally:
         await app.close()
 
@@ -150,7 +157,7 @@ async def test_a_province_viewer_reads_its_own_province_only(
             assert (
                 await column("SELECT unit_code FROM unit_rollup_camera_1m") == own["rollup_units"]
             )
-            # and the views over them
+            # and the daily tier rolled from them
             assert (
                 await column("SELECT unit_code FROM unit_rollup_camera_1d") == own["rollup_units"]
             )

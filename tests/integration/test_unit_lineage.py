@@ -18,11 +18,14 @@ import pytest
 
 from ioc.bootstrap import bootstrap
 from ioc.config import Settings
+from ioc.contract.feeds import Feed
+from ioc.contract.history import HOUR
 from ioc.contract.topology import Topology, load_scenario, today
 from ioc.dashboards.build import GENERATED
 from ioc.dashboards.panels import ABOLISHED_HIDE, ABOLISHED_SHOW, ABOLISHED_VARIABLE
 from ioc.db import connect
 from ioc.deploy.local.stack import Stack
+from ioc.streams.history import roll_sql
 from tests.support.dashboards import expand_sql
 from tests.support.ops_server import ADMIN_TOKEN, ops_service
 
@@ -154,6 +157,9 @@ async def _store_rollups(conn: asyncpg.Connection) -> dict[str, int]:
         "cameras_reporting, vehicles) VALUES ($1, $2, $3, 1, 1, $4)",
         rows,
     )
+    # their hours, as the shard leader's history round rolls them (docs/history.md)
+    for hour in sorted({HOUR.bucket_of(r[0]) for r in rows}):
+        await conn.execute(roll_sql(Feed.CAMERA, HOUR, unit=True), hour)
     return per_unit
 
 
@@ -203,7 +209,7 @@ async def test_a_rollup_spanning_the_reform_rolls_old_units_into_todays(
         assert await totals(ROLLED_INTO_TODAY, 1) == rolled
         assert await totals(WITH_THE_FUNCTION, 1) == rolled
         assert set(await totals(AS_IT_WAS, 1)) == {"10-001", "10-002", "15-001"}
-        # the hourly view over the same period, rolled in the same way
+        # the hourly tier over the same period, rolled in the same way
         hourly = await conn.fetch(
             "SELECT l.current_code, sum(v.vehicles)::int AS vehicles "
             "FROM unit_rollup_camera_1h v JOIN unit_lineage l ON l.code = v.unit_code "

@@ -288,7 +288,7 @@ def test_a_tiered_panel_source_has_one_branch_per_tier_each_gated_on_the_choice(
         assert branch.startswith(f"SELECT bucket, vehicles FROM unit_rollup_camera_{tier} WHERE ")
         assert (
             f"rollup_tier($__timeFrom()::timestamptz, $__timeTo()::timestamptz, "
-            f"'$__interval'::interval) = '{tier}'"
+            f"make_interval(secs => $__interval_ms / 1000.0)) = '{tier}'"
         ) in branch
     table = h.tiered_sql(tables, "*", "true", step=None)
     assert "$__timeTo()::timestamptz, NULL) = '1d'" in table
