@@ -1,0 +1,382 @@
+"""History behind the dashboards (issue 18 item 5, docs/history.md section 7): 90 days of a
+national deployment's history, generated and COPYed at the tiers a deployment holds, then
+every dashboard panel's query timed as Grafana's read-only role (the timing is not drafted
+yet: ``--time`` says so).
+
+What ``--generate`` loads into a private schema (``--schema``; migrations and the
+scenario's topology, no Kafka):
+
+- the hourly and daily device and unit rollups of every feed for the last ``--days`` days,
+  the 1-minute ones for the last ``--minute-days`` days and the raw rows for the last
+  ``--raw-hours`` hours (raw: one simulated report cycle of every device, replayed);
+- ``device_state_intervals`` for the last ``--days`` days: every device up, with about
+  ``--outages`` outages a month (down, then up again), for the SLA report.
+
+Values are plausible, not simulated: per column, by how it combines over time
+(``FeedSpec.device_over_time``), a base value shaped by the hour of the day (Vietnam time).
+To COPY hundreds of millions of rows from Python at the database's pace, each table's rows
+for one bucket are made once per variant (``VARIANTS`` levels of the daily profile) as CSV
+without the bucket, and every bucket is that text with its timestamp put in front of each
+line (``bytes.replace``). Unit rows count each unit's devices of the class from the
+topology, so counts and sums agree with the device rows in size, not row by row.
+
+    .venv/bin/python bench/history.py --generate [--scenario national] [--days 90]
+        [--minute-days 2] [--raw-hours 1] [--schema bench_history] [--seed 18]
+
+Needs the stack's database (`ioc stack up`). About 500 M rows at the defaults: expect most
+of an hour on the 2-core machine, and tens of GB (the run prints each tier's size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import io
+import math
+import sys
+import time
+import zlib
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import asyncpg
+import numpy as np
+
+from ioc.config import Settings, load_settings
+from ioc.contract import feeds, schemas
+from ioc.contract.feeds import Aggregate, FeedSpec
+from ioc.contract.history import DAY, HOUR, MINUTE, Tier
+from ioc.contract.raw import RAW_COLUMNS
+from ioc.contract.topology import Topology, load_scenario
+from ioc.db import connect
+
+VARIANTS = 8
+"""Levels of the daily profile each table's bucket text is made at (and reused)."""
+UTC7 = dt.timezone(dt.timedelta(hours=7))
+REPORTS_PER_MINUTE = 6.0
+"""A device's reports per minute (every 10 s; the simulators' periods are 5-30 s)."""
+EVENTS_PER_MINUTE = 0.3
+"""Any other count's rate per device-minute (sessions, alerts, frozen samples...)."""
+
+
+def profile(hour_local: float) -> float:
+    """Activity by the hour of the day, Vietnam time: 0.3 at night, 1.0 at the peaks."""
+    morning = math.exp(-(((hour_local - 8.0) / 2.5) ** 2))
+    evening = math.exp(-(((hour_local - 18.0) / 3.0) ** 2))
+    return 0.3 + 0.7 * max(morning, evening)
+
+
+def level_of(bucket: dt.datetime, tier: Tier) -> int:
+    """The profile variant a bucket uses (a day: the middle one)."""
+    if tier is DAY:
+        return VARIANTS // 2
+    hour = bucket.astimezone(UTC7).hour + bucket.minute / 60
+    return min(VARIANTS - 1, int(profile(hour) * VARIANTS))
+
+
+def _csv(values: np.ndarray[Any, Any], kind: str, nulls: np.ndarray[Any, Any] | None) -> list[str]:
+    """One column as CSV fields (empty: NULL)."""
+    if kind in ("integer", "bigint"):
+        text = [str(int(v)) for v in values]
+    else:
+        text = [f"{v:.3f}" for v in values]
+    if nulls is not None:
+        text = ["" if n else t for t, n in zip(text, nulls, strict=True)]
+    return text
+
+
+def column_values(
+    rng: np.random.Generator,
+    a: Aggregate,
+    rule: str,
+    n: int,
+    minutes: int,
+    level: float,
+    devices: np.ndarray[Any, Any] | None = None,
+) -> np.ndarray[Any, Any]:
+    """Plausible values of one rollup column for ``n`` rows of a bucket of ``minutes``:
+    counts scale with the bucket and the profile (and, per unit, with its devices), means
+    and extremes do not."""
+    scale = devices if devices is not None else np.ones(n)
+    if rule == "sum":
+        busy = a.name in ("reports", "heartbeats", "probes", "probes_ok")
+        rate = REPORTS_PER_MINUTE if busy else EVENTS_PER_MINUTE
+        return rng.poisson(rate * minutes * level * scale).astype(float)
+    base = 10.0 + zlib.crc32(a.name.encode()) % 90  # the column's own order of magnitude
+    spread = {"avg": 0.1, "max": 0.3, "min": 0.3}[rule]
+    shift = {"avg": 1.0, "max": 1.5, "min": 0.5}[rule]
+    values = base * shift * (1 + spread * rng.standard_normal(n))
+    if devices is not None and "sum(" in a.expr:  # a unit's sum of device gauges
+        values = values * scale
+    return np.maximum(values, 0.0)
+
+
+def device_block(
+    rng: np.random.Generator, spec: FeedSpec, ids: Sequence[str], tier: Tier, level: float
+) -> bytes:
+    """One bucket of a feed's device table, without the bucket: ``device_id[,minutes],...``."""
+    minutes = int(tier.width.total_seconds() // 60)
+    rules = spec.device_over_time()
+    fields: list[list[str]] = [list(ids)]
+    if tier is not MINUTE:
+        fields.append([str(minutes)] * len(ids))
+    for a in spec.device_rollup:
+        values = column_values(rng, a, rules[a.name], len(ids), minutes, level)
+        nulls = None if a.not_null else rng.random(len(ids)) < 0.05
+        fields.append(_csv(values, a.type, nulls))
+    return "\n".join(",".join(row) for row in zip(*fields, strict=True)).encode()
+
+
+def unit_block(
+    rng: np.random.Generator,
+    spec: FeedSpec,
+    units: Sequence[tuple[str, int, int]],
+    tier: Tier,
+    level: float,
+) -> bytes:
+    """One bucket of a feed's unit table, without the bucket: ``unit_code,level[,minutes],...``
+    (``units``: code, level, devices of the feed's class at or below it)."""
+    minutes = int(tier.width.total_seconds() // 60)
+    rules = spec.unit_over_time()
+    fleet = spec.fleet_columns()
+    counts = np.array([u[2] for u in units], dtype=float)
+    fields: list[list[str]] = [[u[0] for u in units], [str(u[1]) for u in units]]
+    if tier is not MINUTE:
+        fields.append([str(minutes)] * len(units))
+    for a in spec.unit_rollup:
+        if fleet is not None and a.name == fleet[0]:
+            values = counts
+        elif fleet is not None and a.name == fleet[1]:
+            values = np.floor(counts * 0.97)
+        else:
+            values = column_values(rng, a, rules[a.name], len(units), minutes, level, counts)
+        fields.append(_csv(values, a.type, None))
+    return "\n".join(",".join(row) for row in zip(*fields, strict=True)).encode()
+
+
+def stamped(block: bytes, bucket: dt.datetime) -> bytes:
+    """``block`` with ``bucket,`` in front of every line."""
+    prefix = bucket.isoformat().encode() + b","
+    return prefix + block.replace(b"\n", b"\n" + prefix) + b"\n"
+
+
+def buckets(tier: Tier, start: dt.datetime, end: dt.datetime) -> Iterator[dt.datetime]:
+    at = tier.bucket_of(start)
+    while at < end:
+        yield at
+        at += tier.width
+
+
+def units_of(topology: Topology, device_class: str) -> list[tuple[str, int, int]]:
+    """(unit, level, devices of the class at or below it) for every unit with any."""
+    per_unit: Counter[str] = Counter()
+    for d in topology.devices_of(device_class):
+        for code in topology.ancestors(topology.sites[d.site].unit):
+            per_unit[code] += 1
+    return [(code, topology.units[code].level, n) for code, n in sorted(per_unit.items())]
+
+
+async def copy(conn: asyncpg.Connection, table: str, columns: list[str], data: bytes) -> None:
+    await conn.copy_to_table(table, source=io.BytesIO(data), columns=columns, format="csv")
+
+
+async def load_tier(
+    conn: asyncpg.Connection,
+    topology: Topology,
+    spec: FeedSpec,
+    tier: Tier,
+    start: dt.datetime,
+    end: dt.datetime,
+    rng: np.random.Generator,
+) -> int:
+    """COPY one tier of one feed, devices and units; returns the rows."""
+    ids = [d.id for d in topology.devices_of(spec.cls)]
+    units = units_of(topology, spec.cls)
+    if not ids:
+        return 0
+    extra = [] if tier is MINUTE else ["minutes"]
+    device_columns = ["bucket", "device_id", *extra, *(a.name for a in spec.device_rollup)]
+    unit_columns = ["bucket", "unit_code", "level", *extra, *(a.name for a in spec.unit_rollup)]
+    levels = [(i + 0.5) / VARIANTS for i in range(VARIANTS)]
+    device_blocks = [device_block(rng, spec, ids, tier, lv) for lv in levels]
+    unit_blocks = [unit_block(rng, spec, units, tier, lv) for lv in levels]
+    rows = 0
+    for bucket in buckets(tier, start, end):
+        variant = level_of(bucket, tier)
+        await copy(
+            conn,
+            spec.device_table(tier.name),
+            device_columns,
+            stamped(device_blocks[variant], bucket),
+        )
+        await copy(
+            conn, spec.unit_table(tier.name), unit_columns, stamped(unit_blocks[variant], bucket)
+        )
+        rows += len(ids) + len(units)
+    return rows
+
+
+async def load_raw(
+    conn: asyncpg.Connection, topology: Topology, start: dt.datetime, end: dt.datetime, seed: int
+) -> int:
+    """Raw rows for [start, end): one simulated minute of every device's reports, replayed
+    minute after minute with its times moved on and its sequence numbers raised (the key is
+    ``(ts, device_id, seq)``)."""
+    from ioc.simulators.engine import Simulator
+    from ioc.simulators.faults import FaultPlan
+    from ioc.streams.rows import raw_row
+
+    first = int(start.timestamp() * 1000)
+    sim = Simulator(topology, FaultPlan([]), seed=seed, start_ms=first)
+    cycle: dict[str, list[tuple[Any, ...]]] = {}
+    for out in sim.advance(first + 60_000):
+        if out.valid and out.feed in feeds.names():
+            row = raw_row(schemas.decode(out.value, feed=out.feed))
+            cycle.setdefault(out.feed, []).append(row)
+    rows = 0
+    minutes = int((end - start).total_seconds() // 60)
+    for feed, template in cycle.items():
+        columns = list(RAW_COLUMNS[feed])
+        for m in range(minutes):
+            shift = dt.timedelta(minutes=m)
+            records = [(r[0] + shift, r[1], r[2] + m * 1000, *r[3:]) for r in template]
+            await conn.copy_records_to_table(
+                feeds.spec(feed).raw_table, records=records, columns=columns
+            )
+            rows += len(records)
+    return rows
+
+
+async def load_intervals(
+    conn: asyncpg.Connection,
+    topology: Topology,
+    start: dt.datetime,
+    end: dt.datetime,
+    per_month: float,
+    rng: np.random.Generator,
+) -> int:
+    """``device_state_intervals`` over [start, end): up, with outages (down 5-120 minutes)
+    about ``per_month`` times a month per device; the last interval is open, and
+    ``device_state`` says so."""
+    span_s = (end - start).total_seconds()
+    out, state = io.StringIO(), io.StringIO()
+    rows = 0
+    for device in topology.devices.values():
+        n = rng.poisson(per_month * span_s / (30 * 86_400))
+        starts = np.sort(rng.uniform(0, span_s, n))
+        at = start
+        for offset in starts:
+            down = start + dt.timedelta(seconds=float(offset))
+            if down <= at:
+                continue
+            back = down + dt.timedelta(minutes=float(rng.uniform(5, 120)))
+            if back >= end:
+                break
+            out.write(f"{device.id},up,{at.isoformat()},{down.isoformat()}\n")
+            out.write(f"{device.id},down,{down.isoformat()},{back.isoformat()}\n")
+            at, rows = back, rows + 2
+        out.write(f"{device.id},up,{at.isoformat()},\n")
+        state.write(f"{device.id},up,{at.isoformat()}\n")
+        rows += 1
+    await conn.copy_to_table(
+        "device_state",
+        source=io.BytesIO(state.getvalue().encode()),
+        columns=["device_id", "state", "since"],
+        format="csv",
+    )
+    await conn.copy_to_table(
+        "device_state_intervals",
+        source=io.BytesIO(out.getvalue().encode()),
+        columns=["device_id", "state", "start_ts", "end_ts"],
+        format="csv",
+    )
+    return rows
+
+
+async def prepare(settings: Settings, topology: Topology) -> None:
+    """The schema, its topology and the provinces' viewers: ``ioc bootstrap`` without Kafka."""
+    from ioc.db.migrate import migrate
+    from ioc.db.provinces import ensure_province_viewers
+    from ioc.db.topology import store_topology
+
+    await migrate(settings.admin_dsn(), settings.db_schema)
+    conn = await connect(settings.admin_dsn())
+    try:
+        await conn.execute(f"SET search_path TO {settings.db_schema}, public")
+        await store_topology(conn, topology)
+        await ensure_province_viewers(conn, settings.db_schema, topology)
+    finally:
+        await conn.close()
+
+
+async def generate(args: argparse.Namespace) -> dict[str, Any]:
+    settings = load_settings().model_copy(update={"db_schema": args.schema})
+    topology = load_scenario(args.scenario)
+    await prepare(settings, topology)
+    rng = np.random.default_rng(args.seed)
+    now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
+    windows = {
+        DAY: now - dt.timedelta(days=args.days),
+        HOUR: now - dt.timedelta(days=args.days),
+        MINUTE: now - dt.timedelta(days=args.minute_days),
+    }
+    loaded: dict[str, Any] = {"now": now.isoformat(), "rows": {}, "seconds": {}}
+    conn = await connect(settings.admin_dsn())
+    try:
+        await conn.execute(f"SET search_path TO {settings.db_schema}, public")
+        for spec in feeds.specs():
+            for tier, start in windows.items():
+                began = time.monotonic()
+                rows = await load_tier(conn, topology, spec, tier, start, now, rng)
+                key = f"{spec.name}_{tier.name}"
+                loaded["rows"][key] = rows
+                loaded["seconds"][key] = round(time.monotonic() - began, 1)
+                print(f"{key}: {rows:,} rows in {loaded['seconds'][key]} s", flush=True)
+        began = time.monotonic()
+        raw_start = now - dt.timedelta(hours=args.raw_hours)
+        loaded["rows"]["raw"] = await load_raw(conn, topology, raw_start, now, args.seed)
+        loaded["seconds"]["raw"] = round(time.monotonic() - began, 1)
+        start = now - dt.timedelta(days=args.days)
+        loaded["rows"]["intervals"] = await load_intervals(
+            conn, topology, start, now, args.outages, rng
+        )
+        await conn.execute("ANALYZE")
+        sizes = await conn.fetch(
+            "SELECT hypertable_name AS t, hypertable_size(format('%I.%I', hypertable_schema, "
+            "hypertable_name)::regclass) AS bytes FROM timescaledb_information.hypertables "
+            "WHERE hypertable_schema = $1 ORDER BY 1",
+            settings.db_schema,
+        )
+        loaded["bytes"] = {r["t"]: r["bytes"] for r in sizes}
+    finally:
+        await conn.close()
+    return loaded
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    ap.add_argument("--generate", action="store_true", help="create and load the schema")
+    ap.add_argument("--time", action="store_true", help="time the panels (not drafted yet)")
+    ap.add_argument("--schema", default="bench_history")
+    ap.add_argument("--scenario", default="national")
+    ap.add_argument("--days", type=int, default=90)
+    ap.add_argument("--minute-days", type=int, default=2)
+    ap.add_argument("--raw-hours", type=float, default=1.0)
+    ap.add_argument("--outages", type=float, default=2.0, help="per device per month")
+    ap.add_argument("--seed", type=int, default=18)
+    args = ap.parse_args(argv)
+    if args.time:
+        print("timing the panels is the next step (docs/history.md section 7)", file=sys.stderr)
+        return 2
+    if not args.generate:
+        ap.print_help()
+        return 2
+    loaded = asyncio.run(generate(args))
+    print(loaded)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
