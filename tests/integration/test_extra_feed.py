@@ -13,6 +13,7 @@ import pytest
 
 from ioc.bootstrap import bootstrap
 from ioc.config import Settings
+from ioc.contract.history import TIER
 from ioc.contract import feeds
 from ioc.contract.feeds import EXTRA_FEEDS_ENV, FeedSpec
 from ioc.contract.topology import load_scenario
@@ -58,8 +59,7 @@ def test_a_feed_declared_in_tests_flows_from_the_simulator_to_its_rollups(
     )
     assert {r["hypertable_name"] for r in hypertables} == {
         "raw_airquality",
-        "rollup_airquality_1m",
-        "unit_rollup_airquality_1m",
+        *(f"{level}rollup_airquality_{tier}" for level in ("", "unit_") for tier in TIER),
     }
     columns = query(
         namespace,

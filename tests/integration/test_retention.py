@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 from ioc.config import Settings
+from ioc.contract.history import Retention
 from ioc.db import connect
 from ioc.db.migrate import migrate
 from ioc.deploy.local.stack import Stack
@@ -32,7 +33,7 @@ async def test_the_runtime_role_drops_old_chunks_and_keeps_recent_rows(
                 "VALUES ($1, 'cam-1', $2, 'camera.heartbeat')",
                 [(now - dt.timedelta(days=30), 1), (now - dt.timedelta(minutes=1), 2)],
             )
-        how = await enforce_retention(pool, raw_days=7, rollup_days=90)
+        how = await enforce_retention(pool, Retention(raw_days=7))
         assert how == "drop_chunks"  # the local stack runs the Apache-2 edition
         async with pool.acquire() as conn:
             assert [r["seq"] for r in await conn.fetch("SELECT seq FROM raw_camera")] == [2]
