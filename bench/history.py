@@ -1,7 +1,7 @@
 """History behind the dashboards (issue 18 item 5, docs/history.md section 7): 90 days of a
 national deployment's history, generated and COPYed at the tiers a deployment holds, then
-every dashboard panel's query timed as Grafana's read-only role (the timing is not drafted
-yet: ``--time`` says so).
+every dashboard panel's query timed as Grafana's read-only role and as a province's viewer
+over 24 h, 7 d, 30 d and 90 d (``--time``), and the monthly SLA report (``--sla``).
 
 What ``--generate`` loads into a private schema (``--schema``; migrations and the
 scenario's topology, no Kafka):
@@ -23,8 +23,12 @@ topology, so counts and sums agree with the device rows in size, not row by row.
     .venv/bin/python bench/history.py --generate [--scenario national] [--days 90]
         [--minute-days 2] [--raw-hours 1] [--schema bench_history] [--seed 18]
 
+    .venv/bin/python bench/history.py --time [--sla] [--repeat 10] [--schema bench_history]
+
 Needs the stack's database (`ioc stack up`). About 500 M rows at the defaults: expect most
 of an hour on the 2-core machine, and tens of GB (the run prints each tier's size).
+``--time`` writes bench/results/history.json and history.png (p95 of every panel at each
+range, against the 500 ms goal); exit 1 when a panel misses it.
 """
 
 from __future__ import annotations
@@ -33,16 +37,19 @@ import argparse
 import asyncio
 import datetime as dt
 import io
+import json
 import math
 import sys
 import time
 import zlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import numpy as np
+from bench_machine import machine, percentile
 
 from ioc.config import Settings, load_settings
 from ioc.contract import feeds, schemas
@@ -50,9 +57,13 @@ from ioc.contract.feeds import Aggregate, FeedSpec
 from ioc.contract.history import DAY, HOUR, MINUTE, Tier
 from ioc.contract.raw import RAW_COLUMNS
 from ioc.contract.topology import Topology, load_scenario
+from ioc.dashboards.build import GENERATED
+from ioc.dashboards.grafana_sql import expand_sql, grafana_interval_ms, resolve_variables
 from ioc.db import connect
 
 VARIANTS = 8
+PIECE = 120
+"""Buckets per loading job (5 days of hours): the unit of work spread over ``--jobs``."""
 """Levels of the daily profile each table's bucket text is made at (and reused)."""
 UTC7 = dt.timezone(dt.timedelta(hours=7))
 REPORTS_PER_MINUTE = 6.0
@@ -320,20 +331,63 @@ async def generate(args: argparse.Namespace) -> dict[str, Any]:
     windows = {
         DAY: now - dt.timedelta(days=args.days),
         HOUR: now - dt.timedelta(days=args.days),
-        MINUTE: now - dt.timedelta(days=args.minute_days),
+        MINUTE: now - dt.timedelta(days=args.minute_days),  # may be a fraction
     }
     loaded: dict[str, Any] = {"now": now.isoformat(), "rows": {}, "seconds": {}}
+    # largest first, over --jobs connections: COPY keeps one PostgreSQL backend busy each
+    # (feed, tier, start, end): a tier's window in pieces of PIECE buckets, so the biggest
+    # table (national cameras, hourly: 90 % of the rows) is loaded over every connection
+    jobs: list[tuple[FeedSpec, Tier, dt.datetime, dt.datetime]] = []
+    for spec in feeds.specs():
+        for tier, start in windows.items():
+            piece = tier.width * PIECE
+            at = tier.bucket_of(start)  # pieces on bucket boundaries: none loads one twice
+            while at < now:
+                jobs.append((spec, tier, at, min(at + piece, now)))
+                at += piece
+    jobs.sort(key=lambda j: -len(topology.devices_of(j[0].cls)) * ((j[3] - j[2]) / j[1].width))
+    queue: asyncio.Queue[tuple[FeedSpec, Tier, dt.datetime, dt.datetime]] = asyncio.Queue()
+    for job in jobs:
+        queue.put_nowait(job)
+    done = {"rows": 0, "jobs": 0}
+
+    t_start = time.monotonic()
+
+    async def loader(seed: int) -> None:
+        own_rng = np.random.default_rng(seed)
+        conn = await connect(settings.admin_dsn())
+        try:
+            await conn.execute(f"SET search_path TO {settings.db_schema}, public")
+            while not queue.empty():
+                spec, tier, start, end = queue.get_nowait()
+                began = time.monotonic()
+                rows = await load_tier(conn, topology, spec, tier, start, end, own_rng)
+                key = f"{spec.name}_{tier.name}"
+                loaded["rows"][key] = loaded["rows"].get(key, 0) + rows
+                loaded["seconds"][key] = round(
+                    loaded["seconds"].get(key, 0.0) + time.monotonic() - began, 1
+                )
+                done["rows"] += rows
+                done["jobs"] += 1
+                print(
+                    f"[{done['jobs']}/{len(jobs)}] {key} from {start:%Y-%m-%d %H:%M}: "
+                    f"{rows:,} rows in {time.monotonic() - began:.1f} s "
+                    f"({done['rows']:,} in all, {time.monotonic() - t_start:.0f} s)",
+                    flush=True,
+                )
+        finally:
+            await conn.close()
+
+    await asyncio.gather(*(loader(args.seed * 100 + i) for i in range(args.jobs)))
     conn = await connect(settings.admin_dsn())
     try:
         await conn.execute(f"SET search_path TO {settings.db_schema}, public")
-        for spec in feeds.specs():
-            for tier, start in windows.items():
-                began = time.monotonic()
-                rows = await load_tier(conn, topology, spec, tier, start, now, rng)
-                key = f"{spec.name}_{tier.name}"
-                loaded["rows"][key] = rows
-                loaded["seconds"][key] = round(time.monotonic() - began, 1)
-                print(f"{key}: {rows:,} rows in {loaded['seconds'][key]} s", flush=True)
+        # the tiers' retention as the workers would record it (the 1-minute tier: 2 days)
+        await conn.execute(
+            "UPDATE rollup_tiers SET kept = make_interval(days => $2) WHERE tier = $1",
+            MINUTE.name,
+            max(2, math.ceil(args.minute_days)),
+        )
         began = time.monotonic()
         raw_start = now - dt.timedelta(hours=args.raw_hours)
         loaded["rows"]["raw"] = await load_raw(conn, topology, raw_start, now, args.seed)
@@ -355,27 +409,287 @@ async def generate(args: argparse.Namespace) -> dict[str, Any]:
     return loaded
 
 
+RANGES: dict[str, dt.timedelta] = {
+    "24h": dt.timedelta(hours=24),
+    "7d": dt.timedelta(days=7),
+    "30d": dt.timedelta(days=30),
+    "90d": dt.timedelta(days=90),
+}
+GOAL_MS = 500.0
+"""Issue 18 item 5: every panel's query, p95, at every range."""
+SLA_GOAL_S = 5.0
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def sql_targets(dash: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
+    """(panel title, refId, SQL) of every PostgreSQL target of a dashboard."""
+    for panel in dash["panels"]:
+        for target in panel.get("targets", []):
+            if target.get("rawSql"):
+                yield panel["title"], target["refId"], target["rawSql"]
+
+
+async def viewer_connection(settings: Settings, province: str) -> asyncpg.Connection:
+    """A province's viewer, logged in as its Grafana datasource is (a fresh password)."""
+    import secrets
+
+    from ioc.db.provinces import set_viewer_password
+    from ioc.deploy.local.credentials import dsn
+
+    password = secrets.token_urlsafe(16)
+    admin = await connect(settings.admin_dsn())
+    try:
+        role = await set_viewer_password(admin, province, password)
+    finally:
+        await admin.close()
+    return await connect(dsn(role, password, settings.postgres_port, "ioc"))
+
+
+async def time_role(
+    conn: asyncpg.Connection,
+    role: str,
+    repeat: int,
+    now: dt.datetime,
+    skipped: list[dict[str, str]],
+) -> list[dict[str, Any]]:
+    """Every SQL panel of every committed dashboard at every range, as ``conn``: one warm-up,
+    then ``repeat`` timed runs each. A dashboard the role may not read (a province's viewer
+    and the SLA objects) goes to ``skipped``."""
+    out: list[dict[str, Any]] = []
+    for path in sorted(GENERATED.glob("*.json")):
+        dash = json.loads(path.read_text())
+        try:
+            variables = await resolve_variables(conn, dash, now - RANGES["24h"], now)
+        except asyncpg.InsufficientPrivilegeError as exc:  # not this role's dashboard
+            print(f"  {role:>10} {dash['uid']:<16} not readable: {exc}")
+            skipped.append({"role": role, "dashboard": dash["uid"], "reason": str(exc)})
+            continue
+        for title, ref, raw_sql in sql_targets(dash):
+            for name, span in RANGES.items():
+                t0 = now - span
+                sql = expand_sql(raw_sql, t0, now, variables, grafana_interval_ms(t0, now))
+                began = time.perf_counter()
+                rows = len(await conn.fetch(sql))  # warm-up: plans and caches as Grafana's
+                warm_ms = (time.perf_counter() - began) * 1000
+                times: list[float] = []
+                # a panel far over the goal is timed twice more, not ``repeat`` times
+                for _ in range(repeat if warm_ms < 4 * GOAL_MS else min(repeat, 2)):
+                    began = time.perf_counter()
+                    await conn.fetch(sql)
+                    times.append((time.perf_counter() - began) * 1000)
+                out.append(
+                    {
+                        "role": role,
+                        "dashboard": dash["uid"],
+                        "panel": title,
+                        "ref": ref,
+                        "range": name,
+                        "rows": rows,
+                        "p50_ms": round(percentile(times, 0.5) or 0.0, 2),
+                        "p95_ms": round(percentile(times, 0.95) or 0.0, 2),
+                        "max_ms": round(max(times), 2),
+                    }
+                )
+            worst = max(r["p95_ms"] for r in out if r["panel"] == title)
+            print(f"  {role:>10} {dash['uid']:<16} {title[:52]:<52} worst p95 {worst:8.1f} ms")
+    return out
+
+
+async def tiers_read(conn: asyncpg.Connection, now: dt.datetime) -> dict[str, dict[str, str]]:
+    """The tier ``rollup_tier`` picks at each range for a time series and for a table."""
+    out: dict[str, dict[str, str]] = {}
+    for name, span in RANGES.items():
+        t0 = now - span
+        step = dt.timedelta(milliseconds=grafana_interval_ms(t0, now))
+        series = await conn.fetchval("SELECT rollup_tier($1, $2, $3)", t0, now, step)
+        table = await conn.fetchval("SELECT rollup_tier($1, $2)", t0, now)
+        out[name] = {"series": series, "table": table}
+    return out
+
+
+async def time_sla(settings: Settings, topology: Topology, runs: int) -> dict[str, Any]:
+    """The monthly SLA report of the root unit and of one province, as the operations
+    service makes it (``ioc.services.ops.sla.sla_report``), last full month."""
+    from typing import cast
+
+    from ioc.services.ops.common import OpsContext
+    from ioc.services.ops.sla import current_period, sla_report
+    from ioc.streams.writer import open_pool
+
+    pool = await open_pool(settings.database_dsn(), settings.db_schema, size=2)
+    ctx = OpsContext(settings, topology, pool, *(cast(Any, None),) * 3)
+    last_month = (dt.datetime.now(dt.UTC).replace(day=1) - dt.timedelta(days=1)).replace(day=15)
+    period = current_period("month", last_month)
+    roots = [u.code for u in topology.units.values() if u.parent is None]
+    scopes = {"root": roots[0], "province": topology.top_units()[0]}
+    out: dict[str, Any] = {"period": period}
+    try:
+        for name, unit in scopes.items():
+            seconds: list[float] = []
+            devices = 0
+            for _ in range(runs):
+                began = time.perf_counter()
+                report = await sla_report(ctx, unit, period)
+                seconds.append(time.perf_counter() - began)
+                devices = report.overall.devices
+            out[name] = {
+                "unit": unit,
+                "devices": devices,
+                "p50_s": round(percentile(seconds, 0.5) or 0.0, 3),
+                "max_s": round(max(seconds), 3),
+            }
+            print(f"  SLA report {name} ({unit}, {devices:,} devices): {out[name]}")
+    finally:
+        await pool.close()
+    return out
+
+
+async def time_all(args: argparse.Namespace) -> dict[str, Any]:
+    from ioc.db.provinces import ensure_province_viewers
+    from ioc.deploy.local.stack import Stack
+
+    settings = load_settings().model_copy(update={"db_schema": args.schema})
+    topology = load_scenario(args.scenario)
+    admin = await connect(settings.admin_dsn())
+    try:
+        await admin.execute(f"SET search_path TO {settings.db_schema}, public")
+        # the viewers read this schema (their search_path follows the last bootstrap)
+        await ensure_province_viewers(admin, settings.db_schema, topology)
+        sizes = await admin.fetch(
+            "SELECT hypertable_name AS t, hypertable_size(format('%I.%I', hypertable_schema, "
+            "hypertable_name)::regclass) AS bytes, (SELECT sum(c.reltuples)::bigint FROM "
+            "timescaledb_information.chunks k JOIN pg_class c ON c.relname = k.chunk_name "
+            "WHERE k.hypertable_schema = h.hypertable_schema "
+            "AND k.hypertable_name = h.hypertable_name) AS rows "
+            "FROM timescaledb_information.hypertables h WHERE hypertable_schema = $1 ORDER BY 1",
+            settings.db_schema,
+        )
+        kept = {
+            r["tier"]: r["kept"].days
+            for r in await admin.fetch("SELECT tier, kept FROM rollup_tiers")
+        }
+    finally:
+        await admin.close()
+    now = dt.datetime.now(dt.UTC)
+    grafana = await connect(Stack(settings).timescaledb.connection_info()["grafana_dsn"])
+    province = topology.top_units()[0]
+    viewer = await viewer_connection(settings, province)
+    try:
+        await grafana.execute(f"SET search_path TO {settings.db_schema}, public")
+        tiers = await tiers_read(grafana, now)
+        print(f"tiers read (kept days {kept}): {tiers}")
+        skipped: list[dict[str, str]] = []
+        panels = await time_role(grafana, "grafana", args.repeat, now, skipped)
+        panels += await time_role(viewer, f"viewer {province}", args.repeat, now, skipped)
+    finally:
+        await grafana.close()
+        await viewer.close()
+    result: dict[str, Any] = {
+        "machine": machine(),
+        "scenario": args.scenario,
+        "devices": len(topology.devices),
+        "schema": args.schema,
+        "at": now.isoformat(),
+        "repeat": args.repeat,
+        "kept_days": kept,
+        "tiers_read": tiers,
+        "tables": {r["t"]: {"rows": r["rows"], "bytes": r["bytes"]} for r in sizes},
+        "goal_ms": GOAL_MS,
+        "panels": panels,
+        "skipped": skipped,
+    }
+    for name in RANGES:
+        at_range = [p for p in panels if p["range"] == name]
+        worst = max(at_range, key=lambda p: p["p95_ms"])
+        result[f"panel_query_p95_ms_{name}"] = worst["p95_ms"]
+        result[f"worst_panel_{name}"] = f"{worst['dashboard']}: {worst['panel']} ({worst['role']})"
+    result["panels_over_goal"] = sorted(
+        {f"{p['dashboard']}: {p['panel']} @ {p['range']}" for p in panels if p["p95_ms"] > GOAL_MS}
+    )
+    if args.sla:
+        sla = await time_sla(settings, topology, args.sla_runs)
+        result["sla"] = sla
+        result["sla_report_s"] = sla["root"]["p50_s"]
+    return result
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    """p95 of every panel at each range (a dot per panel and role), the goal as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 5))
+    rng = np.random.default_rng(0)
+    for i, name in enumerate(RANGES):
+        for role, colour in (("grafana", "tab:blue"), ("viewer", "tab:orange")):
+            ys = [
+                p["p95_ms"]
+                for p in result["panels"]
+                if p["range"] == name and p["role"].startswith(role)
+            ]
+            xs = i + (0.18 if role == "viewer" else -0.18) + rng.uniform(-0.12, 0.12, len(ys))
+            ax.scatter(xs, ys, s=12, alpha=0.7, color=colour, label=role if i == 0 else None)
+    ax.axhline(
+        result["goal_ms"], color="red", linestyle="--", label=f"goal {result['goal_ms']:.0f} ms"
+    )
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(RANGES)), list(RANGES))
+    ax.set_xlabel("dashboard time range")
+    ax.set_ylabel("query p95, ms (log)")
+    ax.set_title(
+        f"Every dashboard panel's query: {result['scenario']} ({result['devices']:,} devices), "
+        f"as Grafana and a province viewer"
+    )
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     ap.add_argument("--generate", action="store_true", help="create and load the schema")
-    ap.add_argument("--time", action="store_true", help="time the panels (not drafted yet)")
+    ap.add_argument("--time", action="store_true", help="time every panel's query")
+    ap.add_argument("--sla", action="store_true", help="with --time: the monthly SLA report")
+    ap.add_argument("--sla-runs", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=10, help="timed runs per panel and range")
     ap.add_argument("--schema", default="bench_history")
     ap.add_argument("--scenario", default="national")
     ap.add_argument("--days", type=int, default=90)
-    ap.add_argument("--minute-days", type=int, default=2)
+    ap.add_argument("--minute-days", type=float, default=2.0)
+    ap.add_argument("--jobs", type=int, default=2, help="COPY connections")
     ap.add_argument("--raw-hours", type=float, default=1.0)
     ap.add_argument("--outages", type=float, default=2.0, help="per device per month")
     ap.add_argument("--seed", type=int, default=18)
     args = ap.parse_args(argv)
-    if args.time:
-        print("timing the panels is the next step (docs/history.md section 7)", file=sys.stderr)
-        return 2
-    if not args.generate:
+    if not (args.generate or args.time):
         ap.print_help()
         return 2
-    loaded = asyncio.run(generate(args))
-    print(loaded)
-    return 0
+    if args.generate:
+        loaded = asyncio.run(generate(args))
+        print(loaded)
+    if not args.time:
+        return 0
+    result = asyncio.run(time_all(args))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "history.json").write_text(json.dumps(result, indent=2) + "\n")
+    plot(result, RESULTS / "history.png")
+    for name in RANGES:
+        print(
+            f"{name:>4}: worst panel p95 {result[f'panel_query_p95_ms_{name}']:8.1f} ms "
+            f"({result[f'worst_panel_{name}']})"
+        )
+    if "sla_report_s" in result:
+        print(f"SLA report, root unit: {result['sla_report_s']:.2f} s (goal < {SLA_GOAL_S} s)")
+    over = result["panels_over_goal"]
+    print(
+        f"{len(over)} panel-range(s) over {GOAL_MS:.0f} ms"
+        + (": " + "; ".join(over) if over else "")
+    )
+    missed_sla = result.get("sla_report_s", 0.0) >= SLA_GOAL_S
+    return 1 if over or missed_sla else 0
 
 
 if __name__ == "__main__":

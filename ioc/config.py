@@ -171,9 +171,9 @@ class Settings(BaseSettings):
     """Days a feed's raw rows are kept, unless the feed declares its own
     (``FeedSpec.raw_retention_days``; the portal's 400). Must cover every feed's accepted
     lateness (7 days): a late hour is recomputed from them."""
-    rollup_1m_retention_days: int = Field(90, ge=1, le=3650)
-    """Days the 1-minute rollups are kept. The goal is 2, once the dashboards read the hourly
-    and daily tiers beyond that (docs/history.md, "Rollout")."""
+    rollup_1m_retention_days: int = Field(2, ge=1, le=3650)
+    """Days the 1-minute rollups are kept: panels over longer ranges read the hourly and
+    daily tiers (docs/history.md section 4)."""
     rollup_1h_retention_days: int = Field(90, ge=1, le=3650)
     """Days the hourly rollups are kept (at least the 1-minute tier's)."""
     rollup_1d_retention_days: int = Field(400, ge=1, le=36500)

@@ -74,11 +74,10 @@ TIER: Final = {t.name: t for t in TIERS}
 
 # Retention of each tier, in days, unless the deployment sets its own (ioc.config.Settings:
 # IOC_RAW_RETENTION_DAYS, IOC_ROLLUP_1M_RETENTION_DAYS, IOC_ROLLUP_1H_RETENTION_DAYS,
-# IOC_ROLLUP_1D_RETENTION_DAYS). The 1-minute tier's goal is 2 days; it stays at 90 until the
-# dashboards read the coarser tiers (docs/history.md, "Rollout").
+# IOC_ROLLUP_1D_RETENTION_DAYS). The dashboards read the hourly and daily tiers beyond the
+# 1-minute tier's 2 days (docs/history.md section 4).
 RAW_DAYS: Final = 7
-MINUTE_DAYS: Final = 90
-MINUTE_DAYS_GOAL: Final = 2
+MINUTE_DAYS: Final = 2
 HOUR_DAYS: Final = 90
 DAY_DAYS: Final = 400
 """A year's SLA report and a quarter to spare (the portal keeps its raw rows as long)."""
@@ -150,6 +149,11 @@ $$"""
 ``rollup_tiers`` itself (it names no province). Created by migration 0014, verbatim."""
 
 
+PANEL_STEP: Final = "make_interval(secs => $__interval_ms / 1000.0)"
+"""SQL: a Grafana time series panel's step (``$__interval_ms`` rather than ``$__interval``,
+whose unit letters PostgreSQL need not read alike)."""
+
+
 def tiered_sql(
     tables: Mapping[str, str],
     select: str,
@@ -157,7 +161,7 @@ def tiered_sql(
     *,
     t0: str = "$__timeFrom()",
     t1: str = "$__timeTo()",
-    step: str | None = "make_interval(secs => $__interval_ms / 1000.0)",
+    step: str | None = PANEL_STEP,
 ) -> str:
     """A FROM item for a Grafana panel: the rows of whichever tier ``rollup_tier`` picks for
     the panel's range, from ``tables`` (tier -> table, same columns), as ``select`` with

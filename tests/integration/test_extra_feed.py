@@ -13,9 +13,9 @@ import pytest
 
 from ioc.bootstrap import bootstrap
 from ioc.config import Settings
-from ioc.contract.history import TIER
 from ioc.contract import feeds
 from ioc.contract.feeds import EXTRA_FEEDS_ENV, FeedSpec
+from ioc.contract.history import TIER
 from ioc.contract.topology import load_scenario
 from ioc.simulators.run import SimConfig, run_simulation
 from tests.support import airquality as aq

@@ -63,7 +63,7 @@ SAMPLE: dict[str, Any] = {
     "oncall_file": Path("/etc/ioc/on call.yaml"),
     "console_url": "https://ioc.example/",
     "raw_retention_days": 8,
-    "rollup_1m_retention_days": 2,
+    "rollup_1m_retention_days": 3,
     "rollup_1h_retention_days": 60,
     "rollup_1d_retention_days": 500,
     "history_every_s": 30.0,

@@ -66,6 +66,7 @@ def test_every_datasource_is_provisioned_with_that_uid() -> None:
 def test_every_variable_used_is_defined() -> None:
     builtin = {
         "__interval",
+        "__interval_ms",
         "__rate_interval",
         "__timeFilter",
         "__timeFrom",

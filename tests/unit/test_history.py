@@ -306,13 +306,13 @@ def test_every_tier_has_its_retention_and_coarser_tiers_are_kept_longer() -> Non
     assert len(days) == 7 * len(feeds.specs())
     with pytest.raises(ValueError, match="grow with the tier"):
         h.Retention(minute_days=30, hour_days=7)
-    assert h.Retention().tier_days() == {"1m": 90, "1h": 90, "1d": 400}
+    assert h.Retention().tier_days() == {"1m": 2, "1h": 90, "1d": 400}
 
 
 def test_the_environment_sets_each_tier_and_refuses_a_hole(clean_env: pytest.MonkeyPatch) -> None:
-    clean_env.setenv("IOC_ROLLUP_1M_RETENTION_DAYS", "2")
+    clean_env.setenv("IOC_ROLLUP_1M_RETENTION_DAYS", "3")
     clean_env.setenv("IOC_ROLLUP_1D_RETENTION_DAYS", "366")
-    assert load_settings().retention() == h.Retention(7, 2, 90, 366)
+    assert load_settings().retention() == h.Retention(7, 3, 90, 366)
     clean_env.setenv("IOC_ROLLUP_1H_RETENTION_DAYS", "1")
     with pytest.raises(ConfigError, match="grow with the tier"):
         load_settings()

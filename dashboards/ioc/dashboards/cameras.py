@@ -68,8 +68,9 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
             SELECT r.device_id AS camera, round(avg(r.fps_avg)::numeric, 1) AS fps,
                    sum(r.dropped_frames) AS dropped_frames, sum(r.frozen_samples) AS frozen,
                    sum(r.incidents_opened) AS incidents
-            FROM rollup_camera_1m r JOIN devices d ON d.id = r.device_id
-            WHERE $__timeFilter(r.bucket) AND {p.in_unit()}
+            FROM {p.rollup_rows("camera", "$__timeFilter(bucket)", unit=False, series=False)} r
+            JOIN devices d ON d.id = r.device_id
+            WHERE {p.in_unit()}
             GROUP BY r.device_id ORDER BY fps ASC NULLS FIRST, dropped_frames DESC
             LIMIT 10""",
                     "table",
@@ -93,11 +94,10 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
             p.timeseries(
                 "Stream of $device",
                 [
-                    p.sql("""
+                    p.sql(f"""
             SELECT bucket AS time, fps_avg AS fps, bitrate_kbps_avg AS "bitrate kbps",
                    dropped_frames AS "dropped frames"
-            FROM rollup_camera_1m WHERE device_id = '$device' AND $__timeFilter(bucket)
-            ORDER BY 1""")
+            FROM {p.device_rows("camera")} r ORDER BY 1""")
                 ],
                 "short",
                 (p.FULL, 7),

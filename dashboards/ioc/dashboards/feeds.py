@@ -9,7 +9,8 @@ when the dashboards are built in that process. Per feed:
   the hand-written down alerts fire from),
 * devices reporting and silent in the chosen unit, from the unit rollup's ``count(*)`` and
   ``count(r.device_id)`` columns (:meth:`~ioc.contract.feeds.FeedSpec.fleet_columns`),
-* one time series per other numeric column of its unit rollup (``unit_rollup_<feed>_1m``).
+* one time series per other numeric column of its unit rollup (``unit_rollup_<feed>_1m``
+  and its coarser tiers).
 """
 
 from __future__ import annotations

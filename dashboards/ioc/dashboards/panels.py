@@ -16,7 +16,8 @@ from typing import Any
 import attr
 from grafanalib import core as g
 
-from ioc.contract.tables import ROLLUP_UNIT_1M
+from ioc.contract import feeds
+from ioc.contract.history import PANEL_STEP, TIERS, tiered_sql
 
 PROMETHEUS_UID = "ioc-prometheus"
 TIMESCALE_UID = "ioc-timescaledb"
@@ -98,12 +99,39 @@ def sql(query: str, fmt: str = "time_series", ref: str = "A") -> SqlTarget:
     return SqlTarget(rawSql=" ".join(query.split()), format=fmt, refId=ref, datasource=TIMESCALE)
 
 
+def rollup_rows(feed: str, where: str, *, unit: bool, series: bool) -> str:
+    """A FROM item (the caller gives the alias): a feed's device or unit rollup rows that
+    match ``where`` (unqualified columns; it should hold ``$__timeFilter(bucket)``), from the
+    tier ``rollup_tier`` picks for the panel's range: 1 minute, 1 hour or 1 day
+    (docs/history.md section 4), all with the 1-minute table's columns. ``series``: a time
+    series, whose step is the panel's interval; else a table or stat over the whole range."""
+    spec = feeds.spec(feed)
+    key = ("bucket", "unit_code", "level") if unit else ("bucket", "device_id")
+    aggregates = spec.unit_rollup if unit else spec.device_rollup
+    table = spec.unit_table if unit else spec.device_table
+    return tiered_sql(
+        {tier.name: table(tier.name) for tier in TIERS},
+        ", ".join([*key, *(a.name for a in aggregates)]),
+        where,
+        step=PANEL_STEP if series else None,
+    )
+
+
+def device_rows(feed: str) -> str:
+    """The chosen device's rollup rows in the range, at the tier its range reads."""
+    return rollup_rows(
+        feed, "device_id = '$device' AND $__timeFilter(bucket)", unit=False, series=True
+    )
+
+
 def unit_series(feed: str, columns: str) -> SqlTarget:
-    """The chosen unit's 1-minute rollup of a feed, re-bucketed to the panel's interval."""
+    """The chosen unit's rollup of a feed at the tier its range reads, re-bucketed to the
+    panel's interval."""
+    in_unit = "unit_code = '$unit' AND $__timeFilter(bucket)"
+    rows = rollup_rows(feed, in_unit, unit=True, series=True)
     return sql(
         f"SELECT time_bucket('$__interval', bucket) AS time, {columns} "
-        f"FROM {ROLLUP_UNIT_1M[feed]} WHERE unit_code = '$unit' AND $__timeFilter(bucket) "
-        "GROUP BY 1 ORDER BY 1"
+        f"FROM {rows} r GROUP BY 1 ORDER BY 1"
     )
 
 

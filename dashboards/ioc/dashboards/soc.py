@@ -22,7 +22,18 @@ CATEGORY_COLUMNS = ", ".join(f"sum({cat}) AS {cat}" for cat in soc.CATEGORIES[:6
 
 
 def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
-    raw, unit_1m = t.RAW[Feed.SOC], t.ROLLUP_UNIT_1M[Feed.SOC]
+    raw = t.RAW[Feed.SOC]
+    in_unit = "unit_code = '$unit' AND $__timeFilter(bucket)"
+    unit_whole = p.rollup_rows(Feed.SOC, in_unit, unit=True, series=False)
+    unit_series = p.rollup_rows(Feed.SOC, in_unit, unit=True, series=True)
+    links_series = p.rollup_rows(Feed.NETNODE, in_unit, unit=True, series=True)
+    unit_and_children = p.rollup_rows(
+        Feed.SOC,
+        "$__timeFilter(bucket) AND unit_code IN "
+        "(SELECT code FROM admin_units WHERE code = '$unit' OR parent_code = '$unit')",
+        unit=True,
+        series=False,
+    )
     critical_now = (
         f'count({m.DEVICE_DEGRADED.series}{{device_class="soc",reason=~"critical-.*"}}) '
         "or vector(0)"
@@ -67,8 +78,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
             p.stat(
                 "Alerts in the time range (unit)",
                 p.sql(
-                    f"""SELECT coalesce(sum(alerts), 0) AS alerts FROM {unit_1m}
-                    WHERE unit_code = '$unit' AND $__timeFilter(bucket)""",
+                    f"""SELECT coalesce(sum(alerts), 0) AS alerts FROM {unit_whole} r""",
                     "table",
                 ),
                 "short",
@@ -97,8 +107,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                    sum(r.critical) AS critical, sum(r.high) AS high, sum(r.medium) AS medium,
                    sum(r.low) AS low, sum(r.brute_force) AS brute_force, sum(r.scan) AS scan,
                    sum(r.ddos) AS ddos, max(r.sensors) AS sensors
-            FROM {unit_1m} r JOIN admin_units u ON u.code = r.unit_code
-            WHERE $__timeFilter(r.bucket) AND (u.code = '$unit' OR u.parent_code = '$unit')
+            FROM {unit_and_children} r JOIN admin_units u ON u.code = r.unit_code
             GROUP BY u.level, u.code, u.name, u.level_name
             ORDER BY critical DESC NULLS LAST, alerts DESC, u.level, u.code""",
                     "table",
@@ -129,14 +138,12 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                     p.sql(
                         f"SELECT time_bucket('$__interval', bucket) AS time, "
                         f'sum(ddos) AS "DDoS alerts", sum(scan) AS "scan alerts" '
-                        f"FROM {unit_1m} WHERE unit_code = '$unit' AND $__timeFilter(bucket) "
-                        "GROUP BY 1 ORDER BY 1"
+                        f"FROM {unit_series} r GROUP BY 1 ORDER BY 1"
                     ),
                     p.sql(
                         f"SELECT time_bucket('$__interval', bucket) AS time, "
                         f'max(loss_pct_avg) AS "link loss %" '
-                        f"FROM {t.ROLLUP_UNIT_1M[Feed.NETNODE]} WHERE unit_code = '$unit' "
-                        "AND $__timeFilter(bucket) GROUP BY 1 ORDER BY 1",
+                        f"FROM {links_series} r GROUP BY 1 ORDER BY 1",
                         ref="B",
                     ),
                 ],

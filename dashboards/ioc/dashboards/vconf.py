@@ -13,7 +13,7 @@ from grafanalib import core as g
 from ioc.alerting.rules import PROC
 from ioc.contract import metrics as m
 from ioc.contract.feeds import Feed
-from ioc.contract.tables import RAW, ROLLUP_DEVICE_1M
+from ioc.contract.tables import RAW
 from ioc.contract.thresholds import THRESHOLDS, Thresholds
 from ioc.dashboards import panels as p
 
@@ -37,12 +37,17 @@ def _readiness_target() -> g.Target:
 
 def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
     raw = RAW[Feed.VCONF]
-    devices = ROLLUP_DEVICE_1M[Feed.VCONF]
+    bridge_rows = p.rollup_rows(  # the bridges' rows only, before any is read
+        Feed.VCONF,
+        "$__timeFilter(bucket) AND device_id IN "
+        "(SELECT id FROM devices WHERE attributes->>'role' = 'mcu')",
+        unit=False,
+        series=True,
+    )
     in_scope = (
         "(scope_unit IN (SELECT unit_code FROM unit_ancestors WHERE ancestor_code = '$unit') "
         "OR scope_unit IN (SELECT ancestor_code FROM unit_ancestors WHERE unit_code = '$unit'))"
     )
-    bridges = "d.attributes->>'role' = 'mcu'"
     not_joined, joined = '{state="not_joined"}', '{state="joined"}'
     ports_ratio = _max(
         f"{m.VCONF_BRIDGE_PORTS_USED.series} / {m.VCONF_BRIDGE_PORTS_LICENSED.series}"
@@ -176,8 +181,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                    sum(r.participants_max) AS participants, sum(r.ports_used_max) AS "ports used",
                    sum(r.ports_licensed) AS "ports licensed",
                    max(r.stress_max) AS "stress (max)"
-            FROM {devices} r JOIN devices d ON d.id = r.device_id
-            WHERE {bridges} AND $__timeFilter(r.bucket) GROUP BY 1 ORDER BY 1"""
+            FROM {bridge_rows} r GROUP BY 1 ORDER BY 1"""
                     )
                 ],
                 "short",
@@ -192,8 +196,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                    sum(r.download_bps_avg) AS "in bps", sum(r.upload_bps_avg) AS "out bps",
                    sum(r.conferences_failed + r.conferences_partially_failed)
                      AS "failed or partially failed conferences"
-            FROM {devices} r JOIN devices d ON d.id = r.device_id
-            WHERE {bridges} AND $__timeFilter(r.bucket) GROUP BY 1 ORDER BY 1"""
+            FROM {bridge_rows} r GROUP BY 1 ORDER BY 1"""
                     )
                 ],
                 "bps",

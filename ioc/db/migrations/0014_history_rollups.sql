@@ -46,7 +46,7 @@ CREATE TABLE rollup_tiers (
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 INSERT INTO rollup_tiers (tier, width, kept) VALUES
-    ('1m', interval '1 minute', interval '90 days'),
+    ('1m', interval '1 minute', interval '2 days'),
     ('1h', interval '1 hour', interval '90 days'),
     ('1d', interval '1 day', interval '400 days');
 

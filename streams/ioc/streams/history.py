@@ -113,8 +113,9 @@ def mark_sql(tier: Tier) -> str:
 
 DUE_SQL: Final = (
     f"SELECT feed, tier, bucket, version FROM {HISTORY_DIRTY} "
-    f"WHERE marked_at <= now() - make_interval(secs => CASE tier WHEN '{HOUR.name}' THEN $1::float8 "
-    f"ELSE $2::float8 END) ORDER BY tier = '{DAY.name}', bucket, feed LIMIT $3"
+    f"WHERE marked_at <= now() - make_interval(secs => "
+    f"CASE tier WHEN '{HOUR.name}' THEN $1::float8 ELSE $2::float8 END) "
+    f"ORDER BY tier = '{DAY.name}', bucket, feed LIMIT $3"
 )
 """Marks settled long enough: hours before days (a day rolled in the same round then sees
 its hours), oldest first."""
