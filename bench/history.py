@@ -544,6 +544,38 @@ async def time_sla(settings: Settings, topology: Topology, runs: int) -> dict[st
     return out
 
 
+async def time_rolls(settings: Settings) -> dict[str, Any]:
+    """One hour and one day of every feed rolled as the shard leader's history round does
+    (``ioc.streams.history.roll_bucket``, a transaction per feed and bucket): the last whole
+    hour (from the 1-minute tier) and the last whole day (from the hourly tier)."""
+    from ioc.contract.history import Retention
+    from ioc.streams.history import roll_bucket
+
+    conn = await connect(settings.admin_dsn())
+    out: dict[str, Any] = {}
+    try:
+        await conn.execute(f"SET search_path TO {settings.db_schema}, public")
+        now = await conn.fetchval("SELECT now()")
+        retention = Retention()
+        for tier in (HOUR, DAY):
+            bucket = tier.bucket_of(now) - tier.width
+            seconds: dict[str, float] = {}
+            for spec in feeds.specs():
+                began = time.perf_counter()
+                async with conn.transaction():
+                    await roll_bucket(conn, spec.name, tier, bucket, retention, now)
+                seconds[spec.name] = round(time.perf_counter() - began, 3)
+            out[tier.name] = {
+                "bucket": bucket.isoformat(),
+                "seconds": seconds,
+                "total_s": round(sum(seconds.values()), 3),
+            }
+            print(f"  roll one {tier.name} of every feed: {out[tier.name]}")
+    finally:
+        await conn.close()
+    return out
+
+
 async def time_all(args: argparse.Namespace) -> dict[str, Any]:
     from ioc.db.provinces import ensure_province_viewers
     from ioc.deploy.local.stack import Stack
@@ -606,6 +638,8 @@ async def time_all(args: argparse.Namespace) -> dict[str, Any]:
     result["panels_over_goal"] = sorted(
         {f"{p['dashboard']}: {p['panel']} @ {p['range']}" for p in panels if p["p95_ms"] > GOAL_MS}
     )
+    if args.rolls:
+        result["rolls"] = await time_rolls(settings)
     if args.sla:
         sla = await time_sla(settings, topology, args.sla_runs)
         result["sla"] = sla
@@ -654,6 +688,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time", action="store_true", help="time every panel's query")
     ap.add_argument("--sla", action="store_true", help="with --time: the monthly SLA report")
     ap.add_argument("--sla-runs", type=int, default=3)
+    ap.add_argument("--rolls", action="store_true", help="with --time: one hour and day rolled")
     ap.add_argument("--repeat", type=int, default=10, help="timed runs per panel and range")
     ap.add_argument("--schema", default="bench_history")
     ap.add_argument("--scenario", default="national")

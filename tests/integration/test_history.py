@@ -6,6 +6,7 @@ is recomputed from raw first, never replaced by what is left."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import asyncpg
 
@@ -14,6 +15,10 @@ from ioc.config import Settings
 from ioc.contract.history import DAY, HOUR, Retention
 from ioc.contract.tables import HISTORY_DIRTY, ROLLUP_DIRTY
 from ioc.contract.topology import load_scenario
+from ioc.dashboards.build import GENERATED
+from ioc.dashboards.grafana_sql import expand_sql, grafana_interval_ms
+from ioc.db import connect
+from ioc.deploy.local.stack import Stack
 from ioc.streams.history import roll_due
 from ioc.streams.leader import lock_key
 from ioc.streams.rollups import recompute_dirty
@@ -114,8 +119,33 @@ async def test_minutes_roll_into_hours_and_days_and_a_late_event_into_its_own(
             )
             assert after_unit == before_unit
             assert await conn.fetchval(f"SELECT count(*) FROM {HISTORY_DIRTY}") == 0
+            # the minutes go (2 days kept); the panels read the hours and days
+            await conn.execute("DELETE FROM rollup_camera_1m")
     finally:
         await pool.close()
+    await _a_panel_reads_the_tier_its_range_chooses(namespace, camera)
+
+
+async def _a_panel_reads_the_tier_its_range_chooses(namespace: Settings, camera: str) -> None:
+    """The cameras dashboard's "worst cameras" table as Grafana runs it: over 7 days it reads
+    the hourly tier, over 30 days the daily one; both still count the rolled reports."""
+    dash = json.loads((GENERATED / "ioc-cameras.json").read_text())
+    (panel,) = [p for p in dash["panels"] if p["title"].startswith("Worst cameras")]
+    sql = panel["targets"][0]["rawSql"]
+    assert "rollup_tier(" in sql
+    province = load_scenario(SCENARIO).top_units()[0]
+    conn = await connect(Stack(namespace).timescaledb.connection_info()["grafana_dsn"])
+    try:
+        await conn.execute(f"SET search_path TO {namespace.db_schema}, public")
+        now = dt.datetime.now(dt.UTC)
+        for days, tier in ((7, "1h"), (30, "1d")):
+            t0 = now - dt.timedelta(days=days)
+            assert await conn.fetchval("SELECT rollup_tier($1, $2)", t0, now) == tier
+            step = grafana_interval_ms(t0, now)
+            rows = await conn.fetch(expand_sql(sql, t0, now, {"unit": province}, step))
+            assert [r["camera"] for r in rows] == [camera], (days, rows)
+    finally:
+        await conn.close()
 
 
 async def test_an_hour_whose_minutes_were_dropped_is_recomputed_from_raw(
