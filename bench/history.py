@@ -442,7 +442,7 @@ async def viewer_connection(settings: Settings, province: str) -> asyncpg.Connec
         role = await set_viewer_password(admin, province, password)
     finally:
         await admin.close()
-    return await connect(dsn(role, password, settings.postgres_port, "ioc"))
+    return await connect(dsn(role, password, settings.postgres_port, "ioc"), statement_cache_size=0)
 
 
 async def time_role(
@@ -603,7 +603,11 @@ async def time_all(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         await admin.close()
     now = dt.datetime.now(dt.UTC)
-    grafana = await connect(Stack(settings).timescaledb.connection_info()["grafana_dsn"])
+    # no statement cache: each run is parsed and planned, as Grafana's text (a new time range
+    # at every refresh) is; planning three tiers of hypertables is part of the cost
+    grafana = await connect(
+        Stack(settings).timescaledb.connection_info()["grafana_dsn"], statement_cache_size=0
+    )
     province = topology.top_units()[0]
     viewer = await viewer_connection(settings, province)
     try:

@@ -85,6 +85,10 @@ DAY_DAYS: Final = 400
 MAX_POINTS: Final = 1500
 """A query never reads a tier that gives one series more buckets than this over its range
 (about a wide panel's pixels: Grafana's default max data points)."""
+REACH_SLACK: Final = dt.timedelta(hours=1)
+"""A tier kept N days still counts as reaching a range of N days: a dashboard's "last 90
+days" starts a moment before the database's ``now()`` minus 90 days, and retention keeps
+whole chunks, at least that much."""
 TABLE_BUCKETS: Final = 24
 """A query without a step (a table or stat over the whole range) reads the coarsest tier that
 still cuts its range into this many buckets: the partial buckets at its two ends are then at
@@ -111,7 +115,7 @@ def choose_tier(
 
     def reaches(tier: Tier) -> bool:
         keep = kept.get(tier.name)
-        return keep is None or t0 >= now - keep
+        return keep is None or t0 >= now - keep - REACH_SLACK
 
     holding = [t for t in TIERS if reaches(t)]
     if not holding:
@@ -133,7 +137,8 @@ WITH span AS (
 ), wanted AS (
     SELECT greatest(coalesce(step, s / {TABLE_BUCKETS}), s / {MAX_POINTS}) AS w FROM span
 ), holding AS (
-    SELECT tier, width FROM rollup_tiers WHERE kept IS NULL OR t0 >= now() - kept
+    SELECT tier, width FROM rollup_tiers
+    WHERE kept IS NULL OR t0 >= now() - kept - interval '{_sql_interval(REACH_SLACK)}'
 ), pool AS (
     SELECT tier, width FROM holding
     UNION ALL

@@ -18,10 +18,11 @@ from ioc.contract.topology import load_scenario
 from ioc.dashboards.build import GENERATED
 from ioc.dashboards.grafana_sql import expand_sql, grafana_interval_ms
 from ioc.db import connect
+from ioc.db.migrate import migrate
 from ioc.deploy.local.stack import Stack
 from ioc.streams.history import roll_due
 from ioc.streams.leader import lock_key
-from ioc.streams.rollups import recompute_dirty
+from ioc.streams.rollups import enforce_retention, recompute_dirty
 from ioc.streams.writer import open_pool
 
 SCENARIO = "yen-bai-2022"
@@ -185,5 +186,53 @@ async def test_an_hour_whose_minutes_were_dropped_is_recomputed_from_raw(
                 )
                 == 60
             )  # its minutes recomputed from raw on the way
+    finally:
+        await pool.close()
+
+
+async def test_an_upgrade_rolls_the_stored_minutes_before_retention_drops_them(
+    namespace: Settings,
+) -> None:
+    """A deployment upgrading to the tiers holds weeks of 1-minute rows and no hourly ones:
+    the migration marks every hour they span, retention keeps the minutes until those hours
+    are rolled, and panels keep reading the minutes meanwhile."""
+    schema = namespace.db_schema
+    await migrate(namespace.admin_dsn(), schema, upto=13)  # the release before the tiers
+    old = HOUR.bucket_of(dt.datetime.now(dt.UTC) - dt.timedelta(days=20))
+    admin = await connect(namespace.admin_dsn())
+    try:
+        await admin.execute(f"SET search_path TO {schema}, public")
+        await admin.executemany(
+            "INSERT INTO rollup_camera_1m (bucket, device_id, reports, heartbeats) "
+            "VALUES ($1, 'cam-old', 3, 3)",
+            [(old + dt.timedelta(minutes=m),) for m in range(0, 120, 10)],
+        )
+    finally:
+        await admin.close()
+    await bootstrap(namespace, SCENARIO)  # migrations 0014 on, as an upgrade runs them
+    pool = await open_pool(namespace.database_dsn(), schema, size=2)
+    try:
+        async with pool.acquire() as conn:
+            marked = await conn.fetch(
+                f"SELECT bucket FROM {HISTORY_DIRTY} WHERE feed = 'camera' AND tier = '1h'"
+            )
+            assert {r["bucket"] for r in marked} == {old, old + HOUR.width}
+            kept = await conn.fetchval("SELECT kept FROM rollup_tiers WHERE tier = '1m'")
+            assert kept >= dt.timedelta(days=21)  # the panels read the minutes back to them
+        await enforce_retention(pool, Retention())  # 2 days, but two hours wait for the minutes
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM rollup_camera_1m") == 12
+        await _settle(pool, schema, Retention())
+        async with pool.acquire() as conn:
+            assert await _sums(conn, "rollup_camera_1h", "cam-old") == {
+                old: 18,
+                old + HOUR.width: 18,
+            }
+            assert sum((await _sums(conn, "rollup_camera_1d", "cam-old")).values()) == 36
+        await enforce_retention(pool, Retention())  # nothing waits: now the 2 days apply
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM rollup_camera_1m") == 0
+            kept = await conn.fetchval("SELECT kept FROM rollup_tiers WHERE tier = '1m'")
+            assert kept == dt.timedelta(days=2)
     finally:
         await pool.close()

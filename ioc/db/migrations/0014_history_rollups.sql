@@ -62,7 +62,8 @@ WITH span AS (
 ), wanted AS (
     SELECT greatest(coalesce(step, s / 24), s / 1500) AS w FROM span
 ), holding AS (
-    SELECT tier, width FROM rollup_tiers WHERE kept IS NULL OR t0 >= now() - kept
+    SELECT tier, width FROM rollup_tiers
+    WHERE kept IS NULL OR t0 >= now() - kept - interval '1 hour'
 ), pool AS (
     SELECT tier, width FROM holding
     UNION ALL
@@ -323,5 +324,39 @@ BEGIN
     LOOP
         PERFORM set_chunk_time_interval(format('%I', t)::regclass, interval '1 day');
     END LOOP;
+END
+$$;
+
+-- An upgrade: the 1-minute rows already stored are the only history there is. Every hour they
+-- span is marked for rolling, and the 1-minute tier counts as kept back to the oldest of
+-- them, so panels keep reading it there and the retention round (which keeps the 1-minute
+-- tier while hours older than its days wait to be rolled: ioc.streams.rollups) drops
+-- nothing before its hour is rolled. Hours from min to max by the time index, not a scan.
+DO $$
+DECLARE
+    t text;
+    first_at timestamptz;
+    last_at timestamptz;
+    oldest timestamptz;
+BEGIN
+    FOR t IN
+        SELECT hypertable_name FROM timescaledb_information.hypertables
+        WHERE hypertable_schema = current_schema()
+          AND hypertable_name ~ '^rollup_[a-z][a-z0-9_]*_1m$'
+    LOOP
+        EXECUTE format('SELECT min(bucket), max(bucket) FROM %I', t) INTO first_at, last_at;
+        CONTINUE WHEN first_at IS NULL;
+        INSERT INTO history_dirty (feed, tier, bucket)
+        SELECT substring(t FROM '^rollup_(.*)_1m$'), '1h', h
+        FROM generate_series(time_bucket(interval '1 hour', first_at),
+                             time_bucket(interval '1 hour', last_at), interval '1 hour') AS h
+        ON CONFLICT DO NOTHING;
+        oldest := least(oldest, first_at);
+    END LOOP;
+    IF oldest IS NOT NULL THEN
+        UPDATE rollup_tiers SET kept = greatest(kept, date_trunc('day', now() - oldest)
+                                                      + interval '1 day')
+        WHERE tier = '1m';
+    END IF;
 END
 $$;

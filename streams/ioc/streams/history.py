@@ -34,7 +34,7 @@ import asyncpg
 from ioc.contract import feeds
 from ioc.contract.feeds import Aggregate, FeedSpec
 from ioc.contract.history import DAY, HOUR, TIER, Retention, Tier
-from ioc.contract.tables import HISTORY_DIRTY
+from ioc.contract.tables import HISTORY_DIRTY, ROLLUP_TIERS
 
 log = logging.getLogger(__name__)
 
@@ -155,15 +155,23 @@ def _statements(feed: str, tier: Tier) -> tuple[str, str]:
 
 
 def plan(
-    spec: FeedSpec, tier: Tier, bucket: dt.datetime, now: dt.datetime, retention: Retention
+    spec: FeedSpec,
+    tier: Tier,
+    bucket: dt.datetime,
+    now: dt.datetime,
+    retention: Retention,
+    source_kept: dt.timedelta | None = None,
 ) -> str:
     """What rolling this bucket takes: ``roll``; ``refill`` (recompute its minutes from raw,
     then roll: the 1-minute tier may no longer hold them all); ``skip`` (its source is gone:
-    rolling would replace a whole bucket with part of it)."""
+    rolling would replace a whole bucket with part of it). ``source_kept``: how far back the
+    source tier is kept now (``rollup_tiers``, which the retention round writes: longer than
+    the setting while an upgrade's hours wait), else the setting."""
     source = tier.source
     assert source is not None
     margin = REFILL_MARGIN if tier is HOUR else dt.timedelta(0)
-    if bucket >= now - retention.kept(source) + margin:
+    kept = source_kept if source_kept is not None else retention.kept(source)
+    if bucket >= now - kept + margin:
         return "roll"
     raw_kept = dt.timedelta(days=retention.raw_days_of(spec.raw_retention_days))
     if tier is HOUR and bucket >= now - raw_kept:
@@ -178,11 +186,12 @@ async def roll_bucket(
     bucket: dt.datetime,
     retention: Retention,
     now: dt.datetime,
+    source_kept: dt.timedelta | None = None,
 ) -> str:
     """Roll one bucket of a feed's device and unit tables, inside the caller's transaction;
     mark its day when it is an hour. Returns what :func:`plan` decided."""
     spec = feeds.spec(feed)
-    how = plan(spec, tier, bucket, now, retention)
+    how = plan(spec, tier, bucket, now, retention, source_kept)
     if how == "skip":
         log.warning(
             "history: %s %s %s is older than its source tier is kept; left as it was",
@@ -236,7 +245,10 @@ async def roll_due(
                         return rolled  # another shard's leader is rolling: its turn
                     if feed in feeds.names():
                         now = await conn.fetchval("SELECT now()")
-                        await roll_bucket(conn, feed, tier, bucket, retention, now)
+                        source_kept = await conn.fetchval(
+                            f"SELECT kept FROM {ROLLUP_TIERS} WHERE tier = $1", tier.source
+                        )
+                        await roll_bucket(conn, feed, tier, bucket, retention, now, source_kept)
                     key = (row["feed"], row["tier"], bucket)
                     if await conn.execute(DONE_SQL, *key, row["version"]) == "DELETE 0":
                         await conn.execute(AGAIN_SQL, *key)

@@ -14,6 +14,7 @@ marks the hours of the minutes it recomputed for the hourly and daily tiers
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -24,6 +25,7 @@ import asyncpg
 from ioc.contract import feeds
 from ioc.contract.history import DAY_DAYS, HOUR, HOUR_DAYS, Retention
 from ioc.contract.tables import (
+    HISTORY_DIRTY,
     RAW,
     ROLLUP_DEVICE_1D,
     ROLLUP_DEVICE_1H,
@@ -154,15 +156,23 @@ def retention_days(
 async def enforce_retention(pool: asyncpg.Pool, retention: Retention) -> str:
     """Drop old chunks of the raw tables and every rollup tier: a policy job where the licence
     has them, drop_chunks otherwise. Then record each tier's retention in ``rollup_tiers``,
-    where ``rollup_tier()`` reads it.
+    where ``rollup_tier()`` (the panels) and the history round read it.
 
     Through ``drop_old_chunks`` (migration 0013), which runs as the tables' owner: the
     runtime role owns nothing, and both need the owner."""
-    tables = retention_days(
-        retention.raw_days, retention.minute_days, retention.hour_days, retention.day_days
-    )
     how = ""
     async with pool.acquire() as conn:
+        # the 1-minute tier stays while an hour older than its days waits to be rolled from
+        # it (an upgrade's backlog, migration 0014): dropped first, that hour would be lost
+        waiting = await conn.fetchval(
+            f"SELECT min(bucket) FROM {HISTORY_DIRTY} WHERE tier = '{HOUR.name}'"
+        )
+        minute_days = retention.minute_days
+        if waiting is not None:
+            age = dt.datetime.now(dt.UTC) - waiting
+            minute_days = max(minute_days, min(age.days + 2, retention.hour_days))
+        kept = dataclasses.replace(retention, minute_days=minute_days)
+        tables = retention_days(kept.raw_days, kept.minute_days, kept.hour_days, kept.day_days)
         for table, days in tables:
             how = await conn.fetchval(
                 "SELECT drop_old_chunks($1::regclass, $2::interval)",
@@ -172,6 +182,6 @@ async def enforce_retention(pool: asyncpg.Pool, retention: Retention) -> str:
         await conn.executemany(
             f"UPDATE {ROLLUP_TIERS} SET kept = $2, updated_at = now() "
             f"WHERE tier = $1 AND kept IS DISTINCT FROM $2",
-            [(tier, dt.timedelta(days=days)) for tier, days in retention.tier_days().items()],
+            [(tier, dt.timedelta(days=days)) for tier, days in kept.tier_days().items()],
         )
     return how
