@@ -68,9 +68,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
             SELECT r.device_id AS camera, round(avg(r.fps_avg)::numeric, 1) AS fps,
                    sum(r.dropped_frames) AS dropped_frames, sum(r.frozen_samples) AS frozen,
                    sum(r.incidents_opened) AS incidents
-            FROM {p.rollup_rows("camera", "$__timeFilter(bucket)", unit=False, series=False)} r
-            JOIN devices d ON d.id = r.device_id
-            WHERE {p.in_unit()}
+            FROM {p.unit_device_rows("camera")} r
             GROUP BY r.device_id ORDER BY fps ASC NULLS FIRST, dropped_frames DESC
             LIMIT 10""",
                     "table",

@@ -81,9 +81,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                    sum(r.probes) - sum(r.probes_ok) AS failed_probes,
                    sum(r.link_changes) AS link_changes,
                    round(max(r.util_pct_max)::numeric, 1) AS "max util %"
-            FROM {p.rollup_rows("netnode", "$__timeFilter(bucket)", unit=False, series=False)} r
-            JOIN devices d ON d.id = r.device_id
-            WHERE {p.in_unit()}
+            FROM {p.unit_device_rows("netnode")} r
             GROUP BY r.device_id
             ORDER BY failed_probes DESC, "loss %" DESC NULLS LAST LIMIT 10""",
                     "table",

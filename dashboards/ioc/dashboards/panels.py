@@ -117,6 +117,14 @@ def rollup_rows(feed: str, where: str, *, unit: bool, series: bool) -> str:
     )
 
 
+def unit_device_rows(feed: str) -> str:
+    """The rollup rows of the chosen unit's devices over the whole range (tables), at the
+    tier the range reads: the unit is chosen inside each branch, so only its devices' rows
+    are read, not the whole country's."""
+    where = f"$__timeFilter(bucket) AND {in_unit('device_id')}"
+    return rollup_rows(feed, where, unit=False, series=False)
+
+
 def device_rows(feed: str) -> str:
     """The chosen device's rollup rows in the range, at the tier its range reads."""
     return rollup_rows(

@@ -87,9 +87,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
             SELECT r.device_id AS station, round(avg(r.loss_pct_avg)::numeric, 2) AS "loss %",
                    round(max(r.jitter_ms_p95)::numeric, 1) AS "jitter p95 ms",
                    sum(r.sessions_dropped) AS dropped, sum(r.sessions_started) AS started
-            FROM {p.rollup_rows("telehealth", "$__timeFilter(bucket)", unit=False, series=False)} r
-            JOIN devices d ON d.id = r.device_id
-            WHERE {p.in_unit()}
+            FROM {p.unit_device_rows("telehealth")} r
             GROUP BY r.device_id ORDER BY "loss %" DESC NULLS LAST, dropped DESC LIMIT 10""",
                     "table",
                 ),
