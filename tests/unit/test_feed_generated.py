@@ -69,7 +69,12 @@ def test_a_registered_feed_gets_its_row_from_its_declaration() -> None:
     assert f'sum(rate(ioc_events_written_total{{feed="{aq.NAME}"}}[$__rate_interval]))' in queries
     assert any(f'ioc_devices{{device_class="{aq.FEED.cls}"}}' in q for q in queries)
     sql = [q for q in queries if "SELECT" in q]
-    assert all("FROM unit_rollup_airquality_1m WHERE unit_code = '$unit'" in q for q in sql)
+    for tier in ("1m", "1h", "1d"):  # each tier's branch, the unit chosen inside it
+        assert all(
+            f"FROM unit_rollup_airquality_{tier} WHERE rollup_tier(" in q
+            and f"= '{tier}' AND (unit_code = '$unit'" in q
+            for q in sql
+        )
     assert any("avg(sensors_reporting) AS reporting" in q for q in sql)
     assert any("avg(sensors - sensors_reporting) AS silent" in q for q in sql)
     # one series per other numeric column of the unit rollup
