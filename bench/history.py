@@ -51,6 +51,7 @@ import asyncpg
 import numpy as np
 from bench_machine import machine, percentile
 
+from ioc.bootstrap import bootstrap_database
 from ioc.config import Settings, load_settings
 from ioc.contract import feeds, schemas
 from ioc.contract.feeds import Aggregate, FeedSpec
@@ -306,26 +307,10 @@ async def load_intervals(
     return rows
 
 
-async def prepare(settings: Settings, topology: Topology) -> None:
-    """The schema, its topology and the provinces' viewers: ``ioc bootstrap`` without Kafka."""
-    from ioc.db.migrate import migrate
-    from ioc.db.provinces import ensure_province_viewers
-    from ioc.db.topology import store_topology
-
-    await migrate(settings.admin_dsn(), settings.db_schema)
-    conn = await connect(settings.admin_dsn())
-    try:
-        await conn.execute(f"SET search_path TO {settings.db_schema}, public")
-        await store_topology(conn, topology)
-        await ensure_province_viewers(conn, settings.db_schema, topology)
-    finally:
-        await conn.close()
-
-
 async def generate(args: argparse.Namespace) -> dict[str, Any]:
     settings = load_settings().model_copy(update={"db_schema": args.schema})
     topology = load_scenario(args.scenario)
-    await prepare(settings, topology)
+    await bootstrap_database(settings, topology)  # ioc bootstrap without Kafka
     rng = np.random.default_rng(args.seed)
     now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
     windows = {
@@ -472,17 +457,21 @@ async def time_role(
             for name, span in RANGES.items():
                 t0 = now - span
                 sql = expand_sql(raw_sql, t0, now, variables, grafana_interval_ms(t0, now))
+                what = {
+                    "role": role,
+                    "dashboard": dash["uid"],
+                    "panel": title,
+                    "ref": ref,
+                    "range": name,
+                    "unit": variables.get("unit"),
+                }
                 began = time.perf_counter()
                 try:  # warm-up: plans and caches as Grafana's
                     rows = len(await conn.fetch(sql))
                 except asyncpg.QueryCanceledError:  # over the statement timeout
                     out.append(
                         {
-                            "role": role,
-                            "dashboard": dash["uid"],
-                            "panel": title,
-                            "ref": ref,
-                            "range": name,
+                            **what,
                             "rows": None,
                             "timed_out": True,
                             "p50_ms": timeout_ms,
@@ -500,12 +489,7 @@ async def time_role(
                     times.append((time.perf_counter() - began) * 1000)
                 out.append(
                     {
-                        "role": role,
-                        "dashboard": dash["uid"],
-                        "panel": title,
-                        "ref": ref,
-                        "range": name,
-                        "unit": variables.get("unit"),
+                        **what,
                         "rows": rows,
                         "timed_out": False,
                         "p50_ms": round(percentile(times, 0.5) or 0.0, 2),

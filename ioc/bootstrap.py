@@ -28,16 +28,24 @@ class NotBootstrapped(IocError):
 async def bootstrap(settings: Settings, scenario: str) -> Topology:
     """Migrations, topics, the scenario's topology in the database and a viewer role per
     province (all idempotent)."""
+    from ioc.kafka import ensure_acls, ensure_topics
+
+    topology = load_scenario(scenario)
+    await bootstrap_database(settings, topology)
+    await ensure_topics(settings)
+    await ensure_acls(settings)  # each service's user: its topics and groups only
+    return topology
+
+
+async def bootstrap_database(settings: Settings, topology: Topology) -> None:
+    """The database part of :func:`bootstrap`: migrations, the topology and the provinces'
+    viewer roles (the history benchmark loads a schema without Kafka)."""
     from ioc.db import connect
     from ioc.db.migrate import migrate
     from ioc.db.provinces import ensure_province_viewers
     from ioc.db.topology import store_topology
-    from ioc.kafka import ensure_acls, ensure_topics
 
-    topology = load_scenario(scenario)
     await migrate(settings.admin_dsn(), settings.db_schema)
-    await ensure_topics(settings)
-    await ensure_acls(settings)  # each service's user: its topics and groups only
     conn = await connect(settings.admin_dsn())
     try:
         await conn.execute(f"SET search_path TO {settings.db_schema}, public")
@@ -45,7 +53,6 @@ async def bootstrap(settings: Settings, scenario: str) -> Topology:
         await ensure_province_viewers(conn, settings.db_schema, topology)
     finally:
         await conn.close()
-    return topology
 
 
 async def _check_schema_version(conn: Connection, schema: str, todo: str) -> None:

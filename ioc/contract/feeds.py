@@ -104,32 +104,33 @@ class _Call:
         head = re.match(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*\(", expr)
         if head is None:
             return None
-        depth, quoted = 0, False
-        for i in range(head.end() - 1, len(expr)):
-            char = expr[i]
-            if char == "'":
-                quoted = not quoted
-            elif quoted:
-                continue
-            elif char == "(":
-                depth += 1
-            elif char == ")":
-                depth -= 1
-                if depth == 0:
-                    return _Call(head[1].lower(), expr[head.end() : i], expr[i + 1 :].strip())
+        for i, char, depth in _unquoted(expr, head.end() - 1):
+            if char == ")" and depth == 0:
+                return _Call(head[1].lower(), expr[head.end() : i], expr[i + 1 :].strip())
         return None
 
 
-def _first_argument(args: str) -> str:
+def _unquoted(text: str, start: int = 0) -> Iterator[tuple[int, str, int]]:
+    """(index, character, parenthesis depth after it) of every character of ``text`` from
+    ``start`` that is outside a quoted SQL string (quotes themselves left out)."""
     depth, quoted = 0, False
-    for i, char in enumerate(args):
+    for i in range(start, len(text)):
+        char = text[i]
         if char == "'":
             quoted = not quoted
-        elif not quoted and char == "(":
+            continue
+        if quoted:
+            continue
+        if char == "(":
             depth += 1
-        elif not quoted and char == ")":
+        elif char == ")":
             depth -= 1
-        elif not quoted and char == "," and depth == 0:
+        yield i, char, depth
+
+
+def _first_argument(args: str) -> str:
+    for i, char, depth in _unquoted(args):
+        if char == "," and depth == 0:
             return args[:i]
     return args
 
@@ -305,11 +306,11 @@ class FeedSpec:
 
     @property
     def device_rollup_table(self) -> str:
-        return f"rollup_{self.name}_1m"
+        return self.device_table("1m")
 
     @property
     def unit_rollup_table(self) -> str:
-        return f"unit_rollup_{self.name}_1m"
+        return self.unit_table("1m")
 
     def device_table(self, tier: str) -> str:
         """The device rollup of a tier (``1m``, ``1h``, ``1d``): ``rollup_<name>_<tier>``."""

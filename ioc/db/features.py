@@ -6,7 +6,7 @@ timescale``, as in the official Docker images) this adds compression on the raw 
 and the workers register retention policies for the raw tables instead of dropping chunks
 themselves.
 
-The hourly and daily rollups are the project's own tables on both licences (migration 0013,
+The hourly and daily rollups are the project's own tables on both licences (migration 0014,
 docs/history.md): the hourly continuous aggregates this used to add beside the old views
 (``unit_rollup_<feed>_1h_cagg``) are dropped, since a refresh over a window whose 1-minute
 rows retention has dropped would empty them. Statement by statement, after the migrations

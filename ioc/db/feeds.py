@@ -1,7 +1,7 @@
 """A feed's tables, generated from its declaration (:class:`~ioc.contract.feeds.FeedSpec`).
 
 The built-in feeds' tables come from the versioned migrations (0002, 0004, 0005; their hourly
-and daily tiers from 0013), which predate the declarations; a unit test checks that
+and daily tiers from 0014), which predate the declarations; a unit test checks that
 :func:`feed_ddl` of those declarations matches them. A feed declared later needs no migration
 file: :func:`ensure_feed_tables` creates its raw hypertable, its device and unit rollups in
 every tier (1 minute, 1 hour, 1 day: docs/history.md), idempotently, every time the schema is

@@ -298,7 +298,7 @@ def test_a_tiered_panel_source_has_one_branch_per_tier_each_gated_on_the_choice(
 
 
 def test_every_tier_has_its_retention_and_coarser_tiers_are_kept_longer() -> None:
-    days = dict(retention_days(7, 2, 90, 400))
+    days = dict(retention_days(h.Retention(7, 2, 90, 400)))
     assert days["raw_camera"] == 7 and days["raw_portal"] == 400  # the portal's own
     assert days["rollup_camera_1m"] == days["unit_rollup_soc_1m"] == 2
     assert days["rollup_netnode_1h"] == days["unit_rollup_vconf_1h"] == 90

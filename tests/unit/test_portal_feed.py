@@ -16,6 +16,7 @@ from ioc.contract import portal as p
 from ioc.contract import tables as t
 from ioc.contract import workhours as wh
 from ioc.contract.feeds import Feed
+from ioc.contract.history import Retention
 from ioc.contract.thresholds import THRESHOLDS, overridden
 from ioc.contract.topology import load_scenario
 from ioc.db.feeds import feed_ddl
@@ -37,7 +38,7 @@ def test_the_portal_is_a_builtin_feed_with_its_own_lateness_and_retention() -> N
     spec = feeds.spec(Feed.PORTAL)
     assert spec.max_lateness_ms == 14 * DAY and spec.raw_retention_days == p.RAW_RETENTION_DAYS
     assert feeds.spec(Feed.CAMERA).max_lateness_ms == schemas.MAX_PAST_MS  # others unchanged
-    days = dict(retention_days(7, 90))
+    days = dict(retention_days(Retention(7, 90, 90)))
     assert days["raw_portal"] == p.RAW_RETENTION_DAYS
     assert days["raw_camera"] == days["raw_netnode"] == 7
     assert days["rollup_portal_1m"] == days["unit_rollup_camera_1m"] == 90

@@ -244,9 +244,9 @@ async def roll_due(
                     if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", lock):
                         return rolled  # another shard's leader is rolling: its turn
                     if feed in feeds.names():
-                        now = await conn.fetchval("SELECT now()")
-                        source_kept = await conn.fetchval(
-                            f"SELECT kept FROM {ROLLUP_TIERS} WHERE tier = $1", tier.source
+                        now, source_kept = await conn.fetchrow(
+                            f"SELECT now(), (SELECT kept FROM {ROLLUP_TIERS} WHERE tier = $1)",
+                            tier.source,
                         )
                         await roll_bucket(conn, feed, tier, bucket, retention, now, source_kept)
                     key = (row["feed"], row["tier"], bucket)

@@ -23,17 +23,13 @@ from typing import Any
 import asyncpg
 
 from ioc.contract import feeds
-from ioc.contract.history import DAY_DAYS, HOUR, HOUR_DAYS, Retention
+from ioc.contract.history import HOUR, Retention
 from ioc.contract.tables import (
     HISTORY_DIRTY,
     RAW,
-    ROLLUP_DEVICE_1D,
-    ROLLUP_DEVICE_1H,
     ROLLUP_DEVICE_1M,
     ROLLUP_DIRTY,
     ROLLUP_TIERS,
-    ROLLUP_UNIT_1D,
-    ROLLUP_UNIT_1H,
     ROLLUP_UNIT_1M,
 )
 from ioc.streams import history
@@ -129,27 +125,17 @@ async def recompute_dirty(
     return len(dirty)
 
 
-_TIER_TABLES: dict[str, tuple[dict[str, str], dict[str, str]]] = {
-    "1m": (ROLLUP_DEVICE_1M, ROLLUP_UNIT_1M),
-    "1h": (ROLLUP_DEVICE_1H, ROLLUP_UNIT_1H),
-    "1d": (ROLLUP_DEVICE_1D, ROLLUP_UNIT_1D),
-}
-
-
-def retention_days(
-    raw_days: int, rollup_days: int, hour_days: int = HOUR_DAYS, day_days: int = DAY_DAYS
-) -> list[tuple[str, int]]:
+def retention_days(kept: Retention) -> list[tuple[str, int]]:
     """(table, days) for every raw and rollup table: a feed's raw rows are kept for its
-    ``FeedSpec.raw_retention_days`` where it declares one, ``raw_days`` otherwise; each
-    rollup tier (``rollup_days``: the 1-minute one) for its own days."""
-    kept = Retention(raw_days, rollup_days, hour_days, day_days)
+    ``FeedSpec.raw_retention_days`` where it declares one, ``kept.raw_days`` otherwise; each
+    rollup tier, per device and per unit, for its own days."""
     declared = {f.name: f.raw_retention_days for f in feeds.specs()}
     raw = [(t, kept.raw_days_of(declared.get(feed))) for feed, t in RAW.items()]
     return raw + [
         (table, days)
         for tier, days in kept.tier_days().items()
-        for level in _TIER_TABLES[tier]
-        for table in level.values()
+        for spec in feeds.specs()
+        for table in (spec.device_table(tier), spec.unit_table(tier))
     ]
 
 
@@ -172,8 +158,7 @@ async def enforce_retention(pool: asyncpg.Pool, retention: Retention) -> str:
             age = dt.datetime.now(dt.UTC) - waiting
             minute_days = max(minute_days, min(age.days + 2, retention.hour_days))
         kept = dataclasses.replace(retention, minute_days=minute_days)
-        tables = retention_days(kept.raw_days, kept.minute_days, kept.hour_days, kept.day_days)
-        for table, days in tables:
+        for table, days in retention_days(kept):
             how = await conn.fetchval(
                 "SELECT drop_old_chunks($1::regclass, $2::interval)",
                 table,
