@@ -101,7 +101,13 @@ bench-burst: install stack
 ## cameras one RTSP collector samples per interval (bench/results/collect_rtsp.json); not in CI
 .PHONY: bench-rtsp
 bench-rtsp: install
-	$(BIN)/python bench/collect_rtsp.py --out bench/results/collect_rtsp.json
+	$(BIN)/python bench/collect_rtsp.py --cameras 12 --out bench/results/collect_rtsp.json
+
+## the same at 1080p, 25 fps (bench/results/collect_rtsp_1080p.json): on an idle machine
+.PHONY: bench-rtsp-1080p
+bench-rtsp-1080p: install
+	$(BIN)/python bench/collect_rtsp.py --cameras 8 --rounds 3 --width 1920 --height 1080 --fps 25 \
+		--out bench/results/collect_rtsp_1080p.json
 
 ## network nodes one collector polls per interval over ICMP and SNMP (bench/results/collect_targets.json); root, not in CI
 .PHONY: bench-targets

@@ -58,6 +58,7 @@ class TimedSampler:
         self.inner = inner
         self.walls: list[float] = []
         self.outcomes: dict[str, int] = {}
+        self.delivered: list[rtsp.Sample] = []
         self._slots = asyncio.Semaphore(decoders)
 
     async def sample(self, camera: rtsp.Camera) -> rtsp.Sample:
@@ -66,8 +67,14 @@ class TimedSampler:
             result = await self.inner.sample(camera)
             self.walls.append(time.monotonic() - started)
         key = "ok" if result.ok else result.reason
+        if result.ok:
+            self.delivered.append(result)
         self.outcomes[key] = self.outcomes.get(key, 0) + 1
         return result
+
+
+def median_of(values: list[float]) -> float | None:
+    return round(statistics.median(values), 1) if values else None
 
 
 def cpu_s(who: int) -> float:
@@ -117,6 +124,11 @@ async def run(args: argparse.Namespace, urls: list[str]) -> dict[str, Any]:
         "round_s": [round(x, 2) for x in round_s],
         "rounds_within_interval": sum(1 for x in round_s if x <= interval),
         "outcomes": sampler.outcomes,
+        # What the samples decoded: proof that the test cameras delivered the picture asked
+        # for (an encoder starved of CPU would send fewer frames, and decoding would look cheap).
+        "sample_fps_median": median_of([s.fps for s in sampler.delivered]),
+        "sample_frames_median": median_of([float(s.frames) for s in sampler.delivered]),
+        "sample_kbps_median": median_of([s.bitrate_kbps for s in sampler.delivered]),
         "sample_wall_s": round(wall, 2),
         "sample_wall_p95_s": round(sorted(sampler.walls)[int(0.95 * (samples - 1))], 2),
         "ffmpeg_cpu_s_per_sample": round(ffmpeg_cpu, 3),
@@ -125,7 +137,38 @@ async def run(args: argparse.Namespace, urls: list[str]) -> dict[str, Any]:
         "cameras_per_interval_by_wall": int(by_wall),
         "cameras_per_interval_by_cpu": int(by_cpu),
         "cameras_per_interval": int(min(by_wall, by_cpu)),
+        "sample_walls_s": [round(x, 2) for x in sampler.walls],
     }
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    """Each sample's wall time against the interval, and the two limits side by side."""
+    try:
+        import matplotlib
+    except ImportError:
+        print("(matplotlib not installed: no plot; pip install -e '.[bench]')")
+        return
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    interval = result["schedule"]["interval_s"]
+    fig, (walls, limits) = plt.subplots(1, 2, figsize=(11, 4.5))
+    walls.hist(result["sample_walls_s"], bins=20, color="tab:blue")
+    walls.axvline(interval, color="red", linewidth=0.8, label=f"stream interval {interval:.0f} s")
+    walls.set_xlabel("seconds from a decoder slot to the sample's end")
+    walls.set_ylabel("samples")
+    walls.set_title(f"{result['picture']}: {len(result['sample_walls_s'])} samples")
+    walls.legend()
+    names = [f"wall ({result['decoders']} decoders)", f"CPU ({result['machine']['cores']} cores)"]
+    values = [result["cameras_per_interval_by_wall"], result["cameras_per_interval_by_cpu"]]
+    limits.barh(names, values, color=["tab:orange", "tab:green"])
+    for y, value in enumerate(values):
+        limits.text(value, y, f" {value}", va="center")
+    limits.set_xlabel(f"cameras sampled per {interval:.0f} s interval")
+    limits.set_title("one collector's limits (the smaller holds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    print(f"plot: {path}")
 
 
 def main() -> int:
@@ -163,7 +206,12 @@ def main() -> int:
         for server in servers:
             server.wait(10)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=2))
+    print(
+        json.dumps(
+            {k: v for k, v in result.items() if k not in ("machine", "sample_walls_s")}, indent=2
+        )
+    )
+    plot(result, args.out.with_suffix(".png"))
     return 0
 
 

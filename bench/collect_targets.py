@@ -99,6 +99,10 @@ class Peers:
         self.interfaces = interfaces
         self.work = work
         self.community = f"c{secrets.token_hex(6)}"
+        # v3 authPriv (SHA, AES): the same agents answer both, so the versions compare on one
+        # machine in one run.
+        self.user = f"u{secrets.token_hex(3)}"
+        self.auth_key, self.priv_key = secrets.token_hex(8), secrets.token_hex(8)
         self.agents: list[subprocess.Popen[bytes]] = []
 
     def up(self) -> None:
@@ -122,7 +126,11 @@ class Peers:
 
     def start_agents(self, snmpd: str) -> None:
         conf = self.work / "snmpd.conf"
-        conf.write_text(f"rocommunity {self.community} 10.251.0.0/30\n")
+        conf.write_text(
+            f"rocommunity {self.community} 10.251.0.0/30\n"
+            f'createUser {self.user} SHA "{self.auth_key}" AES "{self.priv_key}"\n'
+            f"rouser {self.user} priv\n"
+        )
         for i in range(self.snmpds):
             port = SNMPD_PORT + i
             self.agents.append(
@@ -220,14 +228,26 @@ async def icmp_points(counts: list[int], repeat: int, collection: Collection) ->
     return out
 
 
+def snmp_profile(version: str, port: int, peers: Peers) -> snmp.Profile:
+    """How the collector talks to one agent: v2c (community) or v3 authPriv (SHA, AES)."""
+    if version == "2c":
+        return snmp.Profile(version="2c", port=port, community=SecretStr(peers.community))
+    return snmp.Profile(
+        version="3",
+        port=port,
+        user=peers.user,
+        auth_protocol="sha",
+        auth_key=SecretStr(peers.auth_key),
+        priv_protocol="aes",
+        priv_key=SecretStr(peers.priv_key),
+    )
+
+
 async def snmp_points(
-    counts: list[int], repeat: int, collection: Collection, peers: Peers
+    counts: list[int], repeat: int, collection: Collection, peers: Peers, version: str
 ) -> list[Any]:
     interval = collection.interval(snmp.COUNTERS)
-    profiles = [
-        snmp.Profile(version="2c", port=SNMPD_PORT + i, community=SecretStr(peers.community))
-        for i in range(peers.snmpds)
-    ]
+    profiles = [snmp_profile(version, SNMPD_PORT + i, peers) for i in range(peers.snmpds)]
     probe = snmp.SnmpPoller(1.0)
     try:
         target = snmp.SnmpTarget("nn-probe", addresses(1)[0], profiles[0])
@@ -274,7 +294,7 @@ async def snmp_points(
             poller.close()
         p = out[-1]
         print(
-            f"snmp {count:>6} targets: round {p['round_s_median']:.2f} s, "
+            f"snmp v{version} {count:>4} targets: round {p['round_s_median']:.2f} s, "
             f"CPU {p['collector_cpu_s_per_round_median']:.3f} s/round "
             f"({p['core_share_pct']:.0f} % of a core), lost {p['targets_lost']}, "
             f"RSS {p['rss_mib']} MiB",
@@ -306,6 +326,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--icmp", type=counts, default=[500, 1000, 2000, 4000])
     parser.add_argument("--snmp", type=counts, default=[25, 50])
+    parser.add_argument(
+        "--snmp-v3", type=counts, default=[25, 50], help="v3 authPriv (SHA/AES) counts"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="measured rounds per count")
     parser.add_argument("--snmpd", type=int, default=2, help="snmpd agents answering")
     parser.add_argument(
@@ -355,11 +378,21 @@ def main() -> int:
         icmp = asyncio.run(icmp_points(args.icmp, args.repeat, collection))
         result["icmp"] = {"points": icmp, **capacity(icmp, probe_interval)}
         save()
-        polled = asyncio.run(snmp_points(args.snmp, args.repeat, collection, made))
-        result["snmp"] = {"version": "2c", "points": polled, **capacity(polled, counters_interval)}
+        for key, version, wanted in (("snmp", "2c", args.snmp), ("snmp_v3", "3", args.snmp_v3)):
+            polled = asyncio.run(snmp_points(wanted, args.repeat, collection, made, version))
+            result[key] = {
+                "version": version,
+                "points": polled,
+                **capacity(polled, counters_interval),
+            }
+            save()
     result["complete"] = True
     save()
-    for proto, interval in (("icmp", probe_interval), ("snmp", counters_interval)):
+    for proto, interval in (
+        ("icmp", probe_interval),
+        ("snmp", counters_interval),
+        ("snmp_v3", counters_interval),
+    ):
         r = result[proto]
         print(
             f"{proto}: {r['measured_targets_per_interval']} targets per {interval:.0f} s "
@@ -381,11 +414,13 @@ def plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     schedule = result["schedule"]
-    panels = (
+    every: list[tuple[str, str, float]] = [
         ("icmp", "ICMP probes (3 echoes)", schedule["probe_interval_s"]),
         ("snmp", "SNMP v2c interface walks", schedule["counters_interval_s"]),
-    )
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+        ("snmp_v3", "SNMP v3 authPriv (SHA/AES) walks", schedule["counters_interval_s"]),
+    ]
+    panels = [p for p in every if p[0] in result]  # results from before v3 have two
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.5))
     for ax, (proto, title, interval) in zip(axes, panels, strict=True):
         points = result[proto]["points"]
         xs = [p["targets"] for p in points]

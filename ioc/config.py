@@ -381,8 +381,9 @@ class Settings(BaseSettings):
     def for_kafka_service(self, service: str) -> Settings:
         """These settings with Kafka as ``service``'s own user
         (:data:`ioc.contract.access.SERVICE_USERS`: ``worker``, ``simulator``, ``ops``,
-        ``pager``), whose ACLs allow only its topics and groups; each long-running process
-        calls this at its entry point (tools, bootstrap and tests stay the admin).
+        ``pager``, ``collector``), whose ACLs allow only its topics and groups; each
+        long-running process calls this at its entry point (tools, bootstrap and tests stay
+        the admin).
 
         Switched only over SASL, when the user is the local stack's admin (the default, or
         ``ioc`` written by a parent process) with the stack's password, and the stack has a

@@ -59,10 +59,12 @@ class Sink:
         return []
 
 
-def topic_names(settings: Settings) -> dict[str, str]:
-    """Physical topic per record feed (the three feeds and the fault log)."""
+def topic_names(settings: Settings, *, fault_log: bool = True) -> dict[str, str]:
+    """Physical topic per record feed: every feed's, and the fault log's unless ``fault_log``
+    is false (a collector injects no faults, and its Kafka user cannot even see that topic)."""
     names = {feed: settings.topic(spec.name) for feed, spec in FEED_TOPICS.items()}
-    names["faults"] = settings.topic(FAULT_LOG.name)
+    if fault_log:
+        names["faults"] = settings.topic(FAULT_LOG.name)
     return names
 
 

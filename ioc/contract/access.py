@@ -25,6 +25,10 @@ What each process does on Kafka, read from its code:
   nothing committed).
 - pager (``ioc pager``, :class:`ioc.services.incidents.IncidentFollower`): reads the
   incident events without a consumer group.
+- collector (``ioc collect``, :class:`ioc.services.collect.spool.SpoolingSink`): an
+  idempotent producer to the feed topics (what real devices answered), nothing else: unlike
+  the simulator it injects no faults, so it may not write the fault log, and a collector
+  installed at a province's edge cannot read anything back.
 
 Kafka implies Describe from Read or Write on a topic (metadata, offsets) and Describe from
 Read on a group; an idempotent producer needs nothing beyond Write on a topic (KIP-679,
@@ -47,6 +51,7 @@ SERVICE_USERS: dict[str, str] = {
     "simulator": "ioc-simulator",  # `ioc simulate`: writes feed topics and the fault log
     "ops": "ioc-ops",  # operations service: operator commands, incident stream
     "pager": "ioc-pager",  # `ioc pager`: follows the incident stream
+    "collector": "ioc-collector",  # `ioc collect`: writes what real devices answer
 }
 """Service -> its Kafka user."""
 
@@ -132,6 +137,7 @@ def _needs() -> dict[str, list[tuple[ResourceType, str, Operation]]]:
             *topic("READ", t.INCIDENT_EVENTS.name),
         ],
         "pager": topic("READ", t.INCIDENT_EVENTS.name),
+        "collector": topic("WRITE", *feeds),
     }
 
 

@@ -8,9 +8,12 @@ Kafka only (no database): the namespace is a topic prefix, dropped here.
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -18,6 +21,7 @@ from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
 from confluent_kafka import Consumer, KafkaException, Producer, TopicCollection
 from confluent_kafka import KafkaError as KafkaErrorCode
 from confluent_kafka.admin import AdminClient
+from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from ioc.bootstrap import drop_kafka_namespace
@@ -41,6 +45,16 @@ from ioc.kafka_clients import (
 )
 
 FEED = t.CAMERA
+FEED_NAME = next(feed for feed, spec in t.FEED_TOPICS.items() if spec == FEED)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A record as a collector sends it (:class:`ioc.sinks.Record`)."""
+
+    feed: str
+    key: bytes
+    value: bytes
 
 
 def through_sasl(settings: Settings) -> Settings:
@@ -174,6 +188,7 @@ def namespace_grants(admin: Settings) -> list[AclGrant]:
 
 async def test_each_service_user_does_its_job_and_nothing_else(admin: Settings) -> None:
     """One namespace for every check (topics and ACLs take seconds to make)."""
+    from ioc.services.collect.spool import SpoolingSink
     from ioc.sinks import KafkaSink
     from ioc.streams.consumer import consumer_group
 
@@ -204,6 +219,22 @@ async def test_each_service_user_does_its_job_and_nothing_else(admin: Settings) 
     sink.producer.produce(feed, b"reading", b"cam-1")
     assert sink.producer.flush(20) == 0
     await refused(send(simulator, incidents, b"forged"))
+
+    # collector: its own user writes a feed through `ioc collect`'s spooling sink (whose
+    # start-up check must not need the fault log it cannot see); not the fault log, which
+    # only the simulator's fault injection writes.
+    collector = as_service(admin, "collector")
+    with tempfile.TemporaryDirectory(prefix="ioc-spool-") as spool_dir:
+        spool = SpoolingSink(
+            collector, Path(spool_dir), client_id="ioc-collector-test", registry=CollectorRegistry()
+        )
+        try:
+            spool.send(Answer(FEED_NAME, b"nn-1", b"answered"))
+            spool.flush(20)
+            assert (spool.sent, spool.errors, spool.spool.depth) == (1, 0, 0)
+        finally:
+            spool.close()
+    await refused(send(collector, admin.topic(t.FAULT_LOG.name), b"forged fault"))
 
     # worker: every contract topic visible (`ioc worker`'s verify), the feed read with its
     # group, dead letters, device and incident events written. Not: creating a topic,

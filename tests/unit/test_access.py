@@ -57,14 +57,14 @@ def feed_topics() -> list[str]:
 def test_every_feed_topic_is_written_by_the_simulator_and_read_by_the_worker() -> None:
     assert feed_topics(), "the built-in feeds are registered"
     for name in feed_topics():
-        assert writers(name) == {"simulator"}, name
+        assert writers(name) == {"simulator", "collector"}, name
         assert readers(name) == {"worker"}, name
 
 
 def test_a_newly_registered_feed_is_covered_without_an_edit() -> None:
     assert aq.FEED.topic.name not in {g.name for g in kafka_acls("")}
     with feeds.registered(aq.FEED):
-        assert writers(aq.FEED.topic.name) == {"simulator"}
+        assert writers(aq.FEED.topic.name) == {"simulator", "collector"}
         assert readers(aq.FEED.topic.name) == {"worker"}
     assert aq.FEED.topic.name not in {g.name for g in kafka_acls("")}
 
@@ -100,6 +100,15 @@ def test_simulator_only_writes_feeds_and_the_fault_log() -> None:
     assert {g.name for g in grants} == {f"{PREFIX}{n}" for n in [*feed_topics(), t.FAULT_LOG.name]}
     assert ops("simulator", t.DEAD_LETTER.name) == set()
     assert ops("simulator", t.INCIDENT_EVENTS.name) == set()
+
+
+def test_collector_only_writes_feeds() -> None:
+    """What real devices answered goes to the feed topics; a collector at a province's edge
+    injects no faults and reads nothing back."""
+    grants = kafka_acls(PREFIX, ["collector"])
+    assert {g.operation for g in grants} == {"WRITE"}
+    assert {g.name for g in grants} == {f"{PREFIX}{n}" for n in feed_topics()}
+    assert ops("collector", t.FAULT_LOG.name) == set()
 
 
 def test_ops_and_pager_need_no_consumer_group() -> None:

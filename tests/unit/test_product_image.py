@@ -237,12 +237,23 @@ def test_the_runtime_stage_runs_ioc_as_a_non_root_numeric_user() -> None:
     assert "ioc" in PYPROJECT["project"]["scripts"]
 
 
-def test_the_runtime_stage_gets_only_the_virtualenv_and_no_compiler() -> None:
+RUNTIME_PACKAGES = {"ffmpeg"}
+"""What the runtime stage may install: the RTSP collector's decoder
+(:func:`ioc.services.collect.rtsp.ffmpeg_path`), nothing else."""
+
+
+def test_the_runtime_stage_gets_only_the_virtualenv_ffmpeg_and_no_compiler() -> None:
     builder, runtime = STAGES[0], STAGES[-1]
     compilers = re.compile(r"\b(build-essential|gcc|g\+\+|clang|make|cc)\b")
+    installed: set[str] = set()
     for run in runtime.all("RUN"):
         assert not compilers.search(run.args), f"line {run.line}: a compiler in the runtime"
-        assert "apt-get install" not in run.args, f"line {run.line}: packages in the runtime"
+        for match in re.finditer(r"apt-get install ([^&;]*)", run.args):
+            words = match.group(1).split()
+            assert "--no-install-recommends" in words, f"line {run.line}: recommends installed"
+            installed |= {w for w in words if not w.startswith("-")}
+            assert "rm -rf /var/lib/apt/lists/*" in run.args, f"line {run.line}: apt lists kept"
+    assert installed == RUNTIME_PACKAGES, f"runtime packages: {sorted(installed)}"
     copies = _copies(runtime)
     assert copies, "the runtime stage copies the virtualenv"
     for flags, sources, dest in copies:

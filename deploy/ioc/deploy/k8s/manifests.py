@@ -293,6 +293,9 @@ USER_QUOTAS: Final[dict[str, dict[str, int]]] = {
     "simulator": {"producerByteRate": 16 << 20, "requestPercentage": 25},
     "ops": {"consumerByteRate": 2 << 20, "producerByteRate": 1 << 20, "requestPercentage": 10},
     "pager": {"consumerByteRate": 2 << 20, "requestPercentage": 10},
+    # A province's collectors: a few thousand targets' samples every few seconds, far below
+    # the simulator's rate; a collector replaying its disk spool after an outage is held here.
+    "collector": {"producerByteRate": 4 << 20, "requestPercentage": 15},
 }
 
 

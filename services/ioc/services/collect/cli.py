@@ -427,11 +427,10 @@ def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
     if args.out:
         sink = FileSink(settings, Path(args.out))
     else:
-        # The simulators' Kafka user: it may write the feed topics (a collector's own user
-        # is not created by the stack yet, docs/collectors.md).
+        # The collector's own Kafka user: it may write the feed topics and nothing else.
         spool = Path(args.spool) if args.spool else None
         sink = SpoolingSink(
-            settings.for_kafka_service("simulator"),
+            settings.for_kafka_service("collector"),
             spool or default_directory(settings.stack_dir, args.shard, args.shards),
             max_bytes=args.spool_max_mb * 1024 * 1024,
             client_id=f"{CLIENT_ID}-{args.shard}-of-{args.shards}",
