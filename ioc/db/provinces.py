@@ -156,6 +156,8 @@ async def ensure_province_viewers(
             f"ALTER ROLE {role} IN DATABASE {DATABASE} "
             f"SET search_path = {view_schema(schema)}, {schema}, public"
         )
+        # as for ioc_grafana (ioc.db.roles): no JIT for the dashboards' short queries
+        await conn.execute(f"ALTER ROLE {role} IN DATABASE {DATABASE} SET jit = off")
         await conn.execute(
             f"""INSERT INTO {schema}.province_viewers (role_name, province) VALUES ($1, $2)
                 ON CONFLICT (role_name) DO UPDATE SET province = EXCLUDED.province""",

@@ -117,6 +117,10 @@ def bootstrap_sql(password: Callable[[str], str] | None, schema: str) -> Bootstr
             f"GRANT CONNECT ON DATABASE {DATABASE} TO {PROVINCE_VIEWER_ROLE};",
             f"ALTER ROLE {READONLY_ROLE} IN DATABASE {DATABASE} "
             f"SET search_path = {schema}, public;",
+            # Dashboards run short queries whose plans PostgreSQL costs in the millions (the
+            # maintenance view's recursive estimate): compiling them (JIT) took 1-2 s per
+            # SLA panel and saved nothing (docs/history.md, section 5).
+            f"ALTER ROLE {READONLY_ROLE} IN DATABASE {DATABASE} SET jit = off;",
             "REVOKE CREATE ON SCHEMA public FROM PUBLIC;",
         ],
     )

@@ -19,15 +19,26 @@ SELECT 0 AS __value, 'none: always, unreachable-upstream counted on the node' AS
 UNION ALL (SELECT id, name FROM sla_objects ORDER BY id)
 """
 
-# Each device's seconds over the chosen range, as the SLA report counts them.
+# Each device's seconds over the chosen range, as the SLA report counts them; only the chosen
+# unit's devices are computed (every panel below keeps to the unit's subtree). The SLA
+# object's columns reach the function through a lateral join, not as sub-selects: with a
+# sub-select among its arguments PostgreSQL does not inline the function, and runs it with a
+# plan made without the period or the unit (seconds instead of tenths at national scale).
+# MATERIALIZED: computed once; inlined, the planner (which expects one device from the SLA
+# scope's anti-join) put it inside a nested loop and ran it once per device (over 10 s).
 MEASURED = """
 WITH sla AS (
   SELECT upstream_as, schedule, excluded, scope_kind, scope FROM sla_objects WHERE id = $sla
-), m AS (
+), m AS MATERIALIZED (
   SELECT a.device_id, a.measured_s, a.unavailable_s, a.maintenance_s, a.upstream_s
-  FROM device_availability(
-         $__timeFrom(), $__timeTo(), coalesce((SELECT upstream_as FROM sla), 'upstream'),
-         (SELECT sla_counted_time(schedule, excluded, $__timeFrom(), $__timeTo()) FROM sla)) a
+  FROM (SELECT 1) one
+  LEFT JOIN sla chosen ON true
+  CROSS JOIN LATERAL device_availability(
+         $__timeFrom(), $__timeTo(), coalesce(chosen.upstream_as, 'upstream'),
+         CASE WHEN chosen.scope_kind IS NOT NULL
+              THEN sla_counted_time(chosen.schedule, chosen.excluded, $__timeFrom(),
+                                    $__timeTo()) END,
+         '$unit') a
   JOIN devices dm ON dm.id = a.device_id
   WHERE NOT EXISTS (
     SELECT 1 FROM sla

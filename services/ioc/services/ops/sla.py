@@ -315,13 +315,6 @@ class Availability(BaseModel):
             return None
         return 100.0 * (1.0 - self.unavailable_s / self.measured_s)
 
-    def add(self, row: asyncpg.Record | dict[str, Any]) -> None:
-        self.devices += 1
-        self.measured_s += row["measured_s"]
-        self.unavailable_s += row["unavailable_s"]
-        self.maintenance_s += row["maintenance_s"]
-        self.upstream_s += row["upstream_s"]
-
 
 class DeviceAvailability(Availability):
     device_class: str
@@ -329,6 +322,39 @@ class DeviceAvailability(Availability):
     site_name: str
     unit_code: str
     unit_name: str
+
+
+def _availability(key: str, name: str, row: asyncpg.Record | None) -> Availability:
+    """A set of devices' figures from a summed row (none: no device)."""
+    if row is None:
+        return Availability(key=key, name=name)
+    return Availability(
+        key=key,
+        name=name,
+        devices=row["devices"],
+        measured_s=row["measured_s"],
+        unavailable_s=row["unavailable_s"],
+        maintenance_s=row["maintenance_s"],
+        upstream_s=row["upstream_s"],
+    )
+
+
+def _device_availability(row: asyncpg.Record, place: asyncpg.Record) -> DeviceAvailability:
+    """One listed device: its figures (``row``, keyed by its id) and where it is."""
+    return DeviceAvailability(
+        key=row["key"],
+        name=row["key"],
+        devices=1,
+        measured_s=row["measured_s"],
+        unavailable_s=row["unavailable_s"],
+        maintenance_s=row["maintenance_s"],
+        upstream_s=row["upstream_s"],
+        device_class=row["device_class"],
+        site_id=place["site_id"],
+        site_name=place["site_name"],
+        unit_code=place["unit_code"],
+        unit_name=place["unit_name"],
+    )
 
 
 class Outage(BaseModel):
@@ -387,39 +413,76 @@ _SCOPE_FILTER = """
   AND ($3::text IS NULL OR d.device_class = $3)
 """
 
-_DEVICES_SQL = f"""
-SELECT a.device_id, a.measured_s, a.unavailable_s, a.maintenance_s, a.upstream_s,
-       d.device_class, d.site_id, s.name AS site_name, s.unit_code, u.name AS unit_name,
-       (SELECT c.code FROM unit_ancestors ua JOIN admin_units c ON c.code = ua.ancestor_code
-        WHERE ua.unit_code = s.unit_code AND c.parent_code = $1) AS child_code
-FROM device_availability($4, $5, $6, sla_counted_time($7::jsonb, $8::jsonb, $4, $5)) a
-JOIN devices d ON d.id = a.device_id
+_FIGURES_SQL = f"""
+WITH a AS MATERIALIZED (
+    SELECT a.device_id, a.measured_s, a.unavailable_s, a.maintenance_s, a.upstream_s,
+           d.device_class, child.code AS child_code
+    FROM device_availability($4, $5, $6, sla_counted_time($7::jsonb, $8::jsonb, $4, $5), $9) a
+    JOIN devices d ON d.id = a.device_id
+    JOIN sites s ON s.id = d.site_id
+    LEFT JOIN (SELECT ua.unit_code, c.code FROM unit_ancestors ua
+               JOIN admin_units c ON c.code = ua.ancestor_code
+               WHERE c.parent_code = $1) child ON child.unit_code = s.unit_code
+    WHERE {_SCOPE_FILTER}
+)
+SELECT CASE WHEN grouping(child_code) = 0 THEN 'unit'
+            WHEN grouping(device_class) = 0 THEN 'class' ELSE 'all' END AS kind,
+       CASE WHEN grouping(child_code) = 0 THEN child_code ELSE device_class END AS key,
+       count(*) AS devices, coalesce(sum(measured_s), 0) AS measured_s,
+       coalesce(sum(unavailable_s), 0) AS unavailable_s,
+       coalesce(sum(maintenance_s), 0) AS maintenance_s,
+       coalesce(sum(upstream_s), 0) AS upstream_s, NULL AS device_class
+FROM a GROUP BY GROUPING SETS ((child_code), (device_class), ())
+UNION ALL
+(SELECT 'device', device_id, 1, measured_s, unavailable_s, maintenance_s, upstream_s,
+        device_class
+ FROM a WHERE measured_s > 0
+ ORDER BY 100.0 * (1.0 - unavailable_s / measured_s), unavailable_s DESC,
+          device_id COLLATE "C"
+ LIMIT {WORST_DEVICES})
+"""
+"""The report's figures, summed in the database (a national report is 100,000 devices):
+kind ``all`` (the unit), ``unit`` (per unit directly below; key NULL: devices directly in
+the unit), ``class`` (per device class), and ``device`` (the worst devices: lowest
+availability, then most unavailable time, then id), as rows of device-seconds."""
+
+_PLACES_SQL = """
+SELECT d.id AS device_id, d.site_id, s.name AS site_name, s.unit_code, u.name AS unit_name
+FROM devices d
 JOIN sites s ON s.id = d.site_id
 JOIN admin_units u ON u.code = s.unit_code
-WHERE {_SCOPE_FILTER}
+WHERE d.id = ANY($1::text[])
 """
+"""Where the worst devices are (names only for those the report lists)."""
 
 _OUTAGES_SQL = f"""
 WITH iv AS (
     SELECT i.device_id, i.state, greatest(i.start_ts, $4) AS s,
-           least(coalesce(i.end_ts, now()), $5, now()) AS e, i.end_ts IS NULL AS ongoing
+           least(coalesce(i.end_ts, now()), $5, now()) AS e, i.end_ts IS NULL AS ongoing,
+           d.device_class, d.site_id
     FROM device_state_intervals i
+    JOIN devices d ON d.id = i.device_id
+    JOIN sites s ON s.id = d.site_id
     WHERE i.state = ANY($6::text[]) AND i.start_ts < least($5, now())
       AND coalesce(i.end_ts, 'infinity'::timestamptz) > $4
+      AND {_SCOPE_FILTER}
+), longest AS (
+    -- the longest first; names and maintenance only for those listed
+    SELECT iv.*, count(*) OVER () AS total FROM iv
+    ORDER BY iv.e - iv.s DESC, iv.s, iv.device_id
+    LIMIT {MAX_OUTAGES}
 )
-SELECT iv.device_id, iv.state, iv.s, iv.e, iv.ongoing, d.device_class, d.site_id,
-       s.name AS site_name, s.unit_code, u.name AS unit_name,
-       multirange_seconds(tstzmultirange(tstzrange(iv.s, greatest(iv.s, iv.e)))
-                          * coalesce(mw.m, '{{}}'::tstzmultirange)) AS maint_s,
-       count(*) OVER () AS total
-FROM iv
-JOIN devices d ON d.id = iv.device_id
-JOIN sites s ON s.id = d.site_id
-JOIN admin_units u ON u.code = s.unit_code
-LEFT JOIN device_maintenance($4, $5) mw ON mw.device_id = iv.device_id
-WHERE {_SCOPE_FILTER}
-ORDER BY iv.e - iv.s DESC, iv.s, iv.device_id
-LIMIT {MAX_OUTAGES}
+SELECT l.device_id, l.state, l.s, l.e, l.ongoing, l.device_class, l.site_id,
+       st.name AS site_name, st.unit_code, u.name AS unit_name,
+       CASE WHEN mw.m IS NULL THEN 0::double precision
+            ELSE multirange_seconds(tstzmultirange(tstzrange(l.s, greatest(l.s, l.e))) * mw.m)
+       END AS maint_s,
+       l.total
+FROM longest l
+JOIN sites st ON st.id = l.site_id
+JOIN admin_units u ON u.code = st.unit_code
+LEFT JOIN device_maintenance($4, $5) mw ON mw.device_id = l.device_id
+ORDER BY l.e - l.s DESC, l.s, l.device_id
 """
 
 _MAINTENANCE_SQL = f"""
@@ -506,10 +569,30 @@ async def sla_report(
                 device_class = sla.scope
         scope = (unit, domain, device_class, t0, t1)
         async with conn.transaction(isolation="repeatable_read", readonly=True):
+            # JIT compiling these plans (cost in the millions, from the maintenance view's
+            # recursive estimate) took 1.2-1.5 s per query at national scale and saved less.
+            # A plan per call: after five calls PostgreSQL may keep a generic plan, made
+            # without the unit and period; a country's report then ran twice as long as its
+            # own plan takes (planning is milliseconds against seconds).
+            await conn.execute("SET LOCAL jit = off; SET LOCAL plan_cache_mode = force_custom_plan")
             now = await conn.fetchval("SELECT now()")
-            devices = await conn.fetch(
-                _DEVICES_SQL, *scope, counting, json.dumps(schedule), json.dumps(excluded)
+            # every device under the unit: no need to pick them (the country, in a national
+            # deployment with one root)
+            roots = await conn.fetch("SELECT code FROM admin_units WHERE parent_code IS NULL")
+            under = None if [r["code"] for r in roots] == [unit] else unit
+            figures = await conn.fetch(
+                _FIGURES_SQL,
+                *scope,
+                counting,
+                json.dumps(schedule),
+                json.dumps(excluded),
+                under,
             )
+            worst_rows = [r for r in figures if r["kind"] == "device"]
+            places = {
+                r["device_id"]: r
+                for r in await conn.fetch(_PLACES_SQL, [r["key"] for r in worst_rows])
+            }
             states = [*UNAVAILABLE_STATES] + ([UPSTREAM_STATE] if counting == "device" else [])
             outage_rows = await conn.fetch(_OUTAGES_SQL, *scope, states)
             maint_rows = await conn.fetch(_MAINTENANCE_SQL, *scope)
@@ -517,29 +600,19 @@ async def sla_report(
                 "SELECT code, name FROM admin_units WHERE parent_code = $1 ORDER BY code", unit
             )
 
-    overall = Availability(key=unit, name=unit_name)
-    per_unit = {r["code"]: Availability(key=r["code"], name=r["name"]) for r in children}
-    own = Availability(key=unit, name=unit_name + tr(lang, " (trực tiếp)", " (directly)"))
-    per_class: dict[str, Availability] = {}
-    worst: list[DeviceAvailability] = []
-    for r in devices:
-        overall.add(r)
-        per_unit.get(r["child_code"], own).add(r)
-        cls = r["device_class"]
-        per_class.setdefault(cls, Availability(key=cls, name=cls)).add(r)
-        dev = DeviceAvailability(
-            key=r["device_id"],
-            name=r["device_id"],
-            device_class=cls,
-            site_id=r["site_id"],
-            site_name=r["site_name"],
-            unit_code=r["unit_code"],
-            unit_name=r["unit_name"],
-        )
-        dev.add(r)
-        worst.append(dev)
-    worst = [d for d in worst if d.measured_s > 0]
-    worst.sort(key=lambda d: (d.availability_pct or 100.0, -d.unavailable_s, d.key))
+    sums = {(r["kind"], r["key"]): r for r in figures if r["kind"] != "device"}
+    worst = [_device_availability(r, places[r["key"]]) for r in worst_rows]
+    own = _availability(
+        unit, unit_name + tr(lang, " (trực tiếp)", " (directly)"), sums.get(("unit", None))
+    )
+    per_unit = {
+        r["code"]: _availability(r["code"], r["name"], sums.get(("unit", r["code"])))
+        for r in children
+    }
+    per_class = {
+        key: _availability(key, key, row) for (kind, key), row in sums.items() if kind == "class"
+    }
+    overall_availability = _availability(unit, unit_name, sums.get(("all", None)))
     units = [u for u in per_unit.values() if u.devices] + ([own] if own.devices else [])
     outages = [
         Outage(
@@ -559,7 +632,7 @@ async def sla_report(
         )
         for r in outage_rows
     ]
-    pct = overall.availability_pct
+    pct = overall_availability.availability_pct
     slo = sla.slo_pct if sla is not None else None
     return SlaReport(
         unit_code=unit,
@@ -575,10 +648,10 @@ async def sla_report(
         sla=sla,
         slo_pct=slo,
         slo_met=None if slo is None or pct is None else pct >= slo,
-        overall=overall,
+        overall=overall_availability,
         units=units,
         classes=sorted(per_class.values(), key=lambda c: c.key),
-        worst=worst[:WORST_DEVICES],
+        worst=worst,
         outages=outages,
         outages_total=int(outage_rows[0]["total"]) if outage_rows else 0,
         maintenance=[

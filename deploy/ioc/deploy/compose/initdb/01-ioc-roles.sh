@@ -46,5 +46,6 @@ GRANT CONNECT, TEMPORARY ON DATABASE ioc TO ioc_app;
 GRANT CONNECT ON DATABASE ioc TO ioc_grafana;
 GRANT CONNECT ON DATABASE ioc TO ioc_province_viewer;
 ALTER ROLE ioc_grafana IN DATABASE ioc SET search_path = ioc, public;
+ALTER ROLE ioc_grafana IN DATABASE ioc SET jit = off;
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 SQL
