@@ -77,6 +77,10 @@ CONSUMER_TUNING: dict[str, Any] = {
 }
 
 
+PATTERN_REFRESH_MS = 60_000
+"""With per-province topics: how often the consumer refreshes the cluster's metadata, so a
+province added since (its topics made by ``ioc bootstrap``) is subscribed without a restart."""
+
 STATS_INTERVAL_MS = 5_000
 """librdkafka's statistics interval when ``on_stats`` is given (ioc.streams.dependencies: the
 coordinator round-trip window); the JSON is parsed once per interval, off the message path."""
@@ -145,6 +149,10 @@ class FeedConsumer:
         stats: dict[str, Any] = {}
         if self.on_stats is not None:
             stats = {"statistics.interval.ms": STATS_INTERVAL_MS, "stats_cb": self.on_stats}
+        if self.patterns:
+            # librdkafka matches the patterns against the cluster's topics at each metadata
+            # refresh (default every 5 min): a new province's topics are read within a minute
+            stats["topic.metadata.refresh.interval.ms"] = PATTERN_REFRESH_MS
         conf = librdkafka_consumer(
             self.settings,
             consumer_group(self.settings),
@@ -290,6 +298,7 @@ class FeedConsumer:
             topics = {batched.topic for batched, _province in parts}
             # the last offset read per partition: one before the next one to read
             positions = {tp: next_ - 1 for tp, next_ in offsets.items() if tp[0] in topics}
+            provinces: list[str | None] | None
             if len(parts) == 1:
                 batched, province = parts[0]
                 values, keys = batched.values, batched.keys
