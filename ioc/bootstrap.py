@@ -3,6 +3,9 @@
 Bootstrap (``ioc bootstrap``, ``ioc run``, a deployment's one-shot job, the tests) runs as
 the schema owner: versioned migrations, every Kafka topic the contract declares, each
 service's Kafka ACLs (ioc.contract.access), and the scenario's topology in the database.
+With per-province topics (``IOC_KAFKA_PROVINCE_TOPICS``) also each province's feed topics,
+its Kafka user's ACLs and quotas and, on the local stack, the user itself
+(:func:`ensure_province_kafka`).
 Workers run as the runtime role only (``ioc_app``, no DDL): they :func:`verify` that
 bootstrap happened for their release and scenario and, if not, stop with one line saying
 what to run.
@@ -13,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ioc.config import Settings
-from ioc.contract.topics import all_topics
+from ioc.contract.topics import TopicSpec, all_topics, province_topics
 from ioc.contract.topology import Topology, load_scenario
 from ioc.errors import IocError
 
@@ -32,9 +35,34 @@ async def bootstrap(settings: Settings, scenario: str) -> Topology:
 
     topology = load_scenario(scenario)
     await bootstrap_database(settings, topology)
-    await ensure_topics(settings)
-    await ensure_acls(settings)  # each service's user: its topics and groups only
+    await ensure_topics(settings, kafka_topics(settings, topology))
+    await ensure_province_kafka(settings, topology)  # before the ACLs that name them
+    # each service's user: its topics and groups only; each province's: its own topics
+    await ensure_acls(settings, topology.top_units())
     return topology
+
+
+def kafka_topics(settings: Settings, topology: Topology) -> list[TopicSpec]:
+    """The topics bootstrap makes for ``topology``: the contract's and, with per-province
+    topics on, every province's feed topics."""
+    specs = list(all_topics())
+    if settings.kafka_province_topics:
+        specs += province_topics(topology)
+    return specs
+
+
+async def ensure_province_kafka(settings: Settings, topology: Topology) -> list[str]:
+    """With per-province topics on: each province's Kafka user, on the local stack (its SCRAM
+    credential; a deployment makes its own, e.g. Strimzi's KafkaUser), and its client quotas
+    (everywhere: they are the contract's); returns the users made here. Off: nothing."""
+    if not settings.kafka_province_topics:
+        return []
+    from ioc.kafka import ensure_province_quotas, ensure_province_users
+
+    provinces = topology.top_units()
+    made = await ensure_province_users(settings, provinces)
+    await ensure_province_quotas(settings, provinces)
+    return made
 
 
 async def bootstrap_database(settings: Settings, topology: Topology) -> None:
@@ -115,7 +143,11 @@ async def verify(settings: Settings, topology: Topology) -> None:
         present = set(await admin.list_topics())
     finally:
         await admin.close()
-    absent = [settings.topic(t.name) for t in all_topics() if settings.topic(t.name) not in present]
+    absent = [
+        settings.topic(t.name)
+        for t in kafka_topics(settings, topology)
+        if settings.topic(t.name) not in present
+    ]
     if absent:
         # a topic the user may not describe is left out of the metadata: bootstrap grants it
         who = (

@@ -124,9 +124,14 @@ def cmd_db_viewer_password(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_topics_create(args: argparse.Namespace, settings: Settings) -> int:
+    from ioc.bootstrap import kafka_topics
+    from ioc.contract.topology import load_scenario
     from ioc.kafka import ensure_topics
 
-    for result in asyncio.run(ensure_topics(settings)):
+    specs = None  # the contract's; with per-province topics, the scenario's provinces' too
+    if settings.kafka_province_topics:
+        specs = kafka_topics(settings, load_scenario(settings.scenario))
+    for result in asyncio.run(ensure_topics(settings, specs)):
         print(f"{result.name:<36} {result.action:<22} partitions={result.partitions}")
     return 0
 

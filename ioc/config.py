@@ -108,6 +108,14 @@ class Settings(BaseSettings):
     kafka_replication_factor: int = Field(1, ge=1, le=7)
     """Replicas of every topic bootstrap creates, Faust's changelog and leader topics too
     (1 for the single local broker; 3 in production)."""
+    kafka_province_topics: bool = False
+    """Per-province feed topics (docs/scaling.md, "Kafka topic layout for many provinces"):
+    bootstrap also creates ``ioc.p.<province>.<feed>.v1`` for every province of the scenario,
+    with a Kafka user per province (``ioc-p-<province>``, Write on its own topics only, a
+    producer quota); the workers also read them (subscribed by pattern) and dead-letter a
+    record whose device is not under the topic's province; the simulator writes each device's
+    messages to its province's topic. False (the default): every province shares the feed
+    topics."""
 
     # --- database --------------------------------------------------------------------------
     db_dsn: SecretStr | None = None
@@ -418,6 +426,25 @@ class Settings(BaseSettings):
                 "kafka_sasl_username": SERVICE_USERS[service],
                 "kafka_sasl_password": SecretStr(password),
             }
+        )
+
+    def for_kafka_province(self, province: str) -> Settings:
+        """These settings with Kafka as the province's own user, ``ioc-p-<code>``, and the
+        password the local stack's bootstrap generated for it (per-province topics,
+        :func:`ioc.kafka.ensure_province_users`): Write on the province's topics only.
+        A deployment gives a province's producer its user explicitly
+        (``IOC_KAFKA_SASL_USERNAME`` and ``IOC_KAFKA_SASL_PASSWORD``)."""
+        from ioc.contract.access import province_user
+
+        user = province_user(province)
+        password = self.stack_kafka_users().get(user)
+        if password is None:
+            raise ConfigError(
+                f"the local stack has no Kafka user {user}: run `ioc bootstrap` with "
+                f"{ENV_PREFIX}KAFKA_PROVINCE_TOPICS=true for a scenario with province {province}"
+            )
+        return self.model_copy(
+            update={"kafka_sasl_username": user, "kafka_sasl_password": SecretStr(password)}
         )
 
     def with_kafka_brokers(self, brokers: int) -> Settings:

@@ -1,5 +1,6 @@
-"""Kafka plumbing shared by every process: clear errors, idempotent topic creation and the
-services' ACLs (:mod:`ioc.contract.access`)."""
+"""Kafka plumbing shared by every process: clear errors, idempotent topic creation, the
+services' ACLs (:mod:`ioc.contract.access`) and, with per-province topics, the provinces'
+users: their ACLs, their client quotas and (on the local stack) their SCRAM credentials."""
 
 from __future__ import annotations
 
@@ -13,9 +14,19 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.protocol.api import Request, RequestStruct, Response
+from aiokafka.protocol.types import Array, Boolean, Float64, Int16, Int32, Schema, String
 
 from ioc.config import Settings
-from ioc.contract.access import SERVICE_USERS, AclGrant, kafka_acls
+from ioc.contract.access import (
+    PROVINCE_QUOTAS,
+    PROVINCE_USER_PREFIX,
+    SERVICE_USERS,
+    AclGrant,
+    kafka_acls,
+    province_acls,
+    province_user,
+)
 from ioc.contract.topics import TopicSpec, all_topics
 from ioc.errors import IocError, ServiceUnavailable
 from ioc.kafka_clients import aiokafka_common, librdkafka_admin
@@ -93,14 +104,18 @@ async def ensure_topics(
                 if have < spec.partitions:
                     await admin.create_partitions({name: NewPartitions(spec.partitions)})
                     action, have = "partitions-increased", spec.partitions
-                await admin.alter_configs(
-                    [
-                        ConfigResource(
-                            ConfigResourceType.TOPIC, name, configs=topic_configs(settings, spec)
-                        )
-                    ]
-                )
                 results.append(TopicResult(name, action, have))
+            # one request for every topic (a national scenario's province topics are 200+)
+            await admin.alter_configs(
+                [
+                    ConfigResource(
+                        ConfigResourceType.TOPIC,
+                        settings.topic(spec.name),
+                        configs=topic_configs(settings, spec),
+                    )
+                    for spec in present
+                ]
+            )
     finally:
         await admin.close()
     return results
@@ -210,8 +225,11 @@ def _acl_failure(settings: Settings, action: str, exc: BaseException) -> IocErro
     )
 
 
-def _service_grants(settings: Settings, admin: Any) -> list[AclGrant] | None:
-    """Every ACL of the services' principals on the cluster; None without an authorizer."""
+def _service_grants(
+    settings: Settings, admin: Any, users: Iterable[str] | None = None
+) -> list[AclGrant] | None:
+    """Every ACL of the services' principals (and of ``users``, e.g. the provinces') on the
+    cluster; None without an authorizer."""
     from confluent_kafka.admin import (  # type: ignore[attr-defined]
         AclBindingFilter,
         AclOperation,
@@ -221,7 +239,7 @@ def _service_grants(settings: Settings, admin: Any) -> list[AclGrant] | None:
     )
 
     found: list[AclGrant] = []
-    for user in SERVICE_USERS.values():
+    for user in dict.fromkeys([*SERVICE_USERS.values(), *(users or ())]):
         any_name: Any = None  # None matches any name or host (the stubs say str)
         query = AclBindingFilter(
             ResourceType.ANY,
@@ -242,11 +260,24 @@ def _service_grants(settings: Settings, admin: Any) -> list[AclGrant] | None:
     return found
 
 
-def _ensure_acls(settings: Settings) -> AclResult:
+def wanted_acls(settings: Settings, provinces: Iterable[str] = ()) -> list[AclGrant]:
+    """What :func:`ensure_acls` grants: the services' ACLs in this namespace and, with
+    per-province topics on, each province's user's (``provinces``: the scenario's)."""
+    prefix = settings.kafka_topic_prefix
+    on = settings.kafka_province_topics
+    wanted = kafka_acls(prefix, province_topics=on)
+    if on:
+        wanted += province_acls(prefix, provinces)
+    return wanted
+
+
+def _ensure_acls(settings: Settings, provinces: Iterable[str]) -> AclResult:
     from confluent_kafka.admin import AdminClient
 
     admin = AdminClient(librdkafka_admin(settings))
-    present = _service_grants(settings, admin)
+    wanted = wanted_acls(settings, provinces)
+    users = sorted({g.user for g in wanted})
+    present = _service_grants(settings, admin, users)
     if present is None:
         log.info(
             "Kafka at %s has no authorizer: no ACLs granted (every authenticated client may "
@@ -254,7 +285,6 @@ def _ensure_acls(settings: Settings) -> AclResult:
             settings.bootstrap_servers,
         )
         return AclResult(0, 0, enabled=False)
-    wanted = kafka_acls(settings.kafka_topic_prefix)
     missing = [g for g in wanted if g not in set(present)]
     if missing:
         futures = admin.create_acls([_binding(g) for g in missing], request_timeout=_ACL_TIMEOUT_S)
@@ -263,17 +293,19 @@ def _ensure_acls(settings: Settings) -> AclResult:
                 future.result()
             except Exception as exc:
                 raise _acl_failure(settings, "create", exc) from None
-        _await_grants(settings, admin, set(wanted))
+        _await_grants(settings, admin, set(wanted), users)
     return AclResult(len(missing), len(wanted) - len(missing))
 
 
-def _await_grants(settings: Settings, admin: Any, wanted: set[AclGrant]) -> None:
+def _await_grants(
+    settings: Settings, admin: Any, wanted: set[AclGrant], users: Iterable[str] = ()
+) -> None:
     """Wait (bounded) until the broker serves the new ACLs: the controller commits them and
     the brokers apply them a moment later, and a service started right after bootstrap must
     not be refused meanwhile."""
     deadline = time.monotonic() + _ACL_TIMEOUT_S
     while True:
-        missing = wanted - set(_service_grants(settings, admin) or ())
+        missing = wanted - set(_service_grants(settings, admin, users) or ())
         if not missing:
             return
         if time.monotonic() > deadline:
@@ -287,18 +319,20 @@ def _await_grants(settings: Settings, admin: Any, wanted: set[AclGrant]) -> None
         time.sleep(0.1)
 
 
-async def ensure_acls(settings: Settings) -> AclResult:
+async def ensure_acls(settings: Settings, provinces: Iterable[str] = ()) -> AclResult:
     """Grant each service's principal the ACLs :func:`ioc.contract.access.kafka_acls`
-    derives for this namespace (only the missing ones: safe to call repeatedly). A cluster
-    without an authorizer (``SecurityDisabled``) is left alone, with one info line."""
-    return await asyncio.to_thread(_ensure_acls, settings)
+    derives for this namespace, and with per-province topics on each province's user its
+    own (:func:`ioc.contract.access.province_acls`; ``provinces``: the scenario's), only the
+    missing ones: safe to call repeatedly. A cluster without an authorizer
+    (``SecurityDisabled``) is left alone, with one info line."""
+    return await asyncio.to_thread(_ensure_acls, settings, list(provinces))
 
 
 def _drop_acls(settings: Settings) -> int:
     from confluent_kafka.admin import AclBindingFilter, AdminClient  # type: ignore[attr-defined]
 
     admin = AdminClient(librdkafka_admin(settings))
-    present = _service_grants(settings, admin)
+    present = _service_grants(settings, admin, _province_users_with_acls(settings, admin))
     if not present:
         return 0
     prefix = settings.kafka_topic_prefix
@@ -327,8 +361,205 @@ def _drop_acls(settings: Settings) -> int:
     return len(doomed)
 
 
+def _province_users_with_acls(settings: Settings, admin: Any) -> list[str]:
+    """Every province user (``ioc-p-*``) holding an ACL on this namespace's per-province
+    topics, whichever scenario granted it."""
+    from confluent_kafka.admin import (  # type: ignore[attr-defined]
+        AclBindingFilter,
+        AclOperation,
+        AclPermissionType,
+        ResourcePatternType,
+        ResourceType,
+    )
+
+    any_name: Any = None
+    query = AclBindingFilter(
+        ResourceType.TOPIC,
+        any_name,
+        ResourcePatternType.PREFIXED,
+        any_name,
+        any_name,
+        AclOperation.ANY,
+        AclPermissionType.ANY,
+    )
+    try:
+        bindings = admin.describe_acls(query, request_timeout=_ACL_TIMEOUT_S).result()
+    except Exception as exc:
+        if _security_disabled(exc):
+            return []
+        raise _acl_failure(settings, "read", exc) from None
+    users = {
+        b.principal.removeprefix("User:")
+        for b in bindings
+        if b.principal.startswith(f"User:{PROVINCE_USER_PREFIX}")
+        and b.name.startswith(settings.kafka_topic_prefix)
+    }
+    return sorted(users)
+
+
 async def drop_acls(settings: Settings) -> int:
-    """Remove the services' ACLs on this namespace's resources (every one whose name starts
-    with the topic prefix; all of them for the default namespace's empty prefix); returns
-    how many. Nothing to do without an authorizer."""
+    """Remove the services' and the provinces' users' ACLs on this namespace's resources
+    (every one whose name starts with the topic prefix; all of them for the default
+    namespace's empty prefix); returns how many. Nothing to do without an authorizer."""
     return await asyncio.to_thread(_drop_acls, settings)
+
+
+# --- the provinces' users: client quotas and (local stack) SCRAM credentials ----------------
+# Neither aiokafka's admin client nor confluent-kafka's has AlterClientQuotas (KIP-546, Kafka
+# 2.6+; the stack runs 4.x): the request is sent through aiokafka's client, as its own
+# requests are. Version 0, the one every broker since 2.6 serves (Kafka 4.0's removal of old
+# request versions, KIP-896, left it in).
+
+
+# aiokafka.protocol has no type information: its base classes are Any to mypy
+class _AlterClientQuotasResponse_v0(Response):  # type: ignore[misc]
+    API_KEY = 49
+    API_VERSION = 0
+    SCHEMA = Schema(
+        ("throttle_time_ms", Int32),
+        (
+            "entries",
+            Array(
+                ("error_code", Int16),
+                ("error_message", String("utf-8")),
+                (
+                    "entity",
+                    Array(("entity_type", String("utf-8")), ("entity_name", String("utf-8"))),
+                ),
+            ),
+        ),
+    )
+
+
+class _AlterClientQuotasRequest_v0(RequestStruct):  # type: ignore[misc]
+    API_KEY = 49
+    API_VERSION = 0
+    RESPONSE_TYPE = _AlterClientQuotasResponse_v0
+    SCHEMA = Schema(
+        (
+            "entries",
+            Array(
+                (
+                    "entity",
+                    Array(("entity_type", String("utf-8")), ("entity_name", String("utf-8"))),
+                ),
+                ("ops", Array(("key", String("utf-8")), ("value", Float64), ("remove", Boolean))),
+            ),
+        ),
+        ("validate_only", Boolean),
+    )
+
+
+class _AlterClientQuotasRequest(Request[_AlterClientQuotasRequest_v0]):  # type: ignore[misc]
+    API_KEY = 49
+
+    def __init__(self, entries: list[tuple[list[tuple[str, str]], list[tuple[str, float, bool]]]]):
+        self._entries = entries
+
+    def build(
+        self, request_struct_class: type[_AlterClientQuotasRequest_v0]
+    ) -> _AlterClientQuotasRequest_v0:
+        return request_struct_class(self._entries, False)
+
+
+class KafkaQuotaError(IocError):
+    pass
+
+
+async def ensure_province_quotas(settings: Settings, provinces: Iterable[str]) -> int:
+    """Set every province's user's client quotas (:data:`ioc.contract.access.PROVINCE_QUOTAS`,
+    per broker) to the contract's values: an upsert, safe to call repeatedly; returns how
+    many users. Quotas hold for the user across namespaces (a Kafka user is cluster-wide)."""
+    users = sorted({province_user(p) for p in provinces})
+    if not users:
+        return 0
+    ops = [(key, value, False) for key, value in sorted(PROVINCE_QUOTAS.items())]
+    request = _AlterClientQuotasRequest([([("user", user)], ops) for user in users])
+    admin = await admin_client(settings)
+    try:
+        response: Any = await admin._send_request(request)
+    finally:
+        await admin.close()
+    problems = [
+        f"{entity}: error {code} {message or ''}".strip()
+        for code, message, entity in response.entries
+        if code != 0
+    ]
+    if problems:
+        raise KafkaQuotaError(
+            f"cannot set the provinces' Kafka quotas on {settings.bootstrap_servers}: "
+            f"{'; '.join(problems)}"
+        )
+    return len(users)
+
+
+async def describe_user_quotas(settings: Settings, user: str) -> dict[str, float]:
+    """The client quotas set for ``user`` (exactly that user entity), name -> value."""
+    from aiokafka.protocol.admin import DescribeClientQuotasRequest
+
+    admin = await admin_client(settings)
+    try:
+        response: Any = await admin._send_request(
+            DescribeClientQuotasRequest([("user", 0, user)], True)  # 0: match exactly
+        )
+    finally:
+        await admin.close()
+    if response.error_code:
+        raise KafkaQuotaError(f"cannot read {user}'s quotas: error {response.error_code}")
+    return {name: value for _entity, values in response.entries for name, value in values}
+
+
+def _upsert_scram(settings: Settings, users: dict[str, str]) -> None:
+    from confluent_kafka.admin import (  # type: ignore[attr-defined]
+        AdminClient,
+        ScramCredentialInfo,
+        ScramMechanism,
+        UserScramCredentialUpsertion,
+    )
+
+    from ioc.deploy.local.credentials import KAFKA_SASL_MECHANISM, SCRAM_ITERATIONS
+
+    admin = AdminClient(librdkafka_admin(settings))
+    info = ScramCredentialInfo(
+        ScramMechanism[KAFKA_SASL_MECHANISM.replace("-", "_")], SCRAM_ITERATIONS
+    )
+    futures = admin.alter_user_scram_credentials(
+        [UserScramCredentialUpsertion(u, info, p.encode()) for u, p in sorted(users.items())]
+    )
+    for future in futures.values():
+        future.result(timeout=30)
+
+
+def on_local_stack(settings: Settings) -> bool:
+    """Whether ``settings`` administer the local stack's broker (``ioc stack up``): it has
+    generated credentials, the brokers are on loopback and the client is its admin
+    (PLAINTEXT, or SASL with the stack's admin password). A deployment's users (Strimzi's
+    KafkaUser, compose) are made by the deployment, never here."""
+    from ioc.contract.access import ADMIN_USER
+
+    stack = settings.stack_kafka_users()
+    if ADMIN_USER not in stack:
+        return False
+    hosts = [h.rsplit(":", 1)[0] for h in settings.bootstrap_servers.split(",")]
+    if not all(h in ("127.0.0.1", "localhost") for h in hosts):
+        return False
+    if not settings.kafka_security_protocol.startswith("SASL_"):
+        return True
+    given = settings.kafka_sasl_password
+    return settings.kafka_sasl_username in (None, ADMIN_USER) and (
+        given is None or given.get_secret_value() == stack[ADMIN_USER]
+    )
+
+
+async def ensure_province_users(settings: Settings, provinces: Iterable[str]) -> list[str]:
+    """On the local stack (:func:`on_local_stack`): a SCRAM user per province, its password
+    generated into the stack's credentials file (kept once made) and set on the broker;
+    returns the users. Elsewhere nothing (the deployment makes them): []."""
+    if not on_local_stack(settings):
+        return []
+    names = sorted({province_user(p) for p in provinces})
+    if not names:
+        return []
+    creds = await asyncio.to_thread(settings.stack_credentials().ensure_kafka_users, names)
+    await asyncio.to_thread(_upsert_scram, settings, {u: creds.users[u] for u in names})
+    return names

@@ -13,13 +13,14 @@ mode.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, Protocol
 
 import orjson
 
 from ioc.config import Settings
-from ioc.contract.topics import FAULT_LOG, FEED_TOPICS
+from ioc.contract.topics import FAULT_LOG, FEED_TOPICS, province_topic
 from ioc.errors import ServiceUnavailable
 from ioc.kafka_clients import LibrdkafkaLog, librdkafka_admin, librdkafka_producer
 
@@ -68,6 +69,28 @@ def topic_names(settings: Settings, *, fault_log: bool = True) -> dict[str, str]
     return names
 
 
+class ProvinceRouting:
+    """Where each device's records go with per-province topics on
+    (``IOC_KAFKA_PROVINCE_TOPICS``): its province's topic of the feed
+    (``ioc.p.<code>.<feed>.v1``) instead of the shared one. ``province_of``: device id (the
+    Kafka key, as bytes) -> province code. A record whose key names no device of the scenario
+    (a hostile test record) and the fault log stay on the shared topics."""
+
+    def __init__(self, settings: Settings, province_of: Mapping[bytes, str]) -> None:
+        self.province_of = province_of
+        self.topics = {
+            (feed, province): settings.topic(province_topic(spec, province).name)
+            for province in set(province_of.values())
+            for feed, spec in FEED_TOPICS.items()
+        }
+
+    def topic(self, feed: str, key: bytes, shared: str) -> str:
+        province = self.province_of.get(key)
+        if province is None:
+            return shared
+        return self.topics.get((feed, province), shared)
+
+
 CLIENT_ID = "ioc-simulator"
 """The default librdkafka ``client.id``; a collector passes its own."""
 
@@ -89,7 +112,11 @@ PRODUCER_TUNING: dict[str, Any] = {
 
 class KafkaSink(Sink):
     def __init__(
-        self, settings: Settings, sample_every: int = 97, client_id: str = CLIENT_ID
+        self,
+        settings: Settings,
+        sample_every: int = 97,
+        client_id: str = CLIENT_ID,
+        province_of: Mapping[bytes, str] | None = None,
     ) -> None:
         from confluent_kafka import KafkaException, Producer
         from confluent_kafka.admin import AdminClient
@@ -106,7 +133,9 @@ class KafkaSink(Sink):
                 "is the stack up? (`ioc stack up`)"
             ) from None
         self.topics = topic_names(settings)
-        missing = [t for t in self.topics.values() if t not in metadata.topics]
+        self.routing = None if province_of is None else ProvinceRouting(settings, province_of)
+        every = [*self.topics.values(), *(self.routing.topics.values() if self.routing else ())]
+        missing = [t for t in every if t not in metadata.topics]
         if missing:
             raise ServiceUnavailable(
                 f"topics {', '.join(missing)} do not exist; run `ioc topics create`"
@@ -140,6 +169,8 @@ class KafkaSink(Sink):
             self._on_delivery_sampled if self._count % self.sample_every == 0 else self._on_delivery
         )
         topic = self.topics[record.feed]
+        if self.routing is not None:
+            topic = self.routing.topic(record.feed, record.key, topic)
         while True:
             try:
                 self.producer.produce(topic, record.value, record.key, on_delivery=callback)
@@ -178,16 +209,22 @@ class KafkaSink(Sink):
 class FileSink(Sink):
     """One JSON object per line: topic, key and the exact message bytes (as text)."""
 
-    def __init__(self, settings: Settings, path: Path) -> None:
+    def __init__(
+        self, settings: Settings, path: Path, province_of: Mapping[bytes, str] | None = None
+    ) -> None:
         self.topics = topic_names(settings)
+        self.routing = None if province_of is None else ProvinceRouting(settings, province_of)
         self.path = path
         self.fh: IO[bytes] = path.open("wb")
 
     def send(self, record: Record) -> None:
+        topic = self.topics[record.feed]
+        if self.routing is not None:
+            topic = self.routing.topic(record.feed, record.key, topic)
         self.fh.write(
             orjson.dumps(
                 {
-                    "topic": self.topics[record.feed],
+                    "topic": topic,
                     "key": record.key.decode(),
                     "value": record.value.decode("utf-8", "replace"),
                 }

@@ -30,6 +30,15 @@ What each process does on Kafka, read from its code:
   the simulator it injects no faults, so it may not write the fault log, and a collector
   installed at a province's edge cannot read anything back.
 
+With per-province feed topics (``IOC_KAFKA_PROVINCE_TOPICS``, docs/scaling.md), each
+province's producer is its own user, ``ioc-p-<code>`` (:func:`province_user`), allowed to
+Write the PREFIXED resource ``{prefix}ioc.p.<code>.`` and nothing else
+(:func:`province_acls`), with a producer quota (:data:`PROVINCE_QUOTAS`) so that one
+province's burst cannot starve the others; the worker reads the PREFIXED ``{prefix}ioc.p.``
+(its feed consumer subscribes by pattern), and the simulator, which stands in for every
+province's producers at once, writes it (one producer, not 34: the load generator's CPU is
+what limits the benchmarks, docs/scaling.md).
+
 Kafka implies Describe from Read or Write on a topic (metadata, offsets) and Describe from
 Read on a group; an idempotent producer needs nothing beyond Write on a topic (KIP-679,
 Kafka >= 3.2), so the grants are Read and Write, Describe where only metadata is needed, and
@@ -58,6 +67,20 @@ SERVICE_USERS: dict[str, str] = {
 KAFKA_USERS: tuple[str, ...] = (ADMIN_USER, *SERVICE_USERS.values())
 """Every SCRAM user the local stack creates."""
 
+PROVINCE_USER_PREFIX = "ioc-p-"
+"""A province's producer is ``ioc-p-<code>`` (:func:`province_user`)."""
+
+PROVINCE_QUOTAS: dict[str, float] = {
+    # Per user and per broker. A province's devices send well under 1 MiB/s (the largest
+    # province of the national scenario, 11,340 devices, about 0.5 MiB/s of lz4-compressed
+    # batches); twice that leaves room for a collector's spool replay after an outage, which
+    # the quota stretches out instead of letting it crowd out the other provinces.
+    "producer_byte_rate": float(2 << 20),
+    # the share of one broker's request handler threads the user's requests may take
+    "request_percentage": 10.0,
+}
+"""The client quotas (Kafka's names) of every province's user."""
+
 ResourceType = Literal["TOPIC", "GROUP"]
 PatternType = Literal["LITERAL", "PREFIXED"]
 Operation = Literal["READ", "WRITE", "DESCRIBE", "CREATE"]
@@ -81,6 +104,31 @@ class AclGrant:
 def principal(service: str) -> str:
     """The Kafka principal of a service (a key of :data:`SERVICE_USERS`)."""
     return f"User:{SERVICE_USERS[service]}"
+
+
+def province_user(province: str) -> str:
+    """The Kafka user of a province's producers (its collectors at the province's edge)."""
+    from ioc.contract.topics import province_prefix
+
+    province_prefix(province)  # the code must be usable in names: same check as the topic's
+    return f"{PROVINCE_USER_PREFIX}{province}"
+
+
+def province_acls(prefix: str, provinces: Iterable[str]) -> list[AclGrant]:
+    """Each province's user: Write on its PREFIXED topics ``{prefix}ioc.p.<code>.``, nothing
+    else (Describe is implied; no read, no group, no other province's topics), sorted."""
+    from ioc.contract.topics import province_prefix
+
+    return sorted(
+        AclGrant(
+            f"User:{province_user(code)}",
+            "TOPIC",
+            f"{prefix}{province_prefix(code)}",
+            "PREFIXED",
+            "WRITE",
+        )
+        for code in set(provinces)
+    )
 
 
 def feeds_group(prefix: str) -> str:
@@ -141,10 +189,22 @@ def _needs() -> dict[str, list[tuple[ResourceType, str, Operation]]]:
     }
 
 
-def kafka_acls(prefix: str = "", services: Iterable[str] | None = None) -> list[AclGrant]:
+_PROVINCE_TOPIC_NEEDS: dict[str, Operation] = {"worker": "READ", "simulator": "WRITE"}
+"""With per-province topics: the services that read or write all of them, through the
+PREFIXED resource ``{prefix}ioc.p.`` (a province created later is covered)."""
+
+
+def kafka_acls(
+    prefix: str = "", services: Iterable[str] | None = None, *, province_topics: bool = False
+) -> list[AclGrant]:
     """The least set of ACLs the services need in the namespace ``prefix`` (each resource
     named literally, the prefix included), sorted; ``services``: a subset of
-    :data:`SERVICE_USERS` (default all)."""
+    :data:`SERVICE_USERS` (default all). ``province_topics``: the per-province feed topics
+    are on (``IOC_KAFKA_PROVINCE_TOPICS``): the worker may also read, and the simulator
+    write, the PREFIXED resource ``{prefix}ioc.p.``; the provinces' own users are
+    :func:`province_acls`."""
+    from ioc.contract.topics import PROVINCE_TOPIC_PREFIX
+
     needs = _needs()
     wanted = list(SERVICE_USERS) if services is None else list(services)
     grants = {
@@ -152,16 +212,26 @@ def kafka_acls(prefix: str = "", services: Iterable[str] | None = None) -> list[
         for service in wanted
         for kind, name, op in needs[service]
     }
+    if province_topics:
+        grants |= {
+            AclGrant(
+                principal(service), "TOPIC", f"{prefix}{PROVINCE_TOPIC_PREFIX}", "PREFIXED", op
+            )
+            for service, op in _PROVINCE_TOPIC_NEEDS.items()
+            if service in wanted
+        }
     return sorted(grants)
 
 
-def acl_table(prefix: str = "") -> str:
-    """The grants as a Markdown table, one row per (service, resource) (docs/security.md)."""
+def acl_table(prefix: str = "", *, province_topics: bool = False) -> str:
+    """The grants as a Markdown table, one row per (service, resource) (docs/security.md);
+    a PREFIXED resource is written ``name*``."""
     rows = ["| Service (user) | Resource | Operations |", "|---|---|---|"]
     for service, user in SERVICE_USERS.items():
         ops: dict[tuple[str, str], list[str]] = {}
-        for grant in kafka_acls(prefix, [service]):
-            ops.setdefault((grant.resource_type, grant.name), []).append(grant.operation)
+        for grant in kafka_acls(prefix, [service], province_topics=province_topics):
+            name = f"{grant.name}*" if grant.pattern == "PREFIXED" else grant.name
+            ops.setdefault((grant.resource_type, name), []).append(grant.operation)
         for (kind, name), allowed in sorted(ops.items()):
             rows.append(
                 f"| {service} (`{user}`) | {kind.lower()} `{name}` | {', '.join(sorted(allowed))} |"

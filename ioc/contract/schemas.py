@@ -211,6 +211,9 @@ REASON_WRONG_FEED: Final = "wrong_feed"
 REASON_KEY_MISMATCH: Final = "key_mismatch"
 REASON_EVENT_TIME: Final = "event_time"
 REASON_UNKNOWN_DEVICE: Final = "unknown_device"
+REASON_WRONG_PROVINCE: Final = "wrong_province"
+"""On a per-province topic (``ioc.p.<code>.*``), a device that is not under that province:
+its province's producer may write its own topics only, and so only its own devices."""
 REASON_DB_REJECTED: Final = "db_rejected"
 """Valid by the schema, refused by the database for this record alone (a permanent data
 error, isolated by bisecting the batch). Storability by construction should keep this at 0."""
@@ -227,6 +230,7 @@ DLQ_REASONS: Final = (
     REASON_KEY_MISMATCH,
     REASON_EVENT_TIME,
     REASON_UNKNOWN_DEVICE,
+    REASON_WRONG_PROVINCE,
     REASON_DB_REJECTED,
 )
 

@@ -175,6 +175,10 @@ class Topology:
         chain = self.ancestors(self.unit_of_device[device_id])
         return chain[-2] if len(chain) >= 2 else chain[-1]
 
+    def province_of(self, device_id: str) -> str:
+        """The top-level unit (province) a device is under."""
+        return self.ancestors(self.unit_of_device[device_id])[-1]
+
     def root_units(self) -> list[str]:
         """Every unit without a parent, abolished ones included (unit pickers walk from
         these; :meth:`top_units` is today's provinces)."""

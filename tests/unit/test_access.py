@@ -188,7 +188,9 @@ class FakeAdmin:
 
         if not self.secure:
             return _done(error=KafkaException(KafkaError(KafkaError.SECURITY_DISABLED)))
-        return _done([b for b in self.bindings if b.principal == query.principal])
+        return _done(
+            [b for b in self.bindings if query.principal in (None, b.principal)]  # None: any
+        )
 
     def create_acls(self, bindings: list[Any], request_timeout: float = 0) -> dict[Any, Any]:
         type(self).created += bindings

@@ -42,6 +42,7 @@ SAMPLE: dict[str, Any] = {
     "kafka_ssl_cafile": Path("/etc/ioc/ca.pem"),
     "kafka_topic_prefix": "t1a2.",
     "kafka_replication_factor": 3,
+    "kafka_province_topics": True,
     "db_dsn": SecretStr("postgresql://ioc_app:s%40cr%2Ft@db.example:5432/ioc?sslmode=require"),
     "db_admin_dsn": SecretStr("postgresql://ioc_admin:x%20y@db.example:5432/ioc"),
     "db_schema": "t1a2",

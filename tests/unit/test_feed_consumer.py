@@ -108,6 +108,7 @@ class _Processor(FeedProcessor):
     def __init__(self) -> None:  # no topology, pool or metrics: only prepare() is called
         self.calls: list[tuple[str, int, dict[tuple[str, int], int]]] = []
         self.sources: list[Callable[[int], KafkaRecord]] = []
+        self.provinces: list[Sequence[str | None] | None] = []
 
     def prepare(
         self,
@@ -116,9 +117,11 @@ class _Processor(FeedProcessor):
         keys: Sequence[bytes | None],
         source: Callable[[int], KafkaRecord],
         positions: dict[tuple[str, int], int],
+        provinces: Sequence[str | None] | None = None,
     ) -> Prepared:
         self.calls.append((feed, len(values), positions))
         self.sources.append(source)
+        self.provinces.append(provinces)
         return Prepared(feed=feed, count=len(values), batch=None, valid=[])
 
 

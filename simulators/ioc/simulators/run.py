@@ -139,10 +139,17 @@ def measured_rate(topology: Topology, seed: int, start_ms: int, seconds: int = 1
     return max(count / seconds, 1e-3)
 
 
-def _make_sink(settings: Settings, cfg: SimConfig) -> Sink:
+def _make_sink(settings: Settings, cfg: SimConfig, topology: Topology) -> Sink:
+    # With per-province topics each device's records go to its province's topic, all through
+    # this one producer (the simulator's user may write every province's topics): the load
+    # generator stands in for every province's producers at once, and one librdkafka client
+    # per province would multiply its threads and connections (docs/scaling.md).
+    province_of = None
+    if settings.kafka_province_topics:
+        province_of = {d.encode(): topology.province_of(d) for d in topology.devices}
     if cfg.out:
-        return FileSink(settings, Path(cfg.out))
-    return KafkaSink(settings)
+        return FileSink(settings, Path(cfg.out), province_of)
+    return KafkaSink(settings, province_of=province_of)
 
 
 def _run_shard(
@@ -178,7 +185,7 @@ def _run_shard(
         source.begin(capture_start_ms, start_ms)
         end = source.end_for(cfg.duration_s)
         setup_s = time.monotonic() - captured
-    sink = _make_sink(settings, cfg)
+    sink = _make_sink(settings, cfg, topology)
     t = start_ms
     last_report = time.monotonic()
     try:

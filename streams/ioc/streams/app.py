@@ -419,15 +419,20 @@ def build_app(
         # off the event loop: the Kafka client may be waiting on the broker (feeds.lag_soon)
         lags = await feeds.lag_soon(processor.positions)
         now = time.monotonic()
-        for (feed, partition), lag in lags.items():
-            pipeline.lag.labels(feed, str(partition)).set(lag)
-            position = processor.positions.get((feeds.topic_of[feed], partition), -1)
-            stalled = pipeline.stalls.observe((feed, partition), position, lag, now)
-            pipeline.stalled.labels(feed, str(partition)).set(stalled)
-        for feed, partition in pipeline.stalls.forget(set(lags)):
+        for (topic, partition), lag in lags.items():
+            labels = feeds.partition_label(topic, partition)
+            if labels is None:
+                continue
+            pipeline.lag.labels(*labels).set(lag)
+            position = processor.positions.get((topic, partition), -1)
+            stalled = pipeline.stalls.observe((topic, partition), position, lag, now)
+            pipeline.stalled.labels(*labels).set(stalled)
+        for topic, partition in pipeline.stalls.forget(set(lags)):
             # revoked partitions: their new owner reports them (no stale alert here)
+            gone = feeds.partition_label(topic, partition)
             for partition_gauge in (pipeline.lag, pipeline.stalled):
                 with contextlib.suppress(KeyError):
-                    partition_gauge.remove(feed, str(partition))
+                    if gone is not None:
+                        partition_gauge.remove(*gone)
 
     return app, pipeline

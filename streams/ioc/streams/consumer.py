@@ -24,6 +24,7 @@ import contextlib
 import logging
 import threading
 from array import array
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +38,7 @@ from aiokafka.errors import for_code
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from ioc.config import Settings
-from ioc.contract.topics import FEED_TOPICS
+from ioc.contract.topics import FEED_TOPICS, parse_province_topic, province_topic_pattern
 from ioc.kafka_clients import LibrdkafkaLog, aiokafka_common, librdkafka_consumer
 from ioc.streams.processor import FeedProcessor, Prepared, Record
 
@@ -76,6 +77,10 @@ CONSUMER_TUNING: dict[str, Any] = {
 }
 
 
+PATTERN_REFRESH_MS = 60_000
+"""With per-province topics: how often the consumer refreshes the cluster's metadata, so a
+province added since (its topics made by ``ioc bootstrap``) is subscribed without a restart."""
+
 STATS_INTERVAL_MS = 5_000
 """librdkafka's statistics interval when ``on_stats`` is given (ioc.streams.dependencies: the
 coordinator round-trip window); the JSON is parsed once per interval, off the message path."""
@@ -111,7 +116,19 @@ class FeedConsumer:
         self.max_in_flight = max_in_flight
         self.client_id = client_id
         self.feed_of = {settings.topic(spec.name): feed for feed, spec in FEED_TOPICS.items()}
+        """The shared feed topics -> their feed."""
         self.topic_of = {feed: topic for topic, feed in self.feed_of.items()}
+        # With per-province topics (IOC_KAFKA_PROVINCE_TOPICS), each feed's are subscribed by
+        # pattern beside its shared topic: librdkafka finds a new province's topics at its
+        # next metadata refresh (topic.metadata.refresh.interval.ms), no restart needed.
+        self.patterns = (
+            [province_topic_pattern(settings.kafka_topic_prefix, s) for s in FEED_TOPICS.values()]
+            if settings.kafka_province_topics
+            else []
+        )
+        self._routes: dict[str, tuple[str, str | None] | None] = {
+            topic: (feed, None) for topic, feed in self.feed_of.items()
+        }
         self.consumer: Consumer | None = None
         self._in_flight: deque[_InFlight] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -132,6 +149,10 @@ class FeedConsumer:
         stats: dict[str, Any] = {}
         if self.on_stats is not None:
             stats = {"statistics.interval.ms": STATS_INTERVAL_MS, "stats_cb": self.on_stats}
+        if self.patterns:
+            # librdkafka matches the patterns against the cluster's topics at each metadata
+            # refresh (default every 5 min): a new province's topics are read within a minute
+            stats["topic.metadata.refresh.interval.ms"] = PATTERN_REFRESH_MS
         conf = librdkafka_consumer(
             self.settings,
             consumer_group(self.settings),
@@ -141,7 +162,9 @@ class FeedConsumer:
         )
         rdkafka_log: LibrdkafkaLog = conf["logger"]
         consumer = Consumer(conf)
-        consumer.subscribe(list(self.feed_of), on_assign=self._on_assign, on_revoke=self._on_revoke)
+        consumer.subscribe(
+            [*self.feed_of, *self.patterns], on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
         self.consumer = consumer
         polling: asyncio.Future[list[Any]] | None = None
         try:
@@ -175,6 +198,31 @@ class FeedConsumer:
             await asyncio.shield(loop.run_in_executor(poller, self._close, consumer))
             rdkafka_log.flush()
             poller.shutdown(wait=False)
+
+    def route(self, topic: str) -> tuple[str, str | None] | None:
+        """(feed, province) of a subscribed topic: province None for a shared feed topic,
+        the code for a per-province one (read from its name, once per topic); None for a
+        topic that is neither."""
+        try:
+            return self._routes[topic]
+        except KeyError:
+            parsed = None
+            if self.patterns:
+                found = parse_province_topic(self.settings.kafka_topic_prefix, topic)
+                if found is not None:
+                    parsed = (found[1], found[0])
+            self._routes[topic] = parsed
+            return parsed
+
+    def partition_label(self, topic: str, partition: int) -> tuple[str, str] | None:
+        """The (feed, partition) labels of a partition's metrics: ``"3"`` for a shared
+        topic's, ``"15:1"`` for province 15's topic's (a feed's partitions of every topic
+        under one ``feed`` label, told apart)."""
+        route = self.route(topic)
+        if route is None:
+            return None
+        feed, province = route
+        return feed, str(partition) if province is None else f"{province}:{partition}"
 
     def _close(self, consumer: Consumer) -> None:
         with self._client_lock:  # not under a probe's feet
@@ -236,19 +284,38 @@ class FeedConsumer:
             batched.offsets.append(offset)
             batched.timestamps.append(msg.timestamp()[1])
             offsets[(topic, partition)] = offset + 1
-        prepared = []
+        # One Prepared per feed (one COPY per feed per round), whichever of the feed's topics
+        # (shared, per province) and partitions its messages came from.
+        by_feed: dict[str, list[tuple[Batched, str | None]]] = {}
         for topic, batched in by_topic.items():
+            route = self.route(topic)
+            if route is None:  # not subscribed: never assigned
+                log.warning("messages from unexpected topic %s skipped", topic)
+                continue
+            by_feed.setdefault(route[0], []).append((batched, route[1]))
+        prepared = []
+        for feed, parts in by_feed.items():
+            topics = {batched.topic for batched, _province in parts}
             # the last offset read per partition: one before the next one to read
-            positions = {tp: next_ - 1 for tp, next_ in offsets.items() if tp[0] == topic}
-            prepared.append(
-                processor.prepare(
-                    self.feed_of[topic],
-                    batched.values,
-                    batched.keys,
-                    batched.sources().record,
-                    positions,
-                )
-            )
+            positions = {tp: next_ - 1 for tp, next_ in offsets.items() if tp[0] in topics}
+            provinces: list[str | None] | None
+            if len(parts) == 1:
+                batched, province = parts[0]
+                values, keys = batched.values, batched.keys
+                source = batched.sources().record
+                provinces = None if province is None else [province] * len(values)
+            else:
+                values, keys, starts, sources = [], [], [], []
+                province_list: list[str | None] = []
+                for batched, province in parts:
+                    starts.append(len(values))
+                    values += batched.values
+                    keys += batched.keys
+                    province_list += [province] * len(batched.values)
+                    sources.append(batched.sources())
+                source = Joined(sources, starts).record
+                provinces = province_list if any(province_list) else None
+            prepared.append(processor.prepare(feed, values, keys, source, positions, provinces))
         return prepared, offsets
 
     @staticmethod
@@ -333,7 +400,8 @@ class FeedConsumer:
         return self._last_lag
 
     def lag(self, positions: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
-        """Messages behind the high-water mark per (feed, partition) this worker owns."""
+        """Messages behind the high-water mark per (topic, partition) this worker owns
+        (:meth:`partition_label` names them in metrics)."""
         consumer = self.consumer
         out: dict[tuple[str, int], int] = {}
         if consumer is None:
@@ -346,7 +414,7 @@ class FeedConsumer:
             except (KafkaException, RuntimeError):
                 return out
             for tp in assignment:
-                if tp.topic not in self.feed_of:
+                if self.route(tp.topic) is None:
                     continue
                 try:
                     _low, high = consumer.get_watermark_offsets(tp, cached=True)
@@ -355,7 +423,7 @@ class FeedConsumer:
                 if high < 0:
                     continue
                 done = positions.get((tp.topic, tp.partition), -1)
-                out[(self.feed_of[tp.topic], tp.partition)] = max(0, high - done - 1)
+                out[(tp.topic, tp.partition)] = max(0, high - done - 1)
         return out
 
 
@@ -423,6 +491,21 @@ class Batched:
 
     def sources(self) -> Sources:
         return Sources(self)
+
+
+class Joined:
+    """Several topics' :class:`Sources` of one feed's round, as one sequence of records:
+    value ``i`` of the round is value ``i - starts[j]`` of ``sources[j]``."""
+
+    __slots__ = ("sources", "starts")
+
+    def __init__(self, sources: list[Sources], starts: list[int]) -> None:
+        self.sources = sources
+        self.starts = starts
+
+    def record(self, i: int) -> Record:
+        j = bisect_right(self.starts, i) - 1
+        return self.sources[j].record(i - self.starts[j])
 
 
 class Sources:
@@ -512,7 +595,15 @@ class FeedBacklog:
 
     async def _marks(self, consumer: AIOKafkaConsumer, admin: AIOKafkaAdminClient) -> Offsets:
         wanted: list[AioTopicPartition] = []
-        for topic in await admin.describe_topics(self.topics):
+        topics = list(self.topics)
+        if self.settings.kafka_province_topics:  # and every province's, as the group reads
+            prefix = self.settings.kafka_topic_prefix
+            topics += sorted(
+                name
+                for name in await admin.list_topics()
+                if parse_province_topic(prefix, name) is not None
+            )
+        for topic in await admin.describe_topics(topics):
             if topic["error_code"] != 0:
                 raise for_code(topic["error_code"])(topic["topic"])
             name = topic["topic"]

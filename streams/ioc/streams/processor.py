@@ -119,15 +119,21 @@ class FeedProcessor:
         self.last_write = gauge(m.LAST_WRITE)
         self.sessions_dropped = counter(m.TELEHEALTH_SESSIONS_DROPPED)
         self.region = {d: topology.region_of(d) for d in topology.devices}
+        # per-province topics: the province a record's topic names must be its device's
+        self.province_of = {d: topology.province_of(d) for d in topology.devices}
         self.newest_event_ms: dict[str, int] = {}
         self.positions: dict[tuple[str, int], int] = {}
 
     def validate(
-        self, feed: str, records: Sequence[KafkaRecord], now_ms: int
+        self,
+        feed: str,
+        records: Sequence[KafkaRecord],
+        now_ms: int,
+        provinces: Sequence[str | None] | None = None,
     ) -> tuple[list[s.Message], list[tuple[KafkaRecord, s.InvalidMessage]]]:
         """:meth:`validate_values` for whole records (tests, replays)."""
         valid, _at, bad = self.validate_values(
-            feed, [r.value for r in records], [r.key for r in records], now_ms
+            feed, [r.value for r in records], [r.key for r in records], now_ms, provinces
         )
         return valid, [(records[i], problem) for i, problem in bad]
 
@@ -137,14 +143,19 @@ class FeedProcessor:
         values: Sequence[bytes | None],
         keys: Sequence[bytes | None],
         now_ms: int,
+        provinces: Sequence[str | None] | None = None,
     ) -> tuple[list[s.Message], list[int], list[tuple[int, s.InvalidMessage]]]:
         """Decode and check every value: the valid messages with the index of each, and the
-        invalid ones by index, with a reason."""
+        invalid ones by index, with a reason. ``provinces``: per value, the province whose
+        per-province topic it came from (None: a shared topic); its device must be under
+        that province (a province's producer may write only its own topics, and this keeps
+        it to its own devices)."""
         valid: list[s.Message] = []
         valid_at: list[int] = []
         invalid: list[tuple[int, s.InvalidMessage]] = []
         expected_class = s.DEVICE_CLASS_OF_FEED[feed]
         class_of = self.class_of
+        province_of = self.province_of
         for i, value in enumerate(values):
             try:
                 key = keys[i]
@@ -160,6 +171,16 @@ class FeedProcessor:
                         s.REASON_WRONG_FEED,
                         f"{msg.device_id} is a {device_class}, not a {expected_class}",
                     )
+                if provinces is not None:
+                    topic_province = provinces[i]
+                    if topic_province is not None:
+                        device_province = province_of[msg.device_id]
+                        if device_province != topic_province:
+                            raise s.InvalidMessage(
+                                s.REASON_WRONG_PROVINCE,
+                                f"{msg.device_id} is under province {device_province}, not "
+                                f"under province {topic_province} whose topic carried it",
+                            )
             except s.InvalidMessage as exc:
                 invalid.append((i, exc))
                 continue
@@ -180,16 +201,18 @@ class FeedProcessor:
         keys: Sequence[bytes | None],
         source: Callable[[int], KafkaRecord],
         positions: dict[tuple[str, int], int],
+        provinces: Sequence[str | None] | None = None,
     ) -> Prepared:
         """Validate and shape one feed's batch: the CPU half, overlapped with the last write.
 
         ``source(i)`` gives the full record of value ``i``; only dead letters need it.
-        ``positions`` is the last offset of the batch per (topic, partition).
+        ``positions`` is the last offset of the batch per (topic, partition). ``provinces``:
+        per value, the province of its per-province topic (None: a shared topic).
         """
         now_ms = int(time.time() * 1000)
         self.consumed.labels(feed).inc(len(values))
         self.batch_size.labels(feed).observe(len(values))
-        valid, valid_at, bad = self.validate_values(feed, values, keys, now_ms)
+        valid, valid_at, bad = self.validate_values(feed, values, keys, now_ms, provinces)
         invalid = [(source(i), problem) for i, problem in bad]
         batch: Batch | None = None
         if valid:
@@ -254,7 +277,12 @@ class FeedProcessor:
             if offset > self.positions.get(key, -1):
                 self.positions[key] = offset
 
-    async def process(self, feed: str, records: Sequence[KafkaRecord]) -> None:
+    async def process(
+        self,
+        feed: str,
+        records: Sequence[KafkaRecord],
+        provinces: Sequence[str | None] | None = None,
+    ) -> None:
         """One batch of whole records, validated and written (tests, replays)."""
         if not records:
             return
@@ -265,7 +293,9 @@ class FeedProcessor:
             )
         values = [r.value for r in records]
         keys = [r.key for r in records]
-        await self.write(self.prepare(feed, values, keys, records.__getitem__, positions))
+        await self.write(
+            self.prepare(feed, values, keys, records.__getitem__, positions, provinces)
+        )
 
     async def _dead_letter(
         self, feed: str, invalid: list[tuple[KafkaRecord, s.InvalidMessage]], now_ms: int

@@ -20,6 +20,7 @@ def cmd_deploy_k8s(args: argparse.Namespace, settings: Settings) -> int:
         pg_image=args.pg_image or defaults.pg_image,
         scenario=args.scenario or defaults.scenario,
         topic_prefix=args.topic_prefix if args.topic_prefix is not None else "",
+        province_topics=args.province_topics,
     )
     for path in build(Path(args.out), opts):
         print(f"wrote {path}")
@@ -37,4 +38,10 @@ def register(sub: Any) -> None:
     k.add_argument("--pg-image", help="a CloudNativePG-compatible PostgreSQL + TimescaleDB image")
     k.add_argument("--scenario", help="IOC_SCENARIO of the processes (default: the settings')")
     k.add_argument("--topic-prefix", help="IOC_KAFKA_TOPIC_PREFIX (default none)")
+    k.add_argument(
+        "--province-topics",
+        action="store_true",
+        help="IOC_KAFKA_PROVINCE_TOPICS=true: a KafkaTopic per feed per province of the "
+        "scenario and a KafkaUser per province (write on its own topics, quotas)",
+    )
     k.set_defaults(handler=cmd_deploy_k8s)

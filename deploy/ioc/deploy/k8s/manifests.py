@@ -138,6 +138,17 @@ class Options:
     pg_image: str = PG_IMAGE
     scenario: str = str(_SETTINGS_DEFAULTS["scenario"].default)
     topic_prefix: str = ""
+    province_topics: bool = False
+    """``IOC_KAFKA_PROVINCE_TOPICS``: a KafkaTopic per feed per province of ``scenario`` and
+    a KafkaUser per province (Write on its own topics, quotas), docs/scaling.md."""
+
+    def provinces(self) -> list[str]:
+        """The scenario's provinces when per-province topics are on; none otherwise."""
+        if not self.province_topics:
+            return []
+        from ioc.contract.topology import load_scenario
+
+        return load_scenario(self.scenario).top_units()
 
 
 def _meta(name: str, component: str | None = None, **extra: Any) -> Doc:
@@ -259,10 +270,22 @@ def _max_message_bytes() -> int:
     raise AssertionError("message.max.bytes is not in the local stack's server.properties")
 
 
+def all_topic_specs(opts: Options) -> list[t.TopicSpec]:
+    """What bootstrap makes (:func:`ioc.bootstrap.kafka_topics`): the contract's topics and,
+    with per-province topics, each province's feed topics."""
+    specs = list(t.all_topics())
+    if opts.province_topics:
+        from ioc.contract.topology import load_scenario
+
+        specs += t.province_topics(load_scenario(opts.scenario))
+    return specs
+
+
 def topic_documents(opts: Options) -> list[Doc]:
-    """One KafkaTopic per contract topic, with its partitions and configs."""
+    """One KafkaTopic per contract topic (and per province topic), with its partitions and
+    configs."""
     docs = []
-    for spec in sorted(t.all_topics(), key=lambda s: s.name):
+    for spec in sorted(all_topic_specs(opts), key=lambda s: s.name):
         name = f"{opts.topic_prefix}{spec.name}"
         docs.append(
             {
@@ -285,6 +308,7 @@ def topic_documents(opts: Options) -> list[Doc]:
 
 
 _OPERATIONS = {"READ": "Read", "WRITE": "Write", "DESCRIBE": "Describe", "CREATE": "Create"}
+_PATTERNS = {"LITERAL": "literal", "PREFIXED": "prefix"}  # Strimzi's names (its CRD's enum)
 
 USER_QUOTAS: Final[dict[str, dict[str, int]]] = {
     # Bytes/s per broker and the share of a broker's request threads: enough for the national
@@ -299,21 +323,34 @@ USER_QUOTAS: Final[dict[str, dict[str, int]]] = {
 }
 
 
-def acl_rules(service: str, prefix: str) -> list[Doc]:
-    """A service's grants (:func:`ioc.contract.access.kafka_acls`) as Strimzi ACL rules, one
-    per resource with its operations."""
-    by_resource: dict[tuple[str, str], list[str]] = {}
-    for grant in access.kafka_acls(prefix, [service]):
-        key = (grant.resource_type.lower(), grant.name)
+PROVINCE_USER_QUOTAS: Final[dict[str, int]] = {
+    # ioc.contract.access.PROVINCE_QUOTAS (what bootstrap sets on the local stack), in
+    # Strimzi's names
+    "producerByteRate": int(access.PROVINCE_QUOTAS["producer_byte_rate"]),
+    "requestPercentage": int(access.PROVINCE_QUOTAS["request_percentage"]),
+}
+
+
+def _rules(grants: list[access.AclGrant]) -> list[Doc]:
+    """Grants as Strimzi ACL rules, one per resource (and pattern) with its operations."""
+    by_resource: dict[tuple[str, str, str], list[str]] = {}
+    for grant in grants:
+        key = (grant.resource_type.lower(), grant.name, _PATTERNS[grant.pattern])
         by_resource.setdefault(key, []).append(_OPERATIONS[grant.operation])
     return [
         {
-            "resource": {"type": kind, "name": name, "patternType": "literal"},
+            "resource": {"type": kind, "name": name, "patternType": pattern},
             "operations": sorted(ops),
             "host": "*",
         }
-        for (kind, name), ops in sorted(by_resource.items())
+        for (kind, name, pattern), ops in sorted(by_resource.items())
     ]
+
+
+def acl_rules(service: str, prefix: str, province_topics: bool = False) -> list[Doc]:
+    """A service's grants (:func:`ioc.contract.access.kafka_acls`) as Strimzi ACL rules, one
+    per resource with its operations."""
+    return _rules(access.kafka_acls(prefix, [service], province_topics=province_topics))
 
 
 def user_documents(opts: Options) -> list[Doc]:
@@ -340,9 +377,32 @@ def user_documents(opts: Options) -> list[Doc]:
                     "authentication": {"type": "scram-sha-512"},
                     "authorization": {
                         "type": "simple",
-                        "acls": acl_rules(service, opts.topic_prefix),
+                        "acls": acl_rules(service, opts.topic_prefix, opts.province_topics),
                     },
                     "quotas": dict(USER_QUOTAS[service]),
+                },
+            }
+        )
+    # Per-province topics: each province's producers (its collectors at the province's
+    # edge) log in as its own user, which may Write its own topics and nothing else.
+    for province in opts.provinces():
+        user = access.province_user(province)
+        docs.append(
+            {
+                "apiVersion": STRIMZI_API,
+                "kind": "KafkaUser",
+                "metadata": _meta(
+                    user,
+                    labels={"strimzi.io/cluster": KAFKA_CLUSTER},
+                    annotations={"ioc/province": province},
+                ),
+                "spec": {
+                    "authentication": {"type": "scram-sha-512"},
+                    "authorization": {
+                        "type": "simple",
+                        "acls": _rules(access.province_acls(opts.topic_prefix, [province])),
+                    },
+                    "quotas": dict(PROVINCE_USER_QUOTAS),
                 },
             }
         )
@@ -469,6 +529,8 @@ def _process_env(
     ]
     if opts.topic_prefix:
         env.append({"name": "IOC_KAFKA_TOPIC_PREFIX", "value": opts.topic_prefix})
+    if opts.province_topics:
+        env.append({"name": "IOC_KAFKA_PROVINCE_TOPICS", "value": "true"})
     env += _dsn_env("IOC_DB_DSN", roles.RUNTIME_ROLE)
     if admin:
         env += _dsn_env("IOC_DB_ADMIN_DSN", roles.ADMIN_ROLE)

@@ -3,8 +3,10 @@
 Everything under ``IOC_STACK_DIR``, never in the repository, each file mode 0600:
 
 =============================  ===============================================================
-``kafka/credentials.json``     the broker's SCRAM users (ioc.contract.access.KAFKA_USERS and the
-                               inter-broker user) and the controller listener's PLAIN user
+``kafka/credentials.json``     the broker's SCRAM users (ioc.contract.access.KAFKA_USERS, the
+                               inter-broker user and, once a bootstrap with per-province
+                               topics made them, the provinces' ``ioc-p-<code>``) and the
+                               controller listener's PLAIN user
 ``timescaledb/credentials.json``  the superuser's and every role's password (ioc.db.roles)
 ``pager.token``                the bearer token Alertmanager sends to ``ioc pager``
 =============================  ===============================================================
@@ -35,6 +37,7 @@ from ioc.errors import ConfigError
 LOOPBACK = "127.0.0.1"
 KAFKA_USER = ADMIN_USER
 KAFKA_SASL_MECHANISM = "SCRAM-SHA-512"
+SCRAM_ITERATIONS = 8192
 KAFKA_BROKER_USER = "ioc-broker"
 """The brokers' own SCRAM user (inter-broker traffic when the PLAINTEXT listener is off)."""
 KAFKA_CONTROLLER_USER = "ioc-controller"
@@ -253,6 +256,23 @@ class StackCredentials:
         if complete != creds:
             write_private(self.kafka_path, json.dumps(complete.document(), indent=2))
         return complete
+
+    def ensure_kafka_users(self, names: Sequence[str]) -> KafkaCredentials:
+        """:meth:`ensure_kafka` with a password for each of ``names`` too (users made after
+        the stack, such as the provinces' ``ioc-p-<code>``: bootstrap knows the scenario,
+        the stack does not); a user that has one keeps it. The stack sets every user of the
+        file on its broker when it starts (``Kafka.after_ready``, kafka_broker.py)."""
+        creds = self.ensure_kafka()
+        missing = [n for n in names if n not in creds.users]
+        if not missing:
+            return creds
+        more = KafkaCredentials(
+            users={**creds.users, **{n: new_password() for n in missing}},
+            mechanism=creds.mechanism,
+            controller_users=creds.controller_users,
+        )
+        write_private(self.kafka_path, json.dumps(more.document(), indent=2))
+        return more
 
     # --- database ---------------------------------------------------------------------------
     def database(self, service: str = "timescaledb") -> DatabaseCredentials | None:

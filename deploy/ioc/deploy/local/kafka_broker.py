@@ -41,6 +41,7 @@ from ioc.deploy.local.credentials import (
     KAFKA_CONTROLLER_USER,
     KAFKA_SASL_MECHANISM,
     KAFKA_USER,
+    SCRAM_ITERATIONS,
     KafkaCredentials,
     write_private,
 )
@@ -51,7 +52,6 @@ from ioc.kafka_clients import aiokafka_common, librdkafka_admin
 
 __all__ = ["KAFKA_SASL_MECHANISM", "KAFKA_USER", "Kafka", "listener_properties"]
 
-SCRAM_ITERATIONS = 8192
 AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 _SCRAM_LOGIN = "org.apache.kafka.common.security.scram.ScramLoginModule"
 _PLAIN_LOGIN = "org.apache.kafka.common.security.plain.PlainLoginModule"
