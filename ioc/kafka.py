@@ -225,11 +225,15 @@ def _acl_failure(settings: Settings, action: str, exc: BaseException) -> IocErro
     )
 
 
-def _service_grants(
-    settings: Settings, admin: Any, users: Iterable[str] | None = None
-) -> list[AclGrant] | None:
-    """Every ACL of the services' principals (and of ``users``, e.g. the provinces') on the
-    cluster; None without an authorizer."""
+def _bindings(
+    settings: Settings,
+    admin: Any,
+    *,
+    principal: str | None = None,
+    topics_prefixed: bool = False,
+) -> list[Any] | None:
+    """The cluster's ACL bindings matching ``principal`` (None: anyone), of topics under a
+    PREFIXED pattern only if ``topics_prefixed``; None without an authorizer."""
     from confluent_kafka.admin import (  # type: ignore[attr-defined]
         AclBindingFilter,
         AclOperation,
@@ -238,24 +242,34 @@ def _service_grants(
         ResourceType,
     )
 
+    any_name: Any = None  # None matches any name or host (the stubs say str)
+    query = AclBindingFilter(
+        ResourceType.TOPIC if topics_prefixed else ResourceType.ANY,
+        any_name,
+        ResourcePatternType.PREFIXED if topics_prefixed else ResourcePatternType.ANY,
+        principal if principal is not None else any_name,
+        any_name,
+        AclOperation.ANY,
+        AclPermissionType.ANY,
+    )
+    try:
+        return list(admin.describe_acls(query, request_timeout=_ACL_TIMEOUT_S).result())
+    except Exception as exc:
+        if _security_disabled(exc):
+            return None
+        raise _acl_failure(settings, "read", exc) from None
+
+
+def _service_grants(
+    settings: Settings, admin: Any, users: Iterable[str] | None = None
+) -> list[AclGrant] | None:
+    """Every ACL of the services' principals (and of ``users``, e.g. the provinces') on the
+    cluster; None without an authorizer."""
     found: list[AclGrant] = []
     for user in dict.fromkeys([*SERVICE_USERS.values(), *(users or ())]):
-        any_name: Any = None  # None matches any name or host (the stubs say str)
-        query = AclBindingFilter(
-            ResourceType.ANY,
-            any_name,
-            ResourcePatternType.ANY,
-            f"User:{user}",
-            any_name,
-            AclOperation.ANY,
-            AclPermissionType.ANY,
-        )
-        try:
-            bindings = admin.describe_acls(query, request_timeout=_ACL_TIMEOUT_S).result()
-        except Exception as exc:
-            if _security_disabled(exc):
-                return None
-            raise _acl_failure(settings, "read", exc) from None
+        bindings = _bindings(settings, admin, principal=f"User:{user}")
+        if bindings is None:
+            return None
         found += [g for g in (_grant(b) for b in bindings) if g is not None]
     return found
 
@@ -364,30 +378,7 @@ def _drop_acls(settings: Settings) -> int:
 def _province_users_with_acls(settings: Settings, admin: Any) -> list[str]:
     """Every province user (``ioc-p-*``) holding an ACL on this namespace's per-province
     topics, whichever scenario granted it."""
-    from confluent_kafka.admin import (  # type: ignore[attr-defined]
-        AclBindingFilter,
-        AclOperation,
-        AclPermissionType,
-        ResourcePatternType,
-        ResourceType,
-    )
-
-    any_name: Any = None
-    query = AclBindingFilter(
-        ResourceType.TOPIC,
-        any_name,
-        ResourcePatternType.PREFIXED,
-        any_name,
-        any_name,
-        AclOperation.ANY,
-        AclPermissionType.ANY,
-    )
-    try:
-        bindings = admin.describe_acls(query, request_timeout=_ACL_TIMEOUT_S).result()
-    except Exception as exc:
-        if _security_disabled(exc):
-            return []
-        raise _acl_failure(settings, "read", exc) from None
+    bindings = _bindings(settings, admin, topics_prefixed=True) or []
     users = {
         b.principal.removeprefix("User:")
         for b in bindings

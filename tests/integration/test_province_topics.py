@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from ioc.bootstrap import bootstrap
 from ioc.config import Settings
@@ -24,11 +24,11 @@ from ioc.contract import schemas as s
 from ioc.contract import topics as t
 from ioc.contract.topology import load_scenario
 from ioc.kafka import admin_client, describe_user_quotas
-from ioc.kafka_clients import aiokafka_common, aiokafka_producer
+from ioc.kafka_clients import aiokafka_producer
 from ioc.simulators.run import SimConfig, run_simulation
 from tests.integration.test_kafka_acls import refused, through_sasl
 from tests.support.db import query
-from tests.support.kafka import dlq_by_source
+from tests.support.kafka import dlq_by_source, records
 from tests.support.processes import Worker
 from tests.support.wait import wait_for
 from tests.unit.test_province_topics import TWO_PROVINCES
@@ -53,28 +53,6 @@ async def send(settings: Settings, topic: str, record: tuple[bytes, bytes]) -> N
         await asyncio.wait_for(producer.send_and_wait(topic, record[1], key=record[0]), 20)
     finally:
         await producer.stop()
-
-
-async def _read(settings: Settings, topics: dict[str, int]) -> list[tuple[str, bytes, bytes]]:
-    """(topic, key, value) of every record on ``topics`` (name -> partitions) up to their
-    ends now."""
-    consumer = AIOKafkaConsumer(
-        **aiokafka_common(settings), group_id=None, enable_auto_commit=False
-    )
-    await consumer.start()
-    out: list[tuple[str, bytes, bytes]] = []
-    try:
-        tps = [TopicPartition(topic, p) for topic, n in topics.items() for p in range(n)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        for tp in tps:
-            while await consumer.position(tp) < end[tp]:
-                batch = await consumer.getmany(tp, timeout_ms=10_000)
-                out += [(tp.topic, r.key or b"", r.value or b"") for r in batch.get(tp, [])]
-    finally:
-        await consumer.stop()
-    return out
 
 
 @pytest.mark.timeout(600)
@@ -144,10 +122,10 @@ def test_provinces_write_only_their_own_topics_and_the_worker_lands_them(
         provinces = {
             settings.topic(spec.name): spec.partitions for spec in t.province_topics(topology)
         }
-        records = asyncio.run(_read(settings, {**feeds, **provinces}))
-        assert not [r for r in records if r[0] in feeds], "the shared feed topics stay empty"
+        written = asyncio.run(records(settings, {**feeds, **provinces}))
+        assert not [r for r in written if r[0] in feeds], "the shared feed topics stay empty"
         expected: set[tuple[str, int]] = set()
-        for topic, key, value in records:
+        for topic, key, value in written:
             province, feed = t.parse_province_topic(prefix, topic) or ("", "")
             message = s.decode(value, feed=feed, key=key, now_ms=int(time.time() * 1000))
             if topology.province_of(message.device_id) == province:

@@ -30,24 +30,33 @@ async def dlq_count(settings: Settings) -> Counter[str]:
     return Counter(letter.reason for letter in (await dlq_by_source(settings)).values())
 
 
-async def device_events(settings: Settings) -> list[ev.DeviceEvent]:
-    """Every event on the namespace's device-events topic (transitions and operators'
-    commands) up to its end offsets when called, partition by partition."""
-    topic = settings.topic(DEVICE_EVENTS.name)
+async def records(settings: Settings, topics: dict[str, int]) -> list[tuple[str, bytes, bytes]]:
+    """(topic, key, value) of every record on ``topics`` (name -> partitions) up to their end
+    offsets when called, partition by partition, without a consumer group."""
     consumer = AIOKafkaConsumer(
         **aiokafka_common(settings), group_id=None, enable_auto_commit=False
     )
     await consumer.start()
-    out: list[ev.DeviceEvent] = []
+    out: list[tuple[str, bytes, bytes]] = []
     try:
-        tps = [TopicPartition(topic, p) for p in range(DEVICE_EVENTS.partitions)]
+        tps = [TopicPartition(topic, p) for topic, n in topics.items() for p in range(n)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)
         for tp in tps:
             while await consumer.position(tp) < end[tp]:
                 batch = await consumer.getmany(tp, timeout_ms=10_000)
-                out += [ev.decode_device_event(r.value or b"") for r in batch.get(tp, [])]
+                out += [(tp.topic, r.key or b"", r.value or b"") for r in batch.get(tp, [])]
     finally:
         await consumer.stop()
     return out
+
+
+async def device_events(settings: Settings) -> list[ev.DeviceEvent]:
+    """Every event on the namespace's device-events topic (transitions and operators'
+    commands) up to its end offsets when called, partition by partition."""
+    topic = settings.topic(DEVICE_EVENTS.name)
+    return [
+        ev.decode_device_event(value)
+        for _topic, _key, value in await records(settings, {topic: DEVICE_EVENTS.partitions})
+    ]
