@@ -384,6 +384,33 @@ async def test_outages_worst_devices_and_maintenance(ops: tuple[OpsContext, list
     assert scopes == {"cam-991-001", "site-991-cam001", "991-002", "network", "991"}
 
 
+async def test_a_device_down_all_month_heads_the_worst_list(
+    ops: tuple[OpsContext, list[Any]],
+) -> None:
+    """0 % is the worst availability there is: it once sorted as 100 % (``pct or 100.0``)."""
+    ctx, _ = ops
+    device = next(
+        d
+        for d in sorted(ctx.topology.devices)
+        if in_subtree(ctx.topology, UNIT, d) and ctx.topology.devices[d].device_class == "camera"
+    )
+    conn = await connect(ctx.settings.admin_dsn())
+    try:
+        await conn.execute(f"SET search_path TO {ctx.settings.db_schema}, public")
+        await conn.execute("DELETE FROM device_state_intervals WHERE device_id = $1", device)
+        await conn.execute(
+            "INSERT INTO device_state_intervals (device_id, state, start_ts, end_ts) "
+            "VALUES ($1, 'down', $2, NULL)",
+            device,
+            T0 - dt.timedelta(days=1),
+        )
+    finally:
+        await conn.close()
+    report = await sla_report(ctx, UNIT, PERIOD)
+    first = report.worst[0]
+    assert (first.key, first.availability_pct) == (device, 0.0), report.worst[:3]
+
+
 async def test_sla_object_schedule_and_excluded_downtime(
     ops: tuple[OpsContext, list[Any]],
 ) -> None:
