@@ -55,7 +55,7 @@ from pydantic import SecretStr
 from ioc.contract import feeds
 from ioc.contract import schemas as s
 from ioc.contract.feeds import Collection, Feed
-from ioc.deploy.local.snmp_peers import ensure_snmp_tools
+from ioc.deploy.local.snmp_peers import agent_conf, ensure_snmp_tools
 from ioc.services.collect import snmp
 from ioc.services.collect.collector import Collector, Sequences, SnmpCollector
 from ioc.services.collect.icmp import IcmpEngine
@@ -127,9 +127,7 @@ class Peers:
     def start_agents(self, snmpd: str) -> None:
         conf = self.work / "snmpd.conf"
         conf.write_text(
-            f"rocommunity {self.community} 10.251.0.0/30\n"
-            f'createUser {self.user} SHA "{self.auth_key}" AES "{self.priv_key}"\n'
-            f"rouser {self.user} priv\n"
+            agent_conf(self.community, "10.251.0.0/30", self.user, self.auth_key, self.priv_key)
         )
         for i in range(self.snmpds):
             port = SNMPD_PORT + i

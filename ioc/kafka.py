@@ -500,7 +500,16 @@ async def describe_user_quotas(settings: Settings, user: str) -> dict[str, float
     return {name: value for _entity, values in response.entries for name, value in values}
 
 
-def _upsert_scram(settings: Settings, users: dict[str, str]) -> None:
+def upsert_scram_users(
+    settings: Settings, users: dict[str, str], client_id: str = "ioc-admin"
+) -> None:
+    """Set each SCRAM user (name -> password) on the cluster as ``settings``' admin: created
+    or, if the broker holds an older password, set back to this one. The local stack's users
+    (:meth:`ioc.deploy.local.kafka_broker.Kafka.after_ready`) and the provinces'
+    (:func:`ensure_province_users`)."""
+    # Public API of confluent_kafka.admin (since 2.2); its __init__ re-exports the SCRAM
+    # classes from a private module without `__all__`, which mypy's no-implicit-reexport
+    # does not accept: hence the ignore.
     from confluent_kafka.admin import (  # type: ignore[attr-defined]
         AdminClient,
         ScramCredentialInfo,
@@ -510,7 +519,7 @@ def _upsert_scram(settings: Settings, users: dict[str, str]) -> None:
 
     from ioc.deploy.local.credentials import KAFKA_SASL_MECHANISM, SCRAM_ITERATIONS
 
-    admin = AdminClient(librdkafka_admin(settings))
+    admin = AdminClient(librdkafka_admin(settings, client_id))
     info = ScramCredentialInfo(
         ScramMechanism[KAFKA_SASL_MECHANISM.replace("-", "_")], SCRAM_ITERATIONS
     )
@@ -552,5 +561,5 @@ async def ensure_province_users(settings: Settings, provinces: Iterable[str]) ->
     if not names:
         return []
     creds = await asyncio.to_thread(settings.stack_credentials().ensure_kafka_users, names)
-    await asyncio.to_thread(_upsert_scram, settings, {u: creds.users[u] for u in names})
+    await asyncio.to_thread(upsert_scram_users, settings, {u: creds.users[u] for u in names})
     return names

@@ -42,6 +42,7 @@ from ioc.contract import metrics as m
 from ioc.contract import schemas as s
 from ioc.contract.feeds import Collection
 from ioc.contract.topology import load_scenario
+from ioc.deploy.local.snmp_peers import agent_conf
 from ioc.services.collect import snmp
 from ioc.services.collect.cli import Plan, collect
 from ioc.services.collect.spool import SpoolingSink
@@ -110,9 +111,7 @@ def agent(tmp_path: Path) -> Iterator[Agent]:
     )
     conf = tmp_path / "snmpd.conf"
     conf.write_text(
-        f"rocommunity {agent.community} 127.0.0.0/8\n"
-        f'createUser {agent.user} SHA "{agent.auth_key}" AES "{agent.priv_key}"\n'
-        f"rouser {agent.user} priv\n"
+        agent_conf(agent.community, "127.0.0.0/8", agent.user, agent.auth_key, agent.priv_key)
     )
     log = tmp_path / "snmpd.log"
     proc = subprocess.Popen(

@@ -224,15 +224,9 @@ class Kafka(Service):
     def after_ready(self, progress: Progress) -> None:
         """Set every SCRAM user of the credentials file to its password (idempotent),
         through PLAINTEXT when on, else as ``ioc`` over SASL."""
-        # Public API of confluent_kafka.admin (since 2.2); its __init__ re-exports the SCRAM
-        # classes from a private module without `__all__`, which mypy's no-implicit-reexport
-        # does not accept: hence the ignore.
-        from confluent_kafka.admin import (  # type: ignore[attr-defined]
-            AdminClient,
-            ScramCredentialInfo,
-            ScramMechanism,
-            UserScramCredentialUpsertion,
-        )
+        from confluent_kafka.admin import AdminClient
+
+        from ioc.kafka import upsert_scram_users
 
         admin = AdminClient(librdkafka_admin(self.admin_settings(), "ioc-stack"))
         users = self.sasl_users()
@@ -249,13 +243,7 @@ class Kafka(Service):
             missing = list(users)
         # Every user is upserted, not only the missing ones: a credential the broker holds
         # with an older password (credentials file regenerated) is set back to the file's.
-        mechanism = ScramMechanism[KAFKA_SASL_MECHANISM.replace("-", "_")]  # SCRAM_SHA_512
-        info = ScramCredentialInfo(mechanism, SCRAM_ITERATIONS)
-        futures = admin.alter_user_scram_credentials(
-            [UserScramCredentialUpsertion(u, info, users[u].encode()) for u in users]
-        )
-        for future in futures.values():
-            future.result(timeout=30)
+        upsert_scram_users(self.admin_settings(), users, "ioc-stack")
         if missing:
             progress(f"  SCRAM users created for the SASL listener: {', '.join(missing)}")
 

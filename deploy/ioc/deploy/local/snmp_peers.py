@@ -34,6 +34,16 @@ def ensure_snmp_tools() -> dict[str, str]:
     return {cmd: path for cmd, path in found.items() if path is not None}
 
 
+def agent_conf(community: str, sources: str, user: str, auth_key: str, priv_key: str) -> str:
+    """An ``snmpd.conf`` answering both versions the collector speaks: v2c reads with
+    ``community`` from ``sources`` (a CIDR), and v3 authPriv (SHA, AES) as ``user``."""
+    return (
+        f"rocommunity {community} {sources}\n"
+        f'createUser {user} SHA "{auth_key}" AES "{priv_key}"\n'
+        f"rouser {user} priv\n"
+    )
+
+
 def _which(command: str) -> str | None:
     # snmpd lives in /usr/sbin, which a non-login PATH may lack.
     return shutil.which(command) or shutil.which(command, path="/usr/sbin:/sbin")

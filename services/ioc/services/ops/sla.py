@@ -324,19 +324,21 @@ class DeviceAvailability(Availability):
     unit_name: str
 
 
+def _figures(row: asyncpg.Record) -> dict[str, Any]:
+    """A row's device-seconds, as the report's models name them."""
+    return {
+        "measured_s": row["measured_s"],
+        "unavailable_s": row["unavailable_s"],
+        "maintenance_s": row["maintenance_s"],
+        "upstream_s": row["upstream_s"],
+    }
+
+
 def _availability(key: str, name: str, row: asyncpg.Record | None) -> Availability:
     """A set of devices' figures from a summed row (none: no device)."""
     if row is None:
         return Availability(key=key, name=name)
-    return Availability(
-        key=key,
-        name=name,
-        devices=row["devices"],
-        measured_s=row["measured_s"],
-        unavailable_s=row["unavailable_s"],
-        maintenance_s=row["maintenance_s"],
-        upstream_s=row["upstream_s"],
-    )
+    return Availability(key=key, name=name, devices=row["devices"], **_figures(row))
 
 
 def _device_availability(row: asyncpg.Record, place: asyncpg.Record) -> DeviceAvailability:
@@ -345,10 +347,7 @@ def _device_availability(row: asyncpg.Record, place: asyncpg.Record) -> DeviceAv
         key=row["key"],
         name=row["key"],
         devices=1,
-        measured_s=row["measured_s"],
-        unavailable_s=row["unavailable_s"],
-        maintenance_s=row["maintenance_s"],
-        upstream_s=row["upstream_s"],
+        **_figures(row),
         device_class=row["device_class"],
         site_id=place["site_id"],
         site_name=place["site_name"],
