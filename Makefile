@@ -121,6 +121,13 @@ soak: install stack
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/soak.py
 
+## the national scenario (34 provinces, 100,110 devices) with per-province topics on three
+## brokers and four workers, a worker and a broker killed (bench/results/national.json); not in CI
+.PHONY: national
+national: install stack
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python bench/national.py
+
 # Quix Streams pins older confluent-kafka and pydantic than the product: its own virtualenv,
 # with the project installed without dependencies (the peer only imports the contract).
 QUIX_VENV ?= .venv-quix

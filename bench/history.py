@@ -61,6 +61,7 @@ from ioc.contract.topology import Topology, load_scenario
 from ioc.dashboards.build import GENERATED
 from ioc.dashboards.grafana_sql import expand_sql, grafana_interval_ms, resolve_variables
 from ioc.db import connect
+from ioc.db.provinces import viewer_connection
 
 VARIANTS = 8
 PIECE = 120
@@ -428,22 +429,6 @@ async def grafana_connection(settings: Settings) -> asyncpg.Connection:
     return conn
 
 
-async def viewer_connection(settings: Settings, province: str) -> asyncpg.Connection:
-    """A province's viewer, logged in as its Grafana datasource is (a fresh password)."""
-    import secrets
-
-    from ioc.db.provinces import set_viewer_password
-    from ioc.deploy.local.credentials import dsn
-
-    password = secrets.token_urlsafe(16)
-    admin = await connect(settings.admin_dsn())
-    try:
-        role = await set_viewer_password(admin, province, password)
-    finally:
-        await admin.close()
-    return await connect(dsn(role, password, settings.postgres_port, "ioc"), statement_cache_size=0)
-
-
 async def time_role(
     conn: asyncpg.Connection,
     role: str,
@@ -655,7 +640,7 @@ async def time_panels(
     now = dt.datetime.now(dt.UTC)
     grafana = await grafana_connection(settings)
     province = topology.top_units()[0]
-    viewer = await viewer_connection(settings, province)
+    viewer = await viewer_connection(settings, province, statement_cache_size=0)
     try:
         tiers = await tiers_read(grafana, now)
         print(f"tiers read (kept days {kept}): {tiers}")

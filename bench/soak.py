@@ -206,33 +206,44 @@ class CpuMeter:
 
 class KafkaLag:
     """The feed group's lag from Kafka itself (end offsets minus committed offsets, summed):
-    unlike the workers' gauge it survives a worker's death. None while the broker is down."""
+    unlike the workers' gauge it survives a worker's death. None while the broker is down.
+    ``topics``: the physical topics to count (default the shared feed topics; with
+    per-province topics, bench/national.py adds those)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, topics: list[str] | None = None) -> None:
         from confluent_kafka import Consumer, TopicPartition
+        from confluent_kafka.admin import AdminClient
 
-        from ioc.kafka_clients import librdkafka_consumer
+        from ioc.kafka_clients import librdkafka_admin, librdkafka_consumer
         from ioc.streams.consumer import consumer_group
 
         conf = librdkafka_consumer(settings, consumer_group(settings), "ioc-soak-lag")
         conf.pop("logger", None)  # never polled for logs: let librdkafka's own log go to stderr
         conf["log_level"] = 0
         self.consumer = Consumer(conf)
-        topics = [settings.topic(spec.name) for spec in FEED_TOPICS.values()]
+        self.admin = AdminClient(librdkafka_admin(settings))
+        if topics is None:
+            topics = [settings.topic(spec.name) for spec in FEED_TOPICS.values()]
         meta = self.consumer.list_topics(timeout=10)
         self.partitions = [
             TopicPartition(topic, p) for topic in topics for p in meta.topics[topic].partitions
         ]
 
     def sample(self) -> tuple[int, int] | None:
-        """(lag, sum of end offsets), or None when Kafka does not answer in time."""
+        """(lag, sum of end offsets), or None when Kafka does not answer in time. The end
+        offsets come in one ListOffsets request per leader (bench/national.py counts about
+        450 partitions: one round trip each took longer than the sample interval)."""
+        from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
+
+        latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
         try:
             committed = self.consumer.committed(self.partitions, timeout=4)
+            futures = self.admin.list_offsets(
+                dict.fromkeys(self.partitions, latest), request_timeout=4
+            )
             ends = {
-                (tp.topic, tp.partition): self.consumer.get_watermark_offsets(
-                    tp, timeout=3, cached=False
-                )[1]
-                for tp in self.partitions
+                (tp.topic, tp.partition): future.result(timeout=5).offset
+                for tp, future in futures.items()
             }
         except Exception:  # any Kafka failure is "no sample" here
             return None
@@ -265,9 +276,15 @@ class Pool:
     """The running workers; faults replace them from another thread."""
 
     def __init__(
-        self, settings: Settings, log_dir: Path, tag: str, t0: Callable[[], float]
+        self,
+        settings: Settings,
+        log_dir: Path,
+        tag: str,
+        t0: Callable[[], float],
+        scenario: str = SCENARIO,
     ) -> None:
         self.settings, self.log_dir, self.tag, self.t0 = settings, log_dir, tag, t0
+        self.scenario = scenario
         self.lock = threading.Lock()
         self.tracked: list[Tracked] = []
         self.count = 0
@@ -276,7 +293,7 @@ class Pool:
         name = f"w{self.count}"
         self.count += 1
         proc = WorkerProcess(
-            self.settings, SCENARIO, self.log_dir / f"{self.tag}-{name}.log", name
+            self.settings, self.scenario, self.log_dir / f"{self.tag}-{name}.log", name
         ).start()
         tracked = Tracked(proc, self.t0())
         with self.lock:

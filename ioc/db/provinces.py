@@ -27,12 +27,16 @@ the hypertable, leave the writer's COPY path untouched, and keep the private col
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
 from ioc.contract.topology import Topology
 from ioc.db.roles import DATABASE, PROVINCE_VIEWER_ROLE
 from ioc.errors import IocError
+
+if TYPE_CHECKING:
+    from ioc.config import Settings
 
 KEYS: tuple[tuple[str, str], ...] = (
     ("unit_code", "unit_code IN (SELECT viewer_units())"),
@@ -180,3 +184,23 @@ async def set_viewer_password(conn: asyncpg.Connection, province: str, password:
     quoted = "'" + password.replace("'", "''") + "'"
     await conn.execute(f"ALTER ROLE {role} PASSWORD {quoted}")
     return role
+
+
+async def viewer_connection(
+    settings: Settings, province: str, **connect_kwargs: Any
+) -> asyncpg.Connection:
+    """Log in to the local stack's database as a province's viewer, as its Grafana
+    datasource does (a fresh password; the role's own ``search_path`` puts the province's
+    views first). For benchmarks and tests: a deployment sets the password once."""
+    import secrets
+
+    from ioc.db import connect
+    from ioc.deploy.local.credentials import dsn
+
+    password = secrets.token_urlsafe(16)
+    admin = await connect(settings.admin_dsn())
+    try:
+        role = await set_viewer_password(admin, province, password)
+    finally:
+        await admin.close()
+    return await connect(dsn(role, password, settings.postgres_port, DATABASE), **connect_kwargs)

@@ -11,7 +11,6 @@ view."""
 from __future__ import annotations
 
 import datetime as dt
-import secrets
 from pathlib import Path
 
 import asyncpg
@@ -22,9 +21,8 @@ from ioc.config import Settings
 from ioc.contract.feeds import Feed
 from ioc.contract.history import DAY, HOUR
 from ioc.db import connect
-from ioc.db.provinces import set_viewer_password, view_schema, viewer_role
+from ioc.db.provinces import view_schema, viewer_connection, viewer_role
 from ioc.db.roles import PROVINCE_VIEWER_ROLE
-from ioc.deploy.local.credentials import dsn
 from ioc.deploy.local.stack import Stack
 from ioc.streams.history import roll_sql
 
@@ -98,13 +96,7 @@ async def _store_rows(settings: Settings) -> None:
 async def _viewer(settings: Settings, province: str) -> asyncpg.Connection:
     """Log in as the province's viewer role, as its Grafana datasource does (its own
     search_path: the provinces' views first, under the tables' names)."""
-    password = secrets.token_urlsafe(16)
-    admin = await connect(settings.admin_dsn())
-    try:
-        role = await set_viewer_password(admin, province, password)
-    finally:
-        await admin.close()
-    conn = await connect(dsn(role, password, settings.postgres_port, "ioc"))
+    conn = await viewer_connection(settings, province)
     schema = settings.db_schema
     assert await conn.fetchval("SHOW search_path") == f"{view_schema(schema)}, {schema}, public"
     return conn

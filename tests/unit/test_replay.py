@@ -13,7 +13,7 @@ from ioc.contract.vconf import VconfMeeting
 from ioc.errors import IocError
 from ioc.simulators.engine import Out, Simulator
 from ioc.simulators.faults import FaultPlan, load_plan, resolve_targets
-from ioc.simulators.replay import ReplayCycle, epoch_fields
+from ioc.simulators.replay import ReplayCycle, epoch_fields, outage_devices
 from ioc.simulators.run import SimConfig, run_simulation
 
 START = 1_654_045_200_000  # 2022-06-01 08:00 +07:00
@@ -69,6 +69,31 @@ def test_sends_tick_by_tick_and_a_stopped_run_still_ends_on_a_whole_cycle() -> N
     assert replay.finish() == []
 
 
+def test_an_outage_silences_the_node_and_all_behind_it_and_their_seq_goes_on() -> None:
+    """A replayed node_down: nothing from the node or behind it during the window, the rest
+    as usual, and afterwards every sequence is still contiguous (reconciliation holds)."""
+    topo = load_scenario("demo")
+    plan = resolve_targets(load_plan(None, ["node_down:nn-992@2+2"]), topo)
+    silenced = set(outage_devices(topo, plan.faults[0]))
+    assert "nn-992" in silenced and len(silenced) > 1
+    replay = capture()
+    replay.begin(START, START)
+    replay.silence(silenced, 2_000, 4_000)
+    records = replay.advance(START + 10_000) + replay.finish()
+    messages = decoded(records)
+    during = [m for m in messages if START + 2_000 + 500 <= m.ts_ms < START + 4_000 - 500]
+    assert during and not {m.device_id for m in during} & silenced
+    before = {m.device_id for m in messages if m.ts_ms < START + 1_500}
+    after = {m.device_id for m in messages if m.ts_ms >= START + 4_000}
+    assert silenced & before and silenced & before <= after, "the outage ended"
+    seqs: dict[str, list[int]] = defaultdict(list)
+    for m in messages:
+        seqs[m.device_id].append(m.seq)
+    for device, got in seqs.items():
+        assert sorted(got) == list(range(1, len(got) + 1)), device
+    assert sum(replay.stats.valid_by_feed.values()) == len(records) < 5 * replay.events
+
+
 def test_refuses_what_it_cannot_repeat() -> None:
     with pytest.raises(IocError, match="whole number"):
         capture(cycle_ms=250)
@@ -79,7 +104,7 @@ def test_refuses_what_it_cannot_repeat() -> None:
 
 @pytest.mark.parametrize(
     ("mode", "flags"),
-    [("realtime", []), ("rate", ["duplicate:0.01"])],
+    [("realtime", []), ("rate", ["duplicate:0.01"]), ("rate", ["camera_frozen:camera#1@5+5"])],
 )
 def test_a_run_refuses_replay_outside_healthy_load_mode(mode: str, flags: list[str]) -> None:
     cfg = SimConfig(scenario="demo", mode=mode, rate=1000.0, replay_cycle_s=10.0, fault_flags=flags)

@@ -12,15 +12,21 @@ validates, lands, rolls up and reconciles it exactly like simulated load. About 
 CPU per event in all (20,000 ev/s in 0.27 cores): half re-encoding (msgspec), half the
 producer.
 
-What it cannot do: faults and malformed input change from cycle to cycle, so a replay
+What it cannot do: most faults and malformed input change from cycle to cycle, so a replay
 refuses them (the caller injects faults into the infrastructure instead), and the device
-behaviour repeats every cycle.
+behaviour repeats every cycle. Outages it can replay: ``device_dark`` and ``node_down``
+(:meth:`ReplayCycle.silence`) keep the device, or the node and everything behind it, silent
+for the fault's window, and their ``seq`` goes on where it stopped, so a national load test
+can still open and resolve incidents. Such a node is judged down by its heartbeat timeout
+(the simulators' unreachable probes and link-down events are not replayed), and the
+fault log gets no records.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
@@ -28,8 +34,20 @@ import msgspec
 import msgspec.inspect as mi
 
 from ioc.contract import schemas as s
+from ioc.contract.topology import Topology
 from ioc.errors import IocError
 from ioc.simulators.engine import Out, Simulator, Stats
+from ioc.simulators.faults import Fault
+
+REPLAYED_OUTAGES = ("device_dark", "node_down")
+"""The fault types a replay can play: silences (:meth:`ReplayCycle.silence`)."""
+
+
+def outage_devices(topology: Topology, fault: Fault) -> list[str]:
+    """Who an outage silences: the device, or the node and everything behind it."""
+    assert fault.target is not None and fault.type in REPLAYED_OUTAGES
+    behind = topology.devices_behind(fault.target) if fault.type == "node_down" else []
+    return [fault.target, *behind]
 
 
 def describe(replay_cycle_s: float | None) -> str:
@@ -114,6 +132,14 @@ class ReplayCycle:
         self._start_ms = 0
         self._shift_ms = 0
         self._next = 0  # index of the next tick to send, counted over all cycles
+        self._silences: list[tuple[frozenset[str], int, int]] = []
+        self._skipped: Counter[str] = Counter()
+        """Per silenced device, the records it did not send: its seq goes on from there."""
+
+    def silence(self, devices: Iterable[str], start_ms: int, end_ms: int) -> None:
+        """Keep ``devices`` silent for ticks that start in ``[start_ms, end_ms)``, measured
+        from the replay's start (an outage, as the simulators' fault plan times it)."""
+        self._silences.append((frozenset(devices), start_ms, end_ms))
 
     def begin(self, capture_start_ms: int, replay_start_ms: int) -> None:
         """Start sending: cycle 0's event times move from the capture's to ``replay_start``."""
@@ -133,9 +159,17 @@ class ReplayCycle:
         cycle, tick = divmod(index, self.ticks)
         shift = self._shift_ms + cycle * self.cycle_ms
         replace, encode = msgspec.structs.replace, self._encoder.encode
+        rel = index * self.tick_ms
+        silent = frozenset().union(
+            *(devices for devices, start, end in self._silences if start <= rel < end)
+        )
+        skipped = self._skipped
         out = []
         for message, feed, key, per_cycle, epochs in self.buckets[tick]:
-            seq = message.seq + cycle * per_cycle
+            if message.device_id in silent:
+                skipped[message.device_id] += 1
+                continue
+            seq = message.seq + cycle * per_cycle - skipped[message.device_id]
             changes: dict[str, Any] = {"seq": seq}
             for name in epochs:
                 value = getattr(message, name)
@@ -143,7 +177,11 @@ class ReplayCycle:
                     changes[name] = value + shift
             moved = replace(message, **changes)
             out.append(Out(feed, key, encode(moved), True, message.kind, message.device_id, seq))
-        feeds, kinds = self._counts[tick]
+        if silent:
+            feeds = Counter(o.feed for o in out)
+            kinds = Counter(o.label for o in out)
+        else:
+            feeds, kinds = self._counts[tick]
         self.stats.valid_by_feed.update(feeds)
         self.stats.valid_by_kind.update(kinds)
         return out

@@ -27,7 +27,7 @@ from ioc.simulators.background import BACKGROUND_PREFIX, DEFAULT_HORIZON_S, back
 from ioc.simulators.behaviour import natural_rate
 from ioc.simulators.engine import Simulator, Stats
 from ioc.simulators.faults import FaultPlan, load_plan, resolve_targets
-from ioc.simulators.replay import ReplayCycle
+from ioc.simulators.replay import REPLAYED_OUTAGES, ReplayCycle, outage_devices
 from ioc.sinks import FileSink, KafkaSink, Sink
 
 
@@ -164,9 +164,10 @@ def _run_shard(
 ) -> dict[str, Any]:
     topology = load_scenario(cfg.scenario)
     seed = cfg.seed if cfg.seed is not None else topology.seed
+    plan = resolve_targets(plan, topology)
     sim = Simulator(
         topology,
-        resolve_targets(plan, topology),
+        FaultPlan([]) if cfg.replay_cycle_s else plan,  # a replay's capture is healthy
         seed=seed,
         start_ms=start_ms,
         speedup=cfg.speedup,
@@ -183,6 +184,9 @@ def _run_shard(
         source = ReplayCycle(sim, start_ms, round(cfg.replay_cycle_s * 1000), tick)
         capture_start_ms, start_ms = start_ms, int(time.time() * 1000)
         source.begin(capture_start_ms, start_ms)
+        for fault in plan.faults:  # outages only (run_simulation refused the others)
+            assert fault.target is not None
+            source.silence(outage_devices(topology, fault), fault.start_ms, fault.end_ms)
         end = source.end_for(cfg.duration_s)
         setup_s = time.monotonic() - captured
     sink = _make_sink(settings, cfg, topology)
@@ -276,10 +280,13 @@ def run_simulation(settings: Settings, cfg: SimConfig) -> Summary:
         raise IocError("--out writes one ordered file: use --workers 1")
     if cfg.mode == "rate" and not cfg.rate:
         raise IocError("load mode needs --rate EVENTS_PER_S > 0")
-    if cfg.replay_cycle_s and (cfg.mode != "rate" or plan.faults):
+    if cfg.replay_cycle_s and (
+        cfg.mode != "rate" or any(f.type not in REPLAYED_OUTAGES for f in plan.faults)
+    ):
         raise IocError(
-            "--replay-cycle replays one healthy cycle in load mode: it needs --rate and no "
-            "--fault/--faults/background faults (inject faults into the infrastructure)"
+            "--replay-cycle replays one healthy cycle in load mode: it needs --rate, and of "
+            f"the faults only outages ({', '.join(REPLAYED_OUTAGES)}; no background faults: "
+            "inject the others into the infrastructure)"
         )
     if cfg.mode == "virtual" and cfg.duration_s is None:
         raise IocError("a virtual-time run (--out without --realtime/--rate) needs --duration")

@@ -56,7 +56,12 @@ def consumer_group(settings: Settings) -> str:
 CONSUMER_TUNING: dict[str, Any] = {
     "enable.auto.commit": False,
     "auto.offset.reset": "earliest",
-    "partition.assignment.strategy": "range",
+    # Round-robin over every partition of every subscribed topic. The range assignor deals
+    # each topic out on its own: with per-province topics (408 topics of 2 partitions on
+    # `national`) the first two of four workers took every province partition and the
+    # other two sat idle (bench/national.py, 2026-11-28). Eager like range: the assign
+    # and revoke callbacks see whole assignments, as before.
+    "partition.assignment.strategy": "roundrobin",
     # The prefetch queue is what a catch-up fills, and these sizes are a trade-off measured
     # with bench/catchup_rss.py (20,000 ev/s, 850,000-event backlogs, docs/performance.md,
     # "Catch-up peak"): as here, peak RSS 640 MiB while draining at a median 32,900 ev/s;
