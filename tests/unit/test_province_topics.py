@@ -311,6 +311,142 @@ def test_the_simulators_sink_routes_each_device_to_its_provinces_topic(
     ]
 
 
+# --- a province's collector (ioc collect --province) -------------------------------------------
+def _addressed(tmp_path: Path, *devices: str) -> Path:
+    """The two provinces' scenario with an inventory address on ``devices``."""
+    lines = []
+    for line in TWO_PROVINCES.splitlines():
+        for device in devices:
+            if line.startswith(f"  - {{id: {device}, "):
+                address = "rtsp://192.0.2.9/live" if "cam" in device else "192.0.2.1"
+                line = line.replace("}", f", attributes: {{address: '{address}'}}}}")
+        lines.append(line)
+    path = tmp_path / "addressed.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_provinces_collector_writes_only_its_provinces_topics(tmp_path: Path) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from ioc.services.collect.spool import SpoolingSink, default_directory
+    from ioc.sinks import topic_names
+    from tests.unit.test_collect_snmp import FakeProducer
+
+    settings = Settings(kafka_topic_prefix=PREFIX, kafka_province_topics=True)
+    names = topic_names(settings, fault_log=False, province="10")
+    assert names == {
+        feed: f"{PREFIX}{t.province_topic(spec, '10').name}" for feed, spec in t.FEED_TOPICS.items()
+    }
+    assert "faults" not in topic_names(settings, province="10"), "its user may not see it"
+    producer = FakeProducer(up=False)
+    sink = SpoolingSink(
+        settings,
+        tmp_path / "spool",
+        max_bytes=1 << 20,
+        client_id="t",
+        registry=CollectorRegistry(),
+        producer=producer,
+        province="10",
+    )
+    for record in (_Out("camera", b"cam-10"), _Out("netnode", b"nn-10")):
+        sink.send(record)
+    assert [topic for topic, *_ in producer.queue] == [
+        f"{PREFIX}ioc.p.10.camera.v1",
+        f"{PREFIX}ioc.p.10.netnode.v1",
+    ]
+    sink.close()
+    # one spool per province and shard: never replayed by a collector writing other topics
+    stack = Path("/stack")
+    assert default_directory(stack, 0, 2) == stack / "collector" / "spool-0-of-2"
+    assert default_directory(stack, 0, 2, "10") == stack / "collector" / "spool-p10-0-of-2"
+
+
+def test_a_provinces_collector_is_refused_what_it_cannot_write(
+    two: Topology, tmp_path: Path
+) -> None:
+    from ioc.errors import ConfigError
+    from ioc.services.collect.province import check, polled_devices
+    from ioc.services.collect.targets import TargetError
+
+    on = Settings(kafka_province_topics=True)
+    with pytest.raises(ConfigError, match="IOC_KAFKA_PROVINCE_TOPICS=true"):
+        check(Settings(), two, "10", [])
+    with pytest.raises(TargetError, match=r"--province 30: not a province of two-provinces"):
+        check(on, two, "30", [])
+    with pytest.raises(TargetError, match=r"--province 10-001: not a province"):
+        check(on, two, "10-001", [])  # a commune is no province
+    check(on, two, "10", ["nn-10", "cam-10"])
+    with pytest.raises(TargetError, match=r"1 devices to poll are under another .*: nn-20 \(20\)"):
+        check(on, two, "10", ["nn-10", "nn-20"])
+
+    scenario = load_scenario(str(_addressed(tmp_path, "nn-10", "cam-10", "cam-20")))
+    assert polled_devices(scenario, ["icmp"], traps=False) == ["nn-10"]
+    assert polled_devices(scenario, ["http"], traps=True) == ["nn-10"]  # the trap receiver's
+    assert polled_devices(scenario, ["rtsp"], traps=False) == ["cam-10", "cam-20"]
+    assert polled_devices(scenario, ["http"], traps=False) == []
+
+
+def test_collect_province_refuses_in_one_line_before_polling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ioc.cli import main
+
+    scenario = str(_addressed(tmp_path, "nn-10", "nn-20"))
+    out = tmp_path / "out.jsonl"
+    argv = ["collect", "--scenario", scenario, "--protocols", "icmp", "--out", str(out)]
+    monkeypatch.delenv("IOC_KAFKA_PROVINCE_TOPICS", raising=False)
+    assert main([*argv, "--province", "10"]) == 2
+    assert "--province 10 needs per-province topics" in capsys.readouterr().err
+    monkeypatch.setenv("IOC_KAFKA_PROVINCE_TOPICS", "true")
+    assert main([*argv, "--province", "10"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "ioc: error: --province 10: 1 devices to poll are under another province: nn-20 (20); "
+        "give this collector its province's inventory (docs/collectors.md)"
+    )
+    assert main([*argv, "--province", "99"]) == 2
+    assert "not a province of two-provinces (its provinces: 10, 20)" in capsys.readouterr().err
+    assert not out.exists(), "refused before anything was opened"
+
+
+def test_a_provinces_collector_logs_in_as_the_provinces_user(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pydantic import SecretStr
+
+    from ioc.errors import ConfigError
+    from ioc.services.collect.province import kafka_settings
+
+    stack = {"ioc": "admin-pw", "ioc-p-10": "p10-pw"}
+    monkeypatch.setattr(Settings, "stack_kafka_users", lambda self: stack)
+    sasl = Settings(
+        kafka_security_protocol="SASL_PLAINTEXT",
+        kafka_sasl_mechanism="SCRAM-SHA-512",
+        kafka_sasl_username="ioc",
+        kafka_sasl_password=SecretStr("admin-pw"),
+    )
+    own = kafka_settings(sasl, "10")  # the local stack: its password for the province's user
+    assert own.kafka_sasl_username == "ioc-p-10"
+    assert own.kafka_sasl_password is not None
+    assert own.kafka_sasl_password.get_secret_value() == "p10-pw"
+    with pytest.raises(ConfigError, match="no Kafka user ioc-p-20"):
+        kafka_settings(sasl, "20")
+    # a deployment names the user itself (IOC_KAFKA_SASL_USERNAME, IOC_KAFKA_SASL_PASSWORD)
+    given = sasl.model_copy(
+        update={"kafka_sasl_username": "ioc-p-10", "kafka_sasl_password": SecretStr("x")}
+    )
+    assert kafka_settings(given, "10") is given
+    for user, password in (("ioc-collector", "x"), ("ioc-p-20", "x"), ("ioc", "another-admin")):
+        other = sasl.model_copy(
+            update={"kafka_sasl_username": user, "kafka_sasl_password": SecretStr(password)}
+        )
+        with pytest.raises(ConfigError, match="writes as Kafka user ioc-p-10, not "):
+            kafka_settings(other, "10")
+    plaintext = Settings()  # no SASL: no user, no ACL (the local development listener)
+    assert kafka_settings(plaintext, "10") is plaintext
+
+
 # --- Kubernetes --------------------------------------------------------------------------------
 def test_k8s_without_the_option_has_no_province_topic_or_user() -> None:
     docs = m.documents(m.Options(scenario="national"))
