@@ -500,6 +500,49 @@ def test_k8s_a_topic_per_feed_per_province_and_a_user_per_province(
             assert {"name": "IOC_KAFKA_PROVINCE_TOPICS", "value": "true"} in container["env"]
 
 
+def _scaled(docs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    (scaled,) = [d for d in docs["30-processes.yaml"] if d["kind"] == "ScaledObject"]
+    return scaled
+
+
+def test_k8s_keda_counts_the_province_topics_lag_too(
+    national: dict[str, list[dict[str, Any]]],
+) -> None:
+    shared = sorted(spec.name for spec in t.FEED_TOPICS.values())
+    without = _scaled(m.documents(m.Options(scenario="national")))["spec"]
+    assert [tr["metadata"]["topic"] for tr in without["triggers"]] == shared
+    spec = _scaled(national)["spec"]
+    *named, group = spec["triggers"]
+    assert named == without["triggers"], "the shared topics' triggers are kept as they were"
+    # no topic: KEDA sums the lag of every topic the group committed offsets for, which is
+    # every province's feed topics (one trigger, not 34 x 6 Kafka clients polling)
+    assert "topic" not in group["metadata"]
+    assert group["name"] == access.feeds_group("")
+    assert group["metadata"] == {k: v for k, v in named[0]["metadata"].items() if k != "topic"}
+    assert group["metadata"]["consumerGroup"] == access.feeds_group("")
+    assert group["authenticationRef"] == named[0]["authenticationRef"]
+    # the range assignor gives a worker beyond a topic's partitions none of them: never
+    # above the province topics' 2, nor the shared ones' smallest
+    assert spec["maxReplicaCount"] == min(
+        t.PROVINCE_PARTITIONS, *(s.partitions for s in t.FEED_TOPICS.values())
+    )
+    assert spec["minReplicaCount"] <= spec["maxReplicaCount"]
+
+
+def test_k8s_max_replicas_follow_the_province_topics_partitions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scenario = tmp_path / "two-provinces.yaml"
+    scenario.write_text(TWO_PROVINCES)
+    off = m.Options(scenario=str(scenario))
+    on = m.Options(scenario=str(scenario), province_topics=True)
+    assert m.worker_max_replicas(off) == min(s.partitions for s in t.FEED_TOPICS.values())
+    monkeypatch.setattr(t, "PROVINCE_PARTITIONS", 1)
+    assert m.worker_max_replicas(on) == 1
+    assert m.worker_max_replicas(off) == min(s.partitions for s in t.FEED_TOPICS.values())
+    assert len(m.group_topics(on)) == 3 * len(t.FEED_TOPICS)  # shared, and 2 provinces'
+
+
 @pytest.mark.timeout(1800)
 def test_k8s_province_documents_match_the_crd_schemas(
     national: dict[str, list[dict[str, Any]]],
@@ -514,12 +557,13 @@ def test_k8s_province_documents_match_the_crd_schemas(
         if d["metadata"]["name"].startswith(("ioc-p-", "ioc.p.", "ioc-worker", "ioc-simulator"))
     ]
     assert len(docs) == 34 * (1 + len(t.FEED_TOPICS)) + 2
+    docs.append(_scaled(national))
     errors = [f"{d['kind']}/{d['metadata']['name']}: {e}" for d in docs for e in check(d)]
     assert not errors, "\n".join(errors)
 
 
 @pytest.mark.timeout(1800)
-def test_k8s_province_documents_decode_strictly_into_strimzis_types(
+def test_k8s_province_documents_decode_strictly_into_their_types(
     national: dict[str, list[dict[str, Any]]], tmp_path: Path
 ) -> None:
     from ioc.deploy.k8s import validate as v
@@ -533,5 +577,10 @@ def test_k8s_province_documents_decode_strictly_into_strimzis_types(
     assert len(decoded) == len(national["11-kafka-topics.yaml"]) + len(
         national["12-kafka-users.yaml"]
     )
-    invalid = [d for d in decoded if d.status != "ok"]
+    # the ScaledObject with its group-wide trigger, into KEDA's Go types
+    scaled = tmp_path / "scaled.yaml"
+    scaled.write_text(m.render("30-processes.yaml", [_scaled(national)]))
+    (keda,) = v.go_decode([scaled], lambda line: None)
+    assert keda.kind == "ScaledObject"
+    invalid = [d for d in [*decoded, keda] if d.status != "ok"]
     assert not invalid, "\n".join(f"{d.kind}/{d.name}: {d.errors}" for d in invalid)
