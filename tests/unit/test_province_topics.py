@@ -543,6 +543,18 @@ def test_k8s_max_replicas_follow_the_province_topics_partitions(
     assert len(m.group_topics(on)) == 3 * len(t.FEED_TOPICS)  # shared, and 2 provinces'
 
 
+def test_k8s_max_replicas_assume_the_range_assignor() -> None:
+    """The ceiling is the smallest topic's partitions because the range assignor deals each
+    topic out on its own from the first member on; another assignor (round-robin spreads
+    every partition of every topic) needs another ceiling: this fails until it gets one."""
+    from ioc.streams.consumer import CONSUMER_TUNING
+
+    assert CONSUMER_TUNING["partition.assignment.strategy"] == "range", (
+        "the feed consumer's assignor changed: revisit worker_max_replicas "
+        "(deploy/ioc/deploy/k8s/manifests.py) and deploy/k8s/README.md"
+    )
+
+
 @pytest.mark.timeout(1800)
 def test_k8s_province_documents_match_the_crd_schemas(
     national: dict[str, list[dict[str, Any]]],
