@@ -60,9 +60,19 @@ class Sink:
         return []
 
 
-def topic_names(settings: Settings, *, fault_log: bool = True) -> dict[str, str]:
+def topic_names(
+    settings: Settings, *, fault_log: bool = True, province: str | None = None
+) -> dict[str, str]:
     """Physical topic per record feed: every feed's, and the fault log's unless ``fault_log``
-    is false (a collector injects no faults, and its Kafka user cannot even see that topic)."""
+    is false (a collector injects no faults, and its Kafka user cannot even see that topic).
+    With ``province`` (a province's own producer, ``ioc collect --province``): that
+    province's topic of each feed and no fault log, since its Kafka user may write nothing
+    else (:func:`ioc.contract.access.province_acls`)."""
+    if province is not None:
+        return {
+            feed: settings.topic(province_topic(spec, province).name)
+            for feed, spec in FEED_TOPICS.items()
+        }
     names = {feed: settings.topic(spec.name) for feed, spec in FEED_TOPICS.items()}
     if fault_log:
         names["faults"] = settings.topic(FAULT_LOG.name)
@@ -210,9 +220,16 @@ class FileSink(Sink):
     """One JSON object per line: topic, key and the exact message bytes (as text)."""
 
     def __init__(
-        self, settings: Settings, path: Path, province_of: Mapping[bytes, str] | None = None
+        self,
+        settings: Settings,
+        path: Path,
+        province_of: Mapping[bytes, str] | None = None,
+        *,
+        province: str | None = None,
     ) -> None:
-        self.topics = topic_names(settings)
+        """``province_of`` routes each device to its province's topics (the simulator);
+        ``province`` sends everything to one province's (its collector)."""
+        self.topics = topic_names(settings, province=province)
         self.routing = None if province_of is None else ProvinceRouting(settings, province_of)
         self.path = path
         self.fh: IO[bytes] = path.open("wb")

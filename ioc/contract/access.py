@@ -28,7 +28,8 @@ What each process does on Kafka, read from its code:
 - collector (``ioc collect``, :class:`ioc.services.collect.spool.SpoolingSink`): an
   idempotent producer to the feed topics (what real devices answered), nothing else: unlike
   the simulator it injects no faults, so it may not write the fault log, and a collector
-  installed at a province's edge cannot read anything back.
+  installed at a province's edge cannot read anything back. With per-province topics, a
+  province's collector (``ioc collect --province``) writes as that province's user instead.
 
 With per-province feed topics (``IOC_KAFKA_PROVINCE_TOPICS``, docs/scaling.md), each
 province's producer is its own user, ``ioc-p-<code>`` (:func:`province_user`), allowed to

@@ -2,7 +2,9 @@
 docs/scaling.md): two provinces, every process over SASL as its own user.
 
 Bootstrap makes each province's topics, its user (SCRAM), its ACL and its quota; province
-10's user writes its own topics and is refused province 20's and the shared ones; a worker
+10's user writes its own topics and is refused province 20's and the shared ones; province
+10's collector (``ioc collect --province 10``'s spooling sink) logs in as that user and lands
+its record on province 10's topic, and one routed to province 20's is refused; a worker
 (as ``ioc-worker``) lands what the simulator (as ``ioc-simulator``) wrote to the provinces'
 topics; a record for a device of province 20 sent on province 10's topic is dead-lettered
 with ``wrong_province``; every valid record sent lands, none twice.
@@ -16,6 +18,8 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from confluent_kafka import Producer
+from prometheus_client import CollectorRegistry as Registry
 
 from ioc.bootstrap import bootstrap
 from ioc.config import Settings
@@ -23,10 +27,15 @@ from ioc.contract import access
 from ioc.contract import schemas as s
 from ioc.contract import topics as t
 from ioc.contract.topology import load_scenario
+from ioc.errors import ServiceUnavailable
 from ioc.kafka import admin_client, describe_user_quotas
-from ioc.kafka_clients import aiokafka_producer
+from ioc.kafka_clients import aiokafka_producer, librdkafka_producer
+from ioc.services.collect.cli import spooling_sink
+from ioc.services.collect.province import kafka_settings
+from ioc.services.collect.spool import SpoolingSink
 from ioc.simulators.run import SimConfig, run_simulation
-from tests.integration.test_kafka_acls import refused, through_sasl
+from ioc.sinks import PRODUCER_TUNING
+from tests.integration.test_kafka_acls import Answer, refused, through_sasl
 from tests.support.db import query
 from tests.support.kafka import dlq_by_source, records
 from tests.support.processes import Worker
@@ -35,6 +44,8 @@ from tests.unit.test_province_topics import TWO_PROVINCES
 
 HOSTILE_SEQ = 900_001
 """The seq of the record province 10's user sends for province 20's camera."""
+COLLECTED_SEQ = 800_005
+"""The seq of the record province 10's collector sends for its own camera."""
 
 
 def _heartbeat(device: str, seq: int) -> tuple[bytes, bytes]:
@@ -101,6 +112,37 @@ def test_provinces_write_only_their_own_topics_and_the_worker_lands_them(
     # allowed by the ACL (its own topic), refused by the validator: not its device
     asyncio.run(send(p10, own, _heartbeat("cam-20", HOSTILE_SEQ)))
 
+    # --- a province's collector (`ioc collect --province`): its user, its topics only ------
+    assert kafka_settings(settings, "10").kafka_sasl_username == "ioc-p-10"
+    collector = spooling_sink(
+        settings, tmp_path / "spool-10", shard=0, shards=1, province="10", registry=Registry()
+    )
+    try:
+        collector.send(Answer("camera", *_heartbeat("cam-10", COLLECTED_SEQ)))
+        collector.flush(20)
+        assert (collector.sent, collector.errors, collector.spool.depth) == (1, 0, 0)
+    finally:
+        collector.close()
+    # Logged in as province 10, sent to province 20's topics: its start-up check cannot see
+    # them (metadata lists what a user may describe), and the broker refuses the write.
+    with pytest.raises(ServiceUnavailable, match="Kafka user ioc-p-10 may not write them"):
+        SpoolingSink(p10, tmp_path / "spool-x", client_id="t", registry=Registry(), province="20")
+    forged = SpoolingSink(
+        p10,
+        tmp_path / "spool-20",
+        client_id="t",
+        registry=Registry(),
+        province="20",
+        producer=Producer(librdkafka_producer(p10, "t", **PRODUCER_TUNING)),
+    )
+    try:
+        forged.send(Answer("camera", *_heartbeat("cam-20", 800_006)))
+        forged.flush(20)
+        assert (forged.sent, forged.errors, forged.spool.depth) == (0, 1, 0)
+        assert "uthoriz" in (forged.first_error or ""), forged.first_error
+    finally:
+        forged.close()
+
     # --- the simulator (its own user) writes each device to its province's topic ---------
     worker = Worker(settings, str(scenario), tmp_path / "w1.log", "w1").start()
     try:
@@ -132,6 +174,8 @@ def test_provinces_write_only_their_own_topics_and_the_worker_lands_them(
                 assert topic.startswith(f"{prefix}ioc.p.{province}.")
                 expected.add((message.device_id, message.seq))
         assert ("cam-10", 800_001) in expected and ("cam-20", 800_004) in expected
+        assert ("cam-10", COLLECTED_SEQ) in expected, "the collector's record"
+        assert ("cam-20", 800_006) not in expected, "refused: never written"
         assert ("cam-20", HOSTILE_SEQ) not in expected
         assert {d for d, _seq in expected} == set(topology.devices), "every device reported"
 

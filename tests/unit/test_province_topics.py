@@ -311,6 +311,142 @@ def test_the_simulators_sink_routes_each_device_to_its_provinces_topic(
     ]
 
 
+# --- a province's collector (ioc collect --province) -------------------------------------------
+def _addressed(tmp_path: Path, *devices: str) -> Path:
+    """The two provinces' scenario with an inventory address on ``devices``."""
+    lines = []
+    for line in TWO_PROVINCES.splitlines():
+        for device in devices:
+            if line.startswith(f"  - {{id: {device}, "):
+                address = "rtsp://192.0.2.9/live" if "cam" in device else "192.0.2.1"
+                line = line.replace("}", f", attributes: {{address: '{address}'}}}}")
+        lines.append(line)
+    path = tmp_path / "addressed.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_provinces_collector_writes_only_its_provinces_topics(tmp_path: Path) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from ioc.services.collect.spool import SpoolingSink, default_directory
+    from ioc.sinks import topic_names
+    from tests.unit.test_collect_snmp import FakeProducer
+
+    settings = Settings(kafka_topic_prefix=PREFIX, kafka_province_topics=True)
+    names = topic_names(settings, fault_log=False, province="10")
+    assert names == {
+        feed: f"{PREFIX}{t.province_topic(spec, '10').name}" for feed, spec in t.FEED_TOPICS.items()
+    }
+    assert "faults" not in topic_names(settings, province="10"), "its user may not see it"
+    producer = FakeProducer(up=False)
+    sink = SpoolingSink(
+        settings,
+        tmp_path / "spool",
+        max_bytes=1 << 20,
+        client_id="t",
+        registry=CollectorRegistry(),
+        producer=producer,
+        province="10",
+    )
+    for record in (_Out("camera", b"cam-10"), _Out("netnode", b"nn-10")):
+        sink.send(record)
+    assert [topic for topic, *_ in producer.queue] == [
+        f"{PREFIX}ioc.p.10.camera.v1",
+        f"{PREFIX}ioc.p.10.netnode.v1",
+    ]
+    sink.close()
+    # one spool per province and shard: never replayed by a collector writing other topics
+    stack = Path("/stack")
+    assert default_directory(stack, 0, 2) == stack / "collector" / "spool-0-of-2"
+    assert default_directory(stack, 0, 2, "10") == stack / "collector" / "spool-p10-0-of-2"
+
+
+def test_a_provinces_collector_is_refused_what_it_cannot_write(
+    two: Topology, tmp_path: Path
+) -> None:
+    from ioc.errors import ConfigError
+    from ioc.services.collect.province import check, polled_devices
+    from ioc.services.collect.targets import TargetError
+
+    on = Settings(kafka_province_topics=True)
+    with pytest.raises(ConfigError, match="IOC_KAFKA_PROVINCE_TOPICS=true"):
+        check(Settings(), two, "10", [])
+    with pytest.raises(TargetError, match=r"--province 30: not a province of two-provinces"):
+        check(on, two, "30", [])
+    with pytest.raises(TargetError, match=r"--province 10-001: not a province"):
+        check(on, two, "10-001", [])  # a commune is no province
+    check(on, two, "10", ["nn-10", "cam-10"])
+    with pytest.raises(TargetError, match=r"1 devices to poll are under another .*: nn-20 \(20\)"):
+        check(on, two, "10", ["nn-10", "nn-20"])
+
+    scenario = load_scenario(str(_addressed(tmp_path, "nn-10", "cam-10", "cam-20")))
+    assert polled_devices(scenario, ["icmp"], traps=False) == ["nn-10"]
+    assert polled_devices(scenario, ["http"], traps=True) == ["nn-10"]  # the trap receiver's
+    assert polled_devices(scenario, ["rtsp"], traps=False) == ["cam-10", "cam-20"]
+    assert polled_devices(scenario, ["http"], traps=False) == []
+
+
+def test_collect_province_refuses_in_one_line_before_polling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ioc.cli import main
+
+    scenario = str(_addressed(tmp_path, "nn-10", "nn-20"))
+    out = tmp_path / "out.jsonl"
+    argv = ["collect", "--scenario", scenario, "--protocols", "icmp", "--out", str(out)]
+    monkeypatch.delenv("IOC_KAFKA_PROVINCE_TOPICS", raising=False)
+    assert main([*argv, "--province", "10"]) == 2
+    assert "--province 10 needs per-province topics" in capsys.readouterr().err
+    monkeypatch.setenv("IOC_KAFKA_PROVINCE_TOPICS", "true")
+    assert main([*argv, "--province", "10"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "ioc: error: --province 10: 1 devices to poll are under another province: nn-20 (20); "
+        "give this collector its province's inventory (docs/collectors.md)"
+    )
+    assert main([*argv, "--province", "99"]) == 2
+    assert "not a province of two-provinces (its provinces: 10, 20)" in capsys.readouterr().err
+    assert not out.exists(), "refused before anything was opened"
+
+
+def test_a_provinces_collector_logs_in_as_the_provinces_user(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pydantic import SecretStr
+
+    from ioc.errors import ConfigError
+    from ioc.services.collect.province import kafka_settings
+
+    stack = {"ioc": "admin-pw", "ioc-p-10": "p10-pw"}
+    monkeypatch.setattr(Settings, "stack_kafka_users", lambda self: stack)
+    sasl = Settings(
+        kafka_security_protocol="SASL_PLAINTEXT",
+        kafka_sasl_mechanism="SCRAM-SHA-512",
+        kafka_sasl_username="ioc",
+        kafka_sasl_password=SecretStr("admin-pw"),
+    )
+    own = kafka_settings(sasl, "10")  # the local stack: its password for the province's user
+    assert own.kafka_sasl_username == "ioc-p-10"
+    assert own.kafka_sasl_password is not None
+    assert own.kafka_sasl_password.get_secret_value() == "p10-pw"
+    with pytest.raises(ConfigError, match="no Kafka user ioc-p-20"):
+        kafka_settings(sasl, "20")
+    # a deployment names the user itself (IOC_KAFKA_SASL_USERNAME, IOC_KAFKA_SASL_PASSWORD)
+    given = sasl.model_copy(
+        update={"kafka_sasl_username": "ioc-p-10", "kafka_sasl_password": SecretStr("x")}
+    )
+    assert kafka_settings(given, "10") is given
+    for user, password in (("ioc-collector", "x"), ("ioc-p-20", "x"), ("ioc", "another-admin")):
+        other = sasl.model_copy(
+            update={"kafka_sasl_username": user, "kafka_sasl_password": SecretStr(password)}
+        )
+        with pytest.raises(ConfigError, match="writes as Kafka user ioc-p-10, not "):
+            kafka_settings(other, "10")
+    plaintext = Settings()  # no SASL: no user, no ACL (the local development listener)
+    assert kafka_settings(plaintext, "10") is plaintext
+
+
 # --- Kubernetes --------------------------------------------------------------------------------
 def test_k8s_without_the_option_has_no_province_topic_or_user() -> None:
     docs = m.documents(m.Options(scenario="national"))
@@ -364,6 +500,61 @@ def test_k8s_a_topic_per_feed_per_province_and_a_user_per_province(
             assert {"name": "IOC_KAFKA_PROVINCE_TOPICS", "value": "true"} in container["env"]
 
 
+def _scaled(docs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    (scaled,) = [d for d in docs["30-processes.yaml"] if d["kind"] == "ScaledObject"]
+    return scaled
+
+
+def test_k8s_keda_counts_the_province_topics_lag_too(
+    national: dict[str, list[dict[str, Any]]],
+) -> None:
+    shared = sorted(spec.name for spec in t.FEED_TOPICS.values())
+    without = _scaled(m.documents(m.Options(scenario="national")))["spec"]
+    assert [tr["metadata"]["topic"] for tr in without["triggers"]] == shared
+    spec = _scaled(national)["spec"]
+    *named, group = spec["triggers"]
+    assert named == without["triggers"], "the shared topics' triggers are kept as they were"
+    # no topic: KEDA sums the lag of every topic the group committed offsets for, which is
+    # every province's feed topics (one trigger, not 34 x 6 Kafka clients polling)
+    assert "topic" not in group["metadata"]
+    assert group["name"] == access.feeds_group("")
+    assert group["metadata"] == {k: v for k, v in named[0]["metadata"].items() if k != "topic"}
+    assert group["metadata"]["consumerGroup"] == access.feeds_group("")
+    assert group["authenticationRef"] == named[0]["authenticationRef"]
+    # the range assignor gives a worker beyond a topic's partitions none of them: never
+    # above the province topics' 2, nor the shared ones' smallest
+    assert spec["maxReplicaCount"] == min(
+        t.PROVINCE_PARTITIONS, *(s.partitions for s in t.FEED_TOPICS.values())
+    )
+    assert spec["minReplicaCount"] <= spec["maxReplicaCount"]
+
+
+def test_k8s_max_replicas_follow_the_province_topics_partitions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scenario = tmp_path / "two-provinces.yaml"
+    scenario.write_text(TWO_PROVINCES)
+    off = m.Options(scenario=str(scenario))
+    on = m.Options(scenario=str(scenario), province_topics=True)
+    assert m.worker_max_replicas(off) == min(s.partitions for s in t.FEED_TOPICS.values())
+    monkeypatch.setattr(t, "PROVINCE_PARTITIONS", 1)
+    assert m.worker_max_replicas(on) == 1
+    assert m.worker_max_replicas(off) == min(s.partitions for s in t.FEED_TOPICS.values())
+    assert len(m.group_topics(on)) == 3 * len(t.FEED_TOPICS)  # shared, and 2 provinces'
+
+
+def test_k8s_max_replicas_assume_the_range_assignor() -> None:
+    """The ceiling is the smallest topic's partitions because the range assignor deals each
+    topic out on its own from the first member on; another assignor (round-robin spreads
+    every partition of every topic) needs another ceiling: this fails until it gets one."""
+    from ioc.streams.consumer import CONSUMER_TUNING
+
+    assert CONSUMER_TUNING["partition.assignment.strategy"] == "range", (
+        "the feed consumer's assignor changed: revisit worker_max_replicas "
+        "(deploy/ioc/deploy/k8s/manifests.py) and deploy/k8s/README.md"
+    )
+
+
 @pytest.mark.timeout(1800)
 def test_k8s_province_documents_match_the_crd_schemas(
     national: dict[str, list[dict[str, Any]]],
@@ -378,12 +569,13 @@ def test_k8s_province_documents_match_the_crd_schemas(
         if d["metadata"]["name"].startswith(("ioc-p-", "ioc.p.", "ioc-worker", "ioc-simulator"))
     ]
     assert len(docs) == 34 * (1 + len(t.FEED_TOPICS)) + 2
+    docs.append(_scaled(national))
     errors = [f"{d['kind']}/{d['metadata']['name']}: {e}" for d in docs for e in check(d)]
     assert not errors, "\n".join(errors)
 
 
 @pytest.mark.timeout(1800)
-def test_k8s_province_documents_decode_strictly_into_strimzis_types(
+def test_k8s_province_documents_decode_strictly_into_their_types(
     national: dict[str, list[dict[str, Any]]], tmp_path: Path
 ) -> None:
     from ioc.deploy.k8s import validate as v
@@ -397,5 +589,10 @@ def test_k8s_province_documents_decode_strictly_into_strimzis_types(
     assert len(decoded) == len(national["11-kafka-topics.yaml"]) + len(
         national["12-kafka-users.yaml"]
     )
-    invalid = [d for d in decoded if d.status != "ok"]
+    # the ScaledObject with its group-wide trigger, into KEDA's Go types
+    scaled = tmp_path / "scaled.yaml"
+    scaled.write_text(m.render("30-processes.yaml", [_scaled(national)]))
+    (keda,) = v.go_decode([scaled], lambda line: None)
+    assert keda.kind == "ScaledObject"
+    invalid = [d for d in [*decoded, keda] if d.status != "ok"]
     assert not invalid, "\n".join(f"{d.kind}/{d.name}: {d.errors}" for d in invalid)

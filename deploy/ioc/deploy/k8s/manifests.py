@@ -728,10 +728,20 @@ def service(proc: Process) -> Doc:
     }
 
 
-def worker_max_replicas() -> int:
-    """KEDA's ceiling: a worker beyond the feed topics' smallest partition count would sit
-    idle in the feed consumer group (every worker reads every feed topic)."""
-    return min(spec.partitions for spec in feed_topics(Options()))
+def group_topics(opts: Options) -> list[t.TopicSpec]:
+    """Every topic the feed consumer group reads: the shared feed topics and, with
+    per-province topics, each province's (the workers subscribe to them by pattern)."""
+    shared = feed_topics(opts)
+    return shared + [t.province_topic(spec, p) for p in opts.provinces() for spec in shared]
+
+
+def worker_max_replicas(opts: Options | None = None) -> int:
+    """KEDA's ceiling: the smallest partition count of the topics the feed group reads. The
+    feed consumer assigns with the range assignor, topic by topic, always from the first
+    member on, so a worker beyond a topic's partition count gets none of that topic's
+    partitions; with per-province topics (2 partitions each) a third worker would never
+    get a province's record, whatever the lag."""
+    return min(spec.partitions for spec in group_topics(opts or Options()))
 
 
 def consumer_lag_threshold() -> int:
@@ -742,7 +752,8 @@ def consumer_lag_threshold() -> int:
 
 def worker_documents(opts: Options) -> list[Doc]:
     """The worker Deployment and its autoscaling on the feed group's lag (KEDA, kafka
-    scaler with the worker's own SCRAM user, one trigger per feed topic)."""
+    scaler with the worker's own SCRAM user): one trigger per shared feed topic and, with
+    per-province topics, one more for the whole group (:func:`lag_triggers`)."""
     auth = {
         "apiVersion": KEDA_API,
         "kind": "TriggerAuthentication",
@@ -774,30 +785,55 @@ def worker_documents(opts: Options) -> list[Doc]:
         "spec": {
             "scaleTargetRef": {"name": "ioc-worker"},
             "minReplicaCount": WORKER_MIN_REPLICAS,
-            "maxReplicaCount": worker_max_replicas(),
+            "maxReplicaCount": worker_max_replicas(opts),
             "pollingInterval": 15,
             "cooldownPeriod": 300,
-            "triggers": [
-                {
-                    "type": "kafka",
-                    "name": k8s_name(spec.name),
-                    "metadata": {
-                        "bootstrapServers": KAFKA_BOOTSTRAP,
-                        "consumerGroup": group,
-                        "topic": f"{opts.topic_prefix}{spec.name}",
-                        "lagThreshold": str(consumer_lag_threshold()),
-                        "offsetResetPolicy": "earliest",
-                        "allowIdleConsumers": "false",
-                        "sasl": "scram_sha512",
-                        "tls": "enable",
-                    },
-                    "authenticationRef": {"name": "ioc-worker-kafka"},
-                }
-                for spec in sorted(feed_topics(opts), key=lambda s: s.name)
-            ],
+            "triggers": lag_triggers(opts, group),
         },
     }
     return [deployment(opts, WORKER), auth, scaled]
+
+
+def lag_triggers(opts: Options, group: str) -> list[Doc]:
+    """KEDA kafka triggers on the feed group's lag, each proposing ceil(lag / threshold)
+    workers (the HPA takes the largest proposal, never the sum).
+
+    One per shared feed topic, named: a named topic counts even before the group has
+    committed an offset on it (its retained messages, ``offsetResetPolicy: earliest``, as
+    the workers start). With per-province topics, one more without ``topic``: KEDA then
+    sums the lag of every topic the group has committed offsets for, which is each
+    province's topics (and the shared ones again, harmless under the largest proposal)
+    without 34 x 6 triggers, each a Kafka client of its own polling every 15 s, and with a
+    province added later counted once the workers commit on its topics. The
+    ``maxReplicaCount`` ceiling, not KEDA's own cap (the group's 400-odd partitions), is
+    what keeps the workers within the smallest topic's partitions
+    (:func:`worker_max_replicas`)."""
+
+    def trigger(name: str, topic: str | None) -> Doc:
+        # fresh documents each: a shared one would be written as a YAML anchor and alias
+        return {
+            "type": "kafka",
+            "name": name,
+            "metadata": {
+                "bootstrapServers": KAFKA_BOOTSTRAP,
+                "consumerGroup": group,
+                **({} if topic is None else {"topic": topic}),
+                "lagThreshold": str(consumer_lag_threshold()),
+                "offsetResetPolicy": "earliest",
+                "allowIdleConsumers": "false",
+                "sasl": "scram_sha512",
+                "tls": "enable",
+            },
+            "authenticationRef": {"name": "ioc-worker-kafka"},
+        }
+
+    triggers = [
+        trigger(k8s_name(spec.name), f"{opts.topic_prefix}{spec.name}")
+        for spec in sorted(feed_topics(opts), key=lambda s: s.name)
+    ]
+    if opts.province_topics:
+        triggers.append(trigger(k8s_name(group), None))
+    return triggers
 
 
 def bootstrap_job(opts: Options) -> Doc:

@@ -13,13 +13,16 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from ioc.config import Settings
 from ioc.contract.feeds import Collection
 from ioc.errors import IocError
+
+if TYPE_CHECKING:
+    from ioc.services.collect.spool import SpoolingSink
 
 log = logging.getLogger(__name__)
 
@@ -271,6 +274,12 @@ def plan_of(
 
     scenario = args.scenario or settings.scenario
     topology = load_scenario(scenario)
+    province = getattr(args, "province", None)
+    if province is not None:  # before anything is polled: one line, and nothing sent
+        from ioc.services.collect import province as one_province
+
+        polled = one_province.polled_devices(topology, protocols, args.trap_port is not None)
+        one_province.check(settings, topology, province, polled)
     chosen = targets.select(topology, args.shard, args.shards)
     notes: list[str] = []
     plan = Plan(trap_host=args.trap_host, trap_port=args.trap_port)
@@ -405,9 +414,43 @@ async def _main(plan: Plan, sink: Any, duration: float | None, rounds: int | Non
     return await collect(plan, sink, collection, stop, rounds=rounds)
 
 
+def spooling_sink(
+    settings: Settings,
+    spool: Path | None,
+    *,
+    shard: int,
+    shards: int,
+    province: str | None = None,
+    max_bytes: int | None = None,
+    registry: CollectorRegistry = REGISTRY,
+) -> SpoolingSink:
+    """The collector's sink to Kafka, through its disk spool (default: per shard, and per
+    province), logged in as the collector's own user (it may write the shared feed topics,
+    nothing else) or, with ``province``, as that province's user, every record routed to the
+    province's topics (the only ones that user may write)."""
+    from ioc.services.collect.spool import DEFAULT_MAX_MB, SpoolingSink, default_directory
+
+    if province is None:
+        kafka = settings.for_kafka_service("collector")
+        client_id = f"{CLIENT_ID}-{shard}-of-{shards}"
+    else:
+        from ioc.services.collect.province import kafka_settings
+
+        kafka = kafka_settings(settings, province)
+        client_id = f"{CLIENT_ID}-p{province}-{shard}-of-{shards}"
+    return SpoolingSink(
+        kafka,
+        spool or default_directory(settings.stack_dir, shard, shards, province),
+        max_bytes=max_bytes or DEFAULT_MAX_MB * 1024 * 1024,
+        client_id=client_id,
+        registry=registry,
+        province=province,
+    )
+
+
 def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
     from ioc.observability import serve_metrics
-    from ioc.services.collect.spool import SpoolingSink, default_directory
+    from ioc.services.collect.spool import SpoolingSink
     from ioc.sinks import FileSink, Sink
 
     protocols = [p.strip() for p in (args.protocols or ",".join(PROTOCOLS)).split(",")]
@@ -420,20 +463,21 @@ def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
         raise IocError(f"--http-concurrency {args.http_concurrency}: at least 1")
     if args.rtsp_decoders < 1:
         raise IocError(f"--rtsp-decoders {args.rtsp_decoders}: at least 1")
+    province: str | None = args.province
     plan, notes = plan_of(args, settings, protocols)
     for note in notes:
         log.warning("%s", note)
     sink: Sink
     if args.out:
-        sink = FileSink(settings, Path(args.out))
+        sink = FileSink(settings, Path(args.out), province=province)
     else:
-        # The collector's own Kafka user: it may write the feed topics and nothing else.
-        spool = Path(args.spool) if args.spool else None
-        sink = SpoolingSink(
-            settings.for_kafka_service("collector"),
-            spool or default_directory(settings.stack_dir, args.shard, args.shards),
+        sink = spooling_sink(
+            settings,
+            Path(args.spool) if args.spool else None,
+            shard=args.shard,
+            shards=args.shards,
+            province=province,
             max_bytes=args.spool_max_mb * 1024 * 1024,
-            client_id=f"{CLIENT_ID}-{args.shard}-of-{args.shards}",
         )
     if args.metrics_port is not None:
         serve_metrics(settings, "collector", args.metrics_port)
@@ -445,8 +489,9 @@ def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
             sink.close()
     spooled = f", {sink.spool.depth} still spooled" if isinstance(sink, SpoolingSink) else ""
     dropped = f", {sink.dropped} dropped by a full spool" if isinstance(sink, SpoolingSink) else ""
+    of_province = "" if province is None else f" of province {province}"
     print(
-        f"collector shard {args.shard}/{args.shards}: {len(plan.icmp)} ICMP, "
+        f"collector shard {args.shard}/{args.shards}{of_province}: {len(plan.icmp)} ICMP, "
         f"{len(plan.snmp)} SNMP, {len(plan.rtsp)} RTSP and {len(plan.http)} HTTP targets, "
         f"{summary.probe_rounds} probe, {summary.snmp_rounds} SNMP, {summary.stream_rounds} "
         f"stream and {max(summary.http_rounds.values(), default=0)} HTTP rounds, "
@@ -468,6 +513,13 @@ def register(sub: Any) -> None:
         "to Kafka (through a disk spool) or a file.",
     )
     p.add_argument("--scenario", help="built-in scenario name or YAML file (default IOC_SCENARIO)")
+    p.add_argument(
+        "--province",
+        metavar="CODE",
+        help="a collector of this province only (needs IOC_KAFKA_PROVINCE_TOPICS=true): logs "
+        "in to Kafka as its user ioc-p-CODE and writes its topics ioc.p.CODE.*; every device "
+        "to poll must be under it",
+    )
     p.add_argument("--shard", type=int, default=0, help="this collector's shard, 0..N-1")
     p.add_argument("--shards", type=int, default=1, help="how many collectors split the targets")
     p.add_argument(

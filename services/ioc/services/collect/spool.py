@@ -355,7 +355,12 @@ class SpoolingSink(Sink):
     It starts whether or not the broker answers (the point of a spool): an unreachable broker
     at start is one warning line, and the records wait on disk. ``flush`` waits for the
     broker at most ``timeout`` seconds; what it did not take stays spooled for the next
-    start and is not an error."""
+    start and is not an error.
+
+    With ``province`` (``ioc collect --province``, logged in as the province's user) every
+    record goes to that province's topic of its feed, the only topics that user may write
+    or even see; the spool keeps feeds, not topics, so the routing is decided when a record
+    is sent."""
 
     def __init__(
         self,
@@ -367,12 +372,14 @@ class SpoolingSink(Sink):
         window: int = WINDOW,
         registry: CollectorRegistry = REGISTRY,
         producer: Any = None,
+        province: str | None = None,
     ) -> None:
         self._dropped = counter(m.COLLECT_SPOOL_DROPPED, registry)
         self._depth = gauge(m.COLLECT_SPOOL_RECORDS, registry)
         self._bytes = gauge(m.COLLECT_SPOOL_BYTES, registry)
         self.spool = Spool(directory, max_bytes, on_drop=self._dropped.inc)
-        self.topics = topic_names(settings, fault_log=False)  # what devices answered only
+        # what devices answered only: never the fault log
+        self.topics = topic_names(settings, fault_log=False, province=province)
         self.window = window
         self.in_flight = 0
         self._held: tuple[RecordId, SpoolRecord] | None = None
@@ -400,8 +407,16 @@ class SpoolingSink(Sink):
                 missing = [t for t in self.topics.values() if t not in metadata.topics]
                 if missing:
                     self.spool.close()
+                    # Metadata lists only what the user may describe: a province's user sees
+                    # its own province's topics and nothing else.
                     raise ServiceUnavailable(
-                        f"topics {', '.join(missing)} do not exist; run `ioc topics create`"
+                        f"topics {', '.join(missing)} do not exist"
+                        + (
+                            f" or Kafka user {settings.kafka_sasl_username} may not write them"
+                            if province is not None
+                            else ""
+                        )
+                        + "; run `ioc topics create`"
                     )
             conf = librdkafka_producer(settings, client_id, **PRODUCER_TUNING)
             self.rdkafka_log = conf["logger"]
@@ -524,7 +539,12 @@ class SpoolingSink(Sink):
         self.spool.close()
 
 
-def default_directory(stack_dir: Path, shard: int, shards: int) -> Path:
-    """``<stack dir>/collector/spool-K-of-N``: beside the local stack's state, one directory
-    per shard (two collectors must never share one)."""
-    return stack_dir / "collector" / f"spool-{shard}-of-{shards}"
+def default_directory(
+    stack_dir: Path, shard: int, shards: int, province: str | None = None
+) -> Path:
+    """``<stack dir>/collector/spool-K-of-N`` (``spool-p<code>-K-of-N`` for a province's
+    collector): beside the local stack's state, one directory per shard and province (two
+    collectors must never share one, and a province's spool must not be replayed by a
+    collector that writes other topics as another user)."""
+    scope = "" if province is None else f"p{province}-"
+    return stack_dir / "collector" / f"spool-{scope}{shard}-of-{shards}"
