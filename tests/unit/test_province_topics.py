@@ -521,10 +521,11 @@ def test_k8s_keda_counts_the_province_topics_lag_too(
     assert group["metadata"] == {k: v for k, v in named[0]["metadata"].items() if k != "topic"}
     assert group["metadata"]["consumerGroup"] == access.feeds_group("")
     assert group["authenticationRef"] == named[0]["authenticationRef"]
-    # the range assignor gives a worker beyond a topic's partitions none of them: never
-    # above the province topics' 2, nor the shared ones' smallest
-    assert spec["maxReplicaCount"] == min(
-        t.PROVINCE_PARTITIONS, *(s.partitions for s in t.FEED_TOPICS.values())
+    # round-robin gives every worker up to the group's partitions at least one of them
+    assert (
+        spec["maxReplicaCount"]
+        == sum(s.partitions for s in t.FEED_TOPICS.values())
+        + 34 * len(t.FEED_TOPICS) * t.PROVINCE_PARTITIONS
     )
     assert spec["minReplicaCount"] <= spec["maxReplicaCount"]
 
@@ -536,20 +537,21 @@ def test_k8s_max_replicas_follow_the_province_topics_partitions(
     scenario.write_text(TWO_PROVINCES)
     off = m.Options(scenario=str(scenario))
     on = m.Options(scenario=str(scenario), province_topics=True)
-    assert m.worker_max_replicas(off) == min(s.partitions for s in t.FEED_TOPICS.values())
+    shared = sum(s.partitions for s in t.FEED_TOPICS.values())
+    assert m.worker_max_replicas(off) == shared
     monkeypatch.setattr(t, "PROVINCE_PARTITIONS", 1)
-    assert m.worker_max_replicas(on) == 1
-    assert m.worker_max_replicas(off) == min(s.partitions for s in t.FEED_TOPICS.values())
+    assert m.worker_max_replicas(on) == shared + 2 * len(t.FEED_TOPICS)
+    assert m.worker_max_replicas(off) == shared
     assert len(m.group_topics(on)) == 3 * len(t.FEED_TOPICS)  # shared, and 2 provinces'
 
 
-def test_k8s_max_replicas_assume_the_range_assignor() -> None:
-    """The ceiling is the smallest topic's partitions because the range assignor deals each
-    topic out on its own from the first member on; another assignor (round-robin spreads
-    every partition of every topic) needs another ceiling: this fails until it gets one."""
+def test_k8s_max_replicas_assume_the_round_robin_assignor() -> None:
+    """The ceiling is the group's partitions because round-robin deals every partition of
+    every topic over the members; another assignor (range deals each topic out on its own
+    from the first member on) needs another ceiling: this fails until it gets one."""
     from ioc.streams.consumer import CONSUMER_TUNING
 
-    assert CONSUMER_TUNING["partition.assignment.strategy"] == "range", (
+    assert CONSUMER_TUNING["partition.assignment.strategy"] == "roundrobin", (
         "the feed consumer's assignor changed: revisit worker_max_replicas "
         "(deploy/ioc/deploy/k8s/manifests.py) and deploy/k8s/README.md"
     )

@@ -736,12 +736,12 @@ def group_topics(opts: Options) -> list[t.TopicSpec]:
 
 
 def worker_max_replicas(opts: Options | None = None) -> int:
-    """KEDA's ceiling: the smallest partition count of the topics the feed group reads. The
-    feed consumer assigns with the range assignor, topic by topic, always from the first
-    member on, so a worker beyond a topic's partition count gets none of that topic's
-    partitions; with per-province topics (2 partitions each) a third worker would never
-    get a province's record, whatever the lag."""
-    return min(spec.partitions for spec in group_topics(opts or Options()))
+    """KEDA's ceiling: every partition the feed group reads. The feed consumer assigns
+    round-robin over all of them (ioc.streams.consumer), so each worker up to that count
+    gets at least one and a worker beyond it gets none. (Under the range assignor it was
+    the smallest topic's count: each topic dealt out from the first member on left the
+    province topics' 2 partitions to two workers.)"""
+    return sum(spec.partitions for spec in group_topics(opts or Options()))
 
 
 def consumer_lag_threshold() -> int:
@@ -805,9 +805,8 @@ def lag_triggers(opts: Options, group: str) -> list[Doc]:
     province's topics (and the shared ones again, harmless under the largest proposal)
     without 34 x 6 triggers, each a Kafka client of its own polling every 15 s, and with a
     province added later counted once the workers commit on its topics. The
-    ``maxReplicaCount`` ceiling, not KEDA's own cap (the group's 400-odd partitions), is
-    what keeps the workers within the smallest topic's partitions
-    (:func:`worker_max_replicas`)."""
+    ``maxReplicaCount`` ceiling is the group's partitions (:func:`worker_max_replicas`),
+    the same as KEDA's own cap on the group-wide trigger."""
 
     def trigger(name: str, topic: str | None) -> Doc:
         # fresh documents each: a shared one would be written as a YAML anchor and alias
