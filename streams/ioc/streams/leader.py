@@ -23,12 +23,19 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 
 import asyncpg
 
 from ioc.db import connect
 
 log = logging.getLogger(__name__)
+
+CHECK_TIMEOUT_S = 5.0
+"""How long the leadership check waits for the lock session's answer."""
+UNANSWERED_GRACE_S = 60.0
+"""How long a lock session may go unanswered (an open connection, no error) before the
+leader gives the shard up."""
 
 
 def lock_key(schema: str, shard: str, job: str) -> int:
@@ -48,6 +55,8 @@ class ShardLeader:
         self.round_key = lock_key(schema, shard, f"{job}:round")
         self._conn: asyncpg.Connection | None = None
         self.terms = 0  # how many times this worker became leader (a new term: restore state)
+        self._unanswered_since: float | None = None
+        """When the lock session's check first went unanswered (None: it answers)."""
 
     @property
     def is_leader(self) -> bool:
@@ -57,10 +66,39 @@ class ShardLeader:
         """Leader now? Checks the session that holds the lock, or tries to take it."""
         if self._conn is not None:
             try:
-                await self._conn.fetchval("SELECT 1", timeout=5)
+                await self._conn.fetchval("SELECT 1", timeout=CHECK_TIMEOUT_S)
+                self._unanswered_since = None
                 return True
+            except (TimeoutError, asyncpg.InterfaceError):
+                # No answer is not a lost session: the lock lasts as long as the session,
+                # and a worker whose event loop is busy (a national round on saturated
+                # cores) misses the answer's deadline too. Dropping the lock then handed
+                # the shard over every few minutes, and each new term held new outages
+                # for its backlog (bench/national.py, 2026-11-28). After a timeout asyncpg
+                # cancels the query, and until then the next check is refused with "another
+                # operation is in progress" (InterfaceError): the same. Only a session
+                # silent for UNANSWERED_GRACE_S, or closed, is given up.
+                now = time.monotonic()
+                since = self._unanswered_since = self._unanswered_since or now
+                if not self._conn.is_closed() and now - since < UNANSWERED_GRACE_S:
+                    log.warning(
+                        "%s: the %s lock session did not answer within %.0f s (for %.0f s); "
+                        "still leading",
+                        self.worker,
+                        self.shard,
+                        CHECK_TIMEOUT_S,
+                        now - since,
+                    )
+                    return True
+                log.warning(
+                    "%s lost the %s leadership (its session silent for %.0f s)",
+                    self.worker,
+                    self.shard,
+                    now - since,
+                )
+                await self._drop()
             except Exception as exc:  # the session, and with it the lock, is gone
-                log.warning("%s lost the %s leadership (%s)", self.worker, self.shard, exc)
+                log.warning("%s lost the %s leadership (%r)", self.worker, self.shard, exc)
                 await self._drop()
         try:
             conn = await connect(self.dsn)
@@ -86,6 +124,7 @@ class ShardLeader:
         return bool(await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", self.round_key))
 
     async def _drop(self) -> None:
+        self._unanswered_since = None
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.terminate()
