@@ -54,8 +54,6 @@ import datetime as dt
 import itertools
 import json
 import logging
-import os
-import signal
 import sys
 import threading
 import time
@@ -154,9 +152,7 @@ def busiest_leader(settings: Settings, topics: list[str]) -> tuple[int, dict[int
 def kill_broker(settings: Settings, nodes: dict[int, KafkaNode], topics: list[str]) -> str:
     victim, leaders = busiest_leader(settings, topics)
     node = nodes[victim]
-    pid = node.pid()
-    assert pid is not None, f"{node.name} is not running"
-    os.killpg(pid, signal.SIGKILL)  # no clean shutdown, no flush, no leader hand-over
+    assert node.kill() is not None, f"{node.name} is not running"
     time.sleep(BROKER_DOWN_S)
     started = time.monotonic()
     node.up(lambda line: note(f"    {node.name}: {line}"))
@@ -194,6 +190,11 @@ def assignment(settings: Settings) -> dict[str, int]:
     return out
 
 
+def devices_per_province(topology: Topology) -> Counter[str]:
+    """How many devices each province has (what its states and viewer must account for)."""
+    return Counter(map(topology.province_of, topology.devices))
+
+
 async def _check_database(
     settings: Settings, topology: Topology, since: dt.datetime, outage: dict[str, Any]
 ) -> dict[str, Any]:
@@ -201,7 +202,7 @@ async def _check_database(
     try:
         await conn.execute(f"SET search_path TO {settings.db_schema}, public")
         provinces = topology.top_units()
-        devices_of = Counter(topology.province_of(d) for d in topology.devices)
+        devices_of = devices_per_province(topology)
         # states
         states: dict[str, Counter[str]] = {p: Counter() for p in provinces}
         for row in await conn.fetch(f"SELECT device_id, state FROM {t.DEVICE_STATE}"):
@@ -289,7 +290,7 @@ async def _check_viewer(
                 f"SELECT root_device FROM {t.INCIDENTS} WHERE root_device IS NOT NULL"
             )
         )
-        own = sum(1 for d in topology.devices if topology.province_of(d) == province)
+        own = devices_per_province(topology)[province]
         now = dt.datetime.now(dt.UTC)
         panels: list[dict[str, Any]] = []
         skipped: list[str] = []
@@ -479,10 +480,7 @@ def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
                     totals[f"{m.EVALUATION_SECONDS.series}_sum"] / count, 3
                 )
         summary = result["s"]
-        largest = max(
-            topology.top_units(),
-            key=lambda p: sum(1 for d in topology.devices if topology.province_of(d) == p),
-        )
+        largest = devices_per_province(topology).most_common(1)[0][0]
         span = dt.timedelta(seconds=pool.t0() + 60)
         steps: list[tuple[str, Callable[[], Any]]] = [
             ("reconcile", lambda: reconcile(settings, summary)),

@@ -47,7 +47,6 @@ import itertools
 import json
 import logging
 import os
-import signal
 import statistics
 import sys
 import threading
@@ -318,10 +317,8 @@ def kill_worker(pool: Pool) -> str:
 
 def restart_broker(settings: Settings) -> str:
     kafka = Stack(settings).kafka
-    pid = kafka.pid()
-    if pid is None:
+    if kafka.kill() is None:
         return "broker was not running"
-    os.killpg(pid, signal.SIGKILL)  # no clean shutdown, no flush
     time.sleep(BROKER_DOWN_S)
     started = time.monotonic()
     kafka.up(lambda line: note(f"    kafka: {line}"))

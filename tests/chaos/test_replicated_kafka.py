@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -117,12 +115,6 @@ def topic_durability(settings: Settings) -> list[tuple[str, int, str]]:
     return out
 
 
-def sigkill(node: KafkaNode) -> None:
-    pid = node.pid()
-    assert pid is not None, f"{node.name} is not running"
-    os.killpg(pid, signal.SIGKILL)  # no clean shutdown, no flush, no leader hand-over
-
-
 def test_two_of_three_brokers_killed_loses_and_doubles_nothing(
     namespace: Settings, tmp_path: Path
 ) -> None:
@@ -159,11 +151,11 @@ def test_two_of_three_brokers_killed_loses_and_doubles_nothing(
         load = feed_leaders(cluster)
         first = next(iter(load))
         print(f"messages by leader: {load}; SIGKILL kafka-{first}")
-        sigkill(nodes[first])
+        assert nodes[first].kill() is not None, f"{nodes[first].name} is not running"
         stage(f"2 brokers (kafka-{first} killed, leader)", 25)
         second = next(n for n in nodes if n != first)
         print(f"SIGKILL kafka-{second}: one broker left, below min.insync.replicas")
-        sigkill(nodes[second])
+        assert nodes[second].kill() is not None, f"{nodes[second].name} is not running"
         stage(f"1 broker (kafka-{second} killed too)", 20)
         assert worker.alive(), worker.log_tail()
         nodes[first].up(print)  # starts every stopped node, then waits for this one

@@ -480,13 +480,6 @@ class HaNode(_Keeper):
             creds.initialised = True
             self.stack_credentials.save_database(creds, HA_DATABASE_SERVICE)
 
-    def kill(self) -> int | None:
-        """SIGKILL this node's keeper and its PostgreSQL at once (the chaos tests' crash)."""
-        pid = self.pid()
-        if pid is not None:
-            os.killpg(pid, signal.SIGKILL)
-        return pid
-
 
 class HaNode1(HaNode):
     name = "pg-node1"

@@ -8,7 +8,9 @@ configure and probe it (deploy/ioc/deploy/local/kafka_broker.py, timescaledb.py,
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import signal
 import string
 import sys
@@ -133,6 +135,15 @@ class Service:
 
     def stop(self) -> bool:
         return terminate(self.pidfile, self.stop_signal)
+
+    def kill(self) -> int | None:
+        """SIGKILL the service's process group at once, the fault tests' crash: no clean
+        shutdown, no flush, no leader hand-over. Its pid, or None if it was not running."""
+        pid = self.pid()
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        return pid
 
     def log_tail(self, lines: int = 40) -> str:
         return tail(self.log, lines)
