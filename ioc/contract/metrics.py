@@ -148,12 +148,6 @@ DEVICE_EVENTS_PUBLISHED = MetricSpec(
     "counter",
     "Device-state transitions published from the evaluation's outbox to ioc.device-events.v1",
 )
-FEED_PAUSED_FOR_ROUND_SECONDS = MetricSpec(
-    "ioc_feed_paused_for_round_seconds",
-    "counter",
-    "Seconds the feed consumer waited for the shard leader's evaluation round before its "
-    "next batch (ioc.streams.priority)",
-)
 INCIDENT_EVENTS = MetricSpec(
     "ioc_incident_events",
     "counter",
@@ -414,7 +408,6 @@ ALL_METRICS: Final = (
     EVALUATION_SECONDS,
     SHARD_LEADER,
     DEVICE_EVENTS_PUBLISHED,
-    FEED_PAUSED_FOR_ROUND_SECONDS,
     INCIDENT_EVENTS,
     INCIDENT_COMMANDS,
     DEVICES_BY_STATE,

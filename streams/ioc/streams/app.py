@@ -55,7 +55,6 @@ from ioc.streams.evaluator import Evaluator
 from ioc.streams.incidents import IncidentAgent, Send, TransientError
 from ioc.streams.leader import ShardLeader, lock_key
 from ioc.streams.portal import PortalKpis
-from ioc.streams.priority import RoundPriority
 from ioc.streams.processor import FeedProcessor, Record, dead_letter, dead_letter_key
 from ioc.streams.rollups import enforce_retention, recompute_dirty
 from ioc.streams.writer import open_pool
@@ -240,7 +239,6 @@ def build_app(
 
     pipeline.send_incident_event = send_incident_event
 
-    priority = RoundPriority(longest_s=options.evaluate_every_s)
     feeds = FeedConsumer(
         settings,
         lambda: pipeline.ready(dlq),
@@ -248,7 +246,6 @@ def build_app(
         batch_within_s=options.batch_within_s,
         client_id=options.worker_name,
         on_stats=KafkaStats(options.worker_name),
-        yield_to=priority.wait,
     )
     pipeline.feeds = feeds
     probes = DependencyProbes(
@@ -286,12 +283,8 @@ def build_app(
         assert pipeline.evaluator is not None
         if not await pipeline.lead():
             return
-        with priority.running():  # this worker's feed batches wait (ioc.streams.priority)
-            await judge_and_publish(pipeline.evaluator)
-
-    async def judge_and_publish(evaluator: Evaluator) -> None:
         try:
-            await evaluator.run_once(leader=pipeline.leader)
+            await pipeline.evaluator.run_once(leader=pipeline.leader)
             if pipeline.portal_kpis is not None:
                 await pipeline.portal_kpis.maybe_export()
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -301,7 +294,7 @@ def build_app(
             # it. Batches for up to a round interval, the rest at the next tick: a flood of
             # transitions (a national first round) must not hold the next rounds off
             await asyncio.wait_for(
-                evaluator.publish(
+                pipeline.evaluator.publish(
                     send_device_event,
                     leader=pipeline.leader,
                     budget_s=options.evaluate_every_s,

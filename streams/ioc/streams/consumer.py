@@ -113,12 +113,8 @@ class FeedConsumer:
         max_in_flight: int = 3,
         client_id: str = "ioc-worker",
         on_stats: Callable[[str], None] | None = None,
-        yield_to: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.settings = settings
-        self.yield_to = yield_to
-        """Awaited before each batch is decoded: the shard leader's round goes first
-        (:class:`ioc.streams.priority.RoundPriority`)."""
         self._ready = ready
         self.batch_size = batch_size
         self.batch_within_s = batch_within_s
@@ -186,8 +182,6 @@ class FeedConsumer:
                 if not messages:
                     await self._finish(0)
                     continue
-                if self.yield_to is not None:
-                    await self.yield_to()
                 prepared, offsets = self._prepare(processor, messages)
                 del messages  # freed now, not when the next consume() returns
                 await self._finish(self.max_in_flight - 1)  # commits what landed meanwhile
