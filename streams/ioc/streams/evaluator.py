@@ -33,7 +33,7 @@ from ioc.streams.incidents import Send
 from ioc.streams.leader import ShardLeader
 from ioc.streams.rows import ts_of
 from ioc.streams.soc import alert_facts as soc_alert_facts
-from ioc.streams.state import Current, Facts, StateMachine, Thresholds, Verdict
+from ioc.streams.state import Current, Facts, StateMachine, Thresholds, Transition, Verdict
 from ioc.streams.vconf import ReadinessMonitor
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,20 @@ _FACTS_SQL = (
     + f" FROM {t.DEVICE_LAST_SEEN}"
 )
 """One row per device, its columns in :class:`Facts`' order (``Facts(*row[1:])``)."""
+
+
+_NO_NEWS = frozenset((t.STATE_UNKNOWN, t.STATE_UP))
+
+
+def is_news(tr: Transition) -> bool:
+    """Whether the incident agent can act on a transition. Between ``unknown`` (also a
+    device's first verdict) and ``up`` it cannot: nothing is rooted at a device in either
+    state (the agent resolved what was when the device left its last incident-worthy state,
+    and a device never judged roots nothing), and neither opens anything. A national first
+    round makes 100,000 of them and the next rounds about 90,000 more: published, they stood
+    in front of every later transition for tens of minutes on a loaded machine, an outage's
+    among them (docs/scaling.md, "The national run")."""
+    return not (tr.old in _NO_NEWS and tr.new in _NO_NEWS)
 
 
 class Evaluator:
@@ -343,9 +357,10 @@ class Evaluator:
 
     async def _outbox(self, conn: asyncpg.Connection, verdict: Verdict) -> None:
         """The round's transitions, for the incident agent, in the round's transaction: they
-        reach ``ioc.device-events.v1`` if and only if this round commits (COPY: a national
-        scenario's first round has 100,000)."""
-        if verdict.transitions:
+        reach ``ioc.device-events.v1`` if and only if this round commits (COPY). Not those of
+        a device between ``unknown`` and ``up`` (:func:`is_news`)."""
+        news = [tr for tr in verdict.transitions if is_news(tr)]
+        if news:
             await conn.copy_records_to_table(
                 t.DEVICE_EVENTS_OUTBOX,
                 columns=["device_id", "prev", "new", "reason", "at_ts", "since_ts"],
@@ -358,7 +373,7 @@ class Evaluator:
                         ts_of(tr.at_ms),
                         ts_of(verdict.states[tr.device_id].since_ms),
                     )
-                    for tr in verdict.transitions
+                    for tr in news
                 ],
             )
 
