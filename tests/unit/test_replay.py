@@ -70,8 +70,9 @@ def test_sends_tick_by_tick_and_a_stopped_run_still_ends_on_a_whole_cycle() -> N
 
 
 def test_an_outage_silences_the_node_and_all_behind_it_and_their_seq_goes_on() -> None:
-    """A replayed node_down: nothing from the node or behind it during the window, the rest
-    as usual, and afterwards every sequence is still contiguous (reconciliation holds)."""
+    """A replayed node_down: nothing from the node or behind it during the window but the
+    core's probes of it, unreachable; the rest as usual; and afterwards every sequence is
+    still contiguous (reconciliation holds)."""
     topo = load_scenario("demo")
     plan = resolve_targets(load_plan(None, ["node_down:nn-992@2+2"]), topo)
     silenced = set(outage_devices(topo, plan.faults[0]))
@@ -82,7 +83,12 @@ def test_an_outage_silences_the_node_and_all_behind_it_and_their_seq_goes_on() -
     records = replay.advance(START + 10_000) + replay.finish()
     messages = decoded(records)
     during = [m for m in messages if START + 2_000 + 500 <= m.ts_ms < START + 4_000 - 500]
-    assert during and not {m.device_id for m in during} & silenced
+    from_silenced = [m for m in during if m.device_id in silenced]
+    assert during and from_silenced, "the core's probes of the dark node go on"
+    assert all(
+        isinstance(m, s.NetnodeProbe) and not m.reachable and m.rtt_ms is None
+        for m in from_silenced
+    ), from_silenced
     before = {m.device_id for m in messages if m.ts_ms < START + 1_500}
     after = {m.device_id for m in messages if m.ts_ms >= START + 4_000}
     assert silenced & before and silenced & before <= after, "the outage ended"

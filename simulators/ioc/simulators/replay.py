@@ -17,9 +17,12 @@ refuses them (the caller injects faults into the infrastructure instead), and th
 behaviour repeats every cycle. Outages it can replay: ``device_dark`` and ``node_down``
 (:meth:`ReplayCycle.silence`) keep the device, or the node and everything behind it, silent
 for the fault's window, and their ``seq`` goes on where it stopped, so a national load test
-can still open and resolve incidents. Such a node is judged down by its heartbeat timeout
-(the simulators' unreachable probes and link-down events are not replayed), and the
-fault log gets no records.
+can still open and resolve incidents. A silent node's probes go on, unreachable (they are
+the core's prober's, not the node's): it is judged down as a live node is, from its failed
+probes, before the devices behind it time out. Before, a silent node was judged down by its
+heartbeat timeout only, the same as its cameras', and the national run opened a device-down
+incident per camera before the node's site-isolated one. Link-down events are not replayed,
+and the fault log gets no records.
 """
 
 from __future__ import annotations
@@ -167,8 +170,11 @@ class ReplayCycle:
         out = []
         for message, feed, key, per_cycle, epochs in self.buckets[tick]:
             if message.device_id in silent:
-                skipped[message.device_id] += 1
-                continue
+                if not isinstance(message, s.NetnodeProbe):
+                    skipped[message.device_id] += 1
+                    continue
+                # the core's prober goes on probing a dark node: it is unreachable
+                message = replace(message, reachable=False, rtt_ms=None, loss_pct=100.0)
             seq = message.seq + cycle * per_cycle - skipped[message.device_id]
             changes: dict[str, Any] = {"seq": seq}
             for name in epochs:
