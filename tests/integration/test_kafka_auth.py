@@ -161,6 +161,9 @@ def test_a_service_user_without_acls_is_refused_and_the_admin_is_not(
     tool = AdminClient(librdkafka_admin(admin))
     tool.create_topics([NewTopic(topic, 1, 1)])[topic].result(timeout=20)
     try:
+        # CreateTopics answers once the controller has the topic; the broker's metadata
+        # cache may learn it a moment later on loaded cores (UNKNOWN_TOPIC_OR_PART)
+        wait_for(lambda: describe(admin, topic) is None or None, 30, what=f"{topic} in metadata")
         assert (describe(admin, topic), produce_one(admin, topic)) == (None, None)
         assert read_one(admin, topic) == "x"
         # no ACL: the topic is hidden, writes are refused, and so is reading it in a group
