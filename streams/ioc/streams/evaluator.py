@@ -52,14 +52,14 @@ class Backlog(Protocol):
 
 _NO_HOLD = -(2**62)
 ROUND_PAUSE_LONGEST_S = 30.0
+"""The collector is paused for a round at most this long (a national round takes about 1 s;
+one waiting on an unanswering database resumes it, :func:`ioc.memory.collector_paused`)."""
 PUBLISH_BATCH = 1_000
 """Outbox rows sent per transaction, deleted once the broker has them all. A batch is all or
 nothing: the worker gives a publish 60 s, and in the national run on saturated cores a batch
 of 5,000 did not complete in that time, so each call was cancelled, rolled back, and sent
 the same first 5,000 of the first round's 100,000 transitions again, and transitions behind
 them (an outage) were never published. Smaller batches keep what each one delivered."""
-"""The collector is paused for a round at most this long (a national round takes about 1 s;
-one waiting on an unanswering database resumes it, :func:`ioc.memory.collector_paused`)."""
 
 
 _ONLINE = frozenset((t.STATE_UP, t.STATE_DEGRADED))
