@@ -90,6 +90,10 @@ from ioc.simulators.run import SimConfig, Summary, run_simulation
 RESULTS = Path(__file__).parent / "results"
 SCENARIO = "national"
 BROKER_DOWN_S = 10.0
+BROKER_READY_S = 360.0
+"""How long the restarted broker may take to be ready: on 2 saturated cores it replays its
+metadata snapshot and its partitions' logs with a small share of a core (about 100 s after
+launch in the 21:32 run of 2026-11-28, past the stack's 120 s when the load is heavier)."""
 SETTLE_S = 30.0
 """After the lag is 0: the leader's next rounds judge the devices that came back."""
 
@@ -158,6 +162,7 @@ def kill_broker(settings: Settings, nodes: dict[int, KafkaNode], topics: list[st
     assert node.kill() is not None, f"{node.name} is not running"
     time.sleep(BROKER_DOWN_S)
     started = time.monotonic()
+    node.start_timeout = max(node.start_timeout, BROKER_READY_S)
     node.up(lambda line: note(f"    {node.name}: {line}"))
     return (
         f"{node.name} (leader of {leaders[victim]} of {sum(leaders.values())} partitions) "
