@@ -79,12 +79,16 @@ k8s: install
 	$(IOC) deploy k8s
 
 ## benchmarks (print their figures; results in bench/results/)
+## (bench/all.py: each benchmark, then bench/results/summary.json and .png of every goal)
 bench: install stack bench-venv
 	$(BIN)/pip install -q -e '.[bench]'
-	$(BIN)/python bench/simulator_load.py
-	$(BIN)/python bench/pipeline.py --baselines 1000000 --repeat 3 --sustain 300
-	$(BIN)/python bench/burst.py
-	$(BIN)/python bench/device_scale.py --worker
+	$(BIN)/python bench/all.py
+
+## the same at small sizes in about 10 minutes, into bench/out/quick/ (never bench/results/)
+.PHONY: bench-quick
+bench-quick: install stack bench-venv
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python bench/all.py --quick
 
 ## one evaluation round and its memory at 1k, 10k and 100k devices (bench/results/device_scale.json)
 .PHONY: bench-devices

@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer
-from bench_machine import machine
+from bench_machine import machine, results_dir
 
 from ioc.bootstrap import bootstrap, drop_namespace, drop_schema
 from ioc.config import Settings, load_settings
@@ -44,7 +44,7 @@ from ioc.processes import Process, WorkerProcess, stop_all
 from ioc.simulators.run import SimConfig, run_simulation
 from ioc.streams.consumer import consumer_group
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = results_dir()
 SCENARIO = "yen-bai-2022"
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 

@@ -9,6 +9,12 @@ from pathlib import Path
 from typing import Any
 
 
+def results_dir() -> Path:
+    """Where benchmarks write their results: bench/results (committed), or
+    ``IOC_BENCH_RESULTS`` (``bench/all.py --quick`` points it under bench/out)."""
+    return Path(os.environ.get("IOC_BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
+
+
 def machine() -> dict[str, Any]:
     mem_kb = 0
     try:

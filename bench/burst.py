@@ -42,7 +42,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench_machine import machine, percentile
+from bench_machine import machine, percentile, results_dir
 
 from ioc.bootstrap import bootstrap, drop_namespace
 from ioc.config import Settings, load_settings
@@ -55,7 +55,7 @@ from ioc.db import connect
 from ioc.processes import WorkerProcess, stop_all
 from ioc.simulators.run import SimConfig, Summary, run_simulation
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = results_dir()
 SCENARIO = "yen-bai-2022"
 BOUND_S = 5.0
 """Freshness p99 goal of the pipeline benchmark (bench/pipeline.py's plot, docs/performance.md)."""

@@ -48,7 +48,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench_machine import machine, status_mib
+from bench_machine import machine, results_dir, status_mib
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
@@ -61,7 +61,7 @@ from ioc.services.collect.collector import Collector, Sequences, SnmpCollector
 from ioc.services.collect.icmp import IcmpEngine
 from ioc.sinks import Record, Sink
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = results_dir()
 SUBNET = ipaddress.ip_network("10.250.0.0/19")
 """The namespace's loopback answers for all of it: 8,190 node addresses."""
 SNMPD_PORT = 1161

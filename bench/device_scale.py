@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from bench_machine import machine, percentile, status_mib
+from bench_machine import machine, percentile, results_dir, status_mib
 
 from ioc.bootstrap import bootstrap, drop_namespace
 from ioc.config import Settings, load_settings
@@ -53,7 +53,7 @@ from ioc.simulators.province import builtin_specs, materialise, write_scenario
 from ioc.streams.evaluator import Evaluator
 from ioc.streams.writer import open_pool
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = results_dir()
 STEP_MS = 5000
 SILENT_ROUNDS = 4
 """A churned device is silent this many rounds (20 s: past every built-in heartbeat timeout)."""

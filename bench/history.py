@@ -49,7 +49,7 @@ from typing import Any
 
 import asyncpg
 import numpy as np
-from bench_machine import machine, percentile
+from bench_machine import machine, percentile, results_dir
 
 from ioc.bootstrap import bootstrap_database
 from ioc.config import Settings, load_settings
@@ -405,7 +405,7 @@ RANGES: dict[str, dt.timedelta] = {
 GOAL_MS = 500.0
 """Issue 18 item 5: every panel's query, p95, at every range."""
 SLA_GOAL_S = 5.0
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = results_dir()
 
 
 def sql_targets(dash: dict[str, Any]) -> Iterator[tuple[str, str, str]]:

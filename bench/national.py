@@ -66,7 +66,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench_machine import machine, percentile
+from bench_machine import machine, percentile, results_dir
 from soak import CpuMeter, KafkaLag, Pool, note, reconcile
 
 from ioc.bootstrap import bootstrap, drop_namespace
@@ -87,7 +87,7 @@ from ioc.processes import stop_all
 from ioc.simulators.replay import describe
 from ioc.simulators.run import SimConfig, Summary, run_simulation
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = results_dir()
 SCENARIO = "national"
 BROKER_DOWN_S = 10.0
 BROKER_READY_S = 360.0

@@ -34,7 +34,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench_machine import machine, percentile
+from bench_machine import machine, percentile, results_dir
 
 from ioc.bootstrap import bootstrap, drop_namespace
 from ioc.config import Settings, load_settings
@@ -45,7 +45,7 @@ from ioc.processes import WorkerProcess, stop_all
 from ioc.simulators.replay import describe
 from ioc.simulators.run import SimConfig, Summary, run_simulation
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = results_dir()
 SCENARIO = "yen-bai-2022"
 
 

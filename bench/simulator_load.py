@@ -23,14 +23,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench_machine import machine
+from bench_machine import machine, results_dir
 
 from ioc.config import load_settings
 from ioc.contract.topics import ALL_TOPICS
 from ioc.kafka import delete_topics, ensure_topics
 from ioc.simulators.run import SimConfig, run_simulation
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = results_dir()
 
 
 def main() -> int:

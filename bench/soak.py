@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench_machine import machine
+from bench_machine import machine, results_dir
 
 from ioc.bootstrap import bootstrap, drop_namespace
 from ioc.config import Settings, load_settings
@@ -71,7 +71,7 @@ from ioc.processes import WorkerProcess, stop_all
 from ioc.simulators.replay import describe
 from ioc.simulators.run import SimConfig, Summary, run_simulation
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = results_dir()
 SCENARIO = "yen-bai-2022"
 FAULTS = ("worker", "broker", "database")
 RSS_GROWTH_MAX_PCT = 10.0
