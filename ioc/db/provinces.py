@@ -48,11 +48,27 @@ KEYS: tuple[tuple[str, str], ...] = (
 """Key column -> the view's condition, first match wins (a table with several keeps the
 unit's: an incident's unit is always set, its root device not always)."""
 
+MAINTENANCE_IN_VIEW = """(w.scope_kind = 'domain'
+    OR (w.scope_kind = 'unit' AND w.scope IN (SELECT viewer_units()))
+    OR (w.scope_kind = 'device' AND w.scope IN (SELECT viewer_devices()))
+    OR (w.scope_kind = 'site'
+        AND w.scope IN (SELECT id FROM sites WHERE unit_code IN (SELECT viewer_units()))))"""
+"""A maintenance window ``w`` a province sees: one over its units, sites or devices, or over
+a whole domain (which covers its devices too)."""
+WINDOWS_IN_VIEW = f"SELECT w.id FROM maintenance_windows w WHERE {MAINTENANCE_IN_VIEW}"
+
 OWN_KEYS: dict[str, str] = {
     "admin_units": "code IN (SELECT viewer_units())",
     "devices": "id IN (SELECT viewer_devices())",
+    # an SLA object scoped to a unit is that unit's province's; one scoped to a domain or a
+    # device class applies to every province's devices (the SLA dashboard's choice)
+    "sla_objects": "scope_kind <> 'unit' OR scope IN (SELECT viewer_units())",
+    # maintenance by its scope (the SLA dashboard lists the windows in range)
+    "maintenance_windows": f"id IN ({WINDOWS_IN_VIEW})",
+    "maintenance_occurrences": f"window_id IN ({WINDOWS_IN_VIEW})",
 }
-"""The topology tables key themselves."""
+"""Tables that key themselves: the topology's, the SLA objects and maintenance windows by
+their scope, a window's occurrences by their window."""
 
 NEVER: frozenset[str] = frozenset(
     {

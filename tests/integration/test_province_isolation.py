@@ -11,6 +11,7 @@ view."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import asyncpg
@@ -20,6 +21,8 @@ from ioc.bootstrap import bootstrap
 from ioc.config import Settings
 from ioc.contract.feeds import Feed
 from ioc.contract.history import DAY, HOUR
+from ioc.dashboards.build import GENERATED
+from ioc.dashboards.grafana_sql import expand_sql, resolve_variables
 from ioc.db import connect
 from ioc.db.provinces import view_schema, viewer_connection, viewer_role
 from ioc.db.roles import PROVINCE_VIEWER_ROLE
@@ -225,3 +228,80 @@ async def test_a_viewer_reads_the_schema_only_through_its_provinces_views(
         assert "security_barrier=true" in (options or []), name
     # the private columns stay out of the raw table's view
     assert "src_ip" not in views["raw_soc"][0]
+
+
+async def test_a_province_viewer_reads_its_own_availability(
+    namespace: Settings, tmp_path: Path
+) -> None:
+    """The SLA dashboard, as a province's Grafana datasource runs it: every panel answers
+    (the SLA objects a viewer may choose: its province's units' and the domain-wide ones),
+    over the province's own devices only; another province's SLA objects and maintenance
+    windows are not listed."""
+    scenario = tmp_path / "two-provinces.yaml"
+    scenario.write_text(SCENARIO)
+    await bootstrap(namespace, str(scenario))
+    admin = await connect(namespace.admin_dsn())
+    try:
+        await admin.execute(f"SET search_path TO {namespace.db_schema}, public")
+        await admin.executemany(
+            "INSERT INTO device_state_intervals (device_id, state, start_ts, end_ts) "
+            "VALUES ($1, $2, $3, $4)",
+            [
+                (dev, state, NOW - dt.timedelta(hours=start), NOW - dt.timedelta(hours=end))
+                for dev in ("nn-10", "cam-10", "nn-20", "cam-20")
+                for state, start, end in (("up", 6, 3), ("down", 3, 2), ("up", 2, 0))
+            ],
+        )
+        await admin.executemany(
+            "INSERT INTO sla_objects (name, slo_pct, scope_kind, scope, period, created_by) "
+            "VALUES ($1, 99.5, $2, $3, 'month', 'test')",
+            [
+                ("Lao Cai", "unit", "10"),
+                ("Lang Son", "unit", "20"),
+                ("Cameras", "domain", "camera"),
+            ],
+        )
+        # maintenance of each province (by unit, site and device) and of a whole domain
+        windows = [("unit", "10"), ("site", "s-10-1"), ("device", "nn-20"), ("domain", "camera")]
+        for kind, scope in windows:
+            start, end = NOW - dt.timedelta(hours=5), NOW - dt.timedelta(hours=4)
+            window = await admin.fetchval(
+                "INSERT INTO maintenance_windows (scope_kind, scope, start_ts, end_ts, note) "
+                "VALUES ($1, $2, $3, $4, $2) RETURNING id",
+                kind,
+                scope,
+                start,
+                end,
+            )
+            await admin.execute(
+                "INSERT INTO maintenance_occurrences (window_id, start_ts, end_ts) "
+                "VALUES ($1, $2, $3)",
+                window,
+                start,
+                end,
+            )
+    finally:
+        await admin.close()
+    dash = json.loads((GENERATED / "ioc-sla.json").read_text())
+    for province, own in OWN.items():
+        conn = await _viewer(namespace, province)
+        try:
+            names = {r[0] for r in await conn.fetch("SELECT name FROM sla_objects")}
+            assert names == {"Cameras", "Lao Cai" if province == "10" else "Lang Son"}
+            seen = {"10": {"10", "s-10-1", "camera"}, "20": {"nn-20", "camera"}}[province]
+            assert {r[0] for r in await conn.fetch("SELECT scope FROM maintenance_windows")} == seen
+            occurrences = await conn.fetchval("SELECT count(*) FROM maintenance_occurrences")
+            assert occurrences == len(seen)
+            t0, t1 = NOW - dt.timedelta(hours=24), NOW
+            variables = await resolve_variables(conn, dash, t0, t1)
+            assert variables["unit"] == province
+            measured = None
+            for panel in dash["panels"]:
+                for target in panel.get("targets", []):
+                    sql = expand_sql(target["rawSql"], t0, t1, variables)
+                    rows = await conn.fetch(sql)  # answers, under the viewer's rights
+                    if panel["title"] == "Devices measured":
+                        measured = rows[0]["devices"]
+            assert measured == len(own["devices"]), (province, measured)
+        finally:
+            await conn.close()
