@@ -25,6 +25,7 @@ joined incident leaves its members without one until their state changes again.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from typing import TYPE_CHECKING, Any
@@ -37,15 +38,18 @@ from ioc.contract import tables as t
 from ioc.contract.feeds import Feed
 from ioc.contract.thresholds import Thresholds
 from ioc.contract.topology import Topology
-from ioc.streams.state import Facts
+from ioc.streams.state import Facts, FactsView
 
 if TYPE_CHECKING:
     from ioc.streams.incidents import IncidentAgent, WantedIncident
 
 
-async def alert_facts(conn: asyncpg.Connection, facts: dict[str, Facts], th: Thresholds) -> None:
+async def alert_facts(
+    conn: asyncpg.Connection, facts: dict[str, FactsView], th: Thresholds
+) -> None:
     """Fill each SOC sensor's ``alert_ts``/``alert_reason`` from its recent alerts (those of
-    the last hold period and a minute of slack, by the database's clock)."""
+    the last hold period and a minute of slack, by the database's clock). A sensor's facts
+    read in place (a query row, read-only) become a ``Facts`` first."""
     since = dt.timedelta(milliseconds=th.soc_alert_hold_ms + 60_000)
     correlated = sorted(soc.CORRELATED_CATEGORIES)
     rows = await conn.fetch(
@@ -58,9 +62,14 @@ async def alert_facts(conn: asyncpg.Connection, facts: dict[str, Facts], th: Thr
         correlated,
     )
     for r in rows:
-        f = facts.get(r["device_id"])
-        if f is None:
+        view = facts.get(r["device_id"])
+        if view is None:
             continue
+        if isinstance(view, Facts):
+            f = view
+        else:
+            f = Facts(**{k.name: getattr(view, k.name) for k in dataclasses.fields(Facts)})
+            facts[r["device_id"]] = f
         f.alert_ts = int(r["ts"].timestamp() * 1000)
         f.alert_reason = soc.alert_reason(r["severity"], r["category"], r["signature"])
 

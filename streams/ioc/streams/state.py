@@ -30,9 +30,10 @@ Every number (timeouts, quality thresholds, flapping window) comes from
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from typing import Protocol
 
 from ioc.contract import soc, workhours
 from ioc.contract import tables as t
@@ -40,7 +41,16 @@ from ioc.contract.feeds import Feed
 from ioc.contract.thresholds import THRESHOLDS, Thresholds
 from ioc.contract.topology import Topology
 
-__all__ = ["Current", "Facts", "StateMachine", "Thresholds", "Transition", "Verdict", "raw_state"]
+__all__ = [
+    "Current",
+    "Facts",
+    "FactsView",
+    "StateMachine",
+    "Thresholds",
+    "Transition",
+    "Verdict",
+    "raw_state",
+]
 
 
 @dataclass(slots=True)
@@ -69,6 +79,43 @@ class Facts:
     """A SOC sensor's newest critical, DDoS or scan alert and its reason (ioc.streams.soc)."""
 
 
+class FactsView(Protocol):
+    """What the rules read of a device's facts: a :class:`Facts`, or the facts query's row
+    read in place (``ioc.streams.evaluator.FactsRecord``: a national round built 100,000
+    ``Facts`` only to read a few attributes of each once)."""
+
+    @property
+    def last_ts(self) -> int | None: ...
+    @property
+    def probe_ts(self) -> int | None: ...
+    @property
+    def probe_reachable(self) -> bool | None: ...
+    @property
+    def quality_ts(self) -> int | None: ...
+    @property
+    def fps(self) -> float | None: ...
+    @property
+    def frozen(self) -> bool | None: ...
+    @property
+    def rtt_ms(self) -> float | None: ...
+    @property
+    def jitter_ms(self) -> float | None: ...
+    @property
+    def loss_pct(self) -> float | None: ...
+    @property
+    def sessions_active(self) -> int | None: ...
+    @property
+    def probe_ok_ts(self) -> int | None: ...
+    @property
+    def probe_fail_ts(self) -> int | None: ...
+    @property
+    def seen_ms(self) -> int | None: ...
+    @property
+    def alert_ts(self) -> int | None: ...
+    @property
+    def alert_reason(self) -> str | None: ...
+
+
 @dataclass
 class Current:
     state: str
@@ -92,9 +139,16 @@ class Verdict:
     states: dict[str, Current]
     transitions: list[Transition]
     root_causes: dict[str, list[str]]  # down node -> devices it cuts off
+    changed: AbstractSet[str] | None = None
+    """The devices whose state entry was replaced this round (a transition, or a first
+    placeholder): the only ones whose state can differ from the previous round's verdict,
+    so the gauges recount those alone. None: unknown (a restoring round), recount all."""
+    round_no: int = 0
+    """The machine's round counter: an exporter that missed a round (one that failed after
+    its verdict) sees the gap and recounts every device."""
 
 
-Judge = Callable[[Facts | None, int], tuple[str, str]]
+Judge = Callable[[FactsView | None, int], tuple[str, str]]
 """A device class's raw-state rule: (facts, event time) -> (state, reason)."""
 
 _NEVER = (t.STATE_UNKNOWN, "never reported")
@@ -117,11 +171,11 @@ def judge_for(device_class: str, th: Thresholds) -> Judge:
 
     if device_class == Feed.PORTAL:
         return lambda f, now_ms: _portal_state(f, now_ms, th)
-    quality: Callable[[Facts, int], tuple[str, str] | None] | None = None
+    quality: Callable[[FactsView, int], tuple[str, str] | None] | None = None
     if device_class == Feed.CAMERA:
         min_fps = th.camera_min_fps
 
-        def picture(f: Facts, now_ms: int) -> tuple[str, str] | None:
+        def picture(f: FactsView, now_ms: int) -> tuple[str, str] | None:
             if f.quality_ts is not None and now_ms - f.quality_ts <= max_age:
                 if f.frozen:
                     return _FROZEN
@@ -133,7 +187,7 @@ def judge_for(device_class: str, th: Thresholds) -> Judge:
     elif device_class == Feed.TELEHEALTH:
         max_loss, max_jitter = th.telehealth_max_loss_pct, th.telehealth_max_jitter_ms
 
-        def session(f: Facts, now_ms: int) -> tuple[str, str] | None:
+        def session(f: FactsView, now_ms: int) -> tuple[str, str] | None:
             if (
                 f.quality_ts is not None
                 and now_ms - f.quality_ts <= max_age
@@ -149,14 +203,14 @@ def judge_for(device_class: str, th: Thresholds) -> Judge:
     elif device_class == Feed.SOC:
         hold = th.soc_alert_hold_ms
 
-        def alerts(f: Facts, now_ms: int) -> tuple[str, str] | None:
+        def alerts(f: FactsView, now_ms: int) -> tuple[str, str] | None:
             if f.alert_ts is not None and f.alert_reason and now_ms - f.alert_ts <= hold:
                 return t.STATE_DEGRADED, f.alert_reason
             return None
 
         quality = alerts
 
-    def heartbeat(f: Facts | None, now_ms: int) -> tuple[str, str]:
+    def heartbeat(f: FactsView | None, now_ms: int) -> tuple[str, str]:
         """Silent past the class's timeout: down; else its quality rule, if it has one (a
         node's probes are judged below; a feed added by declaration has none)."""
         if f is None or f.last_ts is None:
@@ -171,7 +225,7 @@ def judge_for(device_class: str, th: Thresholds) -> Judge:
     if device_class == Feed.NETNODE:
         max_loss, max_rtt = th.link_max_loss_pct, th.link_max_rtt_ms
 
-        def node(f: Facts | None, now_ms: int) -> tuple[str, str]:
+        def node(f: FactsView | None, now_ms: int) -> tuple[str, str]:
             if f is None or f.probe_ts is None:  # no probe: its own reports, if any
                 return _NO_PROBE if f is None or f.last_ts is None else heartbeat(f, now_ms)
             if now_ms - f.probe_ts > timeout:
@@ -188,7 +242,9 @@ def judge_for(device_class: str, th: Thresholds) -> Judge:
     return heartbeat
 
 
-def raw_state(device_class: str, f: Facts | None, now_ms: int, th: Thresholds) -> tuple[str, str]:
+def raw_state(
+    device_class: str, f: FactsView | None, now_ms: int, th: Thresholds
+) -> tuple[str, str]:
     """One device's raw state (the state machine binds each class's rule once: judge_for)."""
     return judge_for(device_class, th)(f, now_ms)
 
@@ -198,7 +254,7 @@ QUIET = "quiet"
 timeout (a portal desk outside working hours): unreachable if a node before it is down."""
 
 
-def _portal_state(f: Facts | None, now_ms: int, th: Thresholds) -> tuple[str, str]:
+def _portal_state(f: FactsView | None, now_ms: int, th: Thresholds) -> tuple[str, str]:
     """A portal desk is down when nothing has arrived from its LGSP sync channel for
     ``portal_silent_ms`` of working hours: nights, lunch and weekends do not count."""
     seen = None if f is None else f.seen_ms if f.seen_ms is not None else f.last_ts
@@ -250,6 +306,9 @@ class StateMachine:
             (dev_id, rules[dev.device_class]) for dev_id, dev in topology.devices.items()
         ]
         """Every device, in the topology's order, with its class's raw-state rule."""
+        self.round_no = 0
+        self.restored = True
+        """The next verdict follows a (re)start: its ``changed`` is unknown (None)."""
 
     def restore(self, current: dict[str, Current], downs: dict[str, list[int]]) -> None:
         """Resume from the database after a restart or a leader change."""
@@ -258,10 +317,11 @@ class StateMachine:
         self.raw_prev = {dev: cur.state for dev, cur in current.items()}
         self.probes_seen, self.cuts_to_judge, self.looked = {}, {}, False
         self.failing_since, self.failing_seen = {}, {}  # another leader may have judged since
+        self.restored = True
 
     def evaluate(
         self,
-        facts: dict[str, Facts],
+        facts: Mapping[str, FactsView],
         now_ms: int,
         suppress_new_outages: bool | AbstractSet[str] = False,
     ) -> Verdict:
@@ -335,6 +395,7 @@ class StateMachine:
             ):
                 self.recovered[dev_id] = now_ms
         current, downs_of, raw_prev = self.current, self.downs, self.raw_prev
+        changed: set[str] = set()  # whose entry in ``current`` is replaced below
         for dev_id, (state, reason) in resolved.items():
             old = current.get(dev_id)
             if (
@@ -386,6 +447,7 @@ class StateMachine:
             ):
                 if old is None:
                     self.current[dev_id] = Current(t.STATE_UNKNOWN, "awaiting data", now_ms)
+                    changed.add(dev_id)
                 continue
             if state == t.STATE_DOWN and self.raw_prev.get(dev_id) != t.STATE_DOWN:
                 downs = self._went_down(dev_id, now_ms)
@@ -413,6 +475,7 @@ class StateMachine:
                 # not confirmed yet: a blip if it comes back (counted above, for flapping)
                 if old is None:
                     self.current[dev_id] = Current(t.STATE_UNKNOWN, "awaiting data", now_ms)
+                    changed.add(dev_id)
                 continue
             if (
                 old is None
@@ -429,11 +492,20 @@ class StateMachine:
                     )
                 )
                 self.current[dev_id] = Current(new_state, reason, now_ms)
+                changed.add(dev_id)
             else:
                 old.reason = reason
         for node in root_causes:
             root_causes[node].sort()
-        return Verdict(dict(self.current), transitions, root_causes)
+        self.round_no += 1
+        first, self.restored = self.restored, False
+        return Verdict(
+            dict(self.current),
+            transitions,
+            root_causes,
+            changed=None if first else changed,
+            round_no=self.round_no,
+        )
 
     def _went_down(self, dev_id: str, at_ms: int) -> deque[int]:
         downs = self.downs.get(dev_id)
@@ -444,7 +516,7 @@ class StateMachine:
 
     def unseen_cuts(
         self,
-        facts: dict[str, Facts],
+        facts: Mapping[str, FactsView],
         resolved: dict[str, tuple[str, str]],
         pending: AbstractSet[str],
         now_ms: int,
@@ -498,7 +570,7 @@ class StateMachine:
         return blips
 
     def _upstream_failed(
-        self, dev_id: str, cut_ms: int, facts: dict[str, Facts], now_ms: int
+        self, dev_id: str, cut_ms: int, facts: Mapping[str, FactsView], now_ms: int
     ) -> bool | None:
         """Whether an upstream node's probes failed from shortly before ``cut_ms`` on (None:
         one has not been probed since, and the wait for its verdict is not over)."""
