@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime as dt
 import json
 import math
@@ -203,6 +202,8 @@ async def rollup_mismatches(settings: Settings) -> tuple[int, int]:
             for k in want.keys() & got.keys():
                 if not all(_same(a, b) for a, b in zip(want[k], got[k], strict=True)):
                     bad += 1
+                    if bad <= 3:  # enough to see which column drifts
+                        say(f"  {feed} {k}: product {want[k]} peer {got[k]}")
     finally:
         await conn.close()
     return checked, bad
@@ -273,13 +274,19 @@ def _measure_drain(
 
 
 def measure(
-    events: int, workers_list: list[int], repeat: int, log_dir: Path, peers: list[str]
+    events: int,
+    workers_list: list[int],
+    repeat: int,
+    log_dir: Path,
+    peers: list[str] | None = None,
 ) -> dict[str, Any]:
-    """One backlog; ``repeat`` rounds of raw, product (per worker count) and peer drains.
+    """One backlog; ``repeat`` rounds of raw, product (per worker count) and peer drains
+    (``peers``: default all of :data:`PEERS`; those not installed are skipped).
 
     Rounds interleave the contenders so that machine noise hits them alike; the result
     holds every figure and the medians. Ratios are of medians measured in this one run.
     """
+    peers = list(PEERS) if peers is None else peers
     result: dict[str, Any] = {
         "benchmark": "baselines",
         "scenario": SCENARIO,
@@ -331,16 +338,17 @@ def measure(
             for peer in peers:
                 peer_settings = settings.model_copy(update={"db_schema": f"{tag}{peer[0]}{r}"})
                 asyncio.run(bootstrap(peer_settings, SCENARIO))
-                got = peer_drain(peer, peer_settings, valid, log_dir)
+                try:
+                    got = peer_drain(peer, peer_settings, valid, log_dir)
+                except SystemExit as exc:  # one broken peer must not lose the others' round
+                    say(f"[{r + 1}/{repeat}] {PEER_TITLES[peer]} peer failed: {exc}")
+                    got = None
                 if got:
                     checked, bad = asyncio.run(rollup_mismatches(peer_settings))
                     result["rollup_check"][peer] = {"device_minutes": checked, "mismatches": bad}
                     say(f"[{r + 1}/{repeat}] {peer}: {bad} of {checked} device-minutes differ")
                 asyncio.run(drop_schema(peer_settings))
                 _forget_group(f"{settings.kafka_topic_prefix}{PEERS[peer][2]}", settings)
-                if peer == "pathway":  # its reader's own group, if Pathway made one
-                    with contextlib.suppress(Exception):
-                        _forget_group(f"{settings.kafka_topic_prefix}pathway-peer-read", settings)
                 if got:
                     runs[peer].append(round(got))
                     say(f"[{r + 1}/{repeat}] {PEER_TITLES[peer]} peer: {got:,.0f} ev/s")
@@ -406,7 +414,12 @@ def plot(result: dict[str, Any], path: Path) -> None:
     raw = result["medians"]["raw"]
     fig, ax = plt.subplots(figsize=(7, 4))
     medians = [result["medians"][k] / 1000 for k in names]
-    ax.bar(names, medians, color=["#808080" if k == "raw" else "#3274D9" for k in names])
+    colors = {"raw": "#808080"}  # the products blue, the peers orange
+    ax.bar(
+        names,
+        medians,
+        color=[colors.get(k, "#3274D9" if k.startswith("product_") else "#E0752D") for k in names],
+    )
     for i, k in enumerate(names):
         ax.scatter([i] * len(runs[k]), [v / 1000 for v in runs[k]], color="black", s=12, zorder=3)
         ax.annotate(
@@ -429,11 +442,16 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 def _forget_group(group: str, settings: Settings) -> None:
     """The next measurement drains the same backlog from the start: drop the group."""
+    from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient
 
     admin = AdminClient(librdkafka_admin(settings, "ioc-bench"))
     for future in admin.delete_consumer_groups([group], request_timeout=30).values():
-        future.result()
+        try:
+            future.result()
+        except KafkaException as exc:  # a peer that failed before its first commit
+            if exc.args[0].code() != KafkaError.GROUP_ID_NOT_FOUND:
+                raise
 
 
 if __name__ == "__main__":

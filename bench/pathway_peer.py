@@ -69,18 +69,24 @@ def main() -> int:
     dlq = f"{args.prefix}{DEAD_LETTER.name}"
     feed_of = {f"{args.prefix}{spec.name}": feed for feed, spec in FEED_TOPICS.items()}
 
-    table = pw.io.kafka.read(
-        {
-            "bootstrap.servers": args.bootstrap,
-            "group.id": f"{args.prefix}pathway-peer-read",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": "false",
-        },
-        topic=list(feed_of),
-        format="raw",
-        autogenerate_key=True,  # every record is a row (the Kafka key is the device id)
-        with_metadata=True,
-        autocommit_duration_ms=1000,
+    # one reader per topic: Pathway's connector reads only the first of a list
+    table = pw.Table.concat_reindex(
+        *[
+            pw.io.kafka.read(
+                {
+                    "bootstrap.servers": args.bootstrap,
+                    "group.id": f"{args.prefix}pathway-peer-read",
+                    "auto.offset.reset": "earliest",
+                    "enable.auto.commit": "false",
+                },
+                topic=topic,
+                format="raw",
+                autogenerate_key=True,  # every record is a row (the Kafka key is the device id)
+                with_metadata=True,
+                autocommit_duration_ms=1000,
+            )
+            for topic in feed_of
+        ]
     )
     pending: list[tuple[str, str, int, int, bytes | None, bytes | None]] = []
 

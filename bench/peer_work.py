@@ -111,7 +111,8 @@ class PeerWork:
 
     def __init__(self, class_of: dict[str, str]) -> None:
         self.class_of = class_of
-        self.db = sqlite3.connect(":memory:")
+        # Pathway calls back from its own threads, one at a time
+        self.db = sqlite3.connect(":memory:", check_same_thread=False)
         self.db.create_function("sat_int4", 1, _sat(-(2**31), 2**31 - 1), deterministic=True)
         self.db.create_function("sat_int8", 1, _sat(-(2**63), 2**63 - 1), deterministic=True)
         self.db.create_function("sat_real", 1, _sat_real, deterministic=True)
@@ -122,7 +123,10 @@ class PeerWork:
         for feed in RAW:
             spec = feeds.spec(feed)
             cols = RAW_COLUMNS[feed]
-            self.db.execute(f"CREATE TABLE {feed} (minute INTEGER, {', '.join(cols)})")
+            self.db.execute(  # the raw key: a duplicate counts once, as ON CONFLICT DO NOTHING
+                f"CREATE TABLE {feed} (minute INTEGER, {', '.join(cols)}, "
+                "UNIQUE (device_id, seq, ts))"
+            )
             self.db.execute(f"CREATE INDEX {feed}_dm ON {feed} (device_id, minute)")
             exprs = []
             for a in spec.device_rollup:
@@ -136,7 +140,7 @@ class PeerWork:
                 "WHERE device_id = ? AND minute = ? GROUP BY device_id, minute"
             )
             marks = ", ".join("?" * (len(cols) + 1))
-            self.insert[feed] = f"INSERT INTO {feed} VALUES ({marks})"
+            self.insert[feed] = f"INSERT OR IGNORE INTO {feed} VALUES ({marks})"
 
     def validate(self, feed: str, key: bytes | None, value: bytes | None, now_ms: int) -> Any:
         """The decoded message, or the :class:`ioc.contract.schemas.InvalidMessage`."""
