@@ -114,7 +114,7 @@ def main() -> int:
     datadir = Path("/tmp/faust-agent-peer") / args.schema
     datadir.mkdir(parents=True, exist_ok=True)
     app = build(args.prefix, args.schema, datadir)
-    sys.argv = [sys.argv[0], "worker", "--loglevel", "warning"]
+    sys.argv = [sys.argv[0], "worker", "--loglevel", "warn"]
     app.main()
     return 0
 
