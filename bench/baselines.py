@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import math
@@ -354,6 +355,12 @@ def measure(
                     say(f"[{r + 1}/{repeat}] {PEER_TITLES[peer]} peer: {got:,.0f} ev/s")
     finally:
         asyncio.run(drop_namespace(settings))
+        # groups that were still leaving when their drain ended (nothing reads them again)
+        stale = [f"{settings.kafka_topic_prefix}pathway-peer-read"]
+        stale += [f"{settings.db_schema}-raw{r}" for r in range(repeat)]
+        for group in stale:
+            with contextlib.suppress(Exception):
+                _forget_group(group, settings)
     medians = {k: round(statistics.median(v)) for k, v in runs.items() if v}
     result["medians"] = medians
     products = {k: v for k, v in medians.items() if k.startswith("product_")}
