@@ -132,16 +132,24 @@ national: install stack
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/national.py
 
-# Quix Streams pins older confluent-kafka and pydantic than the product: its own virtualenv,
-# with the project installed without dependencies (the peer only imports the contract).
+# The Python peers of bench/baselines.py, each in its own virtualenv with the project installed
+# without dependencies (the peers only import the contract and bench/peer_work.py): Quix Streams
+# pins older confluent-kafka and pydantic than the product uses; Pathway brings its own engine.
 QUIX_VENV ?= .venv-quix
-bench-venv: $(QUIX_VENV)/.installed
+PATHWAY_VENV ?= .venv-pathway
+bench-venv: $(QUIX_VENV)/.installed $(PATHWAY_VENV)/.installed
 $(QUIX_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(QUIX_VENV)
 	$(QUIX_VENV)/bin/pip install -q -U pip
 	$(QUIX_VENV)/bin/pip install -q 'quixstreams>=3.28,<4' msgspec psycopg2-binary
 	$(QUIX_VENV)/bin/pip install -q --no-deps -e .
 	touch $@
+$(PATHWAY_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(PATHWAY_VENV)
+	$(PATHWAY_VENV)/bin/pip install -q -U pip
+	$(PATHWAY_VENV)/bin/pip install -q pathway msgspec psycopg2-binary confluent-kafka
+	$(PATHWAY_VENV)/bin/pip install -q --no-deps -e .
+	touch $@
 
 clean:
-	rm -rf $(VENV) $(QUIX_VENV) build dist .build .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(QUIX_VENV) $(PATHWAY_VENV) build dist .build .pytest_cache .mypy_cache .ruff_cache *.egg-info

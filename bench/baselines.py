@@ -10,8 +10,13 @@ Each drain rate is events landed per second; the ratio product/raw is what to co
 
     .venv/bin/python bench/baselines.py [--events 300000] [--workers 1,2]
 
-4. The Quix Streams peer (bench/quix_peer.py, its own virtualenv from `make bench-venv`)
-   drains the same backlog into its own schema, measured like the product.
+4. The peers drain the same backlog into their own schemas, measured like the product, each
+   doing the product's work (bench/peer_work.py: validation, dead letters, raw rows, the
+   1-minute device rollup): Quix Streams (bench/quix_peer.py) and Pathway
+   (bench/pathway_peer.py), each in its own virtualenv from `make bench-venv`, and a plain
+   faust-streaming agent with ``stream.take_events`` (bench/faust_agent_peer.py).
+
+    .venv/bin/python bench/baselines.py --events 200000 --repeat 1 --peers quix,faust
 
 Writes bench/results/baselines.json and baselines.png.
 """
@@ -20,8 +25,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
+import math
 import statistics
 import sys
 import time
@@ -36,7 +43,8 @@ from bench_machine import machine, results_dir
 
 from ioc.bootstrap import bootstrap, drop_namespace, drop_schema
 from ioc.config import Settings, load_settings
-from ioc.contract.tables import RAW
+from ioc.contract import feeds
+from ioc.contract.tables import RAW, ROLLUP_DEVICE_1M
 from ioc.contract.topics import FEED_TOPICS
 from ioc.db import connect
 from ioc.kafka_clients import aiokafka_common, librdkafka_admin
@@ -125,43 +133,87 @@ def product_drain(settings: Settings, expected: int, workers: int, log_dir: Path
         stop_all(procs)
 
 
-QUIX_PYTHON = Path(__file__).resolve().parent.parent / ".venv-quix" / "bin" / "python"
+ROOT = Path(__file__).resolve().parent.parent
+PEERS: dict[str, tuple[Path, str, str]] = {
+    # name: (its interpreter, its script, its consumer group after the topic prefix)
+    "quix": (ROOT / ".venv-quix" / "bin" / "python", "quix_peer.py", "quix-peer"),
+    "pathway": (ROOT / ".venv-pathway" / "bin" / "python", "pathway_peer.py", "pathway-peer"),
+    "faust": (Path(sys.executable), "faust_agent_peer.py", "faust-agent-peer"),
+}
+"""The peers (each doing bench/peer_work.py), the interpreter of their own virtualenv."""
+PEER_TITLES = {"quix": "Quix Streams", "pathway": "Pathway", "faust": "Faust agent"}
 
 
-def quix_drain(settings: Settings, expected: int, log_dir: Path) -> float | None:
-    """The Quix Streams peer (bench/quix_peer.py), measured exactly like the product."""
-    if not QUIX_PYTHON.exists():
-        print("Quix Streams peer skipped: run `make bench-venv` first", file=sys.stderr)
+def peer_drain(name: str, settings: Settings, expected: int, log_dir: Path) -> float | None:
+    """One peer drains the backlog into its own schema, measured exactly like the product."""
+    python, script, group = PEERS[name]
+    if not python.exists():
+        print(f"{PEER_TITLES[name]} peer skipped: run `make bench-venv` first", file=sys.stderr)
         return None
-    asyncio.run(_create_peer_rollup(settings))
-    proc = Process(
-        [
-            str(QUIX_PYTHON),
-            str(Path(__file__).with_name("quix_peer.py")),
-            "--prefix",
-            settings.kafka_topic_prefix,
-            "--schema",
-            settings.db_schema,
+    args = [str(python), str(Path(__file__).with_name(script))]
+    args += ["--prefix", settings.kafka_topic_prefix, "--schema", settings.db_schema]
+    if name != "faust":  # the peers in other virtualenvs cannot load the product's settings
+        args += [
             "--bootstrap",
             settings.bootstrap_servers,
             "--credentials",
             str(settings.stack_credentials_path("timescaledb")),
             "--port",
             str(settings.postgres_port),
-        ],
-        log_dir / f"{settings.db_schema}-quix.log",
-        name="quix peer",
-    ).start()
+        ]
+    proc = Process(args, log_dir / f"{settings.db_schema}-{name}.log", name=f"{name} peer").start()
     try:
         return _measure_drain(
             settings,
             expected,
             proc.alive,
-            "quix peer",
-            f"{settings.kafka_topic_prefix}quix-peer",
+            f"{name} peer",
+            f"{settings.kafka_topic_prefix}{group}",
         )
     finally:
         proc.stop()
+
+
+async def rollup_mismatches(settings: Settings) -> tuple[int, int]:
+    """(device-minutes, mismatches): a peer's ``rollup_<feed>_1m`` against the product's own
+    device rollup expressions run over the peer's raw rows (reals to float4 precision)."""
+    conn = await connect(settings.admin_dsn())
+    checked = bad = 0
+    try:
+        await conn.execute(f"SET search_path TO {settings.db_schema}, public")
+        for feed in RAW:
+            spec = feeds.spec(feed)
+            cols = ", ".join(a.name for a in spec.device_rollup)
+            want = {
+                (r[0], r[1]): tuple(r[2:])
+                for r in await conn.fetch(
+                    f"SELECT date_bin('1 minute', ts, 'epoch'), device_id, "
+                    f"{', '.join(a.expr for a in spec.device_rollup)} FROM {RAW[feed]} "
+                    "GROUP BY 1, 2"
+                )
+            }
+            got = {
+                (r[0], r[1]): tuple(r[2:])
+                for r in await conn.fetch(
+                    f"SELECT bucket, device_id, {cols} FROM {ROLLUP_DEVICE_1M[feed]}"
+                )
+            }
+            checked += len(want)
+            bad += len(want.keys() ^ got.keys())
+            for k in want.keys() & got.keys():
+                if not all(_same(a, b) for a, b in zip(want[k], got[k], strict=True)):
+                    bad += 1
+                    if bad <= 3:  # enough to see which column drifts
+                        say(f"  {feed} {k}: product {want[k]} peer {got[k]}")
+    finally:
+        await conn.close()
+    return checked, bad
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-6)
+    return bool(a == b)
 
 
 async def stored_rows(settings: Settings) -> int:
@@ -175,24 +227,10 @@ async def stored_rows(settings: Settings) -> int:
         await conn.close()
 
 
-async def _create_peer_rollup(settings: Settings) -> None:
-    conn = await connect(settings.admin_dsn())
-    try:
-        await conn.execute(f"SET search_path TO {settings.db_schema}, public")
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS peer_rollup_1m (feed text, device_id text, "
-            "bucket timestamptz, reports bigint, gauge_avg double precision, "
-            "gauge_max double precision, PRIMARY KEY (feed, device_id, bucket))"
-        )
-        await conn.execute("GRANT ALL ON peer_rollup_1m TO ioc_app")
-    finally:
-        await conn.close()
-
-
 def committed(settings: Settings, group: str) -> int:
     """Messages of the feed topics a consumer group has committed (cheap to poll).
 
-    All three contenders commit offsets only after their rows are in the database, so the
+    Every contender commits offsets only after their rows are in the database, so the
     group's committed total is their progress; counting rows instead (count(*) over a growing
     table every half second) would load the very database under test.
     """
@@ -236,12 +274,20 @@ def _measure_drain(
     return (expected - first[1]) / max(end - first[0], 1e-6)
 
 
-def measure(events: int, workers_list: list[int], repeat: int, log_dir: Path) -> dict[str, Any]:
-    """One backlog; ``repeat`` rounds of raw, product (per worker count) and Quix drains.
+def measure(
+    events: int,
+    workers_list: list[int],
+    repeat: int,
+    log_dir: Path,
+    peers: list[str] | None = None,
+) -> dict[str, Any]:
+    """One backlog; ``repeat`` rounds of raw, product (per worker count) and peer drains
+    (``peers``: default all of :data:`PEERS`; those not installed are skipped).
 
     Rounds interleave the contenders so that machine noise hits them alike; the result
     holds every figure and the medians. Ratios are of medians measured in this one run.
     """
+    peers = list(PEERS) if peers is None else peers
     result: dict[str, Any] = {
         "benchmark": "baselines",
         "scenario": SCENARIO,
@@ -249,7 +295,13 @@ def measure(events: int, workers_list: list[int], repeat: int, log_dir: Path) ->
         "machine": machine(),
         "events": events,
         "repeat": repeat,
-        "runs": {"raw": [], "quix": [], **{f"product_{w}w": [] for w in workers_list}},
+        "peers": peers,
+        "rollup_check": {},
+        "runs": {
+            "raw": [],
+            **{f"product_{w}w": [] for w in workers_list},
+            **{p: [] for p in peers},
+        },
     }
     tag = f"base{uuid.uuid4().hex[:6]}"
     settings = namespace(tag)
@@ -284,16 +336,31 @@ def measure(events: int, workers_list: list[int], repeat: int, log_dir: Path) ->
                 say(f"[{r + 1}/{repeat}] product, {workers} worker(s): {rate_w:,.0f} ev/s")
                 asyncio.run(drop_schema(run_settings))
                 _forget_group(consumer_group(settings), settings)
-            quix_settings = settings.model_copy(update={"db_schema": f"{tag}q{r}"})
-            asyncio.run(bootstrap(quix_settings, SCENARIO))
-            quix = quix_drain(quix_settings, valid, log_dir)
-            asyncio.run(drop_schema(quix_settings))
-            _forget_group(f"{settings.kafka_topic_prefix}quix-peer", settings)
-            if quix:
-                runs["quix"].append(round(quix))
-                say(f"[{r + 1}/{repeat}] Quix Streams peer: {quix:,.0f} ev/s")
+            for peer in peers:
+                peer_settings = settings.model_copy(update={"db_schema": f"{tag}{peer[0]}{r}"})
+                asyncio.run(bootstrap(peer_settings, SCENARIO))
+                try:
+                    got = peer_drain(peer, peer_settings, valid, log_dir)
+                except SystemExit as exc:  # one broken peer must not lose the others' round
+                    say(f"[{r + 1}/{repeat}] {PEER_TITLES[peer]} peer failed: {exc}")
+                    got = None
+                if got:
+                    checked, bad = asyncio.run(rollup_mismatches(peer_settings))
+                    result["rollup_check"][peer] = {"device_minutes": checked, "mismatches": bad}
+                    say(f"[{r + 1}/{repeat}] {peer}: {bad} of {checked} device-minutes differ")
+                asyncio.run(drop_schema(peer_settings))
+                _forget_group(f"{settings.kafka_topic_prefix}{PEERS[peer][2]}", settings)
+                if got:
+                    runs[peer].append(round(got))
+                    say(f"[{r + 1}/{repeat}] {PEER_TITLES[peer]} peer: {got:,.0f} ev/s")
     finally:
         asyncio.run(drop_namespace(settings))
+        # groups that were still leaving when their drain ended (nothing reads them again)
+        stale = [f"{settings.kafka_topic_prefix}pathway-peer-read"]
+        stale += [f"{settings.db_schema}-raw{r}" for r in range(repeat)]
+        for group in stale:
+            with contextlib.suppress(Exception):
+                _forget_group(group, settings)
     medians = {k: round(statistics.median(v)) for k, v in runs.items() if v}
     result["medians"] = medians
     products = {k: v for k, v in medians.items() if k.startswith("product_")}
@@ -301,10 +368,11 @@ def measure(events: int, workers_list: list[int], repeat: int, log_dir: Path) ->
     result["events_per_s"] = products[best_key]
     result["best_product"] = best_key
     result["raw_baseline_events_per_s"] = medians["raw"]
-    result["quix_events_per_s"] = medians.get("quix")
     result["ratio_to_raw"] = round(products[best_key] / medians["raw"], 3)
-    if medians.get("quix"):
-        result["ratio_to_quix"] = round(products[best_key] / medians["quix"], 3)
+    for peer, key in (("quix", "quix"), ("pathway", "pathway"), ("faust", "faust_agent")):
+        result[f"{key}_events_per_s"] = medians.get(peer)
+        if medians.get(peer):
+            result[f"ratio_to_{key}"] = round(products[best_key] / medians[peer], 3)
     if "product_1w" in medians and "product_2w" in medians:
         result["scale_out_2w_over_1w"] = round(medians["product_2w"] / medians["product_1w"], 3)
     return result
@@ -319,10 +387,18 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--peers", default=",".join(PEERS), help="peers to measure (those installed of them)"
+    )
     args = parser.parse_args()
+    peers = [p for p in args.peers.split(",") if p]
+    if unknown := set(peers) - set(PEERS):
+        parser.error(f"unknown peers: {', '.join(sorted(unknown))} (known: {', '.join(PEERS)})")
     log_dir = Path("bench/out")
     log_dir.mkdir(parents=True, exist_ok=True)
-    result = measure(args.events, [int(w) for w in args.workers.split(",")], args.repeat, log_dir)
+    result = measure(
+        args.events, [int(w) for w in args.workers.split(",")], args.repeat, log_dir, peers
+    )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "baselines.json").write_text(json.dumps(result, indent=2))
     print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=2))
@@ -345,7 +421,12 @@ def plot(result: dict[str, Any], path: Path) -> None:
     raw = result["medians"]["raw"]
     fig, ax = plt.subplots(figsize=(7, 4))
     medians = [result["medians"][k] / 1000 for k in names]
-    ax.bar(names, medians, color=["#808080" if k == "raw" else "#3274D9" for k in names])
+    colors = {"raw": "#808080"}  # the products blue, the peers orange
+    ax.bar(
+        names,
+        medians,
+        color=[colors.get(k, "#3274D9" if k.startswith("product_") else "#E0752D") for k in names],
+    )
     for i, k in enumerate(names):
         ax.scatter([i] * len(runs[k]), [v / 1000 for v in runs[k]], color="black", s=12, zorder=3)
         ax.annotate(
@@ -368,11 +449,16 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 def _forget_group(group: str, settings: Settings) -> None:
     """The next measurement drains the same backlog from the start: drop the group."""
+    from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient
 
     admin = AdminClient(librdkafka_admin(settings, "ioc-bench"))
     for future in admin.delete_consumer_groups([group], request_timeout=30).values():
-        future.result()
+        try:
+            future.result()
+        except KafkaException as exc:  # a peer that failed before its first commit
+            if exc.args[0].code() != KafkaError.GROUP_ID_NOT_FOUND:
+                raise
 
 
 if __name__ == "__main__":

@@ -381,6 +381,9 @@ def main() -> int:
         result["drain_events_per_s"] = b["events_per_s"]
         result["ratio_to_raw"] = b["ratio_to_raw"]
         result["ratio_to_quix"] = b.get("ratio_to_quix")
+        for key in ("pathway", "faust_agent"):
+            result[f"{key}_events_per_s"] = b.get(f"{key}_events_per_s")
+            result[f"ratio_to_{key}"] = b.get(f"ratio_to_{key}")
         result["scale_out_2w_over_1w"] = b.get("scale_out_2w_over_1w")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
@@ -403,7 +406,9 @@ def main() -> int:
             f"drain, same backlog, medians of {args.repeat}: product "
             f"{result['drain_events_per_s']:,} ev/s = {result['ratio_to_raw']}x raw "
             f"({result['raw_baseline_events_per_s']:,}), {result['ratio_to_quix']}x Quix "
-            f"({result['quix_events_per_s']}); 2 workers / 1 worker "
+            f"({result['quix_events_per_s']}), {result['ratio_to_pathway']}x Pathway "
+            f"({result['pathway_events_per_s']}), {result['ratio_to_faust_agent']}x Faust "
+            f"agent ({result['faust_agent_events_per_s']}); 2 workers / 1 worker "
             f"{result['scale_out_2w_over_1w']}"
         )
     print(
@@ -479,9 +484,12 @@ def plot(
             ("product_1w", "product\n1 worker"),
             ("product_2w", "product\n2 workers"),
             ("quix", "Quix Streams\npeer"),
+            ("pathway", "Pathway\npeer"),
+            ("faust", "Faust agent\npeer"),
         ]
         shown = [(label, med[k]) for k, label in names if k in med]
-        drain.bar([s[0] for s in shown], [s[1] for s in shown], color=["grey", "C0", "C1", "C2"])
+        colors = ["grey", "C0", "C1", "C2", "C3", "C4"][: len(shown)]
+        drain.bar([s[0] for s in shown], [s[1] for s in shown], color=colors)
         for i, (_label, value) in enumerate(shown):
             drain.text(i, value, f"{value:,}", ha="center", va="bottom")
         drain.set_ylabel("events/s draining the same backlog (median)")
