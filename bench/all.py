@@ -121,7 +121,13 @@ def summarise(results: Path) -> dict[str, Any]:
     """The issue's keys from the benchmarks' result files (None where a file or key is
     missing), each goal judged, and where each figure came from."""
     pipeline = read(results, "pipeline.json")
-    base = pipeline.get("baselines") or read(results, "baselines.json")
+    # the drains of one backlog: bench/pipeline.py --baselines carries them, and
+    # bench/baselines.py run alone writes its own file; whichever ran last
+    base = max(
+        [b for b in (pipeline.get("baselines") or {}, read(results, "baselines.json")) if b]
+        or [{}],
+        key=lambda b: str(b.get("date", "")),
+    )
     sustained = pipeline.get("sustained") or {}
     scale = read(results, "device_scale.json")
     history = read(results, "history.json")
