@@ -78,6 +78,12 @@ unit: install
 k8s: install
 	$(IOC) deploy k8s
 
+## regenerate the dashboards' JSON (dashboards/ioc/dashboards/generated) and the alert rules
+## from the code; a unit test fails when the committed files are stale
+dashboards: install
+	$(IOC) dashboards build
+	$(IOC) alerts build
+
 ## benchmarks (print their figures; results in bench/results/)
 ## (bench/all.py: each benchmark, then bench/results/summary.json and .png of every goal)
 bench: install stack bench-venv
