@@ -8,17 +8,21 @@ and the 1-minute rollup per device with the product's own columns: the expressio
 feed's ``FeedSpec.device_rollup``, evaluated per touched device-minute in an in-memory
 SQLite over the rows seen so far, upserted into the product's ``rollup_<feed>_1m`` table.
 
-Only the contract and the standard library are imported, so the peers' own virtualenvs
-(Quix Streams, Pathway) can use it with the project installed without dependencies.
+Only the contract and the standard library are imported (and psycopg2, which the peers'
+virtualenvs have, by :func:`peer_start` alone), so the peers' own virtualenvs (Quix
+Streams, Pathway) can use it with the project installed without dependencies.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import re
 import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ioc.contract import deadletter, feeds
@@ -225,3 +229,38 @@ def rollup_sql(feed: str, style: str = "$") -> str:
 
 def _marks(n: int, style: str) -> str:
     return ", ".join(f"${i + 1}" for i in range(n)) if style == "$" else ", ".join(["%s"] * n)
+
+
+def peer_start(description: str) -> tuple[argparse.Namespace, Any, PeerWork]:
+    """The command line every psycopg2 peer takes (Quix Streams, Pathway: bench/baselines.py
+    starts them with it), its database connection on the peer's schema, and its work
+    over the schema's devices."""
+    import psycopg2  # the peers' virtualenvs have it; the product's does not need it
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--prefix", required=True, help="topic prefix of the backlog")
+    parser.add_argument("--schema", required=True, help="database schema to write into")
+    parser.add_argument("--bootstrap", default="127.0.0.1:19092")
+    parser.add_argument("--credentials", required=True, help="the stack's credentials.json")
+    parser.add_argument("--port", type=int, default=15432)
+    args = parser.parse_args()
+    creds = json.loads(Path(args.credentials).read_text())
+    conn = psycopg2.connect(
+        host="127.0.0.1",
+        port=args.port,
+        dbname=creds["database"],
+        user="ioc_admin",
+        password=creds["roles"]["ioc_admin"],
+        options=f"-c search_path={args.schema},public",
+    )
+    with conn.cursor() as cur:
+        cur.execute("SELECT id, device_class FROM devices")
+        work = PeerWork(dict(cur.fetchall()))
+    conn.commit()
+    return args, conn, work
+
+
+def values_sql(sql: str) -> str:
+    """An INSERT of one row as psycopg2's execute_values wants it (one ``VALUES %s``)."""
+    head, _, tail = sql.partition(" VALUES (")
+    return f"{head} VALUES %s {tail.partition(') ')[2]}"

@@ -14,28 +14,19 @@ bench/baselines.py starts it against a backlog and measures it exactly like the 
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
-import psycopg2
 from confluent_kafka import Producer
 from psycopg2.extras import execute_values
 from quixstreams import Application
 from quixstreams.sinks import BatchingSink, SinkBatch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peer_work import PeerWork, raw_sql, rollup_sql
+from peer_work import PeerWork, peer_start, raw_sql, rollup_sql, values_sql
 
 from ioc.contract.topics import DEAD_LETTER, FEED_TOPICS
-
-
-def values_sql(sql: str) -> str:
-    """An INSERT of one row as psycopg2's execute_values wants it (one ``VALUES %s``)."""
-    head, _, tail = sql.partition(" VALUES (")
-    return f"{head} VALUES %s {tail.partition(') ')[2]}"
 
 
 class PeerSink(BatchingSink):
@@ -62,26 +53,7 @@ class PeerSink(BatchingSink):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--prefix", required=True, help="topic prefix of the backlog")
-    parser.add_argument("--schema", required=True, help="database schema to write into")
-    parser.add_argument("--bootstrap", default="127.0.0.1:19092")
-    parser.add_argument("--credentials", required=True, help="the stack's credentials.json")
-    parser.add_argument("--port", type=int, default=15432)
-    args = parser.parse_args()
-    creds = json.loads(Path(args.credentials).read_text())
-    conn = psycopg2.connect(
-        host="127.0.0.1",
-        port=args.port,
-        dbname=creds["database"],
-        user="ioc_admin",
-        password=creds["roles"]["ioc_admin"],
-        options=f"-c search_path={args.schema},public",
-    )
-    with conn.cursor() as cur:
-        cur.execute("SELECT id, device_class FROM devices")
-        work = PeerWork(dict(cur.fetchall()))
-    conn.commit()
+    args, conn, work = peer_start(__doc__.split("\n")[0])
     producer = Producer({"bootstrap.servers": args.bootstrap, "linger.ms": 5})
     dlq = f"{args.prefix}{DEAD_LETTER.name}"
 
