@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 from itertools import compress
 from operator import attrgetter, itemgetter
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -89,11 +89,13 @@ def _epoch_ms(column: str) -> str:
     return f"(date_part('epoch', {column}) * 1000)::int8"
 
 
-_FACT_COLUMNS = [
-    {"seen_ms": "updated_at"}.get(f.name, f.name)
+_ROW_FIELDS = [
+    f.name
     for f in dataclasses.fields(Facts)
     if f.name not in ("alert_ts", "alert_reason")  # the last two: ioc.streams.soc fills them
 ]
+"""The :class:`Facts` fields a facts row carries, in its order after ``device_id``."""
+_FACT_COLUMNS = [{"seen_ms": "updated_at"}.get(name, name) for name in _ROW_FIELDS]
 _DEVICE_ID = itemgetter(0)
 _LAST_TS = itemgetter(1 + _FACT_COLUMNS.index("last_ts"))
 _PROBE_TS = itemgetter(1 + _FACT_COLUMNS.index("probe_ts"))
@@ -119,26 +121,10 @@ class FactsRecord(asyncpg.Record):  # type: ignore[misc]  # asyncpg has no stubs
     __slots__ = ()
     alert_ts: int | None = None
     alert_reason: str | None = None
-    if TYPE_CHECKING:
-        last_ts: int | None
-        probe_ts: int | None
-        probe_reachable: bool | None
-        quality_ts: int | None
-        fps: float | None
-        frozen: bool | None
-        rtt_ms: float | None
-        jitter_ms: float | None
-        loss_pct: float | None
-        sessions_active: int | None
-        probe_ok_ts: int | None
-        probe_fail_ts: int | None
-        seen_ms: int | None
 
 
-for _i, _field in enumerate(
-    f for f in dataclasses.fields(Facts) if f.name not in ("alert_ts", "alert_reason")
-):
-    setattr(FactsRecord, _field.name, property(itemgetter(1 + _i)))
+for _i, _name in enumerate(_ROW_FIELDS):
+    setattr(FactsRecord, _name, property(itemgetter(1 + _i)))
 
 
 _NO_NEWS = frozenset((t.STATE_UNKNOWN, t.STATE_UP))
