@@ -344,6 +344,8 @@ def measure(
                 except SystemExit as exc:  # one broken peer must not lose the others' round
                     say(f"[{r + 1}/{repeat}] {PEER_TITLES[peer]} peer failed: {exc}")
                     got = None
+                if got == 0:  # its first commit already held the whole backlog
+                    say(f"[{r + 1}/{repeat}] {PEER_TITLES[peer]} peer: backlog too small to time")
                 if got:
                     checked, bad = asyncio.run(rollup_mismatches(peer_settings))
                     result["rollup_check"][peer] = {"device_minutes": checked, "mismatches": bad}
