@@ -148,6 +148,12 @@ DEVICE_EVENTS_PUBLISHED = MetricSpec(
     "counter",
     "Device-state transitions published from the evaluation's outbox to ioc.device-events.v1",
 )
+DEVICE_EVENTS_RESTATED = MetricSpec(
+    "ioc_device_events_restated",
+    "counter",
+    "Devices whose current state the leader published again because the incident agent had "
+    "not applied their last transition within the grace period (ioc.streams.evaluator)",
+)
 INCIDENT_EVENTS = MetricSpec(
     "ioc_incident_events",
     "counter",
@@ -408,6 +414,7 @@ ALL_METRICS: Final = (
     EVALUATION_SECONDS,
     SHARD_LEADER,
     DEVICE_EVENTS_PUBLISHED,
+    DEVICE_EVENTS_RESTATED,
     INCIDENT_EVENTS,
     INCIDENT_COMMANDS,
     DEVICES_BY_STATE,

@@ -121,6 +121,11 @@ class Thresholds:
     """How long a failed node waits for its upstream node's verdict before it is blamed."""
     catch_up_slack_ms: int = 5_000
     """Event time running this much faster than the wall clock means a backlog is replayed."""
+    restate_unapplied_ms: int = 20_000
+    """A device whose last transition the incident agent has not applied this long after the
+    leader wrote it has its state published again (the agent applies one within a second or
+    two, so this is a loss, not a queue); the leader looks every half of it
+    (ioc.streams.evaluator, docs/streams.md "Restated when unapplied")."""
     soc_alert_hold_ms: int = 5 * 60_000
     """A SOC sensor stays degraded (its incident open) this long after its last critical, DDoS
     or scan alert (ioc.streams.soc): a campaign is one incident, not one per alert."""

@@ -9,21 +9,15 @@ import json
 import time
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-
 from ioc.bootstrap import bootstrap
 from ioc.config import Settings
-from ioc.contract import events as ev
-from ioc.contract.topics import DEVICE_EVENTS, STREAMS_APP_ID
 from ioc.dashboards.build import BUILDERS, GENERATED
 from ioc.dashboards.vconf import MEETING_PANELS
 from ioc.db import connect
 from ioc.deploy.local.stack import Stack
-from ioc.kafka_clients import aiokafka_common
 from ioc.simulators.run import SimConfig, run_simulation
 from tests.support.dashboards import expand_promql, expand_sql, prom_query, resolve_variables
-from tests.support.kafka import device_events
+from tests.support.kafka import incident_agent_positions
 from tests.support.processes import Worker
 from tests.support.wait import wait_for
 
@@ -46,32 +40,6 @@ MAY_BE_EMPTY = {
     "Latest alerts (no addresses)",
     "Source networks (aggregated: /24, /48)",
 }
-
-
-async def device_events_read(settings: Settings) -> dict[str, object]:
-    """Where the incident agent's input stands: the device-events partitions' end offsets,
-    what the agent's group committed, and the faulted node's transitions on the topic."""
-    topic = settings.topic(DEVICE_EVENTS.name)
-    tps = [TopicPartition(topic, p) for p in range(DEVICE_EVENTS.partitions)]
-    consumer = AIOKafkaConsumer(**aiokafka_common(settings), group_id=None)
-    admin = AIOKafkaAdminClient(**aiokafka_common(settings))
-    await consumer.start()
-    await admin.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(settings.topic(STREAMS_APP_ID))
-        end = await consumer.end_offsets(tps)
-    finally:
-        await consumer.stop()
-        await admin.close()
-    return {
-        "end": [end[tp] for tp in tps],
-        "committed": [committed[tp].offset if tp in committed else None for tp in tps],
-        NODE: [
-            f"{e.id}:{e.prev}->{e.new}"
-            for e in await device_events(settings)
-            if isinstance(e, ev.DeviceTransition) and e.device_id == NODE
-        ],
-    }
 
 
 def test_every_panel_query_returns_data(namespace: Settings, tmp_path: Path) -> None:
@@ -149,7 +117,7 @@ def test_every_panel_query_returns_data(namespace: Settings, tmp_path: Path) -> 
             wait_for(lambda: asyncio.run(ready()), 60, what="rollups and incidents")
         except AssertionError as exc:
             log = (tmp_path / "worker.log").read_text(errors="replace").splitlines()[-15:]
-            events = asyncio.run(device_events_read(namespace))
+            events = asyncio.run(incident_agent_positions(namespace))
             raise AssertionError(
                 f"{exc}; last seen {seen}; device events {events}; worker log tail:\n"
                 + "\n".join(log)

@@ -60,3 +60,45 @@ async def device_events(settings: Settings) -> list[ev.DeviceEvent]:
         ev.decode_device_event(value)
         for _topic, _key, value in await records(settings, {topic: DEVICE_EVENTS.partitions})
     ]
+
+
+async def incident_agent_positions(settings: Settings) -> list[str]:
+    """Per partition of the device-events topic: its end offset, the offset the incident
+    agent's group committed, and the transitions on it (id and device), for a test that
+    waited in vain for an incident: was the event published, and was it consumed?"""
+    from ioc.contract.topics import STREAMS_APP_ID
+    from ioc.kafka import admin_client
+
+    topic = settings.topic(DEVICE_EVENTS.name)
+    admin = await admin_client(settings)
+    try:
+        committed = await admin.list_consumer_group_offsets(settings.topic(STREAMS_APP_ID))
+    finally:
+        await admin.close()
+    consumer = AIOKafkaConsumer(
+        **aiokafka_common(settings), group_id=None, enable_auto_commit=False
+    )
+    await consumer.start()
+    lines = []
+    try:
+        tps = [TopicPartition(topic, p) for p in range(DEVICE_EVENTS.partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        for tp in tps:
+            seen: list[str] = []
+            while await consumer.position(tp) < end[tp]:
+                batch = await consumer.getmany(tp, timeout_ms=10_000)
+                for r in batch.get(tp, []):
+                    event = ev.decode_device_event(r.value or b"")
+                    if isinstance(event, ev.DeviceTransition):
+                        seen.append(f"@{r.offset} #{event.id} {event.device_id} -> {event.new}")
+            if seen or tp in committed:
+                done = committed.get(tp)
+                lines.append(
+                    f"{tp.topic}[{tp.partition}]: end {end[tp]}, agent committed "
+                    f"{done.offset if done is not None else None}: {', '.join(seen)}"
+                )
+    finally:
+        await consumer.stop()
+    return lines

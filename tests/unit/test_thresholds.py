@@ -56,6 +56,7 @@ STATE_FIELDS = {
     "confirm_upstream_ms",
     "node_down_confirm_ms",
     "catch_up_slack_ms",
+    "restate_unapplied_ms",
     "incident_severity",
     # the workers' portal KPI gauges: how many dossiers / payments make a ratio
     "portal_ontime_min_resolved",
@@ -79,6 +80,7 @@ SENTINEL_VALUES: dict[str, Any] = {
     "confirm_upstream_ms": 13_000,
     "node_down_confirm_ms": 11_000,
     "catch_up_slack_ms": 6_000,
+    "restate_unapplied_ms": 21_000,
     "incident_severity": MappingProxyType(
         {k: OTHER_SEVERITY[v] for k, v in THRESHOLDS.incident_severity.items()}
     ),

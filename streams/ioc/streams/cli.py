@@ -23,6 +23,11 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from ioc.streams.app import StreamOptions, build_app
 
     settings = settings.for_kafka_service("worker")  # its own Kafka user: its topics only
+    for name in ("faust", "mode"):  # ioc.cli quiets them to WARNING (-v: DEBUG); --loglevel
+        faust_log = logging.getLogger(name)  # may say more
+        faust_log.setLevel(
+            min(faust_log.getEffectiveLevel(), logging.getLevelName(args.loglevel.upper()))
+        )
     topology = load_scenario(args.scenario or settings.scenario)
     asyncio.run(verify(settings, topology))  # workers run as the runtime role: no DDL here
     port = serve_metrics(

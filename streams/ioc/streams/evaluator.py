@@ -71,6 +71,31 @@ of 5,000 did not complete in that time, so each call was cancelled, rolled back,
 the same first 5,000 of the first round's 100,000 transitions again, and transitions behind
 them (an outage) were never published. Smaller batches keep what each one delivered."""
 
+_INCIDENT_STATES = [t.STATE_DOWN, t.STATE_FLAPPING, t.STATE_DEGRADED]
+"""States that root an incident (:func:`ioc.streams.incidents.incident_for`)."""
+_RESTATE_SQL = f"""
+    WITH due AS (
+        SELECT s.device_id, s.state, coalesce(s.reason, '') AS reason, s.since
+        FROM {t.DEVICE_STATE} s
+        WHERE s.updated_at < now() - $1::interval
+          AND (s.applied_at IS NULL
+               OR s.applied_at < date_trunc('milliseconds', s.since))  -- events carry ms
+          AND (s.restated_at IS NULL OR s.restated_at < now() - $1::interval)
+          AND (s.state = ANY($2::text[]) OR s.device_id IN (
+                SELECT root_device FROM {t.INCIDENTS} WHERE status <> 'resolved'))
+          AND NOT EXISTS (
+                SELECT 1 FROM {t.DEVICE_EVENTS_OUTBOX} o WHERE o.device_id = s.device_id)
+    ), marked AS (
+        UPDATE {t.DEVICE_STATE} s SET restated_at = now() FROM due
+        WHERE s.device_id = due.device_id
+    )
+    INSERT INTO {t.DEVICE_EVENTS_OUTBOX} (device_id, prev, new, reason, at_ts, since_ts)
+    SELECT device_id, state, state, reason, since, since FROM due ORDER BY since
+    RETURNING device_id"""
+"""Restate, as a transition from a state to itself, each device whose last transition the
+agent has not applied (``device_state.applied_at``, migration 0016) and that matters to
+incidents: in a state that roots one, or the root of one still open (its "up" was lost)."""
+
 
 _ONLINE = frozenset((t.STATE_UP, t.STATE_DEGRADED))
 """A camera in these states counts as online (``camera_online_ratio``)."""
@@ -218,6 +243,8 @@ class Evaluator:
         self.eval_seconds = histogram(m.EVALUATION_SECONDS)
         self.vconf = ReadinessMonitor(topology, self.machine.th)  # meeting readiness
         self.events_published = counter(m.DEVICE_EVENTS_PUBLISHED)
+        self.events_restated = counter(m.DEVICE_EVENTS_RESTATED)
+        self._restated_at = 0.0
         self._last: tuple[int, int] | None = None
         self._hold_from = 0
         self.backlog: Backlog | None = None
@@ -434,6 +461,29 @@ class Evaluator:
                 ],
             )
 
+    async def restate(self, conn: asyncpg.Connection) -> list[str]:
+        """Put the current state of each device whose last transition the incident agent
+        has not applied within ``restate_unapplied_ms`` in the outbox again, as a new event
+        (a transition from its state to itself, a new id: the agent's per-key last id would
+        drop the old one). The agent converges on it: it opens what the state roots and is
+        not open, resolves what it no longer roots, and does nothing twice. Faust commits
+        past a message its stream skipped during a rebalance (flow suspended), so a
+        transition the broker confirmed may never reach the agent."""
+        self._restated_at = time.monotonic()
+        grace_ms = self.machine.th.restate_unapplied_ms
+        rows = await conn.fetch(_RESTATE_SQL, dt.timedelta(milliseconds=grace_ms), _INCIDENT_STATES)
+        devices = [r["device_id"] for r in rows]
+        if devices:
+            self.events_restated.inc(len(devices))
+            log.warning(
+                "incident agent has not applied the last transition of %d devices in %.0f s; "
+                "their states published again: %s",
+                len(devices),
+                grace_ms / 1000,
+                ", ".join(devices[:12]) + (" ..." if len(devices) > 12 else ""),
+            )
+        return devices
+
     async def publish(
         self, send: Send, leader: ShardLeader | None = None, budget_s: float | None = None
     ) -> int:
@@ -444,6 +494,11 @@ class Evaluator:
         ``budget_s``: start no new batch after this long, and leave the rest in the outbox for
         the next call: the worker publishes between rounds, and a national first round
         (100,000 devices from unknown to up) would otherwise hold the rounds off for minutes."""
+        if (time.monotonic() - self._restated_at) * 2_000 >= self.machine.th.restate_unapplied_ms:
+            # here rather than in the round: the round's time (its histogram) stays its own
+            async with self.pool.acquire() as conn, conn.transaction():
+                if leader is None or await leader.holds_round(conn):
+                    await self.restate(conn)
         sent = 0
         deadline = None if budget_s is None else time.monotonic() + budget_s
         while deadline is None or time.monotonic() < deadline:

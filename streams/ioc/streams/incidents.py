@@ -13,7 +13,10 @@ crash replays it. A transition already applied is dropped by its id (outbox ids 
 an incident the database already holds open is adopted, not opened twice; timeline steps are
 written in the database transaction first and marked published once the broker confirmed
 them, so a step committed just before a crash is published at the next touch of its incident.
-Consumers drop a step published twice by ``(incident_id, seq)``.
+Consumers drop a step published twice by ``(incident_id, seq)``. Faust also commits past a
+message its stream skipped during a rebalance, unapplied: the agent records per device the
+last transition it applied (``device_state.applied_at``), and the shard leader restates a
+device whose last transition stays unapplied (:meth:`ioc.streams.evaluator.Evaluator.restate`).
 """
 
 from __future__ import annotations
@@ -169,6 +172,12 @@ class IncidentAgent:
                         return value
                     if event.device_id in self.topology.devices:
                         touched = await self._transition(conn, value, event)
+                    await conn.execute(  # the leader restates what is not (evaluator)
+                        f"UPDATE {t.DEVICE_STATE} SET applied_at = "
+                        f"GREATEST(applied_at, $2) WHERE device_id = $1",
+                        event.device_id,
+                        _ts(event.at_ms),
+                    )
                     value["last_id"] = event.id
                 else:
                     touched = await self._command(conn, value["open"], event)
