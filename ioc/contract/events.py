@@ -29,7 +29,9 @@ Name = Annotated[str, Meta(min_length=1, max_length=128)]
 
 
 class DeviceTransition(msgspec.Struct, tag="transition", frozen=True, kw_only=True):
-    """One device changed state (written to the outbox in the round that decided it)."""
+    """One device changed state (written to the outbox in the round that decided it), or,
+    with ``prev == new``, its state restated by the leader because the incident agent had
+    not applied its last transition (ioc.streams.evaluator, ``Evaluator.restate``)."""
 
     v: int = EVENTS_VERSION
     id: Annotated[int, Meta(ge=1)]

@@ -123,9 +123,10 @@ class Thresholds:
     """Event time running this much faster than the wall clock means a backlog is replayed."""
     restate_unapplied_ms: int = 20_000
     """A device whose last transition the incident agent has not applied this long after the
-    leader wrote it has its state published again (the agent applies one within a second or
-    two, so this is a loss, not a queue); the leader looks every half of it
-    (ioc.streams.evaluator, docs/streams.md "Restated when unapplied")."""
+    leader wrote and published it has its state published again (the agent applies one
+    within a second or two when it keeps up; one merely behind applies the restatement as a
+    no-op); the leader looks every half of it (ioc.streams.evaluator, docs/streams.md
+    "Restated when unapplied")."""
     soc_alert_hold_ms: int = 5 * 60_000
     """A SOC sensor stays degraded (its incident open) this long after its last critical, DDoS
     or scan alert (ioc.streams.soc): a campaign is one incident, not one per alert."""

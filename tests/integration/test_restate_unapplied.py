@@ -15,6 +15,7 @@ import datetime as dt
 from typing import Any
 
 import asyncpg
+import msgspec
 
 from ioc.bootstrap import bootstrap
 from ioc.config import Settings
@@ -37,6 +38,8 @@ UP_LOST = "th-992-hosp-1"
 """Up again, its "up" never applied, so the incident it roots is still open: restated."""
 UP_QUIET = "nn-991"
 """Up, never applied (unknown to up is not news) and rooting nothing: left alone."""
+GIVEN_UP = "cam-991-003"
+"""Down, its transition dead-lettered by the agent: counted as applied, not restated."""
 
 
 def _delivered() -> asyncio.Future[None]:
@@ -44,6 +47,19 @@ def _delivered() -> asyncio.Future[None]:
     done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     done.set_result(None)
     return done
+
+
+async def _age(conn: asyncpg.Connection, column: str, age_s: float) -> None:
+    """Every device's ``column`` set ``age_s`` back: the grace has passed since."""
+    await conn.execute(
+        f"UPDATE {t.DEVICE_STATE} SET {column} = now() - $1::interval",
+        dt.timedelta(seconds=age_s),
+    )
+
+
+async def _incidents(pool: asyncpg.Pool) -> set[tuple[str, str]]:
+    rows = await pool.fetch(f"SELECT root_device, status FROM {t.INCIDENTS}")
+    return {(r["root_device"], r["status"]) for r in rows}
 
 
 async def _state(
@@ -98,8 +114,6 @@ async def test_the_leader_restates_what_the_agent_never_applied(namespace: Setti
         evaluator = Evaluator(topology, pool)
         async with pool.acquire() as conn, conn.transaction():
             assert sorted(await evaluator.restate(conn)) == sorted([LOST, UP_LOST])
-        async with pool.acquire() as conn, conn.transaction():
-            assert await evaluator.restate(conn) == [], "once per grace period"
 
         # published and applied: the agent opens the lost outage's incident, resolves the
         # one whose "up" was lost, and records both as applied (and the queued transition)
@@ -118,20 +132,68 @@ async def test_the_leader_restates_what_the_agent_never_applied(namespace: Setti
             (UP_LOST, t.STATE_UP, t.STATE_UP),
         }
 
+        # published a grace ago and still not applied: the queued transition is restated
+        # now, the two restated a moment ago are not again within the grace period
+        async with pool.acquire() as conn:
+            await _age(conn, "published_at", old)
+        async with pool.acquire() as conn, conn.transaction():
+            assert await evaluator.restate(conn) == [QUEUED], "once per grace period"
+
         async def publish_steps(_key: bytes, _value: bytes) -> Any:
             return _delivered()
 
         agent = IncidentAgent(topology, pool, publish_steps)
         for event in events:
             await agent.apply(None, event)
+        assert await _incidents(pool) == {
+            (LOST, "open"),
+            (QUEUED, "open"),
+            (UP_LOST, "resolved"),
+        }
+
+        # an operator resolves the restated outage's incident while the camera stays down;
+        # a restatement sent meanwhile (the leader saw it unapplied a moment before) is
+        # dropped, not applied again: it would reopen what the operator closed
+        (lost_id,) = [
+            r["id"]
+            for r in await pool.fetch(
+                f"SELECT id FROM {t.INCIDENTS} WHERE root_device = $1 AND status = 'open'", LOST
+            )
+        ]
+        restated = next(e for e in events if e.device_id == LOST)
+        await agent.apply(
+            None,
+            ev.IncidentCommand(
+                incident_id=lost_id,
+                root_device=LOST,
+                action="resolve",
+                actor="op-linh",
+                at_ms=restated.at_ms + 1,
+            ),
+        )
+        await agent.apply(None, msgspec.structs.replace(restated, id=restated.id + 100))
+        assert (LOST, "open") not in await _incidents(pool)
+
+        # a transition the agent gave up on (dead-lettered) is not restated either
         async with pool.acquire() as conn:
-            incidents = {
-                (r["root_device"], r["status"])
-                for r in await conn.fetch(f"SELECT root_device, status FROM {t.INCIDENTS}")
-            }
-            assert incidents == {(LOST, "open"), (QUEUED, "open"), (UP_LOST, "resolved")}
-            # applied now: nothing left to restate, even once the grace has passed again
-            await conn.execute(f"UPDATE {t.DEVICE_STATE} SET restated_at = NULL")
+            await _state(conn, GIVEN_UP, t.STATE_DOWN, old, applied=False)
+            since = await conn.fetchval(
+                f"SELECT since FROM {t.DEVICE_STATE} WHERE device_id = $1", GIVEN_UP
+            )
+        await agent.give_up(
+            ev.DeviceTransition(
+                id=restated.id + 200,
+                device_id=GIVEN_UP,
+                prev=t.STATE_UP,
+                new=t.STATE_DOWN,
+                at_ms=int(since.timestamp() * 1000),
+                since_ms=int(since.timestamp() * 1000),
+            )
+        )
+        # all applied now: nothing left to restate, even once the grace has passed again
+        async with pool.acquire() as conn:
+            await _age(conn, "published_at", old)
+            await _age(conn, "restated_at", old)
         async with pool.acquire() as conn, conn.transaction():
             assert await evaluator.restate(conn) == []
     finally:

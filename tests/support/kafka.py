@@ -89,6 +89,9 @@ async def incident_agent_positions(settings: Settings) -> list[str]:
             seen: list[str] = []
             while await consumer.position(tp) < end[tp]:
                 batch = await consumer.getmany(tp, timeout_ms=10_000)
+                if not batch.get(tp):
+                    seen.append(f"(nothing fetched in 10 s at {await consumer.position(tp)})")
+                    break
                 for r in batch.get(tp, []):
                     event = ev.decode_device_event(r.value or b"")
                     if isinstance(event, ev.DeviceTransition):

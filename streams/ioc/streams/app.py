@@ -332,6 +332,7 @@ def build_app(
                 except Exception as exc:  # a bug must not stop the stream: keep the event
                     log.exception("incident agent could not apply %s", parsed)
                     await pipeline.dead_letter(dlq, "incident-agent-error", repr(exc), message)
+                    await pipeline.incidents.give_up(parsed)
                     break
 
     @app.timer(options.rollup_every_s)

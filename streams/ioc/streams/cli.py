@@ -26,7 +26,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     for name in ("faust", "mode"):  # ioc.cli quiets them to WARNING (-v: DEBUG); --loglevel
         faust_log = logging.getLogger(name)  # may say more
         faust_log.setLevel(
-            min(faust_log.getEffectiveLevel(), logging.getLevelName(args.loglevel.upper()))
+            min(faust_log.getEffectiveLevel(), logging.getLevelNamesMapping()[args.loglevel])
         )
     topology = load_scenario(args.scenario or settings.scenario)
     asyncio.run(verify(settings, topology))  # workers run as the runtime role: no DDL here
@@ -147,7 +147,13 @@ def register(sub: Any) -> None:
         default=30.0,
         help="hand freed heap back to the OS this often (0: never; default 30)",
     )
-    p.add_argument("--loglevel", default="WARNING", help="Faust log level")
+    p.add_argument(
+        "--loglevel",
+        default="WARNING",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        help="Faust's log level (its rebalances and recoveries: INFO)",
+    )
     p.set_defaults(handler=cmd_worker)
     portal = sub.add_parser("portal", help="the public-service portal feed's KPIs")
     portal_sub = portal.add_subparsers(dest="portal_command", required=True, metavar="ACTION")

@@ -77,7 +77,7 @@ _RESTATE_SQL = f"""
     WITH due AS (
         SELECT s.device_id, s.state, coalesce(s.reason, '') AS reason, s.since
         FROM {t.DEVICE_STATE} s
-        WHERE s.updated_at < now() - $1::interval
+        WHERE GREATEST(s.updated_at, s.published_at) < now() - $1::interval
           AND (s.applied_at IS NULL
                OR s.applied_at < date_trunc('milliseconds', s.since))  -- events carry ms
           AND (s.restated_at IS NULL OR s.restated_at < now() - $1::interval)
@@ -93,8 +93,10 @@ _RESTATE_SQL = f"""
     SELECT device_id, state, state, reason, since, since FROM due ORDER BY since
     RETURNING device_id"""
 """Restate, as a transition from a state to itself, each device whose last transition the
-agent has not applied (``device_state.applied_at``, migration 0016) and that matters to
-incidents: in a state that roots one, or the root of one still open (its "up" was lost)."""
+agent has not applied (``device_state.applied_at``, migration 0016) a grace period after it
+was written and published (so an agent merely behind gets that long after each publish),
+and that matters to incidents: in a state that roots one, or the root of one still open (its
+"up" was lost)."""
 
 
 _ONLINE = frozenset((t.STATE_UP, t.STATE_DEGRADED))
@@ -531,6 +533,11 @@ class Evaluator:
                 await asyncio.gather(*pending)
                 await conn.execute(
                     f"DELETE FROM {t.DEVICE_EVENTS_OUTBOX} WHERE id <= $1", rows[-1]["id"]
+                )
+                await conn.execute(  # the grace before a restatement counts from here
+                    f"UPDATE {t.DEVICE_STATE} SET published_at = now() "
+                    f"WHERE device_id = ANY($1::text[])",
+                    list({r["device_id"] for r in rows}),
                 )
                 self.events_published.inc(len(rows))
                 sent += len(rows)

@@ -170,14 +170,18 @@ class IncidentAgent:
                     if event.id <= value["last_id"]:
                         log.debug("transition %d already applied", event.id)
                         return value
-                    if event.device_id in self.topology.devices:
-                        touched = await self._transition(conn, value, event)
-                    await conn.execute(  # the leader restates what is not (evaluator)
-                        f"UPDATE {t.DEVICE_STATE} SET applied_at = "
-                        f"GREATEST(applied_at, $2) WHERE device_id = $1",
+                    at = _ts(event.at_ms)
+                    applied = await conn.fetchval(
+                        f"SELECT applied_at FROM {t.DEVICE_STATE} WHERE device_id = $1 FOR UPDATE",
                         event.device_id,
-                        _ts(event.at_ms),
                     )
+                    if event.prev == event.new and applied is not None and applied >= at:
+                        # a restatement of a transition applied meanwhile (the leader saw it
+                        # unapplied): applying it again would reopen what an operator resolved
+                        log.info("restated transition %d already applied", event.id)
+                    elif event.device_id in self.topology.devices:
+                        touched = await self._transition(conn, value, event)
+                    await self._record_applied(conn, event.device_id, at)
                     value["last_id"] = event.id
                 else:
                     touched = await self._command(conn, value["open"], event)
@@ -187,6 +191,28 @@ class IncidentAgent:
             raise TransientError(f"{type(exc).__name__}: {exc}") from exc
         await self.publish(touched)
         return value
+
+    async def give_up(self, event: ev.DeviceEvent) -> None:
+        """A transition the agent cannot apply (dead-lettered, ioc.streams.app) counts as
+        applied: the leader must not restate it every grace period into another dead letter."""
+        if not isinstance(event, ev.DeviceTransition):
+            return
+        try:
+            async with self.pool.acquire() as conn:
+                await self._record_applied(conn, event.device_id, _ts(event.at_ms))
+        except Exception:  # the dead letter keeps it; at worst it is restated once more
+            log.exception("could not record transition %d as given up", event.id)
+
+    @staticmethod
+    async def _record_applied(conn: asyncpg.Connection, device_id: str, at: dt.datetime) -> None:
+        """The device's last transition applied (``device_state.applied_at``): the leader
+        restates a device whose last transition stays unapplied (ioc.streams.evaluator)."""
+        await conn.execute(
+            f"UPDATE {t.DEVICE_STATE} SET applied_at = GREATEST(applied_at, $2) "
+            f"WHERE device_id = $1",
+            device_id,
+            at,
+        )
 
     # --- transitions -------------------------------------------------------------------------
 

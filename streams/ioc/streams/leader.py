@@ -15,8 +15,11 @@ job):
   round of the new one: its round waits for the lock or skips, and its writes are in the
   transaction that would hold it.
 
-The shard is the province (the scenario's top unit): national deployments run one evaluator
-per province, spread over the workers.
+The shard is the scenario's set of top units (ioc.streams.app): a province's scenario is
+one shard, and so is the national scenario today, whose leader evaluates all 34 provinces
+in one round (docs/scaling.md: that round is what grows with devices). The lock keys
+already carry the shard, so one evaluator per province spread over the workers needs no
+change here.
 """
 
 from __future__ import annotations
