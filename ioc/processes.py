@@ -235,13 +235,10 @@ class WorkerProcess(Process):
         log: Path,
         name: str = "w1",
         metrics_port: int = 0,
-        faust_loglevel: str | None = None,
     ) -> None:
         argv = ioc_command(
             "worker", "--scenario", scenario, "--metrics-port", str(metrics_port), "--name", name
         )
-        if faust_loglevel is not None:  # Faust's own lines too (rebalances, recoveries)
-            argv += ["--loglevel", faust_loglevel]
         super().__init__(argv, log, env=service_env(settings, "worker"), name=name)
         self.settings, self.scenario, self.metrics_port = settings, scenario, metrics_port
 

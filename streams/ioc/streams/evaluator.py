@@ -71,8 +71,6 @@ of 5,000 did not complete in that time, so each call was cancelled, rolled back,
 the same first 5,000 of the first round's 100,000 transitions again, and transitions behind
 them (an outage) were never published. Smaller batches keep what each one delivered."""
 
-_INCIDENT_STATES = [t.STATE_DOWN, t.STATE_FLAPPING, t.STATE_DEGRADED]
-"""States that root an incident (:func:`ioc.streams.incidents.incident_for`)."""
 _RESTATE_SQL = f"""
     WITH due AS (
         SELECT s.device_id, s.state, coalesce(s.reason, '') AS reason, s.since
@@ -102,7 +100,9 @@ and that matters to incidents: in a state that roots one, or the root of one sti
 _ONLINE = frozenset((t.STATE_UP, t.STATE_DEGRADED))
 """A camera in these states counts as online (``camera_online_ratio``)."""
 _NOTABLE = frozenset((t.STATE_DOWN, t.STATE_FLAPPING, t.STATE_DEGRADED))
-"""States the per-device gauges export (down, site isolated, flapping, degraded)."""
+"""States the per-device gauges export (down, site isolated, flapping, degraded): those that
+root an incident (:func:`ioc.streams.incidents.incident_for`), which :meth:`Evaluator.restate`
+looks for."""
 
 
 def _ms(value: dt.datetime | None) -> int | None:
@@ -473,7 +473,7 @@ class Evaluator:
         transition the broker confirmed may never reach the agent."""
         self._restated_at = time.monotonic()
         grace_ms = self.machine.th.restate_unapplied_ms
-        rows = await conn.fetch(_RESTATE_SQL, dt.timedelta(milliseconds=grace_ms), _INCIDENT_STATES)
+        rows = await conn.fetch(_RESTATE_SQL, dt.timedelta(milliseconds=grace_ms), sorted(_NOTABLE))
         devices = [r["device_id"] for r in rows]
         if devices:
             self.events_restated.inc(len(devices))
@@ -496,6 +496,7 @@ class Evaluator:
         ``budget_s``: start no new batch after this long, and leave the rest in the outbox for
         the next call: the worker publishes between rounds, and a national first round
         (100,000 devices from unknown to up) would otherwise hold the rounds off for minutes."""
+        # every half of the grace (ms), so a loss is restated at most 1.5 graces after it
         if (time.monotonic() - self._restated_at) * 2_000 >= self.machine.th.restate_unapplied_ms:
             # here rather than in the round: the round's time (its histogram) stays its own
             async with self.pool.acquire() as conn, conn.transaction():
