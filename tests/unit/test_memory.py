@@ -140,3 +140,47 @@ async def test_a_round_runs_with_the_collector_paused(monkeypatch: pytest.Monkey
     evaluator.pause_collector = False  # bench/device_scale.py's comparison rounds
     assert await evaluator.run_once(wall_ms=1) is None
     assert seen == [False, True] and gc.isenabled()
+
+
+ALLOCATOR_PROBE = """
+import sys
+from ioc import memory
+
+print(memory.use_allocator(sys.argv[1], [sys.executable, *sys.orig_argv[1:]]), flush=True)
+print(memory.allocator_in_use())
+"""
+
+
+def _probe(wanted: str, **env: str) -> list[str]:
+    import os
+
+    out = subprocess.run(
+        [sys.executable, "-c", ALLOCATOR_PROBE, wanted],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=os.environ | env,
+    )
+    return out.stdout.split()
+
+
+def test_worker_allocator_switches_to_jemalloc_by_re_executing() -> None:
+    """The process re-executes itself once: the new image answers with jemalloc loaded."""
+    if memory.jemalloc_library() is None:
+        pytest.skip("libjemalloc2 is not installed (ioc stack up installs it)")
+    assert _probe("jemalloc") == ["jemalloc", "jemalloc"]
+
+
+def test_pymalloc_is_kept_without_a_re_execution() -> None:
+    assert _probe("pymalloc") == ["pymalloc", "pymalloc"]
+
+
+def test_a_failed_switch_does_not_loop() -> None:
+    """After one re-execution that did not load jemalloc, the process goes on, on pymalloc."""
+    assert _probe("jemalloc", IOC_ALLOCATOR_SWITCHED="1") == ["pymalloc", "pymalloc"]
+
+
+def test_workers_default_to_jemalloc() -> None:
+    from ioc.config import Settings
+
+    assert Settings.model_fields["worker_allocator"].default == "jemalloc"

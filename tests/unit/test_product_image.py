@@ -237,12 +237,13 @@ def test_the_runtime_stage_runs_ioc_as_a_non_root_numeric_user() -> None:
     assert "ioc" in PYPROJECT["project"]["scripts"]
 
 
-RUNTIME_PACKAGES = {"ffmpeg"}
+RUNTIME_PACKAGES = {"ffmpeg", "libjemalloc2"}
 """What the runtime stage may install: the RTSP collector's decoder
-(:func:`ioc.services.collect.rtsp.ffmpeg_path`), nothing else."""
+(:func:`ioc.services.collect.rtsp.ffmpeg_path`) and the workers' allocator
+(:func:`ioc.memory.use_allocator`), nothing else."""
 
 
-def test_the_runtime_stage_gets_only_the_virtualenv_ffmpeg_and_no_compiler() -> None:
+def test_the_runtime_stage_gets_only_the_virtualenv_its_packages_and_no_compiler() -> None:
     builder, runtime = STAGES[0], STAGES[-1]
     compilers = re.compile(r"\b(build-essential|gcc|g\+\+|clang|make|cc)\b")
     installed: set[str] = set()

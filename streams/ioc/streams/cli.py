@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import socket
+import sys
 from typing import Any
 
 from ioc.config import Settings
@@ -15,6 +16,11 @@ log = logging.getLogger(__name__)
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from ioc import memory
+
+    # may re-execute this command: first, before any thread or connection
+    command = [sys.executable, "-m", "ioc.cli", *args.argv]
+    allocator = memory.use_allocator(settings.worker_allocator, command)
     import faust
 
     from ioc.bootstrap import verify
@@ -52,12 +58,13 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     )
     app, _pipeline = build_app(settings, topology, options)
     log.info(
-        "worker %s: scenario %s (%d devices), metrics on :%d, group %s",
+        "worker %s: scenario %s (%d devices), metrics on :%d, group %s, allocator %s",
         name,
         topology.name,
         len(topology.devices),
         port,
         app.conf.id,
+        allocator,
     )
     print(
         f"ioc worker {name}: scenario {topology.name}, metrics http://127.0.0.1:{port}/metrics",

@@ -72,6 +72,15 @@ def ensure_command(command: str, package: str, log: Path, progress: Progress) ->
         apt_install([package], log, progress)
 
 
+def ensure_worker_allocator(log: Path, progress: Progress) -> None:
+    """jemalloc for the workers (``IOC_WORKER_ALLOCATOR``, ioc.memory): from Debian when it is
+    missing and this is root with apt-get; otherwise the workers say so and run on pymalloc."""
+    from ioc.memory import jemalloc_library
+
+    if jemalloc_library() is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        apt_install(["libjemalloc2"], log, progress)
+
+
 def debootstrap(rootfs: Path, include: list[str], log: Path, progress: Progress) -> None:
     """A minimal Debian chroot at ``rootfs`` with ``include`` installed (built beside, renamed).
 

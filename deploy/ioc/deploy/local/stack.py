@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 
 from ioc.config import Settings
 from ioc.deploy.local.credentials import KAFKA_SASL_MECHANISM, KAFKA_USER
+from ioc.deploy.local.install import ensure_worker_allocator
 from ioc.deploy.local.kafka_broker import Kafka
 from ioc.deploy.local.kafka_cluster import cluster_nodes
 from ioc.deploy.local.monitoring import Alertmanager, AlertmanagerPeer, Prometheus
@@ -103,6 +104,8 @@ class Stack:
     ) -> list[Health]:
         self.settings.stack_dir.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
+        logs = self.settings.stack_dir / "logs"
+        ensure_worker_allocator(logs / "allocator-install.log", progress)
         result = [svc.up(progress) for svc in self.select(names)]
         progress(
             f"stack ready in {time.monotonic() - started:.1f} s "
