@@ -524,6 +524,7 @@ def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
         "faults": faults,
         "samples": samples,
         "workers": [t.as_dict() for t in pool.tracked],
+        "worker_allocator": settings.worker_allocator,
         "reconcile": figures,
     }
 
@@ -724,6 +725,7 @@ def report(result: dict[str, Any]) -> None:
         f"{result['workers']} workers, a fault every {result['fault_every_s']:.0f} s"
     )
     print(f"load generator: {result['load_generator']}")
+    print(f"worker allocator: {result['worker_allocator']} (IOC_WORKER_ALLOCATOR)")
     cap = result.get("capacity")
     reached = "reached" if v["rate_reached"] else "NOT REACHED"
     print(
@@ -913,6 +915,7 @@ def assemble(soak: dict[str, Any], args: argparse.Namespace, date: str, command:
         "sample_every_s": args.sample_every,
         "db_outage_s": args.db_outage,
         "load_generator": soak.get("load_generator") or describe(args.replay_cycle),
+        "worker_allocator": soak.get("worker_allocator"),
         "capacity": capacity(),
         "summary": soak["summary"],
         "production_end_t": soak["production_end_t"],
@@ -977,6 +980,7 @@ def main() -> int:
         soak["workers"] = saved["workers_raw"]
         # results before the replay generator existed were produced by the simulators
         soak["load_generator"] = saved.get("load_generator", describe(None))
+        soak["worker_allocator"] = saved.get("worker_allocator", "pymalloc")  # before jemalloc
         result = assemble(soak, args, saved["date"], saved["command"])
     else:
         if args.warmup is None:
