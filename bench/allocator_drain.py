@@ -13,10 +13,9 @@ import sys
 import uuid
 from pathlib import Path
 
-from baselines import SCENARIO, _forget_group, namespace, product_drain
+from baselines import SCENARIO, _forget_group, namespace, produce_backlog, product_drain
 
 from ioc.bootstrap import bootstrap, drop_namespace, drop_schema
-from ioc.simulators.run import SimConfig, run_simulation
 from ioc.streams.consumer import consumer_group
 
 
@@ -30,19 +29,7 @@ def main() -> None:
     log_dir.mkdir(exist_ok=True)
     runs: dict[str, list[int]] = {"jemalloc": [], "pymalloc": []}
     try:
-        rate = 120_000.0
-        summary = run_simulation(
-            settings,
-            SimConfig(
-                scenario=SCENARIO,
-                mode="rate",
-                rate=rate,
-                duration_s=events / rate,
-                progress=False,
-                workers=2,
-            ),
-        )
-        valid = sum(summary.stats.valid_by_feed.values())
+        valid = produce_backlog(settings, events)
         print("backlog", valid, flush=True)
         for r in range(repeat):
             for alloc in ("jemalloc", "pymalloc") if r % 2 == 0 else ("pymalloc", "jemalloc"):

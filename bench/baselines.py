@@ -274,6 +274,24 @@ def _measure_drain(
     return (expected - first[1]) / max(end - first[0], 1e-6)
 
 
+def produce_backlog(settings: Settings, events: int) -> int:
+    """About ``events`` of the scenario's messages into the namespace's topics, as fast as the
+    simulators go (two processes): the backlog every contender drains. Returns the valid ones."""
+    rate = 120_000.0
+    summary = run_simulation(
+        settings,
+        SimConfig(
+            scenario=SCENARIO,
+            mode="rate",
+            rate=rate,
+            duration_s=events / rate,
+            progress=False,
+            workers=2,
+        ),
+    )
+    return sum(summary.stats.valid_by_feed.values())
+
+
 def measure(
     events: int,
     workers_list: list[int],
@@ -308,19 +326,7 @@ def measure(
     asyncio.run(bootstrap(settings, SCENARIO))
     runs = result["runs"]
     try:
-        rate = 120_000.0
-        summary = run_simulation(
-            settings,
-            SimConfig(
-                scenario=SCENARIO,
-                mode="rate",
-                rate=rate,
-                duration_s=events / rate,
-                progress=False,
-                workers=2,
-            ),
-        )
-        valid = sum(summary.stats.valid_by_feed.values())
+        valid = produce_backlog(settings, events)
         result["backlog_events"] = valid
         say(f"backlog: {valid:,} events produced")
         for r in range(repeat):
