@@ -9,10 +9,10 @@ lag; at the end it prints the peak, the RSS after each drain and where the anony
 sits (glibc's 64 MiB per-thread arena heaps against the rest, from /proc/PID/smaps).
 
     PYTHONPATH=bench .venv/bin/python bench/catchup_rss.py [--trim-every-s 30] \
-        [--env IOC_WORKER_ALLOCATOR=pymalloc] [--env MALLOC_ARENA_MAX=2]
+        [--env IOC_WORKER_ALLOCATOR=jemalloc] [--env MALLOC_ARENA_MAX=2]
 
-The worker runs on its default allocator, jemalloc (ioc.memory.use_allocator);
-``--env IOC_WORKER_ALLOCATOR=pymalloc`` measures CPython's own, as before 2026-11-29.
+The worker runs on its default allocator, CPython's pymalloc; ``--env
+IOC_WORKER_ALLOCATOR=jemalloc`` runs it on jemalloc (ioc.memory.use_allocator).
 
 ``--trim-every-s 0`` runs the worker without its periodic malloc_trim (ioc.memory), to compare.
 Needs the stack (`ioc stack up`); writes ``--out`` (default /tmp/catchup_rss.json).

@@ -133,13 +133,15 @@ class Settings(BaseSettings):
     simulator_metrics_port: int = Field(0, ge=0, le=65535)
     """Where ``ioc simulate`` serves /metrics: 0, any free port (the local stack's Prometheus
     finds it through file_sd); a fixed one where Prometheus lists it (compose)."""
-    worker_allocator: Literal["jemalloc", "pymalloc"] = "jemalloc"
+    worker_allocator: Literal["jemalloc", "pymalloc"] = "pymalloc"
     """The memory allocator of ``ioc worker``: ``jemalloc`` (re-executes itself with
     ``LD_PRELOAD=libjemalloc.so.2 PYTHONMALLOC=malloc``; pymalloc, with a warning, where the
     library is missing: ``apt-get install libjemalloc2``) or ``pymalloc``, CPython's own.
     Why: every catch-up of a backlog left a pymalloc worker's RSS higher for good (CPython's
     1 MiB arenas stay mapped while any object in them lives), +44 % over the soak's hour;
-    jemalloc returns freed pages one by one (ioc.memory, docs/performance.md)."""
+    jemalloc returns freed pages one by one (ioc.memory, docs/performance.md). Not the default
+    yet: the first soak hour on jemalloc fell behind where the last on pymalloc kept up, and
+    which of the two caused it is not yet measured (docs/performance.md, "Soak")."""
     workers_desired: int = Field(1, ge=0)
     """How many stream workers this deployment runs (``ioc run --workers N`` sets it): each
     worker exports it, and StreamWorkerDown fires while fewer are up, so a worker killed or

@@ -14,7 +14,7 @@ That is not all a catch-up leaves: CPython's own small-object allocator (pymallo
 memory in 1 MiB arenas and unmaps one only when every object in it is dead. A catch-up spreads
 its batches over many new arenas, and the steady stream's short-lived objects then keep a few
 alive in each, so RSS stepped up at every catch-up and stayed (+44 % over the soak's hour).
-:func:`use_allocator` runs the worker on jemalloc instead (every object from ``malloc``, which
+:func:`use_allocator` can run the worker on jemalloc instead (every object from ``malloc``, which
 jemalloc serves from size classes and gives back page by page once freed)."""
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ SAMPLE: dict[str, Any] = {
     "bind_host": "0.0.0.0",
     "metrics_port": 0,
     "simulator_metrics_port": 9470,
-    "worker_allocator": "pymalloc",
+    "worker_allocator": "jemalloc",
     "workers_desired": 3,
     "pager_port": 9999,
     "pager_peer_port": 9997,
