@@ -13,7 +13,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from baselines import SCENARIO, _forget_group, namespace, produce_backlog, product_drain
+from baselines import SCENARIO, forget_group, namespace, produce_backlog, product_drain
 
 from ioc.bootstrap import bootstrap, drop_namespace, drop_schema
 from ioc.streams.consumer import consumer_group
@@ -41,7 +41,7 @@ def main() -> None:
                 runs[alloc].append(round(got))
                 print(r, alloc, round(got), flush=True)
                 asyncio.run(drop_schema(s))
-                _forget_group(consumer_group(settings), settings)
+                forget_group(consumer_group(settings), settings)
     finally:
         asyncio.run(drop_namespace(settings))
     med = {k: statistics.median(v) for k, v in runs.items()}

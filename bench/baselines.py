@@ -341,7 +341,7 @@ def measure(
                 runs[f"product_{workers}w"].append(round(rate_w))
                 say(f"[{r + 1}/{repeat}] product, {workers} worker(s): {rate_w:,.0f} ev/s")
                 asyncio.run(drop_schema(run_settings))
-                _forget_group(consumer_group(settings), settings)
+                forget_group(consumer_group(settings), settings)
             for peer in peers:
                 peer_settings = settings.model_copy(update={"db_schema": f"{tag}{peer[0]}{r}"})
                 asyncio.run(bootstrap(peer_settings, SCENARIO))
@@ -357,7 +357,7 @@ def measure(
                     result["rollup_check"][peer] = {"device_minutes": checked, "mismatches": bad}
                     say(f"[{r + 1}/{repeat}] {peer}: {bad} of {checked} device-minutes differ")
                 asyncio.run(drop_schema(peer_settings))
-                _forget_group(f"{settings.kafka_topic_prefix}{PEERS[peer][2]}", settings)
+                forget_group(f"{settings.kafka_topic_prefix}{PEERS[peer][2]}", settings)
                 if got:
                     runs[peer].append(round(got))
                     say(f"[{r + 1}/{repeat}] {PEER_TITLES[peer]} peer: {got:,.0f} ev/s")
@@ -368,7 +368,7 @@ def measure(
         stale += [f"{settings.db_schema}-raw{r}" for r in range(repeat)]
         for group in stale:
             with contextlib.suppress(Exception):
-                _forget_group(group, settings)
+                forget_group(group, settings)
     medians = {k: round(statistics.median(v)) for k, v in runs.items() if v}
     result["medians"] = medians
     products = {k: v for k, v in medians.items() if k.startswith("product_")}
@@ -455,7 +455,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def _forget_group(group: str, settings: Settings) -> None:
+def forget_group(group: str, settings: Settings) -> None:
     """The next measurement drains the same backlog from the start: drop the group."""
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient

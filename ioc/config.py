@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ioc.errors import ConfigError
+from ioc.memory import Allocator
 
 if TYPE_CHECKING:
     from ioc.contract.history import Retention
@@ -133,7 +134,7 @@ class Settings(BaseSettings):
     simulator_metrics_port: int = Field(0, ge=0, le=65535)
     """Where ``ioc simulate`` serves /metrics: 0, any free port (the local stack's Prometheus
     finds it through file_sd); a fixed one where Prometheus lists it (compose)."""
-    worker_allocator: Literal["jemalloc", "pymalloc"] = "pymalloc"
+    worker_allocator: Allocator = "pymalloc"
     """The memory allocator of ``ioc worker``: ``jemalloc`` (re-executes itself with
     ``LD_PRELOAD=libjemalloc.so.2 PYTHONMALLOC=malloc``; pymalloc, with a warning, where the
     library is missing: ``apt-get install libjemalloc2``) or ``pymalloc``, CPython's own.
