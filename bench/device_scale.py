@@ -160,22 +160,25 @@ async def _seed(settings: Settings, topo: Topology, now_ms: int) -> None:
     at = dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC)
     rows = []
     for dev in topo.devices.values():
-        node = dev.device_class == Feed.NETNODE
+        cls = dev.device_class
+        node, cam, tele = cls == Feed.NETNODE, cls == Feed.CAMERA, cls == Feed.TELEHEALTH
+        # the columns each class's reports fill (ioc.streams.rows.LastSeen.add); the others
+        # stay NULL, as they do in a deployment
         rows.append(
             (
                 dev.id,
-                dev.device_class,
+                cls,
                 at,
                 1,
                 at if node else None,
                 True if node else None,
-                at,
-                25.0 if dev.device_class == Feed.CAMERA else None,
-                False if dev.device_class == Feed.CAMERA else None,
-                20.0,
-                5.0,
-                0.1,
-                1 if dev.device_class == Feed.TELEHEALTH else None,
+                at if node or cam or tele else None,
+                25.0 if cam else None,
+                False if cam else None,
+                20.0 if node or tele else None,
+                5.0 if tele else None,
+                0.1 if node or tele else None,
+                1 if tele else None,
                 at if node else None,
             )
         )
@@ -218,7 +221,7 @@ async def _report(settings: Settings, now_ms: int, silent: list[str]) -> float:
     try:
         await conn.execute(
             f"""UPDATE {t.DEVICE_LAST_SEEN} SET last_ts = $1::timestamptz,
-                  quality_ts = $1::timestamptz,
+                  quality_ts = CASE WHEN quality_ts IS NOT NULL THEN $1::timestamptz END,
                   probe_ts = CASE WHEN probe_ts IS NOT NULL THEN $1::timestamptz END,
                   probe_ok_ts = CASE WHEN probe_ok_ts IS NOT NULL THEN $1::timestamptz END,
                   updated_at = now()
