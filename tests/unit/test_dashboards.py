@@ -6,6 +6,7 @@ import copy
 import json
 import re
 from collections.abc import Iterator
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import yaml
 from ioc.alerting.rules import RECORDINGS
 from ioc.contract.metrics import ALL_METRICS
 from ioc.dashboards.build import BUILDERS, GENERATED, render
+from ioc.dashboards.cameras import INCIDENT_KIND
 from ioc.dashboards.grafana_json import saved_model
 from ioc.dashboards.panels import Layout
 
@@ -215,3 +217,15 @@ def test_unit_pickers_list_todays_units_unless_asked_for_the_abolished() -> None
             in query
         ), name
     assert pickers >= 8
+
+
+def test_traffic_incidents_read_what_their_partial_index_holds() -> None:
+    """The "Traffic incidents" table filters raw_camera on the incident kind, and migration
+    0017's partial index holds exactly the rows of that kind: if the two drifted apart the
+    index would silently stop serving the panel (3-4 s a query at national scale)."""
+    migration = resources.files("ioc.db").joinpath("migrations/0017_traffic_incident_index.sql")
+    assert f"ON raw_camera (ts DESC) WHERE kind = '{INCIDENT_KIND}'" in migration.read_text()
+    [(_panel, target)] = [
+        (panel, t) for panel, t in targets(load("cameras")) if panel["title"] == "Traffic incidents"
+    ]
+    assert f"c.kind = '{INCIDENT_KIND}'" in target["rawSql"]

@@ -5,8 +5,12 @@ from __future__ import annotations
 from grafanalib import core as g
 
 from ioc.contract import metrics as m
+from ioc.contract import schemas
 from ioc.contract.thresholds import THRESHOLDS, Thresholds
 from ioc.dashboards import panels as p
+
+INCIDENT_KIND = schemas.KIND_OF_TYPE[schemas.CameraIncident]
+"""The raw rows the "Traffic incidents" table lists: migration 0017 indexes exactly these."""
 
 
 def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
@@ -82,7 +86,7 @@ def build(th: Thresholds = THRESHOLDS) -> g.Dashboard:
                     f"""
             SELECT c.ts AS time, c.device_id AS camera, c.incident, c.incident_state AS state
             FROM raw_camera c JOIN devices d ON d.id = c.device_id
-            WHERE c.kind = 'camera.incident' AND $__timeFilter(c.ts) AND {p.in_unit()}
+            WHERE c.kind = '{INCIDENT_KIND}' AND $__timeFilter(c.ts) AND {p.in_unit()}
             ORDER BY c.ts DESC LIMIT 50""",
                     "table",
                 ),
