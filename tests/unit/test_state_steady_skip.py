@@ -136,3 +136,19 @@ def test_a_verdict_behind_a_down_node_is_one_object_per_node() -> None:
     assert set(chain.from_iterable(v.root_causes.get(node, []) for v in verdicts[-2:])) == set(
         behind
     )
+
+
+def test_down_times_restored_for_a_device_no_longer_listed_do_not_stop_the_round() -> None:
+    """A restore reads down-times from every interval in the flap window, also those of a
+    device removed from the inventory since: the skip must not look it up by position."""
+    world = World()
+    now = T0
+    for _ in range(3):
+        now += 5000
+        world.advance(now)
+    m = world.machine
+    m.restore(dict(m.current), {"cam-removed-from-inventory": [now - 60_000]})
+    for _ in range(3):
+        now += 5000
+        world.advance(now)
+    assert "cam-removed-from-inventory" in m.downs

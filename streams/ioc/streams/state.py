@@ -562,7 +562,9 @@ class StateMachine:
         look = list(map(is_not, verdicts, last))
         position = self.position
         for dev_id in chain(self.stepped, self.downs, blips):
-            look[position[dev_id]] = True
+            i = position.get(dev_id)  # restored down-times may name a device no longer listed
+            if i is not None:
+                look[i] = True
         return look
 
     def _went_down(self, dev_id: str, at_ms: int) -> deque[int]:
