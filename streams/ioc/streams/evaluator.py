@@ -198,8 +198,8 @@ class Evaluator:
         self.top_unit = {dev_id: topology.region_of(dev_id) for dev_id in topology.devices}
         # per round the gauges count every device's state: by C loops (map, zip, Counter) over
         # lists fixed here, so no Python code runs per device (0.36 s of a national round did)
-        self.order = list(topology.devices)
-        """Every device, in the order of the lists below."""
+        self.order = self.machine.ids
+        """Every device, in the order of the lists below (the machine's: one list)."""
         self.group_keys: list[dict[str, tuple[str, str, str]]] = []
         """Per (class, top unit) group, its ``devices_by_state`` series key per state."""
         groups: dict[tuple[str, str], int] = {}
@@ -213,9 +213,8 @@ class Evaluator:
             self.group_of.append(index)
         self.telehealth = [d.id for d in topology.devices_of(Feed.TELEHEALTH)]
         cameras = [d.id for d in topology.devices_of(Feed.CAMERA)]
-        position = {dev_id: i for i, dev_id in enumerate(self.order)}
-        self.position = position
-        """Each device's position in ``order``."""
+        position = self.position = self.machine.position
+        """Each device's position in ``order`` (the machine's map, not a second one)."""
         self.camera_at = [position[d] for d in cameras]
         """Each camera's position in ``order`` (its state is read from the round's list)."""
         self.camera_unit = [topology.unit_of_device[d] for d in cameras]

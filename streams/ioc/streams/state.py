@@ -312,6 +312,7 @@ class StateMachine:
         self.ids = list(topology.devices)
         """Every device, in the topology's order."""
         self.position = {dev_id: i for i, dev_id in enumerate(self.ids)}
+        """Each device's position in ``ids`` (the evaluator's gauges use it too)."""
         self.judges = [rules[dev.device_class] for dev in topology.devices.values()]
         """Each device's class's raw-state rule, in the same order."""
         self.round_no = 0
