@@ -62,6 +62,8 @@ from ioc.dashboards.build import GENERATED
 from ioc.dashboards.grafana_sql import expand_sql, grafana_interval_ms, resolve_variables
 from ioc.db import connect
 from ioc.db.provinces import viewer_connection
+from ioc.streams.history import order_closed_chunks
+from ioc.streams.writer import open_pool
 
 VARIANTS = 8
 PIECE = 120
@@ -308,6 +310,33 @@ async def load_intervals(
     return rows
 
 
+async def order(
+    settings: Settings, loaded: dict[str, Any], tables: Sequence[str] | None = None
+) -> None:
+    """Every closed chunk of the rolled tiers (or of ``tables``) in key order, as the shard
+    leader's retention round leaves them (``order_closed_chunks``, migration 0018): the
+    generator writes a bucket of every device at a time, as the history round does, so this
+    is what a deployment's history looks like once its chunks have closed."""
+    pool = await open_pool(settings.database_dsn(), settings.db_schema, size=1)
+    began, chunks = time.monotonic(), 0
+    try:
+        while True:
+            started = time.monotonic()
+            done = await order_closed_chunks(pool, lock=0, tables=tables)
+            if not done:
+                break
+            chunks += len(done)
+            print(
+                f"ordered {len(done)} chunk(s) in {time.monotonic() - started:.0f} s "
+                f"({chunks} in all, {time.monotonic() - began:.0f} s)",
+                flush=True,
+            )
+    finally:
+        await pool.close()
+    loaded["seconds"]["order"] = round(time.monotonic() - began, 1)
+    loaded["ordered_chunks"] = chunks
+
+
 async def generate(args: argparse.Namespace) -> dict[str, Any]:
     settings = load_settings().model_copy(update={"db_schema": args.schema})
     topology = load_scenario(args.scenario)
@@ -384,6 +413,12 @@ async def generate(args: argparse.Namespace) -> dict[str, Any]:
             conn, topology, start, now, args.outages, rng
         )
         await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+    if args.order:
+        await order(settings, loaded)
+    conn = await connect(settings.admin_dsn())
+    try:
         sizes = await conn.fetch(
             "SELECT hypertable_name AS t, hypertable_size(format('%I.%I', hypertable_schema, "
             "hypertable_name)::regclass) AS bytes FROM timescaledb_information.hypertables "
@@ -522,7 +557,6 @@ async def time_sla(settings: Settings, topology: Topology, runs: int) -> dict[st
 
     from ioc.services.ops.common import OpsContext
     from ioc.services.ops.sla import current_period, sla_report
-    from ioc.streams.writer import open_pool
 
     pool = await open_pool(settings.database_dsn(), settings.db_schema, size=2)
     ctx = OpsContext(settings, topology, pool, *(cast(Any, None),) * 3)
@@ -854,7 +888,28 @@ def main(argv: list[str] | None = None) -> int:
         help="time only the monthly SLA report (sla_report.json and .png); with "
         "--generate --intervals-only a few minutes in all",
     )
+    ap.add_argument(
+        "--no-order",
+        dest="order",
+        action="store_false",
+        help="with --generate: leave the tiers' closed chunks in load order (bucket by bucket)",
+    )
+    ap.add_argument(
+        "--order-only",
+        action="store_true",
+        help="put the closed chunks of the existing schema's tiers in key order, as the leader "
+        "does (migration 0018); --order-tables: only these, comma-separated",
+    )
+    ap.add_argument("--order-tables", default="")
     args = ap.parse_args(argv)
+    if args.order_only:
+        settings = load_settings().model_copy(update={"db_schema": args.schema})
+        tables = [t for t in args.order_tables.split(",") if t] or None
+        ordered: dict[str, Any] = {"seconds": {}}
+        asyncio.run(order(settings, ordered, tables))
+        print(ordered)
+        if not (args.time or args.sla_only):
+            return 0
     if not (args.generate or args.time or args.sla_only):
         ap.print_help()
         return 2

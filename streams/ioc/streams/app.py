@@ -377,6 +377,8 @@ def build_app(
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("history round skipped: %s", exc)
 
+    order_lock = lock_key(settings.db_schema, "*", "order-chunks")  # one rewriter per schema
+
     @app.timer(options.retention_every_s)
     async def retention() -> None:
         await pipeline.ready(dlq)
@@ -386,6 +388,8 @@ def build_app(
         try:
             how = await enforce_retention(pipeline.pool, options.retention)
             log.debug("retention enforced by %s", how)
+            # then the rolled tiers' newest closed chunks, in key order (migration 0018)
+            await history.order_closed_chunks(pipeline.pool, lock=order_lock)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("retention round skipped: %s", exc)
 

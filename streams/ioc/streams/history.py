@@ -33,7 +33,7 @@ import asyncpg
 
 from ioc.contract import feeds
 from ioc.contract.feeds import Aggregate, FeedSpec
-from ioc.contract.history import DAY, HOUR, TIER, Retention, Tier
+from ioc.contract.history import DAY, HOUR, ROLLED, TIER, Retention, Tier
 from ioc.contract.tables import HISTORY_DIRTY, ROLLUP_TIERS
 
 log = logging.getLogger(__name__)
@@ -258,3 +258,52 @@ async def roll_due(
             if len(due) < batch:
                 break
     return rolled
+
+
+ORDER_SETTLED: Final = dt.timedelta(days=1)
+"""A rolled tier's chunk is put in key order once it ended this long ago: its buckets were
+rolled, and late data that re-rolls one of them afterwards adds a few rows out of order."""
+
+
+def ordered_tables() -> list[str]:
+    """The tables whose closed chunks :func:`order_closed_chunks` puts in key order: every
+    feed's hourly and daily device and unit tables."""
+    return [
+        table
+        for tier in ROLLED
+        for spec in feeds.specs()
+        for table in (spec.device_table(tier.name), spec.unit_table(tier.name))
+    ]
+
+
+async def order_closed_chunks(
+    pool: asyncpg.Pool,
+    *,
+    lock: int,
+    settled: dt.timedelta = ORDER_SETTLED,
+    tables: Sequence[str] | None = None,
+) -> list[str]:
+    """Rewrite at most one closed chunk of each rolled-tier table in the order of its key
+    (``order_closed_chunk``, migration 0018: a device's rows of the chunk on adjacent pages,
+    not one page per bucket), newest first; returns the chunks rewritten. Run by the shard
+    leader after retention; ``lock``: a transaction-level advisory lock per schema, so two
+    shards' leaders never rewrite the same chunk twice. ``tables``: only these (default
+    :func:`ordered_tables`)."""
+    done: list[str] = []
+    async with pool.acquire() as conn:
+        for table in ordered_tables() if tables is None else tables:
+            started = time.perf_counter()
+            try:
+                async with conn.transaction():
+                    if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", lock):
+                        return done  # another shard's leader is ordering: its turn
+                    chunk = await conn.fetchval(
+                        "SELECT order_closed_chunk($1::regclass, $2::interval)", table, settled
+                    )
+            except asyncpg.LockNotAvailableError:
+                log.info("history: %s is being read; its chunk is ordered next round", table)
+                continue
+            if chunk not in (None, "policy"):
+                log.info("history: %s in key order in %.1f s", chunk, time.perf_counter() - started)
+                done.append(chunk)
+    return done
