@@ -62,6 +62,19 @@ async def test_grafana_cannot_drop_or_rewrite_chunks(namespace: Settings) -> Non
         await conn.close()
 
 
+async def chunk_of(conn: asyncpg.Connection, schema: str, table: str, at: dt.datetime) -> str:
+    """The schema-qualified name of the chunk of hypertable ``schema.table`` holding ``at``."""
+    chunk: str = await conn.fetchval(
+        "SELECT format('%I.%I', chunk_schema, chunk_name) FROM timescaledb_information.chunks "
+        "WHERE hypertable_schema = $1 AND hypertable_name = $2 "
+        "AND range_start <= $3 AND $3 < range_end",
+        schema,
+        table,
+        at,
+    )
+    return chunk
+
+
 async def test_closed_tier_chunks_are_rewritten_in_key_order_newest_first(
     namespace: Settings,
 ) -> None:
@@ -86,12 +99,7 @@ async def test_closed_tier_chunks_are_rewritten_in_key_order_newest_first(
 
     async def chunk_order(conn: asyncpg.Connection, bucket: dt.datetime) -> list[Any]:
         """The rows of the chunk holding ``bucket``, in the order they lie on disk."""
-        chunk = await conn.fetchval(
-            "SELECT format('%I.%I', chunk_schema, chunk_name) "
-            "FROM timescaledb_information.chunks WHERE hypertable_name = 'rollup_camera_1h' "
-            "AND hypertable_schema = current_schema() AND $1 >= range_start AND $1 < range_end",
-            bucket,
-        )
+        chunk = await chunk_of(conn, namespace.db_schema, "rollup_camera_1h", bucket)
         admin = await connect(namespace.admin_dsn())
         try:
             rows = await admin.fetch(f"SELECT device_id, bucket FROM {chunk} ORDER BY ctid")
@@ -117,15 +125,8 @@ async def test_closed_tier_chunks_are_rewritten_in_key_order_newest_first(
                 ordered = await chunk_order(conn, start)
                 assert ordered == sorted(before if start == weeks_ago[1] else ordered)
                 assert len(ordered) == 30 * len(devices)  # nothing lost or doubled
-            assert first == [  # the newest closed chunk first
-                await conn.fetchval(
-                    "SELECT format('%I.%I', chunk_schema, chunk_name) "
-                    "FROM timescaledb_information.chunks WHERE hypertable_name = "
-                    "'rollup_camera_1h' AND range_start <= $1 AND $1 < range_end "
-                    "AND hypertable_schema = current_schema()",
-                    weeks_ago[1],
-                )
-            ]
+            newest = await chunk_of(conn, namespace.db_schema, "rollup_camera_1h", weeks_ago[1])
+            assert first == [newest]  # the newest closed chunk first
             assert await conn.fetchval("SELECT count(*) FROM rollup_camera_1h") == len(hours) * 20
             with pytest.raises(asyncpg.InvalidParameterValueError, match="not a hypertable"):
                 await conn.fetchval("SELECT order_closed_chunk('devices', interval '1 day')")
@@ -149,12 +150,7 @@ async def test_ordering_a_chunk_being_read_waits_for_the_next_round(namespace: S
                 "probes_ok) VALUES ($1, 'nn-1', 1440, 288, 288, 288)",
                 old,
             )
-        chunk = await reader.fetchval(
-            "SELECT format('%I.%I', chunk_schema, chunk_name) "
-            "FROM timescaledb_information.chunks WHERE hypertable_name = 'rollup_netnode_1d' "
-            "AND hypertable_schema = $1",
-            namespace.db_schema,
-        )
+        chunk = await chunk_of(reader, namespace.db_schema, "rollup_netnode_1d", old)
         tables = ["rollup_netnode_1d"]
         async with reader.transaction():  # a dashboard's long read of that chunk
             await reader.execute(f"LOCK TABLE {chunk} IN ACCESS SHARE MODE")
